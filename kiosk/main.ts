@@ -1,0 +1,74 @@
+/**
+ * portcullis-kiosk: the composition root of the kiosk's command line. One
+ * top-level catch turns typed errors into exit codes and anything else into
+ * "this is a bug" with context.
+ */
+import { parseArgs } from 'node:util';
+import { PortcullisError } from '../manifest/index.ts';
+import { runDemo } from './demo.ts';
+import { EXIT } from './exit-codes.ts';
+import { generateKeyFiles } from './keygen.ts';
+
+const USAGE = `usage: portcullis-kiosk <command> [options]
+
+commands:
+  keygen --out DIR     create DIR/kiosk.key (mode 0600, never overwritten) and DIR/kiosk.pub.pem
+  demo [--dir DIR]     run the built-in demo
+  help                 this text
+
+exit codes: 0 ok, 1 failed, 64 usage error, 70 internal error (a bug)`;
+
+export class UsageError extends PortcullisError<'USAGE'> {
+  constructor(message: string) {
+    super('USAGE', message);
+  }
+}
+
+async function run(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'keygen': {
+      const { values } = parseArgs({ args: rest, options: { out: { type: 'string' } }, strict: true });
+      if (!values.out) throw new UsageError('keygen needs --out DIR');
+      const key = await generateKeyFiles(values.out);
+      console.log(`key id ${key.keyId}`);
+      console.log(`private key ${key.privateKeyPath} (mode 0600: keep it on the kiosk)`);
+      console.log(`public key  ${key.publicKeyPath} (give it to the HMI agents: portcullis-agent trust add)`);
+      return EXIT.OK;
+    }
+    case 'demo': {
+      const { values } = parseArgs({ args: rest, options: { dir: { type: 'string' } }, strict: true });
+      const result = await runDemo(values.dir ? { dir: values.dir } : {});
+      return result.verified ? EXIT.OK : EXIT.FAILURE;
+    }
+    case undefined:
+    case 'help':
+    case '--help':
+      console.log(USAGE);
+      return command === undefined ? EXIT.USAGE : EXIT.OK;
+    default:
+      throw new UsageError(`unknown command ${JSON.stringify(command)}`);
+  }
+}
+
+export async function main(argv: string[]): Promise<number> {
+  try {
+    return await run(argv);
+  } catch (error) {
+    if (error instanceof UsageError || (error instanceof TypeError && 'code' in error && String(error.code).startsWith('ERR_PARSE_ARGS'))) {
+      console.error(`portcullis-kiosk: ${error.message}\n\n${USAGE}`);
+      return EXIT.USAGE;
+    }
+    if (error instanceof PortcullisError) {
+      console.error(`portcullis-kiosk: ${error.code}: ${error.message}`);
+      return EXIT.FAILURE;
+    }
+    console.error('portcullis-kiosk: internal error (this is a bug; please report it with the text below)');
+    console.error(error);
+    return EXIT.BUG;
+  }
+}
+
+if (import.meta.main) {
+  process.exitCode = await main(process.argv.slice(2));
+}

@@ -1,0 +1,64 @@
+/**
+ * One pass, two digests: every chunk read goes to SHA-256 and BLAKE3 together,
+ * so a file is read once whatever its size, with memory bounded by the chunk.
+ * BLAKE3 comes in through a small interface: the kiosk plugs in a native
+ * implementation, the agent (a single executable that cannot embed native
+ * addons) the WebAssembly one from hash-wasm.
+ */
+import { createHash, type Hash } from 'node:crypto';
+import { createBLAKE3 } from 'hash-wasm';
+
+export interface Blake3Hasher {
+  update(data: Uint8Array): void;
+  /** Lowercase hex of the 32-byte digest. */
+  digestHex(): string;
+}
+
+export type Blake3Factory = () => Promise<Blake3Hasher>;
+
+export interface FileDigest {
+  readonly sha256: string;
+  readonly blake3: string;
+  readonly size: number; // bytes
+}
+
+/** BLAKE3 in WebAssembly (hash-wasm): no native code, runs anywhere Node runs. */
+export const wasmBlake3: Blake3Factory = async () => {
+  const hasher = await createBLAKE3(256);
+  hasher.init();
+  return {
+    update: (data) => void hasher.update(data),
+    digestHex: () => hasher.digest('hex'),
+  };
+};
+
+export class DualDigest {
+  private readonly sha256: Hash = createHash('sha256');
+  private readonly blake3: Blake3Hasher;
+  private size = 0;
+  private finished = false;
+
+  private constructor(blake3: Blake3Hasher) {
+    this.blake3 = blake3;
+  }
+
+  static async create(blake3: Blake3Factory = wasmBlake3): Promise<DualDigest> {
+    return new DualDigest(await blake3());
+  }
+
+  update(chunk: Uint8Array): void {
+    if (this.finished) throw new Error('DualDigest: update after finish');
+    this.sha256.update(chunk);
+    this.blake3.update(chunk);
+    this.size += chunk.length;
+  }
+
+  get bytesSeen(): number {
+    return this.size;
+  }
+
+  finish(): FileDigest {
+    this.finished = true;
+    return { sha256: this.sha256.digest('hex'), blake3: this.blake3.digestHex(), size: this.size };
+  }
+}

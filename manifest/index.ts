@@ -1,0 +1,25 @@
+/** The manifest contract, imported by both the kiosk and the agent. No I/O. */
+export { MANIFEST_ERROR_CODES, ManifestError, PortcullisError, type ManifestErrorCode } from './errors.ts';
+export { canonicalBytes, canonicalize } from './canonical-json.ts';
+export { decodeBase64Strict, encodeBase64, IN_TOTO_PAYLOAD_TYPE, preAuthEncoding } from './dsse.ts';
+export {
+  generateSigningKey, KEY_ID_PATTERN, keyIdOf, publicKeyFromPem, publicKeyToPem, signingKeyFromPem, signingKeyFromSeed,
+  signingKeyToPem, type SigningKey,
+} from './keys.ts';
+export {
+  collisionKey, componentProblems, escapeForDisplay, findCollisions, isDisplaySafe, MANIFEST_FOLDER, NAME_PROBLEM_TEXT,
+  pathProblems, type NameProblem,
+} from './names.ts';
+export { checkStatement } from './check-statement.ts';
+export {
+  LIMITS, PREDICATE_TYPE, STATEMENT_TYPE, type BlockedFile, type MediaIdentity, type Predicate, type Statement,
+  type Subject,
+} from './statement.ts';
+export { signManifest } from './sign.ts';
+export { verifyManifest, type TrustAnchors, type TrustedKey, type VerifiedManifest, type VerifyOptions } from './verify.ts';
+export { DualDigest, wasmBlake3, type Blake3Factory, type Blake3Hasher, type FileDigest } from './digest.ts';
+
+/** Where the envelope lives on a drive, relative to its root. */
+export const MANIFEST_PATH = '.portcullis/manifest.dsse.json';
+/** The human-readable receipt beside it. */
+export const RECEIPT_PATH = '.portcullis/receipt.txt';

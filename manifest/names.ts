@@ -1,0 +1,153 @@
+/**
+ * File-name rules shared by the kiosk (what it may approve), the manifest
+ * (what a subject may be called) and the agent (what it may create on
+ * Windows). docs/manifest.md §"Subject names" is the normative text; each
+ * rule here carries the code a person sees.
+ */
+
+export const MAX_PATH_LENGTH = 1024; // UTF-16 code units, whole relative path
+export const MAX_COMPONENT_LENGTH = 255; // UTF-16 code units, one path component (FAT/NTFS limit)
+export const MAX_DEPTH = 64; // path components
+
+/** Why a name is refused; stable, goes into logs. */
+export type NameProblem =
+  | 'EMPTY'
+  | 'ABSOLUTE'
+  | 'EMPTY_COMPONENT'
+  | 'DOT_COMPONENT'
+  | 'BACKSLASH'
+  | 'CONTROL_CHARACTER'
+  | 'BIDI_CONTROL'
+  | 'WINDOWS_FORBIDDEN_CHARACTER'
+  | 'STREAM_SYNTAX'
+  | 'WINDOWS_RESERVED_NAME'
+  | 'TRAILING_DOT_OR_SPACE'
+  | 'NOT_NFC'
+  | 'MALFORMED_UNICODE'
+  | 'TOO_LONG'
+  | 'TOO_DEEP'
+  | 'RESERVED_FOLDER';
+
+export const NAME_PROBLEM_TEXT: Record<NameProblem, string> = {
+  EMPTY: 'the name is empty',
+  ABSOLUTE: 'the path is absolute',
+  EMPTY_COMPONENT: 'the path has an empty component (// or a trailing /)',
+  DOT_COMPONENT: 'the path has a "." or ".." component',
+  BACKSLASH: 'the name contains a backslash',
+  CONTROL_CHARACTER: 'the name contains a control character',
+  BIDI_CONTROL: 'the name contains a text-direction control character (can disguise the extension)',
+  WINDOWS_FORBIDDEN_CHARACTER: 'the name contains a character Windows forbids (< > " | ? *)',
+  STREAM_SYNTAX: 'the name contains ":" (Windows alternate-data-stream or drive syntax)',
+  WINDOWS_RESERVED_NAME: 'the name is a Windows reserved device name (CON, PRN, AUX, NUL, COM1-9, LPT1-9, ...)',
+  TRAILING_DOT_OR_SPACE: 'a name component ends with a dot or a space (Windows drops them silently)',
+  NOT_NFC: 'the name is not in Unicode normalization form C',
+  MALFORMED_UNICODE: 'the name is not well-formed Unicode',
+  TOO_LONG: `the path is longer than ${MAX_PATH_LENGTH} characters or a component longer than ${MAX_COMPONENT_LENGTH}`,
+  TOO_DEEP: `the path is deeper than ${MAX_DEPTH} folders`,
+  RESERVED_FOLDER: 'the path is inside the .portcullis folder, which only the kiosk writes',
+};
+
+// C0 controls, DEL and C1 controls.
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/u;
+// Bidirectional and invisible format controls that can reorder or hide characters.
+const BIDI = /[\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]/u;
+const WINDOWS_FORBIDDEN = /[<>"|?*]/u;
+// Windows device names, matched on the part before the first dot with trailing spaces removed.
+const RESERVED = /^(CON|PRN|AUX|NUL|CONIN\$|CONOUT\$|CLOCK\$|COM[0-9\u00b9\u00b2\u00b3]|LPT[0-9\u00b9\u00b2\u00b3])$/iu;
+
+export const MANIFEST_FOLDER = '.portcullis';
+
+/** Problems with one path component; empty list when it is acceptable. */
+export function componentProblems(component: string): NameProblem[] {
+  const problems: NameProblem[] = [];
+  if (component.length === 0) return ['EMPTY_COMPONENT'];
+  if (component === '.' || component === '..') problems.push('DOT_COMPONENT');
+  if (component.length > MAX_COMPONENT_LENGTH) problems.push('TOO_LONG');
+  if (CONTROL.test(component)) problems.push('CONTROL_CHARACTER');
+  if (BIDI.test(component)) problems.push('BIDI_CONTROL');
+  if (component.includes('\\')) problems.push('BACKSLASH');
+  if (component.includes(':')) problems.push('STREAM_SYNTAX');
+  if (WINDOWS_FORBIDDEN.test(component)) problems.push('WINDOWS_FORBIDDEN_CHARACTER');
+  const stem = (component.split('.')[0] ?? '').replace(/ +$/u, '');
+  if (RESERVED.test(stem)) problems.push('WINDOWS_RESERVED_NAME');
+  if (!problems.includes('DOT_COMPONENT') && /[. ]$/u.test(component)) problems.push('TRAILING_DOT_OR_SPACE');
+  return problems;
+}
+
+/**
+ * Problems with a relative POSIX path as it would appear in a manifest
+ * subject; an empty list means the kiosk may approve it under this name.
+ */
+export function pathProblems(path: string): NameProblem[] {
+  if (path.length === 0) return ['EMPTY'];
+  if (!path.isWellFormed()) return ['MALFORMED_UNICODE'];
+  const problems = new Set<NameProblem>();
+  if (path.startsWith('/')) problems.add('ABSOLUTE');
+  if (/^[A-Za-z]:/u.test(path)) problems.add('ABSOLUTE');
+  if (path.normalize('NFC') !== path) problems.add('NOT_NFC');
+  if (path.length > MAX_PATH_LENGTH) problems.add('TOO_LONG');
+  const components = (path.startsWith('/') ? path.slice(1) : path).split('/');
+  if (components.length > MAX_DEPTH) problems.add('TOO_DEEP');
+  for (const c of components) for (const p of componentProblems(c)) problems.add(p);
+  if (components[0]?.toUpperCase() === MANIFEST_FOLDER.toUpperCase()) problems.add('RESERVED_FOLDER');
+  return [...problems];
+}
+
+/**
+ * The key under which two names are the same file on a case-insensitive
+ * filesystem: NFC, then Unicode default full upper-case mapping.
+ */
+export function collisionKey(path: string): string {
+  return path.normalize('NFC').toUpperCase();
+}
+
+/**
+ * Finds names that would collide on Windows or FAT: exact duplicates, names
+ * equal after case folding, and a file whose name is also used as a folder
+ * by another entry. Returns pairs of [first, second] in input order.
+ */
+export function findCollisions(paths: readonly string[]): Array<[string, string]> {
+  const files = new Map<string, string>();
+  const folders = new Map<string, string>();
+  const collisions: Array<[string, string]> = [];
+  for (const path of paths) {
+    const key = collisionKey(path);
+    const earlier = files.get(key) ?? folders.get(key);
+    if (earlier !== undefined) collisions.push([earlier, path]);
+    else files.set(key, path);
+    const parts = key.split('/');
+    for (let i = 1; i < parts.length; i++) {
+      const prefix = parts.slice(0, i).join('/');
+      const asFile = files.get(prefix);
+      if (asFile !== undefined) collisions.push([asFile, path]);
+      if (!folders.has(prefix)) folders.set(prefix, path);
+    }
+  }
+  return collisions;
+}
+
+/**
+ * Renders any string safely for terminals, logs and receipts: control, bidi
+ * and invisible format characters become visible escapes (`\x1b`, `\u{202e}`),
+ * backslashes are doubled, lone surrogates become `\u{d800}`. The result holds
+ * no character that can move a cursor, change colours or reorder text.
+ */
+export function escapeForDisplay(text: string): string {
+  let out = '';
+  for (let i = 0; i < text.length; i++) {
+    const code = text.codePointAt(i) ?? 0;
+    const char = String.fromCodePoint(code);
+    if (code > 0xffff) i++;
+    if (char === '\\') out += '\\\\';
+    else if (code >= 0xd800 && code <= 0xdfff) out += `\\u{${code.toString(16)}}`;
+    else if (CONTROL.test(char)) out += code <= 0xff ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u{${code.toString(16)}}`;
+    else if (BIDI.test(char)) out += `\\u{${code.toString(16)}}`;
+    else out += char;
+  }
+  return out;
+}
+
+/** True when the text holds no control, bidi or invisible format character. */
+export function isDisplaySafe(text: string): boolean {
+  return text.isWellFormed() && !CONTROL.test(text) && !BIDI.test(text);
+}
