@@ -26,7 +26,7 @@ export function checkStatement(value: unknown): Statement {
   }
   const result = parse(statementSchema, value);
   if (!result.ok) {
-    const unsafe = result.issues.filter((i) => /^subject\[\d+\]\.name$/.test(i.path));
+    const unsafe = result.issues.filter((i) => /^subject\[\d+\]\.name$/.test(i.path) && !i.message.startsWith('expected a string'));
     if (unsafe.length > 0) throw new ManifestError('SUBJECT_UNSAFE', formatIssues(unsafe));
     throw new ManifestError('MANIFEST_SCHEMA', formatIssues(result.issues));
   }

@@ -18,7 +18,7 @@ declare -A node_integrity=(
 debian_packages=(
   clamav clamav-daemon yara
   dosfstools exfatprogs exfat-fuse fusefat mtools fuse3
-  b3sum python3 make g++
+  b3sum python3 python3-nacl make g++
 )
 
 log() { printf 'setup: %s\n' "$*" >&2; }
