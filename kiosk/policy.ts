@@ -1,0 +1,101 @@
+/**
+ * The kiosk's policy: limits, engines, type rules, controlled classes and the
+ * manifest's validity. A JSON file checked by a strict schema; errors name the
+ * field by dot-path. Default: rules/policy/default.json.
+ */
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { PortcullisError } from '../manifest/index.ts';
+import { array, boolean, formatIssues, integer, object, oneOf, parse, string, type Infer } from '../manifest/schema.ts';
+
+export const DEFAULT_POLICY_PATH = fileURLToPath(new URL('../rules/policy/default.json', import.meta.url));
+
+const GiB = 1024 ** 3;
+const identifier = string({ min: 1, max: 64, pattern: /^[A-Za-z0-9][A-Za-z0-9._-]*$/, patternMessage: 'expected letters, digits, ".", "_" or "-"' });
+const extension = string({ pattern: /^\.[a-z0-9_+-]{1,24}$/, patternMessage: 'expected a lower-case extension with its dot, like ".bin"' });
+const contentKind = oneOf(['pe', 'elf', 'macho', 'shell-script', 'lnk', 'pdf', 'zip', 'ole2', 'rar', '7z', 'gzip', 'cab', 'png', 'jpeg', 'gif', 'rtf', 'text', 'binary']);
+
+export const policySchema = object({
+  id: identifier,
+  description: string({ max: 1000 }),
+  limits: object({
+    maxEntries: integer({ min: 1, max: 10_000_000 }), // files and folders on one drive
+    maxDepth: integer({ min: 1, max: 64 }), // folder levels
+    maxTotalBytes: integer({ min: 0 }), // bytes of files on one drive
+    maxFileBytes: integer({ min: 0, max: 4 * GiB - 1 }), // bytes of one file (clamd's own ceiling is 4 GiB)
+  }),
+  clamav: object({
+    required: boolean(),
+    maxRecursion: integer({ min: 1, max: 64 }), // archive nesting levels
+    maxFilesPerArchive: integer({ min: 1, max: 1_000_000 }),
+    maxScanBytes: integer({ min: 1 }), // bytes clamd may unpack from one file
+    maxEmbeddedFileBytes: integer({ min: 1 }), // bytes of one file inside an archive
+    maxScanSeconds: integer({ min: 1, max: 3600 }), // per file
+    idleTimeoutSeconds: integer({ min: 1, max: 3600 }), // clamd silent this long: treated as down
+  }),
+  yara: object({ required: boolean() }),
+  types: object({
+    blockMismatch: boolean(), // magic bytes contradict the extension, or a double extension disguises a program
+    blockedExtensions: array(extension, { max: 500 }),
+    blockedNames: array(string({ min: 1, max: 255 }), { max: 500 }), // case-insensitive file names, e.g. autorun.inf
+  }),
+  controlled: array(
+    object({
+      name: identifier,
+      description: string({ max: 500 }),
+      extensions: array(extension, { max: 200 }),
+      contentKinds: array(contentKind, { max: 20 }),
+      pathPrefixes: array(string({ min: 1, max: 255 }), { max: 100 }), // case-insensitive, e.g. "firmware/"
+    }),
+    { max: 50 },
+  ),
+  manifest: object({ validityHours: integer({ min: 1, max: 744 }) }),
+  operator: object({ required: boolean() }),
+  concurrency: integer({ min: 1, max: 32 }), // files scanned at once
+});
+
+export type Policy = Infer<typeof policySchema>;
+
+export type PolicyErrorCode = 'POLICY_INVALID' | 'POLICY_UNREADABLE';
+export class PolicyError extends PortcullisError<PolicyErrorCode> {}
+
+export interface LoadedPolicy {
+  readonly policy: Policy;
+  readonly digest: string; // "sha256:" + hex of the file's bytes
+  readonly path: string;
+}
+
+export function parsePolicy(bytes: Uint8Array, source: string): LoadedPolicy {
+  let value: unknown;
+  try {
+    value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+  } catch (cause) {
+    throw new PolicyError('POLICY_INVALID', `${source}: not UTF-8 JSON: ${(cause as Error).message}`, { cause });
+  }
+  const result = parse(policySchema, value);
+  if (!result.ok) throw new PolicyError('POLICY_INVALID', `${source}: ${formatIssues(result.issues)}`);
+  return { policy: result.value, digest: `sha256:${createHash('sha256').update(bytes).digest('hex')}`, path: source };
+}
+
+export async function loadPolicy(path: string = DEFAULT_POLICY_PATH): Promise<LoadedPolicy> {
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(path);
+  } catch (cause) {
+    throw new PolicyError('POLICY_UNREADABLE', `cannot read the policy ${path}: ${(cause as Error).message}`, { cause });
+  }
+  return parsePolicy(bytes, path);
+}
+
+/** The controlled class a file belongs to, if any. */
+export function controlledClass(policy: Policy, path: string, extensions: readonly string[], kind: string | null): Policy['controlled'][number] | null {
+  const lower = path.toLowerCase();
+  const ext = extensions[extensions.length - 1];
+  for (const c of policy.controlled) {
+    if (ext !== undefined && c.extensions.includes(ext)) return c;
+    if (kind !== null && (c.contentKinds as readonly string[]).includes(kind)) return c;
+    if (c.pathPrefixes.some((p) => lower.startsWith(p.toLowerCase()))) return c;
+  }
+  return null;
+}
