@@ -17,7 +17,8 @@ async function collect(root: string, limits = roomy) {
     entries.push(step.value);
     step = await walk.next();
   }
-  return { entries, stop: step.value as WalkStop | null, manifestFolder, tooDeep };
+  const stop: WalkStop | null = step.value;
+  return { entries, stop, manifestFolder, tooDeep };
 }
 
 describe('walkDrive', () => {
