@@ -52,8 +52,9 @@ const CONTROL = /[\u0000-\u001f\u007f-\u009f]/u;
 // Bidirectional and invisible format controls that can reorder or hide characters.
 const BIDI = /[\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]/u;
 const WINDOWS_FORBIDDEN = /[<>"|?*]/u;
-// Windows device names, matched on the part before the first dot with trailing spaces removed.
-const RESERVED = /^(CON|PRN|AUX|NUL|CONIN\$|CONOUT\$|CLOCK\$|COM[0-9\u00b9\u00b2\u00b3]|LPT[0-9\u00b9\u00b2\u00b3])$/iu;
+// Windows device names, matched on the upper-cased part before the first dot
+// with trailing spaces removed (Windows compares names by upper-casing them).
+const RESERVED = /^(CON|PRN|AUX|NUL|CONIN\$|CONOUT\$|CLOCK\$|COM[0-9\u00b9\u00b2\u00b3]|LPT[0-9\u00b9\u00b2\u00b3])$/u;
 
 export const MANIFEST_FOLDER = '.portcullis';
 
@@ -69,7 +70,7 @@ export function componentProblems(component: string): NameProblem[] {
   if (component.includes(':')) problems.push('STREAM_SYNTAX');
   if (WINDOWS_FORBIDDEN.test(component)) problems.push('WINDOWS_FORBIDDEN_CHARACTER');
   const stem = (component.split('.')[0] ?? '').replace(/ +$/u, '');
-  if (RESERVED.test(stem)) problems.push('WINDOWS_RESERVED_NAME');
+  if (RESERVED.test(stem.toUpperCase())) problems.push('WINDOWS_RESERVED_NAME');
   if (!problems.includes('DOT_COMPONENT') && /[. ]$/u.test(component)) problems.push('TRAILING_DOT_OR_SPACE');
   return problems;
 }

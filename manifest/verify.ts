@@ -102,9 +102,11 @@ export function verifyManifest(bytes: Uint8Array, trust: TrustAnchors, now: Date
       sawRevoked = true;
       continue;
     }
-    const key = trust.keys.find((k) => k.keyId === entry.keyid);
-    if (!key) continue;
-    if ((key.notBefore && now < key.notBefore) || (key.notAfter && now >= key.notAfter)) {
+    const anchors = trust.keys.filter((k) => k.keyId === entry.keyid);
+    if (anchors.length === 0) continue;
+    // A key listed more than once is trusted when any of its periods covers now.
+    const key = anchors.find((k) => !(k.notBefore && now < k.notBefore) && !(k.notAfter && now >= k.notAfter));
+    if (!key) {
       sawOutOfPeriod = true;
       continue;
     }
