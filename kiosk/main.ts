@@ -8,15 +8,20 @@ import { PortcullisError } from '../manifest/index.ts';
 import { runDemo } from './demo.ts';
 import { EXIT } from './exit-codes.ts';
 import { generateKeyFiles } from './keygen.ts';
+import { scanCommand } from './scan/scan-command.ts';
 
 const USAGE = `usage: portcullis-kiosk <command> [options]
 
 commands:
   keygen --out DIR     create DIR/kiosk.key (mode 0600, never overwritten) and DIR/kiosk.pub.pem
+  scan PATH [--json] [--clamav-db DIR|test] [--rules DIR] [--policy FILE] [--allowlist DIR]
+       [--clamd-socket PATH] [--work-dir DIR] [--no-write]
+                       scan a mounted drive (or a folder standing for one) and report
   demo [--dir DIR]     run the built-in demo
   help                 this text
 
-exit codes: 0 ok, 1 failed, 64 usage error, 70 internal error (a bug)`;
+exit codes: 0 ok / approved, 10 partial, 20 rejected, 1 failed, 64 usage error,
+            70 internal error (a bug)`;
 
 export class UsageError extends PortcullisError<'USAGE'> {
   constructor(message: string) {
@@ -35,6 +40,34 @@ async function run(argv: string[]): Promise<number> {
       console.log(`private key ${key.privateKeyPath} (mode 0600: keep it on the kiosk)`);
       console.log(`public key  ${key.publicKeyPath} (give it to the HMI agents: portcullis-agent trust add)`);
       return EXIT.OK;
+    }
+    case 'scan': {
+      const { values, positionals } = parseArgs({
+        args: rest,
+        allowPositionals: true,
+        strict: true,
+        options: {
+          json: { type: 'boolean', default: false },
+          'clamav-db': { type: 'string' },
+          rules: { type: 'string' },
+          policy: { type: 'string' },
+          allowlist: { type: 'string' },
+          'clamd-socket': { type: 'string' },
+          'work-dir': { type: 'string' },
+          'no-write': { type: 'boolean', default: false },
+        },
+      });
+      if (positionals.length !== 1) throw new UsageError('scan needs exactly one PATH (the mounted drive)');
+      return scanCommand({
+        path: positionals[0]!,
+        json: values.json,
+        ...(values['clamav-db'] ? { clamavDb: values['clamav-db'] } : {}),
+        ...(values.rules ? { rulesDir: values.rules } : {}),
+        ...(values.policy ? { policyPath: values.policy } : {}),
+        ...(values.allowlist ? { allowlistDir: values.allowlist } : {}),
+        ...(values['clamd-socket'] ? { clamdSocket: values['clamd-socket'] } : {}),
+        ...(values['work-dir'] ? { workDir: values['work-dir'] } : {}),
+      });
     }
     case 'demo': {
       const { values } = parseArgs({ args: rest, options: { dir: { type: 'string' } }, strict: true });

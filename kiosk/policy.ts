@@ -11,7 +11,8 @@ import { array, boolean, formatIssues, integer, object, oneOf, parse, string, ty
 
 export const DEFAULT_POLICY_PATH = fileURLToPath(new URL('../rules/policy/default.json', import.meta.url));
 
-const GiB = 1024 ** 3;
+/** clamd refuses MaxFileSize, MaxScanSize and StreamMaxLength above this. */
+export const CLAMD_MAX_FILE_BYTES = 2 * 1024 ** 3 - 1024 ** 2; // bytes
 const identifier = string({ min: 1, max: 64, pattern: /^[A-Za-z0-9][A-Za-z0-9._-]*$/, patternMessage: 'expected letters, digits, ".", "_" or "-"' });
 const extension = string({ pattern: /^\.[a-z0-9_+-]{1,24}$/, patternMessage: 'expected a lower-case extension with its dot, like ".bin"' });
 const contentKind = oneOf(['pe', 'elf', 'macho', 'shell-script', 'lnk', 'pdf', 'zip', 'ole2', 'rar', '7z', 'gzip', 'cab', 'png', 'jpeg', 'gif', 'rtf', 'text', 'binary']);
@@ -23,14 +24,14 @@ export const policySchema = object({
     maxEntries: integer({ min: 1, max: 10_000_000 }), // files and folders on one drive
     maxDepth: integer({ min: 1, max: 64 }), // folder levels
     maxTotalBytes: integer({ min: 0 }), // bytes of files on one drive
-    maxFileBytes: integer({ min: 0, max: 4 * GiB - 1 }), // bytes of one file (clamd's own ceiling is 4 GiB)
+    maxFileBytes: integer({ min: 0, max: CLAMD_MAX_FILE_BYTES }), // bytes of one file; clamd streams at most 2 GiB - 1 MiB
   }),
   clamav: object({
     required: boolean(),
     maxRecursion: integer({ min: 1, max: 64 }), // archive nesting levels
     maxFilesPerArchive: integer({ min: 1, max: 1_000_000 }),
-    maxScanBytes: integer({ min: 1 }), // bytes clamd may unpack from one file
-    maxEmbeddedFileBytes: integer({ min: 1 }), // bytes of one file inside an archive
+    maxScanBytes: integer({ min: 1, max: CLAMD_MAX_FILE_BYTES }), // bytes clamd may scan from one file, unpacked content included
+    maxEmbeddedFileBytes: integer({ min: 1, max: CLAMD_MAX_FILE_BYTES }), // bytes of one file inside an archive
     maxScanSeconds: integer({ min: 1, max: 3600 }), // per file
     idleTimeoutSeconds: integer({ min: 1, max: 3600 }), // clamd silent this long: treated as down
   }),
@@ -75,6 +76,13 @@ export function parsePolicy(bytes: Uint8Array, source: string): LoadedPolicy {
   }
   const result = parse(policySchema, value);
   if (!result.ok) throw new PolicyError('POLICY_INVALID', `${source}: ${formatIssues(result.issues)}`);
+  const p = result.value;
+  // clamd must be allowed to scan every byte of the largest file the kiosk reads.
+  for (const [field, v] of [['limits.maxFileBytes', p.limits.maxFileBytes], ['clamav.maxEmbeddedFileBytes', p.clamav.maxEmbeddedFileBytes]] as const) {
+    if (v > p.clamav.maxScanBytes) {
+      throw new PolicyError('POLICY_INVALID', `${source}: ${field}: must not exceed clamav.maxScanBytes (${p.clamav.maxScanBytes}), got ${v}`);
+    }
+  }
   return { policy: result.value, digest: `sha256:${createHash('sha256').update(bytes).digest('hex')}`, path: source };
 }
 

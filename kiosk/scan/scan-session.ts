@@ -1,0 +1,286 @@
+/**
+ * One scan of one drive. Walks it (metadata only, bounded), then reads every
+ * regular file exactly once, feeding the same chunks to the hasher, the type
+ * check and the stream scanner (clamd with the YARA rules loaded), so what is
+ * hashed into the manifest is exactly what the engines saw. Files run
+ * concurrently up to the policy's limit; memory per file is one chunk.
+ * Any scanner failure rejects the drive: nothing is ever "clean" by default.
+ */
+import { constants } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
+import {
+  DualDigest, findCollisions, NAME_PROBLEM_TEXT, pathProblems, type Blake3Factory,
+} from '../../manifest/index.ts';
+import type { Allowlist } from '../allowlist.ts';
+import type { LoadedPolicy } from '../policy.ts';
+import { decide, type Decision, type DriveReason, type DriveReasonCode, type EngineName, type Observation, type Reason } from './decide.ts';
+import { checkType, extensionsOf, SNIFF_BYTES, type ContentKind } from './file-type.ts';
+import { walkDrive, type WalkEntry } from './walk.ts';
+
+export const CHUNK_BYTES = 1024 * 1024; // bytes per read
+
+export type StreamScanResult =
+  | { readonly status: 'clean' }
+  | { readonly status: 'found'; readonly signature: string; readonly reason: 'MALWARE' | 'YARA_MATCH' | 'LIMIT_EXCEEDED' | 'ENCRYPTED' };
+
+/** A scanner that takes the file's bytes as they are read (clamd INSTREAM). */
+export interface StreamScanner {
+  /** Engines whose verdict a clean answer stands for. */
+  readonly engines: readonly EngineName[];
+  scanStream(chunks: AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<StreamScanResult>;
+}
+
+/** A scanner failure that must reject the drive (down, timeout, protocol). */
+export interface ScannerFailure {
+  readonly code: DriveReasonCode;
+  readonly detail: string;
+}
+
+export interface ScanProgress {
+  readonly phase: 'walking' | 'scanning' | 'done';
+  readonly filesTotal: number;
+  readonly bytesTotal: number; // bytes
+  readonly filesDone: number;
+  readonly bytesDone: number; // bytes
+  readonly current: string | null; // escaped path of a file being read
+}
+
+export interface ScanDeps {
+  readonly policy: LoadedPolicy;
+  readonly allowlist: Allowlist;
+  readonly scanner: StreamScanner | null;
+  readonly blake3: Blake3Factory;
+  /** Maps an error thrown by the scanner to a drive-level failure; null means "not a scanner failure". */
+  readonly classifyScannerError: (error: unknown) => ScannerFailure | null;
+  readonly signal?: AbortSignal;
+  readonly onProgress?: (progress: ScanProgress) => void;
+  readonly now?: () => number; // ms clock, for durations
+}
+
+export interface ScanReport {
+  readonly decision: Decision;
+  readonly stats: { readonly files: number; readonly bytes: number; readonly entries: number };
+  /** Content found in the drive's .portcullis folder other than an old manifest and receipt. */
+  readonly manifestFolderExtras: readonly string[];
+  readonly durations: { readonly walkMs: number; readonly scanMs: number; readonly totalMs: number };
+}
+
+const OPEN_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+const KNOWN_MANIFEST_FILES = new Set(['.portcullis', '.portcullis/manifest.dsse.json', '.portcullis/receipt.txt']);
+
+function nameReasons(entry: WalkEntry): Reason[] {
+  if (entry.path === null) return [{ code: 'UNSAFE_NAME', detail: 'the name is not valid UTF-8' }];
+  return pathProblems(entry.path)
+    .filter((p) => p !== 'RESERVED_FOLDER')
+    .map((p) => ({ code: 'UNSAFE_NAME' as const, detail: NAME_PROBLEM_TEXT[p] }));
+}
+
+function typeReasons(entry: WalkEntry, policy: LoadedPolicy['policy']): Reason[] {
+  const reasons: Reason[] = [];
+  const display = entry.display;
+  const base = display.slice(display.lastIndexOf('/') + 1).toLowerCase();
+  const exts = extensionsOf(base);
+  const ext = exts[exts.length - 1];
+  if (ext !== undefined && policy.types.blockedExtensions.includes(ext)) {
+    reasons.push({ code: 'RISKY_TYPE', detail: `${ext} files are blocked on plant media by policy` });
+  } else if (policy.types.blockedNames.some((n) => n.toLowerCase() === base)) {
+    reasons.push({ code: 'RISKY_TYPE', detail: `${base} is blocked on plant media by policy` });
+  }
+  return reasons;
+}
+
+interface ReadOutcome {
+  digest: { sha256: string; blake3: string } | null;
+  head: Uint8Array;
+  reasons: Reason[];
+  cleanBy: Set<EngineName>;
+}
+
+async function readAndScan(entry: WalkEntry, deps: ScanDeps, onBytes: (n: number) => void): Promise<ReadOutcome> {
+  const { policy } = deps.policy;
+  const reasons: Reason[] = [];
+  const cleanBy = new Set<EngineName>();
+  let handle: FileHandle;
+  try {
+    handle = await open(entry.rawPath, OPEN_FLAGS);
+  } catch (error) {
+    return { digest: null, head: new Uint8Array(), reasons: [{ code: 'SCAN_ERROR', detail: `cannot open: ${(error as Error).message}` }], cleanBy };
+  }
+  try {
+    const stat = await handle.stat();
+    // The thing opened must be the regular file the walk saw (no swap in between).
+    if (!stat.isFile() || stat.ino !== entry.stats.ino || stat.dev !== entry.stats.dev) {
+      return { digest: null, head: new Uint8Array(), reasons: [{ code: 'SCAN_ERROR', detail: 'the file changed between listing and opening' }], cleanBy };
+    }
+    const digest = await DualDigest.create(deps.blake3);
+    const head = new Uint8Array(Math.min(SNIFF_BYTES, stat.size));
+    let headFilled = 0;
+    let overLimit = false;
+    async function* chunks(): AsyncGenerator<Uint8Array> {
+      for (;;) {
+        deps.signal?.throwIfAborted();
+        // A fresh buffer per chunk: the scanner may still be writing the previous one.
+        const buffer = Buffer.allocUnsafe(CHUNK_BYTES);
+        const { bytesRead } = await handle.read(buffer, 0, CHUNK_BYTES, null);
+        if (bytesRead === 0) return;
+        const chunk = buffer.subarray(0, bytesRead);
+        if (digest.bytesSeen + bytesRead > policy.limits.maxFileBytes || digest.bytesSeen + bytesRead > stat.size) {
+          overLimit = true;
+          return;
+        }
+        digest.update(chunk);
+        if (headFilled < head.length) {
+          const take = Math.min(head.length - headFilled, bytesRead);
+          head.set(chunk.subarray(0, take), headFilled);
+          headFilled += take;
+        }
+        onBytes(bytesRead);
+        yield chunk;
+      }
+    }
+    if (deps.scanner) {
+      const result = await deps.scanner.scanStream(chunks(), deps.signal);
+      if (result.status === 'found') reasons.push({ code: result.reason, detail: result.signature });
+      else if (!overLimit && digest.bytesSeen === stat.size) for (const e of deps.scanner.engines) cleanBy.add(e);
+    } else {
+      const drain = chunks();
+      while (!(await drain.next()).done);
+    }
+    if (overLimit || digest.bytesSeen !== stat.size) {
+      reasons.push({ code: 'SCAN_ERROR', detail: `the file's size changed while it was read (${stat.size} bytes listed)` });
+      return { digest: null, head, reasons, cleanBy: new Set() };
+    }
+    return { digest: digest.finish(), head, reasons, cleanBy };
+  } finally {
+    await handle.close();
+  }
+}
+
+export async function scanDrive(root: string, deps: ScanDeps): Promise<ScanReport> {
+  const now = deps.now ?? (() => performance.now());
+  const started = now();
+  const { policy } = deps.policy;
+  const driveReasons: DriveReason[] = [];
+  const manifestFolderExtras: string[] = [];
+  const entries: WalkEntry[] = [];
+  const observations: Observation[] = [];
+  const tooDeep: WalkEntry[] = [];
+  const unreadable: Array<{ entry: WalkEntry; error: Error }> = [];
+
+  // Phase 1: the walk, metadata only, so progress can show totals.
+  let bytesTotal = 0;
+  const walk = walkDrive(root, policy.limits, {
+    onManifestFolderEntry: (e) => {
+      if (!KNOWN_MANIFEST_FILES.has((e.path ?? e.display).toLowerCase())) manifestFolderExtras.push(e.display);
+    },
+    onTooDeep: (e) => tooDeep.push(e),
+    onUnreadable: (entry, error) => unreadable.push({ entry, error }),
+  }, deps.signal);
+  try {
+    for (;;) {
+      const step = await walk.next();
+      if (step.done) {
+        if (step.value) driveReasons.push(step.value);
+        break;
+      }
+      if (step.value.kind === 'directory') continue;
+      entries.push(step.value);
+      bytesTotal += step.value.size;
+      if (entries.length % 256 === 0) deps.onProgress?.({ phase: 'walking', filesTotal: entries.length, bytesTotal, filesDone: 0, bytesDone: 0, current: null });
+    }
+  } catch (error) {
+    if (deps.signal?.aborted) driveReasons.push({ code: 'SCAN_ABORTED', detail: 'the scan was stopped' });
+    else driveReasons.push({ code: 'WALK_ERROR', detail: (error as Error).message });
+  }
+  const walkDone = now();
+  for (const e of tooDeep) {
+    observations.push(blockedEntry(e, { code: 'LIMIT_EXCEEDED', detail: `folder deeper than ${policy.limits.maxDepth} levels: its content was not scanned` }));
+  }
+  for (const { entry, error } of unreadable) {
+    observations.push(blockedEntry(entry, { code: 'SCAN_ERROR', detail: `folder could not be read: ${error.message}` }));
+  }
+
+  // Names that collide on a case-insensitive filesystem block both files.
+  const collisionReasons = new Map<string, Reason[]>();
+  for (const [a, b] of findCollisions(entries.flatMap((e) => (e.path === null ? [] : [e.path])))) {
+    for (const [x, y] of [[a, b], [b, a]] as const) {
+      const list = collisionReasons.get(x) ?? [];
+      list.push({ code: 'UNSAFE_NAME', detail: `collides with ${JSON.stringify(y)} on Windows (names differ only in letter case)` });
+      collisionReasons.set(x, list);
+    }
+  }
+
+  // Phase 2: read and scan each file once, concurrently.
+  let filesDone = 0;
+  let bytesDone = 0;
+  const progress = (current: string | null): void =>
+    deps.onProgress?.({ phase: 'scanning', filesTotal: entries.length, bytesTotal, filesDone, bytesDone, current });
+  let next = 0;
+  let failure: ScannerFailure | null = null;
+  const stopAll = new AbortController();
+  const signal = deps.signal ? AbortSignal.any([deps.signal, stopAll.signal]) : stopAll.signal;
+  const scanDeps: ScanDeps = { ...deps, signal };
+
+  async function worker(): Promise<void> {
+    while (failure === null && !signal.aborted) {
+      const entry = entries[next++];
+      if (!entry) return;
+      progress(entry.display);
+      const reasons: Reason[] = [...nameReasons(entry), ...(collisionReasons.get(entry.path ?? '') ?? []), ...typeReasons(entry, policy)];
+      let outcome: ReadOutcome = { digest: null, head: new Uint8Array(), reasons: [], cleanBy: new Set() };
+      let kind: ContentKind | null = null;
+      if (entry.kind !== 'file') {
+        reasons.push({ code: 'NOT_REGULAR_FILE', detail: `a ${entry.kind}, not a regular file: never followed or read` });
+      } else if (entry.size > policy.limits.maxFileBytes) {
+        reasons.push({ code: 'LIMIT_EXCEEDED', detail: `${entry.size} bytes, over the policy's ${policy.limits.maxFileBytes}-byte limit per file` });
+      } else {
+        try {
+          outcome = await readAndScan(entry, scanDeps, (n) => { bytesDone += n; });
+        } catch (error) {
+          const scannerFailure = deps.classifyScannerError(error);
+          if (scannerFailure) {
+            failure ??= scannerFailure;
+            stopAll.abort();
+            return;
+          }
+          if (signal.aborted) return;
+          outcome = { ...outcome, reasons: [{ code: 'SCAN_ERROR', detail: (error as Error).message }] };
+        }
+        const type = checkType(entry.path ?? entry.display, outcome.head);
+        kind = type.kind;
+        if (policy.types.blockMismatch) for (const f of type.findings) reasons.push({ code: f.code, detail: f.detail });
+      }
+      observations.push({
+        path: entry.path,
+        display: entry.display,
+        size: entry.size,
+        digest: outcome.digest,
+        extensions: extensionsOf(entry.path ?? entry.display),
+        contentKind: kind,
+        reasons: [...reasons, ...outcome.reasons],
+        cleanBy: outcome.cleanBy,
+      });
+      filesDone++;
+      progress(null);
+    }
+  }
+  if (driveReasons.length === 0) {
+    await Promise.all(Array.from({ length: policy.concurrency }, () => worker()));
+    if (failure) driveReasons.push(failure);
+    else if (deps.signal?.aborted) driveReasons.push({ code: 'SCAN_ABORTED', detail: 'the scan was stopped before every file was read' });
+  }
+  const scanDone = now();
+  observations.sort((a, b) => (a.display < b.display ? -1 : a.display > b.display ? 1 : 0));
+  const decision = decide(observations, deps.allowlist, deps.policy.policy, driveReasons);
+  deps.onProgress?.({ phase: 'done', filesTotal: entries.length, bytesTotal, filesDone, bytesDone, current: null });
+  return {
+    decision,
+    stats: { files: entries.length, bytes: bytesTotal, entries: entries.length + tooDeep.length },
+    manifestFolderExtras,
+    durations: { walkMs: Math.round(walkDone - started), scanMs: Math.round(scanDone - walkDone), totalMs: Math.round(scanDone - started) },
+  };
+}
+
+function blockedEntry(entry: WalkEntry, reason: Reason): Observation {
+  return { path: entry.path, display: entry.display, size: 0, digest: null, extensions: [], contentKind: null, reasons: [reason], cleanBy: new Set() };
+}
