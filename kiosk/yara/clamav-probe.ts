@@ -1,0 +1,90 @@
+/**
+ * Adapter: loads a directory of staged rule files into the real libclamav
+ * (`clamscan -d DIR`) and scans the canary, before clamd ever sees them.
+ * This catches what neither yarac nor the subset check can: a rule ClamAV
+ * skips (it only logs a warning), a database it refuses ("Malformed
+ * database": clamd would not start) and a rule that crashes the engine.
+ */
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { canarySample, CANARY_SIGNATURE } from './canary.ts';
+import { YaraRuleError } from './errors.ts';
+import { runTool, ToolStartError } from './run-tool.ts';
+
+export interface ClamavProbeOptions {
+  readonly clamscanPath: string;
+  readonly timeoutMs: number;
+}
+
+export interface ClamavProbeResult {
+  /** "Known viruses" as counted by libclamav: every loaded YARA rule, private ones included. */
+  readonly loadedSignatures: number;
+  /** e.g. "ClamAV 1.4.6". */
+  readonly engineVersion: string;
+}
+
+// Scanned before the canary: a rule that crashes libclamav does so when no
+// earlier rule has matched the data (measured with "contains"), so the probe
+// needs inputs no rule matches, text and binary.
+const BENIGN_TEXT = 'Portcullis rule probe: a plain text file that no rule may match.\n';
+const BENIGN_BINARY = Uint8Array.from({ length: 512 }, (_, i) => (i * 37 + 11) & 0xff);
+
+/**
+ * Scans two benign samples and the canary with only `databaseDir` loaded. `workDir` is a private
+ * directory the caller owns. Throws RULE_ENGINE_REJECTED unless libclamav
+ * loads exactly `expectedSignatures` rules without a warning, finds nothing in
+ * the benign samples and reports the canary signature.
+ */
+export async function probeClamavRules(
+  databaseDir: string,
+  workDir: string,
+  expectedSignatures: number,
+  options: ClamavProbeOptions,
+): Promise<ClamavProbeResult> {
+  const benignText = join(workDir, 'benign.txt');
+  const benignBinary = join(workDir, 'benign.bin');
+  const canary = join(workDir, 'canary.txt');
+  await writeFile(benignText, BENIGN_TEXT, { flag: 'wx', mode: 0o600 });
+  await writeFile(benignBinary, BENIGN_BINARY, { flag: 'wx', mode: 0o600 });
+  await writeFile(canary, canarySample(), { flag: 'wx', mode: 0o600 });
+  let r;
+  try {
+    r = await runTool(options.clamscanPath, [`--database=${databaseDir}`, benignText, benignBinary, canary], {
+      timeoutMs: options.timeoutMs,
+    });
+  } catch (error) {
+    if (error instanceof ToolStartError) {
+      throw new YaraRuleError(
+        'RULE_COMPILER_UNAVAILABLE',
+        `cannot run ${options.clamscanPath}: install the Debian package "clamav" (scripts/setup.sh)`,
+        { cause: error },
+      );
+    }
+    throw error;
+  }
+  const reject = (why: string): never => {
+    throw new YaraRuleError('RULE_ENGINE_REJECTED', `libclamav rejected the YARA rules: ${why}; fix the rules before clamd loads them`);
+  };
+  if (r.timedOut) reject(`clamscan did not finish within ${options.timeoutMs} ms`);
+  if (r.signal !== null) reject(`clamscan crashed (${r.signal}) loading the rules or scanning the canary`);
+  // libclamav reports skipped rules only as log lines; any of them means a rule is not live.
+  const engineLines = r.stderr
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => /^(LibClamAV (Error|Warning)|ERROR|WARNING)/.test(l));
+  if (engineLines.length > 0) reject(engineLines.slice(0, 6).join(' | '));
+  for (const benign of [benignText, benignBinary]) {
+    if (!r.stdout.includes(`${benign}: OK`)) reject(`a rule matched a benign probe sample (${r.stdout.trim().split('\n')[0] ?? ''})`);
+  }
+  if (r.code !== 1 || !r.stdout.includes(`${canary}: ${CANARY_SIGNATURE} FOUND`)) {
+    reject(`the canary was not reported as ${CANARY_SIGNATURE} (exit ${r.code ?? '?'}: ${r.stdout.trim().split('\n')[0] ?? ''})`);
+  }
+  const known = /^Known viruses: (\d+)$/m.exec(r.stdout);
+  const engine = /^Engine version: (\S+)$/m.exec(r.stdout);
+  if (known === null || engine === null) reject('clamscan printed no scan summary');
+  const loadedSignatures = Number(known![1]);
+  if (loadedSignatures !== expectedSignatures) {
+    reject(`${loadedSignatures} rule(s) loaded, ${expectedSignatures} expected`);
+  }
+  return { loadedSignatures, engineVersion: `ClamAV ${engine![1]!}` };
+}

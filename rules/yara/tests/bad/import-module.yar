@@ -1,0 +1,14 @@
+import "pe"
+
+rule Bad_Import
+{
+  meta:
+    description = "bad rule corpus"
+    author = "Portcullis"
+    reference = "rules/yara/tests/bad"
+    severity = "low"
+  strings:
+    $a = "portcullis-bad" nocase
+  condition:
+    $a
+}

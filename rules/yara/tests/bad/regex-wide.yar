@@ -1,0 +1,12 @@
+rule Bad_Regex_Wide
+{
+  meta:
+    description = "bad rule corpus"
+    author = "Portcullis"
+    reference = "rules/yara/tests/bad"
+    severity = "low"
+  strings:
+    $a = /portcullis-[0-9]+/ wide
+  condition:
+    $a
+}

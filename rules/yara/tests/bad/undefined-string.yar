@@ -1,0 +1,12 @@
+rule Bad_Undefined
+{
+  meta:
+    description = "bad rule corpus"
+    author = "Portcullis"
+    reference = "rules/yara/tests/bad"
+    severity = "low"
+  strings:
+    $a = "portcullis-bad" nocase
+  condition:
+    $a and $b
+}

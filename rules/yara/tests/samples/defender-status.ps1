@@ -1,0 +1,3 @@
+# Report Defender settings for the HMI audit
+Get-MpPreference | Select-Object DisableRealtimeMonitoring, ExclusionPath
+Set-MpPreference -SignatureUpdateInterval 4

@@ -1,0 +1,1 @@
+netsh advfirewall set allprofiles state off

@@ -1,0 +1,3 @@
+Sub AutoOpen()
+    ActiveDocument.Content.Font.Name = "Arial"
+End Sub

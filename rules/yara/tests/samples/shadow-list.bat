@@ -1,0 +1,3 @@
+vssadmin list shadows
+wbadmin get versions
+bcdedit /enum

@@ -1,0 +1,1 @@
+Get-WmiObject Win32_ShadowCopy | ForEach-Object { $_.Delete() }
