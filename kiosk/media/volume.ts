@@ -1,0 +1,68 @@
+/**
+ * What the FAT and exFAT readers have in common: a walk of the directory tree
+ * with names exactly as stored (UTF-16 code units in a JS string, unpaired
+ * surrogates and control characters included) and attributes the host's own
+ * filesystem cannot show.
+ */
+
+export type FilesystemKind = 'fat12' | 'fat16' | 'fat32' | 'exfat';
+
+export interface FileAttributes {
+  readonly readonly: boolean;
+  readonly hidden: boolean;
+  readonly system: boolean;
+  readonly archive: boolean;
+}
+
+export interface VolumeEntry {
+  /** Names from the root down, exactly as the volume stores them. */
+  readonly names: readonly string[];
+  readonly kind: 'file' | 'directory';
+  /** File length in bytes; 0 for directories. */
+  readonly size: number;
+  readonly attributes: FileAttributes;
+  /** FAT 8.3 alias ("LONGFI~1.TXT"); absent on exFAT. */
+  readonly shortName?: string;
+}
+
+/** Bounds on a walk of a hostile volume (DESIGN: bound file count and depth). */
+export interface WalkLimits {
+  maxEntries: number; // files and folders together
+  maxDepth: number; // folders below the root
+}
+
+export const DEFAULT_WALK_LIMITS: WalkLimits = {
+  maxEntries: 100_000,
+  maxDepth: 64,
+};
+
+/** A volume opened by one of the readers. */
+export interface VolumeReader<Entry extends VolumeEntry = VolumeEntry> {
+  readonly filesystem: FilesystemKind;
+  /** Bytes per allocation unit. */
+  readonly clusterSize: number;
+  /** Every file and folder, parents before children, in on-disk order. */
+  walk(limits?: Partial<WalkLimits>): Entry[];
+  /** A file's bytes in order, in chunks of at most one cluster run. */
+  fileChunks(entry: Entry): Generator<Uint8Array>;
+  /** Free space counted from the allocation structures (not a cached hint). */
+  freeBytes(): number;
+}
+
+/** Joins names into the relative POSIX path the kiosk and manifest use. */
+export function entryPath(entry: Pick<VolumeEntry, 'names'>): string {
+  return entry.names.join('/');
+}
+
+export const NO_ATTRIBUTES: FileAttributes = { readonly: false, hidden: false, system: false, archive: false };
+
+/** Reads a whole file into memory (small files: manifests, receipts). */
+export function readWholeFile<Entry extends VolumeEntry>(volume: VolumeReader<Entry>, entry: Entry): Uint8Array {
+  const out = new Uint8Array(entry.size);
+  let at = 0;
+  for (const chunk of volume.fileChunks(entry)) {
+    out.set(chunk, at);
+    at += chunk.length;
+  }
+  return out;
+}
