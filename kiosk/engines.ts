@@ -15,7 +15,7 @@ import { ScannerError } from './clamav/errors.ts';
 import { connectClamd, startClamd, type ConnectedClamd, type RunningClamd } from './clamav/supervisor.ts';
 import { EICAR, TEST_DATABASE_DESCRIPTION, writeTestDatabase } from './clamav/test-database.ts';
 import { manifestTime } from './build-statement.ts';
-import type { Policy } from './policy.ts';
+import { clamdFileLimit, type Policy } from './policy.ts';
 import type { ScannerFailure, StreamScanner, StreamScanResult } from './scan/scan-session.ts';
 import { canarySample } from './yara/canary.ts';
 import { loadRuleSet, stageRuleSet, type RuleSet } from './yara/rule-set.ts';
@@ -77,10 +77,9 @@ function limitsFromPolicy(policy: Policy) {
     maxRecursion: c.maxRecursion,
     maxFiles: c.maxFilesPerArchive,
     maxScanSize: c.maxScanBytes,
-    // clamd applies MaxFileSize to the stream itself too, so it must cover the largest file the kiosk reads.
-    maxFileSize: Math.max(policy.limits.maxFileBytes, c.maxEmbeddedFileBytes),
+    maxFileSize: clamdFileLimit(policy),
     maxScanTime: c.maxScanSeconds * 1000,
-    pcreMaxFileSize: Math.max(policy.limits.maxFileBytes, c.maxEmbeddedFileBytes),
+    pcreMaxFileSize: clamdFileLimit(policy),
   };
 }
 

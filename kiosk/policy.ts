@@ -36,6 +36,10 @@ export const policySchema = object({
     idleTimeoutSeconds: integer({ min: 1, max: 3600 }), // clamd silent this long: treated as down
   }),
   yara: object({ required: boolean() }),
+  archives: object({
+    maxCompressionRatio: integer({ min: 2, max: 1_000_000 }), // uncompressed : compressed, zip entries over 1 MiB
+    inspectMaxBytes: integer({ min: 0, max: 1024 ** 3 }), // bytes: zips up to this size are checked in full, nested ones too
+  }),
   types: object({
     blockMismatch: boolean(), // magic bytes contradict the extension, or a double extension disguises a program
     blockedExtensions: array(extension, { max: 500 }),
@@ -94,6 +98,14 @@ export async function loadPolicy(path: string = DEFAULT_POLICY_PATH): Promise<Lo
     throw new PolicyError('POLICY_UNREADABLE', `cannot read the policy ${path}: ${(cause as Error).message}`, { cause });
   }
   return parsePolicy(bytes, path);
+}
+
+/**
+ * The size clamd skips embedded files above (its MaxFileSize): it must also
+ * cover the largest file the kiosk streams, since one setting governs both.
+ */
+export function clamdFileLimit(policy: Policy): number {
+  return Math.max(policy.limits.maxFileBytes, policy.clamav.maxEmbeddedFileBytes);
 }
 
 /** The controlled class a file belongs to, if any. */

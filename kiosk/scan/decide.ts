@@ -119,9 +119,23 @@ export function decideFile(o: Observation, allowlist: Allowlist, policy: Policy)
   };
 }
 
+/** Drive reasons that mean the engines cannot be trusted for this scan. */
+const ENGINE_FAILURES: ReadonlySet<DriveReasonCode> = new Set(['SCANNER_UNAVAILABLE', 'SCANNER_TIMEOUT', 'SCANNER_PROTOCOL', 'SCANNER_ERROR', 'ENGINE_NOT_READY', 'SCAN_ABORTED']);
+
 export function decide(observations: readonly Observation[], allowlist: Allowlist, policy: Policy, driveReasons: readonly DriveReason[]): Decision {
-  const files = observations.map((o) => decideFile(o, allowlist, policy));
+  let files = observations.map((o) => decideFile(o, allowlist, policy));
   const reasons = [...driveReasons];
+  // An engine that failed during the scan (a crash may be a hostile file's doing)
+  // makes its earlier clean answers worthless: nothing on the drive is reported clean.
+  const engineFailure = reasons.find((r) => ENGINE_FAILURES.has(r.code));
+  if (engineFailure) {
+    files = files.map((f) => (f.verdict === 'blocked' ? f : {
+      ...f,
+      verdict: 'blocked' as const,
+      allowlistEntry: null,
+      reasons: [{ code: 'SCAN_ERROR' as const, detail: `not approved: the scan failed (${engineFailure.code})` }],
+    }));
+  }
   const passing = files.filter((f) => f.verdict !== 'blocked').length;
   if (reasons.length === 0 && passing === 0) {
     reasons.push({ code: 'NO_FILES', detail: files.length === 0 ? 'the drive holds no files' : 'no file on the drive may pass' });

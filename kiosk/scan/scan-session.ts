@@ -12,10 +12,11 @@ import {
   DualDigest, findCollisions, NAME_PROBLEM_TEXT, pathProblems, type Blake3Factory,
 } from '../../manifest/index.ts';
 import type { Allowlist } from '../allowlist.ts';
-import type { LoadedPolicy } from '../policy.ts';
+import { clamdFileLimit, type LoadedPolicy } from '../policy.ts';
 import { decide, type Decision, type DriveReason, type DriveReasonCode, type EngineName, type Observation, type Reason } from './decide.ts';
 import { checkType, extensionsOf, SNIFF_BYTES, type ContentKind } from './file-type.ts';
 import { walkDrive, type WalkEntry } from './walk.ts';
+import { isZipHead, ZipBombCheck } from './zip-check.ts';
 
 export const CHUNK_BYTES = 1024 * 1024; // bytes per read
 
@@ -116,6 +117,7 @@ async function readAndScan(entry: WalkEntry, deps: ScanDeps, onBytes: (n: number
     const head = new Uint8Array(Math.min(SNIFF_BYTES, stat.size));
     let headFilled = 0;
     let overLimit = false;
+    let zipCheck: ZipBombCheck | null = null;
     async function* chunks(): AsyncGenerator<Uint8Array> {
       for (;;) {
         deps.signal?.throwIfAborted();
@@ -128,6 +130,17 @@ async function readAndScan(entry: WalkEntry, deps: ScanDeps, onBytes: (n: number
           overLimit = true;
           return;
         }
+        if (digest.bytesSeen === 0 && isZipHead(chunk)) {
+          zipCheck = new ZipBombCheck(stat.size, {
+            maxEntryBytes: clamdFileLimit(policy),
+            maxTotalBytes: policy.clamav.maxScanBytes,
+            maxEntries: policy.clamav.maxFilesPerArchive,
+            maxDepth: policy.clamav.maxRecursion,
+            maxRatio: policy.archives.maxCompressionRatio,
+            inspectMaxBytes: policy.archives.inspectMaxBytes,
+          });
+        }
+        zipCheck?.push(chunk);
         digest.update(chunk);
         if (headFilled < head.length) {
           const take = Math.min(head.length - headFilled, bytesRead);
@@ -146,6 +159,9 @@ async function readAndScan(entry: WalkEntry, deps: ScanDeps, onBytes: (n: number
       const drain = chunks();
       while (!(await drain.next()).done);
     }
+    // Where ClamAV stays silent about zip limits, the kiosk's own check speaks.
+    const zipFindings = (zipCheck as ZipBombCheck | null)?.finish() ?? [];
+    for (const f of zipFindings) if (!reasons.some((r) => r.code === f.code)) reasons.push(f);
     if (overLimit || digest.bytesSeen !== stat.size) {
       reasons.push({ code: 'SCAN_ERROR', detail: `the file's size changed while it was read (${stat.size} bytes listed)` });
       return { digest: null, head, reasons, cleanBy: new Set() };
@@ -268,6 +284,11 @@ export async function scanDrive(root: string, deps: ScanDeps): Promise<ScanRepor
     await Promise.all(Array.from({ length: policy.concurrency }, () => worker()));
     if (failure) driveReasons.push(failure);
     else if (deps.signal?.aborted) driveReasons.push({ code: 'SCAN_ABORTED', detail: 'the scan was stopped before every file was read' });
+  }
+  // Every file the walk found is in the report, scanned or not.
+  const observed = new Set(observations.map((o) => o.display));
+  for (const entry of entries) {
+    if (!observed.has(entry.display)) observations.push(blockedEntry(entry, { code: 'SCAN_ERROR', detail: 'not scanned: the scan stopped before this file' }));
   }
   const scanDone = now();
   observations.sort((a, b) => (a.display < b.display ? -1 : a.display > b.display ? 1 : 0));

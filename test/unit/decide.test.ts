@@ -73,3 +73,21 @@ describe('decide', () => {
     expect(d.files[0]!.reasons.map((r) => r.code)).toEqual(['SCAN_ERROR']);
   });
 });
+
+describe('decide after an engine failure', () => {
+  it('reports nothing as clean or allowlisted once the engines failed mid-scan', () => {
+    const listed = obs('firmware/cpu.bin', { digest: { sha256: 'c'.repeat(64), blake3: 'd'.repeat(64) } });
+    const d = decide([obs('a.txt'), listed], allowlist, policy, [{ code: 'SCANNER_UNAVAILABLE', detail: 'clamd died' }]);
+    expect(d.verdict).toBe('rejected');
+    expect(d.files.map((f) => [f.verdict, f.reasons.map((r) => r.code)])).toEqual([
+      ['blocked', ['SCAN_ERROR']],
+      ['blocked', ['SCAN_ERROR']],
+    ]);
+  });
+
+  it('keeps clean verdicts when the drive is rejected for a reason that is not the engines', () => {
+    const d = decide([obs('a.txt')], EMPTY_ALLOWLIST, policy, [{ code: 'LIMIT_EXCEEDED', detail: 'too many files' }]);
+    expect(d.files[0]!.verdict).toBe('clean');
+    expect(d.verdict).toBe('rejected');
+  });
+});
