@@ -29,6 +29,8 @@ const { values } = parseArgs({
     files: { type: 'string' },
     root: { type: 'string' },
     keep: { type: 'string' },
+    concurrency: { type: 'string', default: '2' },
+    'work-dir': { type: 'string' },
   },
 });
 
@@ -73,12 +75,13 @@ function time(fn: () => unknown): number {
 
 async function speed(): Promise<void> {
   const root = values.keep ?? mkdtempSync(join(tmpdir(), 'bench-scan-'));
-  const work = mkdtempSync(join(tmpdir(), 'bench-scan-work-'));
+  // clamd spools each INSTREAM to its temporary folder: the kiosk image keeps it on tmpfs.
+  const work = mkdtempSync(join(values['work-dir'] ?? tmpdir(), 'bench-scan-work-'));
   const tree = readdirSync(root).length > 0 ? null : await buildTree(root, Number(values.mib));
   execFileSync('sh', ['-c', `cat $(find ${root} -type f) > /dev/null`]); // warm the page cache for every tool alike
   const base = await loadPolicy();
   const p = structuredClone(base.policy);
-  p.concurrency = 2;
+  p.concurrency = Number(values.concurrency);
   const policy = parsePolicy(new TextEncoder().encode(JSON.stringify(p)), 'bench');
   const engines = await startEngines({ clamavDb: 'test', rulesDir: DEFAULT_RULES_DIR, workDir: work, policy: policy.policy, disableCache: true });
   try {

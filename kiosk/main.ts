@@ -8,6 +8,7 @@ import { PortcullisError } from '../manifest/index.ts';
 import { runDemo } from './demo.ts';
 import { EXIT } from './exit-codes.ts';
 import { generateKeyFiles } from './keygen.ts';
+import { logCommand } from './audit/commands.ts';
 import { scanCommand } from './scan/scan-command.ts';
 
 const USAGE = `usage: portcullis-kiosk <command> [options]
@@ -17,6 +18,8 @@ commands:
   scan PATH [--json] [--clamav-db DIR|test] [--rules DIR] [--policy FILE] [--allowlist DIR]
        [--clamd-socket PATH] [--work-dir DIR] [--no-write]
                        scan a mounted drive (or a folder standing for one) and report
+  log verify|list|show|export --db FILE [...]
+                       the audit log: verify its hash chain, list, show and export scans
   demo [--dir DIR]     run the built-in demo
   help                 this text
 
@@ -69,6 +72,8 @@ async function run(argv: string[]): Promise<number> {
         ...(values['work-dir'] ? { workDir: values['work-dir'] } : {}),
       });
     }
+    case 'log':
+      return logCommand(rest);
     case 'demo': {
       const { values } = parseArgs({ args: rest, options: { dir: { type: 'string' } }, strict: true });
       const result = await runDemo(values.dir ? { dir: values.dir } : {});

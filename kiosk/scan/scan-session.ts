@@ -121,9 +121,12 @@ async function readAndScan(entry: WalkEntry, deps: ScanDeps, onBytes: (n: number
     async function* chunks(): AsyncGenerator<Uint8Array> {
       for (;;) {
         deps.signal?.throwIfAborted();
-        // A fresh buffer per chunk: the scanner may still be writing the previous one.
-        const buffer = Buffer.allocUnsafe(CHUNK_BYTES);
-        const { bytesRead } = await handle.read(buffer, 0, CHUNK_BYTES, null);
+        // A fresh buffer per chunk (the scanner may still be writing the previous one),
+        // sized to what is left: small files must not cost 1 MiB allocations. Once the
+        // listed size is read, a 1-byte read confirms the end (a file that grew is caught).
+        const want = Math.min(CHUNK_BYTES, Math.max(1, stat.size - digest.bytesSeen));
+        const buffer = Buffer.allocUnsafe(want);
+        const { bytesRead } = await handle.read(buffer, 0, want, null);
         if (bytesRead === 0) return;
         const chunk = buffer.subarray(0, bytesRead);
         if (digest.bytesSeen + bytesRead > policy.limits.maxFileBytes || digest.bytesSeen + bytesRead > stat.size) {
