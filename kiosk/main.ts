@@ -9,15 +9,17 @@ import { runDemo } from './demo.ts';
 import { EXIT } from './exit-codes.ts';
 import { generateKeyFiles } from './keygen.ts';
 import { logCommand } from './audit/commands.ts';
-import { scanCommand } from './scan/scan-command.ts';
+import { parseUsb, scanCommand } from './scan/scan-command.ts';
 
 const USAGE = `usage: portcullis-kiosk <command> [options]
 
 commands:
   keygen --out DIR     create DIR/kiosk.key (mode 0600, never overwritten) and DIR/kiosk.pub.pem
-  scan PATH [--json] [--clamav-db DIR|test] [--rules DIR] [--policy FILE] [--allowlist DIR]
-       [--clamd-socket PATH] [--work-dir DIR] [--no-write]
-                       scan a mounted drive (or a folder standing for one) and report
+  scan PATH [--image] [--key FILE] [--json] [--db FILE] [--kiosk-id ID] [--operator ID]
+       [--usb VID:PID[:SERIAL]] [--clamav-db DIR|test] [--rules DIR] [--policy FILE]
+       [--allowlist DIR] [--clamd-socket PATH] [--work-dir DIR] [--no-write]
+                       scan a mounted drive (or a folder, or an image with --image); with
+                       a key, write the signed manifest onto an approved or partial drive
   log verify|list|show|export --db FILE [...]
                        the audit log: verify its hash chain, list, show and export scans
   demo [--dir DIR]     run the built-in demo
@@ -51,6 +53,12 @@ async function run(argv: string[]): Promise<number> {
         strict: true,
         options: {
           json: { type: 'boolean', default: false },
+          image: { type: 'boolean', default: false },
+          key: { type: 'string' },
+          db: { type: 'string' },
+          'kiosk-id': { type: 'string' },
+          operator: { type: 'string' },
+          usb: { type: 'string' },
           'clamav-db': { type: 'string' },
           rules: { type: 'string' },
           policy: { type: 'string' },
@@ -60,10 +68,18 @@ async function run(argv: string[]): Promise<number> {
           'no-write': { type: 'boolean', default: false },
         },
       });
-      if (positionals.length !== 1) throw new UsageError('scan needs exactly one PATH (the mounted drive)');
+      if (positionals.length !== 1) throw new UsageError('scan needs exactly one PATH (the mounted drive, or an image with --image)');
+      const keyPath = values.key ?? process.env.PORTCULLIS_KIOSK_KEY;
       return scanCommand({
         path: positionals[0]!,
+        image: values.image,
         json: values.json,
+        noWrite: values['no-write'],
+        ...(keyPath ? { keyPath } : {}),
+        ...(values.db ? { dbPath: values.db } : {}),
+        ...(values['kiosk-id'] ? { kioskId: values['kiosk-id'] } : {}),
+        ...(values.operator ? { operatorId: values.operator } : {}),
+        ...(values.usb ? { usb: parseUsb(values.usb) } : {}),
         ...(values['clamav-db'] ? { clamavDb: values['clamav-db'] } : {}),
         ...(values.rules ? { rulesDir: values.rules } : {}),
         ...(values.policy ? { policyPath: values.policy } : {}),
@@ -93,7 +109,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     return await run(argv);
   } catch (error) {
-    if (error instanceof UsageError || (error instanceof TypeError && 'code' in error && String(error.code).startsWith('ERR_PARSE_ARGS'))) {
+    if (error instanceof UsageError || (error instanceof PortcullisError && error.code === 'USAGE') || (error instanceof TypeError && 'code' in error && String(error.code).startsWith('ERR_PARSE_ARGS'))) {
       console.error(`portcullis-kiosk: ${error.message}\n\n${USAGE}`);
       return EXIT.USAGE;
     }

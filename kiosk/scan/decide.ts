@@ -37,7 +37,9 @@ export type DriveReasonCode =
   | 'WALK_ERROR'
   | 'NO_FILES'
   | 'SCAN_ABORTED'
-  | 'DEVICE_REFUSED';
+  | 'DEVICE_REFUSED'
+  | 'MEDIA_FULL'
+  | 'MANIFEST_WRITE_FAILED';
 
 export interface DriveReason {
   readonly code: DriveReasonCode;

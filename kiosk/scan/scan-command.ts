@@ -1,21 +1,34 @@
 /**
- * `portcullis-kiosk scan PATH`: starts and self-tests the engines, scans the
- * mounted drive (or a folder standing for one) and reports. Engine failure is
- * a rejected drive with the reason, never an approval.
+ * `portcullis-kiosk scan`: one drive from insertion to verdict. Order matters:
+ *  1. open the drive (folder or image) and record SCAN_STARTED in the audit log;
+ *  2. remove any old manifest first, so a stale approval never survives this scan
+ *     (a scan killed midway leaves no manifest at all);
+ *  3. start and self-test the engines, scan every file once;
+ *  4. approved or partial: sign, write, re-read and verify the manifest;
+ *     a write that fails turns the drive rejected;
+ *  5. record the whole outcome in one audit transaction.
  */
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { PortcullisError } from '../../manifest/index.ts';
+import { randomUUID } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { PortcullisError, type SigningKey } from '../../manifest/index.ts';
 import { loadAllowlist, type Allowlist } from '../allowlist.ts';
+import { DriveError, openFolderTarget, openImageTarget, type DriveTarget, type UsbIdentity } from '../approval/drive-target.ts';
+import { writeApproval, type IssuedManifest } from '../approval/write-approval.ts';
+import { openAuditStore, type AuditStore } from '../audit/store.ts';
 import { DEFAULT_RULES_DIR, PRODUCTION_CLAMAV_DB, startEngines, type Engines } from '../engines.ts';
 import { preferredBlake3 } from '../hash-file.ts';
+import { loadSigningKey } from '../keygen.ts';
 import { loadPolicy, type LoadedPolicy } from '../policy.ts';
+import type { Decision, DriveReason } from './decide.ts';
 import { exitCodeFor, scanJson, scanText, type ScanSummaryInput } from './report.ts';
 import { scanDrive, type ScanProgress, type ScanReport } from './scan-session.ts';
 
 export interface ScanCommandOptions {
   readonly path: string;
+  /** PATH is a FAT32/exFAT image file rather than a mounted folder. */
+  readonly image?: boolean;
   readonly json: boolean;
   readonly clamavDb?: string;
   readonly rulesDir?: string;
@@ -23,10 +36,22 @@ export interface ScanCommandOptions {
   readonly allowlistDir?: string;
   readonly clamdSocket?: string;
   readonly workDir?: string;
+  /** The kiosk's private key; without it (or with noWrite) nothing is written to the drive. */
+  readonly keyPath?: string;
+  readonly noWrite?: boolean;
+  /** Audit database; null disables the log (tests only). */
+  readonly dbPath?: string | null;
+  readonly kioskId?: string;
+  readonly operatorId?: string | null;
+  readonly usb?: UsbIdentity | null;
   readonly out?: (text: string) => void;
   readonly err?: (text: string) => void;
   readonly signal?: AbortSignal;
+  readonly onProgress?: (p: ScanProgress) => void;
+  readonly now?: () => Date;
 }
+
+export const DEFAULT_AUDIT_DB = resolve(dirname(new URL(import.meta.url).pathname), '../../var/kiosk/audit.db');
 
 /** The production database when it is there, else the built-in test database (with a warning). */
 export async function defaultClamavDb(): Promise<string> {
@@ -34,70 +59,152 @@ export async function defaultClamavDb(): Promise<string> {
   return names.some((n) => /\.(cvd|cld)$/.test(n)) ? PRODUCTION_CLAMAV_DB : 'test';
 }
 
+export function defaultKioskId(): string {
+  const id = hostname().replace(/[^A-Za-z0-9._-]/g, '-').replace(/^[^A-Za-z0-9]+/, '').slice(0, 64);
+  return id.length > 0 ? id : 'kiosk';
+}
+
 export interface ScanOutcome {
   readonly exitCode: number;
   readonly summary: ScanSummaryInput;
+  readonly manifest: IssuedManifest | null;
+  readonly scanId: string;
+  readonly removedOldManifest: boolean;
 }
 
-export async function runScan(options: ScanCommandOptions, withEngines?: (engines: Engines, summary: ScanSummaryInput) => Promise<void>): Promise<ScanOutcome> {
+function rejectWith(decision: Decision, reason: DriveReason): Decision {
+  return {
+    verdict: 'rejected',
+    driveReasons: [...decision.driveReasons, reason],
+    files: decision.files.map((f) => (f.verdict === 'blocked' ? f : { ...f, verdict: 'blocked' as const, allowlistEntry: null, reasons: [{ code: 'SCAN_ERROR' as const, detail: `not approved: ${reason.code}` }] })),
+  };
+}
+
+export async function runScan(options: ScanCommandOptions): Promise<ScanOutcome> {
   const err = options.err ?? ((t: string) => process.stderr.write(`${t}\n`));
-  const root = resolve(options.path);
+  const now = options.now ?? (() => new Date());
+  const scanId = randomUUID();
+  const kioskId = options.kioskId ?? defaultKioskId();
   const policy: LoadedPolicy = await loadPolicy(options.policyPath);
   const allowlist: Allowlist = await loadAllowlist(options.allowlistDir);
+  const key: SigningKey | null = options.keyPath && !options.noWrite ? await loadSigningKey(options.keyPath) : null;
+  const operatorId = options.operatorId ?? null;
+  if (policy.policy.operator.required && operatorId === null) {
+    throw new PortcullisError('OPERATOR_REQUIRED', `policy ${policy.policy.id} requires the operator's id (--operator)`);
+  }
   const clamavDb = options.clamavDb ?? (await defaultClamavDb());
   const workDir = options.workDir ?? (await mkdtemp(join(tmpdir(), 'portcullis-kiosk-')));
   const notes: string[] = [];
+  let audit: AuditStore | null = null;
+  let target: DriveTarget | null = null;
   let engines: Engines | null = null;
   try {
+    const dbPath = options.dbPath === undefined ? DEFAULT_AUDIT_DB : options.dbPath;
+    if (dbPath !== null) {
+      await mkdir(dirname(dbPath), { recursive: true });
+      audit = openAuditStore(dbPath);
+      audit.recordInterruptedScans();
+    }
+    target = options.image
+      ? await openImageTarget(resolve(options.path), join(workDir, 'media'), options.usb ?? null)
+      : await openFolderTarget(resolve(options.path), options.usb ?? null);
+    audit?.beginScan({ scanId, kioskId, operatorId, device: { usb: target.media.usb, filesystem: target.media.filesystem, volumeId: target.media.volumeId, label: target.media.label, capacity: target.media.capacity }, startedAt: now() });
+
+    // A stale approval must not survive a new scan, whatever its outcome.
+    const removedOldManifest = key ? await target.removeManifest() : false;
+    if (removedOldManifest) notes.push('an earlier manifest on the drive was removed before scanning');
+    if (!key && !options.noWrite) notes.push('no kiosk key given (--key): report only, no manifest written');
+
+    let report: ScanReport;
+    let engineInfo: ScanSummaryInput['engines'] = { clamav: null, yara: null };
     try {
       engines = await startEngines({
         clamavDb,
         rulesDir: options.rulesDir ?? DEFAULT_RULES_DIR,
-        workDir,
+        workDir: join(workDir, 'engines'),
         policy: policy.policy,
         ...(options.clamdSocket ? { clamdSocket: options.clamdSocket } : {}),
-        onStatus: (line) => err(`engines: ${line}`),
+        onStatus: (line) => { if (!options.json) err(`engines: ${line}`); },
       });
+      engineInfo = engines.info;
       if (engines.databaseNote) notes.push(engines.databaseNote.split('\n')[0]!);
+      const running = engines;
+      let last = 0;
+      report = await scanDrive(target.root, {
+        policy,
+        allowlist,
+        scanner: running.scanner,
+        blake3: preferredBlake3(),
+        classifyScannerError: (e) => running.classifyScannerError(e),
+        unseen: target.unseen,
+        ...(options.signal ? { signal: options.signal } : {}),
+        onProgress: (p: ScanProgress) => {
+          options.onProgress?.(p);
+          const t = Date.now();
+          if (options.json || (t - last < 1000 && p.phase !== 'done')) return;
+          last = t;
+          err(`scan: ${p.phase} ${p.filesDone}/${p.filesTotal} files, ${(p.bytesDone / 1048576).toFixed(1)}/${(p.bytesTotal / 1048576).toFixed(1)} MiB${p.current ? ` ${p.current}` : ''}`);
+        },
+      });
     } catch (error) {
       if (!(error instanceof PortcullisError)) throw error;
       // Engines that cannot start or fail their self-test reject the drive, with the reason.
-      const report: ScanReport = {
+      report = {
         decision: { verdict: 'rejected', files: [], driveReasons: [{ code: 'ENGINE_NOT_READY', detail: `${error.code}: ${error.message}` }] },
         stats: { files: 0, bytes: 0, entries: 0 },
         manifestFolderExtras: [],
         durations: { walkMs: 0, scanMs: 0, totalMs: 0 },
       };
-      const summary = { root, report, engines: { clamav: null, yara: null }, policy: { id: policy.policy.id, digest: policy.digest }, allowlist: null, notes };
-      return { exitCode: exitCodeFor('rejected'), summary };
     }
-    let last = 0;
-    const report = await scanDrive(root, {
-      policy,
-      allowlist,
-      scanner: engines.scanner,
-      blake3: preferredBlake3(),
-      classifyScannerError: (e) => engines!.classifyScannerError(e),
-      ...(options.signal ? { signal: options.signal } : {}),
-      onProgress: (p: ScanProgress) => {
-        const t = Date.now();
-        if (options.json || (t - last < 1000 && p.phase !== 'done')) return;
-        last = t;
-        err(`scan: ${p.phase} ${p.filesDone}/${p.filesTotal} files, ${(p.bytesDone / 1048576).toFixed(0)}/${(p.bytesTotal / 1048576).toFixed(0)} MiB${p.current ? ` ${p.current}` : ''}`);
-      },
-    });
+
+    let decision = report.decision;
+    let manifest: IssuedManifest | null = null;
+    if (key && decision.verdict !== 'rejected') {
+      try {
+        manifest = await writeApproval(target, {
+          decision,
+          key,
+          kioskId,
+          operatorId,
+          scan: { id: scanId, fileCount: report.stats.files, byteCount: report.stats.bytes },
+          engines: engineInfo,
+          allowlist: { version: allowlist.version, digest: allowlist.digest },
+          policy: { id: policy.policy.id, digest: policy.digest },
+          validityHours: policy.policy.manifest.validityHours,
+          now: now(),
+        });
+        notes.push(`manifest written and verified: ${manifest.digest}, valid until ${manifest.expiresAt}`);
+      } catch (error) {
+        if (!(error instanceof DriveError)) throw error;
+        decision = rejectWith(decision, { code: error.code === 'MEDIA_FULL' ? 'MEDIA_FULL' : 'MANIFEST_WRITE_FAILED', detail: error.message });
+        audit?.recordEvent('MANIFEST_WRITE_FAILED', { code: error.code, detail: error.message }, { scanId });
+      }
+    }
+    const finalReport: ScanReport = { ...report, decision };
     const summary: ScanSummaryInput = {
-      root,
-      report,
-      engines: engines.info,
+      root: target.description,
+      report: finalReport,
+      engines: engineInfo,
       policy: { id: policy.policy.id, digest: policy.digest },
       allowlist: { version: allowlist.version, digest: allowlist.digest },
       notes,
     };
-    if (withEngines) await withEngines(engines, summary);
-    return { exitCode: exitCodeFor(report.decision.verdict), summary };
+    audit?.finishScan({
+      scanId,
+      decision,
+      report: finalReport,
+      engines: engineInfo,
+      policy: summary.policy,
+      allowlist: summary.allowlist,
+      manifest: manifest ? { digest: manifest.digest, keyId: manifest.keyId, expiresAt: manifest.expiresAt } : null,
+      finishedAt: now(),
+    });
+    if (dbPath !== null) notes.push(`audit log: ${dbPath} (scan ${scanId})`);
+    return { exitCode: exitCodeFor(decision.verdict), summary, manifest, scanId, removedOldManifest };
   } finally {
     await engines?.stop();
+    await target?.close();
+    audit?.close();
     if (!options.workDir) await rm(workDir, { recursive: true, force: true });
   }
 }
@@ -107,4 +214,11 @@ export async function scanCommand(options: ScanCommandOptions): Promise<number> 
   const { exitCode, summary } = await runScan(options);
   out(options.json ? JSON.stringify(scanJson(summary), null, 2) : scanText(summary));
   return exitCode;
+}
+
+/** Parses --usb VID:PID[:SERIAL]. */
+export function parseUsb(text: string): UsbIdentity {
+  const m = /^([0-9a-fA-F]{4}):([0-9a-fA-F]{4})(?::(.{1,128}))?$/.exec(text);
+  if (!m) throw new PortcullisError('USAGE', `--usb expects VID:PID[:SERIAL] in hex, got ${JSON.stringify(text)}`);
+  return { vendorId: m[1]!.toLowerCase(), productId: m[2]!.toLowerCase(), serial: m[3] ?? null };
 }

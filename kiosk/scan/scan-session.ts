@@ -56,6 +56,8 @@ export interface ScanDeps {
   readonly signal?: AbortSignal;
   readonly onProgress?: (progress: ScanProgress) => void;
   readonly now?: () => number; // ms clock, for durations
+  /** Entries on the volume that `root` cannot show as themselves (image access): blocked as unsafe names. */
+  readonly unseen?: ReadonlyArray<{ display: string; detail: string }>;
 }
 
 export interface ScanReport {
@@ -214,6 +216,9 @@ export async function scanDrive(root: string, deps: ScanDeps): Promise<ScanRepor
   const walkDone = now();
   for (const e of tooDeep) {
     observations.push(blockedEntry(e, { code: 'LIMIT_EXCEEDED', detail: `folder deeper than ${policy.limits.maxDepth} levels: its content was not scanned` }));
+  }
+  for (const u of deps.unseen ?? []) {
+    observations.push({ path: null, display: u.display, size: 0, digest: null, extensions: [], contentKind: null, reasons: [{ code: 'UNSAFE_NAME', detail: u.detail }], cleanBy: new Set() });
   }
   for (const { entry, error } of unreadable) {
     observations.push(blockedEntry(entry, { code: 'SCAN_ERROR', detail: `folder could not be read: ${error.message}` }));
