@@ -112,6 +112,7 @@ export async function openFolderTarget(path: string, usb: UsbIdentity | null = n
 /** A FAT32 or exFAT image: scanned through a read-only mount or an extraction, written with mtools or exFAT tools. */
 export async function openImageTarget(imagePath: string, workDir: string, usb: UsbIdentity | null = null): Promise<DriveTarget> {
   const identity = await readVolumeIdentity(imagePath);
+  await mkdir(workDir, { recursive: true, mode: 0o700 });
   const opened = await openImageReadOnly(imagePath, workDir);
   const unseen = [
     ...opened.unrepresentable.map((u) => ({ display: escapeForDisplay(u.names.join('/')), detail: `a name this kiosk cannot hold as itself (${u.reason})` })),

@@ -278,6 +278,33 @@ describe('ClamdClient over INSTREAM', () => {
     expect(released).toBe(true);
   });
 
+  it('fails with SCANNER_UNAVAILABLE as soon as the server drops the connection, while the source is stalled', async () => {
+    const fake = await fakeClamd((socket) => {
+      socket.once('data', () => setTimeout(() => socket.destroy(), 20));
+    });
+    async function* stalled(): AsyncGenerator<Uint8Array> {
+      yield bytes('first');
+      await sleep(5_000); // a drive that stops answering
+      yield bytes('late');
+    }
+    const started = Date.now();
+    expect(await codeOf(fake.client().scanStream(stalled()))).toBe('SCANNER_UNAVAILABLE');
+    expect(Date.now() - started).toBeLessThan(1_000);
+  });
+
+  it('fails with SCAN_ABORTED at once when the signal fires while the source is stalled', async () => {
+    const fake = await fakeClamd((socket) => {
+      readInstream(socket, () => socket.end('stream: OK\0'));
+    });
+    async function* stalled(): AsyncGenerator<Uint8Array> {
+      yield bytes('first');
+      await new Promise(() => undefined); // never settles
+    }
+    const started = Date.now();
+    expect(await codeOf(fake.client().scanStream(stalled(), AbortSignal.timeout(50)))).toBe('SCAN_ABORTED');
+    expect(Date.now() - started).toBeLessThan(1_000);
+  });
+
   it('does not connect when the signal has already fired', async () => {
     const fake = await fakeClamd((socket) => socket.end('stream: OK\0'));
     expect(await codeOf(fake.client().scanStream(chunksOf(bytes('x')), AbortSignal.abort()))).toBe('SCAN_ABORTED');

@@ -87,6 +87,7 @@ export class ClamdClient {
     const connection = await this.#connect('INSTREAM', signal);
     const iterator = chunks[Symbol.asyncIterator]();
     let sourceEnded = false;
+    let streamEnded = false; // the zero-length chunk is in the socket
     try {
       await connection.send([encodeCommand('INSTREAM')]);
       let streamed = 0; // bytes
@@ -113,11 +114,11 @@ export class ClamdClient {
           await connection.send([encodeChunkHeader(piece.byteLength), piece]);
         }
       }
-      if (sourceEnded) await connection.send([END_OF_STREAM]);
+      if (sourceEnded) streamEnded = await connection.send([END_OF_STREAM]);
       connection.arm(this.#scanTimeoutMs, 'answer INSTREAM');
       const answer = await connection.answer;
       const result = parseScanAnswer(answer);
-      if (!sourceEnded) {
+      if (!streamEnded) {
         // Only an ERROR may come before the end of the stream; a verdict then covers bytes clamd never got.
         throw new ScannerError(
           'SCANNER_PROTOCOL',
@@ -217,11 +218,14 @@ class ClamdConnection {
     return this.#settled;
   }
 
-  /** Writes the buffers in one go; resolves once they are in the socket, or at once if the connection already settled. */
-  send(buffers: readonly Uint8Array[]): Promise<void> {
-    if (this.#settled) return Promise.resolve();
+  /**
+   * Writes the buffers in one go. Resolves true once they are in the socket,
+   * false when the connection settled first (answered, failed or timed out).
+   */
+  send(buffers: readonly Uint8Array[]): Promise<boolean> {
+    if (this.#settled) return Promise.resolve(false);
     this.arm(this.#idleTimeoutMs, `take ${this.#command} data`);
-    const written = new Promise<void>((resolve) => {
+    const written = new Promise<boolean>((resolve) => {
       this.#socket.cork();
       buffers.forEach((buffer, index) => {
         const last = index === buffers.length - 1;
@@ -231,7 +235,7 @@ class ClamdConnection {
             ? (error) => {
                 if (error) this.#onClosed(error);
                 else this.disarm();
-                resolve();
+                resolve(!error);
               }
             : undefined,
         );
@@ -240,8 +244,8 @@ class ClamdConnection {
     });
     // A destroyed socket may never call back: settling the connection also ends the wait.
     const ended = this.answer.then(
-      () => undefined,
-      () => undefined,
+      () => false,
+      () => false,
     );
     return Promise.race([written, ended]);
   }

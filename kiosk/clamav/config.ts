@@ -54,7 +54,10 @@ export interface ClamdConfig {
   databaseDirectory: string; // absolute
   logFile: string; // absolute
   pidFile: string | null; // absolute, or none
-  /** Account clamd switches to when started as root (ignored when not root); null keeps the starting user. */
+  /**
+   * Account clamd switches to when started as root (ignored when not root), before it reads
+   * DatabaseDirectory, uses TemporaryDirectory and binds LocalSocket; null keeps the starting user.
+   */
   user: string | null;
   limits: ClamdLimits;
   disableCache: boolean; // true: no result cache (benchmarks; every scan does the full work)
@@ -191,7 +194,7 @@ export function renderClamdConfig(options: ClamdConfigOptions): string {
     ...(c.user === null
       ? ['# No User line: clamd keeps the account that started it.']
       : [
-          '# Started as root, clamd switches to this account before binding LocalSocket; ignored when not root.',
+          '# Started as root, clamd opens LogFile, then switches to this account before loading databases and binding LocalSocket; ignored when not root.',
           `User ${c.user}`,
         ]),
     ...(c.pidFile === null ? [] : [`PidFile ${c.pidFile}`]),

@@ -9,7 +9,7 @@
  *   tmp/         clamd writes each INSTREAM here before scanning it (mode 0700)
  */
 import { spawn } from 'node:child_process';
-import { chown, mkdir, open, readFile, writeFile } from 'node:fs/promises';
+import { chown, mkdir, open, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ClamdClient, type ClamdClientOptions, type ClamdVersion } from './client.ts';
@@ -96,11 +96,14 @@ export async function startClamd(options: StartClamdOptions): Promise<RunningCla
   await mkdir(runDir, { recursive: true, mode: 0o755 });
   await mkdir(tmpDir, { recursive: true, mode: 0o700 });
   if (user !== null && process.getuid?.() === 0) {
-    // clamd switches to `user` before it binds the socket and writes temporary files.
+    // clamd switches to `user` before it loads databases, binds the socket and writes temporary files;
+    // databaseDir and the work directory's parents must be readable by that user.
     const { uid, gid } = await lookUpUser(user);
     await chown(runDir, uid, gid);
     await chown(tmpDir, uid, gid);
   }
+  // A clamd left running by a crashed kiosk holds the socket and the log lock: end it first.
+  await stopLeftoverClamd(configPath);
   await writeFile(configPath, renderClamdConfig(configOptions), { mode: 0o644 });
 
   const env: NodeJS.ProcessEnv = { ...process.env, TZ: 'UTC' }; // VERSION's database time and log times in UTC
@@ -223,6 +226,49 @@ async function readLogTail(logPath: string, output: { stdout: string; stderr: st
   const parts = [log.trim() !== '' ? tail(log, 20) : tail(output.stdout, 20)];
   if (output.stderr.trim() !== '') parts.push(`--- clamd stderr ---\n${tail(output.stderr, 10)}`);
   return parts.filter((part) => part !== '').join('\n');
+}
+
+/** Terminates any process started as `... --config-file <configPath>` (Linux /proc), SIGKILL after 5 s. */
+async function stopLeftoverClamd(configPath: string): Promise<void> {
+  let entries: string[];
+  try {
+    entries = await readdir('/proc');
+  } catch {
+    return; // no procfs: nothing to find
+  }
+  const leftovers: number[] = [];
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    let argv: string[];
+    try {
+      argv = (await readFile(`/proc/${entry}/cmdline`, 'utf8')).split('\0');
+    } catch {
+      continue; // exited meanwhile, or not ours to read
+    }
+    const flag = argv.indexOf('--config-file');
+    if (flag > 0 && argv[flag + 1] === configPath) leftovers.push(Number(entry));
+  }
+  for (const pid of leftovers) signal(pid, 'SIGTERM');
+  const deadline = Date.now() + 5_000;
+  while (leftovers.some(isAlive) && Date.now() < deadline) await sleep(50);
+  for (const pid of leftovers.filter(isAlive)) signal(pid, 'SIGKILL');
+}
+
+function signal(pid: number, name: NodeJS.Signals): void {
+  try {
+    process.kill(pid, name);
+  } catch {
+    // already gone
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 async function lookUpUser(user: string): Promise<{ uid: number; gid: number }> {

@@ -96,6 +96,18 @@ describe('startClamd', () => {
     expect(await codeOf(clamd.client.ping())).toBe('SCANNER_UNAVAILABLE');
   });
 
+  it('ends a clamd left running on the same work directory (a crashed kiosk) and starts afresh', async () => {
+    const first = await testClamd();
+    const second = await startClamd({ databaseDir: join(first.baseDir, 'db'), workDir: join(first.baseDir, 'work') });
+    try {
+      expect(await first.exited).toMatchObject({ expected: false });
+      expect(second.pid).not.toBe(first.pid);
+      await second.client.ping();
+    } finally {
+      await second.stop();
+    }
+  });
+
   it('fails with SCANNER_START_FAILED quoting the log when the database directory is empty', async () => {
     const db = join(scratch, 'empty-db');
     await mkdir(db, { recursive: true });

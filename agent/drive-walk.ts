@@ -1,0 +1,143 @@
+/**
+ * The agent's walk of a drive: lstat only (a symlink is reported, never
+ * followed), names read as raw bytes (a name that is not UTF-8 is reported
+ * escaped, never lost or "fixed"), bounded in entry count and depth. It only
+ * lists; what may pass is decided against the manifest (drive-check.ts).
+ */
+import type { Stats } from 'node:fs';
+import { lstat, readdir } from 'node:fs/promises';
+import { escapeForDisplay, MANIFEST_FOLDER } from '../manifest/index.ts';
+
+export type EntryKind = 'file' | 'directory' | 'symlink' | 'device' | 'fifo' | 'socket' | 'other';
+
+export interface DriveEntry {
+  /** Relative POSIX path as text, or null when a name is not UTF-8. */
+  readonly path: string | null;
+  /** Safe to show and log: escaped, invalid UTF-8 bytes as \xNN. */
+  readonly display: string;
+  /** Absolute path as raw bytes, to open names that are not UTF-8. */
+  readonly rawPath: Buffer;
+  readonly kind: EntryKind;
+  readonly size: number; // bytes, from lstat (0 unless a regular file)
+  readonly dev: number;
+  readonly ino: number;
+  /** Under the drive's .portcullis folder (any case). */
+  readonly inManifestFolder: boolean;
+}
+
+export interface WalkLimits {
+  readonly maxEntries: number; // files, folders and other entries in all
+  readonly maxDepth: number; // folder levels below the root
+}
+
+/** Bounds for HMI drives: the manifest's own limits (100 000 subjects, 64 levels) with headroom for folders. */
+export const DEFAULT_WALK_LIMITS: WalkLimits = { maxEntries: 250_000, maxDepth: 64 };
+
+export type WalkResult =
+  | { readonly ok: true; readonly entries: DriveEntry[]; readonly rootDev: number }
+  | { readonly ok: false; readonly code: 'DRIVE_LIMIT_EXCEEDED' | 'DRIVE_UNREADABLE'; readonly reason: string };
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+function decodeName(raw: Buffer): string | null {
+  try {
+    return utf8.decode(raw);
+  } catch {
+    return null;
+  }
+}
+
+/** Escapes a raw name for display: valid UTF-8 runs through escapeForDisplay, each invalid byte as \xNN. */
+export function displayName(raw: Buffer): string {
+  const text = decodeName(raw);
+  if (text !== null) return escapeForDisplay(text);
+  let out = '';
+  let i = 0;
+  while (i < raw.length) {
+    let j = raw.length;
+    let chunk: string | null = null;
+    for (; j > i; j--) {
+      chunk = decodeName(raw.subarray(i, j));
+      if (chunk !== null) break;
+    }
+    if (chunk !== null && j > i) {
+      out += escapeForDisplay(chunk);
+      i = j;
+    } else {
+      out += `\\x${raw[i]!.toString(16).padStart(2, '0')}`;
+      i++;
+    }
+  }
+  return out;
+}
+
+function kindOf(stats: Stats): EntryKind {
+  if (stats.isFile()) return 'file';
+  if (stats.isDirectory()) return 'directory';
+  if (stats.isSymbolicLink()) return 'symlink';
+  if (stats.isBlockDevice() || stats.isCharacterDevice()) return 'device';
+  if (stats.isFIFO()) return 'fifo';
+  if (stats.isSocket()) return 'socket';
+  return 'other';
+}
+
+const SEP = Buffer.from('/');
+
+/** Walks `root` breadth-first in byte order of names; stops at the first bound crossed (the drive is then refused). */
+export async function walkDrive(root: string, limits: WalkLimits = DEFAULT_WALK_LIMITS, signal?: AbortSignal): Promise<WalkResult> {
+  let rootStats: Stats;
+  try {
+    rootStats = await lstat(root);
+  } catch (error) {
+    return { ok: false, code: 'DRIVE_UNREADABLE', reason: `cannot read the drive (${(error as Error).message})` };
+  }
+  if (!rootStats.isDirectory()) return { ok: false, code: 'DRIVE_UNREADABLE', reason: 'the drive path is not a folder (or is a symlink)' };
+  const entries: DriveEntry[] = [];
+  let count = 0;
+  const queue: Array<{ abs: Buffer; rel: Buffer; depth: number; inManifest: boolean }> = [
+    { abs: Buffer.from(root), rel: Buffer.alloc(0), depth: 0, inManifest: false },
+  ];
+  while (queue.length > 0) {
+    signal?.throwIfAborted();
+    const dir = queue.shift()!;
+    let names: Buffer[];
+    try {
+      names = await readdir(dir.abs, { encoding: 'buffer' });
+    } catch (error) {
+      return { ok: false, code: 'DRIVE_UNREADABLE', reason: `cannot read folder ${displayName(dir.rel) || '(root)'} (${(error as Error).message})` };
+    }
+    names.sort((a, b) => Buffer.compare(a, b));
+    for (const name of names) {
+      if (++count > limits.maxEntries) {
+        return { ok: false, code: 'DRIVE_LIMIT_EXCEEDED', reason: `more than ${limits.maxEntries} files and folders on the drive` };
+      }
+      const abs = Buffer.concat([dir.abs, SEP, name]);
+      const rel = dir.rel.length === 0 ? name : Buffer.concat([dir.rel, SEP, name]);
+      let stats: Stats;
+      try {
+        stats = await lstat(abs);
+      } catch (error) {
+        return { ok: false, code: 'DRIVE_UNREADABLE', reason: `cannot read ${displayName(rel)} (${(error as Error).message})` };
+      }
+      const kind = kindOf(stats);
+      const inManifest = dir.inManifest || (dir.depth === 0 && name.toString('latin1').toLowerCase() === MANIFEST_FOLDER);
+      if (kind === 'directory') {
+        if (dir.depth + 1 >= limits.maxDepth) {
+          return { ok: false, code: 'DRIVE_LIMIT_EXCEEDED', reason: `folders nested deeper than ${limits.maxDepth} levels at ${displayName(rel)}` };
+        }
+        queue.push({ abs, rel, depth: dir.depth + 1, inManifest });
+      }
+      entries.push({
+        path: decodeName(rel),
+        display: displayName(rel),
+        rawPath: abs,
+        kind,
+        size: kind === 'file' ? stats.size : 0,
+        dev: stats.dev,
+        ino: stats.ino,
+        inManifestFolder: inManifest,
+      });
+    }
+  }
+  return { ok: true, entries, rootDev: rootStats.dev };
+}

@@ -1,0 +1,422 @@
+/**
+ * portcullis-agent: the composition root of the HMI agent. It parses the
+ * command line, wires the real adapters (files, clock, drive sources,
+ * notifier) into the pure core, and turns outcomes into exit codes. One
+ * top-level catch turns typed errors into exit code 1 (64 for usage) and
+ * anything else into "this is a bug" with context.
+ */
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { PortcullisError } from '../manifest/index.ts';
+import { AuditLog, formatExport, verifyLogBytes } from './audit-log.ts';
+import { parseIdentity, type DriveIdentity } from './drive-identity.ts';
+import { drivelistSource, linuxIdentity, mountFolderSource, windowsLetterSource, type DriveSource } from './drive-sources.ts';
+import { AgentError } from './errors.ts';
+import { EXIT } from './exit-codes.ts';
+import { lineNotifier, windowsMsgNotifier, type Notifier } from './notify.ts';
+import { importDrive, reportClass, verifyDrive, type DriveReport } from './transfer.ts';
+import {
+  addKey, CLASH_POLICIES, keyStatus, loadTrustStore, revokeKey, saveTrustStore, setPolicy, type ClashPolicy, type TrustPolicy, type TrustStore,
+} from './trust-store.ts';
+import { loadWatchConfig } from './watch-config.ts';
+import { runService, samePath } from './watch.ts';
+
+export const USAGE = `usage: portcullis-agent <command> [options]
+
+trust store (keys the agent accepts, revocations, local policy):
+  trust add PEM --trust FILE [--label L] [--not-before T] [--not-after T]
+  trust list --trust FILE [--json]
+  trust revoke KEYID --trust FILE [--reason TEXT]
+  trust policy --trust FILE [--max-age-hours N] [--destination DIR | --no-destination]
+               [--clash refuse|rename|skip] [--media-binding required|optional]
+
+drives:
+  verify DRIVE --trust FILE [--json] [--identity FILE]
+  import DRIVE --to DIR --trust FILE [--json] [--identity FILE]
+  watch --config FILE
+
+log:
+  log verify --log FILE [--json]
+  log export --log FILE [--since T] --format json|csv
+
+common options: --log FILE (default: portcullis-agent.log.jsonl beside the trust store),
+  --hmi NAME (default: this computer's name)
+
+exit codes: 0 all passed / done, 10 some files refused, 20 drive refused or nothing passed,
+  1 failed (the message names the code), 64 usage error, 70 internal error (a bug)`;
+
+export interface CliIo {
+  readonly stdout: (text: string) => void;
+  readonly stderr: (text: string) => void;
+  readonly clock?: () => Date;
+}
+
+const processIo: CliIo = {
+  stdout: (text) => void process.stdout.write(text),
+  stderr: (text) => void process.stderr.write(text),
+};
+
+class UsageError extends AgentError {
+  constructor(message: string) {
+    super('USAGE', message);
+  }
+}
+
+const common = {
+  trust: { type: 'string' },
+  log: { type: 'string' },
+  hmi: { type: 'string' },
+  json: { type: 'boolean' },
+} as const;
+
+function need<T>(value: T | undefined, what: string): T {
+  if (value === undefined || value === '') throw new UsageError(`missing ${what}`);
+  return value;
+}
+
+function parseTime(text: string | undefined, option: string): Date | null {
+  if (text === undefined) return null;
+  // Accept ISO 8601 with an explicit zone only: a local time would mean different instants on different HMIs.
+  if (!/^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2}))?$/u.test(text)) {
+    throw new UsageError(`${option}: expected an ISO 8601 time such as 2026-03-01T00:00:00Z, got ${JSON.stringify(text)}`);
+  }
+  const time = new Date(text);
+  if (Number.isNaN(time.getTime())) throw new UsageError(`${option}: not a real time: ${JSON.stringify(text)}`);
+  return time;
+}
+
+function logFor(trustPath: string | undefined, values: { log?: string; hmi?: string }, io: CliIo): AuditLog {
+  const path = values.log ?? (trustPath ? join(dirname(resolve(trustPath)), 'portcullis-agent.log.jsonl') : undefined);
+  return new AuditLog(need(path, '--log FILE'), { hmi: values.hmi ?? hostname(), clock: io.clock });
+}
+
+function readIdentity(path: string | undefined): DriveIdentity | null {
+  if (path === undefined) return null;
+  let value: unknown;
+  try {
+    value = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (cause) {
+    throw new AgentError('IDENTITY_INVALID', `${path}: cannot read the drive identity (${(cause as Error).message})`, { cause });
+  }
+  return parseIdentity(value, path);
+}
+
+/** Runs `work` with an AbortSignal that SIGINT/SIGTERM trip; handlers are removed afterwards. */
+async function withInterrupt<T>(work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const controller = new AbortController();
+  const stop = (): void => controller.abort();
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+  try {
+    return await work(controller.signal);
+  } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+  }
+}
+
+function trustCommand(args: string[], io: CliIo): number {
+  const [sub, ...rest] = args;
+  const now = (io.clock ?? (() => new Date()))();
+  const { values, positionals } = parseArgs({
+    args: rest,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      ...common,
+      label: { type: 'string' },
+      'not-before': { type: 'string' },
+      'not-after': { type: 'string' },
+      reason: { type: 'string' },
+      'max-age-hours': { type: 'string' },
+      destination: { type: 'string' },
+      'no-destination': { type: 'boolean' },
+      clash: { type: 'string' },
+      'media-binding': { type: 'string' },
+    },
+  });
+  const trustPath = need(values.trust, '--trust FILE');
+  const change = (store: TrustStore, event: string, reason: string, keyId: string | null): number => {
+    const log = logFor(trustPath, values, io);
+    // Log first: a change that cannot be logged is not made.
+    log.append({ event, outcome: 'changed', code: 'TRUST_CHANGED', reason: `${reason} (trust store sequence ${store.sequence})`, keyId });
+    try {
+      saveTrustStore(trustPath, store);
+    } catch (error) {
+      log.append({ event: 'trust.change-failed', outcome: 'failed', code: 'TRUST_STORE_INVALID', reason: `writing the trust store failed: ${(error as Error).message}`, keyId });
+      throw error;
+    }
+    return EXIT.OK;
+  };
+  switch (sub) {
+    case 'add': {
+      if (positionals.length !== 1) throw new UsageError('trust add needs exactly one PEM file');
+      const pemPath = positionals[0]!;
+      let pem: string;
+      try {
+        pem = readFileSync(pemPath, 'utf8');
+      } catch (cause) {
+        throw new UsageError(`cannot read ${pemPath}: ${(cause as Error).message}`);
+      }
+      const store = loadTrustStore(trustPath, { allowMissing: true, now });
+      const notBefore = parseTime(values['not-before'], '--not-before');
+      const notAfter = parseTime(values['not-after'], '--not-after');
+      if (notBefore && notAfter && notBefore >= notAfter) throw new UsageError('--not-before must be earlier than --not-after');
+      const { store: next, entry } = addKey(store, { pem, label: values.label ?? null, notBefore, notAfter }, now);
+      change(next, 'trust.key-added', `trusted kiosk key ${entry.keyId}${entry.label ? ` (${entry.label})` : ''}, from ${entry.notBefore ?? 'now'} until ${entry.notAfter ?? 'revoked'}`, entry.keyId);
+      io.stdout(`trusted ${entry.keyId}${entry.label ? ` (${entry.label})` : ''}\n`);
+      return EXIT.OK;
+    }
+    case 'revoke': {
+      if (positionals.length !== 1) throw new UsageError('trust revoke needs exactly one KEYID');
+      const id = positionals[0]!;
+      const store = loadTrustStore(trustPath, { allowMissing: true, now });
+      const next = revokeKey(store, id, now, values.reason ?? null);
+      change(next, 'trust.key-revoked', `revoked kiosk key ${id}${values.reason ? `: ${values.reason}` : ''}`, id);
+      io.stdout(`revoked ${id}\n`);
+      return EXIT.OK;
+    }
+    case 'policy': {
+      if (positionals.length !== 0) throw new UsageError('trust policy takes no positional arguments');
+      const patch: Partial<TrustPolicy> = {};
+      if (values['max-age-hours'] !== undefined) {
+        if (!/^\d{1,4}$/u.test(values['max-age-hours'])) throw new UsageError('--max-age-hours: expected a whole number of hours');
+        patch.maxManifestAgeHours = Number(values['max-age-hours']);
+      }
+      if (values.destination !== undefined && values['no-destination']) throw new UsageError('--destination and --no-destination exclude each other');
+      if (values.destination !== undefined) patch.destination = resolve(values.destination);
+      if (values['no-destination']) patch.destination = null;
+      if (values.clash !== undefined) {
+        if (!(CLASH_POLICIES as readonly string[]).includes(values.clash)) throw new UsageError(`--clash: expected ${CLASH_POLICIES.join(', ')}`);
+        patch.clash = values.clash as ClashPolicy;
+      }
+      if (values['media-binding'] !== undefined) {
+        if (values['media-binding'] !== 'required' && values['media-binding'] !== 'optional') throw new UsageError('--media-binding: expected required or optional');
+        patch.requireMediaBinding = values['media-binding'] === 'required';
+      }
+      const store = loadTrustStore(trustPath, { allowMissing: true, now });
+      const next = setPolicy(store, patch, now);
+      change(next, 'trust.policy-changed', `policy is now ${JSON.stringify(next.policy)}`, null);
+      io.stdout(`policy: ${JSON.stringify(next.policy)}\n`);
+      return EXIT.OK;
+    }
+    case 'list': {
+      const store = loadTrustStore(trustPath);
+      if (values.json) {
+        const keys = store.keys.map((k) => ({ keyId: k.keyId, label: k.label, status: keyStatus(store, k, now), notBefore: k.notBefore, notAfter: k.notAfter, addedAt: k.addedAt }));
+        io.stdout(`${JSON.stringify({ formatVersion: store.formatVersion, sequence: store.sequence, updatedAt: store.updatedAt, keys, revoked: store.revoked, policy: store.policy }, null, 2)}\n`);
+        return EXIT.OK;
+      }
+      io.stdout(`trust store ${trustPath} (format ${store.formatVersion}, sequence ${store.sequence}, updated ${store.updatedAt})\n`);
+      if (store.keys.length === 0) io.stdout('  no kiosk keys: every drive is refused (KEY_UNTRUSTED)\n');
+      for (const k of store.keys) {
+        const period = `${k.notBefore ?? '-'} .. ${k.notAfter ?? '-'}`;
+        io.stdout(`  ${k.keyId}  ${keyStatus(store, k, now).padEnd(13)}  ${period}  ${k.label ?? ''}\n`);
+      }
+      for (const r of store.revoked.filter((r) => !store.keys.some((k) => k.keyId === r.keyId))) {
+        io.stdout(`  ${r.keyId}  revoked        (not a trusted key)  ${r.reason ?? ''}\n`);
+      }
+      const p = store.policy;
+      io.stdout(`policy: max manifest age ${p.maxManifestAgeHours} h, destination ${p.destination ?? '(any: import --to / watch config)'}, clash ${p.clash}, media binding ${p.requireMediaBinding ? 'required' : 'optional'}\n`);
+      return EXIT.OK;
+    }
+    default:
+      throw new UsageError(`unknown trust command ${JSON.stringify(sub ?? '')}`);
+  }
+}
+
+function printReport(report: DriveReport, json: boolean, io: CliIo): void {
+  if (json) {
+    io.stdout(`${JSON.stringify(report, null, 2)}\n`);
+    return;
+  }
+  const head = report.approved
+    ? `APPROVED: manifest ${report.manifestDigest}, kiosk ${report.kiosk}, key ${report.keyId?.slice(0, 16)}..., issued ${report.issuedAt}, expires ${report.expiresAt}`
+    : `REFUSED ${report.code}: ${report.reason}`;
+  io.stdout(`${report.mode} ${report.drive}: ${head}\n`);
+  if (!report.approved) {
+    io.stdout('nothing may pass from this drive\n');
+    return;
+  }
+  for (const f of report.files) {
+    const where = f.destination ? ` -> ${f.destination}` : '';
+    io.stdout(f.outcome === 'refused' || f.outcome === 'skipped' ? `  ${f.outcome.padEnd(9)} ${f.path}  ${f.code}: ${f.reason}\n` : `  ${f.outcome.padEnd(9)} ${f.path}${where}\n`);
+  }
+  const c = report.counts;
+  io.stdout(report.mode === 'verify' ? `${c.permitted} permitted, ${c.refused} refused\n` : `${c.imported} imported, ${c.skipped} skipped, ${c.refused} refused\n`);
+}
+
+const EXIT_BY_CLASS = { all: EXIT.OK, some: EXIT.PARTIAL, none: EXIT.REFUSED } as const;
+
+async function driveCommand(command: 'verify' | 'import', args: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    strict: true,
+    options: { ...common, to: { type: 'string' }, identity: { type: 'string' } },
+  });
+  if (positionals.length !== 1) throw new UsageError(`${command} needs exactly one DRIVE`);
+  const drive = resolve(positionals[0]!);
+  const trustPath = need(values.trust, '--trust FILE');
+  const now = (io.clock ?? (() => new Date()))();
+  const trust = loadTrustStore(trustPath);
+  const identity = readIdentity(values.identity);
+  const log = logFor(trustPath, values, io);
+  const report = await withInterrupt(async (signal) => {
+    if (command === 'verify') {
+      if (values.to !== undefined) throw new UsageError('verify takes no --to (it writes nothing)');
+      return verifyDrive({ drive, trust, now, identity, log, signal });
+    }
+    const to = resolve(need(values.to, '--to DIR'));
+    if (trust.policy.destination !== null && !samePath(to, trust.policy.destination)) {
+      throw new AgentError('DESTINATION_INVALID', `--to ${to}: the trust store's policy allows imports only into ${trust.policy.destination}`);
+    }
+    return importDrive({ drive, trust, now, identity, log, signal, destination: to, clash: trust.policy.clash });
+  });
+  printReport(report, values.json ?? false, io);
+  return EXIT_BY_CLASS[reportClass(report)];
+}
+
+function logCommand(args: string[], io: CliIo): number {
+  const [sub, ...rest] = args;
+  const { values, positionals } = parseArgs({
+    args: rest,
+    allowPositionals: true,
+    strict: true,
+    options: { log: { type: 'string' }, json: { type: 'boolean' }, since: { type: 'string' }, format: { type: 'string' } },
+  });
+  if (positionals.length !== 0) throw new UsageError(`log ${sub ?? ''} takes no positional arguments`);
+  const path = need(values.log, '--log FILE');
+  let bytes: Uint8Array;
+  try {
+    bytes = readFileSync(path);
+  } catch (cause) {
+    throw new AgentError('LOG_CORRUPT', `${path}: cannot read the log (${(cause as Error).message})`, { cause });
+  }
+  const check = verifyLogBytes(bytes);
+  switch (sub) {
+    case 'verify': {
+      if (values.json) io.stdout(`${JSON.stringify(check.ok ? { ok: true, records: check.records, head: check.head } : check, null, 2)}\n`);
+      if (!check.ok) {
+        if (!values.json) io.stdout(`BROKEN at line ${check.line}: ${check.problem}: ${check.detail} (${check.records} records before it verify)\n`);
+        return EXIT.FAILURE;
+      }
+      if (!values.json) {
+        io.stdout(`intact: ${check.records} records${check.head ? `, head seq ${check.head.seq} hash ${check.head.hash}` : ''}\n`);
+        io.stdout('compare the head with the one from the last export: records cut from the end leave no trace in the file\n');
+      }
+      return EXIT.OK;
+    }
+    case 'export': {
+      const format = need(values.format, '--format json|csv');
+      if (format !== 'json' && format !== 'csv') throw new UsageError('--format: expected json or csv');
+      const since = parseTime(values.since, '--since');
+      if (!check.ok) throw new AgentError('LOG_CHAIN_BROKEN', `${path}: line ${check.line}: ${check.problem}: ${check.detail}; run "log verify" and keep the file as evidence`);
+      const records = since ? check.entries.filter((r) => Date.parse(r.time) >= since.getTime()) : check.entries;
+      io.stdout(formatExport(records, format));
+      return EXIT.OK;
+    }
+    default:
+      throw new UsageError(`unknown log command ${JSON.stringify(sub ?? '')}`);
+  }
+}
+
+function sourceFor(name: string, mountFolders: readonly string[]): DriveSource {
+  const identify = process.platform === 'linux' ? linuxIdentity : () => Promise.resolve(null);
+  switch (name) {
+    case 'drivelist':
+      return drivelistSource(identify);
+    case 'mount-folders':
+      return mountFolderSource(mountFolders, identify);
+    case 'windows-letters':
+      return windowsLetterSource();
+    default: {
+      if (process.platform === 'win32') return windowsLetterSource();
+      if (mountFolders.length > 0) return mountFolderSource(mountFolders, identify);
+      return drivelistSource(identify);
+    }
+  }
+}
+
+async function watchCommand(args: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, strict: true, options: { config: { type: 'string' } } });
+  if (positionals.length !== 0) throw new UsageError('watch takes no positional arguments');
+  const config = loadWatchConfig(need(values.config, '--config FILE'));
+  loadTrustStore(config.trust); // refuse to start on a broken trust store
+  const log = new AuditLog(config.log, { hmi: config.hmiName ?? hostname(), clock: io.clock });
+  const lines = lineNotifier((line) => io.stdout(`${line}\n`));
+  const useMsg = config.notify === 'msg' || (config.notify === 'auto' && process.platform === 'win32');
+  const notifier: Notifier = useMsg ? windowsMsgNotifier(lines) : lines;
+  const source = sourceFor(config.source, config.mountFolders);
+  io.stdout(`portcullis-agent: watching drives (${source.name}); stop with Ctrl+C or by stopping the service\n`);
+  await withInterrupt((signal) =>
+    runService(
+      {
+        source,
+        trustPath: config.trust,
+        destination: config.destination,
+        log,
+        notifier,
+        intervalMs: config.pollIntervalMs,
+        settleMs: config.settleMs,
+        clock: io.clock,
+        onReport: (r) => printReport(r, false, io),
+      },
+      signal,
+    ),
+  );
+  return EXIT.OK;
+}
+
+async function run(argv: string[], io: CliIo): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'trust':
+      return trustCommand(rest, io);
+    case 'verify':
+    case 'import':
+      return driveCommand(command, rest, io);
+    case 'watch':
+      return watchCommand(rest, io);
+    case 'log':
+      return logCommand(rest, io);
+    case 'help':
+    case '--help':
+      io.stdout(`${USAGE}\n`);
+      return EXIT.OK;
+    case undefined:
+      io.stderr(`${USAGE}\n`);
+      return EXIT.USAGE;
+    default:
+      throw new UsageError(`unknown command ${JSON.stringify(command)}`);
+  }
+}
+
+export async function main(argv: string[], io: CliIo = processIo): Promise<number> {
+  try {
+    return await run(argv, io);
+  } catch (error) {
+    const parseError = error instanceof TypeError && 'code' in error && String(error.code).startsWith('ERR_PARSE_ARGS');
+    if (parseError || (error instanceof AgentError && error.code === 'USAGE')) {
+      io.stderr(`portcullis-agent: ${(error as Error).message}\n\n${USAGE}\n`);
+      return EXIT.USAGE;
+    }
+    if (error instanceof PortcullisError) {
+      io.stderr(`portcullis-agent: ${error.code}: ${error.message}\n`);
+      return EXIT.FAILURE;
+    }
+    io.stderr('portcullis-agent: internal error (this is a bug; please report it with the text below)\n');
+    io.stderr(`${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    return EXIT.BUG;
+  }
+}
+
+// No top-level await: the single executable bundles this file as CommonJS (agent/sea/).
+if (import.meta.main) {
+  void main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}
+

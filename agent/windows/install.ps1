@@ -1,0 +1,219 @@
+<#
+.SYNOPSIS
+    Installs the Portcullis HMI agent as a Windows service running as
+    LocalSystem, and denies interactive users direct access to removable
+    storage so that files from USB drives reach the HMI only through the agent.
+
+.DESCRIPTION
+    Idempotent: run it again to upgrade the executable or repair settings;
+    nothing that is already right is changed, and an existing configuration or
+    trust store is never overwritten. Supports -WhatIf and -Confirm.
+
+    What it does (docs/agent.md "Rolling out"):
+      1. Copies portcullis-agent.exe (the Node single executable) and the
+         service wrapper to -InstallDir. A Node executable does not speak the
+         Service Control Manager protocol (a plain exe registered with
+         New-Service is killed with error 1053), so the service's binary is
+         WinSW, which starts "portcullis-agent.exe watch --config ..." and
+         stops it with Ctrl+C.
+      2. Creates -DataDir (configuration, trust store, log) readable and
+         writable by SYSTEM and Administrators only.
+      3. Creates the destination folder: SYSTEM and Administrators full
+         control, Users read and execute only.
+      4. Writes config.json if there is none, and trusts the given kiosk keys.
+      5. Registers the service "PortcullisAgent" (LocalSystem, automatic,
+         restart on failure).
+      6. Sets "All Removable Storage classes: Deny all access" (Deny_All = 1
+         under HKLM\Software\Policies\Microsoft\Windows\RemovableStorageDevices)
+         and turns AutoRun off for every drive type, unless -SkipStoragePolicy.
+      7. Starts the service when a trust store exists.
+
+.PARAMETER AgentExe
+    Path to portcullis-agent.exe built as in docs/agent.md.
+.PARAMETER ServiceWrapper
+    Path to the WinSW executable (x64). Check its signature/hash yourself and
+    pass the hash as -ServiceWrapperSha256.
+.PARAMETER ServiceWrapperSha256
+    Expected SHA-256 (hex) of -ServiceWrapper; the install stops if it differs.
+.PARAMETER KioskPublicKey
+    One or more kiosk public key PEM files to trust (portcullis-kiosk keygen).
+.PARAMETER Destination
+    The folder imported files go to.
+.PARAMETER SkipStoragePolicy
+    Do not set the removable-storage deny policy (for a pilot only).
+
+.EXAMPLE
+    .\install.ps1 -AgentExe .\portcullis-agent.exe -ServiceWrapper .\WinSW-x64.exe `
+        -ServiceWrapperSha256 <hex> -KioskPublicKey .\gate-1.pub.pem -WhatIf
+#>
+[CmdletBinding(SupportsShouldProcess = $true, ConfirmImpact = 'High')]
+param(
+    [Parameter(Mandatory = $true)] [string] $AgentExe,
+    [Parameter(Mandatory = $true)] [string] $ServiceWrapper,
+    [Parameter(Mandatory = $true)] [ValidatePattern('^[0-9A-Fa-f]{64}$')] [string] $ServiceWrapperSha256,
+    [string[]] $KioskPublicKey = @(),
+    [string] $InstallDir = (Join-Path $env:ProgramFiles 'Portcullis'),
+    [string] $DataDir = (Join-Path $env:ProgramData 'Portcullis'),
+    [string] $Destination = 'C:\Portcullis\Inbox',
+    [string] $ServiceName = 'PortcullisAgent',
+    [switch] $SkipStoragePolicy
+)
+
+Set-StrictMode -Version Latest
+$ErrorActionPreference = 'Stop'
+
+# Well-known SIDs, so the script works on every display language.
+$SidSystem = '*S-1-5-18'
+$SidAdmins = '*S-1-5-32-544'
+$SidUsers = '*S-1-5-32-545'
+
+$StoragePolicyKey = 'HKLM:\Software\Policies\Microsoft\Windows\RemovableStorageDevices'
+$AutoRunKey = 'HKLM:\Software\Microsoft\Windows\CurrentVersion\Policies\Explorer'
+
+function Assert-Administrator {
+    $principal = [Security.Principal.WindowsPrincipal] [Security.Principal.WindowsIdentity]::GetCurrent()
+    if (-not $principal.IsInRole([Security.Principal.WindowsBuiltInRole]::Administrator)) {
+        throw 'Run this script from an elevated PowerShell (Run as administrator).'
+    }
+}
+
+function Invoke-Checked([string] $File, [string[]] $Arguments) {
+    & $File @Arguments
+    if ($LASTEXITCODE -ne 0) { throw "$File $($Arguments -join ' ') failed with exit code $LASTEXITCODE" }
+}
+
+function Install-Folder([string] $Path, [string[]] $Grants) {
+    if (-not (Test-Path -LiteralPath $Path -PathType Container)) {
+        if ($PSCmdlet.ShouldProcess($Path, 'Create folder')) { New-Item -ItemType Directory -Path $Path -Force -Confirm:$false | Out-Null }
+    }
+    # Replace inherited permissions with exactly these grants (icacls is idempotent for the same input).
+    if ($PSCmdlet.ShouldProcess($Path, "Set permissions: $($Grants -join ', ')")) {
+        Invoke-Checked 'icacls.exe' (@($Path, '/inheritance:r', '/grant:r') + $Grants + @('/Q'))
+    }
+}
+
+function Copy-IfChanged([string] $Source, [string] $Target) {
+    $same = (Test-Path -LiteralPath $Target) -and
+        ((Get-FileHash -LiteralPath $Source -Algorithm SHA256).Hash -eq (Get-FileHash -LiteralPath $Target -Algorithm SHA256).Hash)
+    if (-not $same -and $PSCmdlet.ShouldProcess($Target, "Copy $Source")) { Copy-Item -LiteralPath $Source -Destination $Target -Force -Confirm:$false }
+}
+
+function Set-DwordValue([string] $Key, [string] $Name, [int] $Value) {
+    $current = Get-ItemProperty -LiteralPath $Key -Name $Name -ErrorAction SilentlyContinue
+    if ($null -ne $current -and $current.$Name -eq $Value) { return }
+    if ($PSCmdlet.ShouldProcess("$Key\$Name", "Set DWORD $Value")) {
+        if (-not (Test-Path -LiteralPath $Key)) { New-Item -Path $Key -Force -Confirm:$false | Out-Null }
+        New-ItemProperty -LiteralPath $Key -Name $Name -PropertyType DWord -Value $Value -Force -Confirm:$false | Out-Null
+    }
+}
+
+function ConvertTo-XmlText([string] $Text) { [Security.SecurityElement]::Escape($Text) }
+
+Assert-Administrator
+
+foreach ($file in @($AgentExe, $ServiceWrapper) + $KioskPublicKey) {
+    if (-not (Test-Path -LiteralPath $file -PathType Leaf)) { throw "Not found: $file" }
+}
+$wrapperHash = (Get-FileHash -LiteralPath $ServiceWrapper -Algorithm SHA256).Hash
+if ($wrapperHash -ne $ServiceWrapperSha256.ToUpperInvariant()) {
+    throw "The service wrapper's SHA-256 is $wrapperHash, not ${ServiceWrapperSha256}: refusing to install it."
+}
+
+$agentTarget = Join-Path $InstallDir 'portcullis-agent.exe'
+$wrapperTarget = Join-Path $InstallDir 'portcullis-agent-service.exe'
+$wrapperXml = Join-Path $InstallDir 'portcullis-agent-service.xml'
+$configPath = Join-Path $DataDir 'config.json'
+$trustPath = Join-Path $DataDir 'trust.json'
+$logPath = Join-Path $DataDir 'portcullis-agent.log.jsonl'
+
+# 1-3. Folders and binaries. Program files: admins and SYSTEM write, users may run nothing else here.
+Install-Folder $InstallDir @("${SidSystem}:(OI)(CI)F", "${SidAdmins}:(OI)(CI)F", "${SidUsers}:(OI)(CI)RX")
+Install-Folder $DataDir @("${SidSystem}:(OI)(CI)F", "${SidAdmins}:(OI)(CI)F")
+Install-Folder (Join-Path $DataDir 'service-logs') @("${SidSystem}:(OI)(CI)F", "${SidAdmins}:(OI)(CI)F")
+Install-Folder $Destination @("${SidSystem}:(OI)(CI)F", "${SidAdmins}:(OI)(CI)F", "${SidUsers}:(OI)(CI)RX")
+
+$service = Get-Service -Name $ServiceName -ErrorAction SilentlyContinue
+$stopped = $false
+if ($null -ne $service -and $service.Status -ne 'Stopped') {
+    # The running service holds the executable open; stop it before replacing it.
+    if ($PSCmdlet.ShouldProcess($ServiceName, 'Stop service to upgrade')) { Stop-Service -Name $ServiceName -Confirm:$false; $stopped = $true }
+}
+Copy-IfChanged $AgentExe $agentTarget
+Copy-IfChanged $ServiceWrapper $wrapperTarget
+
+$xml = @"
+<service>
+  <id>$(ConvertTo-XmlText $ServiceName)</id>
+  <name>Portcullis HMI agent</name>
+  <description>Lets files from USB drives onto this HMI only when a Portcullis kiosk manifest vouches for every byte.</description>
+  <executable>$(ConvertTo-XmlText $agentTarget)</executable>
+  <arguments>watch --config "$(ConvertTo-XmlText $configPath)"</arguments>
+  <stoptimeout>30 sec</stoptimeout>
+  <onfailure action="restart" delay="10 sec" />
+  <logpath>$(ConvertTo-XmlText (Join-Path $DataDir 'service-logs'))</logpath>
+  <log mode="roll-by-size"><sizeThreshold>10240</sizeThreshold><keepFiles>8</keepFiles></log>
+</service>
+"@
+$currentXml = if (Test-Path -LiteralPath $wrapperXml) { Get-Content -LiteralPath $wrapperXml -Raw } else { '' }
+if ($currentXml -ne $xml -and $PSCmdlet.ShouldProcess($wrapperXml, 'Write service wrapper configuration')) {
+    Set-Content -LiteralPath $wrapperXml -Value $xml -Encoding UTF8 -NoNewline -Confirm:$false
+}
+
+# 4. Configuration (never overwritten) and trust store.
+if (-not (Test-Path -LiteralPath $configPath)) {
+    $config = [ordered]@{
+        formatVersion = 1; trust = 'trust.json'; log = 'portcullis-agent.log.jsonl'; destination = $Destination
+        hmiName = $null; source = 'auto'; pollIntervalSeconds = 2; settleSeconds = 2; notify = 'auto'
+    }
+    if ($PSCmdlet.ShouldProcess($configPath, 'Write configuration')) {
+        # UTF-8 without BOM: the agent reads strict JSON.
+        [IO.File]::WriteAllText($configPath, ($config | ConvertTo-Json), (New-Object Text.UTF8Encoding $false))
+    }
+}
+foreach ($pem in $KioskPublicKey) {
+    $listed = $false
+    if (Test-Path -LiteralPath $trustPath) {
+        # Compare the PEM bodies without whitespace: the agent stores keys re-encoded, line ends may differ.
+        $pemKeyText = (Get-Content -LiteralPath $pem -Raw) -replace '\s', ''
+        $store = Get-Content -LiteralPath $trustPath -Raw | ConvertFrom-Json
+        $listed = @($store.keys | Where-Object { ($_.publicKey -replace '\s', '') -eq $pemKeyText }).Count -gt 0
+    }
+    if (-not $listed -and $PSCmdlet.ShouldProcess($trustPath, "Trust kiosk key $pem")) {
+        Invoke-Checked $agentTarget @('trust', 'add', $pem, '--trust', $trustPath, '--log', $logPath)
+    }
+}
+
+# 5. The service: LocalSystem (New-Service's default account), automatic start, restart on failure.
+$binaryPath = "`"$wrapperTarget`""
+if ($null -eq $service) {
+    if ($PSCmdlet.ShouldProcess($ServiceName, 'Create service (LocalSystem, automatic)')) {
+        New-Service -Name $ServiceName -BinaryPathName $binaryPath -DisplayName 'Portcullis HMI agent' `
+            -Description 'Removable-media gate: imports only kiosk-approved files from USB drives.' -StartupType Automatic -Confirm:$false | Out-Null
+    }
+} else {
+    $current = Get-CimInstance -ClassName Win32_Service -Filter "Name='$ServiceName'"
+    $upToDate = $current.PathName -eq $binaryPath -and $current.StartName -eq 'LocalSystem' -and $current.StartMode -eq 'Auto'
+    if (-not $upToDate -and $PSCmdlet.ShouldProcess($ServiceName, 'Update service path, account and start type')) {
+        # Windows PowerShell (and pwsh before 7.3) drops embedded quotes when calling native programs: escape them.
+        $pathArgument = if ($PSVersionTable.PSVersion -lt [version]'7.3') { $binaryPath.Replace('"', '\"') } else { $binaryPath }
+        Invoke-Checked 'sc.exe' @('config', $ServiceName, 'binPath=', $pathArgument, 'obj=', 'LocalSystem', 'start=', 'auto')
+    }
+}
+if ($PSCmdlet.ShouldProcess($ServiceName, 'Set failure actions: restart after 10 s, 10 s, 60 s')) {
+    Invoke-Checked 'sc.exe' @('failure', $ServiceName, 'reset=', '86400', 'actions=', 'restart/10000/restart/10000/restart/60000')
+}
+
+# 6. Interactive users lose direct access to removable storage; AutoRun off for all drive types.
+if (-not $SkipStoragePolicy) {
+    Set-DwordValue $StoragePolicyKey 'Deny_All' 1
+    Set-DwordValue $AutoRunKey 'NoDriveTypeAutoRun' 255
+    Write-Warning 'Removable storage is now denied by policy; it takes effect after a reboot or "gpupdate /force". Verify in the pilot that the service can still read a drive (docs/agent.md).'
+}
+
+# 7. Start only with a trust store: without one every drive would be refused anyway.
+if (Test-Path -LiteralPath $trustPath) {
+    if ($PSCmdlet.ShouldProcess($ServiceName, 'Start service')) { Start-Service -Name $ServiceName -Confirm:$false }
+} else {
+    Write-Warning "No trust store at $trustPath yet: add kiosk keys with `"$agentTarget trust add KEY.pem --trust $trustPath`", then Start-Service $ServiceName."
+}
+if ($stopped -and -not (Test-Path -LiteralPath $trustPath)) { Write-Warning "$ServiceName was stopped for the upgrade and stays stopped." }

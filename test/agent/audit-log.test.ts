@@ -1,0 +1,120 @@
+import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { AuditLog, csvCell, formatExport, GENESIS_HASH, recordHash, verifyLogBytes, type LogRecord } from '../../agent/audit-log.ts';
+import { tempDir } from './fixtures.ts';
+
+function writeLog(n: number): { path: string; lines: string[] } {
+  const path = join(tempDir('log'), 'agent.log.jsonl');
+  let t = Date.parse('2026-03-01T10:00:00Z');
+  const log = new AuditLog(path, { hmi: 'HMI-3', clock: () => new Date((t += 1000)) });
+  for (let i = 1; i <= n; i++) {
+    log.append({ event: 'file.imported', outcome: 'allowed', code: 'IMPORTED', reason: `file ${i}`, path: `dir/file-${i}.bin`, digests: { sha256: 'a'.repeat(64), blake3: 'b'.repeat(64), size: i } });
+  }
+  return { path, lines: readFileSync(path, 'utf8').trimEnd().split('\n') };
+}
+
+const check = (text: string) => verifyLogBytes(Buffer.from(text));
+
+describe('the hash-chained decision log', () => {
+  it('chains every record to the one before and hashes the canonical JSON without the hash', () => {
+    const { lines } = writeLog(3);
+    const records = lines.map((l) => JSON.parse(l) as LogRecord);
+    expect(records.map((r) => r.seq)).toEqual([1, 2, 3]);
+    expect(records[0]!.prev).toBe(GENESIS_HASH);
+    expect(records[1]!.prev).toBe(records[0]!.hash);
+    expect(records[2]!.prev).toBe(records[1]!.hash);
+    for (const r of records) expect(recordHash(r)).toBe(r.hash);
+    expect(records[0]).toMatchObject({ hmi: 'HMI-3', event: 'file.imported', path: 'dir/file-1.bin', time: '2026-03-01T10:00:01.000Z' });
+    expect(check(`${lines.join('\n')}\n`)).toMatchObject({ ok: true, records: 3, head: { seq: 3, hash: records[2]!.hash } });
+  });
+
+  it('names a deleted record', () => {
+    const { lines } = writeLog(5);
+    expect(check(`${[lines[0], lines[1], lines[3], lines[4]].join('\n')}\n`)).toMatchObject({ ok: false, problem: 'DELETED', line: 3, seq: 4 });
+  });
+
+  it('names an edited record, even one whose JSON is still valid', () => {
+    const { lines } = writeLog(4);
+    lines[2] = lines[2]!.replace('"code":"IMPORTED"', '"code":"REFUSED__"');
+    expect(check(`${lines.join('\n')}\n`)).toMatchObject({ ok: false, problem: 'EDITED', line: 3 });
+  });
+
+  it('names an edited record whose hash was recomputed, at the record after it', () => {
+    const { lines } = writeLog(4);
+    const r = JSON.parse(lines[1]!) as LogRecord;
+    r.outcome = 'refused';
+    r.hash = recordHash(r);
+    lines[1] = JSON.stringify(r);
+    expect(check(`${lines.join('\n')}\n`)).toMatchObject({ ok: false, problem: 'CHAIN_BROKEN', line: 3, seq: 3 });
+  });
+
+  it('names reordered records', () => {
+    const { lines } = writeLog(4);
+    expect(check(`${[lines[0], lines[2], lines[1], lines[3]].join('\n')}\n`)).toMatchObject({ ok: false, problem: 'REORDERED', line: 2, seq: 3 });
+  });
+
+  it('names a truncated last line', () => {
+    const { lines } = writeLog(3);
+    expect(check(`${lines.join('\n')}`.slice(0, -20))).toMatchObject({ ok: false, problem: 'TRUNCATED', line: 3 });
+  });
+
+  it('refuses to append after a torn or forged last record (fail closed)', () => {
+    const { path } = writeLog(2);
+    appendFileSync(path, '{"seq":3');
+    const log = new AuditLog(path, { hmi: 'HMI-3' });
+    expect(() => log.append({ event: 'drive.checked', outcome: 'allowed', code: 'APPROVED', reason: 'x' })).toThrow(expect.objectContaining({ code: 'LOG_CORRUPT' }));
+  });
+
+  it('fails with LOG_WRITE_FAILED when the log cannot be written', () => {
+    const log = new AuditLog(join(tempDir('log'), 'missing-folder', 'agent.log.jsonl'), { hmi: 'HMI-3' });
+    expect(() => log.append({ event: 'drive.checked', outcome: 'allowed', code: 'APPROVED', reason: 'x' })).toThrow(expect.objectContaining({ code: 'LOG_WRITE_FAILED' }));
+  });
+
+  it('continues one chain when two writers (service and CLI) share the log', () => {
+    const path = join(tempDir('log'), 'shared.jsonl');
+    const a = new AuditLog(path, { hmi: 'HMI-3' });
+    const b = new AuditLog(path, { hmi: 'HMI-3' });
+    for (let i = 0; i < 3; i++) {
+      a.append({ event: 'drive.checked', outcome: 'allowed', code: 'APPROVED', reason: 'a' });
+      b.append({ event: 'trust.key-added', outcome: 'changed', code: 'TRUST_CHANGED', reason: 'b' });
+    }
+    expect(verifyLogBytes(readFileSync(path))).toMatchObject({ ok: true, records: 6 });
+  });
+
+  it('escapes control characters in reasons and clips hostile long paths instead of failing', () => {
+    const path = join(tempDir('log'), 'x.jsonl');
+    const log = new AuditLog(path, { hmi: 'HMI\u001b[31m' });
+    const record = log.append({ event: 'file.refused', outcome: 'refused', code: 'UNSAFE_NAME', reason: 'name \u202e txt.exe', path: 'x'.repeat(20_000) });
+    expect(record.hmi).toBe('HMI\\x1b[31m');
+    expect(record.reason).toBe('name \\u{202e} txt.exe');
+    expect(record.path!.length).toBeLessThanOrEqual(8192);
+    expect(verifyLogBytes(readFileSync(path)).ok).toBe(true);
+  });
+});
+
+describe('log export', () => {
+  it('exports the review fields as CSV and JSON', () => {
+    const { lines } = writeLog(2);
+    const records = lines.map((l) => JSON.parse(l) as LogRecord);
+    const csv = formatExport(records, 'csv').split('\r\n');
+    expect(csv[0]).toBe('seq,time,hmi,event,outcome,code,reason,manifestDigest,keyId,driveMount,driveFilesystem,driveVolumeId,driveLabel,driveCapacity,path,destination,sha256,blake3,size,hash');
+    expect(csv[1]).toContain(',HMI-3,file.imported,allowed,IMPORTED,file 1,');
+    const json = JSON.parse(formatExport(records, 'json')) as Array<Record<string, unknown>>;
+    expect(json[1]).toMatchObject({ seq: 2, path: 'dir/file-2.bin', size: 2, hmi: 'HMI-3' });
+  });
+
+  it('defuses cells a spreadsheet would run as a formula and quotes separators', () => {
+    expect(csvCell('=HYPERLINK("http://x")')).toBe('"\'=HYPERLINK(""http://x"")"');
+    expect(csvCell('+cmd|calc')).toBe("'+cmd|calc");
+    expect(csvCell('a,b')).toBe('"a,b"');
+    expect(csvCell(-5)).toBe('-5');
+    expect(csvCell(null)).toBe('');
+  });
+
+  it('is written from a verified log only', () => {
+    const { path, lines } = writeLog(2);
+    writeFileSync(path, `${lines[1]}\n`);
+    expect(verifyLogBytes(readFileSync(path))).toMatchObject({ ok: false, problem: 'DELETED' });
+  });
+});

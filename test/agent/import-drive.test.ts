@@ -1,0 +1,161 @@
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { importDrive, type DriveReport, type ImportInput } from '../../agent/transfer.ts';
+import type { ClashPolicy } from '../../agent/trust-store.ts';
+import { DEFAULT_IDENTITY, makeDrive, makeTrust, MemoryLog, tempDir } from './fixtures.ts';
+
+const big = Buffer.alloc(200_000);
+for (let i = 0; i < big.length; i++) big[i] = (i * 31) % 251;
+const files = { 'README.txt': 'hello plant\n', 'firmware/plc-cpu.bin': big };
+
+/** Every file under a folder, relative, the staging folder included (so leftovers show). */
+function listAll(dir: string, prefix = ''): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? [`${prefix}${e.name}/`, ...listAll(join(dir, e.name), `${prefix}${e.name}/`)] : [`${prefix}${e.name}`],
+  ).sort();
+}
+
+async function runImport(root: string, dest: string, extra: Partial<ImportInput> = {}, clash: ClashPolicy = 'refuse'): Promise<{ report: DriveReport; log: MemoryLog }> {
+  const log = new MemoryLog();
+  const report = await importDrive({ drive: root, trust: makeTrust(), now: new Date(), identity: DEFAULT_IDENTITY, log, destination: dest, clash, ...extra });
+  return { report, log };
+}
+
+const byPath = (r: DriveReport): Record<string, string> => Object.fromEntries(r.files.map((f) => [f.path, f.code]));
+
+describe('import: copy-mediation', () => {
+  it('copies only permitted files, byte for byte, and leaves no staging behind', async () => {
+    const drive = await makeDrive({ files: { ...files, 'extra.exe': 'MZ' }, unlisted: ['extra.exe'] });
+    const dest = tempDir('dest');
+    const { report, log } = await runImport(drive.root, dest);
+    expect(byPath(report)).toEqual({ 'README.txt': 'IMPORTED', 'extra.exe': 'FILE_UNLISTED', 'firmware/plc-cpu.bin': 'IMPORTED' });
+    expect(listAll(dest)).toEqual(['README.txt', 'firmware/', 'firmware/plc-cpu.bin']);
+    expect(readFileSync(join(dest, 'firmware/plc-cpu.bin')).equals(big)).toBe(true);
+    expect(log.events.filter((e) => e.event === 'file.imported').map((e) => e.path)).toEqual(['README.txt', 'firmware/plc-cpu.bin']);
+    expect(log.events.find((e) => e.path === 'extra.exe')).toMatchObject({ event: 'file.refused', outcome: 'refused', code: 'FILE_UNLISTED' });
+  });
+
+  it('never lets a file whose bytes changed after signing reach the destination, and leaves nothing partial', async () => {
+    const drive = await makeDrive({ files });
+    const tampered = Buffer.from(big);
+    tampered[150_000] = 0xff - big[150_000]!; // same size, one byte changed deep inside the file
+    writeFileSync(join(drive.root, 'firmware/plc-cpu.bin'), tampered);
+    const dest = tempDir('dest');
+    const { report } = await runImport(drive.root, dest, { chunkBytes: 16 * 1024 });
+    expect(byPath(report)).toEqual({ 'README.txt': 'IMPORTED', 'firmware/plc-cpu.bin': 'FILE_HASH_MISMATCH' });
+    expect(listAll(dest)).toEqual(['README.txt']);
+  });
+
+  it('stops a file that grows while it is copied and leaves nothing visible', async () => {
+    const drive = await makeDrive({ files });
+    const dest = tempDir('dest');
+    const onChunk = (path: string, n: number): void => {
+      if (path === 'firmware/plc-cpu.bin' && n === 16 * 1024) appendFileSync(join(drive.root, path), Buffer.alloc(50_000, 1));
+    };
+    const { report } = await runImport(drive.root, dest, { chunkBytes: 16 * 1024, onChunk });
+    expect(byPath(report)['firmware/plc-cpu.bin']).toBe('FILE_SIZE_MISMATCH');
+    expect(listAll(dest)).toEqual(['README.txt']);
+  });
+
+  it('refuses a file that shrinks while it is copied and leaves nothing visible', async () => {
+    const drive = await makeDrive({ files });
+    const dest = tempDir('dest');
+    const onChunk = (path: string, n: number): void => {
+      if (path === 'firmware/plc-cpu.bin' && n === 16 * 1024) truncateSync(join(drive.root, path), 20_000);
+    };
+    const { report } = await runImport(drive.root, dest, { chunkBytes: 16 * 1024, onChunk });
+    expect(byPath(report)['firmware/plc-cpu.bin']).toBe('FILE_SIZE_MISMATCH');
+    expect(listAll(dest)).toEqual(['README.txt']);
+  });
+
+  it('aborts mid-copy on a signal (drive removed, service stopping) and cleans staging', async () => {
+    const drive = await makeDrive({ files });
+    const dest = tempDir('dest');
+    const controller = new AbortController();
+    const onChunk = (path: string, n: number): void => {
+      if (path === 'firmware/plc-cpu.bin' && n >= 32 * 1024) controller.abort();
+    };
+    const { report, log } = await runImport(drive.root, dest, { chunkBytes: 16 * 1024, onChunk, signal: controller.signal });
+    expect(byPath(report)['firmware/plc-cpu.bin']).toBe('ABORTED');
+    expect(listAll(dest)).toEqual(['README.txt']);
+    expect(log.events.find((e) => e.code === 'ABORTED')).toMatchObject({ event: 'file.refused' });
+  });
+
+  it('refuses a clash by default and never overwrites, also across case and NFC/NFD spellings', async () => {
+    const drive = await makeDrive({ files: { 'README.txt': 'new', 'caf\u00e9.txt': 'menu' } });
+    const dest = tempDir('dest');
+    writeFileSync(join(dest, 'readme.TXT'), 'old');
+    writeFileSync(join(dest, 'cafe\u0301.txt'), 'old menu');
+    const { report } = await runImport(drive.root, dest);
+    expect(byPath(report)).toEqual({ 'README.txt': 'DESTINATION_CLASH', 'caf\u00e9.txt': 'DESTINATION_CLASH' });
+    expect(readFileSync(join(dest, 'readme.TXT'), 'utf8')).toBe('old');
+    expect(listAll(dest)).toEqual(['cafe\u0301.txt', 'readme.TXT']);
+  });
+
+  it('renames a clashing file to "name (1).ext" under policy rename', async () => {
+    const drive = await makeDrive({ files: { 'docs/report.pdf': 'v2' } });
+    const dest = tempDir('dest');
+    mkdirSync(join(dest, 'DOCS'));
+    writeFileSync(join(dest, 'DOCS/report.pdf'), 'v1');
+    writeFileSync(join(dest, 'DOCS/report (1).pdf'), 'v1b');
+    const { report } = await runImport(drive.root, dest, {}, 'rename');
+    expect(report.files[0]).toMatchObject({ code: 'IMPORTED', destination: 'DOCS/report (2).pdf' });
+    expect(readFileSync(join(dest, 'DOCS/report.pdf'), 'utf8')).toBe('v1');
+    expect(readFileSync(join(dest, 'DOCS/report (2).pdf'), 'utf8')).toBe('v2');
+  });
+
+  it('keeps the existing file under policy skip and reports the new one as skipped', async () => {
+    const drive = await makeDrive({ files: { 'README.txt': 'new', 'other.txt': 'x' } });
+    const dest = tempDir('dest');
+    writeFileSync(join(dest, 'README.txt'), 'old');
+    const { report, log } = await runImport(drive.root, dest, {}, 'skip');
+    expect(report.files.map((f) => [f.path, f.outcome])).toEqual([['README.txt', 'skipped'], ['other.txt', 'imported']]);
+    expect(readFileSync(join(dest, 'README.txt'), 'utf8')).toBe('old');
+    expect(log.events.find((e) => e.event === 'file.skipped')).toMatchObject({ code: 'DESTINATION_CLASH' });
+  });
+
+  it('refuses to write through a symlink planted at the destination', async () => {
+    const drive = await makeDrive({ files: { 'firmware/plc.bin': 'fw' } });
+    const dest = tempDir('dest');
+    const outside = tempDir('outside');
+    symlinkSync(outside, join(dest, 'firmware'));
+    const { report } = await runImport(drive.root, dest);
+    expect(report.files[0]).toMatchObject({ outcome: 'refused', code: 'DESTINATION_CLASH' });
+    expect(readdirSync(outside)).toEqual([]);
+  });
+
+  it('refuses a destination that is itself a symlink', async () => {
+    const drive = await makeDrive({ files });
+    const link = join(tempDir('dest'), 'inbox');
+    symlinkSync(tempDir('real'), link);
+    await expect(runImport(drive.root, link)).rejects.toMatchObject({ code: 'DESTINATION_INVALID' });
+  });
+
+  it('refuses a whole drive without copying anything when the manifest is not genuine', async () => {
+    const drive = await makeDrive({ files });
+    const dest = tempDir('dest');
+    const { report } = await runImport(drive.root, dest, { trust: makeTrust({ keys: [] }) });
+    expect(report).toMatchObject({ approved: false, code: 'KEY_UNTRUSTED' });
+    expect(listAll(dest)).toEqual([]);
+  });
+
+  it('fails closed when the import record cannot be written: the placed file is removed again', async () => {
+    const drive = await makeDrive({ files: { 'README.txt': 'hello' } });
+    const dest = tempDir('dest');
+    const log = new MemoryLog();
+    log.failAfter = 1; // drive.checked is written, file.imported is not
+    await expect(importDrive({ drive: drive.root, trust: makeTrust(), now: new Date(), identity: DEFAULT_IDENTITY, log, destination: dest, clash: 'refuse' })).rejects.toMatchObject({ code: 'LOG_WRITE_FAILED' });
+    expect(existsSync(join(dest, 'README.txt'))).toBe(false);
+    expect(listAll(dest)).toEqual([]);
+  });
+
+  it('removes staging files a crash left behind before it starts', async () => {
+    const drive = await makeDrive({ files: { 'a.txt': 'a' } });
+    const dest = tempDir('dest');
+    mkdirSync(join(dest, '.portcullis-staging'));
+    writeFileSync(join(dest, '.portcullis-staging', `${'0'.repeat(32)}.part`), 'half a file');
+    await runImport(drive.root, dest);
+    expect(listAll(dest)).toEqual(['a.txt']);
+  });
+});

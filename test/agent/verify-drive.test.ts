@@ -1,0 +1,169 @@
+import { mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { DriveIdentity } from '../../agent/drive-identity.ts';
+import { verifyDrive, type DriveReport } from '../../agent/transfer.ts';
+import type { TrustStore } from '../../agent/trust-store.ts';
+import { MANIFEST_PATH } from '../../manifest/index.ts';
+import { DEFAULT_IDENTITY, kioskKey, makeDrive, makeTrust, MemoryLog, otherKey } from './fixtures.ts';
+
+const HOUR = 3600 * 1000;
+const files = { 'README.txt': 'hello plant\n', 'firmware/plc-cpu.bin': Buffer.alloc(70_000, 0x5a) };
+
+async function verify(root: string, trust: TrustStore = makeTrust(), identity: DriveIdentity | null = DEFAULT_IDENTITY, now = new Date()) {
+  const log = new MemoryLog();
+  const report = await verifyDrive({ drive: root, trust, now, identity, log });
+  return { report, log };
+}
+
+const codes = (r: DriveReport): Record<string, string> => Object.fromEntries(r.files.map((f) => [f.path, f.code]));
+
+describe('verify: the drive-level decision', () => {
+  it('approves a fresh kiosk manifest from a trusted key and permits every listed file', async () => {
+    const drive = await makeDrive({ files });
+    const { report, log } = await verify(drive.root);
+    expect(report).toMatchObject({ approved: true, code: 'APPROVED', keyId: kioskKey.keyId, kiosk: 'gate-1' });
+    expect(codes(report)).toEqual({ 'README.txt': 'PERMITTED', 'firmware/plc-cpu.bin': 'PERMITTED' });
+    expect(log.events.map((e) => [e.event, e.code])).toEqual([
+      ['drive.checked', 'APPROVED'],
+      ['file.checked', 'PERMITTED'],
+      ['file.checked', 'PERMITTED'],
+      ['verify.finished', 'APPROVED'],
+    ]);
+  });
+
+  it('refuses a drive without a manifest with NO_MANIFEST', async () => {
+    const drive = await makeDrive({ files });
+    rmSync(join(drive.root, '.portcullis'), { recursive: true });
+    const { report } = await verify(drive.root);
+    expect(report).toMatchObject({ approved: false, code: 'NO_MANIFEST' });
+    expect(report.files).toEqual([]);
+  });
+
+  it('refuses a manifest that is a symlink with MANIFEST_UNREADABLE and never follows it', async () => {
+    const drive = await makeDrive({ files });
+    const real = join(drive.root, 'elsewhere.json');
+    writeFileSync(real, drive.envelope);
+    rmSync(join(drive.root, MANIFEST_PATH));
+    symlinkSync(real, join(drive.root, MANIFEST_PATH));
+    expect((await verify(drive.root)).report).toMatchObject({ approved: false, code: 'MANIFEST_UNREADABLE' });
+  });
+
+  it('refuses an expired manifest with MANIFEST_EXPIRED', async () => {
+    const drive = await makeDrive({ files, issuedAt: new Date(Date.now() - 14 * HOUR), validitySeconds: 12 * 3600 });
+    expect((await verify(drive.root)).report).toMatchObject({ approved: false, code: 'MANIFEST_EXPIRED' });
+  });
+
+  it('refuses a manifest issued in the future with MANIFEST_NOT_YET_VALID', async () => {
+    const drive = await makeDrive({ files, issuedAt: new Date(Date.now() + 2 * HOUR) });
+    expect((await verify(drive.root)).report).toMatchObject({ approved: false, code: 'MANIFEST_NOT_YET_VALID' });
+  });
+
+  it('refuses a manifest signed by a key the store does not hold with KEY_UNTRUSTED', async () => {
+    const drive = await makeDrive({ files, key: otherKey });
+    expect((await verify(drive.root)).report).toMatchObject({ approved: false, code: 'KEY_UNTRUSTED' });
+  });
+
+  it('refuses a key outside its trusted period with KEY_UNTRUSTED', async () => {
+    const drive = await makeDrive({ files });
+    const trust = makeTrust({ keys: [{ key: kioskKey, notAfter: new Date(Date.now() - HOUR) }] });
+    expect((await verify(drive.root, trust)).report).toMatchObject({ approved: false, code: 'KEY_UNTRUSTED' });
+  });
+
+  it('refuses a manifest signed by a revoked key with KEY_REVOKED', async () => {
+    const drive = await makeDrive({ files });
+    const trust = makeTrust({ revoked: [kioskKey.keyId] });
+    expect((await verify(drive.root, trust)).report).toMatchObject({ approved: false, code: 'KEY_REVOKED' });
+  });
+
+  it('refuses a manifest changed after signing with SIGNATURE_INVALID', async () => {
+    const drive = await makeDrive({ files });
+    const envelope = JSON.parse(Buffer.from(drive.envelope).toString()) as { payload: string };
+    const payload = Buffer.from(envelope.payload, 'base64').toString().replace('"T-1042"', '"T-9999"');
+    envelope.payload = Buffer.from(payload).toString('base64');
+    writeFileSync(join(drive.root, MANIFEST_PATH), JSON.stringify(envelope));
+    expect((await verify(drive.root)).report).toMatchObject({ approved: false, code: 'SIGNATURE_INVALID' });
+  });
+
+  it('refuses a manifest older than the local maximum age with MANIFEST_TOO_OLD, though it has not expired', async () => {
+    const drive = await makeDrive({ files, issuedAt: new Date(Date.now() - 30 * HOUR), validitySeconds: 7 * 24 * 3600 });
+    expect((await verify(drive.root, makeTrust({ policy: { maxManifestAgeHours: 24 } }))).report).toMatchObject({ approved: false, code: 'MANIFEST_TOO_OLD' });
+    expect((await verify(drive.root, makeTrust({ policy: { maxManifestAgeHours: 48 } }))).report).toMatchObject({ approved: true });
+  });
+
+  it('refuses a manifest copied onto another drive with MEDIA_MISMATCH', async () => {
+    const drive = await makeDrive({ files });
+    const { report, log } = await verify(drive.root, makeTrust(), { ...DEFAULT_IDENTITY, volumeId: '0BAD-F00D' });
+    expect(report).toMatchObject({ approved: false, code: 'MEDIA_MISMATCH' });
+    expect(log.events[0]).toMatchObject({ event: 'drive.checked', outcome: 'refused', code: 'MEDIA_MISMATCH' });
+  });
+
+  it('refuses with MEDIA_MISMATCH when binding is required and the identity cannot be read', async () => {
+    const drive = await makeDrive({ files });
+    expect((await verify(drive.root, makeTrust(), null)).report).toMatchObject({ approved: false, code: 'MEDIA_MISMATCH' });
+    expect((await verify(drive.root, makeTrust({ policy: { requireMediaBinding: false } }), null)).report).toMatchObject({ approved: true });
+  });
+});
+
+describe('verify: per-file results', () => {
+  it('refuses a file whose bytes changed after signing (same size) with FILE_HASH_MISMATCH', async () => {
+    const drive = await makeDrive({ files });
+    writeFileSync(join(drive.root, 'README.txt'), 'HELLO PLANT\n');
+    expect(codes((await verify(drive.root)).report)).toEqual({ 'README.txt': 'FILE_HASH_MISMATCH', 'firmware/plc-cpu.bin': 'PERMITTED' });
+  });
+
+  it('refuses a file whose size changed with FILE_SIZE_MISMATCH', async () => {
+    const drive = await makeDrive({ files });
+    writeFileSync(join(drive.root, 'README.txt'), 'hello plant, and more\n');
+    expect(codes((await verify(drive.root)).report)['README.txt']).toBe('FILE_SIZE_MISMATCH');
+  });
+
+  it('refuses an extra file added to the drive as FILE_UNLISTED (a concealed file)', async () => {
+    const drive = await makeDrive({ files });
+    mkdirSync(join(drive.root, 'hidden'));
+    writeFileSync(join(drive.root, 'hidden/.payload.exe'), 'MZ');
+    writeFileSync(join(drive.root, '.portcullis/extra.dll'), 'MZ');
+    const { report } = await verify(drive.root);
+    expect(codes(report)).toMatchObject({ 'hidden/.payload.exe': 'FILE_UNLISTED', '.portcullis/extra.dll': 'FILE_UNLISTED', 'README.txt': 'PERMITTED' });
+    expect(report.counts).toEqual({ permitted: 2, imported: 0, skipped: 0, refused: 2 });
+  });
+
+  it('refuses a listed file that is gone with FILE_MISSING', async () => {
+    const drive = await makeDrive({ files });
+    rmSync(join(drive.root, 'README.txt'));
+    expect(codes((await verify(drive.root)).report)).toEqual({ 'README.txt': 'FILE_MISSING', 'firmware/plc-cpu.bin': 'PERMITTED' });
+  });
+
+  it('refuses a file the kiosk blocked that is still on the drive with BLOCKED_AT_KIOSK', async () => {
+    const drive = await makeDrive({ files: { ...files, 'tools/setup.pdf.exe': 'MZ' }, unlisted: ['tools/setup.pdf.exe'], blocked: [{ path: 'tools/setup.pdf.exe', reasons: ['TYPE_MISMATCH'] }] });
+    const f = (await verify(drive.root)).report.files.find((x) => x.path === 'tools/setup.pdf.exe');
+    expect(f).toMatchObject({ outcome: 'refused', code: 'BLOCKED_AT_KIOSK' });
+    expect(f?.reason).toContain('TYPE_MISMATCH');
+  });
+
+  it('reports names that are not UTF-8 escaped and refuses them as UNSAFE_NAME', async () => {
+    const drive = await makeDrive({ files });
+    writeFileSync(Buffer.concat([Buffer.from(`${drive.root}/bad`), Buffer.from([0xff, 0x1b]), Buffer.from('.exe')]), 'MZ');
+    writeFileSync(join(drive.root, 'CON.txt'), 'x');
+    const c = codes((await verify(drive.root)).report);
+    expect(c['bad\\xff\\x1b.exe']).toBe('UNSAFE_NAME');
+    expect(c['CON.txt']).toBe('UNSAFE_NAME');
+  });
+
+  it('never follows a symlink: a listed name that became a link is FILE_NOT_REGULAR, an unlisted link FILE_UNLISTED', async () => {
+    const drive = await makeDrive({ files });
+    rmSync(join(drive.root, 'README.txt'));
+    symlinkSync('/etc/passwd', join(drive.root, 'README.txt'));
+    symlinkSync('/etc', join(drive.root, 'etc-link'));
+    const c = codes((await verify(drive.root)).report);
+    expect(c).toMatchObject({ 'README.txt': 'FILE_NOT_REGULAR', 'etc-link': 'FILE_UNLISTED' });
+  });
+
+  it('refuses a drive deeper than the walk bound as DRIVE_LIMIT_EXCEEDED', async () => {
+    const drive = await makeDrive({ files });
+    mkdirSync(join(drive.root, 'a/b/c/d'), { recursive: true });
+    const log = new MemoryLog();
+    const report = await verifyDrive({ drive: drive.root, trust: makeTrust(), now: new Date(), identity: DEFAULT_IDENTITY, log, limits: { maxEntries: 1000, maxDepth: 3 } });
+    expect(report).toMatchObject({ approved: false, code: 'DRIVE_LIMIT_EXCEEDED' });
+  });
+});
