@@ -1,28 +1,31 @@
 /**
- * `portcullis-kiosk demo`: the main job on built-in defaults, no hardware.
- * Builds a small demo drive folder, signs a manifest for it with a freshly
- * generated kiosk key, writes it where the agent looks, re-reads and verifies
- * it, and shows that a tampered envelope is refused.
+ * `portcullis-kiosk demo`: the whole gate on built-in defaults, no hardware.
+ *  1. builds a real FAT32 drive image with clean, allowlisted, unknown-firmware,
+ *     malicious and disguised files;
+ *  2. the kiosk: a fresh signing key, clamd with the test database and the
+ *     YARA rules, the scan, the signed manifest written onto the image,
+ *     re-read and verified, the audit log;
+ *  3. the HMI agent: trusts the kiosk's public key, imports from the drive
+ *     into an inbox folder, copying only what the manifest vouches for;
+ *  4. both logs' hash chains verified.
  */
-import { randomUUID } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { createHash } from 'node:crypto';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  escapeForDisplay, MANIFEST_PATH, ManifestError, publicKeyFromPem, signManifest, verifyManifest,
-} from '../manifest/index.ts';
-import { buildStatement, manifestTime, type ApprovedFile } from './build-statement.ts';
-import { hashFile } from './hash-file.ts';
-import { generateKeyFiles, loadSigningKey } from './keygen.ts';
+import { main as agentMain } from '../agent/main.ts';
+import { escapeForDisplay } from '../manifest/index.ts';
+import { openAuditStore } from './audit/store.ts';
+import { manifestTime } from './build-statement.ts';
+import { EICAR } from './clamav/test-database.ts';
+import { generateKeyFiles } from './keygen.ts';
+import { readVolumeIdentity } from './media/identity.ts';
+import { openImageReadOnly } from './media/image-access.ts';
+import { buildDriveImage } from './media/image-builder.ts';
+import { scanText } from './scan/report.ts';
+import { runScan } from './scan/scan-command.ts';
 
 export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-
-const DEMO_FILES: ReadonlyArray<{ path: string; content: () => Uint8Array }> = [
-  { path: 'README.txt', content: () => new TextEncoder().encode('Line 3 commissioning files, handed over by the integrator.\n') },
-  { path: 'firmware/plc-cpu-v2.8.1.bin', content: () => patterned(256 * 1024, 7) },
-  { path: 'projects/line3-packaging.zap17', content: () => patterned(64 * 1024, 11) },
-  { path: 'hmi/recipes/recipe-42.csv', content: () => new TextEncoder().encode('step,temp,time\n1,180,30\n2,200,45\n') },
-];
 
 /** Deterministic filler bytes for demo files. */
 function patterned(size: number, seed: number): Uint8Array {
@@ -35,75 +38,116 @@ function patterned(size: number, seed: number): Uint8Array {
   return out;
 }
 
+const text = (s: string): Uint8Array => new TextEncoder().encode(s);
+const FIRMWARE = patterned(256 * 1024, 7);
+
+/** What the technician brings: a mix the gate must sort correctly. */
+export const DEMO_FILES: ReadonlyArray<{ path: string; content: Uint8Array; expect: string }> = [
+  { path: 'README.txt', content: text('Line 3 commissioning files, handed over by the integrator.\r\n'), expect: 'clean' },
+  { path: 'hmi/recipes/recipe-42.csv', content: text('step,temp,time\r\n1,180,30\r\n2,200,45\r\n'), expect: 'clean' },
+  { path: 'firmware/plc-cpu-v2.8.1.bin', content: FIRMWARE, expect: 'allowlisted: its hash is on the vendor allowlist' },
+  { path: 'firmware/plc-cpu-v2.9.0-beta.bin', content: patterned(128 * 1024, 11), expect: 'blocked: firmware not on the allowlist' },
+  { path: 'tools/update-notes.txt', content: EICAR, expect: 'blocked: malware (the EICAR test file)' },
+  { path: 'tools/cleanup.txt', content: text('@echo off\r\nvssadmin.exe delete shadows /all /quiet\r\n'), expect: 'blocked: YARA rule (shadow-copy deletion)' },
+  { path: 'docs/Manual.pdf', content: new Uint8Array([0x4d, 0x5a, 0x90, 0x00, ...patterned(4096, 3)]), expect: 'blocked: a program disguised as a PDF' },
+];
+
 export interface DemoOptions {
   readonly dir?: string;
   readonly out?: (line: string) => void;
   readonly now?: () => Date;
 }
 
-export async function runDemo(options: DemoOptions = {}): Promise<{ runDir: string; verified: boolean }> {
+export interface DemoResult {
+  readonly runDir: string;
+  readonly verdict: string;
+  readonly inbox: string[];
+  readonly ok: boolean;
+}
+
+async function listFiles(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  return entries.filter((e) => e.isFile()).map((e) => relative(dir, join(e.parentPath, e.name))).sort();
+}
+
+export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
   const out = options.out ?? ((line: string) => console.log(line));
   const now = options.now ?? (() => new Date());
   const runDir = resolve(options.dir ?? join(PROJECT_ROOT, 'var', 'demo', manifestTime(now()).replace(/:/g, '')));
-  const drive = join(runDir, 'drive');
-  out(`Portcullis demo: manifest contract (sign on the kiosk, verify as the agent would)`);
+  await mkdir(runDir, { recursive: true });
+  out('Portcullis demo: a drive through the kiosk, then through the HMI agent');
   out(`  working folder: ${runDir}`);
+  out('');
 
-  const approved: ApprovedFile[] = [];
-  for (const file of DEMO_FILES) {
-    const full = join(drive, file.path);
-    await mkdir(dirname(full), { recursive: true });
-    await writeFile(full, file.content());
-    const digest = await hashFile(full);
-    approved.push({ path: file.path, sha256: digest.sha256, blake3: digest.blake3, size: digest.size });
-  }
-  out(`  demo drive: ${approved.length} files in ${drive}`);
+  // 1. The technician's drive: a real FAT32 image.
+  const image = join(runDir, 'drive.img');
+  await buildDriveImage(image, { filesystem: 'fat32', sizeMiB: 34, label: 'LINE3', volumeId: '1A2B-3C4D', files: DEMO_FILES.map((f) => ({ path: f.path, content: f.content })) });
+  out(`1. drive image (FAT32, label LINE3): ${image}`);
+  for (const f of DEMO_FILES) out(`     ${f.path.padEnd(34)} expected: ${f.expect}`);
+  out('');
 
-  const keys = await generateKeyFiles(join(runDir, 'keys'));
-  const key = await loadSigningKey(keys.privateKeyPath);
-  out(`  kiosk key: ${keys.keyId} (private ${keys.privateKeyPath}, public ${keys.publicKeyPath})`);
-
-  const statement = buildStatement({
-    kioskId: 'demo-kiosk',
-    keyId: key.keyId,
-    operatorId: 'demo-operator',
-    issuedAt: now(),
-    validitySeconds: 12 * 3600,
-    scan: { id: randomUUID(), fileCount: approved.length, byteCount: approved.reduce((n, f) => n + f.size, 0) },
-    media: { filesystem: 'dir', volumeId: null, label: 'DEMO', capacity: null, usb: null },
-    engines: { clamav: null, yara: null },
-    allowlist: null,
-    policy: { id: 'demo-unscanned', digest: `sha256:${'0'.repeat(64)}` },
-    approved,
-    blocked: [],
+  // 2. The kiosk.
+  const keys = await generateKeyFiles(join(runDir, 'kiosk-keys'));
+  const allowlistDir = join(runDir, 'allowlist');
+  await mkdir(allowlistDir, { recursive: true });
+  await writeFile(join(allowlistDir, 'demo-vendor.json'), `${JSON.stringify({
+    version: 'demo-1',
+    owner: 'Demo PLC vendor (demo data)',
+    entries: [{ vendor: 'Demo Automation', product: 'PLC CPU 1500', version: '2.8.1', file: 'plc-cpu-v2.8.1.bin', sha256: createHash('sha256').update(FIRMWARE).digest('hex'), source: 'demo: computed from the demo firmware' }],
+  }, null, 2)}\n`);
+  const auditDb = join(runDir, 'kiosk-audit.db');
+  out(`2. kiosk: key ${keys.keyId.slice(0, 16)}..., ClamAV (test database) + YARA rules, scanning...`);
+  const scan = await runScan({
+    path: image, image: true, json: false, keyPath: keys.privateKeyPath, dbPath: auditDb, clamavDb: 'test', allowlistDir,
+    kioskId: 'demo-kiosk', operatorId: 'T-1042', usb: { vendorId: '0781', productId: '5567', serial: 'DEMO0001' }, now,
+    err: () => undefined,
   });
-  const envelope = signManifest(statement, key);
-  const manifestFile = join(drive, MANIFEST_PATH);
-  await mkdir(dirname(manifestFile), { recursive: true });
-  await writeFile(manifestFile, envelope);
-  out(`  manifest written: ${manifestFile} (${envelope.length} bytes)`);
+  for (const line of scanText(scan.summary).split('\n')) out(`   ${line}`);
+  out('');
 
-  // Verify as the agent does: bytes from the drive, the pinned public key, the clock.
-  const trust = { keys: [{ keyId: keys.keyId, publicKey: publicKeyFromPem(await readFile(keys.publicKeyPath, 'utf8')) }] };
-  const verified = verifyManifest(await readFile(manifestFile), trust, now());
-  out(`  verified: signed by ${verified.keyId}, manifest ${verified.payloadDigest}`);
-  out(`  valid ${verified.statement.predicate.issuedAt} to ${verified.statement.predicate.expiresAt}; files it lets through:`);
-  for (const s of verified.statement.subject) {
-    out(`    ${escapeForDisplay(s.name)}  ${s.annotations.size} bytes  blake3 ${s.digest.blake3.slice(0, 16)}...`);
+  // 3. The HMI agent: trusts the kiosk's key, imports through the manifest.
+  const agentDir = join(runDir, 'hmi');
+  const trust = join(agentDir, 'trust.json');
+  const log = join(agentDir, 'agent-log.jsonl');
+  const inbox = join(agentDir, 'inbox');
+  await mkdir(inbox, { recursive: true });
+  const agentOut: string[] = [];
+  const io = { stdout: (t: string) => void agentOut.push(t), stderr: (t: string) => void agentOut.push(t), clock: now };
+  const agent = (argv: string[]): Promise<number> => agentMain([...argv, '--hmi', 'demo-hmi'], io);
+  if (await agent(['trust', 'add', keys.publicKeyPath, '--trust', trust, '--log', log, '--label', 'demo kiosk']) !== 0) {
+    throw new Error(`agent trust add failed: ${agentOut.join('')}`);
   }
-
-  // And refuses a tampered one: one flipped byte inside the signed payload.
-  const tampered = Buffer.from(envelope);
-  const at = tampered.indexOf('"payload":"') + 20;
-  tampered[at] = tampered[at] === 0x41 ? 0x42 : 0x41;
+  const drive = await openImageReadOnly(image, join(runDir, 'hmi-drive-view'));
+  let importCode: number;
   try {
-    verifyManifest(tampered, trust, now());
-    out('  tampered manifest: ACCEPTED (this is a bug)');
-    return { runDir, verified: false };
-  } catch (error) {
-    if (!(error instanceof ManifestError)) throw error;
-    out(`  tampered manifest: refused with ${error.code}`);
+    const identity = await readVolumeIdentity(image);
+    const identityFile = join(agentDir, 'drive-identity.json');
+    await writeFile(identityFile, JSON.stringify({ filesystem: identity.filesystem, volumeId: identity.volumeId, label: identity.label, capacity: identity.capacity }));
+    agentOut.length = 0;
+    importCode = await agent(['import', drive.root, '--to', inbox, '--trust', trust, '--identity', identityFile, '--log', log]);
+  } finally {
+    await drive.close();
   }
-  out('Note: this step signs without scanning; the scanning kiosk replaces it (docs/manifest.md, README).');
-  return { runDir, verified: true };
+  out(`3. HMI agent: import into ${inbox} (exit ${importCode})`);
+  for (const line of agentOut.join('').trimEnd().split('\n')) out(`   ${line}`);
+  const arrived = await listFiles(inbox);
+  out(`   inbox now holds: ${arrived.map(escapeForDisplay).join(', ') || '(nothing)'}`);
+  out('');
+
+  // 4. Both logs' chains.
+  const store = openAuditStore(auditDb, { readonly: true });
+  const chain = store.verifyChain();
+  store.close();
+  agentOut.length = 0;
+  const agentChain = await agentMain(['log', 'verify', '--log', log], io);
+  out(`4. kiosk audit log ${auditDb}: ${chain.ok ? `chain intact, ${chain.records} records` : 'CHAIN BROKEN'}`);
+  out(`   agent log ${log}: ${agentChain === 0 ? 'chain intact' : 'CHAIN BROKEN'}`);
+  out(`   review: ./portcullis kiosk log list --db ${auditDb}`);
+  out(`           ./portcullis agent log export --log ${log} --format csv`);
+
+  const approved = scan.manifest?.statement.subject.map((s) => s.name).sort() ?? [];
+  const ok = chain.ok && agentChain === 0 && scan.manifest !== null && JSON.stringify(arrived) === JSON.stringify(approved);
+  out('');
+  out(ok ? 'Demo complete: only the files the kiosk approved reached the HMI.' : 'Demo FAILED: see above.');
+  return { runDir, verdict: scan.summary.report.decision.verdict, inbox: arrived, ok };
 }

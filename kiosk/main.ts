@@ -93,7 +93,7 @@ async function run(argv: string[]): Promise<number> {
     case 'demo': {
       const { values } = parseArgs({ args: rest, options: { dir: { type: 'string' } }, strict: true });
       const result = await runDemo(values.dir ? { dir: values.dir } : {});
-      return result.verified ? EXIT.OK : EXIT.FAILURE;
+      return result.ok ? EXIT.OK : EXIT.FAILURE;
     }
     case undefined:
     case 'help':

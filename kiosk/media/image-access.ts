@@ -198,6 +198,7 @@ async function extractTo(imagePath: string, root: string, entries: readonly Volu
  */
 export async function openImageReadOnly(imagePath: string, workDir: string, options: OpenOptions = {}): Promise<OpenedImage> {
   const limits: ExtractLimits = { ...DEFAULT_EXTRACT_LIMITS, ...options.limits };
+  await mkdir(workDir, { recursive: true, mode: 0o700 });
   const { filesystem, entries } = listVolume(imagePath, limits);
   const { representable, unrepresentable } = classifyEntries(entries);
   const attributes = new Map(entries.map((entry) => [entryPath(entry), entry.attributes] as const));
