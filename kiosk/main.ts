@@ -7,6 +7,7 @@ import { parseArgs } from 'node:util';
 import { PortcullisError } from '../manifest/index.ts';
 import { runDemo } from './demo.ts';
 import { EXIT } from './exit-codes.ts';
+import { loadKioskConfig, type KioskConfig } from './config.ts';
 import { generateKeyFiles } from './keygen.ts';
 import { logCommand } from './audit/commands.ts';
 import { parseUsb, scanCommand } from './scan/scan-command.ts';
@@ -17,7 +18,7 @@ commands:
   keygen --out DIR     create DIR/kiosk.key (mode 0600, never overwritten) and DIR/kiosk.pub.pem
   scan PATH [--image] [--key FILE] [--json] [--db FILE] [--kiosk-id ID] [--operator ID]
        [--usb VID:PID[:SERIAL]] [--clamav-db DIR|test] [--rules DIR] [--policy FILE]
-       [--allowlist DIR] [--clamd-socket PATH] [--work-dir DIR] [--no-write]
+       [--allowlist DIR] [--clamd-socket PATH] [--work-dir DIR] [--no-write] [--config FILE]
                        scan a mounted drive (or a folder, or an image with --image); with
                        a key, write the signed manifest onto an approved or partial drive
   log verify|list|show|export --db FILE [...]
@@ -66,26 +67,32 @@ async function run(argv: string[]): Promise<number> {
           'clamd-socket': { type: 'string' },
           'work-dir': { type: 'string' },
           'no-write': { type: 'boolean', default: false },
+          config: { type: 'string' },
         },
       });
       if (positionals.length !== 1) throw new UsageError('scan needs exactly one PATH (the mounted drive, or an image with --image)');
-      const keyPath = values.key ?? process.env.PORTCULLIS_KIOSK_KEY;
+      // Command line first, then the config file, then the environment.
+      const configPath = values.config ?? process.env.PORTCULLIS_KIOSK_CONFIG;
+      const config: KioskConfig = configPath ? await loadKioskConfig(configPath) : {};
+      const keyPath = values.key ?? config.keyPath ?? process.env.PORTCULLIS_KIOSK_KEY;
+      const pick = (cli: string | undefined, file: string | undefined): string | undefined => cli ?? file;
+      const opt = <K extends string>(k: K, v: string | undefined): Partial<Record<K, string>> => (v ? ({ [k]: v } as Record<K, string>) : {});
       return scanCommand({
         path: positionals[0]!,
         image: values.image,
         json: values.json,
         noWrite: values['no-write'],
-        ...(keyPath ? { keyPath } : {}),
-        ...(values.db ? { dbPath: values.db } : {}),
-        ...(values['kiosk-id'] ? { kioskId: values['kiosk-id'] } : {}),
+        ...opt('keyPath', keyPath),
+        ...opt('dbPath', pick(values.db, config.auditDb)),
+        ...opt('kioskId', pick(values['kiosk-id'], config.kioskId)),
         ...(values.operator ? { operatorId: values.operator } : {}),
         ...(values.usb ? { usb: parseUsb(values.usb) } : {}),
-        ...(values['clamav-db'] ? { clamavDb: values['clamav-db'] } : {}),
-        ...(values.rules ? { rulesDir: values.rules } : {}),
-        ...(values.policy ? { policyPath: values.policy } : {}),
-        ...(values.allowlist ? { allowlistDir: values.allowlist } : {}),
-        ...(values['clamd-socket'] ? { clamdSocket: values['clamd-socket'] } : {}),
-        ...(values['work-dir'] ? { workDir: values['work-dir'] } : {}),
+        ...opt('clamavDb', pick(values['clamav-db'], config.clamavDb)),
+        ...opt('rulesDir', pick(values.rules, config.rulesDir)),
+        ...opt('policyPath', pick(values.policy, config.policyPath)),
+        ...opt('allowlistDir', pick(values.allowlist, config.allowlistDir)),
+        ...opt('clamdSocket', pick(values['clamd-socket'], config.clamdSocket)),
+        ...opt('workDir', pick(values['work-dir'], config.workDir)),
       });
     }
     case 'log':

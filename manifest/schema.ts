@@ -108,7 +108,7 @@ export function nullable<T>(inner: Schema<T>): Schema<T | null> {
 }
 
 /** Marks an object field that may be absent. */
-export function optional<T>(inner: Schema<T>): Schema<T | undefined> {
+export function optional<T>(inner: Schema<T>): Schema<T | undefined> & { readonly optional: true } {
   return {
     optional: true,
     check(value, path, issues) {

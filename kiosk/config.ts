@@ -1,0 +1,59 @@
+/**
+ * The kiosk's own settings file (`--config FILE`, or PORTCULLIS_KIOSK_CONFIG):
+ * where its key, audit log, databases, rules, policy and allowlist live, and
+ * its name. Checked by a strict schema; command-line options override it.
+ */
+import { readFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { PortcullisError } from '../manifest/index.ts';
+import { formatIssues, object, optional, parse, string, type Infer } from '../manifest/schema.ts';
+
+const path = string({ min: 1, max: 4096 });
+
+export const kioskConfigSchema = object({
+  kioskId: optional(string({ min: 1, max: 64, pattern: /^[A-Za-z0-9][A-Za-z0-9._-]*$/, patternMessage: 'expected letters, digits, ".", "_" or "-"' })),
+  keyPath: optional(path), // the kiosk's private signing key (mode 0600)
+  auditDb: optional(path), // the SQLite audit log
+  clamavDb: optional(path), // ClamAV database folder, or "test"
+  clamdSocket: optional(path), // an already running clamd instead of the kiosk's own
+  rulesDir: optional(path),
+  policyPath: optional(path),
+  allowlistDir: optional(path),
+  workDir: optional(path), // kiosk-owned scratch space; keep it on tmpfs (clamd spools streams here)
+});
+
+export type KioskConfig = Infer<typeof kioskConfigSchema>;
+
+export class ConfigError extends PortcullisError<'CONFIG_INVALID' | 'CONFIG_UNREADABLE'> {}
+
+/** Reads and checks a config file; relative paths in it are relative to the file. */
+export async function loadKioskConfig(file: string): Promise<KioskConfig> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (cause) {
+    throw new ConfigError('CONFIG_UNREADABLE', `cannot read the kiosk config ${file}: ${(cause as Error).message}`, { cause });
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (cause) {
+    throw new ConfigError('CONFIG_INVALID', `${file}: not JSON: ${(cause as Error).message}`, { cause });
+  }
+  const result = parse(kioskConfigSchema, value);
+  if (!result.ok) throw new ConfigError('CONFIG_INVALID', `${file}: ${formatIssues(result.issues)}`);
+  const base = dirname(resolve(file));
+  const at = (p: string | undefined): string | undefined => (p === undefined || p === 'test' ? p : resolve(base, p));
+  const c = result.value;
+  return {
+    ...c,
+    ...(c.keyPath ? { keyPath: at(c.keyPath) } : {}),
+    ...(c.auditDb ? { auditDb: at(c.auditDb) } : {}),
+    ...(c.clamavDb ? { clamavDb: at(c.clamavDb) } : {}),
+    ...(c.clamdSocket ? { clamdSocket: at(c.clamdSocket) } : {}),
+    ...(c.rulesDir ? { rulesDir: at(c.rulesDir) } : {}),
+    ...(c.policyPath ? { policyPath: at(c.policyPath) } : {}),
+    ...(c.allowlistDir ? { allowlistDir: at(c.allowlistDir) } : {}),
+    ...(c.workDir ? { workDir: at(c.workDir) } : {}),
+  };
+}
