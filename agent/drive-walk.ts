@@ -6,7 +6,7 @@
  */
 import type { Stats } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
-import { escapeForDisplay, MANIFEST_FOLDER } from '../manifest/index.ts';
+import { decodeNameBytes, displayNameBytes, MANIFEST_FOLDER } from '../manifest/index.ts';
 
 export type EntryKind = 'file' | 'directory' | 'symlink' | 'device' | 'fifo' | 'socket' | 'other';
 
@@ -37,38 +37,11 @@ export type WalkResult =
   | { readonly ok: true; readonly entries: DriveEntry[]; readonly rootDev: number }
   | { readonly ok: false; readonly code: 'DRIVE_LIMIT_EXCEEDED' | 'DRIVE_UNREADABLE'; readonly reason: string };
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
+const decodeName = decodeNameBytes;
 
-function decodeName(raw: Buffer): string | null {
-  try {
-    return utf8.decode(raw);
-  } catch {
-    return null;
-  }
-}
-
-/** Escapes a raw name for display: valid UTF-8 runs through escapeForDisplay, each invalid byte as \xNN. */
+/** Escapes a raw name for display (manifest/names.ts, one linear pass). */
 export function displayName(raw: Buffer): string {
-  const text = decodeName(raw);
-  if (text !== null) return escapeForDisplay(text);
-  let out = '';
-  let i = 0;
-  while (i < raw.length) {
-    let j = raw.length;
-    let chunk: string | null = null;
-    for (; j > i; j--) {
-      chunk = decodeName(raw.subarray(i, j));
-      if (chunk !== null) break;
-    }
-    if (chunk !== null && j > i) {
-      out += escapeForDisplay(chunk);
-      i = j;
-    } else {
-      out += `\\x${raw[i]!.toString(16).padStart(2, '0')}`;
-      i++;
-    }
-  }
-  return out;
+  return displayNameBytes(raw);
 }
 
 function kindOf(stats: Stats): EntryKind {

@@ -152,3 +152,52 @@ export function escapeForDisplay(text: string): string {
 export function isDisplaySafe(text: string): boolean {
   return text.isWellFormed() && !CONTROL.test(text) && !BIDI.test(text);
 }
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** A name read as raw bytes: its text when it is valid UTF-8, else null. */
+export function decodeNameBytes(raw: Uint8Array): string | null {
+  try {
+    return strictUtf8.decode(raw);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Escapes a name read as raw bytes for display, in one linear pass: valid
+ * UTF-8 sequences as `escapeForDisplay` shows them, every byte that is not
+ * part of one as `\xNN` (overlong forms and encoded surrogates included), so
+ * no byte of a hostile name is lost or hidden.
+ */
+export function displayNameBytes(raw: Uint8Array): string {
+  const text = decodeNameBytes(raw);
+  if (text !== null) return escapeForDisplay(text);
+  let out = '';
+  let i = 0;
+  while (i < raw.length) {
+    const b = raw[i]!;
+    let len = 0;
+    let cp = 0;
+    let min = 0;
+    if (b < 0x80) [len, cp] = [1, b];
+    else if (b >= 0xc2 && b <= 0xdf) [len, cp, min] = [2, b & 0x1f, 0x80];
+    else if (b >= 0xe0 && b <= 0xef) [len, cp, min] = [3, b & 0x0f, 0x800];
+    else if (b >= 0xf0 && b <= 0xf4) [len, cp, min] = [4, b & 0x07, 0x10000];
+    let ok = len > 0 && i + len <= raw.length;
+    for (let k = 1; ok && k < len; k++) {
+      const c = raw[i + k]!;
+      if ((c & 0xc0) !== 0x80) ok = false;
+      else cp = (cp << 6) | (c & 0x3f);
+    }
+    if (ok && (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))) ok = false;
+    if (ok) {
+      out += escapeForDisplay(String.fromCodePoint(cp));
+      i += len;
+    } else {
+      out += `\\x${b.toString(16).padStart(2, '0')}`;
+      i++;
+    }
+  }
+  return out;
+}

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { escapeForDisplay, findCollisions, pathProblems } from '../../manifest/index.ts';
+import { decodeNameBytes, displayNameBytes, escapeForDisplay, findCollisions, pathProblems } from '../../manifest/index.ts';
 
 describe('pathProblems', () => {
   it.each([
@@ -60,5 +60,32 @@ describe('escapeForDisplay', () => {
     let all = '';
     for (let c = 0; c < 0x250; c++) all += String.fromCharCode(c);
     expect(/[\u0000-\u001f\u007f-\u009f\u202a-\u202e]/.test(escapeForDisplay(all))).toBe(false);
+  });
+});
+
+describe('displayNameBytes', () => {
+  const b = (...bytes: number[]): Uint8Array => Uint8Array.from(bytes);
+
+  it('shows valid UTF-8 escaped and every invalid byte as \\xNN, losing none', () => {
+    expect(displayNameBytes(new TextEncoder().encode('Prüfung.txt'))).toBe('Prüfung.txt');
+    expect(displayNameBytes(b(0x62, 0x61, 0x64, 0xff, 0xfe, 0x2e, 0x74))).toBe('bad\\xff\\xfe.t');
+    expect(displayNameBytes(b(0xc3, 0xbc, 0x80, 0x1b))).toBe('ü\\x80\\x1b');
+  });
+
+  it('refuses overlong forms, encoded surrogates and truncated sequences', () => {
+    expect(displayNameBytes(b(0xc0, 0xaf))).toBe('\\xc0\\xaf'); // overlong "/"
+    expect(displayNameBytes(b(0xe0, 0x80, 0xaf))).toBe('\\xe0\\x80\\xaf');
+    expect(displayNameBytes(b(0xed, 0xa0, 0x80))).toBe('\\xed\\xa0\\x80'); // U+D800
+    expect(displayNameBytes(b(0x61, 0xe2, 0x82))).toBe('a\\xe2\\x82');
+    expect(displayNameBytes(b(0xe2, 0x80, 0xae, 0xff))).toBe('\\u{202e}\\xff'); // RTL override stays escaped
+  });
+
+  it('agrees with the strict decoder on valid input and stays linear on hostile input', () => {
+    const text = 'a/β/🏭/\u0007';
+    expect(displayNameBytes(new TextEncoder().encode(text))).toBe(escapeForDisplay(text));
+    expect(decodeNameBytes(b(0xff))).toBeNull();
+    const hostile = new Uint8Array(200_000).fill(0xe2); // every byte starts a sequence that never completes
+    // The old nested search was cubic here and hung past the test timeout.
+    expect(displayNameBytes(hostile)).toHaveLength(4 * 200_000);
   });
 });
