@@ -112,7 +112,7 @@ async function readAndScan(entry: WalkEntry, deps: ScanDeps, onBytes: (n: number
   try {
     const stat = await handle.stat();
     // The thing opened must be the regular file the walk saw (no swap in between).
-    if (!stat.isFile() || stat.ino !== entry.stats.ino || stat.dev !== entry.stats.dev) {
+    if (!stat.isFile() || stat.ino !== entry.ino || stat.dev !== entry.dev) {
       return { digest: null, head: new Uint8Array(), reasons: [{ code: 'SCAN_ERROR', detail: 'the file changed between listing and opening' }], cleanBy };
     }
     const digest = await DualDigest.create(deps.blake3);

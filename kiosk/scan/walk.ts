@@ -20,7 +20,9 @@ export interface WalkEntry {
   readonly kind: EntryKind;
   readonly size: number; // bytes, from lstat
   readonly depth: number; // 1 for entries in the root
-  readonly stats: Stats;
+  /** Identity of the file the walk saw, to check that the file opened later is the same one. */
+  readonly ino: number;
+  readonly dev: number;
 }
 
 export interface WalkLimits {
@@ -139,6 +141,7 @@ async function describe(abs: Buffer, rel: Buffer, depth: number): Promise<WalkEn
     kind: kindOf(stats),
     size: stats.isFile() ? stats.size : 0,
     depth,
-    stats,
+    ino: stats.ino,
+    dev: stats.dev,
   };
 }
