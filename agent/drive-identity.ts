@@ -210,7 +210,7 @@ export function cimCommand(letter: string): string[] {
 export async function readWindowsVolume(letter: string): Promise<WindowsVolumeFacts | null> {
   let facts: WindowsVolumeFacts | null;
   try {
-    const { stdout } = await run('powershell.exe', cimCommand(letter), { windowsHide: true, timeout: 15_000 });
+    const { stdout } = await run(systemTool('WindowsPowerShell\\v1.0\\powershell.exe'), cimCommand(letter), { windowsHide: true, timeout: 15_000 });
     facts = parseCimVolume(stdout.trim());
   } catch {
     return null;
@@ -254,4 +254,14 @@ export function driveRef(mount: string, identity: DriveIdentity | null): {
     label: esc(identity?.label ?? null),
     capacity: identity?.capacity ?? null,
   };
+}
+
+/**
+ * A Windows system tool by full path: the agent runs as LocalSystem, and a bare
+ * name would be looked up on PATH, where a user-writable folder could hold a
+ * program of the same name.
+ */
+export function systemTool(relative: string): string {
+  const root = process.env.SystemRoot ?? 'C:\\Windows';
+  return `${root}\\System32\\${relative}`;
 }

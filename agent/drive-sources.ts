@@ -98,8 +98,13 @@ export const windowsProbe: LetterProbe = {
     try {
       await stat(`${letter}:\\`);
       return true;
-    } catch {
-      return false;
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return false;
+      // Present but unreadable (e.g. the storage policy also blocks this service): report it and
+      // go on, so the drive is refused with a logged reason instead of being silently ignored.
+      process.stderr.write(`portcullis-agent: drive ${letter}: cannot be read (${code ?? String(error)})\n`);
+      return true;
     }
   },
   describe: readWindowsVolume,
@@ -119,7 +124,8 @@ export function windowsLetterSource(probe: LetterProbe = windowsProbe): DriveSou
           known.delete(letter);
           continue;
         }
-        if (!known.has(letter)) known.set(letter, await probe.describe(letter));
+        // A failed lookup (slow WMI at boot) is not remembered: it is asked again next poll.
+        if (!known.has(letter) || known.get(letter) === null) known.set(letter, await probe.describe(letter));
         const facts = known.get(letter);
         if (!facts?.removable) continue;
         drives.push({ key: `${letter}:${facts.identity.volumeId ?? ''}`, mount: `${letter}:\\`, identity: facts.identity });

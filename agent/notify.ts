@@ -8,6 +8,7 @@
  */
 import { execFile } from 'node:child_process';
 import { escapeForDisplay } from '../manifest/index.ts';
+import { systemTool } from './drive-identity.ts';
 
 export interface HmiMessage {
   readonly level: 'ok' | 'partial' | 'refused' | 'error';
@@ -48,7 +49,7 @@ export function windowsMsgNotifier(fallback: Notifier): Notifier {
   return {
     notify(message) {
       return new Promise((resolve) => {
-        execFile('msg.exe', msgArguments(message), { windowsHide: true, timeout: 10_000 }, (error) => {
+        execFile(systemTool('msg.exe'), msgArguments(message), { windowsHide: true, timeout: 10_000 }, (error) => {
           if (error) void fallback.notify(message).then(resolve);
           else resolve();
         });

@@ -56,7 +56,10 @@ param(
     [string] $DataDir = (Join-Path $env:ProgramData 'Portcullis'),
     [string] $Destination = 'C:\Portcullis\Inbox',
     [string] $ServiceName = 'PortcullisAgent',
-    [switch] $SkipStoragePolicy
+    [switch] $SkipStoragePolicy,
+    # On a first install, accept a configuration or trust store already present in -DataDir
+    # (by default refused: anyone could have planted it before the folder was locked down).
+    [switch] $KeepExistingData
 )
 
 Set-StrictMode -Version Latest
@@ -86,8 +89,16 @@ function Install-Folder([string] $Path, [string[]] $Grants) {
     if (-not (Test-Path -LiteralPath $Path -PathType Container)) {
         if ($PSCmdlet.ShouldProcess($Path, 'Create folder')) { New-Item -ItemType Directory -Path $Path -Force -Confirm:$false | Out-Null }
     }
-    # Replace inherited permissions with exactly these grants (icacls is idempotent for the same input).
-    if ($PSCmdlet.ShouldProcess($Path, "Set permissions: $($Grants -join ', ')")) {
+    if (-not (Test-Path -LiteralPath $Path -PathType Container)) { return } # -WhatIf on a folder not created yet
+    # A junction or symlink planted by a user would redirect everything SYSTEM writes here.
+    $item = Get-Item -LiteralPath $Path -Force
+    if ($item.Attributes -band [IO.FileAttributes]::ReparsePoint) { throw "$Path is a junction or symbolic link: refusing to use it." }
+    if ($PSCmdlet.ShouldProcess($Path, "Take ownership and set permissions: $($Grants -join ', ')")) {
+        # A folder a user created first is owned by that user, who could rewrite its permissions:
+        # Administrators take ownership of the whole tree, every explicit entry is dropped,
+        # then the top gets exactly these grants, protected from inheritance, and passes them down.
+        Invoke-Checked 'icacls.exe' @($Path, '/setowner', $SidAdmins, '/T', '/C', '/Q')
+        Invoke-Checked 'icacls.exe' @($Path, '/reset', '/T', '/C', '/Q')
         Invoke-Checked 'icacls.exe' (@($Path, '/inheritance:r', '/grant:r') + $Grants + @('/Q'))
     }
 }
@@ -118,6 +129,9 @@ $wrapperHash = (Get-FileHash -LiteralPath $ServiceWrapper -Algorithm SHA256).Has
 if ($wrapperHash -ne $ServiceWrapperSha256.ToUpperInvariant()) {
     throw "The service wrapper's SHA-256 is $wrapperHash, not ${ServiceWrapperSha256}: refusing to install it."
 }
+if ($SkipStoragePolicy) {
+    Write-Warning 'Removable storage stays OPEN to interactive users (-SkipStoragePolicy): use this for a pilot only.'
+}
 
 $agentTarget = Join-Path $InstallDir 'portcullis-agent.exe'
 $wrapperTarget = Join-Path $InstallDir 'portcullis-agent-service.exe'
@@ -130,9 +144,23 @@ $logPath = Join-Path $DataDir 'portcullis-agent.log.jsonl'
 Install-Folder $InstallDir @("${SidSystem}:(OI)(CI)F", "${SidAdmins}:(OI)(CI)F", "${SidUsers}:(OI)(CI)RX")
 Install-Folder $DataDir @("${SidSystem}:(OI)(CI)F", "${SidAdmins}:(OI)(CI)F")
 Install-Folder (Join-Path $DataDir 'service-logs') @("${SidSystem}:(OI)(CI)F", "${SidAdmins}:(OI)(CI)F")
+# The inbox's parent too: under C:\ it would inherit "Authenticated Users: Modify", and a user
+# could rename it and put a folder or junction of their own in its place.
+$destinationParent = Split-Path -Parent $Destination
+if ($destinationParent -and ((Split-Path -Parent $destinationParent) -ne '')) {
+    Install-Folder $destinationParent @("${SidSystem}:(OI)(CI)F", "${SidAdmins}:(OI)(CI)F", "${SidUsers}:(OI)(CI)RX")
+}
 Install-Folder $Destination @("${SidSystem}:(OI)(CI)F", "${SidAdmins}:(OI)(CI)F", "${SidUsers}:(OI)(CI)RX")
 
 $service = Get-Service -Name $ServiceName -ErrorAction SilentlyContinue
+if ($null -eq $service -and -not $KeepExistingData) {
+    foreach ($planted in @($configPath, $trustPath)) {
+        if (Test-Path -LiteralPath $planted) {
+            throw "$planted exists before the first install: it may have been planted. Check it, then re-run with -KeepExistingData, or remove it."
+        }
+    }
+}
+
 $stopped = $false
 if ($null -ne $service -and $service.Status -ne 'Stopped') {
     # The running service holds the executable open; stop it before replacing it.
@@ -140,6 +168,10 @@ if ($null -ne $service -and $service.Status -ne 'Stopped') {
 }
 Copy-IfChanged $AgentExe $agentTarget
 Copy-IfChanged $ServiceWrapper $wrapperTarget
+# Check what was copied, not only the source: the source folder may not be ours.
+if ((Test-Path -LiteralPath $wrapperTarget) -and (Get-FileHash -LiteralPath $wrapperTarget -Algorithm SHA256).Hash -ne $ServiceWrapperSha256.ToUpperInvariant()) {
+    throw "The installed service wrapper $wrapperTarget does not have the expected SHA-256: refusing to continue."
+}
 
 $xml = @"
 <service>
@@ -207,7 +239,10 @@ if ($PSCmdlet.ShouldProcess($ServiceName, 'Set failure actions: restart after 10
 if (-not $SkipStoragePolicy) {
     Set-DwordValue $StoragePolicyKey 'Deny_All' 1
     Set-DwordValue $AutoRunKey 'NoDriveTypeAutoRun' 255
-    Write-Warning 'Removable storage is now denied by policy; it takes effect after a reboot or "gpupdate /force". Verify in the pilot that the service can still read a drive (docs/agent.md).'
+    if (-not $WhatIfPreference) {
+        # Microsoft: the Removable Storage Access policy takes effect only after a restart.
+        Write-Warning 'RESTART THIS HMI NOW: the removable-storage deny policy takes effect only after a reboot; until then USB drives stay open to users. After the reboot, verify in the pilot that the service can still read a drive (docs/agent.md).'
+    }
 }
 
 # 7. Start only with a trust store: without one every drive would be refused anyway.
