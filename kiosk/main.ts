@@ -11,6 +11,7 @@ import { loadKioskConfig, type KioskConfig } from './config.ts';
 import { generateKeyFiles } from './keygen.ts';
 import { logCommand } from './audit/commands.ts';
 import { parseUsb, scanCommand } from './scan/scan-command.ts';
+import { runStation } from './station/station.ts';
 
 const USAGE = `usage: portcullis-kiosk <command> [options]
 
@@ -21,6 +22,9 @@ commands:
        [--allowlist DIR] [--clamd-socket PATH] [--work-dir DIR] [--no-write] [--config FILE]
                        scan a mounted drive (or a folder, or an image with --image); with
                        a key, write the signed manifest onto an approved or partial drive
+  run [--demo] [--watch DIR] [--device-policy FILE] [--config FILE] [--key FILE] [--db FILE] [...]
+                       the station: drive detection, device checks, the technician's screen;
+                       --demo simulates inserting the demo drive (no USB hardware needed)
   log verify|list|show|export --db FILE [...]
                        the audit log: verify its hash chain, list, show and export scans
   demo [--dir DIR]     run the built-in demo
@@ -93,6 +97,44 @@ async function run(argv: string[]): Promise<number> {
         ...opt('allowlistDir', pick(values.allowlist, config.allowlistDir)),
         ...opt('clamdSocket', pick(values['clamd-socket'], config.clamdSocket)),
         ...opt('workDir', pick(values['work-dir'], config.workDir)),
+      });
+    }
+    case 'run': {
+      const { values } = parseArgs({
+        args: rest,
+        strict: true,
+        options: {
+          demo: { type: 'boolean', default: false },
+          watch: { type: 'string' },
+          'device-policy': { type: 'string' },
+          config: { type: 'string' },
+          key: { type: 'string' },
+          db: { type: 'string' },
+          'kiosk-id': { type: 'string' },
+          'clamav-db': { type: 'string' },
+          rules: { type: 'string' },
+          policy: { type: 'string' },
+          allowlist: { type: 'string' },
+          'clamd-socket': { type: 'string' },
+          'work-dir': { type: 'string' },
+        },
+      });
+      const configPath = values.config ?? process.env.PORTCULLIS_KIOSK_CONFIG;
+      const config: KioskConfig = configPath ? await loadKioskConfig(configPath) : {};
+      const opt = <K extends string>(k: K, v: string | undefined): Partial<Record<K, string>> => (v ? ({ [k]: v } as Record<K, string>) : {});
+      return runStation({
+        demo: values.demo,
+        ...opt('watchFolder', values.watch),
+        ...opt('devicePolicyPath', values['device-policy']),
+        ...opt('keyPath', values.key ?? config.keyPath ?? process.env.PORTCULLIS_KIOSK_KEY),
+        ...opt('dbPath', values.db ?? config.auditDb),
+        ...opt('kioskId', values['kiosk-id'] ?? config.kioskId),
+        ...opt('clamavDb', values['clamav-db'] ?? config.clamavDb),
+        ...opt('rulesDir', values.rules ?? config.rulesDir),
+        ...opt('policyPath', values.policy ?? config.policyPath),
+        ...opt('allowlistDir', values.allowlist ?? config.allowlistDir),
+        ...opt('clamdSocket', values['clamd-socket'] ?? config.clamdSocket),
+        ...opt('workDir', values['work-dir'] ?? config.workDir),
       });
     }
     case 'log':

@@ -1,0 +1,33 @@
+/**
+ * Prints every station screen as text (Markdown code blocks), the captures in
+ * docs/station.md: `node kiosk/station/capture-screens.ts`. The states are
+ * built with the real reducer, the refusal with the real device check.
+ */
+import { renderToString } from 'ink';
+import React from 'react';
+import { readFileSync } from 'node:fs';
+import { checkDevice, describeDevice, OPEN_DEVICE_POLICY } from './device.ts';
+import { recordFromRecorded } from './device-record.ts';
+import { initialState, reduce, type EngineStatus, type StationDrive, type StationEvent, type StationState } from './state.ts';
+import { StationView } from './ui.ts';
+const NOW = new Date('2026-11-23T12:00:00Z');
+const engines: EngineStatus = { clamavDatabase: 'ClamAV 1.4.6, database 1', clamavDatabaseTime: '2026-01-01T00:00:00Z', ruleSet: 'sha256:c42dbfaa5ca4... (14 rules)', note: 'test database: EICAR and test patterns only, not real signatures' };
+const show = (title: string, s: StationState): void => console.log(`### ${title}\n\n\`\`\`text\n${renderToString(React.createElement(StationView, { state: s, now: NOW }), { columns: 80 })}\n\`\`\`\n`);
+const run = (s: StationState, ...e: StationEvent[]): StationState => e.reduce(reduce, s);
+const drive: StationDrive = { id: 'a', label: '0781:5567 SanDisk Cruzer Blade (serial 4C530001230517115272)', refusal: null };
+const idle = initialState(engines, false);
+show('Idle', idle);
+show('Operator identification (policy `operator.required: true`)', run(initialState(engines, true), { type: 'inserted', drive }, { type: 'key', key: { input: 'T-1042' } }));
+const base = { filesTotal: 1250, bytesTotal: 3_400_000_000 };
+show('Scanning', run(idle, { type: 'inserted', drive },
+  { type: 'progress', id: 'a', at: 0, progress: { ...base, phase: 'scanning', filesDone: 0, bytesDone: 0, current: null } },
+  { type: 'progress', id: 'a', at: 40_000, progress: { ...base, phase: 'scanning', filesDone: 412, bytesDone: 1_300_000_000, current: 'projects/Line3/HMI/screens/overview.pdl' } }));
+show('Scanning a file with a hostile name (ESC sequences, CR, right-to-left override)', run(idle, { type: 'inserted', drive },
+  { type: 'progress', id: 'a', at: 0, progress: { ...base, phase: 'scanning', filesDone: 3, bytesDone: 1000, current: 'evil\u001b[2J\u001b[H\u001b[31mred\r\u202egpj.exe' } }));
+const kb = recordFromRecorded(JSON.parse(readFileSync(new URL('./fixtures/keyboard-stick.json', import.meta.url), 'utf8')) as unknown, 'kbd');
+const c = checkDevice(kb, OPEN_DEVICE_POLICY);
+show('Refused: a keyboard-in-a-stick (fixtures/keyboard-stick.json)', run(idle, { type: 'inserted', drive: { id: 'k', label: describeDevice(kb), refusal: c.ok ? null : { code: c.code, message: c.message } } }));
+show('Drive pulled out mid-scan', run(idle, { type: 'inserted', drive }, { type: 'removed', id: 'a' }));
+show('Engine failure', run(idle, { type: 'inserted', drive }, { type: 'finished', id: 'a', result: { verdict: 'rejected', engineFailure: { code: 'SCANNER_UNAVAILABLE', detail: 'clamd closed the connection' }, driveReasons: [{ code: 'SCANNER_UNAVAILABLE', detail: 'clamd closed the connection' }], blocked: [], passing: 0, total: 7, expiresAt: null } }));
+show('Approved, with a second drive waiting', run(idle, { type: 'inserted', drive }, { type: 'inserted', drive: { id: 'b', label: 'x', refusal: null } }, { type: 'finished', id: 'a', result: { verdict: 'approved', engineFailure: null, driveReasons: [], blocked: [], passing: 12, total: 12, expiresAt: '2026-11-24T00:00:00Z' } }));
+show('Rejected', run(idle, { type: 'inserted', drive }, { type: 'finished', id: 'a', result: { verdict: 'rejected', engineFailure: null, driveReasons: [{ code: 'NO_FILES', detail: 'no file on the drive may pass' }], blocked: [{ display: 'setup.exe', codes: ['NOT_ALLOWLISTED'] }, { display: 'autorun.inf', codes: ['RISKY_TYPE'] }], passing: 0, total: 2, expiresAt: null } }));

@@ -1,0 +1,184 @@
+import { render } from 'ink-testing-library';
+import React from 'react';
+import { afterEach, describe, expect, it } from 'vitest';
+import { cleanup } from 'ink-testing-library';
+import { initialState, reduce, type EngineStatus, type ResultView, type StationDrive, type StationEvent, type StationState } from './state.ts';
+import { bigText, StationApp, StationView, type StationStore } from './ui.ts';
+
+const h = React.createElement;
+const NOW = new Date('2026-11-23T12:00:00Z');
+const engines: EngineStatus = { clamavDatabase: 'Portcullis TEST database', clamavDatabaseTime: '2026-01-01T00:00:00Z', ruleSet: 'sha256:3f2a9c0e1b7d... (14 rules)', note: null };
+const drive: StationDrive = { id: 'a', label: '0781:5567 SanDisk Cruzer Blade (serial 4C530001230517115272)', refusal: null };
+const idle = initialState(engines, false);
+const HOSTILE = 'evil\u001b[2J\u001b[H\u001b[31mred\r\u202eexe.pdf';
+
+function frame(state: StationState): string {
+  const { lastFrame } = render(h(StationView, { state, now: NOW }));
+  return lastFrame() ?? '';
+}
+
+/** Nothing a terminal would act on: no ESC, CR, other C0/C1 controls or bidi overrides. */
+function expectInert(text: string): void {
+  expect(text).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/);
+}
+
+function expectFits(text: string): void {
+  const lines = text.split('\n');
+  expect(lines.length).toBeLessThanOrEqual(25);
+  for (const l of lines) expect(l.length, l).toBeLessThanOrEqual(80);
+}
+
+const run = (state: StationState, ...events: StationEvent[]): StationState => events.reduce(reduce, state);
+const partial: ResultView = {
+  verdict: 'partial', engineFailure: null, driveReasons: [], passing: 3, total: 7, expiresAt: '2026-11-24T00:00:00Z',
+  blocked: [
+    { display: 'tools/update-notes.txt', codes: ['MALWARE'] },
+    { display: 'docs/Manual.pdf', codes: ['TYPE_MISMATCH'] },
+    { display: 'firmware/plc-cpu-v2.9.0-beta.bin', codes: ['NOT_ALLOWLISTED'] },
+    { display: HOSTILE, codes: ['UNSAFE_NAME', 'RISKY_TYPE'] },
+  ],
+};
+
+afterEach(() => cleanup());
+
+describe('screens', () => {
+  it('idle: instructions, ClamAV database age and rule set', () => {
+    const f = frame(idle);
+    expect(f).toContain('Plug in the USB drive');
+    expect(f).toMatch(/ClamAV database: Portcullis TEST database \(built 2026-01-01, 326 days old\)/);
+    expect(f).toContain('YARA rule set:   sha256:3f2a9c0e1b7d... (14 rules)');
+    expectFits(f);
+  });
+
+  it('operator: asks for the badge and echoes what is typed', () => {
+    const f = frame(run(initialState(engines, true), { type: 'inserted', drive }, { type: 'key', key: { input: 'T-1042' } }));
+    expect(f).toContain('Policy requires your badge');
+    expect(f).toContain('Badge / ID: T-1042_');
+    expectFits(f);
+  });
+
+  it('scanning: starting engines, then device, progress bar, files and bytes, rate, time left, current file', () => {
+    const s = run(idle, { type: 'inserted', drive });
+    expect(frame(s)).toContain('Starting the scan engines');
+    const base = { filesTotal: 40, bytesTotal: 40 * 1024 * 1024, current: null };
+    const f = frame(run(s,
+      { type: 'progress', id: 'a', at: 0, progress: { ...base, phase: 'scanning', filesDone: 0, bytesDone: 0 } },
+      { type: 'progress', id: 'a', at: 2000, progress: { ...base, phase: 'scanning', filesDone: 10, bytesDone: 10 * 1024 * 1024, current: 'hmi/recipes/recipe-42.csv' } }));
+    expect(f).toContain('0781:5567 SanDisk Cruzer Blade');
+    expect(f).toMatch(/\[#{15}\.{45}\] {2}25%/);
+    expect(f).toContain('Files 10 of 40    10.0 MiB of 40.0 MiB');
+    expect(f).toContain('Rate 5.0 MiB/s    Time left 0:06');
+    expect(f).toContain('Now: hmi/recipes/recipe-42.csv');
+    expect(f).toContain('Do NOT remove the drive');
+    expectFits(f);
+  });
+
+  it('scanning: a hostile current file name cannot move the cursor, clear the screen or recolour', () => {
+    const f = frame(run(idle, { type: 'inserted', drive },
+      { type: 'progress', id: 'a', at: 0, progress: { phase: 'scanning', filesTotal: 2, bytesTotal: 2, filesDone: 0, bytesDone: 0, current: HOSTILE } }));
+    expectInert(f);
+    expect(f).toContain('Now: evil\\x1b[2J\\x1b[H\\x1b[31mred\\x0d\\u{202e}exe.pdf');
+  });
+
+  it('result: a large PARTIAL, blocked files in plain language, expiry and safe to remove; hostile names inert', () => {
+    const f = frame(run(idle, { type: 'inserted', drive }, { type: 'finished', id: 'a', result: partial }));
+    for (const row of bigText('PARTIAL')) expect(f).toContain(row.trimEnd());
+    expect(f).toContain('3 of 7 files may pass; 4 blocked');
+    expect(f).toMatch(/x tools\/update-notes\.txt\s+malware found/);
+    expect(f).toMatch(/x docs\/Manual\.pdf\s+content does not match its name/);
+    expect(f).toMatch(/program\/firmware not on approved list/);
+    expect(f).toContain('Approval valid until 2026-11-24 00:00 UTC.');
+    expect(f).toContain('Safe to remove the drive.');
+    expectInert(f);
+    expectFits(f);
+  });
+
+  it('result: a large APPROVED, and a large REJECTED with the reason', () => {
+    const a = frame(run(idle, { type: 'inserted', drive }, { type: 'finished', id: 'a', result: { ...partial, verdict: 'approved', blocked: [], passing: 7 } }));
+    for (const row of bigText('APPROVED')) expect(a).toContain(row.trimEnd());
+    expect(a).toContain('All 7 files may go onto plant equipment.');
+    const r = frame(run(idle, { type: 'inserted', drive }, { type: 'finished', id: 'a', result: { ...partial, verdict: 'rejected', expiresAt: null, driveReasons: [{ code: 'NO_FILES', detail: 'no file on the drive may pass' }] } }));
+    for (const row of bigText('REJECTED')) expect(r).toContain(row.trimEnd());
+    expect(r).toContain('NO_FILES: no file on the drive may pass');
+    expect(r).not.toContain('valid until');
+  });
+
+  it('result: more blocked files than fit are counted, never overflowing 25 rows', () => {
+    const many = Array.from({ length: 30 }, (_, i) => ({ display: `bad-${i}.exe`, codes: ['NOT_ALLOWLISTED' as const] }));
+    const f = frame(run(idle, { type: 'inserted', drive }, { type: 'finished', id: 'a', result: { ...partial, blocked: many, total: 33 } }));
+    expect(f).toContain('... and 23 more blocked files');
+    expectFits(f);
+  });
+
+  it('engine failure: shown as FAILED / not checked, never as a verdict', () => {
+    const f = frame(run(idle, { type: 'inserted', drive }, { type: 'failed', id: 'a', reason: { code: 'SCANNER_UNAVAILABLE', detail: 'clamd is not answering' } }));
+    for (const row of bigText('FAILED')) expect(f).toContain(row.trimEnd());
+    expect(f).toContain('this drive was NOT checked');
+    expect(f).toContain('SCANNER_UNAVAILABLE: clamd is not answering');
+    for (const row of bigText('APPROVED')) expect(f).not.toContain(row.trimEnd());
+    expectFits(f);
+  });
+
+  it('refused device: REFUSED with the reason, not mounted', () => {
+    const bad: StationDrive = { id: 'k', label: '03eb:2042 Generic USB Flash Disk', refusal: { code: 'DEVICE_BADUSB', message: '03eb:2042 Generic USB Flash Disk is a drive that is also a keyboard/mouse (HID, class 0x03): possible BadUSB device, not mounted. Hand it to security.' } };
+    const f = frame(run(idle, { type: 'inserted', drive: bad }));
+    for (const row of bigText('REFUSED')) expect(f).toContain(row.trimEnd());
+    expect(f).toContain('possible BadUSB device');
+    expect(f).toContain('(DEVICE_BADUSB)');
+    expect(f).toContain('not mounted and nothing on it was read');
+    expectFits(f);
+  });
+
+  it('drive pulled mid-scan: REMOVED, nothing approved', () => {
+    const f = frame(run(idle, { type: 'inserted', drive }, { type: 'removed', id: 'a' }));
+    for (const row of bigText('REMOVED')) expect(f).toContain(row.trimEnd());
+    expect(f).toContain('NOTHING was approved');
+    expect(f).not.toContain('Safe to remove');
+    expectFits(f);
+  });
+
+  it('a second drive: the screen says it waits its turn', () => {
+    const f = frame(run(idle, { type: 'inserted', drive }, { type: 'inserted', drive: { id: 'b', label: 'other', refusal: null } }));
+    expect(f).toContain('1 more drive waiting: scanned next, in turn.');
+  });
+
+  it('a hostile device label is inert', () => {
+    const f = frame(run(idle, { type: 'inserted', drive: { id: 'x', label: `0781:5567 ${HOSTILE}`, refusal: null } }));
+    expectInert(f);
+  });
+});
+
+describe('StationApp', () => {
+  function store(state: StationState): StationStore & { events: StationEvent[] } {
+    let current = state;
+    const listeners = new Set<() => void>();
+    const events: StationEvent[] = [];
+    return {
+      events,
+      getState: () => current,
+      subscribe: (l) => {
+        listeners.add(l);
+        return () => listeners.delete(l);
+      },
+      dispatch: (e) => {
+        events.push(e);
+        current = reduce(current, e);
+        for (const l of listeners) l();
+      },
+      now: () => NOW,
+    };
+  }
+
+  it('takes the badge from the keyboard and redraws on every state change', async () => {
+    const s = store(run(initialState(engines, true), { type: 'inserted', drive }));
+    const app = render(h(StationApp, { store: s }));
+    await new Promise((r) => setTimeout(r, 50));
+    app.stdin.write('T-7');
+    await new Promise((r) => setTimeout(r, 50));
+    expect(app.lastFrame()).toContain('Badge / ID: T-7_');
+    app.stdin.write('\r');
+    await new Promise((r) => setTimeout(r, 50));
+    expect(s.getState().screen).toMatchObject({ kind: 'scanning', operatorId: 'T-7' });
+    expect(app.lastFrame()).toContain('Operator: T-7');
+  });
+});

@@ -1,0 +1,254 @@
+/**
+ * The technician's screens (Ink, 80x25, keyboard only). Pure components of
+ * the station state; `StationApp` adds the keyboard and a live store. Every
+ * drive-supplied text (file names, labels, serials) is shown through
+ * `shownText`, so no name can move the cursor, clear the screen or recolour.
+ * No JSX: Node strips types but not JSX, so elements are built with `h`.
+ */
+import { Box, Text, useInput, useStdin } from 'ink';
+import React from 'react';
+import type { DriveVerdict, ReasonCode } from '../scan/decide.ts';
+import { shownText } from './device.ts';
+import type { EngineStatus, KeyPress, ProgressView, ResultView, Screen, StationDrive, StationEvent, StationState } from './state.ts';
+
+const h = React.createElement;
+export const SCREEN_COLUMNS = 80;
+export const SCREEN_ROWS = 25;
+const BLOCKED_SHOWN = 7; // rows of blocked files on the result screen
+
+/** Plain-language reasons for technicians; the codes stay in the audit log. */
+export const REASON_TEXT: Record<ReasonCode, string> = {
+  MALWARE: 'malware found',
+  YARA_MATCH: 'matches a known attack pattern',
+  ENCRYPTED: 'encrypted: cannot be checked',
+  LIMIT_EXCEEDED: 'too large or too deeply packed to check',
+  TYPE_MISMATCH: 'content does not match its name',
+  RISKY_TYPE: 'file type not allowed on plant equipment',
+  NOT_ALLOWLISTED: 'program/firmware not on approved list',
+  UNSAFE_NAME: 'unsafe file name',
+  NOT_REGULAR_FILE: 'not a regular file (link or device)',
+  SCAN_ERROR: 'could not be checked',
+};
+
+// A 5-row block font for the few words the result screens need.
+const FONT: Record<string, readonly string[]> = {
+  A: [' ### ', '#   #', '#####', '#   #', '#   #'],
+  C: [' ####', '#    ', '#    ', '#    ', ' ####'],
+  D: ['#### ', '#   #', '#   #', '#   #', '#### '],
+  E: ['#####', '#    ', '#### ', '#    ', '#####'],
+  F: ['#####', '#    ', '#### ', '#    ', '#    '],
+  I: ['#####', '  #  ', '  #  ', '  #  ', '#####'],
+  J: ['#####', '   # ', '   # ', '#  # ', ' ##  '],
+  L: ['#    ', '#    ', '#    ', '#    ', '#####'],
+  M: ['#   #', '## ##', '# # #', '#   #', '#   #'],
+  O: [' ### ', '#   #', '#   #', '#   #', ' ### '],
+  P: ['#### ', '#   #', '#### ', '#    ', '#    '],
+  R: ['#### ', '#   #', '#### ', '#  # ', '#   #'],
+  S: [' ####', '#    ', ' ### ', '    #', '#### '],
+  T: ['#####', '  #  ', '  #  ', '  #  ', '  #  '],
+  U: ['#   #', '#   #', '#   #', '#   #', ' ### '],
+  V: ['#   #', '#   #', '#   #', ' # # ', '  #  '],
+};
+
+/** WORD in the block font: five lines. */
+export function bigText(word: string): string[] {
+  return [0, 1, 2, 3, 4].map((row) => [...word].map((c) => (FONT[c]?.[row] ?? '     ').replace(/#/g, '\u2588')).join(' '));
+}
+
+export function formatBytes(n: number): string {
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  if (n < 1024 ** 3) return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+  return `${(n / 1024 ** 3).toFixed(2)} GiB`;
+}
+
+export function formatDuration(seconds: number): string {
+  const m = Math.floor(seconds / 60);
+  const s = seconds % 60;
+  return m >= 60 ? `${Math.floor(m / 60)} h ${m % 60} min` : `${m}:${String(s).padStart(2, '0')}`;
+}
+
+/** "2026-11-24 00:40 UTC" */
+export function formatTime(rfc3339: string): string {
+  const t = new Date(rfc3339);
+  return Number.isNaN(t.getTime()) ? shownText(rfc3339) : `${t.toISOString().slice(0, 16).replace('T', ' ')} UTC`;
+}
+
+function fit(text: string, width: number): string {
+  return text.length <= width ? text : `${text.slice(0, width - 3)}...`;
+}
+
+function line(text: string, props: Record<string, unknown> = {}): React.ReactElement {
+  // An empty Text takes no row; a blank line is one space.
+  return h(Text, { wrap: 'truncate-end', ...props }, text === '' ? ' ' : text);
+}
+
+function header(title: string): React.ReactElement {
+  return h(Box, { borderStyle: 'single', paddingX: 1, width: SCREEN_COLUMNS },
+    h(Text, { bold: true }, 'PORTCULLIS media gate'),
+    h(Box, { flexGrow: 1 }),
+    h(Text, null, title));
+}
+
+function databaseAge(engines: EngineStatus, now: Date): string {
+  if (!engines.clamavDatabaseTime) return 'age unknown';
+  const days = Math.floor((now.getTime() - new Date(engines.clamavDatabaseTime).getTime()) / 86_400_000);
+  return Number.isNaN(days) ? 'age unknown' : `built ${engines.clamavDatabaseTime.slice(0, 10)}, ${days} day${days === 1 ? '' : 's'} old`;
+}
+
+function IdleScreen({ engines, now, operatorRequired }: { engines: EngineStatus; now: Date; operatorRequired: boolean }): React.ReactElement {
+  return h(Box, { flexDirection: 'column' },
+    header('ready'),
+    line(''),
+    line('  Plug in the USB drive to check.', { bold: true }),
+    line('  The kiosk scans every file, then shows which files may go onto plant'),
+    line('  equipment. Approved drives get a signed manifest the HMIs check.'),
+    ...(operatorRequired ? [line('  You will be asked for your badge or ID.')] : []),
+    line('  Do not remove the drive until the screen says "safe to remove".'),
+    line(''),
+    line('  Scan engines', { bold: true }),
+    line(`    ClamAV database: ${engines.clamavDatabase ?? 'not started yet'} (${databaseAge(engines, now)})`),
+    line(`    YARA rule set:   ${engines.ruleSet ?? 'not loaded yet'}`),
+    ...(engines.note ? [line(`    note: ${fit(engines.note, 66)}`, { color: 'yellow' })] : []));
+}
+
+function DriveLine({ drive }: { drive: StationDrive }): React.ReactElement {
+  return line(`  Drive: ${fit(shownText(drive.label), 70)}`);
+}
+
+function OperatorScreen({ drive, badge }: { drive: StationDrive; badge: string }): React.ReactElement {
+  return h(Box, { flexDirection: 'column' },
+    header('operator'),
+    h(DriveLine, { drive }),
+    line(''),
+    line('  Policy requires your badge before this drive is scanned.', { bold: true }),
+    line('  Scan your badge or type your ID, then press Enter.'),
+    line('  (Backspace corrects, Esc clears.)'),
+    line(''),
+    line(`  Badge / ID: ${badge}_`, { bold: true }));
+}
+
+export function progressBar(done: number, total: number, width: number): string {
+  const fraction = total > 0 ? Math.min(1, done / total) : 0;
+  const filled = Math.round(fraction * width);
+  return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${String(Math.floor(fraction * 100)).padStart(3)}%`;
+}
+
+function ScanningScreen({ drive, operatorId, progress }: { drive: StationDrive; operatorId: string | null; progress: ProgressView | null }): React.ReactElement {
+  const rows: React.ReactElement[] = [];
+  if (progress === null) {
+    rows.push(line('  Starting the scan engines and self-test...'));
+  } else if (progress.phase === 'walking') {
+    rows.push(line(`  Listing the drive: ${progress.filesTotal} files, ${formatBytes(progress.bytesTotal)} so far`));
+  } else {
+    rows.push(line(`  ${progressBar(progress.bytesDone, progress.bytesTotal, 60)}`));
+    rows.push(line(`  Files ${progress.filesDone} of ${progress.filesTotal}    ${formatBytes(progress.bytesDone)} of ${formatBytes(progress.bytesTotal)}`));
+    rows.push(line(`  Rate ${progress.bytesPerSecond === null ? '-' : `${formatBytes(progress.bytesPerSecond)}/s`}    Time left ${progress.secondsLeft === null ? '-' : formatDuration(progress.secondsLeft)}`));
+    rows.push(line(`  Now: ${progress.current === null ? '-' : fit(shownText(progress.current), 70)}`));
+  }
+  return h(Box, { flexDirection: 'column' },
+    header('scanning'),
+    h(DriveLine, { drive }),
+    ...(operatorId ? [line(`  Operator: ${shownText(operatorId)}`)] : []),
+    line(''),
+    ...rows,
+    line(''),
+    line('  Scanning. Do NOT remove the drive.', { bold: true, color: 'yellow' }));
+}
+
+const VERDICT_WORD: Record<DriveVerdict, string> = { approved: 'APPROVED', partial: 'PARTIAL', rejected: 'REJECTED' };
+const VERDICT_COLOR: Record<DriveVerdict, string> = { approved: 'green', partial: 'yellow', rejected: 'red' };
+
+function Banner({ word, color }: { word: string; color: string }): React.ReactElement {
+  return h(Box, { flexDirection: 'column', paddingLeft: 2 }, ...bigText(word).map((row) => line(row, { color, bold: true })));
+}
+
+function ResultScreen({ drive, result }: { drive: StationDrive; result: ResultView }): React.ReactElement {
+  const rows: React.ReactElement[] = [];
+  if (result.engineFailure) {
+    rows.push(h(Banner, { word: 'FAILED', color: 'red' }));
+    rows.push(line('  THE SCAN FAILED: this drive was NOT checked. Nothing on it may pass.', { bold: true, color: 'red' }));
+    rows.push(line(`  ${result.engineFailure.code}: ${fit(shownText(result.engineFailure.detail), 60)}`));
+    rows.push(line('  Call maintenance: the kiosk needs attention before the next drive.'));
+  } else {
+    rows.push(h(Banner, { word: VERDICT_WORD[result.verdict], color: VERDICT_COLOR[result.verdict] }));
+    if (result.verdict === 'approved') rows.push(line(`  All ${result.total} files may go onto plant equipment.`, { bold: true }));
+    else if (result.verdict === 'partial') rows.push(line(`  ${result.passing} of ${result.total} files may pass; ${result.blocked.length} blocked (HMIs will refuse them):`, { bold: true }));
+    else rows.push(line('  Nothing on this drive may pass.', { bold: true }));
+    for (const r of result.driveReasons) rows.push(line(`  ${r.code}: ${fit(shownText(r.detail), 64)}`));
+    for (const f of result.blocked.slice(0, BLOCKED_SHOWN)) {
+      rows.push(line(`   x ${fit(shownText(f.display), 30).padEnd(30)} ${f.codes.map((c) => REASON_TEXT[c]).join('; ')}`));
+    }
+    if (result.blocked.length > BLOCKED_SHOWN) rows.push(line(`     ... and ${result.blocked.length - BLOCKED_SHOWN} more blocked files (full list in the receipt on the drive)`));
+    if (result.expiresAt) rows.push(line(`  Approval valid until ${formatTime(result.expiresAt)}.`));
+  }
+  rows.push(line(''));
+  rows.push(line('  Safe to remove the drive.', { bold: true, color: 'green' }));
+  return h(Box, { flexDirection: 'column' }, header('result'), h(DriveLine, { drive }), ...rows);
+}
+
+function RefusedScreen({ drive }: { drive: StationDrive }): React.ReactElement {
+  const refusal = drive.refusal ?? { code: 'DEVICE_REFUSED', message: '' };
+  return h(Box, { flexDirection: 'column' },
+    header('refused'),
+    h(DriveLine, { drive }),
+    h(Banner, { word: 'REFUSED', color: 'red' }),
+    h(Box, { width: SCREEN_COLUMNS - 4, marginLeft: 2 }, h(Text, { wrap: 'wrap' }, shownText(refusal.message))),
+    line(`  (${refusal.code})`),
+    line('  This device was not mounted and nothing on it was read.'),
+    line(''),
+    line('  Safe to remove the device.', { bold: true, color: 'green' }));
+}
+
+function RemovedScreen({ drive }: { drive: StationDrive }): React.ReactElement {
+  return h(Box, { flexDirection: 'column' },
+    header('removed'),
+    h(DriveLine, { drive }),
+    h(Banner, { word: 'REMOVED', color: 'red' }),
+    line('  The drive was removed during the scan. NOTHING was approved.', { bold: true, color: 'red' }),
+    line('  Plug it in again and wait for the result to scan it again.'),
+    line('  Press Enter to continue.'));
+}
+
+function screenElement(screen: Screen, state: StationState, now: Date): React.ReactElement {
+  switch (screen.kind) {
+    case 'idle':
+      return h(IdleScreen, { engines: state.engines, now, operatorRequired: state.operatorRequired });
+    case 'operator':
+      return h(OperatorScreen, { drive: screen.drive, badge: screen.badge });
+    case 'scanning':
+      return h(ScanningScreen, { drive: screen.drive, operatorId: screen.operatorId, progress: screen.progress });
+    case 'result':
+      return h(ResultScreen, { drive: screen.drive, result: screen.result });
+    case 'refused':
+      return h(RefusedScreen, { drive: screen.drive });
+    case 'removed-mid-scan':
+      return h(RemovedScreen, { drive: screen.drive });
+  }
+}
+
+/** The whole 80x25 screen for one state. */
+export function StationView({ state, now }: { state: StationState; now: Date }): React.ReactElement {
+  const waiting = state.queue.length;
+  return h(Box, { flexDirection: 'column', width: SCREEN_COLUMNS },
+    screenElement(state.screen, state, now),
+    ...(waiting > 0 ? [line(''), line(`  ${waiting} more drive${waiting === 1 ? '' : 's'} waiting: scanned next, in turn. Leave ${waiting === 1 ? 'it' : 'them'} plugged in.`, { color: 'cyan' })] : []));
+}
+
+/** What StationApp needs of the controller. */
+export interface StationStore {
+  readonly getState: () => StationState;
+  readonly subscribe: (listener: () => void) => () => void;
+  readonly dispatch: (event: StationEvent) => void;
+  readonly now: () => Date;
+}
+
+/** The live screen: the store's state, and the keyboard when stdin is a terminal. */
+export function StationApp({ store }: { store: StationStore }): React.ReactElement {
+  const state = React.useSyncExternalStore(store.subscribe, store.getState);
+  const { isRawModeSupported } = useStdin();
+  useInput((input, key) => {
+    const press: KeyPress = { input, return: key.return, backspace: key.backspace, delete: key.delete, escape: key.escape };
+    store.dispatch({ type: 'key', key: press });
+  }, { isActive: isRawModeSupported });
+  return h(StationView, { state, now: store.now() });
+}
