@@ -14,7 +14,7 @@ import { hostname, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { PortcullisError, type SigningKey } from '../../manifest/index.ts';
 import { loadAllowlist, type Allowlist } from '../allowlist.ts';
-import { DriveError, openFolderTarget, openImageTarget, type DriveTarget, type UsbIdentity } from '../approval/drive-target.ts';
+import { DriveError, openFolderTarget, openImageTarget, type DriveTarget, type UsbIdentity, type WritableSwitch } from '../approval/drive-target.ts';
 import { writeApproval, type IssuedManifest } from '../approval/write-approval.ts';
 import { openAuditStore, type AuditStore } from '../audit/store.ts';
 import { DEFAULT_RULES_DIR, PRODUCTION_CLAMAV_DB, startEngines, type Engines } from '../engines.ts';
@@ -44,6 +44,10 @@ export interface ScanCommandOptions {
   readonly kioskId?: string;
   readonly operatorId?: string | null;
   readonly usb?: UsbIdentity | null;
+  /** A read-only mount (the station's): made writable only around removing and writing the manifest. */
+  readonly writable?: WritableSwitch | null;
+  /** The block device behind a mounted PATH, to read the volume's identity from. */
+  readonly device?: string | null;
   readonly out?: (text: string) => void;
   readonly err?: (text: string) => void;
   readonly signal?: AbortSignal;
@@ -107,7 +111,7 @@ export async function runScan(options: ScanCommandOptions): Promise<ScanOutcome>
     }
     target = options.image
       ? await openImageTarget(resolve(options.path), join(workDir, 'media'), options.usb ?? null)
-      : await openFolderTarget(resolve(options.path), options.usb ?? null);
+      : await openFolderTarget(resolve(options.path), { usb: options.usb ?? null, writable: options.writable ?? null, device: options.device ?? null });
     audit?.beginScan({ scanId, kioskId, operatorId, device: { usb: target.media.usb, filesystem: target.media.filesystem, volumeId: target.media.volumeId, label: target.media.label, capacity: target.media.capacity }, startedAt: now() });
 
     // A stale approval must not survive a new scan, whatever its outcome.

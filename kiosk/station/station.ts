@@ -250,6 +250,8 @@ export async function startStation(options: StationOptions & { source: DeviceSou
         json: true,
         clamavDb,
         usb: usbIdentityOf(drive.record),
+        // A real drive stays mounted read-only except around writing the manifest.
+        ...(mounted ? { writable: mounted, device: drive.partition.device } : {}),
         operatorId,
         dbPath,
         signal,
