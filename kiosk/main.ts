@@ -10,6 +10,7 @@ import { EXIT } from './exit-codes.ts';
 import { loadKioskConfig, type KioskConfig } from './config.ts';
 import { generateKeyFiles } from './keygen.ts';
 import { logCommand } from './audit/commands.ts';
+import { reviewCommand, siemCommand } from './review/commands.ts';
 import { parseUsb, scanCommand } from './scan/scan-command.ts';
 import { runStation } from './station/station.ts';
 
@@ -27,6 +28,11 @@ commands:
                        --demo simulates inserting the demo drive (no USB hardware needed)
   log verify|list|show|export --db FILE [...]
                        the audit log: verify its hash chain, list, show and export scans
+  review --db AUDIT --review-db FILE [--host H] [--port P]
+                       the security staff's web review (127.0.0.1:8765 by default);
+                       review user add NAME | review token | review import-agent-log FILE...
+  siem send --db AUDIT --spool FILE --target HOST:PORT [--tls --ca FILE] [--follow S]
+                       RFC 5424 syslog of the audit log to the SIEM, spooled, none lost
   demo [--dir DIR]     run the built-in demo
   help                 this text
 
@@ -139,6 +145,10 @@ async function run(argv: string[]): Promise<number> {
     }
     case 'log':
       return logCommand(rest);
+    case 'review':
+      return reviewCommand(rest);
+    case 'siem':
+      return siemCommand(rest);
     case 'demo': {
       const { values } = parseArgs({ args: rest, options: { dir: { type: 'string' } }, strict: true });
       const result = await runDemo(values.dir ? { dir: values.dir } : {});

@@ -1,0 +1,231 @@
+/**
+ * The review page's static assets, served from memory. The HTML holds no
+ * inline script or style (the Content-Security-Policy forbids both); the
+ * script builds every element with createElement and fills it with
+ * textContent, never innerHTML, so a file name like `<img onerror=...>` from
+ * a drive is shown as the characters it is.
+ */
+
+export const LOGIN_HTML = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Portcullis review: sign in</title>
+<link rel="stylesheet" href="/app.css"></head>
+<body><main class="login">
+<h1>Portcullis review</h1>
+<form method="post" action="/login" id="password-login">
+<label>User <input name="username" autocomplete="username" required></label>
+<label>Password <input name="password" type="password" autocomplete="current-password" required></label>
+<button type="submit">Sign in</button>
+</form>
+<form method="post" action="/login" id="token-login">
+<label>One-time token <input name="token" autocomplete="off" required></label>
+<button type="submit">Sign in with token</button>
+</form>
+<p class="hint">Accounts and tokens come from <code>portcullis-kiosk review user add</code> and <code>review token</code> at the kiosk.</p>
+</main></body></html>
+`;
+
+export const LOGIN_FAILED_HTML = LOGIN_HTML.replace('<h1>Portcullis review</h1>', '<h1>Portcullis review</h1>\n<p class="error" id="login-error">Sign-in failed: wrong user, password or token (tokens work once).</p>');
+
+export const APP_HTML = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Portcullis review</title>
+<link rel="stylesheet" href="/app.css"><script src="/app.js" defer></script></head>
+<body>
+<header><h1>Portcullis review</h1><span id="chain" class="chain">chain: checking…</span>
+<form method="post" action="/logout" class="logout"><span id="who"></span> <button type="submit">Sign out</button></form></header>
+<section id="chart-section"><h2>Per day</h2><div id="chart"></div><ol id="top-reasons"></ol></section>
+<section><h2>Scans</h2>
+<form id="filters">
+<label>From <input name="since" type="date"></label>
+<label>To <input name="until" type="date"></label>
+<label>Verdict <select name="verdict"><option value="">any</option><option>approved</option><option>partial</option><option>rejected</option><option>interrupted</option></select></label>
+<label>Operator <input name="operator" size="10"></label>
+<label>Serial <input name="serial" size="12"></label>
+<label>File or hash <input name="file" size="24"></label>
+<button type="submit">Filter</button>
+<a id="export-csv" href="/api/export?format=csv" download="portcullis-scans.csv">Export CSV</a>
+<a id="export-json" href="/api/export?format=json" download="portcullis-scans.json">Export JSON</a>
+</form>
+<table id="scans"><thead><tr><th>Started</th><th>Verdict</th><th>Operator</th><th>Device serial</th><th>Label</th><th>Files</th><th>Blocked</th><th>Scan</th></tr></thead><tbody></tbody></table>
+<p id="scan-count"></p>
+</section>
+<section id="detail" hidden><h2>Scan <span id="detail-id"></span></h2><div id="detail-body"></div></section>
+</body></html>
+`;
+
+export const APP_CSS = `body{font:14px system-ui,sans-serif;margin:0;color:#111;background:#f6f6f4}
+header{display:flex;gap:1em;align-items:center;background:#22303c;color:#fff;padding:.5em 1em}
+header h1{font-size:1.2em;margin:0}.logout{margin-left:auto}
+section{margin:1em;padding:.5em 1em;background:#fff;border:1px solid #ddd}
+table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #eee;padding:.25em .5em;text-align:left;vertical-align:top}
+td.name{font-family:ui-monospace,monospace;white-space:pre-wrap;word-break:break-all}
+.v-approved{color:#176b2c}.v-partial{color:#9a6700}.v-rejected,.v-blocked,.v-refused,.v-failed{color:#b3261e;font-weight:600}
+.v-interrupted{color:#555}.chain.ok{color:#9fe0a8}.chain.broken{color:#ffb4ab;font-weight:700}
+form#filters label{margin-right:.6em}.login{max-width:26em;margin:4em auto;background:#fff;padding:1em 2em;border:1px solid #ddd}
+.login label{display:block;margin:.5em 0}.error{color:#b3261e}.hint{color:#555}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:.2em 1em}dt{font-weight:600}dd{margin:0;font-family:ui-monospace,monospace;word-break:break-all}
+svg text{font:11px system-ui,sans-serif}a.scan-link{cursor:pointer}
+`;
+
+export const APP_JS = String.raw`'use strict';
+(function () {
+  var el = function (tag, text, cls) {
+    var e = document.createElement(tag);
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    if (cls) e.className = cls;
+    return e;
+  };
+  var SVG = 'http://www.w3.org/2000/svg';
+  var svg = function (tag, attrs) {
+    var e = document.createElementNS(SVG, tag);
+    Object.keys(attrs).forEach(function (k) { e.setAttribute(k, String(attrs[k])); });
+    return e;
+  };
+  var clear = function (node) { while (node.firstChild) node.removeChild(node.firstChild); };
+  var getJson = function (url) {
+    return fetch(url, { credentials: 'same-origin', headers: { accept: 'application/json' } }).then(function (r) {
+      if (r.status === 401) { location.href = '/login'; throw new Error('signed out'); }
+      return r.json().then(function (body) { if (!r.ok) throw new Error(body.error || ('HTTP ' + r.status)); return body; });
+    });
+  };
+  var filterQuery = function () {
+    var form = document.getElementById('filters');
+    var q = new URLSearchParams();
+    ['since', 'until', 'verdict', 'operator', 'serial', 'file'].forEach(function (name) {
+      var v = form.elements[name].value.trim();
+      if (v) q.set(name, v);
+    });
+    return q;
+  };
+  var row = function (cells) {
+    var tr = el('tr');
+    cells.forEach(function (c) { tr.appendChild(c instanceof Node ? c : el('td', c)); });
+    return tr;
+  };
+  var td = function (text, cls) { return el('td', text === null || text === undefined ? '-' : text, cls); };
+
+  function loadScans() {
+    var q = filterQuery();
+    var exportQ = new URLSearchParams(q);
+    exportQ.set('format', 'csv');
+    document.getElementById('export-csv').setAttribute('href', '/api/export?' + exportQ.toString());
+    exportQ.set('format', 'json');
+    document.getElementById('export-json').setAttribute('href', '/api/export?' + exportQ.toString());
+    q.set('limit', '200');
+    return getJson('/api/scans?' + q.toString()).then(function (body) {
+      var tbody = document.querySelector('#scans tbody');
+      clear(tbody);
+      body.scans.forEach(function (s) {
+        var link = el('a', s.scanId, 'scan-link');
+        link.href = '#scan=' + encodeURIComponent(s.scanId);
+        var idCell = el('td');
+        idCell.appendChild(link);
+        tbody.appendChild(row([
+          td(s.startedAt), td(s.status, 'v-' + s.status), td(s.operatorId), td(s.usb ? s.usb.serial : null, 'name'),
+          td(s.label, 'name'), td(s.files), td(s.blocked), idCell,
+        ]));
+      });
+      document.getElementById('scan-count').textContent = body.scans.length + ' scan(s) shown' + (body.scans.length === 200 ? ' (first 200: narrow the filter)' : '');
+    }).catch(function (e) { document.getElementById('scan-count').textContent = 'Error: ' + e.message; });
+  }
+
+  function dl(pairs) {
+    var list = el('dl');
+    pairs.forEach(function (p) { list.appendChild(el('dt', p[0])); list.appendChild(el('dd', p[1] === null || p[1] === undefined ? '-' : p[1])); });
+    return list;
+  }
+
+  function showScan(id) {
+    return getJson('/api/scans/' + encodeURIComponent(id)).then(function (body) {
+      var s = body.scan;
+      var section = document.getElementById('detail');
+      section.hidden = false;
+      document.getElementById('detail-id').textContent = s.scanId;
+      var box = document.getElementById('detail-body');
+      clear(box);
+      var d = s.device || {};
+      var usb = d.usb || {};
+      var e = s.engines || {};
+      box.appendChild(dl([
+        ['Verdict', s.status], ['Kiosk', s.kioskId], ['Operator', s.operatorId], ['Started', s.startedAt], ['Finished', s.finishedAt],
+        ['USB', (usb.vendorId || '-') + ':' + (usb.productId || '-') + ' serial ' + (usb.serial || '-')],
+        ['Manufacturer / product', (usb.manufacturer || '-') + ' / ' + (usb.product || '-')],
+        ['Filesystem / volume', (d.filesystem || '-') + ' / ' + (d.volumeId || '-')], ['Label', d.label], ['Capacity', d.capacity],
+        ['ClamAV', e.clamav ? e.clamav.version + ' db ' + (e.clamav.databaseVersion || '-') + ' (' + (e.clamav.databaseTime || '-') + ')' : null],
+        ['YARA', e.yara ? e.yara.engine + ' rules ' + (e.yara.ruleSetDigest || '-') + ' (' + e.yara.ruleCount + ')' : null],
+        ['Policy', s.policy ? s.policy.id + ' ' + s.policy.digest : null], ['Allowlist', s.allowlist ? s.allowlist.version : null],
+        ['Manifest digest', s.manifest ? s.manifest.digest : null], ['Manifest key id', s.manifest ? s.manifest.keyId : null],
+        ['Manifest expires', s.manifest ? s.manifest.expiresAt : null],
+        ['Drive reasons', s.driveReasons.map(function (r) { return r.code + ': ' + r.detail; }).join('; ') || '-'],
+      ]));
+      box.appendChild(el('h3', 'Files'));
+      var files = el('table', null, 'files');
+      files.id = 'detail-files';
+      files.appendChild(row([el('th', 'Path'), el('th', 'Verdict'), el('th', 'Size'), el('th', 'SHA-256'), el('th', 'Reasons')]));
+      s.files.forEach(function (f) {
+        files.appendChild(row([td(f.path, 'name'), td(f.verdict, 'v-' + f.verdict), td(f.size), td(f.sha256, 'name'),
+          td(f.reasons.map(function (r) { return r.code + ': ' + r.detail; }).join('; '))]));
+      });
+      box.appendChild(files);
+      box.appendChild(el('h3', 'On the HMIs (agent logs, matched by manifest digest)'));
+      var agent = el('table', null, 'agent');
+      agent.id = 'detail-agent';
+      agent.appendChild(row([el('th', 'Time'), el('th', 'HMI'), el('th', 'Event'), el('th', 'Outcome'), el('th', 'Code'), el('th', 'File'), el('th', 'Written to'), el('th', 'Reason')]));
+      body.agent.forEach(function (a) {
+        agent.appendChild(row([td(a.time), td(a.hmi, 'name'), td(a.event), td(a.outcome, 'v-' + a.outcome), td(a.code), td(a.path, 'name'), td(a.destination, 'name'), td(a.reason)]));
+      });
+      box.appendChild(agent);
+      if (body.agent.length === 0) box.appendChild(el('p', s.manifest ? 'No agent log with this manifest has been imported.' : 'No manifest was issued for this scan.'));
+      section.scrollIntoView();
+    }).catch(function (e) { document.getElementById('detail-body').textContent = 'Error: ' + e.message; });
+  }
+
+  function loadChain() {
+    return getJson('/api/chain').then(function (body) {
+      var c = document.getElementById('chain');
+      if (body.state === 'checking') { c.textContent = 'chain: verifying…'; setTimeout(loadChain, 5000); return; }
+      if (body.error) { c.textContent = 'chain: cannot verify: ' + body.error; c.className = 'chain broken'; return; }
+      if (body.ok) { c.textContent = 'chain intact: ' + body.records + ' records, head ' + body.head.seq; c.className = 'chain ok'; }
+      else { c.textContent = 'CHAIN BROKEN at ' + body.first.table + ' ' + (body.first.seq === null ? '' : body.first.seq) + ': ' + body.first.code; c.className = 'chain broken'; }
+    });
+  }
+
+  function loadChart() {
+    return getJson('/api/stats/daily').then(function (body) {
+      var box = document.getElementById('chart');
+      clear(box);
+      var days = body.days;
+      var w = Math.max(300, days.length * 14 + 40), h = 160, base = 130;
+      var max = Math.max(1, Math.max.apply(null, days.map(function (d) { return d.scans; })));
+      var chart = svg('svg', { width: w, height: h, viewBox: '0 0 ' + w + ' ' + h, role: 'img' });
+      chart.appendChild(svg('title', {})).textContent = 'Scans (grey) and drives with blocked files (red) per day';
+      days.forEach(function (d, i) {
+        var x = 30 + i * 14, sh = Math.round(d.scans / max * 110), bh = Math.round(d.blockedScans / max * 110);
+        var bar = chart.appendChild(svg('rect', { x: x, y: base - sh, width: 6, height: sh, fill: '#8a97a3' }));
+        bar.appendChild(svg('title', {})).textContent = d.day + ': ' + d.scans + ' scans';
+        var red = chart.appendChild(svg('rect', { x: x + 6, y: base - bh, width: 6, height: bh, fill: '#b3261e' }));
+        red.appendChild(svg('title', {})).textContent = d.day + ': ' + d.blockedScans + ' scans with blocks, ' + d.blockedFiles + ' files blocked';
+        if (i % 7 === 0) chart.appendChild(svg('text', { x: x, y: base + 14 })).textContent = d.day.slice(5);
+      });
+      chart.appendChild(svg('text', { x: 0, y: 12 })).textContent = String(max);
+      box.appendChild(chart);
+      var top = document.getElementById('top-reasons');
+      clear(top);
+      body.topReasons.forEach(function (r) { top.appendChild(el('li', r.code + ': ' + r.count)); });
+    });
+  }
+
+  function route() {
+    var m = /^#scan=(.+)$/.exec(location.hash);
+    if (m) showScan(decodeURIComponent(m[1]));
+  }
+
+  document.addEventListener('DOMContentLoaded', function () {
+    document.getElementById('filters').addEventListener('submit', function (ev) { ev.preventDefault(); loadScans(); });
+    window.addEventListener('hashchange', route);
+    getJson('/api/me').then(function (me) { document.getElementById('who').textContent = me.user; });
+    loadChain().catch(function () {});
+    loadChart().catch(function () {});
+    loadScans().then(route);
+  });
+})();
+`;

@@ -1,0 +1,85 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { formatExport, verifyLogBytes } from '../../agent/audit-log.ts';
+import { hashPassword, openReviewStore, verifyPassword, type StaffStore } from './review-store.ts';
+import { SCAN_A_MANIFEST, writeReviewFixture } from './test-fixture.ts';
+
+describe('review store', () => {
+  let dir: string;
+  let store: StaffStore;
+  let clock = Date.parse('2026-01-01T00:00:00Z');
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'review-store-'));
+    store = openReviewStore(join(dir, 'review.db'), { now: () => new Date(clock) });
+  });
+  afterEach(() => {
+    store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('stores passwords as salted scrypt hashes and checks them', async () => {
+    const a = await hashPassword('same password here');
+    const b = await hashPassword('same password here');
+    expect(a).toMatch(/^scrypt\$32768\$8\$1\$[A-Za-z0-9_-]{22}\$[A-Za-z0-9_-]{43}$/);
+    expect(a).not.toBe(b);
+    expect(await verifyPassword('same password here', a)).toBe(true);
+    expect(await verifyPassword('same password herE', a)).toBe(false);
+  });
+
+  it('adds staff users, refuses duplicates, bad names and short passwords', async () => {
+    await store.addUser('carol', 'twelve chars!');
+    expect(await store.checkPassword('carol', 'twelve chars!')).toBe(true);
+    expect(await store.checkPassword('carol', 'twelve chars?')).toBe(false);
+    expect(await store.checkPassword('nobody', 'twelve chars!')).toBe(false);
+    await expect(store.addUser('carol', 'another password')).rejects.toMatchObject({ code: 'REVIEW_USER_EXISTS' });
+    await expect(store.addUser('<b>', 'another password')).rejects.toMatchObject({ code: 'REVIEW_USER_INVALID' });
+    await expect(store.addUser('dave', 'short')).rejects.toMatchObject({ code: 'REVIEW_USER_INVALID' });
+  });
+
+  it('accepts a one-time token once, and never after it expires', () => {
+    const { token } = store.issueToken('t');
+    expect(store.useToken(token)).toBe(true);
+    expect(store.useToken(token)).toBe(false);
+    const late = store.issueToken('t', 60_000);
+    clock += 60_001;
+    expect(store.useToken(late.token)).toBe(false);
+    expect(store.useToken('not-a-token')).toBe(false);
+  });
+
+  it('imports an agent log once, keyed by HMI and seq, and finds it by manifest digest', () => {
+    const { agentLog } = writeReviewFixture(dir);
+    const bytes = readFileSync(agentLog);
+    expect(store.importAgentLog(bytes)).toMatchObject({ format: 'jsonl', records: 4, added: 4, duplicates: 0 });
+    expect(store.importAgentLog(bytes)).toMatchObject({ added: 0, duplicates: 4 });
+    expect(store.agentRecordsFor(SCAN_A_MANIFEST).map((r) => [r.event, r.verified])).toEqual([
+      ['drive.checked', 1], ['file.imported', 1], ['file.refused', 1], ['import.finished', 1],
+    ]);
+  });
+
+  it('imports the agent\'s JSON export too, marked as unverified', () => {
+    const { agentLog } = writeReviewFixture(dir);
+    const check = verifyLogBytes(readFileSync(agentLog));
+    if (!check.ok) throw new Error('fixture log broken');
+    const exported = join(dir, 'export.json');
+    writeFileSync(exported, formatExport(check.entries, 'json'));
+    expect(store.importAgentLog(readFileSync(exported))).toMatchObject({ format: 'export-json', added: 4 });
+    expect(store.agentRecords().every((r) => r.verified === 0)).toBe(true);
+  });
+
+  it('refuses a log whose chain is broken, and a record that differs from one already imported', () => {
+    const { agentLog } = writeReviewFixture(dir);
+    const lines = readFileSync(agentLog, 'utf8').split('\n');
+    const edited = lines.map((l, i) => (i === 1 ? l.replace('firmware/plc.bin', 'firmware/evil.bin') : l)).join('\n');
+    expect(() => store.importAgentLog(Buffer.from(edited))).toThrow(expect.objectContaining({ code: 'REVIEW_IMPORT_CHAIN_BROKEN' }));
+    expect(store.agentRecords()).toEqual([]);
+    store.importAgentLog(readFileSync(agentLog));
+    const check = verifyLogBytes(readFileSync(agentLog));
+    if (!check.ok) throw new Error('fixture log broken');
+    const other = check.entries.map((r) => (r.seq === 2 ? { ...r, hash: 'e'.repeat(64) } : r));
+    expect(() => store.importAgentLog(Buffer.from(formatExport(other, 'json')))).toThrow(expect.objectContaining({ code: 'REVIEW_IMPORT_CONFLICT' }));
+    expect(() => store.importAgentLog(Buffer.from('[{"seq":1}]'))).toThrow(expect.objectContaining({ code: 'REVIEW_IMPORT_INVALID' }));
+  });
+});

@@ -1,0 +1,140 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openReviewStore, type StaffStore } from './review-store.ts';
+import { CONTENT_SECURITY_POLICY, SESSION_COOKIE, startReviewServer, type ReviewServer } from './server.ts';
+import { writeReviewFixture } from './test-fixture.ts';
+
+interface Reply {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+}
+
+/** A raw request, so the Host header can be set freely (fetch would not allow it). */
+function send(server: ReviewServer, method: string, path: string, headers: Record<string, string> = {}, body?: string): Promise<Reply> {
+  const url = new URL(server.url);
+  return new Promise((resolve, reject) => {
+    const req = request({ host: url.hostname, port: url.port, method, path, headers: { host: url.host, ...headers } }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (text += chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+describe('review server', () => {
+  let dir: string;
+  let staff: StaffStore;
+  let server: ReviewServer;
+  let cookie: string;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'review-server-'));
+    const { auditDb, agentLog } = writeReviewFixture(dir);
+    staff = openReviewStore(join(dir, 'review.db'));
+    await staff.addUser('bob', 'a long enough password');
+    staff.importAgentLog(readFileSync(agentLog));
+    server = await startReviewServer({ auditDb, staff, port: 0 });
+    const login = await send(server, 'POST', '/login', { 'content-type': 'application/x-www-form-urlencoded' }, 'username=bob&password=a+long+enough+password');
+    expect(login.status).toBe(303);
+    const setCookie = String(login.headers['set-cookie']);
+    expect(setCookie).toMatch(new RegExp(`^${SESSION_COOKIE}=[A-Za-z0-9_-]{43}; Path=/; HttpOnly; SameSite=Strict;`));
+    cookie = setCookie.split(';')[0]!;
+  });
+
+  afterAll(async () => {
+    await server?.close();
+    staff?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('listens on 127.0.0.1 by default', () => {
+    expect(new URL(server.url).hostname).toBe('127.0.0.1');
+  });
+
+  it('sends the strict Content-Security-Policy on every answer, signed in or not', async () => {
+    for (const reply of [await send(server, 'GET', '/login'), await send(server, 'GET', '/', { cookie }), await send(server, 'GET', '/api/nothing')]) {
+      expect(reply.headers['content-security-policy']).toBe(CONTENT_SECURITY_POLICY);
+      expect(reply.headers['x-content-type-options']).toBe('nosniff');
+    }
+    expect(CONTENT_SECURITY_POLICY).toContain("script-src 'self'");
+    expect(CONTENT_SECURITY_POLICY).not.toContain('unsafe-inline');
+  });
+
+  it('refuses the API without a session and the page redirects to the login', async () => {
+    expect((await send(server, 'GET', '/api/scans')).status).toBe(401);
+    expect((await send(server, 'GET', '/api/scans', { cookie: `${SESSION_COOKIE}=forged` })).status).toBe(401);
+    const page = await send(server, 'GET', '/');
+    expect(page.status).toBe(303);
+    expect(page.headers.location).toBe('/login');
+    expect((await send(server, 'GET', '/app.js')).status).toBe(303);
+  });
+
+  it('refuses a foreign Host header (DNS rebinding) and a cross-origin login', async () => {
+    expect((await send(server, 'GET', '/api/scans', { cookie, host: 'attacker.example:80' })).status).toBe(403);
+    const crossOrigin = await send(server, 'POST', '/login', { 'content-type': 'application/x-www-form-urlencoded', origin: 'http://attacker.example' }, 'token=x');
+    expect(crossOrigin.status).toBe(403);
+  });
+
+  it('is read-only: anything but GET to the API is refused', async () => {
+    for (const method of ['POST', 'PUT', 'DELETE', 'PATCH']) {
+      expect((await send(server, method, '/api/scans', { cookie })).status).toBe(405);
+    }
+  });
+
+  it('validates queries: unknown, repeated and malformed parameters are a 400 with the reason', async () => {
+    const unknown = await send(server, 'GET', '/api/scans?colour=red', { cookie });
+    expect(unknown.status).toBe(400);
+    expect(JSON.parse(unknown.body)).toMatchObject({ code: 'BAD_REQUEST', error: 'colour: unknown field' });
+    expect((await send(server, 'GET', '/api/scans?verdict=a&verdict=b', { cookie })).status).toBe(400);
+    expect((await send(server, 'GET', '/api/scans?verdict=clean', { cookie })).status).toBe(400);
+    expect((await send(server, 'GET', '/api/scans?since=yesterday', { cookie })).status).toBe(400);
+    expect((await send(server, 'GET', '/api/export?format=xml', { cookie })).status).toBe(400);
+  });
+
+  it('filters scans by operator, file name and hash', async () => {
+    const get = async (query: string): Promise<string[]> => (JSON.parse((await send(server, 'GET', `/api/scans?${query}`, { cookie })).body) as { scans: Array<{ scanId: string }> }).scans.map((s) => s.scanId);
+    expect(await get('operator=op-9')).toEqual(['scan-b']);
+    expect(await get('file=notes.txt')).toEqual(['scan-b']);
+    expect(await get(`file=sha256:${'7'.repeat(64)}`)).toEqual(['scan-c']);
+    expect(await get('since=2025-03-01T08:15Z&until=2025-03-01T08:35Z')).toEqual(['scan-d', 'scan-c']);
+  });
+
+  it('gives a scan with the agent records of its manifest, and escapes control characters in JSON', async () => {
+    const a = JSON.parse((await send(server, 'GET', '/api/scans/scan-a', { cookie })).body) as { agent: Array<{ code: string }> };
+    expect(a.agent.map((r) => r.code)).toEqual(['APPROVED', 'IMPORTED', 'FILE_UNLISTED', 'PARTIAL']);
+    const b = await send(server, 'GET', '/api/scans/scan-b', { cookie });
+    expect(b.body).not.toMatch(/\\u001b|\\u202e/);
+    expect(b.body).toContain('\\\\x1b');
+    expect((await send(server, 'GET', '/api/scans/nope', { cookie })).status).toBe(404);
+    expect((await send(server, 'GET', '/api/scans/%E0%A4%A', { cookie })).status).toBe(400);
+  });
+
+  it('reports the chain state and the daily chart data', async () => {
+    const chain = JSON.parse((await send(server, 'GET', '/api/chain?wait=1', { cookie })).body) as { ok: boolean; state: string };
+    expect(chain).toMatchObject({ state: 'checked', ok: true });
+    const stats = JSON.parse((await send(server, 'GET', '/api/stats/daily?since=2025-03-01&until=2025-03-01', { cookie })).body) as { days: Array<{ day: string; scans: number; blockedScans: number }> };
+    expect(stats.days).toEqual([{ day: '2025-03-01', scans: 5, blockedScans: 3, rejected: 1, blockedFiles: 4 }]);
+  });
+
+  it('exports CSV with spreadsheet formulas neutralised and as an attachment', async () => {
+    const csv = await send(server, 'GET', '/api/export?format=csv&operator=op-9', { cookie });
+    expect(csv.headers['content-disposition']).toMatch(/^attachment; filename="portcullis-scans-.*\.csv"$/);
+    expect(csv.body).toContain(",'+SUM(A1).csv,");
+    expect(csv.body.split('\r\n').filter((l) => l.startsWith('scan-b,')).length).toBe(3);
+  });
+
+  it('locks a client out after repeated failed logins', async () => {
+    for (let i = 0; i < 5; i++) {
+      expect((await send(server, 'POST', '/login', { 'content-type': 'application/x-www-form-urlencoded' }, 'username=bob&password=wrong')).status).toBe(401);
+    }
+    // Even the right password is refused for the rest of the window.
+    expect((await send(server, 'POST', '/login', { 'content-type': 'application/x-www-form-urlencoded' }, 'username=bob&password=a+long+enough+password')).status).toBe(401);
+  });
+});

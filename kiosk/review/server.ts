@@ -1,0 +1,383 @@
+/**
+ * The review server for security staff: node:http on 127.0.0.1 unless told
+ * otherwise, read-only over the kiosk's audit database, behind a login
+ * (scrypt-hashed staff passwords or a one-time token). Sessions are random
+ * ids in an HttpOnly, SameSite=Strict cookie; the page runs under a strict
+ * Content-Security-Policy (script-src 'self', no inline code) and renders
+ * every drive-supplied value with textContent. The Host header is checked so
+ * a DNS-rebinding page cannot reach the API through the browser.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { once } from 'node:events';
+import { Worker } from 'node:worker_threads';
+import Database from 'better-sqlite3';
+import { PortcullisError } from '../../manifest/errors.ts';
+import { formatIssues, object, optional, parse, string } from '../../manifest/schema.ts';
+import { CSV_COLUMNS, parseFilter, scanCsvRows } from '../audit/commands.ts';
+import { csvRecord } from '../audit/csv.ts';
+import { getScan, listScans, scanIds, type ScanFilter } from '../audit/queries.ts';
+import type { VerifyResult } from '../audit/chain.ts';
+import { displayText, openAuditStore, type AuditStore } from '../audit/store.ts';
+import { APP_CSS, APP_HTML, APP_JS, LOGIN_FAILED_HTML, LOGIN_HTML } from './page.ts';
+import type { StaffStore } from './review-store.ts';
+
+export const SESSION_COOKIE = 'portcullis_review';
+const SESSION_IDLE_MS = 30 * 60_000; // ms without a request before a session ends
+const SESSION_MAX_MS = 8 * 60 * 60_000; // ms a session lives at most
+const LOGIN_BODY_MAX = 4096; // bytes
+const FAILURE_WINDOW_MS = 10 * 60_000; // ms over which failed logins are counted
+const MAX_FAILURES = 5; // failed logins per client address within the window before refusing
+const MAX_LIMIT = 1000; // scans per list request
+const CHART_DAYS = 30; // days in the default chart window
+const CHAIN_RECHECK_MS = 5 * 60_000; // ms after which the chain state is verified again
+
+export const CONTENT_SECURITY_POLICY = [
+  "default-src 'none'", "script-src 'self'", "style-src 'self'", "img-src 'self'", "connect-src 'self'",
+  "form-action 'self'", "frame-ancestors 'none'", "base-uri 'none'",
+].join('; ');
+
+export interface ReviewServerOptions {
+  readonly auditDb: string;
+  readonly staff: StaffStore;
+  readonly host?: string; // default 127.0.0.1
+  readonly port?: number; // default 8765; 0 picks a free port
+  readonly now?: () => Date;
+}
+
+export interface ReviewServer {
+  readonly url: string;
+  readonly server: Server;
+  close(): Promise<void>;
+}
+
+interface Session {
+  readonly user: string;
+  readonly created: number;
+  seen: number;
+}
+
+class HttpError extends PortcullisError<'BAD_REQUEST' | 'NOT_FOUND' | 'UNAUTHORIZED' | 'FORBIDDEN' | 'METHOD_NOT_ALLOWED'> {}
+const STATUS = { BAD_REQUEST: 400, UNAUTHORIZED: 401, FORBIDDEN: 403, NOT_FOUND: 404, METHOD_NOT_ALLOWED: 405 } as const;
+
+const filterText = optional(string({ max: 512 }));
+const FILTER_SHAPE = { since: filterText, until: filterText, verdict: filterText, operator: filterText, serial: filterText, file: filterText };
+const listQuery = object({ ...FILTER_SHAPE, limit: optional(string({ pattern: /^[0-9]{1,6}$/, patternMessage: 'expected a number' })) });
+const exportQuery = object({ ...FILTER_SHAPE, format: string({ pattern: /^(csv|json)$/, patternMessage: 'expected csv or json' }) });
+const chartQuery = object({ since: filterText, until: filterText });
+const emptyQuery = object({});
+const loginForm = object({ username: optional(string({ max: 64 })), password: optional(string({ max: 1024 })), token: optional(string({ max: 128 })) });
+
+/** The query string as a plain object; a repeated parameter is refused rather than guessed at. */
+function queryObject(url: URL): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [key, value] of url.searchParams) {
+    if (Object.hasOwn(out, key)) throw new HttpError('BAD_REQUEST', `${key}: given more than once`);
+    out[key] = value;
+  }
+  return out;
+}
+
+function checked<T>(schema: Parameters<typeof parse<T>>[0], value: unknown): T {
+  const result = parse(schema, value);
+  if (!result.ok) throw new HttpError('BAD_REQUEST', formatIssues(result.issues));
+  return result.value;
+}
+
+function toFilter(q: { since?: string; until?: string; verdict?: string; operator?: string; serial?: string; file?: string; limit?: string }, defaultLimit?: number): ScanFilter {
+  try {
+    const filter = parseFilter(q, defaultLimit);
+    if (filter.limit !== undefined && filter.limit > MAX_LIMIT) return { ...filter, limit: MAX_LIMIT };
+    return filter;
+  } catch (error) {
+    if (error instanceof PortcullisError && error.code === 'USAGE') throw new HttpError('BAD_REQUEST', error.message.replaceAll('--', ''));
+    throw error;
+  }
+}
+
+/** A deep copy with every string escaped for display (a tampered database may hold anything). */
+export function escapedJson(value: unknown): unknown {
+  if (typeof value === 'string') return displayText(value);
+  if (Array.isArray(value)) return value.map(escapedJson);
+  if (value !== null && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [displayText(k), escapedJson(v)]));
+  return value;
+}
+
+function parseCookies(header: string | undefined): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const part of (header ?? '').split(';')) {
+    const i = part.indexOf('=');
+    if (i > 0) out.set(part.slice(0, i).trim(), part.slice(i + 1).trim());
+  }
+  return out;
+}
+
+async function readBody(req: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > LOGIN_BODY_MAX) throw new HttpError('BAD_REQUEST', `the request body exceeds ${LOGIN_BODY_MAX} bytes`);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+export interface DailyStats {
+  readonly since: string;
+  readonly until: string;
+  readonly days: ReadonlyArray<{ day: string; scans: number; blockedScans: number; rejected: number; blockedFiles: number }>;
+  readonly topReasons: ReadonlyArray<{ code: string; count: number }>;
+}
+
+/** Scans, scans with blocks and blocked files per UTC day, and the most frequent reason codes, over [since, until). */
+export function dailyStats(db: Database.Database, since: Date | undefined, until: Date | undefined): DailyStats {
+  const latest = db.prepare('SELECT max(started_at) FROM scans').pluck().get() as string | null;
+  const end = until ?? new Date(Date.parse(`${(latest ?? new Date().toISOString()).slice(0, 10)}T00:00:00Z`) + 86_400_000);
+  const start = since ?? new Date(end.getTime() - CHART_DAYS * 86_400_000);
+  const range = [start.toISOString(), end.toISOString()];
+  const scans = db.prepare(`SELECT substr(s.started_at, 1, 10) AS day, count(*) AS scans,
+      sum(CASE WHEN r.verdict IN ('partial', 'rejected') THEN 1 ELSE 0 END) AS blocked,
+      sum(CASE WHEN r.verdict = 'rejected' THEN 1 ELSE 0 END) AS rejected
+    FROM scans s LEFT JOIN scan_results r ON r.scan_id = s.scan_id
+    WHERE s.started_at >= ? AND s.started_at < ? GROUP BY day`).all(...range) as Array<{ day: string; scans: number; blocked: number; rejected: number }>;
+  const files = db.prepare(`SELECT substr(s.started_at, 1, 10) AS day, count(*) AS n FROM scans s JOIN files f ON f.scan_id = s.scan_id
+    WHERE s.started_at >= ? AND s.started_at < ? AND f.verdict = 'blocked' GROUP BY day`).all(...range) as Array<{ day: string; n: number }>;
+  const reasons = db.prepare(`SELECT x.code AS code, count(*) AS count FROM scans s JOIN reasons x ON x.scan_id = s.scan_id
+    WHERE s.started_at >= ? AND s.started_at < ? GROUP BY x.code ORDER BY count DESC, code LIMIT 8`).all(...range) as Array<{ code: string; count: number }>;
+  const byDay = new Map(scans.map((s) => [s.day, s]));
+  const blockedFiles = new Map(files.map((f) => [f.day, f.n]));
+  const days: Array<DailyStats['days'][number]> = [];
+  for (let t = Date.parse(`${range[0]!.slice(0, 10)}T00:00:00Z`); t < end.getTime(); t += 86_400_000) {
+    const day = new Date(t).toISOString().slice(0, 10);
+    const s = byDay.get(day);
+    days.push({ day, scans: s?.scans ?? 0, blockedScans: s?.blocked ?? 0, rejected: s?.rejected ?? 0, blockedFiles: blockedFiles.get(day) ?? 0 });
+  }
+  return { since: range[0]!, until: range[1]!, days, topReasons: reasons.map((r) => ({ code: displayText(r.code), count: r.count })) };
+}
+
+/** Starts the review server; resolves once it listens. */
+export async function startReviewServer(options: ReviewServerOptions): Promise<ReviewServer> {
+  const host = options.host ?? '127.0.0.1';
+  const now = options.now ?? (() => new Date());
+  // The store checks the schema version; a second read-only handle serves the chart's aggregate queries.
+  const audit: AuditStore = openAuditStore(options.auditDb, { readonly: true });
+  const db = new Database(options.auditDb, { readonly: true, fileMustExist: true });
+  const sessions = new Map<string, Session>(); // key: SHA-256 of the cookie value
+  const failures = new Map<string, number[]>(); // client address -> times of failed logins
+  let allowedHosts: Set<string> = new Set();
+
+  // The chain state: verified in a worker thread, cached, re-verified when older than CHAIN_RECHECK_MS.
+  let chain: { result: VerifyResult | { error: string }; checkedAt: string; at: number } | null = null;
+  let checking: Promise<void> | null = null;
+  let worker: Worker | null = null;
+  const checkChain = (): Promise<void> => {
+    checking ??= new Promise<void>((resolve) => {
+      const w = new Worker(new URL('./chain-worker.ts', import.meta.url), { workerData: { auditDb: options.auditDb } });
+      worker = w;
+      let settled = false;
+      const done = (result: VerifyResult | { error: string }): void => {
+        if (settled) return;
+        settled = true;
+        chain = { result, checkedAt: now().toISOString(), at: Date.now() };
+        checking = null;
+        worker = null;
+        resolve();
+      };
+      w.once('message', (m: { ok: true; result: VerifyResult } | { ok: false; error: string }) => done(m.ok ? m.result : { error: m.error }));
+      w.once('error', (error: Error) => done({ error: error.message }));
+      w.once('exit', (code: number) => done({ error: `the verification stopped (exit code ${code})` }));
+    });
+    return checking;
+  };
+
+  const sessionKey = (id: string): string => createHash('sha256').update(id).digest('hex');
+  const sessionOf = (req: IncomingMessage): { key: string; session: Session } | null => {
+    const id = parseCookies(req.headers.cookie).get(SESSION_COOKIE);
+    if (!id) return null;
+    const key = sessionKey(id);
+    const session = sessions.get(key);
+    const t = now().getTime();
+    if (!session || t - session.seen > SESSION_IDLE_MS || t - session.created > SESSION_MAX_MS) {
+      sessions.delete(key);
+      return null;
+    }
+    session.seen = t;
+    return { key, session };
+  };
+
+  const send = (res: ServerResponse, status: number, type: string, body: string | Buffer, extra: Record<string, string | string[]> = {}): void => {
+    res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body), ...extra });
+    res.end(body);
+  };
+  const json = (res: ServerResponse, status: number, value: unknown): void => send(res, status, 'application/json; charset=utf-8', `${JSON.stringify(value)}\n`);
+  const redirect = (res: ServerResponse, to: string, extra: Record<string, string | string[]> = {}): void => {
+    res.writeHead(303, { location: to, 'content-length': 0, ...extra });
+    res.end();
+  };
+
+  const tooManyFailures = (address: string): boolean => {
+    const t = now().getTime();
+    const recent = (failures.get(address) ?? []).filter((x) => t - x < FAILURE_WINDOW_MS);
+    failures.set(address, recent);
+    return recent.length >= MAX_FAILURES;
+  };
+
+  async function login(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (!/^application\/x-www-form-urlencoded\b/.test(req.headers['content-type'] ?? '')) throw new HttpError('BAD_REQUEST', 'expected a form');
+    const form = checked(loginForm, Object.fromEntries(new URLSearchParams(await readBody(req))));
+    const address = req.socket.remoteAddress ?? 'unknown';
+    let user: string | null = null;
+    if (!tooManyFailures(address)) {
+      if (form.token) user = options.staff.useToken(form.token.trim()) ? 'token' : null;
+      else if (form.username && form.password) user = (await options.staff.checkPassword(form.username, form.password)) ? form.username : null;
+    }
+    if (user === null) {
+      failures.set(address, [...(failures.get(address) ?? []), now().getTime()]);
+      send(res, 401, 'text/html; charset=utf-8', LOGIN_FAILED_HTML);
+      return;
+    }
+    const id = randomBytes(32).toString('base64url');
+    const t = now().getTime();
+    sessions.set(sessionKey(id), { user, created: t, seen: t });
+    redirect(res, '/', { 'set-cookie': `${SESSION_COOKIE}=${id}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${SESSION_MAX_MS / 1000}` });
+  }
+
+  async function exportScans(res: ServerResponse, filter: ScanFilter, format: 'csv' | 'json'): Promise<void> {
+    const stamp = now().toISOString().slice(0, 19).replaceAll(':', '');
+    res.writeHead(200, {
+      'content-type': format === 'csv' ? 'text/csv; charset=utf-8' : 'application/json; charset=utf-8',
+      'content-disposition': `attachment; filename="portcullis-scans-${stamp}.${format}"`,
+    });
+    const write = async (chunk: string): Promise<void> => {
+      if (!res.write(chunk)) await once(res, 'drain');
+    };
+    await write(format === 'csv' ? csvRecord(CSV_COLUMNS) : '[');
+    let first = true;
+    let n = 0;
+    for (const id of scanIds(db, filter)) {
+      if (++n % 20 === 0) await new Promise((resolve) => setImmediate(resolve)); // let other requests in
+      const scan = getScan(db, id, filter.file ?? null);
+      if (!scan) continue;
+      await write(format === 'csv' ? scanCsvRows(scan) : `${first ? '\n' : ',\n'}${JSON.stringify(escapedJson(scan))}`);
+      first = false;
+    }
+    if (format === 'json') await write(first ? ']\n' : '\n]\n');
+    res.end();
+  }
+
+  async function api(res: ServerResponse, url: URL, user: string): Promise<void> {
+    const q = queryObject(url);
+    const path = url.pathname;
+    if (path === '/api/me') {
+      checked(emptyQuery, q);
+      return json(res, 200, { user });
+    }
+    if (path === '/api/scans') {
+      const filter = toFilter(checked(listQuery, q), 50);
+      return json(res, 200, { scans: escapedJson(listScans(db, filter)) });
+    }
+    const detail = /^\/api\/scans\/([^/]{1,200})$/.exec(path);
+    if (detail) {
+      checked(emptyQuery, q);
+      let scanId: string;
+      try {
+        scanId = decodeURIComponent(detail[1]!);
+      } catch {
+        throw new HttpError('BAD_REQUEST', 'malformed scan id');
+      }
+      const scan = getScan(db, scanId, null);
+      if (!scan) throw new HttpError('NOT_FOUND', 'no such scan');
+      const agent = scan.manifest ? options.staff.agentRecordsFor(scan.manifest.digest) : [];
+      return json(res, 200, { scan: escapedJson(scan), agent: escapedJson(agent) });
+    }
+    if (path === '/api/chain') {
+      const { wait } = checked(object({ wait: optional(string({ pattern: /^1$/, patternMessage: 'expected 1' })) }), q);
+      if (!chain || Date.now() - chain.at > CHAIN_RECHECK_MS) {
+        const running = checkChain();
+        if (wait === '1' || !chain) await (wait === '1' ? running : Promise.race([running, new Promise((r) => setTimeout(r, 1000))]));
+      }
+      if (!chain) return json(res, 200, { state: 'checking' });
+      return json(res, 200, { state: 'checked', checkedAt: chain.checkedAt, ...(escapedJson(chain.result) as object) });
+    }
+    if (path === '/api/export') {
+      const { format, ...rest } = checked(exportQuery, q);
+      return exportScans(res, toFilter(rest), format as 'csv' | 'json');
+    }
+    if (path === '/api/stats/daily') {
+      const range = toFilter(checked(chartQuery, q));
+      return json(res, 200, dailyStats(db, range.since, range.until));
+    }
+    if (path === '/api/agent') {
+      const { manifest } = checked(object({ manifest: optional(string({ pattern: /^sha256:[0-9a-f]{64}$/, patternMessage: 'expected sha256: and 64 hex characters' })) }), q);
+      return json(res, 200, { records: escapedJson(options.staff.agentRecords(manifest === undefined ? {} : { manifestDigest: manifest })) });
+    }
+    throw new HttpError('NOT_FOUND', 'no such API');
+  }
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    res.setHeader('content-security-policy', CONTENT_SECURITY_POLICY);
+    res.setHeader('x-content-type-options', 'nosniff');
+    res.setHeader('referrer-policy', 'no-referrer');
+    res.setHeader('x-frame-options', 'DENY');
+    res.setHeader('cross-origin-opener-policy', 'same-origin');
+    res.setHeader('cache-control', 'no-store');
+    // DNS rebinding: only answer to the names this server is reached by.
+    if (!allowedHosts.has((req.headers.host ?? '').toLowerCase())) throw new HttpError('FORBIDDEN', 'unexpected Host header');
+    const url = new URL(req.url ?? '/', 'http://review.invalid');
+    const method = req.method ?? 'GET';
+    if (method === 'POST') {
+      const origin = req.headers.origin;
+      if (origin !== undefined && origin !== 'null' && !allowedHosts.has(origin.replace(/^https?:\/\//, '').toLowerCase())) throw new HttpError('FORBIDDEN', 'cross-origin request');
+      if (url.pathname === '/login') return login(req, res);
+      if (url.pathname === '/logout') {
+        const current = sessionOf(req);
+        if (current) sessions.delete(current.key);
+        return redirect(res, '/login', { 'set-cookie': `${SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0` });
+      }
+      throw new HttpError('METHOD_NOT_ALLOWED', 'the review is read-only');
+    }
+    if (method !== 'GET' && method !== 'HEAD') throw new HttpError('METHOD_NOT_ALLOWED', 'the review is read-only');
+    if (url.pathname === '/login') return send(res, 200, 'text/html; charset=utf-8', LOGIN_HTML);
+    if (url.pathname === '/app.css') return send(res, 200, 'text/css; charset=utf-8', APP_CSS);
+    const current = sessionOf(req);
+    if (!current) {
+      if (url.pathname.startsWith('/api/')) throw new HttpError('UNAUTHORIZED', 'sign in first');
+      return redirect(res, '/login');
+    }
+    if (url.pathname === '/') return send(res, 200, 'text/html; charset=utf-8', APP_HTML);
+    if (url.pathname === '/app.js') return send(res, 200, 'text/javascript; charset=utf-8', APP_JS);
+    if (url.pathname.startsWith('/api/')) return api(res, url, current.session.user);
+    throw new HttpError('NOT_FOUND', 'not found');
+  }
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((error: unknown) => {
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      if (error instanceof HttpError) return json(res, STATUS[error.code], { error: error.message, code: error.code });
+      process.stderr.write(`portcullis-kiosk review: internal error (a bug): ${error instanceof Error ? error.stack : String(error)}\n`);
+      json(res, 500, { error: 'internal error', code: 'INTERNAL' });
+    });
+  });
+  server.listen(options.port ?? 8765, host);
+  await once(server, 'listening');
+  const port = (server.address() as AddressInfo).port;
+  const hostPart = host.includes(':') ? `[${host}]` : host;
+  void checkChain();
+  allowedHosts = new Set([`${hostPart}:${port}`, `localhost:${port}`, `127.0.0.1:${port}`, `[::1]:${port}`]);
+  return {
+    url: `http://${hostPart}:${port}`,
+    server,
+    async close() {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await worker?.terminate();
+      audit.close();
+      db.close();
+    },
+  };
+}

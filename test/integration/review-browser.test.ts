@@ -1,0 +1,162 @@
+/**
+ * The review page in a real browser: Debian's Chromium, headless, driven by
+ * playwright-core, against the review server on 127.0.0.1 with a real audit
+ * database and an imported agent log.
+ */
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openReviewStore, type StaffStore } from '../../kiosk/review/review-store.ts';
+import { startReviewServer, type ReviewServer } from '../../kiosk/review/server.ts';
+import { HMI, HOSTILE_IMG, HOSTILE_SCRIPT, writeReviewFixture } from '../../kiosk/review/test-fixture.ts';
+
+const CHROMIUM = '/usr/bin/chromium';
+const PASSWORD = 'correct horse battery staple';
+
+describe.skipIf(!existsSync(CHROMIUM))('review page in headless Chromium', () => {
+  let dir: string;
+  let staff: StaffStore;
+  let server: ReviewServer;
+  let context: BrowserContext;
+  let page: Page;
+  const dialogs: string[] = [];
+  const externalRequests: string[] = [];
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'review-browser-'));
+    const { auditDb, agentLog } = writeReviewFixture(dir);
+    staff = openReviewStore(join(dir, 'review.db'));
+    await staff.addUser('alice', PASSWORD);
+    staff.importAgentLog(readFileSync(agentLog));
+    server = await startReviewServer({ auditDb, staff, port: 0 });
+    context = await chromium.launchPersistentContext(join(dir, 'profile'), {
+      executablePath: CHROMIUM,
+      headless: true,
+      acceptDownloads: true,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      viewport: { width: 1280, height: 1000 },
+    });
+    // Nothing may leave loopback.
+    await context.route('**/*', (route) => {
+      const url = new URL(route.request().url());
+      if (url.hostname !== '127.0.0.1') {
+        externalRequests.push(url.href);
+        return route.abort();
+      }
+      return route.continue();
+    });
+    page = context.pages()[0] ?? (await context.newPage());
+    page.on('dialog', (dialog) => {
+      dialogs.push(dialog.message());
+      void dialog.dismiss();
+    });
+  });
+
+  afterAll(async () => {
+    await context?.close();
+    await server?.close();
+    staff?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('sends a visitor without a session to the login page and refuses a wrong password', async () => {
+    await page.goto(`${server.url}/`);
+    expect(new URL(page.url()).pathname).toBe('/login');
+    await page.fill('#password-login input[name=username]', 'alice');
+    await page.fill('#password-login input[name=password]', 'wrong password!!');
+    await page.click('#password-login button');
+    await expect.poll(() => page.locator('#login-error').count()).toBe(1);
+  });
+
+  it('signs in with a staff account and lists the scans with the chain state', async () => {
+    await page.goto(`${server.url}/login`);
+    await page.fill('#password-login input[name=username]', 'alice');
+    await page.fill('#password-login input[name=password]', PASSWORD);
+    await page.click('#password-login button');
+    await page.waitForSelector('#scans tbody tr');
+    await expect.poll(() => page.locator('#scans tbody tr').count()).toBe(5);
+    await expect.poll(() => page.textContent('#chain')).toMatch(/^chain intact: \d+ records/);
+    expect(await page.textContent('#who')).toBe('alice');
+    await expect.poll(() => page.locator('#chart svg rect').count()).toBeGreaterThan(0);
+    await expect.poll(() => page.locator('#top-reasons li').allTextContents()).toContain('UNSAFE_NAME: 3');
+  });
+
+  it('filters by verdict and by device serial', async () => {
+    await page.selectOption('#filters select[name=verdict]', 'partial');
+    await page.click('#filters button');
+    await expect.poll(() => page.locator('#scans tbody tr').count()).toBe(2);
+    await page.selectOption('#filters select[name=verdict]', '');
+    await page.fill('#filters input[name=serial]', 'KINGSTON-1');
+    await page.click('#filters button');
+    await expect.poll(() => page.locator('#scans tbody tr').count()).toBe(1);
+    expect(await page.textContent('#scans tbody tr td:last-child')).toBe('scan-b');
+    await page.fill('#filters input[name=serial]', '');
+    await page.click('#filters button');
+    await expect.poll(() => page.locator('#scans tbody tr').count()).toBe(5);
+  });
+
+  it('shows a scan in detail with the HMI that imported its files and what the agent refused', async () => {
+    await page.click('a.scan-link:text-is("scan-a")');
+    await page.waitForSelector('#detail-agent tr:nth-child(2)');
+    expect(await page.textContent('#detail-id')).toBe('scan-a');
+    const details = await page.textContent('#detail-body');
+    expect(details).toContain('ClamAV 1.4.3');
+    expect(details).toContain(`sha256:${'1'.repeat(64)}`);
+    const agentRows = await page.locator('#detail-agent tr').allTextContents();
+    expect(agentRows.some((r) => r.includes(HMI) && r.includes('IMPORTED') && r.includes('firmware/plc.bin'))).toBe(true);
+    expect(agentRows.some((r) => r.includes('FILE_UNLISTED') && r.includes('autorun.inf'))).toBe(true);
+  });
+
+  it('renders hostile markup in file names, labels and reasons as literal text', async () => {
+    await page.fill('#filters input[name=file]', '<img');
+    await page.click('#filters button');
+    await expect.poll(() => page.locator('#scans tbody tr').count()).toBe(1);
+    await page.click('a.scan-link:text-is("scan-e")');
+    await expect.poll(() => page.textContent('#detail-id')).toBe('scan-e');
+    const names = await page.locator('#detail-files td.name').allTextContents();
+    expect(names).toContain(HOSTILE_IMG);
+    expect(names).toContain(HOSTILE_SCRIPT);
+    expect(await page.locator(`#detail-files td:text-is(${JSON.stringify(HOSTILE_IMG)})`).isVisible()).toBe(true);
+    // No element was created from the names: the only img/script elements are the page's own.
+    expect(await page.locator('#detail img, #detail script, #detail svg, #scans img, #scans svg').count()).toBe(0);
+    expect(await page.textContent('#detail-body')).toContain('<svg onload=alert(2)>');
+    await page.screenshot({ path: join(import.meta.dirname, '../../docs/review-screenshot.png'), fullPage: true });
+    expect(dialogs).toEqual([]);
+  });
+
+  it('downloads the filtered view as CSV and JSON', async () => {
+    await page.fill('#filters input[name=file]', '');
+    await page.selectOption('#filters select[name=verdict]', 'rejected');
+    await page.click('#filters button');
+    await expect.poll(() => page.locator('#scans tbody tr').count()).toBe(1);
+    const [csv] = await Promise.all([page.waitForEvent('download'), page.click('#export-csv')]);
+    const csvText = readFileSync(await csv.path(), 'utf8');
+    const lines = csvText.trimEnd().split('\r\n');
+    expect(lines[0]).toMatch(/^scan_id,status,/);
+    expect(lines.slice(1).every((l) => l.startsWith('scan-c,rejected,'))).toBe(true);
+    const [json] = await Promise.all([page.waitForEvent('download'), page.click('#export-json')]);
+    const scans = JSON.parse(readFileSync(await json.path(), 'utf8')) as Array<{ scanId: string }>;
+    expect(scans.map((s) => s.scanId)).toEqual(['scan-c']);
+  });
+
+  it('signs out, and a one-time token signs in exactly once', async () => {
+    await page.click('.logout button');
+    await page.waitForURL(/\/login$/);
+    const response = await page.request.get(`${server.url}/api/scans`);
+    expect(response.status()).toBe(401);
+    const { token } = staff.issueToken('test');
+    await page.fill('#token-login input[name=token]', token);
+    await page.click('#token-login button');
+    await page.waitForSelector('#scans tbody tr');
+    expect(await page.textContent('#who')).toBe('token');
+    await page.click('.logout button');
+    await page.waitForURL(/\/login$/);
+    await page.fill('#token-login input[name=token]', token);
+    await page.click('#token-login button');
+    await expect.poll(() => page.locator('#login-error').count()).toBe(1);
+    expect(dialogs).toEqual([]);
+    expect(externalRequests).toEqual([]);
+  });
+});
