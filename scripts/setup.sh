@@ -19,7 +19,7 @@ debian_packages=(
   clamav clamav-daemon yara
   dosfstools exfatprogs exfat-fuse fusefat mtools fuse3
   b3sum python3 python3-nacl make g++
-  rsyslog chromium
+  rsyslog rsyslog-gnutls chromium
 )
 
 log() { printf 'setup: %s\n' "$*" >&2; }
