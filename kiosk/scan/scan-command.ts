@@ -9,7 +9,7 @@
  *  5. record the whole outcome in one audit transaction.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { PortcullisError, type SigningKey } from '../../manifest/index.ts';
@@ -57,11 +57,13 @@ export interface ScanCommandOptions {
 
 export const DEFAULT_AUDIT_DB = resolve(dirname(new URL(import.meta.url).pathname), '../../var/kiosk/audit.db');
 
-/** The production database when it is there, else the built-in test database (with a warning). */
-export async function defaultClamavDb(): Promise<string> {
-  const names = await readdir(PRODUCTION_CLAMAV_DB).catch(() => [] as string[]);
-  return names.some((n) => /\.(cvd|cld)$/.test(n)) ? PRODUCTION_CLAMAV_DB : 'test';
-}
+/**
+ * The ClamAV database a kiosk uses unless told otherwise: the production one.
+ * The project's test database (EICAR and test patterns only) is never a silent
+ * fallback: it must be asked for with `--clamav-db test`. A kiosk without a
+ * production database rejects every drive (CLAMAV_DB_MISSING), never approves.
+ */
+export const DEFAULT_CLAMAV_DB = PRODUCTION_CLAMAV_DB;
 
 export function defaultKioskId(): string {
   const id = hostname().replace(/[^A-Za-z0-9._-]/g, '-').replace(/^[^A-Za-z0-9]+/, '').slice(0, 64);
@@ -96,7 +98,7 @@ export async function runScan(options: ScanCommandOptions): Promise<ScanOutcome>
   if (policy.policy.operator.required && operatorId === null) {
     throw new PortcullisError('OPERATOR_REQUIRED', `policy ${policy.policy.id} requires the operator's id (--operator)`);
   }
-  const clamavDb = options.clamavDb ?? (await defaultClamavDb());
+  const clamavDb = options.clamavDb ?? DEFAULT_CLAMAV_DB;
   const workDir = options.workDir ?? (await mkdtemp(join(tmpdir(), 'portcullis-kiosk-')));
   const notes: string[] = [];
   let audit: AuditStore | null = null;
@@ -193,16 +195,22 @@ export async function runScan(options: ScanCommandOptions): Promise<ScanOutcome>
       allowlist: { version: allowlist.version, digest: allowlist.digest },
       notes,
     };
-    audit?.finishScan({
-      scanId,
-      decision,
-      report: finalReport,
-      engines: engineInfo,
-      policy: summary.policy,
-      allowlist: summary.allowlist,
-      manifest: manifest ? { digest: manifest.digest, keyId: manifest.keyId, expiresAt: manifest.expiresAt } : null,
-      finishedAt: now(),
-    });
+    try {
+      audit?.finishScan({
+        scanId,
+        decision,
+        report: finalReport,
+        engines: engineInfo,
+        policy: summary.policy,
+        allowlist: summary.allowlist,
+        manifest: manifest ? { digest: manifest.digest, keyId: manifest.keyId, expiresAt: manifest.expiresAt } : null,
+        finishedAt: now(),
+      });
+    } catch (error) {
+      // An approval that is not on the record must not exist: take the manifest off the drive again.
+      if (manifest) await target.removeManifest();
+      throw error;
+    }
     if (dbPath !== null) notes.push(`audit log: ${dbPath} (scan ${scanId})`);
     return { exitCode: exitCodeFor(decision.verdict), summary, manifest, scanId, removedOldManifest };
   } finally {

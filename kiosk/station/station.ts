@@ -21,7 +21,7 @@ import { generateKeyFiles } from '../keygen.ts';
 import { buildDriveImage } from '../media/image-builder.ts';
 import { loadPolicy } from '../policy.ts';
 import type { DriveReason } from '../scan/decide.ts';
-import { DEFAULT_AUDIT_DB, defaultClamavDb, runScan, type ScanCommandOptions, type ScanOutcome } from '../scan/scan-command.ts';
+import { DEFAULT_AUDIT_DB, DEFAULT_CLAMAV_DB, runScan, type ScanCommandOptions, type ScanOutcome } from '../scan/scan-command.ts';
 import { checkDevice, describeDevice, OPEN_DEVICE_POLICY, parseDevicePolicy, StationError, usbIdentityOf, type DevicePolicy, type DeviceRecord, type PartitionRecord } from './device.ts';
 import { FixtureDeviceSource, loadDeviceFixture, withImageDrive, type DeviceSource, type DeviceSourceEvent } from './device-source.ts';
 import { createMountAdapter, type MountAdapter, type MountedVolume } from './mount.ts';
@@ -169,7 +169,7 @@ export async function startStation(options: StationOptions & { source: DeviceSou
   const policy = await loadPolicy(options.policyPath);
   const devicePolicy = options.devicePolicy
     ?? (options.devicePolicyPath ? parseDevicePolicy(JSON.parse(await readFile(options.devicePolicyPath, 'utf8')) as unknown, options.devicePolicyPath) : OPEN_DEVICE_POLICY);
-  const clamavDb = options.clamavDb ?? (await defaultClamavDb());
+  const clamavDb = options.clamavDb ?? DEFAULT_CLAMAV_DB;
   const dbPath = options.dbPath === undefined ? DEFAULT_AUDIT_DB : options.dbPath;
   const scan = options.scan ?? runScan;
   let state = initialState(await engineStatusFor(clamavDb), policy.policy.operator.required);

@@ -15,7 +15,12 @@ import { HMI, HOSTILE_IMG, HOSTILE_SCRIPT, writeReviewFixture } from '../../kios
 const CHROMIUM = '/usr/bin/chromium';
 const PASSWORD = 'correct horse battery staple';
 
-describe.skipIf(!existsSync(CHROMIUM))('review page in headless Chromium', () => {
+describe('review page in headless Chromium', () => {
+  // scripts/setup.sh installs Debian's chromium: a missing browser is a failure, never a skip.
+  it('has the real browser to test with', () => {
+    expect(existsSync(CHROMIUM), `${CHROMIUM} is missing: run ./portcullis setup (Debian package chromium)`).toBe(true);
+  });
+
   let dir: string;
   let staff: StaffStore;
   let server: ReviewServer;

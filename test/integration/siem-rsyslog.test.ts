@@ -97,7 +97,12 @@ function identities(lines: readonly string[]): string[] {
   });
 }
 
-describe.skipIf(!existsSync(RSYSLOGD))('SIEM export to a real rsyslog', () => {
+describe('SIEM export to a real rsyslog', () => {
+  // scripts/setup.sh installs rsyslog: a missing receiver is a failure, never a skip.
+  it('has the real rsyslogd to send to', () => {
+    expect(existsSync(RSYSLOGD), `${RSYSLOGD} is missing: run ./portcullis setup (Debian package rsyslog)`).toBe(true);
+  });
+
   let dir: string;
   let auditDb: string;
   let staff: StaffStore;
