@@ -37,13 +37,6 @@ export type WalkResult =
   | { readonly ok: true; readonly entries: DriveEntry[]; readonly rootDev: number }
   | { readonly ok: false; readonly code: 'DRIVE_LIMIT_EXCEEDED' | 'DRIVE_UNREADABLE'; readonly reason: string };
 
-const decodeName = decodeNameBytes;
-
-/** Escapes a raw name for display (manifest/names.ts, one linear pass). */
-export function displayName(raw: Buffer): string {
-  return displayNameBytes(raw);
-}
-
 function kindOf(stats: Stats): EntryKind {
   if (stats.isFile()) return 'file';
   if (stats.isDirectory()) return 'directory';
@@ -77,7 +70,7 @@ export async function walkDrive(root: string, limits: WalkLimits = DEFAULT_WALK_
     try {
       names = await readdir(dir.abs, { encoding: 'buffer' });
     } catch (error) {
-      return { ok: false, code: 'DRIVE_UNREADABLE', reason: `cannot read folder ${displayName(dir.rel) || '(root)'} (${(error as Error).message})` };
+      return { ok: false, code: 'DRIVE_UNREADABLE', reason: `cannot read folder ${displayNameBytes(dir.rel) || '(root)'} (${(error as Error).message})` };
     }
     names.sort((a, b) => Buffer.compare(a, b));
     for (const name of names) {
@@ -90,19 +83,19 @@ export async function walkDrive(root: string, limits: WalkLimits = DEFAULT_WALK_
       try {
         stats = await lstat(abs);
       } catch (error) {
-        return { ok: false, code: 'DRIVE_UNREADABLE', reason: `cannot read ${displayName(rel)} (${(error as Error).message})` };
+        return { ok: false, code: 'DRIVE_UNREADABLE', reason: `cannot read ${displayNameBytes(rel)} (${(error as Error).message})` };
       }
       const kind = kindOf(stats);
       const inManifest = dir.inManifest || (dir.depth === 0 && name.toString('latin1').toLowerCase() === MANIFEST_FOLDER);
       if (kind === 'directory') {
         if (dir.depth + 1 >= limits.maxDepth) {
-          return { ok: false, code: 'DRIVE_LIMIT_EXCEEDED', reason: `folders nested deeper than ${limits.maxDepth} levels at ${displayName(rel)}` };
+          return { ok: false, code: 'DRIVE_LIMIT_EXCEEDED', reason: `folders nested deeper than ${limits.maxDepth} levels at ${displayNameBytes(rel)}` };
         }
         queue.push({ abs, rel, depth: dir.depth + 1, inManifest });
       }
       entries.push({
-        path: decodeName(rel),
-        display: displayName(rel),
+        path: decodeNameBytes(rel),
+        display: displayNameBytes(rel),
         rawPath: abs,
         kind,
         size: kind === 'file' ? stats.size : 0,

@@ -45,6 +45,53 @@ export class UsageError extends PortcullisError<'USAGE'> {
   }
 }
 
+/** Options shared by `scan` and `run`: where the kiosk's key, log, databases and rules live. */
+const KIOSK_SETTING_OPTIONS = {
+  config: { type: 'string' },
+  key: { type: 'string' },
+  db: { type: 'string' },
+  'kiosk-id': { type: 'string' },
+  'clamav-db': { type: 'string' },
+  rules: { type: 'string' },
+  policy: { type: 'string' },
+  allowlist: { type: 'string' },
+  'clamd-socket': { type: 'string' },
+  'work-dir': { type: 'string' },
+} as const;
+
+type KioskSettingValues = { [K in keyof typeof KIOSK_SETTING_OPTIONS]?: string | undefined };
+
+interface KioskSettings {
+  keyPath?: string;
+  dbPath?: string;
+  kioskId?: string;
+  clamavDb?: string;
+  rulesDir?: string;
+  policyPath?: string;
+  allowlistDir?: string;
+  clamdSocket?: string;
+  workDir?: string;
+}
+
+/** Command line first, then the config file (--config or PORTCULLIS_KIOSK_CONFIG), then the environment. */
+async function kioskSettings(values: KioskSettingValues): Promise<KioskSettings> {
+  const configPath = values.config ?? process.env.PORTCULLIS_KIOSK_CONFIG;
+  const config: KioskConfig = configPath ? await loadKioskConfig(configPath) : {};
+  const merged: Record<keyof KioskSettings, string | undefined> = {
+    keyPath: values.key ?? config.keyPath ?? process.env.PORTCULLIS_KIOSK_KEY,
+    dbPath: values.db ?? config.auditDb,
+    kioskId: values['kiosk-id'] ?? config.kioskId,
+    clamavDb: values['clamav-db'] ?? config.clamavDb,
+    rulesDir: values.rules ?? config.rulesDir,
+    policyPath: values.policy ?? config.policyPath,
+    allowlistDir: values.allowlist ?? config.allowlistDir,
+    clamdSocket: values['clamd-socket'] ?? config.clamdSocket,
+    workDir: values['work-dir'] ?? config.workDir,
+  };
+  // Only settings that were given: an absent one keeps the command's own default.
+  return Object.fromEntries(Object.entries(merged).filter(([, v]) => v));
+}
+
 async function run(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
@@ -63,46 +110,23 @@ async function run(argv: string[]): Promise<number> {
         allowPositionals: true,
         strict: true,
         options: {
+          ...KIOSK_SETTING_OPTIONS,
           json: { type: 'boolean', default: false },
           image: { type: 'boolean', default: false },
-          key: { type: 'string' },
-          db: { type: 'string' },
-          'kiosk-id': { type: 'string' },
           operator: { type: 'string' },
           usb: { type: 'string' },
-          'clamav-db': { type: 'string' },
-          rules: { type: 'string' },
-          policy: { type: 'string' },
-          allowlist: { type: 'string' },
-          'clamd-socket': { type: 'string' },
-          'work-dir': { type: 'string' },
           'no-write': { type: 'boolean', default: false },
-          config: { type: 'string' },
         },
       });
       if (positionals.length !== 1) throw new UsageError('scan needs exactly one PATH (the mounted drive, or an image with --image)');
-      // Command line first, then the config file, then the environment.
-      const configPath = values.config ?? process.env.PORTCULLIS_KIOSK_CONFIG;
-      const config: KioskConfig = configPath ? await loadKioskConfig(configPath) : {};
-      const keyPath = values.key ?? config.keyPath ?? process.env.PORTCULLIS_KIOSK_KEY;
-      const pick = (cli: string | undefined, file: string | undefined): string | undefined => cli ?? file;
-      const opt = <K extends string>(k: K, v: string | undefined): Partial<Record<K, string>> => (v ? ({ [k]: v } as Record<K, string>) : {});
       return scanCommand({
         path: positionals[0]!,
         image: values.image,
         json: values.json,
         noWrite: values['no-write'],
-        ...opt('keyPath', keyPath),
-        ...opt('dbPath', pick(values.db, config.auditDb)),
-        ...opt('kioskId', pick(values['kiosk-id'], config.kioskId)),
+        ...(await kioskSettings(values)),
         ...(values.operator ? { operatorId: values.operator } : {}),
         ...(values.usb ? { usb: parseUsb(values.usb) } : {}),
-        ...opt('clamavDb', pick(values['clamav-db'], config.clamavDb)),
-        ...opt('rulesDir', pick(values.rules, config.rulesDir)),
-        ...opt('policyPath', pick(values.policy, config.policyPath)),
-        ...opt('allowlistDir', pick(values.allowlist, config.allowlistDir)),
-        ...opt('clamdSocket', pick(values['clamd-socket'], config.clamdSocket)),
-        ...opt('workDir', pick(values['work-dir'], config.workDir)),
       });
     }
     case 'run': {
@@ -110,37 +134,17 @@ async function run(argv: string[]): Promise<number> {
         args: rest,
         strict: true,
         options: {
+          ...KIOSK_SETTING_OPTIONS,
           demo: { type: 'boolean', default: false },
           watch: { type: 'string' },
           'device-policy': { type: 'string' },
-          config: { type: 'string' },
-          key: { type: 'string' },
-          db: { type: 'string' },
-          'kiosk-id': { type: 'string' },
-          'clamav-db': { type: 'string' },
-          rules: { type: 'string' },
-          policy: { type: 'string' },
-          allowlist: { type: 'string' },
-          'clamd-socket': { type: 'string' },
-          'work-dir': { type: 'string' },
         },
       });
-      const configPath = values.config ?? process.env.PORTCULLIS_KIOSK_CONFIG;
-      const config: KioskConfig = configPath ? await loadKioskConfig(configPath) : {};
-      const opt = <K extends string>(k: K, v: string | undefined): Partial<Record<K, string>> => (v ? ({ [k]: v } as Record<K, string>) : {});
       return runStation({
         demo: values.demo,
-        ...opt('watchFolder', values.watch),
-        ...opt('devicePolicyPath', values['device-policy']),
-        ...opt('keyPath', values.key ?? config.keyPath ?? process.env.PORTCULLIS_KIOSK_KEY),
-        ...opt('dbPath', values.db ?? config.auditDb),
-        ...opt('kioskId', values['kiosk-id'] ?? config.kioskId),
-        ...opt('clamavDb', values['clamav-db'] ?? config.clamavDb),
-        ...opt('rulesDir', values.rules ?? config.rulesDir),
-        ...opt('policyPath', values.policy ?? config.policyPath),
-        ...opt('allowlistDir', values.allowlist ?? config.allowlistDir),
-        ...opt('clamdSocket', values['clamd-socket'] ?? config.clamdSocket),
-        ...opt('workDir', values['work-dir'] ?? config.workDir),
+        ...(values.watch ? { watchFolder: values.watch } : {}),
+        ...(values['device-policy'] ? { devicePolicyPath: values['device-policy'] } : {}),
+        ...(await kioskSettings(values)),
       });
     }
     case 'log':

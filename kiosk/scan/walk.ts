@@ -44,13 +44,6 @@ export interface WalkEvents {
   readonly onUnreadable?: (entry: WalkEntry, error: Error) => void;
 }
 
-const decodeName = decodeNameBytes;
-
-/** Escapes a raw name for display (manifest/names.ts, one linear pass). */
-export function displayName(raw: Buffer): string {
-  return displayNameBytes(raw);
-}
-
 function kindOf(stats: Stats): EntryKind {
   if (stats.isFile()) return 'file';
   if (stats.isDirectory()) return 'directory';
@@ -135,8 +128,8 @@ function isUnderManifestFolder(rel: Buffer): boolean {
 async function describe(abs: Buffer, rel: Buffer, depth: number): Promise<WalkEntry> {
   const stats = await lstat(abs);
   return {
-    path: decodeName(rel),
-    display: displayName(rel),
+    path: decodeNameBytes(rel),
+    display: displayNameBytes(rel),
     rawPath: abs,
     kind: kindOf(stats),
     size: stats.isFile() ? stats.size : 0,
