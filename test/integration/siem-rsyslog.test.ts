@@ -7,7 +7,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, connect } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,28 +16,8 @@ import { steppingClock, tamper } from '../../kiosk/audit/test-log.ts';
 import { openReviewStore, type StaffStore } from '../../kiosk/review/review-store.ts';
 import { openSiemSpool, type SiemSpool, type SiemTarget } from '../../kiosk/review/siem.ts';
 import { writeReviewFixture } from '../../kiosk/review/test-fixture.ts';
+import { freePort, RSYSLOGD, waitFor } from './rsyslog-harness.ts';
 
-const RSYSLOGD = '/usr/sbin/rsyslogd';
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const port = (server.address() as { port: number }).port;
-  server.close();
-  await once(server, 'close');
-  return port;
-}
-
-async function waitFor<T>(probe: () => T | null | false | Promise<T | null | false>, what: string, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 const canConnect = (port: number): Promise<boolean> => new Promise((resolve) => {
   const socket = connect({ host: '127.0.0.1', port }, () => {
