@@ -190,3 +190,42 @@ async function* oneChunk(bytes: Uint8Array): AsyncGenerator<Uint8Array> {
   await Promise.resolve();
   yield bytes;
 }
+
+/**
+ * Engines kept between scans (the station): started once for a given
+ * configuration, checked with PING before each reuse, and dropped after a
+ * scanner failure so the next drive gets freshly started, self-tested engines.
+ */
+export interface EngineCache {
+  get(options: Omit<EngineOptions, 'workDir'>): Promise<Engines>;
+  /** Stops and forgets the current engines (after a failure, or at shutdown). */
+  invalidate(): Promise<void>;
+}
+
+export function createEngineCache(workDir: string): EngineCache {
+  let current: Promise<Engines> | null = null;
+  let key = '';
+  const invalidate = async (): Promise<void> => {
+    const running = current;
+    current = null;
+    const engines = running ? await running.catch(() => null) : null;
+    await engines?.stop();
+  };
+  return {
+    async get(options) {
+      // clamd's limits come from the policy, so a changed policy means new engines.
+      const want = JSON.stringify([options.clamavDb, options.rulesDir, options.clamdSocket ?? null, options.policy, options.disableCache ?? false]);
+      if (current && want === key) {
+        const engines = await current.catch(() => null);
+        if (engines && (await engines.clamd.client.ping().then(() => true, () => false))) return engines;
+      }
+      await invalidate();
+      key = want;
+      const starting = startEngines({ ...options, workDir });
+      current = starting;
+      starting.catch(() => { if (current === starting) current = null; });
+      return starting;
+    },
+    invalidate,
+  };
+}

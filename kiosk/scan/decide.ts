@@ -122,7 +122,7 @@ export function decideFile(o: Observation, allowlist: Allowlist, policy: Policy)
 }
 
 /** Drive reasons that mean the engines cannot be trusted for this scan. */
-const ENGINE_FAILURES: ReadonlySet<DriveReasonCode> = new Set(['SCANNER_UNAVAILABLE', 'SCANNER_TIMEOUT', 'SCANNER_PROTOCOL', 'SCANNER_ERROR', 'ENGINE_NOT_READY', 'SCAN_ABORTED']);
+export const ENGINE_FAILURES: ReadonlySet<DriveReasonCode> = new Set(['SCANNER_UNAVAILABLE', 'SCANNER_TIMEOUT', 'SCANNER_PROTOCOL', 'SCANNER_ERROR', 'ENGINE_NOT_READY', 'SCAN_ABORTED']);
 
 export function decide(observations: readonly Observation[], allowlist: Allowlist, policy: Policy, driveReasons: readonly DriveReason[]): Decision {
   let files = observations.map((o) => decideFile(o, allowlist, policy));

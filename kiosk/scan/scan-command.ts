@@ -17,11 +17,11 @@ import { loadAllowlist, type Allowlist } from '../allowlist.ts';
 import { DriveError, openFolderTarget, openImageTarget, type DriveTarget, type UsbIdentity, type WritableSwitch } from '../approval/drive-target.ts';
 import { writeApproval, type IssuedManifest } from '../approval/write-approval.ts';
 import { openAuditStore, type AuditStore } from '../audit/store.ts';
-import { DEFAULT_RULES_DIR, PRODUCTION_CLAMAV_DB, startEngines, type Engines } from '../engines.ts';
+import { DEFAULT_RULES_DIR, PRODUCTION_CLAMAV_DB, startEngines, type EngineCache, type Engines } from '../engines.ts';
 import { preferredBlake3 } from '../hash-file.ts';
 import { loadSigningKey } from '../keygen.ts';
 import { loadPolicy, type LoadedPolicy } from '../policy.ts';
-import type { Decision, DriveReason } from './decide.ts';
+import { ENGINE_FAILURES, type Decision, type DriveReason } from './decide.ts';
 import { exitCodeFor, scanJson, scanText, type ScanSummaryInput } from './report.ts';
 import { scanDrive, type ScanProgress, type ScanReport } from './scan-session.ts';
 
@@ -52,6 +52,8 @@ export interface ScanCommandOptions {
   readonly err?: (text: string) => void;
   readonly signal?: AbortSignal;
   readonly onProgress?: (p: ScanProgress) => void;
+  /** Engines kept between scans (the station); without it each scan starts and stops its own. */
+  readonly engineCache?: EngineCache;
   readonly now?: () => Date;
 }
 
@@ -124,14 +126,16 @@ export async function runScan(options: ScanCommandOptions): Promise<ScanOutcome>
     let report: ScanReport;
     let engineInfo: ScanSummaryInput['engines'] = { clamav: null, yara: null };
     try {
-      engines = await startEngines({
+      const engineOptions = {
         clamavDb,
         rulesDir: options.rulesDir ?? DEFAULT_RULES_DIR,
-        workDir: join(workDir, 'engines'),
         policy: policy.policy,
         ...(options.clamdSocket ? { clamdSocket: options.clamdSocket } : {}),
-        onStatus: (line) => { if (!options.json) err(`engines: ${line}`); },
-      });
+        onStatus: (line: string) => { if (!options.json) err(`engines: ${line}`); },
+      };
+      engines = options.engineCache
+        ? await options.engineCache.get(engineOptions)
+        : await startEngines({ ...engineOptions, workDir: join(workDir, 'engines') });
       engineInfo = engines.info;
       if (engines.databaseNote) notes.push(engines.databaseNote.split('\n')[0]!);
       const running = engines;
@@ -163,6 +167,10 @@ export async function runScan(options: ScanCommandOptions): Promise<ScanOutcome>
       };
     }
 
+    // Engines that failed during this scan are not reused for the next drive.
+    if (options.engineCache && report.decision.driveReasons.some((r) => r.code !== 'SCAN_ABORTED' && ENGINE_FAILURES.has(r.code))) {
+      await options.engineCache.invalidate();
+    }
     let decision = report.decision;
     let manifest: IssuedManifest | null = null;
     if (key && decision.verdict !== 'rejected') {
@@ -214,7 +222,7 @@ export async function runScan(options: ScanCommandOptions): Promise<ScanOutcome>
     if (dbPath !== null) notes.push(`audit log: ${dbPath} (scan ${scanId})`);
     return { exitCode: exitCodeFor(decision.verdict), summary, manifest, scanId, removedOldManifest };
   } finally {
-    await engines?.stop();
+    if (!options.engineCache) await engines?.stop();
     await target?.close();
     audit?.close();
     if (!options.workDir) await rm(workDir, { recursive: true, force: true });

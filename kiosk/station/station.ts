@@ -8,7 +8,8 @@
  * station on the fixture source with the demo drive image, and ends by itself.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, open, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { render, renderToString, type Instance } from 'ink';
 import React from 'react';
@@ -18,6 +19,7 @@ import { manifestTime } from '../build-statement.ts';
 import { DEMO_FILES, PROJECT_ROOT } from '../demo.ts';
 import { EXIT } from '../exit-codes.ts';
 import { generateKeyFiles } from '../keygen.ts';
+import { createEngineCache } from '../engines.ts';
 import { buildDriveImage } from '../media/image-builder.ts';
 import { loadPolicy } from '../policy.ts';
 import type { DriveReason } from '../scan/decide.ts';
@@ -172,6 +174,10 @@ export async function startStation(options: StationOptions & { source: DeviceSou
   const clamavDb = options.clamavDb ?? DEFAULT_CLAMAV_DB;
   const dbPath = options.dbPath === undefined ? DEFAULT_AUDIT_DB : options.dbPath;
   const scan = options.scan ?? runScan;
+  // One set of engines for the station's life: clamd with a production database
+  // takes tens of seconds and about 1 GB to start, not something to do per drive.
+  const engineDir = await mkdtemp(join(options.workDir ?? tmpdir(), 'portcullis-station-engines-'));
+  const engineCache = createEngineCache(engineDir);
   let state = initialState(await engineStatusFor(clamavDb), policy.policy.operator.required);
   const listeners = new Set<() => void>();
   const accepted = new Map<string, Accepted>();
@@ -265,6 +271,7 @@ export async function startStation(options: StationOptions & { source: DeviceSou
         ...(options.rulesDir ? { rulesDir: options.rulesDir } : {}),
         ...(options.clamdSocket ? { clamdSocket: options.clamdSocket } : {}),
         ...(options.kioskId ? { kioskId: options.kioskId } : {}),
+        engineCache,
       });
       if (signal.aborted) return; // pulled mid-scan: the screen already says nothing was approved
       dispatch({ type: 'engines', engines: enginesFromScan(state.engines, outcome) });
@@ -324,6 +331,8 @@ export async function startStation(options: StationOptions & { source: DeviceSou
       stopped = true;
       await options.source.stop();
       await previousScan.catch(() => undefined);
+      await engineCache.invalidate();
+      await rm(engineDir, { recursive: true, force: true });
       resolveDone();
       return done;
     },

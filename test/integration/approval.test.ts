@@ -4,7 +4,7 @@
  * by the spec, the audit log recorded; stale manifests, full drives, a scan
  * killed with SIGKILL, and a tampered log row.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -123,7 +123,7 @@ describe('approval edge cases', () => {
     mkdirSync(join(drive, '.portcullis'), { recursive: true });
     writeFileSync(join(drive, MANIFEST_PATH), '{"stale":true}');
     for (let i = 0; i < 200; i++) writeFileSync(join(drive, `f${i}.bin.txt`), Buffer.alloc(1024 * 1024, i));
-    const child = spawn(process.execPath, [join(import.meta.dirname, '../../kiosk/main.ts'), 'scan', drive, '--key', keyPath, '--db', db, '--clamav-db', 'test'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, [join(import.meta.dirname, '../../kiosk/main.ts'), 'scan', drive, '--key', keyPath, '--db', db, '--clamav-db', 'test', '--work-dir', join(dir, 'work')], { stdio: ['ignore', 'ignore', 'pipe'] });
     // Kill once the scan is under way (the engines are up and files are being read).
     await new Promise<void>((resolve, reject) => {
       let seen = '';
@@ -134,6 +134,8 @@ describe('approval edge cases', () => {
       });
     });
     await new Promise((r) => child.once('exit', r));
+    // The killed kiosk's clamd outlives it: end it, as the next kiosk start on this work folder would.
+    spawnSync('pkill', ['-f', join(dir, 'work')]);
     expect(existsSync(join(drive, MANIFEST_PATH))).toBe(false);
     const store = openAuditStore(db, { readonly: true });
     expect(store.verifyChain().ok).toBe(true);

@@ -1,0 +1,29 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createEngineCache, DEFAULT_RULES_DIR } from '../../kiosk/engines.ts';
+import { loadPolicy } from '../../kiosk/policy.ts';
+
+const work = mkdtempSync(join(tmpdir(), 'engine-cache-'));
+const cache = createEngineCache(work);
+afterAll(async () => {
+  await cache.invalidate();
+  rmSync(work, { recursive: true, force: true });
+});
+
+describe('the station engine cache', () => {
+  it('reuses one clamd between scans and starts a fresh, self-tested one after it died', async () => {
+    const { policy } = await loadPolicy();
+    const options = { clamavDb: 'test', rulesDir: DEFAULT_RULES_DIR, policy };
+    const first = await cache.get(options);
+    const again = await cache.get(options);
+    expect(again).toBe(first);
+    if (!('pid' in first.clamd)) throw new Error('expected a clamd the cache started itself');
+    process.kill(first.clamd.pid, 'SIGKILL');
+    await first.clamd.exited;
+    const restarted = await cache.get(options);
+    expect(restarted).not.toBe(first);
+    await expect(restarted.clamd.client.ping()).resolves.toBeUndefined();
+  });
+});
