@@ -52,7 +52,7 @@ describe('the windows-letters source', () => {
     const present = new Set(['E', 'F']);
     const asked: string[] = [];
     const source = windowsLetterSource({
-      exists: (l) => Promise.resolve(present.has(l)),
+      stamp: (l) => Promise.resolve(present.has(l) ? { serial: `serial-${l}`, boot: null } : null),
       describe: (l) => {
         asked.push(l);
         return Promise.resolve({ letter: l, removable: l === 'E', identity: { ...DEFAULT_IDENTITY, capacity: null } });
