@@ -68,6 +68,17 @@ export const FILE_REFUSAL_CODES = [
 ] as const;
 export type FileRefusalCode = (typeof FILE_REFUSAL_CODES)[number];
 
+/** Codes of the service's removable-storage policy check (event agent.storage-policy). */
+export const STORAGE_POLICY_CODES = [
+  /** Deny_All is 1: interactive users cannot open removable storage; drives reach the HMI only through the agent. */
+  'STORAGE_POLICY_ON',
+  /** Deny_All is missing, not 1, not a REG_DWORD, or could not be read: users may bypass the agent. */
+  'STORAGE_POLICY_OFF',
+  /** The watch configuration says requireStoragePolicy: false; the policy is not checked (a pilot only). */
+  'STORAGE_POLICY_NOT_REQUIRED',
+] as const;
+export type StoragePolicyCode = (typeof STORAGE_POLICY_CODES)[number];
+
 /** Human text for the person at the HMI, by drive code. */
 export const DRIVE_CODE_ADVICE: Record<(typeof DRIVE_REFUSAL_CODES)[number], string> = {
   NO_MANIFEST: 'the drive carries no Portcullis manifest: take it to the kiosk first',

@@ -16,6 +16,7 @@ import { drivelistSource, linuxIdentity, mountFolderSource, windowsLetterSource,
 import { AgentError } from './errors.ts';
 import { EXIT } from './exit-codes.ts';
 import { lineNotifier, windowsMsgNotifier, type Notifier } from './notify.ts';
+import { readStoragePolicy, regExe } from './storage-policy.ts';
 import { importDrive, reportClass, verifyDrive, type DriveReport } from './transfer.ts';
 import {
   addKey, CLASH_POLICIES, keyStatus, loadTrustStore, revokeKey, saveTrustStore, setPolicy, type ClashPolicy, type TrustPolicy, type TrustStore,
@@ -351,6 +352,9 @@ async function watchCommand(args: string[], io: CliIo): Promise<number> {
   const notifier: Notifier = useMsg ? windowsMsgNotifier(lines) : lines;
   const source = sourceFor(config.source, config.mountFolders);
   io.stdout(`portcullis-agent: watching drives (${source.name}); stop with Ctrl+C or by stopping the service\n`);
+  // The removable-storage deny policy exists only on Windows: elsewhere there is nothing to check.
+  const storagePolicy = process.platform === 'win32' ? { required: config.requireStoragePolicy, read: () => readStoragePolicy(regExe) } : null;
+  if (storagePolicy === null) io.stdout('portcullis-agent: removable-storage policy not checked (not Windows)\n');
   await withInterrupt((signal) =>
     runService(
       {
@@ -363,6 +367,8 @@ async function watchCommand(args: string[], io: CliIo): Promise<number> {
         settleMs: config.settleMs,
         clock: io.clock,
         onReport: (r) => printReport(r, false, io),
+        storagePolicy,
+        say: (line) => io.stdout(`${line}\n`),
       },
       signal,
     ),

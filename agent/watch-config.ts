@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { array, formatIssues, integer, literal, nullable, object, oneOf, optional, parse, string } from '../manifest/schema.ts';
+import { array, boolean, formatIssues, integer, literal, nullable, object, oneOf, optional, parse, string } from '../manifest/schema.ts';
 import { AgentError } from './errors.ts';
 
 export const DRIVE_SOURCES = ['auto', 'drivelist', 'mount-folders', 'windows-letters'] as const;
@@ -30,6 +30,12 @@ export const watchConfigSchema = object({
   settleSeconds: optional(integer({ min: 0, max: 60 })), // seconds to wait after a drive appears before reading it
   /** How the HMI user is told: msg (Windows msg.exe), log (a log line), auto. */
   notify: optional(oneOf(['auto', 'msg', 'log'] as const)),
+  /**
+   * Windows: check that the removable-storage deny policy is in force (default
+   * true). false only for a pilot HMI where the policy is knowingly off; the
+   * service then logs STORAGE_POLICY_NOT_REQUIRED at every start.
+   */
+  requireStoragePolicy: optional(boolean()),
 });
 
 export interface WatchConfig {
@@ -42,6 +48,7 @@ export interface WatchConfig {
   readonly pollIntervalMs: number;
   readonly settleMs: number;
   readonly notify: 'auto' | 'msg' | 'log';
+  readonly requireStoragePolicy: boolean;
 }
 
 export function loadWatchConfig(path: string): WatchConfig {
@@ -65,5 +72,6 @@ export function loadWatchConfig(path: string): WatchConfig {
     pollIntervalMs: (c.pollIntervalSeconds ?? 2) * 1000,
     settleMs: (c.settleSeconds ?? 2) * 1000,
     notify: c.notify ?? 'auto',
+    requireStoragePolicy: c.requireStoragePolicy ?? true,
   };
 }

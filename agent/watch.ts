@@ -4,7 +4,9 @@
  * poll is the source of truth). The service handles one drive at a time:
  * re-reads the trust store (so changes apply without a restart), imports into
  * the destination, logs, and tells the HMI user. Removing a drive aborts its
- * import; nothing partial is left (transfer.ts).
+ * import; nothing partial is left (transfer.ts). On Windows the service also
+ * checks, at start and every few minutes, that the removable-storage deny
+ * policy is in force, and logs each change (storage-policy.ts).
  */
 import { watch as chokidarWatch, type FSWatcher } from 'chokidar';
 import { resolve, win32 } from 'node:path';
@@ -15,6 +17,7 @@ import { driveRef } from './drive-identity.ts';
 import type { DriveInfo, DriveSource } from './drive-sources.ts';
 import { AgentError } from './errors.ts';
 import type { HmiMessage, Notifier } from './notify.ts';
+import { StoragePolicyMonitor, type StoragePolicyReading } from './storage-policy.ts';
 import { importDrive, type DriveReport } from './transfer.ts';
 import { loadTrustStore, type TrustStore } from './trust-store.ts';
 
@@ -108,6 +111,17 @@ export interface ServiceOptions {
   readonly clock?: () => Date;
   /** Called after each drive with its report (tests, the CLI's console output). */
   readonly onReport?: (report: DriveReport) => void;
+  /** Windows: the removable-storage policy check (storage-policy.ts); absent or null elsewhere. */
+  readonly storagePolicy?: StoragePolicyCheck | null;
+  /** Lines for the watch output (the service's stdout). */
+  readonly say?: (line: string) => void;
+}
+
+export interface StoragePolicyCheck {
+  /** False when the watch configuration opted out (requireStoragePolicy: false). */
+  readonly required: boolean;
+  readonly read: () => Promise<StoragePolicyReading>;
+  readonly intervalMs?: number; // ms between checks; default STORAGE_POLICY_CHECK_MS
 }
 
 /** The destination a drive goes to: config and policy must agree when both are set. */
@@ -208,12 +222,18 @@ export async function runService(options: ServiceOptions, signal: AbortSignal): 
   });
 
   logInfo('agent.started', 'SERVICE_STARTED', `watching drives with ${options.source.name}`, null);
+  // The policy is checked before the first drive, then every few minutes while drives are handled.
+  const policy = options.storagePolicy
+    ? new StoragePolicyMonitor({ ...options.storagePolicy, log: options.log, notifier: options.notifier, say: options.say ?? (() => undefined) })
+    : null;
+  await policy?.start();
   watcher.start();
   await new Promise<void>((done) => {
     if (signal.aborted) done();
     else signal.addEventListener('abort', () => done(), { once: true });
   });
   await watcher.stop();
+  await policy?.stop();
   for (const controller of active.values()) controller.abort();
   await queue;
   logInfo('agent.stopped', 'SERVICE_STOPPED', 'the service is stopping', null);

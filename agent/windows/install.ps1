@@ -196,6 +196,8 @@ if (-not (Test-Path -LiteralPath $configPath)) {
     $config = [ordered]@{
         formatVersion = 1; trust = 'trust.json'; log = 'portcullis-agent.log.jsonl'; destination = $Destination
         hmiName = $null; source = 'auto'; pollIntervalSeconds = 2; settleSeconds = 2; notify = 'auto'
+        # The service checks that Deny_All = 1 is in force, also with -SkipStoragePolicy (a GPO may set it).
+        requireStoragePolicy = $true
     }
     if ($PSCmdlet.ShouldProcess($configPath, 'Write configuration')) {
         # UTF-8 without BOM: the agent reads strict JSON.

@@ -168,7 +168,7 @@ describe('service configuration and messages', () => {
   it('reads the example configuration shipped for Windows, resolving paths beside it', () => {
     const path = join(import.meta.dirname, '../../agent/windows/config.example.json');
     const config = loadWatchConfig(path);
-    expect(config).toMatchObject({ source: 'auto', pollIntervalMs: 2000, settleMs: 2000, notify: 'auto' });
+    expect(config).toMatchObject({ source: 'auto', pollIntervalMs: 2000, settleMs: 2000, notify: 'auto', requireStoragePolicy: true });
     expect(config.destination).toContain('Inbox');
     expect(config.trust).toBe(join(import.meta.dirname, '../../agent/windows/trust.json'));
   });
