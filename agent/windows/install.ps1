@@ -30,6 +30,12 @@
 
 .PARAMETER AgentExe
     Path to portcullis-agent.exe built as in docs/agent.md.
+.PARAMETER AgentExeSha256
+    Expected SHA-256 (hex) of -AgentExe, from the build (Get-FileHash on the
+    build machine); the install stops if the file differs, before copying it
+    and again after. If the exe carries an Authenticode signature, its status
+    is shown and anything but Valid stops the install; an unsigned exe is
+    accepted on the hash alone (re-signing after the SEA injection is optional).
 .PARAMETER ServiceWrapper
     Path to the WinSW executable (x64). Check its signature/hash yourself and
     pass the hash as -ServiceWrapperSha256.
@@ -43,12 +49,13 @@
     Do not set the removable-storage deny policy (for a pilot only).
 
 .EXAMPLE
-    .\install.ps1 -AgentExe .\portcullis-agent.exe -ServiceWrapper .\WinSW-x64.exe `
+    .\install.ps1 -AgentExe .\portcullis-agent.exe -AgentExeSha256 <hex> -ServiceWrapper .\WinSW-x64.exe `
         -ServiceWrapperSha256 <hex> -KioskPublicKey .\gate-1.pub.pem -WhatIf
 #>
 [CmdletBinding(SupportsShouldProcess = $true, ConfirmImpact = 'High')]
 param(
     [Parameter(Mandatory = $true)] [string] $AgentExe,
+    [Parameter(Mandatory = $true)] [ValidatePattern('^[0-9A-Fa-f]{64}$')] [string] $AgentExeSha256,
     [Parameter(Mandatory = $true)] [string] $ServiceWrapper,
     [Parameter(Mandatory = $true)] [ValidatePattern('^[0-9A-Fa-f]{64}$')] [string] $ServiceWrapperSha256,
     [string[]] $KioskPublicKey = @(),
@@ -118,6 +125,30 @@ function Set-DwordValue([string] $Key, [string] $Name, [int] $Value) {
     }
 }
 
+function Write-Step([string] $Text) { Write-Host "Portcullis install: $Text" }
+
+# Refuses a file whose SHA-256 is not the one the administrator vouched for.
+function Assert-Sha256([string] $Path, [string] $Expected, [string] $What) {
+    if (-not (Test-Path -LiteralPath $Path -PathType Leaf)) { throw "$What is missing at ${Path}: refusing to continue." }
+    $actual = (Get-FileHash -LiteralPath $Path -Algorithm SHA256).Hash
+    if ($actual -ne $Expected.ToUpperInvariant()) { throw "$What $Path has SHA-256 $actual, not ${Expected}: refusing to install it." }
+}
+
+# An Authenticode signature, when there is one, must be Valid (a broken or untrusted one means
+# the file was changed after signing, or signed by someone the HMI does not trust).
+function Assert-SignatureIfSigned([string] $Path, [string] $What) {
+    $signature = Get-AuthenticodeSignature -LiteralPath $Path
+    if ($signature.Status -eq 'NotSigned') {
+        Write-Warning "$What $Path carries no Authenticode signature: accepted on its SHA-256 alone."
+        return
+    }
+    $signer = if ($null -ne $signature.SignerCertificate) { "$($signature.SignerCertificate.Subject), thumbprint $($signature.SignerCertificate.Thumbprint)" } else { 'no signer certificate' }
+    Write-Step "$What Authenticode signature: $($signature.Status) ($signer)"
+    if ($signature.Status -ne 'Valid') {
+        throw "$What $Path has an Authenticode signature whose status is $($signature.Status), not Valid ($($signature.StatusMessage)): refusing to install it."
+    }
+}
+
 function ConvertTo-XmlText([string] $Text) { [Security.SecurityElement]::Escape($Text) }
 
 Assert-Administrator
@@ -125,10 +156,10 @@ Assert-Administrator
 foreach ($file in @($AgentExe, $ServiceWrapper) + $KioskPublicKey) {
     if (-not (Test-Path -LiteralPath $file -PathType Leaf)) { throw "Not found: $file" }
 }
-$wrapperHash = (Get-FileHash -LiteralPath $ServiceWrapper -Algorithm SHA256).Hash
-if ($wrapperHash -ne $ServiceWrapperSha256.ToUpperInvariant()) {
-    throw "The service wrapper's SHA-256 is $wrapperHash, not ${ServiceWrapperSha256}: refusing to install it."
-}
+# Every executable is checked before anything on this HMI changes.
+Assert-Sha256 $AgentExe $AgentExeSha256 'portcullis-agent.exe'
+Assert-SignatureIfSigned $AgentExe 'portcullis-agent.exe'
+Assert-Sha256 $ServiceWrapper $ServiceWrapperSha256 'The service wrapper'
 if ($SkipStoragePolicy) {
     Write-Warning 'Removable storage stays OPEN to interactive users (-SkipStoragePolicy): use this for a pilot only.'
 }
@@ -168,9 +199,11 @@ if ($null -ne $service -and $service.Status -ne 'Stopped') {
 }
 Copy-IfChanged $AgentExe $agentTarget
 Copy-IfChanged $ServiceWrapper $wrapperTarget
-# Check what was copied, not only the source: the source folder may not be ours.
-if ((Test-Path -LiteralPath $wrapperTarget) -and (Get-FileHash -LiteralPath $wrapperTarget -Algorithm SHA256).Hash -ne $ServiceWrapperSha256.ToUpperInvariant()) {
-    throw "The installed service wrapper $wrapperTarget does not have the expected SHA-256: refusing to continue."
+# Check what was copied, not only the source: the source folder may not be ours, and the file
+# may have been swapped between the check above and the copy. (-WhatIf copied nothing.)
+if (-not $WhatIfPreference) {
+    Assert-Sha256 $agentTarget $AgentExeSha256 'The installed portcullis-agent.exe'
+    Assert-Sha256 $wrapperTarget $ServiceWrapperSha256 'The installed service wrapper'
 }
 
 $xml = @"
