@@ -7,7 +7,10 @@
 .DESCRIPTION
     Idempotent: run it again to upgrade the executable or repair settings;
     nothing that is already right is changed, and an existing configuration or
-    trust store is never overwritten. Supports -WhatIf and -Confirm.
+    trust store is never overwritten. The running service is stopped only when
+    portcullis-agent.exe, the service wrapper (SHA-256 of source against the
+    installed file), the wrapper configuration or the service registration
+    differ; the output says which. Supports -WhatIf and -Confirm.
 
     What it does (docs/agent.md "Rolling out"):
       1. Copies portcullis-agent.exe (the Node single executable) and the
@@ -110,10 +113,10 @@ function Install-Folder([string] $Path, [string[]] $Grants) {
     }
 }
 
-function Copy-IfChanged([string] $Source, [string] $Target) {
-    $same = (Test-Path -LiteralPath $Target) -and
+# Same bytes: SHA-256 of the source against the installed file.
+function Test-SameFile([string] $Source, [string] $Target) {
+    (Test-Path -LiteralPath $Target -PathType Leaf) -and
         ((Get-FileHash -LiteralPath $Source -Algorithm SHA256).Hash -eq (Get-FileHash -LiteralPath $Target -Algorithm SHA256).Hash)
-    if (-not $same -and $PSCmdlet.ShouldProcess($Target, "Copy $Source")) { Copy-Item -LiteralPath $Source -Destination $Target -Force -Confirm:$false }
 }
 
 function Set-DwordValue([string] $Key, [string] $Name, [int] $Value) {
@@ -192,20 +195,6 @@ if ($null -eq $service -and -not $KeepExistingData) {
     }
 }
 
-$stopped = $false
-if ($null -ne $service -and $service.Status -ne 'Stopped') {
-    # The running service holds the executable open; stop it before replacing it.
-    if ($PSCmdlet.ShouldProcess($ServiceName, 'Stop service to upgrade')) { Stop-Service -Name $ServiceName -Confirm:$false; $stopped = $true }
-}
-Copy-IfChanged $AgentExe $agentTarget
-Copy-IfChanged $ServiceWrapper $wrapperTarget
-# Check what was copied, not only the source: the source folder may not be ours, and the file
-# may have been swapped between the check above and the copy. (-WhatIf copied nothing.)
-if (-not $WhatIfPreference) {
-    Assert-Sha256 $agentTarget $AgentExeSha256 'The installed portcullis-agent.exe'
-    Assert-Sha256 $wrapperTarget $ServiceWrapperSha256 'The installed service wrapper'
-}
-
 $xml = @"
 <service>
   <id>$(ConvertTo-XmlText $ServiceName)</id>
@@ -219,9 +208,54 @@ $xml = @"
   <log mode="roll-by-size"><sizeThreshold>10240</sizeThreshold><keepFiles>8</keepFiles></log>
 </service>
 "@
+$binaryPath = "`"$wrapperTarget`""
+
+# What differs from what the service runs now: the executables by SHA-256, the wrapper
+# configuration as text (case counts: -cne), and the service registration.
+$agentChanged = -not (Test-SameFile $AgentExe $agentTarget)
+$wrapperChanged = -not (Test-SameFile $ServiceWrapper $wrapperTarget)
 $currentXml = if (Test-Path -LiteralPath $wrapperXml) { Get-Content -LiteralPath $wrapperXml -Raw } else { '' }
-if ($currentXml -ne $xml -and $PSCmdlet.ShouldProcess($wrapperXml, 'Write service wrapper configuration')) {
+$xmlChanged = $currentXml -cne $xml
+$registrationUpToDate = $true
+if ($null -ne $service) {
+    $current = Get-CimInstance -ClassName Win32_Service -Filter "Name='$ServiceName'"
+    $registrationUpToDate = $current.PathName -eq $binaryPath -and $current.StartName -eq 'LocalSystem' -and $current.StartMode -eq 'Auto'
+}
+$changes = @()
+if ($agentChanged) { $changes += 'portcullis-agent.exe' }
+if ($wrapperChanged) { $changes += 'the service wrapper' }
+if ($xmlChanged) { $changes += 'the service wrapper configuration' }
+if (-not $registrationUpToDate) { $changes += 'the service registration' }
+
+# Stop the service only when what it runs changes: the running service holds the executables
+# open, and WinSW reads its configuration (and the SCM the registration) only at start.
+$stopped = $false
+if ($null -ne $service -and $service.Status -ne 'Stopped') {
+    if ($changes.Count -eq 0) {
+        Write-Step "$ServiceName keeps running: portcullis-agent.exe and the service wrapper have the installed SHA-256, their configuration and registration are unchanged."
+    } elseif ($PSCmdlet.ShouldProcess($ServiceName, "Stop service to upgrade ($($changes -join ', ') changed)")) {
+        Write-Step "stopping ${ServiceName}: $($changes -join ', ') changed."
+        Stop-Service -Name $ServiceName -Confirm:$false
+        $stopped = $true
+    }
+}
+if ($agentChanged -and $PSCmdlet.ShouldProcess($agentTarget, "Copy $AgentExe")) {
+    Copy-Item -LiteralPath $AgentExe -Destination $agentTarget -Force -Confirm:$false
+    Write-Step "copied $AgentExe to $agentTarget."
+}
+if ($wrapperChanged -and $PSCmdlet.ShouldProcess($wrapperTarget, "Copy $ServiceWrapper")) {
+    Copy-Item -LiteralPath $ServiceWrapper -Destination $wrapperTarget -Force -Confirm:$false
+    Write-Step "copied $ServiceWrapper to $wrapperTarget."
+}
+# Check what was copied, not only the source: the source folder may not be ours, and the file
+# may have been swapped between the check above and the copy. (-WhatIf copied nothing.)
+if (-not $WhatIfPreference) {
+    Assert-Sha256 $agentTarget $AgentExeSha256 'The installed portcullis-agent.exe'
+    Assert-Sha256 $wrapperTarget $ServiceWrapperSha256 'The installed service wrapper'
+}
+if ($xmlChanged -and $PSCmdlet.ShouldProcess($wrapperXml, 'Write service wrapper configuration')) {
     Set-Content -LiteralPath $wrapperXml -Value $xml -Encoding UTF8 -NoNewline -Confirm:$false
+    Write-Step "wrote $wrapperXml."
 }
 
 # 4. Configuration (never overwritten) and trust store.
@@ -251,16 +285,13 @@ foreach ($pem in $KioskPublicKey) {
 }
 
 # 5. The service: LocalSystem (New-Service's default account), automatic start, restart on failure.
-$binaryPath = "`"$wrapperTarget`""
 if ($null -eq $service) {
     if ($PSCmdlet.ShouldProcess($ServiceName, 'Create service (LocalSystem, automatic)')) {
         New-Service -Name $ServiceName -BinaryPathName $binaryPath -DisplayName 'Portcullis HMI agent' `
             -Description 'Removable-media gate: imports only kiosk-approved files from USB drives.' -StartupType Automatic -Confirm:$false | Out-Null
     }
 } else {
-    $current = Get-CimInstance -ClassName Win32_Service -Filter "Name='$ServiceName'"
-    $upToDate = $current.PathName -eq $binaryPath -and $current.StartName -eq 'LocalSystem' -and $current.StartMode -eq 'Auto'
-    if (-not $upToDate -and $PSCmdlet.ShouldProcess($ServiceName, 'Update service path, account and start type')) {
+    if (-not $registrationUpToDate -and $PSCmdlet.ShouldProcess($ServiceName, 'Update service path, account and start type')) {
         # Windows PowerShell (and pwsh before 7.3) drops embedded quotes when calling native programs: escape them.
         $pathArgument = if ($PSVersionTable.PSVersion -lt [version]'7.3') { $binaryPath.Replace('"', '\"') } else { $binaryPath }
         Invoke-Checked 'sc.exe' @('config', $ServiceName, 'binPath=', $pathArgument, 'obj=', 'LocalSystem', 'start=', 'auto')
@@ -282,7 +313,14 @@ if (-not $SkipStoragePolicy) {
 
 # 7. Start only with a trust store: without one every drive would be refused anyway.
 if (Test-Path -LiteralPath $trustPath) {
-    if ($PSCmdlet.ShouldProcess($ServiceName, 'Start service')) { Start-Service -Name $ServiceName -Confirm:$false }
+    $now = Get-Service -Name $ServiceName -ErrorAction SilentlyContinue
+    $running = $null -ne $now -and $now.Status -eq 'Running'
+    if ($running -and -not ($WhatIfPreference -and $changes.Count -gt 0)) {
+        Write-Step "$ServiceName is running."
+    } elseif ($PSCmdlet.ShouldProcess($ServiceName, 'Start service')) {
+        Start-Service -Name $ServiceName -Confirm:$false
+        Write-Step "started $ServiceName."
+    }
 } else {
     Write-Warning "No trust store at $trustPath yet: add kiosk keys with `"$agentTarget trust add KEY.pem --trust $trustPath`", then Start-Service $ServiceName."
 }
