@@ -10,7 +10,8 @@
     trust store is never overwritten. The running service is stopped only when
     portcullis-agent.exe, the service wrapper (SHA-256 of source against the
     installed file), the wrapper configuration or the service registration
-    differ; the output says which. Supports -WhatIf and -Confirm.
+    differ; the output says which. Supports -WhatIf and -Confirm, and runs
+    unattended without prompts (-Force, see below).
 
     What it does (docs/agent.md "Rolling out"):
       1. Copies portcullis-agent.exe (the Node single executable) and the
@@ -50,12 +51,23 @@
     The folder imported files go to.
 .PARAMETER SkipStoragePolicy
     Do not set the removable-storage deny policy (for a pilot only).
+.PARAMETER Force
+    Never prompt, for unattended deployment (SCCM, Intune, a GPO start-up
+    script). ConfirmImpact is Medium, so only -Confirm prompts anyway; -Force
+    also covers a session whose $ConfirmPreference was lowered. -WhatIf still
+    only reports. Missing mandatory parameters would prompt too: run with
+    powershell.exe -NonInteractive so that they fail instead (exit code 1).
 
 .EXAMPLE
     .\install.ps1 -AgentExe .\portcullis-agent.exe -AgentExeSha256 <hex> -ServiceWrapper .\WinSW-x64.exe `
         -ServiceWrapperSha256 <hex> -KioskPublicKey .\gate-1.pub.pem -WhatIf
+.EXAMPLE
+    Unattended (exit code 0 on success, 1 on any failure):
+    powershell.exe -NoProfile -NonInteractive -ExecutionPolicy Bypass -File .\install.ps1 `
+        -AgentExe .\portcullis-agent.exe -AgentExeSha256 <hex> -ServiceWrapper .\WinSW-x64.exe `
+        -ServiceWrapperSha256 <hex> -KioskPublicKey .\gate-1.pub.pem -Force
 #>
-[CmdletBinding(SupportsShouldProcess = $true, ConfirmImpact = 'High')]
+[CmdletBinding(SupportsShouldProcess = $true, ConfirmImpact = 'Medium')]
 param(
     [Parameter(Mandatory = $true)] [string] $AgentExe,
     [Parameter(Mandatory = $true)] [ValidatePattern('^[0-9A-Fa-f]{64}$')] [string] $AgentExeSha256,
@@ -69,11 +81,21 @@ param(
     [switch] $SkipStoragePolicy,
     # On a first install, accept a configuration or trust store already present in -DataDir
     # (by default refused: anyone could have planted it before the folder was locked down).
-    [switch] $KeepExistingData
+    [switch] $KeepExistingData,
+    # Never prompt (unattended deployment); -WhatIf still only reports, -Confirm still asks.
+    [switch] $Force
 )
 
 Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
+# Unattended (SCCM, Intune, GPO start-up script): nobody is there to answer a prompt. ConfirmImpact
+# Medium already asks only under -Confirm; -Force also overrides a lowered $ConfirmPreference.
+if ($Force -and -not $PSBoundParameters.ContainsKey('Confirm')) { $ConfirmPreference = 'None' }
+# A 32-bit PowerShell on 64-bit Windows (an SCCM program not set to run as 64-bit) sees
+# "Program Files (x86)" and may see the WOW6432Node registry view instead of the real policy keys.
+if ([Environment]::Is64BitOperatingSystem -and -not [Environment]::Is64BitProcess) {
+    throw 'Run the 64-bit PowerShell: %SystemRoot%\sysnative\WindowsPowerShell\v1.0\powershell.exe from a 32-bit host (docs/agent.md).'
+}
 
 # Well-known SIDs, so the script works on every display language.
 $SidSystem = '*S-1-5-18'

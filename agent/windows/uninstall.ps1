@@ -3,27 +3,44 @@
     Removes the Portcullis HMI agent service and its program files.
 
 .DESCRIPTION
-    Idempotent; supports -WhatIf and -Confirm. By default it keeps:
+    Idempotent; supports -WhatIf and -Confirm, and -Force for unattended use.
+    By default it keeps:
       - the data folder (configuration, trust store and the hash-chained
         decision log, which is audit evidence): pass -RemoveData to delete it;
       - the removable-storage deny policy, because removing it re-opens USB
         access on this HMI: pass -RemoveStoragePolicy to remove it;
       - the destination folder and the files imported into it.
 
+.PARAMETER Force
+    Never prompt, for unattended removal; ConfirmImpact is Medium, so only
+    -Confirm prompts anyway. -WhatIf still only reports.
+
 .EXAMPLE
     .\uninstall.ps1 -WhatIf
+.EXAMPLE
+    powershell.exe -NoProfile -NonInteractive -ExecutionPolicy Bypass -File .\uninstall.ps1 -Force
 #>
-[CmdletBinding(SupportsShouldProcess = $true, ConfirmImpact = 'High')]
+[CmdletBinding(SupportsShouldProcess = $true, ConfirmImpact = 'Medium')]
 param(
     [string] $InstallDir = (Join-Path $env:ProgramFiles 'Portcullis'),
     [string] $DataDir = (Join-Path $env:ProgramData 'Portcullis'),
     [string] $ServiceName = 'PortcullisAgent',
     [switch] $RemoveData,
-    [switch] $RemoveStoragePolicy
+    [switch] $RemoveStoragePolicy,
+    # Never prompt (unattended removal); -WhatIf still only reports, -Confirm still asks.
+    [switch] $Force
 )
 
 Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
+# Unattended (SCCM, Intune, GPO start-up script): nobody is there to answer a prompt. ConfirmImpact
+# Medium already asks only under -Confirm; -Force also overrides a lowered $ConfirmPreference.
+if ($Force -and -not $PSBoundParameters.ContainsKey('Confirm')) { $ConfirmPreference = 'None' }
+# A 32-bit PowerShell on 64-bit Windows (an SCCM program not set to run as 64-bit) sees
+# "Program Files (x86)" and may see the WOW6432Node registry view instead of the real policy keys.
+if ([Environment]::Is64BitOperatingSystem -and -not [Environment]::Is64BitProcess) {
+    throw 'Run the 64-bit PowerShell: %SystemRoot%\sysnative\WindowsPowerShell\v1.0\powershell.exe from a 32-bit host (docs/agent.md).'
+}
 
 $principal = [Security.Principal.WindowsPrincipal] [Security.Principal.WindowsIdentity]::GetCurrent()
 if (-not $principal.IsInRole([Security.Principal.WindowsBuiltInRole]::Administrator)) {
