@@ -30,6 +30,9 @@
       6. Sets "All Removable Storage classes: Deny all access" (Deny_All = 1
          under HKLM\Software\Policies\Microsoft\Windows\RemovableStorageDevices)
          and turns AutoRun off for every drive type, unless -SkipStoragePolicy.
+         On the first install, before anything changes, the previous values
+         (or their absence) are recorded in -DataDir\policy-before-install.json
+         for uninstall.ps1 -RemoveStoragePolicy; a re-run never overwrites it.
       7. Starts the service when a trust store exists.
 
 .PARAMETER AgentExe
@@ -79,8 +82,8 @@ param(
     [string] $Destination = 'C:\Portcullis\Inbox',
     [string] $ServiceName = 'PortcullisAgent',
     [switch] $SkipStoragePolicy,
-    # On a first install, accept a configuration or trust store already present in -DataDir
-    # (by default refused: anyone could have planted it before the folder was locked down).
+    # On a first install, accept a configuration, trust store or policy record already present in
+    # -DataDir (by default refused: anyone could have planted it before the folder was locked down).
     [switch] $KeepExistingData,
     # Never prompt (unattended deployment); -WhatIf still only reports, -Confirm still asks.
     [switch] $Force
@@ -104,6 +107,13 @@ $SidUsers = '*S-1-5-32-545'
 
 $StoragePolicyKey = 'HKLM:\Software\Policies\Microsoft\Windows\RemovableStorageDevices'
 $AutoRunKey = 'HKLM:\Software\Microsoft\Windows\CurrentVersion\Policies\Explorer'
+# Every registry value this script sets. Their values from before the first install are recorded
+# in policy-before-install.json for uninstall.ps1, which restores exactly these (the same list).
+$PolicyValues = @(
+    @{ Key = $StoragePolicyKey; Name = 'Deny_All'; Value = 1 },
+    @{ Key = $AutoRunKey; Name = 'NoDriveTypeAutoRun'; Value = 255 }
+)
+$PolicyRecordName = 'policy-before-install.json'
 
 function Assert-Administrator {
     $principal = [Security.Principal.WindowsPrincipal] [Security.Principal.WindowsIdentity]::GetCurrent()
@@ -141,12 +151,35 @@ function Test-SameFile([string] $Source, [string] $Target) {
         ((Get-FileHash -LiteralPath $Source -Algorithm SHA256).Hash -eq (Get-FileHash -LiteralPath $Target -Algorithm SHA256).Hash)
 }
 
+# One registry value as it is now: whether its key and the value exist, its kind, and its raw
+# data (environment names not expanded), in a form that survives JSON.
+function Get-PolicyValueRecord([string] $Key, [string] $Name) {
+    $item = Get-Item -LiteralPath $Key -ErrorAction SilentlyContinue
+    $entry = [ordered]@{ key = $Key; name = $Name; keyExisted = ($null -ne $item); present = $false; kind = $null; value = $null }
+    if ($null -ne $item -and @($item.GetValueNames()) -contains $Name) {
+        $entry.present = $true
+        $entry.kind = $item.GetValueKind($Name).ToString()
+        $data = $item.GetValue($Name, $null, [Microsoft.Win32.RegistryValueOptions]::DoNotExpandEnvironmentNames)
+        $entry.value = if ($data -is [byte[]]) { @($data | ForEach-Object { [int] $_ }) } else { $data }
+    }
+    $entry
+}
+
+function Format-PolicyValue($Entry) {
+    if (-not $Entry.present) { return "$($Entry.name) absent" }
+    "$($Entry.name) = $($Entry.kind) $(@($Entry.value) -join ',')"
+}
+
+$policyChanged = $false
 function Set-DwordValue([string] $Key, [string] $Name, [int] $Value) {
-    $current = Get-ItemProperty -LiteralPath $Key -Name $Name -ErrorAction SilentlyContinue
-    if ($null -ne $current -and $current.$Name -eq $Value) { return }
-    if ($PSCmdlet.ShouldProcess("$Key\$Name", "Set DWORD $Value")) {
+    $current = Get-PolicyValueRecord $Key $Name
+    # Only a DWORD counts: Windows ignores a REG_SZ "1" here, and so does the agent's check.
+    if ($current.present -and $current.kind -eq 'DWord' -and $current.value -eq $Value) { return }
+    if ($PSCmdlet.ShouldProcess("$Key\$Name", "Set DWORD $Value (now $(Format-PolicyValue $current))")) {
         if (-not (Test-Path -LiteralPath $Key)) { New-Item -Path $Key -Force -Confirm:$false | Out-Null }
         New-ItemProperty -LiteralPath $Key -Name $Name -PropertyType DWord -Value $Value -Force -Confirm:$false | Out-Null
+        Write-Step "set $Key\$Name to DWORD $Value (was: $(Format-PolicyValue $current))."
+        $script:policyChanged = $true
     }
 }
 
@@ -195,6 +228,7 @@ $wrapperXml = Join-Path $InstallDir 'portcullis-agent-service.xml'
 $configPath = Join-Path $DataDir 'config.json'
 $trustPath = Join-Path $DataDir 'trust.json'
 $logPath = Join-Path $DataDir 'portcullis-agent.log.jsonl'
+$policyRecordPath = Join-Path $DataDir $PolicyRecordName
 
 # 1-3. Folders and binaries. Program files: admins and SYSTEM write, users may run nothing else here.
 Install-Folder $InstallDir @("${SidSystem}:(OI)(CI)F", "${SidAdmins}:(OI)(CI)F", "${SidUsers}:(OI)(CI)RX")
@@ -209,12 +243,34 @@ if ($destinationParent -and ((Split-Path -Parent $destinationParent) -ne '')) {
 Install-Folder $Destination @("${SidSystem}:(OI)(CI)F", "${SidAdmins}:(OI)(CI)F", "${SidUsers}:(OI)(CI)RX")
 
 $service = Get-Service -Name $ServiceName -ErrorAction SilentlyContinue
-if ($null -eq $service -and -not $KeepExistingData) {
-    foreach ($planted in @($configPath, $trustPath)) {
+$firstInstall = $null -eq $service
+if ($firstInstall -and -not $KeepExistingData) {
+    # A planted policy record could make uninstall.ps1 "restore" Deny_All = 0.
+    foreach ($planted in @($configPath, $trustPath, $policyRecordPath)) {
         if (Test-Path -LiteralPath $planted) {
             throw "$planted exists before the first install: it may have been planted. Check it, then re-run with -KeepExistingData, or remove it."
         }
     }
+}
+
+# Record the policy values as they are before this project first changes them (absent ones
+# too), so that uninstall.ps1 -RemoveStoragePolicy puts back exactly those. Only on the first
+# install, and never overwritten: on a re-run the values are this project's own.
+if (Test-Path -LiteralPath $policyRecordPath) {
+    Write-Step "the policy values from before the first install stay as recorded in $policyRecordPath."
+} elseif ($firstInstall) {
+    $record = [ordered]@{
+        formatVersion = 1
+        recordedAt = [DateTime]::UtcNow.ToString('o')
+        values = @(foreach ($policy in $PolicyValues) { Get-PolicyValueRecord $policy.Key $policy.Name })
+    }
+    if ($PSCmdlet.ShouldProcess($policyRecordPath, "Record the policy values before install: $(@($record.values | ForEach-Object { Format-PolicyValue $_ }) -join '; ')")) {
+        # UTF-8 without BOM, like config.json.
+        [IO.File]::WriteAllText($policyRecordPath, ($record | ConvertTo-Json -Depth 5), (New-Object Text.UTF8Encoding $false))
+        Write-Step "recorded the policy values before install in ${policyRecordPath}: $(@($record.values | ForEach-Object { Format-PolicyValue $_ }) -join '; ')."
+    }
+} else {
+    Write-Warning "No record of the policy values from before the first install (${policyRecordPath}: installed by an older install.ps1). None is written now, since the values now are this project's own: uninstall.ps1 -RemoveStoragePolicy can only delete Deny_All."
 }
 
 $xml = @"
@@ -325,11 +381,12 @@ if ($PSCmdlet.ShouldProcess($ServiceName, 'Set failure actions: restart after 10
 
 # 6. Interactive users lose direct access to removable storage; AutoRun off for all drive types.
 if (-not $SkipStoragePolicy) {
-    Set-DwordValue $StoragePolicyKey 'Deny_All' 1
-    Set-DwordValue $AutoRunKey 'NoDriveTypeAutoRun' 255
-    if (-not $WhatIfPreference) {
+    foreach ($policy in $PolicyValues) { Set-DwordValue $policy.Key $policy.Name $policy.Value }
+    if ($policyChanged) {
         # Microsoft: the Removable Storage Access policy takes effect only after a restart.
         Write-Warning 'RESTART THIS HMI NOW: the removable-storage deny policy takes effect only after a reboot; until then USB drives stay open to users. After the reboot, verify in the pilot that the service can still read a drive (docs/agent.md).'
+    } elseif (-not $WhatIfPreference) {
+        Write-Step 'Deny_All = 1 and NoDriveTypeAutoRun = 255 were already set (they take effect only after a restart).'
     }
 }
 
