@@ -259,15 +259,13 @@ if ($firstInstall -and -not $KeepExistingData) {
 if (Test-Path -LiteralPath $policyRecordPath) {
     Write-Step "the policy values from before the first install stay as recorded in $policyRecordPath."
 } elseif ($firstInstall) {
-    $record = [ordered]@{
-        formatVersion = 1
-        recordedAt = [DateTime]::UtcNow.ToString('o')
-        values = @(foreach ($policy in $PolicyValues) { Get-PolicyValueRecord $policy.Key $policy.Name })
-    }
-    if ($PSCmdlet.ShouldProcess($policyRecordPath, "Record the policy values before install: $(@($record.values | ForEach-Object { Format-PolicyValue $_ }) -join '; ')")) {
+    $before = @(foreach ($policy in $PolicyValues) { Get-PolicyValueRecord $policy.Key $policy.Name })
+    $shown = @($before | ForEach-Object { Format-PolicyValue $_ }) -join '; '
+    $record = [ordered]@{ formatVersion = 1; recordedAt = [DateTime]::UtcNow.ToString('o'); values = $before }
+    if ($PSCmdlet.ShouldProcess($policyRecordPath, "Record the policy values before install: $shown")) {
         # UTF-8 without BOM, like config.json.
         [IO.File]::WriteAllText($policyRecordPath, ($record | ConvertTo-Json -Depth 5), (New-Object Text.UTF8Encoding $false))
-        Write-Step "recorded the policy values before install in ${policyRecordPath}: $(@($record.values | ForEach-Object { Format-PolicyValue $_ }) -join '; ')."
+        Write-Step "recorded the policy values before install in ${policyRecordPath}: $shown."
     }
 } else {
     Write-Warning "No record of the policy values from before the first install (${policyRecordPath}: installed by an older install.ps1). None is written now, since the values now are this project's own: uninstall.ps1 -RemoveStoragePolicy can only delete Deny_All."
