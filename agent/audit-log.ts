@@ -12,7 +12,7 @@
  * audit, a decision is only "allowed" once its record is committed.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { closeSync, constants, fstatSync, fsyncSync, openSync, readSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { canonicalize, escapeForDisplay, isDisplaySafe } from '../manifest/index.ts';
 import { integer, nullable, object, oneOf, parse, formatIssues, string } from '../manifest/schema.ts';
 import { AgentError } from './errors.ts';
@@ -133,6 +133,8 @@ export interface AuditLogOptions {
 
 export interface AuditSink {
   append(event: LogEvent): LogRecord;
+  /** All of `events` or none, durable together (a group commit); sinks without it get one append per event. */
+  appendMany?(events: readonly LogEvent[]): LogRecord[];
 }
 
 const sleepSync = (ms: number): void => void Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
@@ -151,6 +153,17 @@ export class AuditLog implements AuditSink {
 
   /** Appends one record and fsyncs it; throws LOG_WRITE_FAILED or LOG_CORRUPT, never loses a record silently. */
   append(event: LogEvent): LogRecord {
+    return this.appendMany([event])[0]!;
+  }
+
+  /**
+   * Appends records as one group: one lock, one write, one fsync (a group
+   * commit, so an import of many files does not pay an fsync per file). All
+   * or nothing: if the write or the fsync fails, the file is cut back to its
+   * old length so the chain stays whole, and LOG_WRITE_FAILED is thrown.
+   */
+  appendMany(events: readonly LogEvent[]): LogRecord[] {
+    if (events.length === 0) return [];
     const unlock = this.lock();
     try {
       let fd: number;
@@ -160,44 +173,63 @@ export class AuditLog implements AuditSink {
         throw new AgentError('LOG_WRITE_FAILED', `${this.path}: cannot open the log (${(cause as Error).message}): the operation was stopped`, { cause });
       }
       try {
-        const last = readLastRecord(fd, this.path);
-        const body: Omit<LogRecord, 'hash'> = {
-          seq: (last?.seq ?? 0) + 1,
-          time: this.clock().toISOString(),
-          prev: last?.hash ?? GENESIS_HASH,
-          event: event.event,
-          hmi: this.hmi,
-          manifestDigest: event.manifestDigest ?? null,
-          keyId: event.keyId ?? null,
-          drive: event.drive
-            ? { ...event.drive, mount: clipText(event.drive.mount), label: clipOrNull(event.drive.label), volumeId: clipOrNull(event.drive.volumeId), filesystem: clipOrNull(event.drive.filesystem) }
-            : null,
-          path: clipOrNull(event.path),
-          destination: clipOrNull(event.destination),
-          digests: event.digests ?? null,
-          outcome: event.outcome,
-          code: event.code,
-          reason: clipText(isDisplaySafe(event.reason) ? event.reason : escapeForDisplay(event.reason)),
-        };
-        const record: LogRecord = { ...body, hash: recordHash(body) };
-        const checked = parse(recordSchema, record);
-        if (!checked.ok) throw new AgentError('LOG_WRITE_FAILED', `refusing to write a malformed log record: ${formatIssues(checked.issues)}`);
-        const line = Buffer.from(`${canonicalize(record)}\n`, 'utf8');
-        if (line.length > MAX_RECORD_BYTES) throw new AgentError('LOG_WRITE_FAILED', `a log record of ${line.length} bytes exceeds ${MAX_RECORD_BYTES}`);
+        let last = readLastRecord(fd, this.path);
+        const records: LogRecord[] = [];
+        const lines: Buffer[] = [];
+        for (const event of events) {
+          const record = this.makeRecord(event, last);
+          const line = Buffer.from(`${canonicalize(record)}\n`, 'utf8');
+          if (line.length > MAX_RECORD_BYTES) throw new AgentError('LOG_WRITE_FAILED', `a log record of ${line.length} bytes exceeds ${MAX_RECORD_BYTES}`);
+          records.push(record);
+          lines.push(line);
+          last = record;
+        }
+        const bytes = Buffer.concat(lines);
+        const before = fstatSync(fd).size;
         try {
           let done = 0;
-          while (done < line.length) done += writeSync(fd, line, done, line.length - done);
+          while (done < bytes.length) done += writeSync(fd, bytes, done, bytes.length - done);
           fsyncSync(fd);
         } catch (cause) {
+          try {
+            ftruncateSync(fd, before); // no half-written group: the chain ends where it ended before
+          } catch {
+            // the next append finds the torn line and refuses with LOG_CORRUPT rather than extend it
+          }
           throw new AgentError('LOG_WRITE_FAILED', `${this.path}: writing a record failed (${(cause as Error).message}): the operation was stopped`, { cause });
         }
-        return record;
+        return records;
       } finally {
         closeSync(fd);
       }
     } finally {
       unlock();
     }
+  }
+
+  private makeRecord(event: LogEvent, last: LogRecord | null): LogRecord {
+    const body: Omit<LogRecord, 'hash'> = {
+      seq: (last?.seq ?? 0) + 1,
+      time: this.clock().toISOString(),
+      prev: last?.hash ?? GENESIS_HASH,
+      event: event.event,
+      hmi: this.hmi,
+      manifestDigest: event.manifestDigest ?? null,
+      keyId: event.keyId ?? null,
+      drive: event.drive
+        ? { ...event.drive, mount: clipText(event.drive.mount), label: clipOrNull(event.drive.label), volumeId: clipOrNull(event.drive.volumeId), filesystem: clipOrNull(event.drive.filesystem) }
+        : null,
+      path: clipOrNull(event.path),
+      destination: clipOrNull(event.destination),
+      digests: event.digests ?? null,
+      outcome: event.outcome,
+      code: event.code,
+      reason: clipText(isDisplaySafe(event.reason) ? event.reason : escapeForDisplay(event.reason)),
+    };
+    const record: LogRecord = { ...body, hash: recordHash(body) };
+    const checked = parse(recordSchema, record);
+    if (!checked.ok) throw new AgentError('LOG_WRITE_FAILED', `refusing to write a malformed log record: ${formatIssues(checked.issues)}`);
+    return record;
   }
 
   /** A lock file beside the log, created exclusively; a lock left by a dead process is taken over. */

@@ -18,8 +18,7 @@ import { constants } from 'node:fs';
 import { link, lstat, mkdir, open, readdir, rename, rmdir, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { escapeForDisplay, type Blake3Factory, type VerifiedManifest } from '../manifest/index.ts';
-import type { AuditSink, DriveRef, LogDigests } from './audit-log.ts';
-import { syncFolder } from './atomic-file.ts';
+import type { AuditSink, DriveRef, LogDigests, LogEvent } from './audit-log.ts';
 import { checkDrive, type Candidate, type DriveCheck, type DriveCheckInput } from './drive-check.ts';
 import { driveRef } from './drive-identity.ts';
 import {
@@ -80,8 +79,11 @@ interface Context {
   readonly manifest: VerifiedManifest | null;
 }
 
-function logFile(ctx: Context, event: string, r: FileResult): void {
-  ctx.log.append({
+/** Files handled at once: their reads, writes and fsyncs overlap, and the fsyncs group-commit in the filesystem's journal. */
+export const TRANSFER_CONCURRENCY = 6;
+
+function fileEvent(ctx: Context, event: string, r: FileResult): LogEvent {
+  return {
     event,
     outcome: r.outcome === 'refused' ? 'refused' : r.outcome === 'skipped' ? 'info' : 'allowed',
     code: r.code,
@@ -92,7 +94,161 @@ function logFile(ctx: Context, event: string, r: FileResult): void {
     path: r.path,
     destination: r.destination,
     digests: r.digests,
-  });
+  };
+}
+
+interface PendingDecision {
+  readonly event: LogEvent;
+  /** A file already linked into the destination, taken back if its record cannot be made durable. */
+  readonly placed: { readonly finalPath: string; readonly folder: string } | null;
+  readonly resolve: () => void;
+  readonly reject: (error: unknown) => void;
+}
+
+/** A file's result once its record is durable; the wrapper lets a worker move on to the next file meanwhile. */
+interface Decided<T> {
+  readonly settled: Promise<T>;
+}
+
+/** Records waiting for a commit before workers wait (bounds memory and the work a failed commit takes back). */
+const MAX_UNCOMMITTED = 512;
+/** How long a group stays open for more records: one log fsync per window instead of one per file. */
+const GROUP_WINDOW_MS = 10; // ms
+
+/**
+ * Group commit of per-file decisions. Workers hand over a record and go on
+ * with the next file; records that become ready while the previous group is
+ * being written form the next group: the folders of the files placed in it
+ * are fsynced once each, then its records are appended with one log fsync.
+ * A result is settled only after both, so a file is reported imported only
+ * once its bytes, its name and its record are all durable. If a group fails,
+ * every file placed in it is removed again, the error stops the operation,
+ * and every later record fails the same way.
+ */
+class DecisionLog {
+  private readonly log: AuditSink;
+  private pending: PendingDecision[] = [];
+  private draining: Promise<void> | null = null;
+  private failure: { readonly error: unknown } | null = null;
+
+  constructor(log: AuditSink) {
+    this.log = log;
+  }
+
+  /** Throws the error that stopped the log, if any (workers check it before each new file). */
+  throwIfFailed(): void {
+    if (this.failure) throw this.failure.error;
+  }
+
+  /** Queues a record (waiting first while too many are uncommitted); `settled` gives `result` once the record is durable. */
+  async submit<T>(event: LogEvent, result: T, placed: PendingDecision['placed'] = null): Promise<Decided<T>> {
+    while (this.pending.length >= MAX_UNCOMMITTED && this.draining) await this.draining;
+    const committed = new Promise<void>((resolve, reject) => {
+      this.pending.push({ event, placed, resolve, reject });
+    });
+    this.draining ??= this.drain();
+    const settled = committed.then(() => result);
+    settled.catch(() => undefined); // handled where it is awaited; never an unhandled rejection meanwhile
+    return { settled };
+  }
+
+  /** Resolves once every queued record is committed or failed. */
+  async idle(): Promise<void> {
+    while (this.draining) await this.draining;
+  }
+
+  private async drain(): Promise<void> {
+    for (;;) {
+      // Let the records of files finishing in the next few milliseconds join this group (workers do not wait for it).
+      if (this.pending.length < MAX_UNCOMMITTED / 2) await new Promise((resolve) => setTimeout(resolve, GROUP_WINDOW_MS));
+      if (this.pending.length === 0) break;
+      const group = this.pending;
+      this.pending = [];
+      if (this.failure) {
+        await takeBack(group);
+        for (const d of group) d.reject(this.failure.error);
+        continue;
+      }
+      let committed = 0;
+      try {
+        const folders = new Set(group.flatMap((d) => (d.placed ? [d.placed.folder] : [])));
+        await Promise.all([...folders].map((f) => syncFolderAsync(f)));
+        if (this.log.appendMany) {
+          this.log.appendMany(group.map((d) => d.event));
+          committed = group.length;
+        } else {
+          for (const d of group) {
+            this.log.append(d.event);
+            committed++;
+          }
+        }
+      } catch (error) {
+        this.failure = { error };
+        const lost = group.slice(committed);
+        await takeBack(lost);
+        for (const d of group.slice(0, committed)) d.resolve();
+        for (const d of lost) d.reject(error);
+        continue;
+      }
+      for (const d of group) d.resolve();
+    }
+    this.draining = null;
+  }
+}
+
+/** Fail closed: a placed file whose record was never committed must not stay. */
+async function takeBack(group: readonly PendingDecision[]): Promise<void> {
+  for (const d of group) if (d.placed) await unlink(d.placed.finalPath).catch(() => undefined);
+}
+
+/** fsync a folder so a link in it survives a power cut (a no-op on Windows, which cannot open folders for this). */
+async function syncFolderAsync(folder: string): Promise<void> {
+  if (process.platform === 'win32') return;
+  const handle = await open(folder, constants.O_RDONLY);
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Runs every file through `each` (at most TRANSFER_CONCURRENCY at once), then
+ * waits until every decision is durable. After the first failure no new file
+ * starts; the error is thrown once the files under way have settled.
+ */
+async function decideAll<T>(decisions: DecisionLog, items: readonly T[], each: (item: T) => Promise<Decided<FileResult>>): Promise<FileResult[]> {
+  const decided: Decided<FileResult>[] = [];
+  let next = 0;
+  let failed: { readonly error: unknown } | null = null;
+  const worker = async (): Promise<void> => {
+    while (failed === null && next < items.length) {
+      const item = items[next++]!;
+      try {
+        decisions.throwIfFailed();
+        decided.push(await each(item));
+      } catch (error) {
+        failed ??= { error };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(TRANSFER_CONCURRENCY, items.length) }, worker));
+  await decisions.idle();
+  const settled = await Promise.allSettled(decided.map((d) => d.settled));
+  if (failed !== null) throw (failed as { readonly error: unknown }).error;
+  const lost = settled.find((r) => r.status === 'rejected');
+  if (lost) throw lost.reason;
+  return settled.map((r) => (r as PromiseFulfilledResult<FileResult>).value);
+}
+
+/** Runs async tasks one after another (destination placement: name checks and links must not interleave). */
+function serialQueue(): <T>(task: () => Promise<T>) => Promise<T> {
+  let tail: Promise<unknown> = Promise.resolve();
+  return <T>(task: () => Promise<T>): Promise<T> => {
+    const run = tail.then(task, task);
+    tail = run.catch(() => undefined);
+    return run;
+  };
 }
 
 function logDrive(ctx: Context, check: DriveCheck): void {
@@ -163,12 +319,10 @@ export async function verifyDrive(input: OperationInput): Promise<DriveReport> {
   logDrive(ctx, check);
   const files: FileResult[] = [];
   if (check.approved) {
-    for (const r of check.refused) {
-      const result = refusedResult(r.path, r.code, r.reason);
-      logFile(ctx, 'file.checked', result);
-      files.push(result);
-    }
-    for (const c of check.candidates) {
+    const decisions = new DecisionLog(ctx.log);
+    const refused = check.refused.map((r) => refusedResult(r.path, r.code, r.reason));
+    files.push(...(await decideAll(decisions, refused, (result) => decisions.submit(fileEvent(ctx, 'file.checked', result), result))));
+    files.push(...(await decideAll(decisions, check.candidates, async (c) => {
       const read = await readVerified(c.entry.rawPath, expectedDigests(c), {
         signal: input.signal,
         blake3: input.blake3,
@@ -179,9 +333,8 @@ export async function verifyDrive(input: OperationInput): Promise<DriveReport> {
       const result: FileResult = read.ok
         ? { path: c.entry.display, outcome: 'permitted', code: 'PERMITTED', reason: 'listed in the manifest; size, SHA-256 and BLAKE3 match', destination: null, digests: read.digest }
         : refusedResult(c.entry.display, read.code, read.reason, read.digest);
-      logFile(ctx, 'file.checked', result);
-      files.push(result);
-    }
+      return decisions.submit(fileEvent(ctx, 'file.checked', result), result);
+    })));
   }
   files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   return finish(ctx, report('verify', escapeForDisplay(input.drive), check, files, null));
@@ -217,7 +370,7 @@ async function prepareStaging(root: string): Promise<string> {
 }
 
 type Placement =
-  | { readonly ok: true; readonly finalPath: string; readonly relative: string }
+  | { readonly ok: true; readonly finalPath: string; readonly folder: string; readonly relative: string }
   | { readonly ok: false; readonly outcome: 'refused' | 'skipped'; readonly code: FileRefusalCode; readonly reason: string };
 
 /** Finds an existing entry in `dir` that is the same name on a case-insensitive, NFC/NFD-blind view. */
@@ -323,13 +476,7 @@ async function placeFile(root: string, relative: string, staging: string, clash:
       }
       await rename(staging, finalPath);
     }
-    try {
-      syncFolder(parents.dir);
-    } catch (error) {
-      await unlink(finalPath).catch(() => undefined); // not durable: take it back rather than leave it unlogged
-      throw error;
-    }
-    return { ok: true, finalPath, relative: rel };
+    return { ok: true, finalPath, folder: parents.dir, relative: rel }; // the folder is fsynced with the file's record (DecisionLog)
   }
   return { ok: false, outcome: 'refused', code: 'DESTINATION_CLASH', reason: 'the destination name kept changing' };
 }
@@ -345,17 +492,13 @@ export async function importDrive(input: ImportInput): Promise<DriveReport> {
   const rootDisplay = escapeForDisplay(root);
   if (!check.approved) return finish(ctx, report('import', escapeForDisplay(input.drive), check, files, rootDisplay));
 
-  for (const r of check.refused) {
-    const result = refusedResult(r.path, r.code, r.reason);
-    logFile(ctx, 'file.refused', result);
-    files.push(result);
-  }
+  const decisions = new DecisionLog(ctx.log);
+  const refused = check.refused.map((r) => refusedResult(r.path, r.code, r.reason));
+  files.push(...(await decideAll(decisions, refused, (result) => decisions.submit(fileEvent(ctx, 'file.refused', result), result))));
   const staging = check.candidates.length > 0 ? await prepareStaging(root) : null;
+  const job: ImportJob = { input, ctx, decisions, root, staging: staging!, flavor, placing: serialQueue() };
   try {
-    for (const c of check.candidates) {
-      const result = await importOne(input, ctx, c, root, staging!, flavor);
-      files.push(result);
-    }
+    files.push(...(await decideAll(decisions, check.candidates, (c) => importOne(job, c))));
   } finally {
     if (staging) await rmdir(staging).catch(() => undefined); // only when empty: leftovers are removed at the next start
   }
@@ -363,13 +506,23 @@ export async function importDrive(input: ImportInput): Promise<DriveReport> {
   return finish(ctx, report('import', escapeForDisplay(input.drive), check, files, rootDisplay));
 }
 
-async function importOne(input: ImportInput, ctx: Context, c: Candidate, root: string, staging: string, flavor: PathFlavor): Promise<FileResult> {
+interface ImportJob {
+  readonly input: ImportInput;
+  readonly ctx: Context;
+  readonly decisions: DecisionLog;
+  readonly root: string;
+  readonly staging: string;
+  readonly flavor: PathFlavor;
+  /** Placement runs one file at a time: parent folders and clash checks see each other's results. */
+  readonly placing: ReturnType<typeof serialQueue>;
+}
+
+async function importOne(job: ImportJob, c: Candidate): Promise<Decided<FileResult>> {
+  const { input, ctx, root, staging, flavor } = job;
   const display = c.entry.display;
-  const refuse = (code: FileRefusalCode, reason: string, digests: LogDigests | null = null): FileResult => {
-    const result = refusedResult(display, code, reason, digests);
-    logFile(ctx, 'file.refused', result);
-    return result;
-  };
+  const decide = (result: FileResult, event: string): Promise<Decided<FileResult>> => job.decisions.submit(fileEvent(ctx, event, result), result);
+  const refuse = (code: FileRefusalCode, reason: string, digests: LogDigests | null = null): Promise<Decided<FileResult>> =>
+    decide(refusedResult(display, code, reason, digests), 'file.refused');
   if (input.signal?.aborted) return refuse('ABORTED', 'cancelled before this file was copied');
 
   // Refuse early what cannot be placed: an escape or over-long path, or a clash under refuse/skip.
@@ -385,8 +538,7 @@ async function importOne(input: ImportInput, ctx: Context, c: Candidate, root: s
       const early = clashResult(input.clash, escapeForDisplay(there));
       if (!early.ok) {
         const result: FileResult = { path: display, outcome: early.outcome, code: early.code, reason: early.reason, destination: null, digests: null };
-        logFile(ctx, early.outcome === 'skipped' ? 'file.skipped' : 'file.refused', result);
-        return result;
+        return decide(result, early.outcome === 'skipped' ? 'file.skipped' : 'file.refused');
       }
     }
   }
@@ -398,7 +550,6 @@ async function importOne(input: ImportInput, ctx: Context, c: Candidate, root: s
   } catch (error) {
     return refuse('COPY_FAILED', `cannot create a staging file (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
   }
-  let kept = false;
   try {
     const read = await readVerified(c.entry.rawPath, expectedDigests(c), {
       signal: input.signal,
@@ -411,25 +562,23 @@ async function importOne(input: ImportInput, ctx: Context, c: Candidate, root: s
         while (done < chunk.length) done += (await handle.write(chunk, done, chunk.length - done)).bytesWritten;
       },
     });
-    if (!read.ok) return refuse(read.code, read.reason, read.digest);
+    if (!read.ok) return await refuse(read.code, read.reason, read.digest);
     try {
       await handle.sync();
       await handle.close();
     } catch (error) {
-      return refuse('COPY_FAILED', `flushing the copy failed (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`, read.digest);
+      return await refuse('COPY_FAILED', `flushing the copy failed (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`, read.digest);
     }
     let placed: Placement;
     try {
-      placed = await placeFile(root, c.subject.name, stagingPath, input.clash, flavor);
+      placed = await job.placing(() => placeFile(root, c.subject.name, stagingPath, input.clash, flavor));
     } catch (error) {
-      return refuse('COPY_FAILED', `placing the file failed (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`, read.digest);
+      return await refuse('COPY_FAILED', `placing the file failed (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`, read.digest);
     }
     if (!placed.ok) {
       const result: FileResult = { path: display, outcome: placed.outcome, code: placed.code, reason: placed.reason, destination: null, digests: read.digest };
-      logFile(ctx, placed.outcome === 'skipped' ? 'file.skipped' : 'file.refused', result);
-      return result;
+      return await decide(result, placed.outcome === 'skipped' ? 'file.skipped' : 'file.refused');
     }
-    kept = true;
     const result: FileResult = {
       path: display,
       outcome: 'imported',
@@ -438,17 +587,11 @@ async function importOne(input: ImportInput, ctx: Context, c: Candidate, root: s
       destination: escapeForDisplay(placed.relative),
       digests: read.digest,
     };
-    try {
-      logFile(ctx, 'file.imported', result);
-    } catch (error) {
-      // Fail closed: a file whose record was never committed must not stay.
-      await unlink(placed.finalPath).catch(() => undefined);
-      throw error;
-    }
-    return result;
+    // Settles once the folder and the record are durable; on failure the DecisionLog removes the file again.
+    return await job.decisions.submit(fileEvent(ctx, 'file.imported', result), result, { finalPath: placed.finalPath, folder: placed.folder });
   } finally {
     await handle.close().catch(() => undefined);
-    if (!kept) await unlink(stagingPath).catch(() => undefined);
+    await unlink(stagingPath).catch(() => undefined); // placed files are hard links (or renamed): the staging name goes either way
   }
 }
 

@@ -1,4 +1,5 @@
-import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { appendFileSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { AuditLog, csvCell, formatExport, GENESIS_HASH, recordHash, verifyLogBytes, type LogRecord } from '../../agent/audit-log.ts';
@@ -69,6 +70,36 @@ describe('the hash-chained decision log', () => {
   it('fails with LOG_WRITE_FAILED when the log cannot be written', () => {
     const log = new AuditLog(join(tempDir('log'), 'missing-folder', 'agent.log.jsonl'), { hmi: 'HMI-3' });
     expect(() => log.append({ event: 'drive.checked', outcome: 'allowed', code: 'APPROVED', reason: 'x' })).toThrow(expect.objectContaining({ code: 'LOG_WRITE_FAILED' }));
+  });
+
+  it('appends a group as one chain and writes none of it when one record is refused', () => {
+    const { path } = writeLog(2);
+    const log = new AuditLog(path, { hmi: 'HMI-3' });
+    const event = (reason: string) => ({ event: 'file.imported', outcome: 'allowed' as const, code: 'IMPORTED', reason, path: 'x.bin' });
+    expect(log.appendMany([event('a'), event('b'), event('c')]).map((r) => r.seq)).toEqual([3, 4, 5]);
+    const before = readFileSync(path);
+    expect(() => log.appendMany([event('d'), { ...event('e'), outcome: 'bogus' as never }])).toThrow(expect.objectContaining({ code: 'LOG_WRITE_FAILED' }));
+    expect(readFileSync(path).equals(before)).toBe(true);
+    expect(verifyLogBytes(before)).toMatchObject({ ok: true });
+  });
+
+  it('cuts a group that hit a full disk back to the old end, so the chain stays whole (real EFBIG via ulimit -f)', () => {
+    const { path } = writeLog(3);
+    const size = statSync(path).size;
+    // A child process whose file-size limit lets about 1 KiB more be written: the group's write fails part-way.
+    const script = `
+      import { AuditLog } from ${JSON.stringify(join(import.meta.dirname, '../../agent/audit-log.ts'))};
+      const log = new AuditLog(${JSON.stringify(path)}, { hmi: 'HMI-3' });
+      const events = Array.from({ length: 40 }, (_, i) => ({ event: 'file.imported', outcome: 'allowed', code: 'IMPORTED', reason: 'file ' + i, path: 'dir/file-' + i + '.bin' }));
+      try { log.appendMany(events); console.log('written'); } catch (e) { console.log(e.code); }`;
+    const blocks = Math.ceil(size / 512) + 2;
+    const out = execFileSync('sh', ['-c', `trap '' XFSZ; ulimit -f ${blocks}; exec "$0" --input-type=module -e "$1"`, process.execPath, script], { encoding: 'utf8' });
+    expect(out.trim()).toBe('LOG_WRITE_FAILED');
+    expect(statSync(path).size).toBe(size);
+    expect(verifyLogBytes(readFileSync(path))).toMatchObject({ ok: true });
+    // and the next append continues the chain
+    new AuditLog(path, { hmi: 'HMI-3' }).append({ event: 'drive.checked', outcome: 'allowed', code: 'APPROVED', reason: 'after' });
+    expect(verifyLogBytes(readFileSync(path))).toMatchObject({ ok: true });
   });
 
   it('continues one chain when two writers (service and CLI) share the log', () => {

@@ -122,9 +122,19 @@ export class MemoryLog implements AuditSink {
   readonly events: LogEvent[] = [];
   failAfter = Number.POSITIVE_INFINITY;
 
+  /** Sizes of the groups appended with appendMany, in order. */
+  readonly groups: number[] = [];
+
   append(event: LogEvent): LogRecord {
     if (this.events.length >= this.failAfter) throw new AgentError('LOG_WRITE_FAILED', 'disk full (test)');
     this.events.push(event);
     return { ...event, seq: this.events.length } as unknown as LogRecord;
+  }
+
+  /** All or nothing, as AuditLog: a group that would pass failAfter is refused whole. */
+  appendMany(events: readonly LogEvent[]): LogRecord[] {
+    if (this.events.length + events.length > this.failAfter) throw new AgentError('LOG_WRITE_FAILED', 'disk full (test)');
+    this.groups.push(events.length);
+    return events.map((e) => this.append(e));
   }
 }

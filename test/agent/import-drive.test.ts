@@ -32,7 +32,7 @@ describe('import: copy-mediation', () => {
     expect(byPath(report)).toEqual({ 'README.txt': 'IMPORTED', 'extra.exe': 'FILE_UNLISTED', 'firmware/plc-cpu.bin': 'IMPORTED' });
     expect(listAll(dest)).toEqual(['README.txt', 'firmware/', 'firmware/plc-cpu.bin']);
     expect(readFileSync(join(dest, 'firmware/plc-cpu.bin')).equals(big)).toBe(true);
-    expect(log.events.filter((e) => e.event === 'file.imported').map((e) => e.path)).toEqual(['README.txt', 'firmware/plc-cpu.bin']);
+    expect(log.events.filter((e) => e.event === 'file.imported').map((e) => e.path).sort()).toEqual(['README.txt', 'firmware/plc-cpu.bin']);
     expect(log.events.find((e) => e.path === 'extra.exe')).toMatchObject({ event: 'file.refused', outcome: 'refused', code: 'FILE_UNLISTED' });
   });
 
@@ -148,6 +148,34 @@ describe('import: copy-mediation', () => {
     await expect(importDrive({ drive: drive.root, trust: makeTrust(), now: new Date(), identity: DEFAULT_IDENTITY, log, destination: dest, clash: 'refuse' })).rejects.toMatchObject({ code: 'LOG_WRITE_FAILED' });
     expect(existsSync(join(dest, 'README.txt'))).toBe(false);
     expect(listAll(dest)).toEqual([]);
+  });
+
+  it('commits decisions in groups: many files, fewer log writes, every file recorded once', async () => {
+    const many: Record<string, string> = {};
+    for (let i = 0; i < 60; i++) many[`batch/f-${String(i).padStart(2, '0')}.txt`] = `file ${i}\n`.repeat(i + 1);
+    const drive = await makeDrive({ files: many });
+    const dest = tempDir('dest');
+    const { report, log } = await runImport(drive.root, dest);
+    expect(report.counts.imported).toBe(60);
+    const imported = log.events.filter((e) => e.event === 'file.imported').map((e) => e.path);
+    expect(imported.sort()).toEqual(Object.keys(many).sort());
+    expect(log.groups.reduce((a, b) => a + b, 0)).toBe(60);
+    expect(log.groups.length).toBeLessThan(60); // concurrent files share a log fsync
+    for (const [path, content] of Object.entries(many)) expect(readFileSync(join(dest, path), 'utf8')).toBe(content);
+  });
+
+  it('removes again every file of a group whose records could not be written, and keeps the ones committed before', async () => {
+    const many: Record<string, string> = {};
+    for (let i = 0; i < 30; i++) many[`g/f-${String(i).padStart(2, '0')}.txt`] = `file ${i}`;
+    const drive = await makeDrive({ files: many });
+    const dest = tempDir('dest');
+    const log = new MemoryLog();
+    log.failAfter = 1 + 10; // drive.checked, then the first ten file records; the group that passes ten fails whole
+    await expect(importDrive({ drive: drive.root, trust: makeTrust(), now: new Date(), identity: DEFAULT_IDENTITY, log, destination: dest, clash: 'refuse' })).rejects.toMatchObject({ code: 'LOG_WRITE_FAILED' });
+    const recorded = log.events.filter((e) => e.event === 'file.imported').map((e) => e.path!).sort();
+    expect(recorded.length).toBeLessThanOrEqual(10);
+    // Exactly the files with a committed record are at the destination; no staging file is left.
+    expect(listAll(dest).filter((p) => !p.endsWith('/'))).toEqual(recorded);
   });
 
   it('removes staging files a crash left behind before it starts', async () => {

@@ -1,0 +1,91 @@
+/**
+ * The agent's verified import against a plain copy of the same files, same run.
+ *
+ *   node bench/import.ts [--mib 3072] [--work-dir DIR] [--runs 3] [--agent CMD]
+ *
+ * The drive is a generated tree (bench/tree.ts) with a manifest signed the way
+ * the kiosk signs it. Both sides read the drive from page cache and write to
+ * the same filesystem; both end with the data on disk: the agent fsyncs each
+ * file before it links it into place, the plain copy is `cp -r` then `sync`.
+ * Runs alternate and the best of each is kept. Target: import <= 1.25x.
+ *
+ * `--agent` runs another build of the agent instead of `node agent/bin/...`,
+ * e.g. the single executable from `node agent/sea/build.ts`.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { parseArgs } from 'node:util';
+import { buildStatement, type ApprovedFile } from '../kiosk/build-statement.ts';
+import { hashFile } from '../kiosk/hash-file.ts';
+import { MANIFEST_PATH, signManifest } from '../manifest/index.ts';
+import { DEFAULT_IDENTITY, DEFAULT_MEDIA, kioskKey, writeTrust } from '../test/agent/fixtures.ts';
+import { buildTree } from './tree.ts';
+
+const { values } = parseArgs({
+  options: {
+    mib: { type: 'string', default: '3072' },
+    'work-dir': { type: 'string' },
+    runs: { type: 'string', default: '3' },
+    agent: { type: 'string' },
+  },
+});
+
+const work = mkdtempSync(join(values['work-dir'] ?? tmpdir(), 'bench-import-'));
+const drive = join(work, 'drive');
+const tree = await buildTree(drive, Number(values.mib));
+
+// Sign the tree as the kiosk would (hashes by the kiosk's own hasher).
+const approved: ApprovedFile[] = [];
+for (const entry of readdirSync(drive, { recursive: true, withFileTypes: true })) {
+  if (!entry.isFile()) continue;
+  const path = join(entry.parentPath, entry.name);
+  const d = await hashFile(path);
+  approved.push({ path: relative(drive, path), sha256: d.sha256, blake3: d.blake3, size: d.size });
+}
+const statement = buildStatement({
+  kioskId: 'bench', keyId: kioskKey.keyId, operatorId: 'bench', issuedAt: new Date(Date.now() - 60_000), validitySeconds: 3600,
+  scan: { id: 'bench', fileCount: approved.length, byteCount: tree.bytes }, media: DEFAULT_MEDIA,
+  engines: { clamav: null, yara: null }, allowlist: null, policy: { id: 'bench', digest: `sha256:${'0'.repeat(64)}` },
+  approved, blocked: [],
+});
+execFileSync('mkdir', ['-p', join(drive, '.portcullis')]);
+writeFileSync(join(drive, MANIFEST_PATH), signManifest(statement, kioskKey));
+const trust = writeTrust({}, join(work, 'trust.json'));
+const identity = join(work, 'identity.json');
+writeFileSync(identity, JSON.stringify(DEFAULT_IDENTITY));
+execFileSync('sh', ['-c', `find "${drive}" -type f -exec cat {} + > /dev/null`]); // warm the page cache for both alike
+
+const agentCommand = values.agent ? [values.agent] : [process.execPath, join(import.meta.dirname, '../agent/bin/portcullis-agent.js')];
+function seconds(fn: () => void): number {
+  const t = performance.now();
+  fn();
+  return (performance.now() - t) / 1000;
+}
+const best = { agent: Infinity, copy: Infinity };
+for (let run = 0; run < Number(values.runs); run++) {
+  const copyDest = join(work, `copy-${run}`);
+  best.copy = Math.min(best.copy, seconds(() => {
+    execFileSync('cp', ['-r', drive, copyDest]);
+    execFileSync('sync', ['-f', copyDest]);
+  }));
+  rmSync(copyDest, { recursive: true, force: true });
+  const importDest = join(work, `import-${run}`);
+  execFileSync('mkdir', [importDest]);
+  let status: number | null = null;
+  const s = seconds(() => {
+    const r = spawnSync(agentCommand[0]!, [...agentCommand.slice(1), 'import', drive, '--to', importDest, '--trust', trust, '--identity', identity, '--log', join(work, 'agent.log.jsonl')], { stdio: ['ignore', 'ignore', 'inherit'] });
+    status = r.status;
+  });
+  if (status !== 0) throw new Error(`agent import exited ${String(status)}`);
+  best.agent = Math.min(best.agent, s);
+  rmSync(importDest, { recursive: true, force: true });
+}
+rmSync(work, { recursive: true, force: true });
+
+const mib = tree.bytes / 1048576;
+console.log(`tree: ${tree.files} files, ${mib.toFixed(0)} MiB; ${process.version}; agent: ${agentCommand.join(' ')}`);
+console.log(`plain copy (cp -r + sync)  ${best.copy.toFixed(2).padStart(6)} s  ${(mib / best.copy).toFixed(0).padStart(5)} MiB/s`);
+console.log(`agent import (verified)    ${best.agent.toFixed(2).padStart(6)} s  ${(mib / best.agent).toFixed(0).padStart(5)} MiB/s`);
+console.log(`import / plain copy = ${(best.agent / best.copy).toFixed(2)}x (target <= 1.25x)`);
