@@ -17,12 +17,12 @@ import type { Stats } from 'node:fs';
 import { constants } from 'node:fs';
 import { link, lstat, mkdir, open, readdir, rename, rmdir, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { escapeForDisplay, type Blake3Factory, type VerifiedManifest } from '../manifest/index.ts';
+import { collisionKey, escapeForDisplay, type Blake3Factory, type VerifiedManifest } from '../manifest/index.ts';
 import type { AuditSink, DriveRef, LogDigests, LogEvent } from './audit-log.ts';
 import { checkDrive, type Candidate, type DriveCheck, type DriveCheckInput } from './drive-check.ts';
 import { driveRef } from './drive-identity.ts';
 import {
-  DESTINATION_PROBLEM_TEXT, destinationNameProblems, hostFlavor, renamedCandidate, resolveInside, sameDestinationName, STAGING_FOLDER,
+  DESTINATION_PROBLEM_TEXT, destinationNameProblems, hostFlavor, renamedCandidate, resolveInside, STAGING_FOLDER,
   type PathFlavor,
 } from './destination-path.ts';
 import { AgentError, type DriveRefusalCode, type FileRefusalCode } from './errors.ts';
@@ -80,7 +80,7 @@ interface Context {
 }
 
 /** Files handled at once: their reads, writes and fsyncs overlap, and the fsyncs group-commit in the filesystem's journal. */
-export const TRANSFER_CONCURRENCY = 6;
+export const TRANSFER_CONCURRENCY = 12;
 
 function fileEvent(ctx: Context, event: string, r: FileResult): LogEvent {
   return {
@@ -113,7 +113,7 @@ interface Decided<T> {
 /** Records waiting for a commit before workers wait (bounds memory and the work a failed commit takes back). */
 const MAX_UNCOMMITTED = 512;
 /** How long a group stays open for more records: one log fsync per window instead of one per file. */
-const GROUP_WINDOW_MS = 10; // ms
+const GROUP_WINDOW_MS = 50; // ms
 
 /**
  * Group commit of per-file decisions. Workers hand over a record and go on
@@ -373,35 +373,81 @@ type Placement =
   | { readonly ok: true; readonly finalPath: string; readonly folder: string; readonly relative: string }
   | { readonly ok: false; readonly outcome: 'refused' | 'skipped'; readonly code: FileRefusalCode; readonly reason: string };
 
-/** Finds an existing entry in `dir` that is the same name on a case-insensitive, NFC/NFD-blind view. */
-async function findSameName(dir: string, name: string): Promise<string | null> {
-  let names: string[];
-  try {
-    names = await readdir(dir);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw error;
+/**
+ * The destination's folder listings during one import: each folder is read
+ * once, keyed by the case-insensitive, NFC/NFD-blind name (collisionKey), and
+ * kept current with the import's own links and folders, instead of a listing
+ * per file. link() still refuses an exact name that appeared meanwhile
+ * (EEXIST, and on case-insensitive NTFS any case variant too), so a name
+ * added by another program during the import is never overwritten.
+ */
+class FolderNames {
+  private readonly listings = new Map<string, Promise<Map<string, string> | null>>();
+  /** Folders already checked to be real folders (lstat, not a link or junction) during this import. */
+  readonly realFolders = new Set<string>();
+
+  private listing(dir: string): Promise<Map<string, string> | null> {
+    let listing = this.listings.get(dir);
+    if (!listing) {
+      listing = readdir(dir).then(
+        (names) => new Map(names.map((n) => [collisionKey(n), n])),
+        (error: unknown) => {
+          if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+          this.listings.delete(dir); // not remembered: asked again next time
+          throw error;
+        },
+      );
+      this.listings.set(dir, listing);
+    }
+    return listing;
   }
-  return names.find((n) => sameDestinationName(n, name)) ?? null;
+
+  /** The existing entry in `dir` that is the same name as `name`, or null. */
+  async find(dir: string, name: string): Promise<string | null> {
+    return (await this.listing(dir))?.get(collisionKey(name)) ?? null;
+  }
+
+  /** Records a name the import itself created in `dir` (a linked file or a new folder). */
+  async add(dir: string, name: string): Promise<void> {
+    const listing = await this.listing(dir);
+    if (listing) listing.set(collisionKey(name), name);
+    else this.listings.delete(dir);
+  }
+
+  /** A folder the import just created: known to be empty. */
+  created(dir: string): void {
+    this.listings.set(dir, Promise.resolve(new Map()));
+  }
+
+  /** Forgets a folder's listing (another program changed it: read it again). */
+  forget(dir: string): void {
+    this.listings.delete(dir);
+  }
 }
 
 /** Walks/creates the parent folders inside root, reusing an existing folder of the same name; refuses anything but real folders. */
-async function ensureParents(root: string, folders: readonly string[]): Promise<{ ok: true; dir: string; actual: string[] } | { ok: false; reason: string }> {
+async function ensureParents(names: FolderNames, root: string, folders: readonly string[]): Promise<{ ok: true; dir: string; actual: string[] } | { ok: false; reason: string }> {
   let dir = root;
   const actual: string[] = [];
   for (const folder of folders) {
-    const existing = await findSameName(dir, folder);
+    const existing = await names.find(dir, folder);
     const name = existing ?? folder;
     const next = join(dir, name);
     if (existing === null) {
       try {
         await mkdir(next);
+        names.created(next);
+        await names.add(dir, name);
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+        names.forget(dir); // made by someone else meanwhile
       }
     }
-    const stats = await lstat(next);
-    if (!stats.isDirectory()) return { ok: false, reason: `${escapeForDisplay([...actual, name].join('/'))} at the destination is not a folder` };
+    if (!names.realFolders.has(next)) {
+      const stats = await lstat(next);
+      if (!stats.isDirectory()) return { ok: false, reason: `${escapeForDisplay([...actual, name].join('/'))} at the destination is not a folder` };
+      names.realFolders.add(next);
+    }
     actual.push(name);
     dir = next;
   }
@@ -415,11 +461,11 @@ function clashResult(policy: 'refuse' | 'skip', there: string): Placement {
 }
 
 /** The existing entry at a relative path (same name by case and normalisation), without creating anything. */
-async function existingAt(root: string, components: readonly string[]): Promise<string | null> {
+async function existingAt(names: FolderNames, root: string, components: readonly string[]): Promise<string | null> {
   let dir = root;
   const actual: string[] = [];
   for (const component of components) {
-    const found = await findSameName(dir, component).catch(() => null);
+    const found = await names.find(dir, component).catch(() => null);
     if (found === null) return null;
     actual.push(found);
     dir = join(dir, found);
@@ -434,14 +480,14 @@ const NO_LINK = new Set(['EPERM', 'ENOTSUP', 'EXDEV', 'ENOSYS', 'EOPNOTSUPP', 'E
  * replacing anything: link() fails with EEXIST instead of overwriting, so a
  * file that appears between the check and the move is never clobbered.
  */
-async function placeFile(root: string, relative: string, staging: string, clash: ClashPolicy, flavor: PathFlavor): Promise<Placement> {
+async function placeFile(names: FolderNames, root: string, relative: string, staging: string, clash: ClashPolicy, flavor: PathFlavor): Promise<Placement> {
   const components = relative.split('/');
   const fileName = components.at(-1)!;
-  const parents = await ensureParents(root, components.slice(0, -1));
+  const parents = await ensureParents(names, root, components.slice(0, -1));
   if (!parents.ok) return { ok: false, outcome: 'refused', code: 'DESTINATION_CLASH', reason: parents.reason };
   for (let attempt = 0; attempt < 1000; attempt++) {
     let name = fileName;
-    const existing = await findSameName(parents.dir, fileName);
+    const existing = await names.find(parents.dir, fileName);
     if (existing !== null) {
       const there = escapeForDisplay([...parents.actual, existing].join('/'));
       if (clash === 'refuse') return clashResult('refuse', there);
@@ -449,7 +495,7 @@ async function placeFile(root: string, relative: string, staging: string, clash:
       name = '';
       for (let n = 1 + attempt; n < 1000; n++) {
         const candidate = renamedCandidate(fileName, n);
-        if (destinationNameProblems(candidate).length === 0 && (await findSameName(parents.dir, candidate)) === null) {
+        if (destinationNameProblems(candidate).length === 0 && (await names.find(parents.dir, candidate)) === null) {
           name = candidate;
           break;
         }
@@ -461,21 +507,25 @@ async function placeFile(root: string, relative: string, staging: string, clash:
     if (!checked.ok) return { ok: false, outcome: 'refused', code: 'DESTINATION_UNSAFE', reason: checked.problems.map((p) => (p in DESTINATION_PROBLEM_TEXT ? DESTINATION_PROBLEM_TEXT[p as keyof typeof DESTINATION_PROBLEM_TEXT] : p)).join('; ') };
     const finalPath = join(parents.dir, name);
     try {
-      await link(staging, finalPath);
-      await unlink(staging).catch(() => undefined); // a leftover is removed with the staging folder's next clean-up
+      await link(staging, finalPath); // the staging name is removed by the caller
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code ?? '';
-      if (code === 'EEXIST') continue; // appeared meanwhile: apply the policy again
+      if (code === 'EEXIST') {
+        names.forget(parents.dir); // appeared meanwhile: read the folder again and apply the policy again
+        continue;
+      }
       if (!NO_LINK.has(code)) throw error;
       // Volumes without hard links (FAT): check, then rename; docs/agent.md names this narrow race.
       try {
         await lstat(finalPath);
+        names.forget(parents.dir);
         continue;
       } catch (missing) {
         if ((missing as NodeJS.ErrnoException).code !== 'ENOENT') throw missing;
       }
       await rename(staging, finalPath);
     }
+    await names.add(parents.dir, name);
     return { ok: true, finalPath, folder: parents.dir, relative: rel }; // the folder is fsynced with the file's record (DecisionLog)
   }
   return { ok: false, outcome: 'refused', code: 'DESTINATION_CLASH', reason: 'the destination name kept changing' };
@@ -496,7 +546,7 @@ export async function importDrive(input: ImportInput): Promise<DriveReport> {
   const refused = check.refused.map((r) => refusedResult(r.path, r.code, r.reason));
   files.push(...(await decideAll(decisions, refused, (result) => decisions.submit(fileEvent(ctx, 'file.refused', result), result))));
   const staging = check.candidates.length > 0 ? await prepareStaging(root) : null;
-  const job: ImportJob = { input, ctx, decisions, root, staging: staging!, flavor, placing: serialQueue() };
+  const job: ImportJob = { input, ctx, decisions, root, staging: staging!, flavor, placing: serialQueue(), names: new FolderNames() };
   try {
     files.push(...(await decideAll(decisions, check.candidates, (c) => importOne(job, c))));
   } finally {
@@ -515,6 +565,7 @@ interface ImportJob {
   readonly flavor: PathFlavor;
   /** Placement runs one file at a time: parent folders and clash checks see each other's results. */
   readonly placing: ReturnType<typeof serialQueue>;
+  readonly names: FolderNames;
 }
 
 async function importOne(job: ImportJob, c: Candidate): Promise<Decided<FileResult>> {
@@ -533,7 +584,7 @@ async function importOne(job: ImportJob, c: Candidate): Promise<Decided<FileResu
 
   if (input.clash !== 'rename') {
     // No bytes need to be read for a file that cannot be placed anyway; placeFile checks again (race).
-    const there = await existingAt(root, c.subject.name.split('/'));
+    const there = await existingAt(job.names, root, c.subject.name.split('/'));
     if (there !== null) {
       const early = clashResult(input.clash, escapeForDisplay(there));
       if (!early.ok) {
@@ -571,7 +622,7 @@ async function importOne(job: ImportJob, c: Candidate): Promise<Decided<FileResu
     }
     let placed: Placement;
     try {
-      placed = await job.placing(() => placeFile(root, c.subject.name, stagingPath, input.clash, flavor));
+      placed = await job.placing(() => placeFile(job.names, root, c.subject.name, stagingPath, input.clash, flavor));
     } catch (error) {
       return await refuse('COPY_FAILED', `placing the file failed (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`, read.digest);
     }

@@ -23,12 +23,26 @@ export interface FileDigest {
 }
 
 /** BLAKE3 in WebAssembly (hash-wasm): no native code, runs anywhere Node runs. */
+/** Finished WebAssembly hashers kept for reuse: instantiating one per file costs more than hashing a small file. */
+const idleWasmHashers: Awaited<ReturnType<typeof createBLAKE3>>[] = [];
+const MAX_IDLE_WASM_HASHERS = 16;
+
 export const wasmBlake3: Blake3Factory = async () => {
-  const hasher = await createBLAKE3(256);
+  const hasher = idleWasmHashers.pop() ?? (await createBLAKE3(256));
   hasher.init();
+  let finished = false;
   return {
-    update: (data) => void hasher.update(data),
-    digestHex: () => hasher.digest('hex'),
+    update: (data) => {
+      if (finished) throw new Error('wasmBlake3: update after digest');
+      hasher.update(data);
+    },
+    digestHex: () => {
+      if (finished) throw new Error('wasmBlake3: digest twice');
+      finished = true;
+      const hex = hasher.digest('hex');
+      if (idleWasmHashers.length < MAX_IDLE_WASM_HASHERS) idleWasmHashers.push(hasher); // only once finished: never shared while in use
+      return hex;
+    },
   };
 };
 

@@ -19,14 +19,18 @@ export function preAuthEncoding(payloadType: string, payload: Uint8Array): Uint8
   return out;
 }
 
-const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+// Alphabet and padding only; the length and the canonical form are checked below. A single character
+// class, not a repeated group: a grouped pattern recurses in the regex engine and overflowed the stack
+// on the multi-megabyte payload of a drive with tens of thousands of files.
+const BASE64_CHARS = /^[A-Za-z0-9+/]*={0,2}$/;
 
 /**
  * Standard base64 with padding (RFC 4648 §4), and only its canonical form:
  * unused trailing bits must be zero, so every byte string has one encoding.
+ * Linear in the length of `text`.
  */
 export function decodeBase64Strict(text: string): Uint8Array | null {
-  if (!BASE64.test(text)) return null;
+  if (text.length % 4 !== 0 || !BASE64_CHARS.test(text)) return null;
   const bytes = Buffer.from(text, 'base64');
   if (bytes.toString('base64') !== text) return null;
   return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length);

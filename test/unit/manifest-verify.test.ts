@@ -58,6 +58,22 @@ describe('verifyManifest', () => {
     expect(codeOf(() => verifyManifest(bytes, trust, now, { maxEnvelopeBytes: bytes.length }))).toBe('OK');
   });
 
+  it('verifies the manifest of a drive with 50 000 files (a multi-megabyte payload)', () => {
+    const approved = Array.from({ length: 50_000 }, (_, i) => ({ path: `projects/p${i % 40}/part-${i}.dat`, sha256: 'b'.repeat(64), blake3: 'c'.repeat(64), size: i }));
+    const envelope = signManifest(statement({ approved, scan: { id: 'scan-1', fileCount: approved.length, byteCount: 0 } }), alpha);
+    expect(envelope.length).toBeGreaterThan(10 * 1024 * 1024);
+    expect(verifyManifest(envelope, trust, now).statement.subject).toHaveLength(50_000);
+  });
+
+  it('refuses base64 that is not in canonical padded form, whatever its length', () => {
+    const env = JSON.parse(Buffer.from(signManifest(statement(), alpha)).toString('utf8')) as { payload: string };
+    const mutate = (payload: string) => codeOf(() => verifyManifest(Buffer.from(JSON.stringify({ ...env, payload })), trust, now));
+    expect(mutate(env.payload)).toBe('OK');
+    expect(mutate(env.payload.replace(/=+$/u, ''))).not.toBe('OK'); // padding dropped
+    expect(mutate(`${env.payload.slice(0, 8)}\n${env.payload.slice(8)}`)).not.toBe('OK'); // line break inside
+    expect(mutate(`-${env.payload.slice(1)}`)).not.toBe('OK'); // URL-safe alphabet
+  });
+
   it('accepts expiry exactly one second before and refuses it at the instant', () => {
     const bytes = signManifest(statement(), alpha);
     expect(codeOf(() => verifyManifest(bytes, trust, new Date('2026-03-01T19:59:59Z')))).toBe('OK');
