@@ -1,3 +1,4 @@
+import { execFile } from 'node:child_process';
 /**
  * The two drive operations and their reports:
  *
@@ -67,6 +68,11 @@ export interface OperationInput extends DriveCheckInput {
 }
 
 export interface ImportInput extends OperationInput {
+  /**
+   * Makes every staged file under the folder durable, once per group (default:
+   * syncfs through `sync -f` on Linux; null: fsync each staged file instead).
+   */
+  readonly flushStaged?: ((stagingFolder: string) => Promise<void>) | null;
   /** The destination folder; must exist and be a real folder. */
   readonly destination: string;
   readonly clash: ClashPolicy;
@@ -97,17 +103,32 @@ function fileEvent(ctx: Context, event: string, r: FileResult): LogEvent {
   };
 }
 
-interface PendingDecision {
+interface Placed {
+  readonly finalPath: string;
+  readonly folder: string;
+}
+
+/** What a staged file's placement decided: its record, its result, and the file it linked (if any). */
+interface PlacementDecision {
   readonly event: LogEvent;
-  /** A file already linked into the destination, taken back if its record cannot be made durable. */
-  readonly placed: { readonly finalPath: string; readonly folder: string } | null;
-  readonly resolve: () => void;
+  readonly result: FileResult;
+  readonly placed: Placed | null;
+}
+
+interface PendingDecision {
+  event: LogEvent | null;
+  result: FileResult | null;
+  /** A file linked into the destination, taken back if its record cannot be made durable. */
+  placed: Placed | null;
+  /** For a staged file: gives it its name once the group's staged data is on disk. */
+  readonly place: ((flushFailure: unknown) => Promise<PlacementDecision>) | null;
+  readonly resolve: (result: FileResult) => void;
   readonly reject: (error: unknown) => void;
 }
 
 /** A file's result once its record is durable; the wrapper lets a worker move on to the next file meanwhile. */
-interface Decided<T> {
-  readonly settled: Promise<T>;
+interface Decided {
+  readonly settled: Promise<FileResult>;
 }
 
 /** Records waiting for a commit before workers wait (bounds memory and the work a failed commit takes back). */
@@ -116,23 +137,38 @@ const MAX_UNCOMMITTED = 512;
 const GROUP_WINDOW_MS = 50; // ms
 
 /**
- * Group commit of per-file decisions. Workers hand over a record and go on
- * with the next file; records that become ready while the previous group is
- * being written form the next group: the folders of the files placed in it
- * are fsynced once each, then its records are appended with one log fsync.
- * A result is settled only after both, so a file is reported imported only
- * once its bytes, its name and its record are all durable. If a group fails,
- * every file placed in it is removed again, the error stops the operation,
- * and every later record fails the same way.
+ * Group commit of per-file decisions. Workers hand over a decision and go on
+ * with the next file; decisions that become ready while the previous group
+ * is being written form the next group, committed in this order:
+ *
+ *  1. the staged files of the group are made durable with one flush of the
+ *     destination's filesystem (`flushStaged`; where there is none, each
+ *     file was fsynced when it was staged);
+ *  2. they are placed under their names, one at a time;
+ *  3. the folders they were placed in are fsynced once each;
+ *  4. the group's records are appended to the log with one fsync.
+ *
+ * A result settles only after all four, so a file is reported imported only
+ * once its bytes, its name and its record are all durable, and no name ever
+ * points at bytes that are not on disk. If step 3 or 4 fails, every file
+ * placed in the group is removed again, the error stops the operation, and
+ * every later decision fails the same way.
  */
 class DecisionLog {
   private readonly log: AuditSink;
+  private readonly flushStaged: (() => Promise<void>) | null;
   private pending: PendingDecision[] = [];
   private draining: Promise<void> | null = null;
   private failure: { readonly error: unknown } | null = null;
 
-  constructor(log: AuditSink) {
+  constructor(log: AuditSink, flushStaged: (() => Promise<void>) | null = null) {
     this.log = log;
+    this.flushStaged = flushStaged;
+  }
+
+  /** Whether the group's commit flushes staged files (else each is fsynced when staged). */
+  get flushesStaged(): boolean {
+    return this.flushStaged !== null;
   }
 
   /** Throws the error that stopped the log, if any (workers check it before each new file). */
@@ -140,65 +176,96 @@ class DecisionLog {
     if (this.failure) throw this.failure.error;
   }
 
-  /** Queues a record (waiting first while too many are uncommitted); `settled` gives `result` once the record is durable. */
-  async submit<T>(event: LogEvent, result: T, placed: PendingDecision['placed'] = null): Promise<Decided<T>> {
+  /** Queues a decision that needs no placement (refused, skipped, checked). */
+  submit(event: LogEvent, result: FileResult): Promise<Decided> {
+    return this.enqueue({ event, result, placed: null, place: null });
+  }
+
+  /** Queues a verified staged file; `place` names it in the group's commit, after the flush. */
+  submitPlacement(place: (flushFailure: unknown) => Promise<PlacementDecision>): Promise<Decided> {
+    return this.enqueue({ event: null, result: null, placed: null, place });
+  }
+
+  private async enqueue(d: Omit<PendingDecision, 'resolve' | 'reject'>): Promise<Decided> {
     while (this.pending.length >= MAX_UNCOMMITTED && this.draining) await this.draining;
-    const committed = new Promise<void>((resolve, reject) => {
-      this.pending.push({ event, placed, resolve, reject });
+    const settled = new Promise<FileResult>((resolve, reject) => {
+      this.pending.push({ ...d, resolve, reject });
     });
     this.draining ??= this.drain();
-    const settled = committed.then(() => result);
     settled.catch(() => undefined); // handled where it is awaited; never an unhandled rejection meanwhile
     return { settled };
   }
 
-  /** Resolves once every queued record is committed or failed. */
+  /** Resolves once every queued decision is committed or failed. */
   async idle(): Promise<void> {
     while (this.draining) await this.draining;
   }
 
   private async drain(): Promise<void> {
     for (;;) {
-      // Let the records of files finishing in the next few milliseconds join this group (workers do not wait for it).
+      // Let the decisions of files finishing in the next few milliseconds join this group (workers do not wait for it).
       if (this.pending.length < MAX_UNCOMMITTED / 2) await new Promise((resolve) => setTimeout(resolve, GROUP_WINDOW_MS));
       if (this.pending.length === 0) break;
       const group = this.pending;
       this.pending = [];
       if (this.failure) {
-        await takeBack(group);
-        for (const d of group) d.reject(this.failure.error);
+        await this.fail(group, this.failure.error);
         continue;
       }
       let committed = 0;
       try {
+        await this.place(group);
         const folders = new Set(group.flatMap((d) => (d.placed ? [d.placed.folder] : [])));
         await Promise.all([...folders].map((f) => syncFolderAsync(f)));
+        const events = group.map((d) => d.event!);
         if (this.log.appendMany) {
-          this.log.appendMany(group.map((d) => d.event));
+          this.log.appendMany(events);
           committed = group.length;
         } else {
-          for (const d of group) {
-            this.log.append(d.event);
+          for (const event of events) {
+            this.log.append(event);
             committed++;
           }
         }
       } catch (error) {
         this.failure = { error };
-        const lost = group.slice(committed);
-        await takeBack(lost);
-        for (const d of group.slice(0, committed)) d.resolve();
-        for (const d of lost) d.reject(error);
+        for (const d of group.slice(0, committed)) d.resolve(d.result!);
+        await this.fail(group.slice(committed), error);
         continue;
       }
-      for (const d of group) d.resolve();
+      for (const d of group) d.resolve(d.result!);
     }
     this.draining = null;
   }
-}
 
-/** Fail closed: a placed file whose record was never committed must not stay. */
-async function takeBack(group: readonly PendingDecision[]): Promise<void> {
-  for (const d of group) if (d.placed) await unlink(d.placed.finalPath).catch(() => undefined);
+  /** Steps 1 and 2: one flush for the group's staged files, then each is placed under its name. */
+  private async place(group: readonly PendingDecision[]): Promise<void> {
+    const staged = group.filter((d) => d.place);
+    if (staged.length === 0) return;
+    let flushFailure: unknown = null;
+    if (this.flushStaged) {
+      try {
+        await this.flushStaged();
+      } catch (error) {
+        flushFailure = error ?? new Error('flush failed');
+      }
+    }
+    for (const d of staged) {
+      const decision = await d.place!(flushFailure);
+      d.event = decision.event;
+      d.result = decision.result;
+      d.placed = decision.placed;
+    }
+  }
+
+  /** Fail closed: files placed in a failed group are removed, and staged ones never get a name. */
+  private async fail(group: readonly PendingDecision[], error: unknown): Promise<void> {
+    for (const d of group) {
+      if (d.placed) await unlink(d.placed.finalPath).catch(() => undefined);
+      else if (d.place && d.event === null) await d.place(error).catch(() => undefined); // refuses and removes its staging file
+      d.reject(error);
+    }
+  }
 }
 
 /** fsync a folder so a link in it survives a power cut (a no-op on Windows, which cannot open folders for this). */
@@ -217,8 +284,8 @@ async function syncFolderAsync(folder: string): Promise<void> {
  * waits until every decision is durable. After the first failure no new file
  * starts; the error is thrown once the files under way have settled.
  */
-async function decideAll<T>(decisions: DecisionLog, items: readonly T[], each: (item: T) => Promise<Decided<FileResult>>): Promise<FileResult[]> {
-  const decided: Decided<FileResult>[] = [];
+async function decideAll<T>(decisions: DecisionLog, items: readonly T[], each: (item: T) => Promise<Decided>): Promise<FileResult[]> {
+  const decided: Decided[] = [];
   let next = 0;
   let failed: { readonly error: unknown } | null = null;
   const worker = async (): Promise<void> => {
@@ -239,16 +306,6 @@ async function decideAll<T>(decisions: DecisionLog, items: readonly T[], each: (
   const lost = settled.find((r) => r.status === 'rejected');
   if (lost) throw lost.reason;
   return settled.map((r) => (r as PromiseFulfilledResult<FileResult>).value);
-}
-
-/** Runs async tasks one after another (destination placement: name checks and links must not interleave). */
-function serialQueue(): <T>(task: () => Promise<T>) => Promise<T> {
-  let tail: Promise<unknown> = Promise.resolve();
-  return <T>(task: () => Promise<T>): Promise<T> => {
-    const run = tail.then(task, task);
-    tail = run.catch(() => undefined);
-    return run;
-  };
 }
 
 function logDrive(ctx: Context, check: DriveCheck): void {
@@ -542,11 +599,12 @@ export async function importDrive(input: ImportInput): Promise<DriveReport> {
   const rootDisplay = escapeForDisplay(root);
   if (!check.approved) return finish(ctx, report('import', escapeForDisplay(input.drive), check, files, rootDisplay));
 
-  const decisions = new DecisionLog(ctx.log);
+  const staging = check.candidates.length > 0 ? await prepareStaging(root) : null;
+  const flush = input.flushStaged === undefined ? platformFlush() : input.flushStaged;
+  const decisions = new DecisionLog(ctx.log, flush && staging ? () => flush(staging) : null);
   const refused = check.refused.map((r) => refusedResult(r.path, r.code, r.reason));
   files.push(...(await decideAll(decisions, refused, (result) => decisions.submit(fileEvent(ctx, 'file.refused', result), result))));
-  const staging = check.candidates.length > 0 ? await prepareStaging(root) : null;
-  const job: ImportJob = { input, ctx, decisions, root, staging: staging!, flavor, placing: serialQueue(), names: new FolderNames() };
+  const job: ImportJob = { input, ctx, decisions, root, staging: staging!, flavor, names: new FolderNames() };
   try {
     files.push(...(await decideAll(decisions, check.candidates, (c) => importOne(job, c))));
   } finally {
@@ -563,16 +621,14 @@ interface ImportJob {
   readonly root: string;
   readonly staging: string;
   readonly flavor: PathFlavor;
-  /** Placement runs one file at a time: parent folders and clash checks see each other's results. */
-  readonly placing: ReturnType<typeof serialQueue>;
   readonly names: FolderNames;
 }
 
-async function importOne(job: ImportJob, c: Candidate): Promise<Decided<FileResult>> {
+async function importOne(job: ImportJob, c: Candidate): Promise<Decided> {
   const { input, ctx, root, staging, flavor } = job;
   const display = c.entry.display;
-  const decide = (result: FileResult, event: string): Promise<Decided<FileResult>> => job.decisions.submit(fileEvent(ctx, event, result), result);
-  const refuse = (code: FileRefusalCode, reason: string, digests: LogDigests | null = null): Promise<Decided<FileResult>> =>
+  const decide = (result: FileResult, event: string): Promise<Decided> => job.decisions.submit(fileEvent(ctx, event, result), result);
+  const refuse = (code: FileRefusalCode, reason: string, digests: LogDigests | null = null): Promise<Decided> =>
     decide(refusedResult(display, code, reason, digests), 'file.refused');
   if (input.signal?.aborted) return refuse('ABORTED', 'cancelled before this file was copied');
 
@@ -601,6 +657,7 @@ async function importOne(job: ImportJob, c: Candidate): Promise<Decided<FileResu
   } catch (error) {
     return refuse('COPY_FAILED', `cannot create a staging file (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
   }
+  let handedOver = false;
   try {
     const read = await readVerified(c.entry.rawPath, expectedDigests(c), {
       signal: input.signal,
@@ -615,35 +672,63 @@ async function importOne(job: ImportJob, c: Candidate): Promise<Decided<FileResu
     });
     if (!read.ok) return await refuse(read.code, read.reason, read.digest);
     try {
-      await handle.sync();
+      if (!job.decisions.flushesStaged) await handle.sync(); // no filesystem flush here: each file is made durable itself
       await handle.close();
     } catch (error) {
       return await refuse('COPY_FAILED', `flushing the copy failed (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`, read.digest);
     }
-    let placed: Placement;
-    try {
-      placed = await job.placing(() => placeFile(job.names, root, c.subject.name, stagingPath, input.clash, flavor));
-    } catch (error) {
-      return await refuse('COPY_FAILED', `placing the file failed (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`, read.digest);
-    }
-    if (!placed.ok) {
-      const result: FileResult = { path: display, outcome: placed.outcome, code: placed.code, reason: placed.reason, destination: null, digests: read.digest };
-      return await decide(result, placed.outcome === 'skipped' ? 'file.skipped' : 'file.refused');
-    }
-    const result: FileResult = {
-      path: display,
-      outcome: 'imported',
-      code: 'IMPORTED',
-      reason: 'listed in the manifest; size, SHA-256 and BLAKE3 matched while it was copied',
-      destination: escapeForDisplay(placed.relative),
-      digests: read.digest,
+    const digests = read.digest;
+    const refusal = (code: FileRefusalCode, reason: string): PlacementDecision => {
+      const result = refusedResult(display, code, reason, digests);
+      return { event: fileEvent(ctx, 'file.refused', result), result, placed: null };
     };
-    // Settles once the folder and the record are durable; on failure the DecisionLog removes the file again.
-    return await job.decisions.submit(fileEvent(ctx, 'file.imported', result), result, { finalPath: placed.finalPath, folder: placed.folder });
+    handedOver = true;
+    // Named in the group's commit, after the flush that makes its bytes durable (DecisionLog).
+    return await job.decisions.submitPlacement(async (flushFailure) => {
+      try {
+        if (flushFailure !== null) {
+          return refusal('COPY_FAILED', `flushing the copy failed (${(flushFailure as NodeJS.ErrnoException).code ?? (flushFailure as Error).message})`);
+        }
+        let placed: Placement;
+        try {
+          placed = await placeFile(job.names, root, c.subject.name, stagingPath, input.clash, flavor);
+        } catch (error) {
+          return refusal('COPY_FAILED', `placing the file failed (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+        }
+        if (!placed.ok) {
+          const result: FileResult = { path: display, outcome: placed.outcome, code: placed.code, reason: placed.reason, destination: null, digests };
+          return { event: fileEvent(ctx, placed.outcome === 'skipped' ? 'file.skipped' : 'file.refused', result), result, placed: null };
+        }
+        const result: FileResult = {
+          path: display,
+          outcome: 'imported',
+          code: 'IMPORTED',
+          reason: 'listed in the manifest; size, SHA-256 and BLAKE3 matched while it was copied',
+          destination: escapeForDisplay(placed.relative),
+          digests,
+        };
+        return { event: fileEvent(ctx, 'file.imported', result), result, placed: { finalPath: placed.finalPath, folder: placed.folder } };
+      } finally {
+        await unlink(stagingPath).catch(() => undefined); // placed files are hard links (or renamed): the staging name goes either way
+      }
+    });
   } finally {
     await handle.close().catch(() => undefined);
-    await unlink(stagingPath).catch(() => undefined); // placed files are hard links (or renamed): the staging name goes either way
+    if (!handedOver) await unlink(stagingPath).catch(() => undefined);
   }
+}
+
+/**
+ * The flush of staged files on this platform: Linux has syncfs(2) (`sync -f`,
+ * one flush of the destination's filesystem for a whole group, as `cp` then
+ * `sync` does); elsewhere null, and each staged file is fsynced on its own
+ * (Windows: FlushFileBuffers per file).
+ */
+function platformFlush(): ((folder: string) => Promise<void>) | null {
+  if (process.platform !== 'linux') return null;
+  return (folder) => new Promise((resolve, reject) => {
+    execFile('/bin/sync', ['-f', folder], { timeout: 120_000 }, (error) => (error ? reject(new Error(`sync -f failed: ${error.message}`, { cause: error })) : resolve()));
+  });
 }
 
 /** Exit-code class of a report (docs/agent.md "Exit codes"). */

@@ -178,6 +178,48 @@ describe('import: copy-mediation', () => {
     expect(listAll(dest).filter((p) => !p.endsWith('/'))).toEqual(recorded);
   });
 
+  it('names no file before the flush that makes its staged bytes durable', async () => {
+    const many: Record<string, string> = {};
+    for (let i = 0; i < 40; i++) many[`f/${String(i).padStart(2, '0')}.txt`] = `file ${i}`;
+    const drive = await makeDrive({ files: many });
+    const dest = tempDir('dest');
+    const seen: { staged: number; named: number }[] = [];
+    const { report } = await runImport(drive.root, dest, {
+      flushStaged: (folder) => {
+        // At each flush: how many staged files wait in the staging folder, and how many already have names.
+        const named = listAll(dest).filter((p) => p.startsWith('f/') && !p.endsWith('/')).length;
+        seen.push({ staged: readdirSync(folder).length, named });
+        return Promise.resolve();
+      },
+    });
+    expect(report.counts.imported).toBe(40);
+    expect(seen.length).toBeGreaterThan(0);
+    // Every staged file was flushed before it got its name: the named count at each flush is the sum of all earlier groups.
+    let before = 0;
+    for (const s of seen) {
+      expect(s.named).toBe(before);
+      before += s.staged;
+    }
+    expect(before).toBe(40);
+  });
+
+  it('refuses the staged files of a group whose flush failed: no name, no staging file left', async () => {
+    const drive = await makeDrive({ files: { 'a.txt': 'a', 'b/c.txt': 'c' } });
+    const dest = tempDir('dest');
+    const { report, log } = await runImport(drive.root, dest, { flushStaged: () => Promise.reject(Object.assign(new Error('I/O error'), { code: 'EIO' })) });
+    expect(byPath(report)).toEqual({ 'a.txt': 'COPY_FAILED', 'b/c.txt': 'COPY_FAILED' });
+    expect(listAll(dest)).toEqual([]);
+    expect(log.events.filter((e) => e.event === 'file.refused').map((e) => e.reason)).toEqual(expect.arrayContaining([expect.stringContaining('EIO')]));
+  });
+
+  it('fsyncs each staged file instead where the platform has no filesystem flush', async () => {
+    const drive = await makeDrive({ files });
+    const dest = tempDir('dest');
+    const { report } = await runImport(drive.root, dest, { flushStaged: null });
+    expect(byPath(report)).toEqual({ 'README.txt': 'IMPORTED', 'firmware/plc-cpu.bin': 'IMPORTED' });
+    expect(readFileSync(join(dest, 'firmware/plc-cpu.bin')).equals(big)).toBe(true);
+  });
+
   it('removes staging files a crash left behind before it starts', async () => {
     const drive = await makeDrive({ files: { 'a.txt': 'a' } });
     const dest = tempDir('dest');
