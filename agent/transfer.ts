@@ -14,9 +14,9 @@ import { execFile } from 'node:child_process';
  * file placed just before is removed again.
  */
 import { randomBytes } from 'node:crypto';
-import type { Stats } from 'node:fs';
+import { linkSync, lstatSync, mkdirSync, renameSync, unlinkSync, type Stats } from 'node:fs';
 import { constants } from 'node:fs';
-import { link, lstat, mkdir, open, readdir, rename, rmdir, unlink } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, rmdir, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { collisionKey, escapeForDisplay, type Blake3Factory, type VerifiedManifest } from '../manifest/index.ts';
 import type { AuditSink, DriveRef, LogDigests, LogEvent } from './audit-log.ts';
@@ -28,7 +28,7 @@ import {
 } from './destination-path.ts';
 import { AgentError, type DriveRefusalCode, type FileRefusalCode } from './errors.ts';
 import type { ClashPolicy } from './trust-store.ts';
-import { readVerified } from './verified-copy.ts';
+import { createStagePool, inThreadStager, type Stager } from './stage-pool.ts';
 
 export type FileOutcome = 'permitted' | 'imported' | 'skipped' | 'refused';
 
@@ -379,22 +379,44 @@ export async function verifyDrive(input: OperationInput): Promise<DriveReport> {
     const decisions = new DecisionLog(ctx.log);
     const refused = check.refused.map((r) => refusedResult(r.path, r.code, r.reason));
     files.push(...(await decideAll(decisions, refused, (result) => decisions.submit(fileEvent(ctx, 'file.checked', result), result))));
-    files.push(...(await decideAll(decisions, check.candidates, async (c) => {
-      const read = await readVerified(c.entry.rawPath, expectedDigests(c), {
-        signal: input.signal,
-        blake3: input.blake3,
-        chunkBytes: input.chunkBytes,
-        expectIdentity: { dev: c.entry.dev, ino: c.entry.ino },
-        onChunk: input.onChunk ? (n) => input.onChunk!(c.subject.name, n) : undefined,
-      });
-      const result: FileResult = read.ok
-        ? { path: c.entry.display, outcome: 'permitted', code: 'PERMITTED', reason: 'listed in the manifest; size, SHA-256 and BLAKE3 match', destination: null, digests: read.digest }
-        : refusedResult(c.entry.display, read.code, read.reason, read.digest);
-      return decisions.submit(fileEvent(ctx, 'file.checked', result), result);
-    })));
+    const stager = stagerFor(input);
+    try {
+      files.push(...(await decideAll(decisions, check.candidates, async (c) => {
+        const read = await stager.stage({
+          name: c.subject.name,
+          source: c.entry.rawPath,
+          expected: expectedDigests(c),
+          expectIdentity: { dev: c.entry.dev, ino: c.entry.ino },
+          stagingPath: null,
+          fsync: false,
+          chunkBytes: input.chunkBytes,
+        }, input.signal);
+        const result: FileResult = read.ok
+          ? { path: c.entry.display, outcome: 'permitted', code: 'PERMITTED', reason: 'listed in the manifest; size, SHA-256 and BLAKE3 match', destination: null, digests: read.digest }
+          : refusedResult(c.entry.display, read.code, read.reason, read.digest);
+        return decisions.submit(fileEvent(ctx, 'file.checked', result), result);
+      })));
+    } finally {
+      await stager.close();
+    }
   }
   files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   return finish(ctx, report('verify', escapeForDisplay(input.drive), check, files, null));
+}
+
+/**
+ * Where files are read and staged: worker threads (every core), or the
+ * calling thread when a test hook (onChunk, another BLAKE3) is given, since
+ * functions cannot cross to a worker. Both run the same stageFile.
+ */
+function stagerFor(input: OperationInput): Stager {
+  if (input.onChunk || input.blake3) {
+    return inThreadStager((request) => ({
+      blake3: input.blake3,
+      onChunk: input.onChunk ? (n) => input.onChunk!(request.name, n) : undefined,
+    }));
+  }
+  return createStagePool();
 }
 
 /** Checks the destination root: absolute, an existing real folder (not a symlink or junction). */
@@ -492,7 +514,7 @@ async function ensureParents(names: FolderNames, root: string, folders: readonly
     const next = join(dir, name);
     if (existing === null) {
       try {
-        await mkdir(next);
+        mkdirSync(next);
         names.created(next);
         await names.add(dir, name);
       } catch (error) {
@@ -501,7 +523,7 @@ async function ensureParents(names: FolderNames, root: string, folders: readonly
       }
     }
     if (!names.realFolders.has(next)) {
-      const stats = await lstat(next);
+      const stats = lstatSync(next);
       if (!stats.isDirectory()) return { ok: false, reason: `${escapeForDisplay([...actual, name].join('/'))} at the destination is not a folder` };
       names.realFolders.add(next);
     }
@@ -536,6 +558,10 @@ const NO_LINK = new Set(['EPERM', 'ENOTSUP', 'EXDEV', 'ENOSYS', 'EOPNOTSUPP', 'E
  * Puts the verified staging file at its name under the clash policy, never
  * replacing anything: link() fails with EEXIST instead of overwriting, so a
  * file that appears between the check and the move is never clobbered.
+ *
+ * Runs inside the group commit, one file at a time, with synchronous calls:
+ * asynchronous ones would queue behind the stage workers' reads and writes in
+ * libuv's shared thread pool, and naming would become the bottleneck.
  */
 async function placeFile(names: FolderNames, root: string, relative: string, staging: string, clash: ClashPolicy, flavor: PathFlavor): Promise<Placement> {
   const components = relative.split('/');
@@ -564,7 +590,7 @@ async function placeFile(names: FolderNames, root: string, relative: string, sta
     if (!checked.ok) return { ok: false, outcome: 'refused', code: 'DESTINATION_UNSAFE', reason: checked.problems.map((p) => (p in DESTINATION_PROBLEM_TEXT ? DESTINATION_PROBLEM_TEXT[p as keyof typeof DESTINATION_PROBLEM_TEXT] : p)).join('; ') };
     const finalPath = join(parents.dir, name);
     try {
-      await link(staging, finalPath); // the staging name is removed by the caller
+      linkSync(staging, finalPath); // the staging name is removed by the caller
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code ?? '';
       if (code === 'EEXIST') {
@@ -574,13 +600,13 @@ async function placeFile(names: FolderNames, root: string, relative: string, sta
       if (!NO_LINK.has(code)) throw error;
       // Volumes without hard links (FAT): check, then rename; docs/agent.md names this narrow race.
       try {
-        await lstat(finalPath);
+        lstatSync(finalPath);
         names.forget(parents.dir);
         continue;
       } catch (missing) {
         if ((missing as NodeJS.ErrnoException).code !== 'ENOENT') throw missing;
       }
-      await rename(staging, finalPath);
+      renameSync(staging, finalPath);
     }
     await names.add(parents.dir, name);
     return { ok: true, finalPath, folder: parents.dir, relative: rel }; // the folder is fsynced with the file's record (DecisionLog)
@@ -604,10 +630,12 @@ export async function importDrive(input: ImportInput): Promise<DriveReport> {
   const decisions = new DecisionLog(ctx.log, flush && staging ? () => flush(staging) : null);
   const refused = check.refused.map((r) => refusedResult(r.path, r.code, r.reason));
   files.push(...(await decideAll(decisions, refused, (result) => decisions.submit(fileEvent(ctx, 'file.refused', result), result))));
-  const job: ImportJob = { input, ctx, decisions, root, staging: staging!, flavor, names: new FolderNames() };
+  const stager = stagerFor(input);
+  const job: ImportJob = { input, ctx, decisions, root, staging: staging!, flavor, names: new FolderNames(), stager };
   try {
     files.push(...(await decideAll(decisions, check.candidates, (c) => importOne(job, c))));
   } finally {
+    await stager.close();
     if (staging) await rmdir(staging).catch(() => undefined); // only when empty: leftovers are removed at the next start
   }
   files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
@@ -622,6 +650,7 @@ interface ImportJob {
   readonly staging: string;
   readonly flavor: PathFlavor;
   readonly names: FolderNames;
+  readonly stager: Stager;
 }
 
 async function importOne(job: ImportJob, c: Candidate): Promise<Decided> {
@@ -651,71 +680,54 @@ async function importOne(job: ImportJob, c: Candidate): Promise<Decided> {
   }
 
   const stagingPath = join(staging, `${randomBytes(16).toString('hex')}.part`);
-  let handle;
-  try {
-    handle = await open(stagingPath, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | (constants.O_NOFOLLOW ?? 0), 0o644);
-  } catch (error) {
-    return refuse('COPY_FAILED', `cannot create a staging file (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
-  }
-  let handedOver = false;
-  try {
-    const read = await readVerified(c.entry.rawPath, expectedDigests(c), {
-      signal: input.signal,
-      blake3: input.blake3,
-      chunkBytes: input.chunkBytes,
-      expectIdentity: { dev: c.entry.dev, ino: c.entry.ino },
-      onChunk: input.onChunk ? (n) => input.onChunk!(c.subject.name, n) : undefined,
-      sink: async (chunk) => {
-        let done = 0;
-        while (done < chunk.length) done += (await handle.write(chunk, done, chunk.length - done)).bytesWritten;
-      },
-    });
-    if (!read.ok) return await refuse(read.code, read.reason, read.digest);
+  const read = await job.stager.stage({
+    name: c.subject.name,
+    source: c.entry.rawPath,
+    expected: expectedDigests(c),
+    expectIdentity: { dev: c.entry.dev, ino: c.entry.ino },
+    stagingPath,
+    fsync: !job.decisions.flushesStaged, // no filesystem flush follows: each file is made durable itself
+    chunkBytes: input.chunkBytes,
+  }, input.signal);
+  if (!read.ok) return refuse(read.code, read.reason, read.digest);
+  const digests = read.digest;
+  const refusal = (code: FileRefusalCode, reason: string): PlacementDecision => {
+    const result = refusedResult(display, code, reason, digests);
+    return { event: fileEvent(ctx, 'file.refused', result), result, placed: null };
+  };
+  // Named in the group's commit, after the flush that makes its bytes durable (DecisionLog).
+  return await job.decisions.submitPlacement(async (flushFailure) => {
     try {
-      if (!job.decisions.flushesStaged) await handle.sync(); // no filesystem flush here: each file is made durable itself
-      await handle.close();
-    } catch (error) {
-      return await refuse('COPY_FAILED', `flushing the copy failed (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`, read.digest);
-    }
-    const digests = read.digest;
-    const refusal = (code: FileRefusalCode, reason: string): PlacementDecision => {
-      const result = refusedResult(display, code, reason, digests);
-      return { event: fileEvent(ctx, 'file.refused', result), result, placed: null };
-    };
-    handedOver = true;
-    // Named in the group's commit, after the flush that makes its bytes durable (DecisionLog).
-    return await job.decisions.submitPlacement(async (flushFailure) => {
-      try {
-        if (flushFailure !== null) {
-          return refusal('COPY_FAILED', `flushing the copy failed (${(flushFailure as NodeJS.ErrnoException).code ?? (flushFailure as Error).message})`);
-        }
-        let placed: Placement;
-        try {
-          placed = await placeFile(job.names, root, c.subject.name, stagingPath, input.clash, flavor);
-        } catch (error) {
-          return refusal('COPY_FAILED', `placing the file failed (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
-        }
-        if (!placed.ok) {
-          const result: FileResult = { path: display, outcome: placed.outcome, code: placed.code, reason: placed.reason, destination: null, digests };
-          return { event: fileEvent(ctx, placed.outcome === 'skipped' ? 'file.skipped' : 'file.refused', result), result, placed: null };
-        }
-        const result: FileResult = {
-          path: display,
-          outcome: 'imported',
-          code: 'IMPORTED',
-          reason: 'listed in the manifest; size, SHA-256 and BLAKE3 matched while it was copied',
-          destination: escapeForDisplay(placed.relative),
-          digests,
-        };
-        return { event: fileEvent(ctx, 'file.imported', result), result, placed: { finalPath: placed.finalPath, folder: placed.folder } };
-      } finally {
-        await unlink(stagingPath).catch(() => undefined); // placed files are hard links (or renamed): the staging name goes either way
+      if (flushFailure !== null) {
+        return refusal('COPY_FAILED', `flushing the copy failed (${(flushFailure as NodeJS.ErrnoException).code ?? (flushFailure as Error).message})`);
       }
-    });
-  } finally {
-    await handle.close().catch(() => undefined);
-    if (!handedOver) await unlink(stagingPath).catch(() => undefined);
-  }
+      let placed: Placement;
+      try {
+        placed = await placeFile(job.names, root, c.subject.name, stagingPath, input.clash, flavor);
+      } catch (error) {
+        return refusal('COPY_FAILED', `placing the file failed (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+      }
+      if (!placed.ok) {
+        const result: FileResult = { path: display, outcome: placed.outcome, code: placed.code, reason: placed.reason, destination: null, digests };
+        return { event: fileEvent(ctx, placed.outcome === 'skipped' ? 'file.skipped' : 'file.refused', result), result, placed: null };
+      }
+      const result: FileResult = {
+        path: display,
+        outcome: 'imported',
+        code: 'IMPORTED',
+        reason: 'listed in the manifest; size, SHA-256 and BLAKE3 matched while it was copied',
+        destination: escapeForDisplay(placed.relative),
+        digests,
+      };
+      return { event: fileEvent(ctx, 'file.imported', result), result, placed: { finalPath: placed.finalPath, folder: placed.folder } };
+    } finally {
+      try {
+        unlinkSync(stagingPath); // placed files are hard links (or renamed): the staging name goes either way
+      } catch {
+        // already gone (renamed into place)
+      }
+    }
+  });
 }
 
 /**

@@ -62,8 +62,22 @@ const sha256Of = (path: string): string => createHash('sha256').update(readFileS
 /** Step 1: one CommonJS file; drivelist (a native addon, Linux/macOS source only) stays out. */
 async function bundle(out: string): Promise<string> {
   const { build } = await import('esbuild');
+  // The stage worker (agent/stage-pool.ts) is bundled on its own and embedded as source text: a single
+  // executable has no file to start a worker from.
+  const worker = await build({
+    entryPoints: [join(repoRoot, 'agent/stage-worker.ts')],
+    write: false,
+    bundle: true,
+    platform: 'node',
+    format: 'cjs',
+    target: `node${SEA_NODE_VERSION.split('.')[0]!}`,
+    logLevel: 'error',
+    legalComments: 'inline',
+  });
+  const workerSource = worker.outputFiles[0]!.text;
   const file = join(out, 'portcullis-agent.cjs');
   await build({
+    define: { PORTCULLIS_STAGE_WORKER_SOURCE: JSON.stringify(workerSource) },
     entryPoints: [join(repoRoot, 'agent/sea/sea-entry.ts')],
     outfile: file,
     bundle: true,

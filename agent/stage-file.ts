@@ -1,0 +1,81 @@
+/**
+ * One file's verified read, and for import its staging copy: the unit of
+ * work the stage pool runs on worker threads (agent/stage-pool.ts) and, with
+ * a test hook, in the calling thread. Everything in a request is plain data,
+ * so it crosses to a worker as it is.
+ */
+import { constants } from 'node:fs';
+import { open, unlink } from 'node:fs/promises';
+import type { Blake3Factory, FileDigest } from '../manifest/index.ts';
+import { readVerified, type ExpectedFile, type VerifiedReadCode } from './verified-copy.ts';
+
+export interface StageRequest {
+  /** The manifest subject's name (for hooks). */
+  readonly name: string;
+  /** The file on the drive (raw bytes of its path, as the walk found it). */
+  readonly source: Buffer | string;
+  readonly expected: ExpectedFile;
+  /** The walk's dev/ino: a file swapped since the walk is refused. */
+  readonly expectIdentity: { readonly dev: number; readonly ino: number };
+  /** Import: the staging file to create (O_EXCL) and fill; null for verify (read and hash only). */
+  readonly stagingPath: string | null;
+  /** fsync the staging file before reporting it (when no group flush follows). */
+  readonly fsync: boolean;
+  readonly chunkBytes?: number;
+}
+
+export type StageCode = VerifiedReadCode | 'COPY_FAILED';
+
+export type StageResult =
+  | { readonly ok: true; readonly digest: FileDigest }
+  | { readonly ok: false; readonly code: StageCode; readonly reason: string; readonly digest: FileDigest | null };
+
+export interface StageHooks {
+  readonly signal?: AbortSignal;
+  /** Test seam: called after each chunk read (tests change the drive mid-copy). */
+  readonly onChunk?: (bytesRead: number) => Promise<void> | void;
+  /** BLAKE3 implementation (default: WebAssembly). */
+  readonly blake3?: Blake3Factory;
+}
+
+const errorText = (error: unknown): string => (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+
+/** Reads, hashes and (import) stages one file; on any failure the staging file is removed. */
+export async function stageFile(request: StageRequest, hooks: StageHooks = {}): Promise<StageResult> {
+  if (request.stagingPath === null) {
+    return readVerified(request.source, request.expected, { signal: hooks.signal, blake3: hooks.blake3, chunkBytes: request.chunkBytes, expectIdentity: request.expectIdentity, onChunk: hooks.onChunk });
+  }
+  const stagingPath = request.stagingPath;
+  let handle;
+  try {
+    handle = await open(stagingPath, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | (constants.O_NOFOLLOW ?? 0), 0o644);
+  } catch (error) {
+    return { ok: false, code: 'COPY_FAILED', reason: `cannot create a staging file (${errorText(error)})`, digest: null };
+  }
+  let keep = false;
+  try {
+    const read = await readVerified(request.source, request.expected, {
+      signal: hooks.signal,
+      blake3: hooks.blake3,
+      chunkBytes: request.chunkBytes,
+      expectIdentity: request.expectIdentity,
+      onChunk: hooks.onChunk,
+      sink: async (chunk) => {
+        let done = 0;
+        while (done < chunk.length) done += (await handle.write(chunk, done, chunk.length - done)).bytesWritten;
+      },
+    });
+    if (!read.ok) return read;
+    try {
+      if (request.fsync) await handle.sync();
+      await handle.close();
+    } catch (error) {
+      return { ok: false, code: 'COPY_FAILED', reason: `flushing the copy failed (${errorText(error)})`, digest: read.digest };
+    }
+    keep = true;
+    return read;
+  } finally {
+    await handle.close().catch(() => undefined);
+    if (!keep) await unlink(stagingPath).catch(() => undefined);
+  }
+}

@@ -1,0 +1,50 @@
+import { statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createStagePool } from '../../agent/stage-pool.ts';
+import type { StageRequest } from '../../agent/stage-file.ts';
+import { digestOf, tempDir } from './fixtures.ts';
+
+const pool = createStagePool(2);
+afterAll(() => pool.close());
+
+async function requestFor(content: Buffer, stagingPath: string | null = null): Promise<StageRequest> {
+  const path = join(tempDir('stage'), 'file.bin');
+  writeFileSync(path, content);
+  const d = await digestOf(content);
+  const st = statSync(path);
+  return { name: 'file.bin', source: Buffer.from(path), expected: { size: d.size, sha256: d.sha256, blake3: d.blake3 }, expectIdentity: { dev: st.dev, ino: st.ino }, stagingPath, fsync: false };
+}
+
+describe('the stage pool (worker threads)', () => {
+  it('hashes on a worker thread to the same digests the calling thread computes, and stages the bytes', async () => {
+    const content = Buffer.alloc(3 * 1024 * 1024 + 17, 9);
+    const staging = join(tempDir('staging'), 'x.part');
+    const request = await requestFor(content, staging);
+    const result = await pool.stage(request);
+    expect(result).toMatchObject({ ok: true, digest: { sha256: request.expected.sha256, blake3: request.expected.blake3, size: content.length } });
+    expect(statSync(staging).size).toBe(content.length);
+  });
+
+  it('refuses a file whose bytes differ from the manifest, and leaves no staging file', async () => {
+    const request = await requestFor(Buffer.from('hello'));
+    const staging = join(tempDir('staging'), 'y.part');
+    const result = await pool.stage({ ...request, stagingPath: staging, expected: { ...request.expected, sha256: '0'.repeat(64) } });
+    expect(result).toMatchObject({ ok: false, code: 'FILE_HASH_MISMATCH' });
+    expect(() => statSync(staging)).toThrow();
+  });
+
+  it('answers ABORTED for a request whose signal is already aborted', async () => {
+    const request = await requestFor(Buffer.alloc(64 * 1024 * 1024, 1));
+    const controller = new AbortController();
+    controller.abort();
+    expect(await pool.stage(request, controller.signal)).toMatchObject({ ok: false, code: 'ABORTED' });
+  });
+
+  it('turns an exception inside a worker into a refusal, never a pass, and keeps working', async () => {
+    const request = await requestFor(Buffer.from('x'));
+    const broken = { ...request, expected: null } as unknown as StageRequest;
+    expect(await pool.stage(broken)).toMatchObject({ ok: false, code: 'COPY_FAILED' });
+    expect(await pool.stage(request)).toMatchObject({ ok: true });
+  });
+});
