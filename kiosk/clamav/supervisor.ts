@@ -8,7 +8,7 @@
  *   run/clamd.sock
  *   tmp/         clamd writes each INSTREAM here before scanning it (mode 0700)
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { chown, mkdir, open, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -109,6 +109,8 @@ export async function startClamd(options: StartClamdOptions): Promise<RunningCla
   const env: NodeJS.ProcessEnv = { ...process.env, TZ: 'UTC' }; // VERSION's database time and log times in UTC
   for (const name of SYSTEMD_VARIABLES) delete env[name];
   const child = spawn(clamdPath, ['--config-file', configPath], { stdio: ['ignore', 'pipe', 'pipe'], env });
+  const watch = child.pid === undefined ? null : watchForKioskDeath(child.pid);
+  child.once('exit', () => watch?.kill('SIGKILL'));
   // In the foreground clamd copies its log to stdout; libclamav's own errors go only to stderr.
   const output = { stdout: '', stderr: '' };
   child.stdout.on('data', (data: Buffer) => {
@@ -252,6 +254,24 @@ async function stopLeftoverClamd(configPath: string): Promise<void> {
   const deadline = Date.now() + 5_000;
   while (leftovers.some(isAlive) && Date.now() < deadline) await sleep(50);
   for (const pid of leftovers.filter(isAlive)) signal(pid, 'SIGKILL');
+}
+
+/**
+ * Ends clamd when the kiosk dies without stopping it (SIGKILL, a crash, power
+ * to the process only): a shell waits for end-of-file on a pipe whose writing
+ * end only this process holds, then sends clamd SIGTERM. It is killed as soon
+ * as clamd exits, so it never signals a pid that has been reused.
+ */
+function watchForKioskDeath(clamdPid: number): ChildProcess | null {
+  try {
+    const watch = spawn('/bin/sh', ['-c', 'cat > /dev/null; kill -TERM "$0" 2> /dev/null', String(clamdPid)], { stdio: ['pipe', 'ignore', 'ignore'] });
+    watch.on('error', () => undefined); // without /bin/sh the kiosk still works; only this safety net is missing
+    watch.unref();
+    (watch.stdin as unknown as { unref?: () => void } | null)?.unref?.(); // the pipe must not keep the kiosk's event loop alive
+    return watch;
+  } catch {
+    return null;
+  }
 }
 
 function signal(pid: number, name: NodeJS.Signals): void {

@@ -134,8 +134,12 @@ describe('approval edge cases', () => {
       });
     });
     await new Promise((r) => child.once('exit', r));
-    // The killed kiosk's clamd outlives it: end it, as the next kiosk start on this work folder would.
-    spawnSync('pkill', ['-f', join(dir, 'work')]);
+    // The killed kiosk's clamd does not outlive it: its watchdog ends it within moments.
+    const clamdAlive = (): boolean => spawnSync('pgrep', ['-f', join(dir, 'work')]).status === 0;
+    for (let i = 0; i < 100 && clamdAlive(); i++) await new Promise((r) => setTimeout(r, 100));
+    const leftOver = clamdAlive();
+    if (leftOver) spawnSync('pkill', ['-f', join(dir, 'work')]); // clean up before failing
+    expect(leftOver).toBe(false);
     expect(existsSync(join(drive, MANIFEST_PATH))).toBe(false);
     const store = openAuditStore(db, { readonly: true });
     expect(store.verifyChain().ok).toBe(true);
