@@ -62,31 +62,25 @@ const sha256Of = (path: string): string => createHash('sha256').update(readFileS
 /** Step 1: one CommonJS file; drivelist (a native addon, Linux/macOS source only) stays out. */
 async function bundle(out: string): Promise<string> {
   const { build } = await import('esbuild');
-  // The stage worker (agent/stage-pool.ts) is bundled on its own and embedded as source text: a single
-  // executable has no file to start a worker from.
-  const worker = await build({
-    entryPoints: [join(repoRoot, 'agent/stage-worker.ts')],
-    write: false,
+  // One CommonJS file per entry, for the pinned Node; bundled packages keep their licence headers.
+  const common = {
     bundle: true,
     platform: 'node',
     format: 'cjs',
     target: `node${SEA_NODE_VERSION.split('.')[0]!}`,
     logLevel: 'error',
     legalComments: 'inline',
-  });
-  const workerSource = worker.outputFiles[0]!.text;
+  } as const;
+  // The stage worker (agent/stage-pool.ts) is bundled on its own and embedded as source text: a single
+  // executable has no file to start a worker from.
+  const worker = await build({ ...common, entryPoints: [join(repoRoot, 'agent/stage-worker.ts')], write: false });
   const file = join(out, 'portcullis-agent.cjs');
   await build({
-    define: { PORTCULLIS_STAGE_WORKER_SOURCE: JSON.stringify(workerSource) },
+    ...common,
     entryPoints: [join(repoRoot, 'agent/sea/sea-entry.ts')],
     outfile: file,
-    bundle: true,
-    platform: 'node',
-    format: 'cjs',
-    target: `node${SEA_NODE_VERSION.split('.')[0]!}`,
     external: ['drivelist'],
-    logLevel: 'error',
-    legalComments: 'inline', // bundled packages keep their licence headers
+    define: { PORTCULLIS_STAGE_WORKER_SOURCE: JSON.stringify(worker.outputFiles[0]!.text) },
   });
   return file;
 }
