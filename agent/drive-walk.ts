@@ -6,9 +6,9 @@
  */
 import type { Stats } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
-import { decodeNameBytes, displayNameBytes, MANIFEST_FOLDER } from '../manifest/index.ts';
+import { decodeNameBytes, displayNameBytes, entryKindOf, MANIFEST_FOLDER, type EntryKind } from '../manifest/index.ts';
 
-export type EntryKind = 'file' | 'directory' | 'symlink' | 'device' | 'fifo' | 'socket' | 'other';
+export type { EntryKind } from '../manifest/index.ts';
 
 export interface DriveEntry {
   /** Relative POSIX path as text, or null when a name is not UTF-8. */
@@ -36,16 +36,6 @@ export const DEFAULT_WALK_LIMITS: WalkLimits = { maxEntries: 250_000, maxDepth: 
 export type WalkResult =
   | { readonly ok: true; readonly entries: DriveEntry[]; readonly rootDev: number }
   | { readonly ok: false; readonly code: 'DRIVE_LIMIT_EXCEEDED' | 'DRIVE_UNREADABLE'; readonly reason: string };
-
-function kindOf(stats: Stats): EntryKind {
-  if (stats.isFile()) return 'file';
-  if (stats.isDirectory()) return 'directory';
-  if (stats.isSymbolicLink()) return 'symlink';
-  if (stats.isBlockDevice() || stats.isCharacterDevice()) return 'device';
-  if (stats.isFIFO()) return 'fifo';
-  if (stats.isSocket()) return 'socket';
-  return 'other';
-}
 
 const SEP = Buffer.from('/');
 
@@ -85,7 +75,7 @@ export async function walkDrive(root: string, limits: WalkLimits = DEFAULT_WALK_
       } catch (error) {
         return { ok: false, code: 'DRIVE_UNREADABLE', reason: `cannot read ${displayNameBytes(rel)} (${(error as Error).message})` };
       }
-      const kind = kindOf(stats);
+      const kind = entryKindOf(stats);
       const inManifest = dir.inManifest || (dir.depth === 0 && name.toString('latin1').toLowerCase() === MANIFEST_FOLDER);
       if (kind === 'directory') {
         if (dir.depth + 1 >= limits.maxDepth) {

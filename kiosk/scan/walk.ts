@@ -5,10 +5,9 @@
  * the caller decides what may pass.
  */
 import { lstat, readdir } from 'node:fs/promises';
-import type { Stats } from 'node:fs';
-import { decodeNameBytes, displayNameBytes, MANIFEST_FOLDER } from '../../manifest/index.ts';
+import { decodeNameBytes, displayNameBytes, entryKindOf, MANIFEST_FOLDER, type EntryKind } from '../../manifest/index.ts';
 
-export type EntryKind = 'file' | 'directory' | 'symlink' | 'device' | 'fifo' | 'socket' | 'other';
+export type { EntryKind } from '../../manifest/index.ts';
 
 export interface WalkEntry {
   /** Relative POSIX path as decoded text, or null when a name is not UTF-8. */
@@ -42,16 +41,6 @@ export interface WalkEvents {
   readonly onTooDeep?: (entry: WalkEntry) => void;
   /** A folder that could not be read. */
   readonly onUnreadable?: (entry: WalkEntry, error: Error) => void;
-}
-
-function kindOf(stats: Stats): EntryKind {
-  if (stats.isFile()) return 'file';
-  if (stats.isDirectory()) return 'directory';
-  if (stats.isSymbolicLink()) return 'symlink';
-  if (stats.isBlockDevice() || stats.isCharacterDevice()) return 'device';
-  if (stats.isFIFO()) return 'fifo';
-  if (stats.isSocket()) return 'socket';
-  return 'other';
 }
 
 const SLASH = Buffer.from('/');
@@ -131,7 +120,7 @@ async function describe(abs: Buffer, rel: Buffer, depth: number): Promise<WalkEn
     path: decodeNameBytes(rel),
     display: displayNameBytes(rel),
     rawPath: abs,
-    kind: kindOf(stats),
+    kind: entryKindOf(stats),
     size: stats.isFile() ? stats.size : 0,
     depth,
     ino: stats.ino,
