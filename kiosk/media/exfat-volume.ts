@@ -9,7 +9,7 @@
 import type { BlockDevice } from './block-device.ts';
 import { MediaError } from './errors.ts';
 import {
-  DEFAULT_WALK_LIMITS,
+  walkBounded,
   type FileAttributes,
   type VolumeEntry,
   type VolumeReader,
@@ -549,27 +549,7 @@ export function openExfatVolume(device: BlockDevice): ExfatVolume {
     return out;
   };
 
-  const walk = (limits: Partial<WalkLimits> = {}): ExfatEntry[] => {
-    const { maxEntries, maxDepth } = { ...DEFAULT_WALK_LIMITS, ...limits };
-    const out: ExfatEntry[] = [];
-    const seen = new Set<number>([boot.rootCluster]);
-    const visit = (folder: ExfatEntry | undefined): void => {
-      for (const entry of children(folder)) {
-        if (entry.names.length > maxDepth) throw new MediaError('MEDIA_LIMIT_EXCEEDED', `folders nest deeper than ${maxDepth}`);
-        out.push(entry);
-        if (out.length > maxEntries) throw new MediaError('MEDIA_LIMIT_EXCEEDED', `more than ${maxEntries} entries`);
-        if (entry.kind === 'directory') {
-          if (seen.has(entry.firstCluster)) {
-            throw new MediaError('MEDIA_CORRUPT', `folder ${entry.names.join('/')} loops back to cluster ${entry.firstCluster}`);
-          }
-          seen.add(entry.firstCluster);
-          visit(entry);
-        }
-      }
-    };
-    visit(undefined);
-    return out;
-  };
+  const walk = (limits: Partial<WalkLimits> = {}): ExfatEntry[] => walkBounded(boot.rootCluster, children, limits);
 
   function* fileChunks(entry: ExfatEntry): Generator<Uint8Array> {
     if (entry.kind !== 'file') throw new MediaError('MEDIA_NOT_FOUND', `${entry.names.join('/')} is a folder`);

@@ -10,7 +10,7 @@ import type { BlockDevice } from './block-device.ts';
 import { decodeCodepage850 } from './codepage-850.ts';
 import { MediaError } from './errors.ts';
 import {
-  DEFAULT_WALK_LIMITS,
+  walkBounded,
   type FileAttributes,
   type VolumeEntry,
   type VolumeReader,
@@ -351,29 +351,7 @@ export function openFatVolume(device: BlockDevice): FatVolume {
     return out;
   };
 
-  const walk = (limits: Partial<WalkLimits> = {}): FatEntry[] => {
-    const { maxEntries, maxDepth } = { ...DEFAULT_WALK_LIMITS, ...limits };
-    const out: FatEntry[] = [];
-    const seenFolders = new Set<number>([boot.kind === 'fat32' ? boot.rootCluster : 0]);
-    const visit = (folder: FatEntry | undefined): void => {
-      for (const entry of children(folder)) {
-        if (entry.names.length > maxDepth) {
-          throw new MediaError('MEDIA_LIMIT_EXCEEDED', `folders nest deeper than ${maxDepth}`);
-        }
-        out.push(entry);
-        if (out.length > maxEntries) throw new MediaError('MEDIA_LIMIT_EXCEEDED', `more than ${maxEntries} entries`);
-        if (entry.kind === 'directory') {
-          if (seenFolders.has(entry.firstCluster)) {
-            throw new MediaError('MEDIA_CORRUPT', `folder ${entry.names.join('/')} loops back to cluster ${entry.firstCluster}`);
-          }
-          seenFolders.add(entry.firstCluster);
-          visit(entry);
-        }
-      }
-    };
-    visit(undefined);
-    return out;
-  };
+  const walk = (limits: Partial<WalkLimits> = {}): FatEntry[] => walkBounded(boot.kind === 'fat32' ? boot.rootCluster : 0, children, limits);
 
   function* fileChunks(entry: FatEntry): Generator<Uint8Array> {
     if (entry.kind !== 'file') throw new MediaError('MEDIA_NOT_FOUND', `${entry.names.join('/')} is a folder`);

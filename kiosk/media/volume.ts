@@ -5,6 +5,8 @@
  * filesystem cannot show.
  */
 
+import { MediaError } from './errors.ts';
+
 export type FilesystemKind = 'fat12' | 'fat16' | 'fat32' | 'exfat';
 
 export interface FileAttributes {
@@ -64,5 +66,37 @@ export function readWholeFile<Entry extends VolumeEntry>(volume: VolumeReader<En
     out.set(chunk, at);
     at += chunk.length;
   }
+  return out;
+}
+
+/**
+ * Lists a volume's tree depth-first within `limits`, for both readers: a
+ * folder deeper than maxDepth or more than maxEntries entries is
+ * MEDIA_LIMIT_EXCEEDED, and a folder whose first cluster was already listed
+ * (a loop a hostile image can build) is MEDIA_CORRUPT.
+ */
+export function walkBounded<E extends VolumeEntry & { readonly firstCluster: number }>(
+  rootCluster: number,
+  children: (folder: E | undefined) => Iterable<E>,
+  limits: Partial<WalkLimits> = {},
+): E[] {
+  const { maxEntries, maxDepth } = { ...DEFAULT_WALK_LIMITS, ...limits };
+  const out: E[] = [];
+  const seen = new Set<number>([rootCluster]);
+  const visit = (folder: E | undefined): void => {
+    for (const entry of children(folder)) {
+      if (entry.names.length > maxDepth) throw new MediaError('MEDIA_LIMIT_EXCEEDED', `folders nest deeper than ${maxDepth}`);
+      out.push(entry);
+      if (out.length > maxEntries) throw new MediaError('MEDIA_LIMIT_EXCEEDED', `more than ${maxEntries} entries`);
+      if (entry.kind === 'directory') {
+        if (seen.has(entry.firstCluster)) {
+          throw new MediaError('MEDIA_CORRUPT', `folder ${entry.names.join('/')} loops back to cluster ${entry.firstCluster}`);
+        }
+        seen.add(entry.firstCluster);
+        visit(entry);
+      }
+    }
+  };
+  visit(undefined);
   return out;
 }
