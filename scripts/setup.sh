@@ -19,7 +19,7 @@ debian_packages=(
   clamav clamav-daemon yara
   dosfstools exfatprogs exfat-fuse fusefat mtools fuse3
   b3sum python3 python3-nacl make g++
-  osslsigncode time
+  osslsigncode time debootstrap
   rsyslog rsyslog-gnutls chromium
 )
 

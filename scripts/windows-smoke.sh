@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Runs the Windows single executable (portcullis-agent.exe) for real under
+# Wine: verify, import and log verify of a kiosk-signed drive, with Windows
+# paths. Debian 12's Wine 8 cannot start Node 24 (V8 needs
+# MEM_RESERVE_PLACEHOLDER), so Wine 10 comes from Debian trixie in a
+# debootstrap chroot under var/wine-trixie (from Debian's own mirror; the
+# first run downloads about 200 MB and takes about two minutes, later runs
+# reuse it). Run by the test suite (test/agent/windows-wine.test.ts). Needs
+# root (chroot, mounts).
+#
+#   scripts/windows-smoke.sh
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+mkdir -p "$root/var"
+node="$("$root/scripts/setup.sh" | tail -n 1)/node"
+chroot_dir="$root/var/wine-trixie"
+work="$root/var/wine-work"
+fail() { printf 'windows-smoke: FAIL: %s\n' "$*" >&2; exit 1; }
+
+# Mounts left by an interrupted run go first (never delete through them).
+umount "$chroot_dir/work" 2>/dev/null || true
+umount "$chroot_dir/proc" 2>/dev/null || true
+if [ ! -x "$chroot_dir/usr/bin/wine" ]; then
+  # One retry: a mirror hiccup should not fail the suite; a second failure does.
+  for attempt in 1 2; do
+    rm -rf "$chroot_dir"
+    if debootstrap --variant=minbase --include=wine64,wine trixie "$chroot_dir" http://deb.debian.org/debian > "$root/var/debootstrap.log" 2>&1; then break; fi
+    [ "$attempt" -eq 2 ] && { tail -n 20 "$root/var/debootstrap.log" >&2; fail "debootstrap of Debian trixie (for Wine 10) failed twice"; }
+  done
+fi
+
+"$node" "$root/agent/sea/build.ts" --target win-x64 --out "$root/var/sea" >&2
+rm -rf "$work" && mkdir -p "$work/xdg" && chmod 700 "$work/xdg"
+"$node" "$root/test/agent/windows-smoke-fixture.ts" "$work"
+cp "$root/var/sea/portcullis-agent.exe" "$work/"
+
+mkdir -p "$chroot_dir/work"
+cleanup() {
+  chroot "$chroot_dir" env -i PATH=/usr/bin:/bin WINEPREFIX=/work/prefix wineserver -k 2>/dev/null || true
+  umount "$chroot_dir/work" 2>/dev/null || true
+  umount "$chroot_dir/proc" 2>/dev/null || true
+}
+trap cleanup EXIT
+mount -t proc proc "$chroot_dir/proc"
+mount --bind "$work" "$chroot_dir/work"
+
+# Z: is Wine's view of the chroot's /, so Z:\work is $work. LANG=C.UTF-8: Wine decodes the
+# host's file names as UTF-8 (in the C locale it would mangle every non-ASCII name).
+agent() {
+  chroot "$chroot_dir" env -i PATH=/usr/bin:/bin HOME=/root LANG=C.UTF-8 XDG_RUNTIME_DIR=/work/xdg WINEPREFIX=/work/prefix WINEDEBUG=-all \
+    wine /work/portcullis-agent.exe "$@" 2>> "$work/stderr.txt"
+}
+common=(--trust 'Z:\work\trust.json' --identity 'Z:\work\identity.json' --log 'Z:\work\agent.log.jsonl' --json)
+
+set +e
+agent help > "$work/help.txt"; help_rc=$?
+agent verify 'Z:\work\drive' "${common[@]}" > "$work/verify.json"; verify_rc=$?
+agent import 'Z:\work\drive' --to 'Z:\work\inbox' "${common[@]}" > "$work/import.json"; import_rc=$?
+agent log verify --log 'Z:\work\agent.log.jsonl' > "$work/log-verify.txt"; log_rc=$?
+set -e
+
+# Wine's notes about its missing 32-bit half are not the agent's; anything else on stderr is shown.
+grep -v 'syswow64\\rundll32.exe\|XDG_RUNTIME_DIR\|wine32\|multiarch\|i386\|configuration directory' "$work/stderr.txt" >&2 || true
+[ "$help_rc" -eq 0 ] && grep -q '^usage: portcullis-agent' "$work/help.txt" || fail "help exited $help_rc"
+[ "$verify_rc" -eq 10 ] || fail "verify exited $verify_rc, expected 10 (one unlisted file refused)"
+[ "$import_rc" -eq 10 ] || fail "import exited $import_rc, expected 10"
+[ "$log_rc" -eq 0 ] || fail "log verify exited $log_rc"
+"$node" -e '
+  const fs = require("fs");
+  const v = JSON.parse(fs.readFileSync(process.argv[1] + "/verify.json", "utf8"));
+  const i = JSON.parse(fs.readFileSync(process.argv[1] + "/import.json", "utf8"));
+  const codes = (r) => Object.fromEntries(r.files.map((f) => [f.path, f.code]));
+  const want = { "HMI/Ünïcode näme.txt": "PERMITTED", "PLC/Line 3/project.ap17": "PERMITTED", "README.txt": "PERMITTED", "extra.exe": "FILE_UNLISTED" };
+  const got = codes(v);
+  if (JSON.stringify(got) !== JSON.stringify(want)) throw new Error("verify: " + JSON.stringify(got));
+  const imported = Object.entries(codes(i)).filter(([, c]) => c === "IMPORTED").map(([p]) => p).sort();
+  if (imported.join("|") !== "HMI/Ünïcode näme.txt|PLC/Line 3/project.ap17|README.txt") throw new Error("import: " + JSON.stringify(codes(i)));
+' "$work"
+for f in 'README.txt' 'PLC/Line 3/project.ap17' 'HMI/Ünïcode näme.txt'; do
+  cmp -s "$work/drive/$f" "$work/inbox/$f" || fail "$f differs between the drive and the inbox"
+done
+[ ! -e "$work/inbox/extra.exe" ] || fail "the unlisted extra.exe reached the inbox"
+"$node" --input-type=module -e '
+  const { verifyLogBytes } = await import(process.argv[1] + "/agent/audit-log.ts");
+  const { readFileSync } = await import("node:fs");
+  const r = verifyLogBytes(readFileSync(process.argv[2] + "/agent.log.jsonl"));
+  if (!r.ok) { console.error(JSON.stringify(r)); process.exit(1); }
+' "$root" "$work" || fail "the log written on Windows does not verify on Linux"
+echo "windows-smoke: portcullis-agent.exe under $(chroot "$chroot_dir" wine --version): help, verify, import (byte-identical, unlisted file kept out) and log verify all as expected"
