@@ -41,6 +41,7 @@ function startWorker(): Worker {
 export function createStagePool(threads = Math.max(1, Math.min(availableParallelism(), 4))): Stager {
   let nextId = 1;
   let broken: Error | null = null;
+  let closing = false;
   const slots: Slot[] = [];
   for (let i = 0; i < threads; i++) {
     const slot: Slot = { worker: startWorker(), pending: new Map() };
@@ -58,7 +59,8 @@ export function createStagePool(threads = Math.max(1, Math.min(availableParallel
       slot.pending.clear();
     };
     slot.worker.on('error', fail);
-    slot.worker.on('exit', (code) => { if (slot.pending.size > 0) fail(new Error(`exited with code ${code}`)); });
+    // Any exit not asked for by close() breaks the pool, even with nothing in hand: no file may be sent to a dead worker.
+    slot.worker.on('exit', (code) => { if (!closing) fail(new Error(`exited with code ${code}`)); });
     slots.push(slot);
   }
   return {
@@ -78,6 +80,7 @@ export function createStagePool(threads = Math.max(1, Math.min(availableParallel
       });
     },
     async close() {
+      closing = true;
       await Promise.all(slots.map((s) => s.worker.terminate()));
     },
   };

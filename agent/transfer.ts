@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { release } from 'node:os';
 /**
  * The two drive operations and their reports:
  *
@@ -258,13 +259,20 @@ class DecisionLog {
     }
   }
 
-  /** Fail closed: files placed in a failed group are removed, and staged ones never get a name. */
+  /** Fail closed: files placed in a failed group are removed (and the removal made durable), and staged ones never get a name. */
   private async fail(group: readonly PendingDecision[], error: unknown): Promise<void> {
+    const folders = new Set<string>();
     for (const d of group) {
-      if (d.placed) await unlink(d.placed.finalPath).catch(() => undefined);
-      else if (d.place && d.event === null) await d.place(error).catch(() => undefined); // refuses and removes its staging file
-      d.reject(error);
+      if (d.placed) {
+        await unlink(d.placed.finalPath).catch(() => undefined);
+        folders.add(d.placed.folder);
+      } else if (d.place && d.event === null) {
+        await d.place(error).catch(() => undefined); // refuses and removes its staging file
+      }
     }
+    // Best effort: a power cut must not bring back a name whose record was never written.
+    await Promise.all([...folders].map((f) => syncFolderAsync(f).catch(() => undefined)));
+    for (const d of group) d.reject(error);
   }
 }
 
@@ -589,6 +597,11 @@ async function placeFile(names: FolderNames, root: string, relative: string, sta
     const checked = resolveInside(root, rel, flavor);
     if (!checked.ok) return { ok: false, outcome: 'refused', code: 'DESTINATION_UNSAFE', reason: checked.problems.map((p) => (p in DESTINATION_PROBLEM_TEXT ? DESTINATION_PROBLEM_TEXT[p as keyof typeof DESTINATION_PROBLEM_TEXT] : p)).join('; ') };
     const finalPath = join(parents.dir, name);
+    // The parent was checked when first used; check again now, so a folder swapped for a link or junction
+    // during a long import is refused instead of written through.
+    if (!lstatSync(parents.dir).isDirectory()) {
+      return { ok: false, outcome: 'refused', code: 'DESTINATION_UNSAFE', reason: `${escapeForDisplay(parents.actual.join('/'))} at the destination is no longer a real folder` };
+    }
     try {
       linkSync(staging, finalPath); // the staging name is removed by the caller
     } catch (error) {
@@ -730,14 +743,22 @@ async function importOne(job: ImportJob, c: Candidate): Promise<Decided> {
   });
 }
 
+/** Linux reports writeback errors from syncfs(2) only since 5.8; before that a failed flush looked like success. */
+export function syncfsReportsErrors(kernelRelease: string): boolean {
+  const match = /^(\d+)\.(\d+)/u.exec(kernelRelease);
+  if (!match) return false;
+  const [major, minor] = [Number(match[1]), Number(match[2])];
+  return major > 5 || (major === 5 && minor >= 8);
+}
+
 /**
- * The flush of staged files on this platform: Linux has syncfs(2) (`sync -f`,
+ * The flush of staged files on this platform: Linux 5.8 or later has syncfs(2) (`sync -f`,
  * one flush of the destination's filesystem for a whole group, as `cp` then
  * `sync` does); elsewhere null, and each staged file is fsynced on its own
- * (Windows: FlushFileBuffers per file).
+ * (Windows: FlushFileBuffers per file; older Linux: fsync per file).
  */
 function platformFlush(): ((folder: string) => Promise<void>) | null {
-  if (process.platform !== 'linux') return null;
+  if (process.platform !== 'linux' || !syncfsReportsErrors(release())) return null;
   return (folder) => new Promise((resolve, reject) => {
     execFile('/bin/sync', ['-f', folder], { timeout: 120_000 }, (error) => (error ? reject(new Error(`sync -f failed: ${error.message}`, { cause: error })) : resolve()));
   });

@@ -110,7 +110,16 @@ export async function startClamd(options: StartClamdOptions): Promise<RunningCla
   for (const name of SYSTEMD_VARIABLES) delete env[name];
   const child = spawn(clamdPath, ['--config-file', configPath], { stdio: ['ignore', 'pipe', 'pipe'], env });
   const watch = child.pid === undefined ? null : watchForKioskDeath(child.pid);
-  child.once('exit', () => watch?.kill('SIGKILL'));
+  child.once('exit', () => {
+    if (watch?.pid !== undefined) {
+      try {
+        process.kill(-watch.pid, 'SIGKILL'); // the shell and its cat
+      } catch {
+        // already gone
+      }
+    }
+    watch?.stdin?.destroy();
+  });
   // In the foreground clamd copies its log to stdout; libclamav's own errors go only to stderr.
   const output = { stdout: '', stderr: '' };
   child.stdout.on('data', (data: Buffer) => {
@@ -264,7 +273,8 @@ async function stopLeftoverClamd(configPath: string): Promise<void> {
  */
 function watchForKioskDeath(clamdPid: number): ChildProcess | null {
   try {
-    const watch = spawn('/bin/sh', ['-c', 'cat > /dev/null; kill -TERM "$0" 2> /dev/null', String(clamdPid)], { stdio: ['pipe', 'ignore', 'ignore'] });
+    // Its own process group, so that killing it also ends the `cat` it runs (never left behind holding the pipe).
+    const watch = spawn('/bin/sh', ['-c', 'cat > /dev/null; kill -TERM "$0" 2> /dev/null', String(clamdPid)], { stdio: ['pipe', 'ignore', 'ignore'], detached: true });
     watch.on('error', () => undefined); // without /bin/sh the kiosk still works; only this safety net is missing
     watch.unref();
     (watch.stdin as unknown as { unref?: () => void } | null)?.unref?.(); // the pipe must not keep the kiosk's event loop alive
