@@ -74,6 +74,8 @@ export interface ImportInput extends OperationInput {
    * syncfs through `sync -f` on Linux; null: fsync each staged file instead).
    */
   readonly flushStaged?: ((stagingFolder: string) => Promise<void>) | null;
+  /** Makes a folder's new names durable (default: fsync of the folder; a no-op on Windows). Test seam. */
+  readonly syncFolder?: (folder: string) => Promise<void>;
   /** The destination folder; must exist and be a real folder. */
   readonly destination: string;
   readonly clash: ClashPolicy;
@@ -162,9 +164,12 @@ class DecisionLog {
   private draining: Promise<void> | null = null;
   private failure: { readonly error: unknown } | null = null;
 
-  constructor(log: AuditSink, flushStaged: (() => Promise<void>) | null = null) {
+  private readonly syncFolder: (folder: string) => Promise<void>;
+
+  constructor(log: AuditSink, flushStaged: (() => Promise<void>) | null = null, syncFolder: (folder: string) => Promise<void> = syncFolderAsync) {
     this.log = log;
     this.flushStaged = flushStaged;
+    this.syncFolder = syncFolder;
   }
 
   /** Whether the group's commit flushes staged files (else each is fsynced when staged). */
@@ -217,7 +222,7 @@ class DecisionLog {
       try {
         await this.place(group);
         const folders = new Set(group.flatMap((d) => (d.placed ? [d.placed.folder] : [])));
-        await Promise.all([...folders].map((f) => syncFolderAsync(f)));
+        await this.syncFolders(group, folders);
         const events = group.map((d) => d.event!);
         if (this.log.appendMany) {
           this.log.appendMany(events);
@@ -237,6 +242,31 @@ class DecisionLog {
       for (const d of group) d.resolve(d.result!);
     }
     this.draining = null;
+  }
+
+  /**
+   * Step 3. A folder that cannot be fsynced costs only its own files: they are
+   * taken back and refused (COPY_FAILED), and the group's other records are
+   * still written, refusals of tampered files among them.
+   */
+  private async syncFolders(group: readonly PendingDecision[], folders: ReadonlySet<string>): Promise<void> {
+    const failed = new Map<string, unknown>();
+    await Promise.all([...folders].map(async (f) => {
+      try {
+        await this.syncFolder(f);
+      } catch (error) {
+        failed.set(f, error);
+      }
+    }));
+    for (const d of group) {
+      if (!d.placed || !failed.has(d.placed.folder)) continue;
+      const error = failed.get(d.placed.folder);
+      await unlink(d.placed.finalPath).catch(() => undefined);
+      const reason = `the destination folder could not be made durable (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}): the copy was removed again`;
+      d.result = refusedResult(d.result!.path, 'COPY_FAILED', reason, d.result!.digests);
+      d.event = { ...d.event!, event: 'file.refused', outcome: 'refused', code: 'COPY_FAILED', reason, destination: null };
+      d.placed = null;
+    }
   }
 
   /** Steps 1 and 2: one flush for the group's staged files, then each is placed under its name. */
@@ -271,7 +301,7 @@ class DecisionLog {
       }
     }
     // Best effort: a power cut must not bring back a name whose record was never written.
-    await Promise.all([...folders].map((f) => syncFolderAsync(f).catch(() => undefined)));
+    await Promise.all([...folders].map((f) => this.syncFolder(f).catch(() => undefined)));
     for (const d of group) d.reject(error);
   }
 }
@@ -640,7 +670,7 @@ export async function importDrive(input: ImportInput): Promise<DriveReport> {
 
   const staging = check.candidates.length > 0 ? await prepareStaging(root) : null;
   const flush = input.flushStaged === undefined ? platformFlush() : input.flushStaged;
-  const decisions = new DecisionLog(ctx.log, flush && staging ? () => flush(staging) : null);
+  const decisions = new DecisionLog(ctx.log, flush && staging ? () => flush(staging) : null, input.syncFolder);
   const refused = check.refused.map((r) => refusedResult(r.path, r.code, r.reason));
   files.push(...(await decideAll(decisions, refused, (result) => decisions.submit(fileEvent(ctx, 'file.refused', result), result))));
   const stager = stagerFor(input);

@@ -241,6 +241,19 @@ describe('import: copy-mediation', () => {
     expect(readdirSync(outside)).toEqual([]);
   });
 
+  it('refuses only the files of a folder that could not be made durable, and still logs every other decision', async () => {
+    const drive = await makeDrive({ files: { 'good/a.txt': 'a', 'bad/b.txt': 'b', 'tampered.txt': 'original' } });
+    writeFileSync(join(drive.root, 'tampered.txt'), 'changed!');
+    const dest = tempDir('dest');
+    const { report, log } = await runImport(drive.root, dest, {
+      syncFolder: (folder) => (folder.endsWith('bad') ? Promise.reject(Object.assign(new Error('I/O error'), { code: 'EIO' })) : Promise.resolve()),
+    });
+    expect(byPath(report)).toEqual({ 'bad/b.txt': 'COPY_FAILED', 'good/a.txt': 'IMPORTED', 'tampered.txt': 'FILE_HASH_MISMATCH' });
+    expect(listAll(dest)).toEqual(['bad/', 'good/', 'good/a.txt']);
+    const recorded: Record<string, string> = Object.fromEntries(log.events.filter((e) => e.path).map((e) => [e.path!, e.code] as const));
+    expect(recorded).toEqual({ 'bad/b.txt': 'COPY_FAILED', 'good/a.txt': 'IMPORTED', 'tampered.txt': 'FILE_HASH_MISMATCH' });
+  });
+
   it('removes staging files a crash left behind before it starts', async () => {
     const drive = await makeDrive({ files: { 'a.txt': 'a' } });
     const dest = tempDir('dest');
