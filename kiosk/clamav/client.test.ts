@@ -11,7 +11,8 @@ import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ClamdClient, type ClamdClientOptions } from './client.ts';
-import { ScannerError, type ScannerErrorCode } from './errors.ts';
+import { ScannerError } from './errors.ts';
+import { scannerErrorCodeOf } from './test-clamd.ts';
 
 let dir: string;
 let servers: Server[] = [];
@@ -93,16 +94,6 @@ function chunksOf(...chunks: Uint8Array[]): AsyncIterable<Uint8Array> {
   return Readable.from(chunks);
 }
 
-async function codeOf(promise: Promise<unknown>): Promise<ScannerErrorCode | 'no error'> {
-  try {
-    await promise;
-    return 'no error';
-  } catch (error) {
-    if (error instanceof ScannerError) return error.code;
-    throw error;
-  }
-}
-
 const bytes = (text: string): Uint8Array => new TextEncoder().encode(text);
 
 describe('ClamdClient over INSTREAM', () => {
@@ -149,28 +140,28 @@ describe('ClamdClient over INSTREAM', () => {
     const fake = await fakeClamd((socket) => {
       readInstream(socket, () => socket.end('HELLO WORLD\0'));
     });
-    expect(await codeOf(fake.client().scanStream(chunksOf(bytes('x'))))).toBe('SCANNER_PROTOCOL');
+    expect(await scannerErrorCodeOf(fake.client().scanStream(chunksOf(bytes('x'))))).toBe('SCANNER_PROTOCOL');
   });
 
   it('fails with SCANNER_PROTOCOL when the answer has no NUL terminator', async () => {
     const fake = await fakeClamd((socket) => {
       readInstream(socket, () => socket.end('stream: OK'));
     });
-    expect(await codeOf(fake.client().scanStream(chunksOf(bytes('x'))))).toBe('SCANNER_PROTOCOL');
+    expect(await scannerErrorCodeOf(fake.client().scanStream(chunksOf(bytes('x'))))).toBe('SCANNER_PROTOCOL');
   });
 
   it('fails with SCANNER_PROTOCOL when bytes follow the answer', async () => {
     const fake = await fakeClamd((socket) => {
       readInstream(socket, () => socket.end('stream: OK\0stream: OK\0'));
     });
-    expect(await codeOf(fake.client().scanStream(chunksOf(bytes('x'))))).toBe('SCANNER_PROTOCOL');
+    expect(await scannerErrorCodeOf(fake.client().scanStream(chunksOf(bytes('x'))))).toBe('SCANNER_PROTOCOL');
   });
 
   it('fails with SCANNER_PROTOCOL when the server streams an endless answer', async () => {
     const fake = await fakeClamd((socket) => {
       readInstream(socket, () => socket.write('A'.repeat(10_000)));
     });
-    expect(await codeOf(fake.client().scanStream(chunksOf(bytes('x'))))).toBe('SCANNER_PROTOCOL');
+    expect(await scannerErrorCodeOf(fake.client().scanStream(chunksOf(bytes('x'))))).toBe('SCANNER_PROTOCOL');
   });
 
   it('fails with SCANNER_PROTOCOL when "stream: OK" comes before the stream ended', async () => {
@@ -182,14 +173,14 @@ describe('ClamdClient over INSTREAM', () => {
       await sleep(100);
       yield bytes('second, never scanned');
     }
-    expect(await codeOf(fake.client().scanStream(slow()))).toBe('SCANNER_PROTOCOL');
+    expect(await scannerErrorCodeOf(fake.client().scanStream(slow()))).toBe('SCANNER_PROTOCOL');
   });
 
   it('fails with SCANNER_ERROR when the server answers ERROR', async () => {
     const fake = await fakeClamd((socket) => {
       readInstream(socket, () => socket.end("stream: Can't allocate memory ERROR\0"));
     });
-    expect(await codeOf(fake.client().scanStream(chunksOf(bytes('x'))))).toBe('SCANNER_ERROR');
+    expect(await scannerErrorCodeOf(fake.client().scanStream(chunksOf(bytes('x'))))).toBe('SCANNER_ERROR');
   });
 
   it('fails with SCANNER_STREAM_TOO_LONG when the server refuses the stream part-way', async () => {
@@ -202,7 +193,7 @@ describe('ClamdClient over INSTREAM', () => {
         yield new Uint8Array(64 * 1024);
       }
     }
-    expect(await codeOf(fake.client().scanStream(slow()))).toBe('SCANNER_STREAM_TOO_LONG');
+    expect(await scannerErrorCodeOf(fake.client().scanStream(slow()))).toBe('SCANNER_STREAM_TOO_LONG');
   });
 
   it('stops before sending more than maxStreamLength bytes', async () => {
@@ -212,7 +203,7 @@ describe('ClamdClient over INSTREAM', () => {
         received += chunk.byteLength;
       });
     });
-    const code = await codeOf(
+    const code = await scannerErrorCodeOf(
       fake.client({ maxStreamLength: 100_000 }).scanStream(chunksOf(new Uint8Array(60_000), new Uint8Array(60_000))),
     );
     expect(code).toBe('SCANNER_STREAM_TOO_LONG');
@@ -225,7 +216,7 @@ describe('ClamdClient over INSTREAM', () => {
       readInstream(socket, () => undefined);
     });
     const started = Date.now();
-    expect(await codeOf(fake.client({ scanTimeoutMs: 200 }).scanStream(chunksOf(bytes('x'))))).toBe('SCANNER_TIMEOUT');
+    expect(await scannerErrorCodeOf(fake.client({ scanTimeoutMs: 200 }).scanStream(chunksOf(bytes('x'))))).toBe('SCANNER_TIMEOUT');
     expect(Date.now() - started).toBeLessThan(1_500);
   });
 
@@ -233,7 +224,7 @@ describe('ClamdClient over INSTREAM', () => {
     const fake = await fakeClamd((socket) => {
       socket.pause();
     });
-    const code = await codeOf(fake.client({ idleTimeoutMs: 200 }).scanStream(chunksOf(...Array.from({ length: 64 }, () => new Uint8Array(256 * 1024)))));
+    const code = await scannerErrorCodeOf(fake.client({ idleTimeoutMs: 200 }).scanStream(chunksOf(...Array.from({ length: 64 }, () => new Uint8Array(256 * 1024)))));
     expect(code).toBe('SCANNER_TIMEOUT');
   });
 
@@ -253,7 +244,7 @@ describe('ClamdClient over INSTREAM', () => {
     const fake = await fakeClamd((socket) => {
       readInstream(socket, () => socket.destroy());
     });
-    expect(await codeOf(fake.client().scanStream(chunksOf(bytes('x'))))).toBe('SCANNER_UNAVAILABLE');
+    expect(await scannerErrorCodeOf(fake.client().scanStream(chunksOf(bytes('x'))))).toBe('SCANNER_UNAVAILABLE');
   });
 
   it('fails with SCAN_ABORTED when the signal fires mid-stream, and releases the source', async () => {
@@ -273,7 +264,7 @@ describe('ClamdClient over INSTREAM', () => {
       }
     }
     setTimeout(() => controller.abort(new Error('operator pulled the drive')), 50);
-    expect(await codeOf(fake.client().scanStream(endless(), controller.signal))).toBe('SCAN_ABORTED');
+    expect(await scannerErrorCodeOf(fake.client().scanStream(endless(), controller.signal))).toBe('SCAN_ABORTED');
     await sleep(20);
     expect(released).toBe(true);
   });
@@ -288,7 +279,7 @@ describe('ClamdClient over INSTREAM', () => {
       yield bytes('late');
     }
     const started = Date.now();
-    expect(await codeOf(fake.client().scanStream(stalled()))).toBe('SCANNER_UNAVAILABLE');
+    expect(await scannerErrorCodeOf(fake.client().scanStream(stalled()))).toBe('SCANNER_UNAVAILABLE');
     expect(Date.now() - started).toBeLessThan(1_000);
   });
 
@@ -301,13 +292,13 @@ describe('ClamdClient over INSTREAM', () => {
       await new Promise(() => undefined); // never settles
     }
     const started = Date.now();
-    expect(await codeOf(fake.client().scanStream(stalled(), AbortSignal.timeout(50)))).toBe('SCAN_ABORTED');
+    expect(await scannerErrorCodeOf(fake.client().scanStream(stalled(), AbortSignal.timeout(50)))).toBe('SCAN_ABORTED');
     expect(Date.now() - started).toBeLessThan(1_000);
   });
 
   it('does not connect when the signal has already fired', async () => {
     const fake = await fakeClamd((socket) => socket.end('stream: OK\0'));
-    expect(await codeOf(fake.client().scanStream(chunksOf(bytes('x')), AbortSignal.abort()))).toBe('SCAN_ABORTED');
+    expect(await scannerErrorCodeOf(fake.client().scanStream(chunksOf(bytes('x')), AbortSignal.abort()))).toBe('SCAN_ABORTED');
     await sleep(20);
     expect(fake.connections).toBe(0);
   });
@@ -341,27 +332,27 @@ describe('ClamdClient PING and VERSION', () => {
     const fake = await fakeClamd((socket) => {
       socket.once('data', () => socket.end('\u0001\u0002garbage\0'));
     });
-    expect(await codeOf(fake.client().ping())).toBe('SCANNER_PROTOCOL');
-    expect(await codeOf(fake.client().version())).toBe('SCANNER_PROTOCOL');
+    expect(await scannerErrorCodeOf(fake.client().ping())).toBe('SCANNER_PROTOCOL');
+    expect(await scannerErrorCodeOf(fake.client().version())).toBe('SCANNER_PROTOCOL');
   });
 
   it('fails PING with SCANNER_TIMEOUT when the server says nothing', async () => {
     const fake = await fakeClamd(() => undefined);
-    expect(await codeOf(fake.client({ idleTimeoutMs: 150 }).ping())).toBe('SCANNER_TIMEOUT');
+    expect(await scannerErrorCodeOf(fake.client({ idleTimeoutMs: 150 }).ping())).toBe('SCANNER_TIMEOUT');
   });
 });
 
 describe('ClamdClient without a server', () => {
   it('fails with SCANNER_UNAVAILABLE when the socket does not exist', async () => {
     const client = new ClamdClient({ socketPath: join(dir, 'missing.sock') });
-    expect(await codeOf(client.ping())).toBe('SCANNER_UNAVAILABLE');
-    expect(await codeOf(client.scanStream(chunksOf(bytes('x'))))).toBe('SCANNER_UNAVAILABLE');
+    expect(await scannerErrorCodeOf(client.ping())).toBe('SCANNER_UNAVAILABLE');
+    expect(await scannerErrorCodeOf(client.scanStream(chunksOf(bytes('x'))))).toBe('SCANNER_UNAVAILABLE');
   });
 
   it('fails with SCANNER_UNAVAILABLE when the path is not a listening socket', async () => {
     const path = join(dir, 'stale.sock');
     await writeFile(path, 'not a socket');
-    expect(await codeOf(new ClamdClient({ socketPath: path }).version())).toBe('SCANNER_UNAVAILABLE');
+    expect(await scannerErrorCodeOf(new ClamdClient({ socketPath: path }).version())).toBe('SCANNER_UNAVAILABLE');
   });
 
   it('refuses invalid options with SCANNER_CONFIG', () => {

@@ -6,6 +6,7 @@
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ScannerError, type ScannerErrorCode } from './errors.ts';
 import { startClamd, type RunningClamd, type StartClamdOptions } from './supervisor.ts';
 import { writeTestDatabase, type TestDatabaseOptions } from './test-database.ts';
 
@@ -37,6 +38,17 @@ export async function startTestClamd(options: TestClamdOptions = {}): Promise<Te
     };
   } catch (error) {
     await rm(baseDir, { recursive: true, force: true });
+    throw error;
+  }
+}
+
+/** The ScannerError code a promise rejects with, or 'no error'; any other error is rethrown (tests assert codes). */
+export async function scannerErrorCodeOf(promise: Promise<unknown>): Promise<ScannerErrorCode | 'no error'> {
+  try {
+    await promise;
+    return 'no error';
+  } catch (error) {
+    if (error instanceof ScannerError) return error.code;
     throw error;
   }
 }

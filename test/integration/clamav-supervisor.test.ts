@@ -10,9 +10,9 @@ import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ScannerError, type ScannerErrorCode } from '../../kiosk/clamav/errors.ts';
+import { ScannerError } from '../../kiosk/clamav/errors.ts';
 import { connectClamd, startClamd } from '../../kiosk/clamav/supervisor.ts';
-import { startTestClamd, type TestClamd } from '../../kiosk/clamav/test-clamd.ts';
+import { scannerErrorCodeOf, startTestClamd, type TestClamd } from '../../kiosk/clamav/test-clamd.ts';
 import { EICAR, TEST_SIGNATURES, writeTestDatabase } from '../../kiosk/clamav/test-database.ts';
 
 let scratch: string;
@@ -34,16 +34,6 @@ async function testClamd(options: Parameters<typeof startTestClamd>[0] = {}): Pr
   const clamd = await startTestClamd(options);
   started.push(clamd);
   return clamd;
-}
-
-async function codeOf(promise: Promise<unknown>): Promise<ScannerErrorCode | 'no error'> {
-  try {
-    await promise;
-    return 'no error';
-  } catch (error) {
-    if (error instanceof ScannerError) return error.code;
-    throw error;
-  }
 }
 
 async function startError(promise: Promise<unknown>): Promise<ScannerError> {
@@ -93,7 +83,7 @@ describe('startClamd', () => {
     expect(exit).toMatchObject({ code: 0, signal: null, expected: true });
     expect(existsSync(clamd.socketPath)).toBe(false);
     expect(processExists(clamd.pid)).toBe(false);
-    expect(await codeOf(clamd.client.ping())).toBe('SCANNER_UNAVAILABLE');
+    expect(await scannerErrorCodeOf(clamd.client.ping())).toBe('SCANNER_UNAVAILABLE');
   });
 
   it('ends a clamd left running on the same work directory (a crashed kiosk) and starts afresh', async () => {
@@ -177,7 +167,7 @@ describe('losing clamd', () => {
         yield new Uint8Array(16 * 1024);
       }
     }
-    expect(await codeOf(clamd.client.scanStream(slowDrive()))).toBe('SCANNER_UNAVAILABLE');
+    expect(await scannerErrorCodeOf(clamd.client.scanStream(slowDrive()))).toBe('SCANNER_UNAVAILABLE');
     expect(sent).toBeGreaterThanOrEqual(20);
     const exit = await clamd.exited;
     expect(exit).toMatchObject({ signal: 'SIGKILL', expected: false });
@@ -196,12 +186,12 @@ describe('losing clamd', () => {
         process.kill(clamd.pid, 'SIGKILL');
       }, 100);
     }
-    expect(await codeOf(clamd.client.scanStream(drive()))).toBe('SCANNER_UNAVAILABLE');
+    expect(await scannerErrorCodeOf(clamd.client.scanStream(drive()))).toBe('SCANNER_UNAVAILABLE');
     expect(killedAfterEnd).toBe(true);
   });
 
   it('fails with SCANNER_UNAVAILABLE when no clamd is running at the socket', async () => {
-    expect(await codeOf(connectClamd(join(scratch, 'nobody-home.sock')))).toBe('SCANNER_UNAVAILABLE');
+    expect(await scannerErrorCodeOf(connectClamd(join(scratch, 'nobody-home.sock')))).toBe('SCANNER_UNAVAILABLE');
   });
 });
 

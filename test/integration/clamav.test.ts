@@ -5,8 +5,7 @@
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClamdClient, classifyClamdSignature, type ScanResult } from '../../kiosk/clamav/client.ts';
-import { ScannerError, type ScannerErrorCode } from '../../kiosk/clamav/errors.ts';
-import { startTestClamd, type TestClamd } from '../../kiosk/clamav/test-clamd.ts';
+import { scannerErrorCodeOf, startTestClamd, type TestClamd } from '../../kiosk/clamav/test-clamd.ts';
 import { EICAR, MALWARE_MARKER, TEST_SIGNATURES, YARA_MARKER } from '../../kiosk/clamav/test-database.ts';
 import {
   cleanZip,
@@ -50,16 +49,6 @@ function chunksOf(bytes: Uint8Array, size = 64 * 1024): AsyncIterable<Uint8Array
 
 function scan(bytes: Uint8Array, size?: number): Promise<ScanResult> {
   return clamd.client.scanStream(chunksOf(bytes, size));
-}
-
-async function scanError(promise: Promise<unknown>): Promise<ScannerErrorCode | 'no error'> {
-  try {
-    await promise;
-    return 'no error';
-  } catch (error) {
-    if (error instanceof ScannerError) return error.code;
-    throw error;
-  }
 }
 
 function reasonOf(result: ScanResult): string {
@@ -180,12 +169,12 @@ describe('clamd on harmless input', () => {
 
 describe('streams longer than StreamMaxLength', () => {
   it('fails with SCANNER_STREAM_TOO_LONG before sending when the client knows the limit', async () => {
-    expect(await scanError(scan(new Uint8Array(LIMITS.maxFileSize + 1)))).toBe('SCANNER_STREAM_TOO_LONG');
+    expect(await scannerErrorCodeOf(scan(new Uint8Array(LIMITS.maxFileSize + 1)))).toBe('SCANNER_STREAM_TOO_LONG');
   });
 
   it('fails with SCANNER_STREAM_TOO_LONG when clamd itself refuses the stream', async () => {
     const unaware = new ClamdClient({ socketPath: clamd.socketPath }); // maxStreamLength unknown
-    expect(await scanError(unaware.scanStream(chunksOf(new Uint8Array(LIMITS.maxFileSize + 1024 * 1024))))).toBe(
+    expect(await scannerErrorCodeOf(unaware.scanStream(chunksOf(new Uint8Array(LIMITS.maxFileSize + 1024 * 1024))))).toBe(
       'SCANNER_STREAM_TOO_LONG',
     );
   });
@@ -205,7 +194,7 @@ describe('clamd after failed streams', () => {
       }
     }
     setTimeout(() => controller.abort(), 50);
-    expect(await scanError(clamd.client.scanStream(slow(), controller.signal))).toBe('SCAN_ABORTED');
+    expect(await scannerErrorCodeOf(clamd.client.scanStream(slow(), controller.signal))).toBe('SCAN_ABORTED');
     async function* broken(): AsyncGenerator<Uint8Array> {
       yield new Uint8Array(10);
       await new Promise((resolve) => setTimeout(resolve, 1));
