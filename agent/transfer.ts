@@ -417,7 +417,7 @@ export async function verifyDrive(input: OperationInput): Promise<DriveReport> {
     const decisions = new DecisionLog(ctx.log);
     const refused = check.refused.map((r) => refusedResult(r.path, r.code, r.reason));
     files.push(...(await decideAll(decisions, refused, (result) => decisions.submit(fileEvent(ctx, 'file.checked', result), result))));
-    const stager = stagerFor(input);
+    const stager = stagerFor(input, check.candidates);
     try {
       files.push(...(await decideAll(decisions, check.candidates, async (c) => {
         const read = await stager.stage({
@@ -443,12 +443,21 @@ export async function verifyDrive(input: OperationInput): Promise<DriveReport> {
 }
 
 /**
- * Where files are read and staged: worker threads (every core), or the
- * calling thread when a test hook (onChunk, another BLAKE3) is given, since
- * functions cannot cross to a worker. Both run the same stageFile.
+ * Below this many bytes in all, files are staged in the calling thread:
+ * starting the workers (each loads the agent's code and its WebAssembly)
+ * costs more than hashing that much (measured by bench/agent-startup.ts).
  */
-function stagerFor(input: OperationInput): Stager {
-  if (input.onChunk || input.blake3) {
+export const STAGE_ON_WORKERS_FROM_BYTES = 16 * 1024 * 1024; // bytes
+
+/**
+ * Where files are read and staged: worker threads (every core) for a drive
+ * with enough bytes to pay for them; otherwise, or when a test hook
+ * (onChunk, another BLAKE3) is given, since functions cannot cross to a
+ * worker, the calling thread. Both run the same stageFile.
+ */
+function stagerFor(input: OperationInput, candidates: readonly Candidate[]): Stager {
+  const bytes = candidates.reduce((sum, c) => sum + c.subject.annotations.size, 0);
+  if (input.onChunk || input.blake3 || bytes < STAGE_ON_WORKERS_FROM_BYTES) {
     return inThreadStager((request) => ({
       blake3: input.blake3,
       onChunk: input.onChunk ? (n) => input.onChunk!(request.name, n) : undefined,
@@ -673,7 +682,7 @@ export async function importDrive(input: ImportInput): Promise<DriveReport> {
   const decisions = new DecisionLog(ctx.log, flush && staging ? () => flush(staging) : null, input.syncFolder);
   const refused = check.refused.map((r) => refusedResult(r.path, r.code, r.reason));
   files.push(...(await decideAll(decisions, refused, (result) => decisions.submit(fileEvent(ctx, 'file.refused', result), result))));
-  const stager = stagerFor(input);
+  const stager = stagerFor(input, check.candidates);
   const job: ImportJob = { input, ctx, decisions, root, staging: staging!, flavor, names: new FolderNames(), stager };
   try {
     files.push(...(await decideAll(decisions, check.candidates, (c) => importOne(job, c))));

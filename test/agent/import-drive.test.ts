@@ -1,7 +1,7 @@
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { importDrive, syncfsReportsErrors, type DriveReport, type ImportInput } from '../../agent/transfer.ts';
+import { importDrive, STAGE_ON_WORKERS_FROM_BYTES, syncfsReportsErrors, type DriveReport, type ImportInput } from '../../agent/transfer.ts';
 import type { ClashPolicy } from '../../agent/trust-store.ts';
 import { DEFAULT_IDENTITY, makeDrive, makeTrust, MemoryLog, tempDir } from './fixtures.ts';
 
@@ -252,6 +252,17 @@ describe('import: copy-mediation', () => {
     expect(listAll(dest)).toEqual(['bad/', 'good/', 'good/a.txt']);
     const recorded: Record<string, string> = Object.fromEntries(log.events.filter((e) => e.path).map((e) => [e.path!, e.code] as const));
     expect(recorded).toEqual({ 'bad/b.txt': 'COPY_FAILED', 'good/a.txt': 'IMPORTED', 'tampered.txt': 'FILE_HASH_MISMATCH' });
+  });
+
+  it('stages a drive of more than STAGE_ON_WORKERS_FROM_BYTES on worker threads, byte for byte', async () => {
+    const image = Buffer.alloc(STAGE_ON_WORKERS_FROM_BYTES + 4096);
+    for (let i = 0; i < image.length; i += 4096) image.writeUInt32LE(i, i);
+    const drive = await makeDrive({ files: { 'fw/image.bin': image, 'fw/notes.txt': 'n' } });
+    const dest = tempDir('dest');
+    const { report } = await runImport(drive.root, dest);
+    expect(byPath(report)).toEqual({ 'fw/image.bin': 'IMPORTED', 'fw/notes.txt': 'IMPORTED' });
+    expect(readFileSync(join(dest, 'fw/image.bin')).equals(image)).toBe(true);
+    expect(listAll(dest)).toEqual(['fw/', 'fw/image.bin', 'fw/notes.txt']);
   });
 
   it('removes staging files a crash left behind before it starts', async () => {

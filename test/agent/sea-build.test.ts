@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { verifyLogBytes } from '../../agent/audit-log.ts';
 import { buildSea, SEA_FUSE, type SeaArtifact } from '../../agent/sea/build.ts';
+import { STAGE_ON_WORKERS_FROM_BYTES } from '../../agent/transfer.ts';
 import { DEFAULT_IDENTITY, makeDrive, tempDir, writeTrust } from './fixtures.ts';
 
 const BIN = join(import.meta.dirname, '../../agent/bin/portcullis-agent.js');
@@ -52,7 +53,9 @@ describe('the agent as a single executable', () => {
   });
 
   it('runs on Linux as the same agent: verify and import give the same results and exit codes as the TypeScript CLI', async () => {
-    const drive = await makeDrive({ files: { 'README.txt': 'hello plant\n', 'plc/project.ap17': Buffer.alloc(300_000, 7), 'extra.exe': 'MZ' }, unlisted: ['extra.exe'] });
+    // Over STAGE_ON_WORKERS_FROM_BYTES, so the executable stages on its embedded worker threads.
+    const image = Buffer.alloc(STAGE_ON_WORKERS_FROM_BYTES + 1024, 3);
+    const drive = await makeDrive({ files: { 'README.txt': 'hello plant\n', 'plc/project.ap17': Buffer.alloc(300_000, 7), 'plc/firmware.img': image, 'extra.exe': 'MZ' }, unlisted: ['extra.exe'] });
     const trust = writeTrust();
     const identity = join(tempDir('id'), 'identity.json');
     writeFileSync(identity, JSON.stringify(DEFAULT_IDENTITY));
@@ -69,6 +72,7 @@ describe('the agent as a single executable', () => {
     const imported = run(sea(), ['import', drive.root, '--to', dest, ...common, '--log', log]);
     expect(imported.status).toBe(10);
     expect(readFileSync(join(dest, 'plc/project.ap17')).equals(Buffer.alloc(300_000, 7))).toBe(true);
+    expect(readFileSync(join(dest, 'plc/firmware.img')).equals(image)).toBe(true);
     expect(existsSync(join(dest, 'extra.exe'))).toBe(false);
     // The WebAssembly BLAKE3 inside the executable wrote digests the TypeScript log check accepts.
     expect(verifyLogBytes(readFileSync(log))).toMatchObject({ ok: true });

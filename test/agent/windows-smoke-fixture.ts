@@ -13,7 +13,8 @@ const dir = process.argv[2];
 if (!dir) throw new Error('usage: node test/agent/windows-smoke-fixture.ts DIR');
 mkdirSync(join(dir, 'drive'), { recursive: true });
 mkdirSync(join(dir, 'inbox'), { recursive: true });
-const big = Buffer.alloc(3 * 1024 * 1024 + 5);
+// Over STAGE_ON_WORKERS_FROM_BYTES (16 MiB), so the executable stages on its embedded worker threads.
+const big = Buffer.alloc(20 * 1024 * 1024 + 5);
 for (let i = 0; i < big.length; i++) big[i] = (i * 131) % 251;
 await makeDrive({
   files: {
