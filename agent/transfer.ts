@@ -163,6 +163,9 @@ class DecisionLog {
   private pending: PendingDecision[] = [];
   private draining: Promise<void> | null = null;
   private failure: { readonly error: unknown } | null = null;
+  /** Set while a caller waits in idle(): nothing more will be submitted, so no group window is needed. */
+  private noMoreComing = false;
+  private closeWindowNow: (() => void) | null = null;
 
   private readonly syncFolder: (folder: string) => Promise<void>;
 
@@ -202,16 +205,29 @@ class DecisionLog {
     return { settled };
   }
 
-  /** Resolves once every queued decision is committed or failed. */
+  /** Called once no more decisions will be submitted: commits what is queued at once and resolves when done. */
   async idle(): Promise<void> {
+    this.noMoreComing = true;
+    this.closeWindowNow?.();
     while (this.draining) await this.draining;
+    this.noMoreComing = false;
   }
 
   private async drain(): Promise<void> {
-    for (;;) {
-      // Let the decisions of files finishing in the next few milliseconds join this group (workers do not wait for it).
-      if (this.pending.length < MAX_UNCOMMITTED / 2) await new Promise((resolve) => setTimeout(resolve, GROUP_WINDOW_MS));
-      if (this.pending.length === 0) break;
+    // Let the decisions of files finishing in the next few milliseconds join the first group (workers do not
+    // wait for it); the window closes early once no more decisions can come (closeWindow). Later groups are
+    // what arrived while the previous one was committed.
+    if (this.pending.length < MAX_UNCOMMITTED / 2 && !this.noMoreComing) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, GROUP_WINDOW_MS);
+        this.closeWindowNow = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.closeWindowNow = null;
+    }
+    while (this.pending.length > 0) {
       const group = this.pending;
       this.pending = [];
       if (this.failure) {
