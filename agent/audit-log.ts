@@ -121,6 +121,21 @@ export function recordHash(record: Omit<LogRecord, 'hash'> | LogRecord): string 
   return createHash('sha256').update(canonicalize(body)).digest('hex');
 }
 
+/**
+ * The record hash and the record's canonical JSON, with one encoding of the
+ * body: in sorted key order "hash" falls between "event" and "hmi", which
+ * every record has, and the text `,"hmi":` cannot occur earlier (a quote
+ * inside a string is escaped, and no nested object has that key). Equal to
+ * canonicalize({ ...body, hash }) (a test compares them).
+ */
+export function hashedRecordText(body: Omit<LogRecord, 'hash'>): { hash: string; text: string } {
+  const bodyText = canonicalize(body);
+  const hash = createHash('sha256').update(bodyText).digest('hex');
+  const at = bodyText.indexOf(',"hmi":');
+  if (at === -1) throw new AgentError('LOG_WRITE_FAILED', 'refusing to write a log record without an HMI name');
+  return { hash, text: `${bodyText.slice(0, at)},"hash":"${hash}"${bodyText.slice(at)}` };
+}
+
 function sameHex(a: string, b: string): boolean {
   return a.length === b.length && timingSafeEqual(Buffer.from(a), Buffer.from(b));
 }
@@ -177,8 +192,8 @@ export class AuditLog implements AuditSink {
         const records: LogRecord[] = [];
         const lines: Buffer[] = [];
         for (const event of events) {
-          const record = this.makeRecord(event, last);
-          const line = Buffer.from(`${canonicalize(record)}\n`, 'utf8');
+          const { record, text } = this.makeRecord(event, last);
+          const line = Buffer.from(`${text}\n`, 'utf8');
           if (line.length > MAX_RECORD_BYTES) throw new AgentError('LOG_WRITE_FAILED', `a log record of ${line.length} bytes exceeds ${MAX_RECORD_BYTES}`);
           records.push(record);
           lines.push(line);
@@ -207,7 +222,8 @@ export class AuditLog implements AuditSink {
     }
   }
 
-  private makeRecord(event: LogEvent, last: LogRecord | null): LogRecord {
+  /** A record and its line (canonical JSON), continuing the chain after `last`. */
+  private makeRecord(event: LogEvent, last: LogRecord | null): { record: LogRecord; text: string } {
     const body: Omit<LogRecord, 'hash'> = {
       seq: (last?.seq ?? 0) + 1,
       time: this.clock().toISOString(),
@@ -226,10 +242,11 @@ export class AuditLog implements AuditSink {
       code: event.code,
       reason: clipText(isDisplaySafe(event.reason) ? event.reason : escapeForDisplay(event.reason)),
     };
-    const record: LogRecord = { ...body, hash: recordHash(body) };
+    const { hash, text } = hashedRecordText(body);
+    const record: LogRecord = { ...body, hash };
     const checked = parse(recordSchema, record);
     if (!checked.ok) throw new AgentError('LOG_WRITE_FAILED', `refusing to write a malformed log record: ${formatIssues(checked.issues)}`);
-    return record;
+    return { record, text };
   }
 
   /** A lock file beside the log, created exclusively; a lock left by a dead process is taken over. */

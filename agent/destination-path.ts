@@ -45,10 +45,10 @@ export const DESTINATION_PROBLEM_TEXT: Record<Exclude<DestinationProblem, NamePr
 // NTFS generates 8.3 aliases like PROGRA~1 or ABCDEF~12.TXT; a name of that shape could open a different file.
 const SHORT_NAME = /~[0-9]+(\.[^.]*)?$/u;
 
-/** Problems with a relative drive path as a destination name; empty when it may be created. */
 /** The agent's staging folder inside the destination: no file may be imported into it. */
 export const STAGING_FOLDER = '.portcullis-staging';
 
+/** Problems with a relative drive path as a destination name; empty when it may be created. */
 export function destinationNameProblems(relative: string): DestinationProblem[] {
   const problems = new Set<DestinationProblem>(pathProblems(relative));
   if (collisionKey(relative.split(/[\\/]/u)[0] ?? '') === collisionKey(STAGING_FOLDER)) problems.add('RESERVED_FOLDER');

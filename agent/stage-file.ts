@@ -4,10 +4,10 @@
  * a test hook, in the calling thread. Everything in a request is plain data,
  * so it crosses to a worker as it is.
  */
-import { constants } from 'node:fs';
+import { closeSync, constants, fsyncSync, openSync, unlinkSync, writeSync } from 'node:fs';
 import { open, unlink } from 'node:fs/promises';
-import type { Blake3Factory, FileDigest } from '../manifest/index.ts';
-import { readVerified, type ExpectedFile, type VerifiedReadCode } from './verified-copy.ts';
+import type { Blake3Factory, DualDigest, FileDigest } from '../manifest/index.ts';
+import { readVerified, readVerifiedSync, type ExpectedFile, type VerifiedReadCode } from './verified-copy.ts';
 
 export interface StageRequest {
   /** The manifest subject's name (for hooks). */
@@ -40,6 +40,11 @@ export interface StageHooks {
 
 const errorText = (error: unknown): string => (error as NodeJS.ErrnoException).code ?? (error as Error).message;
 
+const STAGING_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | (constants.O_NOFOLLOW ?? 0);
+
+const cannotCreate = (error: unknown): StageResult => ({ ok: false, code: 'COPY_FAILED', reason: `cannot create a staging file (${errorText(error)})`, digest: null });
+const flushFailed = (error: unknown, digest: FileDigest): StageResult => ({ ok: false, code: 'COPY_FAILED', reason: `flushing the copy failed (${errorText(error)})`, digest });
+
 /** Reads, hashes and (import) stages one file; on any failure the staging file is removed. */
 export async function stageFile(request: StageRequest, hooks: StageHooks = {}): Promise<StageResult> {
   if (request.stagingPath === null) {
@@ -48,9 +53,9 @@ export async function stageFile(request: StageRequest, hooks: StageHooks = {}): 
   const stagingPath = request.stagingPath;
   let handle;
   try {
-    handle = await open(stagingPath, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | (constants.O_NOFOLLOW ?? 0), 0o644);
+    handle = await open(stagingPath, STAGING_FLAGS, 0o644);
   } catch (error) {
-    return { ok: false, code: 'COPY_FAILED', reason: `cannot create a staging file (${errorText(error)})`, digest: null };
+    return cannotCreate(error);
   }
   let keep = false;
   try {
@@ -70,12 +75,65 @@ export async function stageFile(request: StageRequest, hooks: StageHooks = {}): 
       if (request.fsync) await handle.sync();
       await handle.close();
     } catch (error) {
-      return { ok: false, code: 'COPY_FAILED', reason: `flushing the copy failed (${errorText(error)})`, digest: read.digest };
+      return flushFailed(error, read.digest);
     }
     keep = true;
     return read;
   } finally {
     await handle.close().catch(() => undefined);
     if (!keep) await unlink(stagingPath).catch(() => undefined);
+  }
+}
+
+/**
+ * stageFile with synchronous calls, for a worker thread that does one file at
+ * a time (agent/stage-worker.ts). `digest` is a fresh DualDigest; `aborted`
+ * is polled before each read; `scratch` is the thread's read buffer.
+ */
+export function stageFileSync(request: StageRequest, digest: DualDigest, aborted: () => boolean, scratch?: Buffer): StageResult {
+  const options = { aborted, chunkBytes: request.chunkBytes, expectIdentity: request.expectIdentity, scratch };
+  if (request.stagingPath === null) return readVerifiedSync(request.source, request.expected, digest, options);
+  const stagingPath = request.stagingPath;
+  let fd: number;
+  try {
+    fd = openSync(stagingPath, STAGING_FLAGS, 0o644);
+  } catch (error) {
+    return cannotCreate(error);
+  }
+  let open = true;
+  let keep = false;
+  try {
+    const read = readVerifiedSync(request.source, request.expected, digest, {
+      ...options,
+      sink: (chunk) => {
+        let done = 0;
+        while (done < chunk.length) done += writeSync(fd, chunk, done, chunk.length - done);
+      },
+    });
+    if (!read.ok) return read;
+    try {
+      if (request.fsync) fsyncSync(fd);
+      open = false;
+      closeSync(fd);
+    } catch (error) {
+      return flushFailed(error, read.digest);
+    }
+    keep = true;
+    return read;
+  } finally {
+    if (open) {
+      try {
+        closeSync(fd);
+      } catch {
+        // closing a file that failed: nothing more to learn
+      }
+    }
+    if (!keep) {
+      try {
+        unlinkSync(stagingPath);
+      } catch {
+        // never created or already gone
+      }
+    }
   }
 }

@@ -1,13 +1,13 @@
 /**
  * Stages files on worker threads, so that hashing (WebAssembly BLAKE3 and
  * SHA-256) and the many small filesystem calls of an import use every core
- * instead of the one the event loop runs on. Each worker runs several files
- * at once; a file goes to the worker with the fewest in hand.
+ * instead of the one the event loop runs on, and libuv's small shared thread
+ * pool stays free for the main thread's own calls (naming, folder fsyncs).
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { stageFile, type StageHooks, type StageRequest, type StageResult } from './stage-file.ts';
-import type { FromWorker, ToWorker } from './stage-worker.ts';
+import { IN_FLIGHT, type FromWorker, type StageWorkerData, type ToWorker } from './stage-protocol.ts';
 
 /** In the single executable: the worker's bundled source (agent/sea/build.ts defines it). */
 declare const PORTCULLIS_STAGE_WORKER_SOURCE: string | undefined;
@@ -25,63 +25,142 @@ export function inThreadStager(hooks: (request: StageRequest) => Omit<StageHooks
   };
 }
 
-interface Slot {
+interface Job {
+  readonly id: number;
+  readonly request: StageRequest;
+  readonly signal: AbortSignal | undefined;
+  readonly resolve: (r: StageResult) => void;
+}
+
+interface Thread {
   readonly worker: Worker;
-  readonly pending: Map<number, (r: StageResult) => void>;
+  /** Shared with the worker: one abort flag per slot. */
+  readonly flags: Int32Array;
+  /** The job in each slot (null: free). */
+  readonly slots: Array<Job | null>;
 }
 
 const stopped = (error: Error): StageResult => ({ ok: false, code: 'COPY_FAILED', reason: `a staging thread stopped (${error.message}): nothing of this file was kept`, digest: null });
+const abortedBeforeStart: StageResult = { ok: false, code: 'ABORTED', reason: 'cancelled before the file was read', digest: null };
 
-function startWorker(): Worker {
-  if (typeof PORTCULLIS_STAGE_WORKER_SOURCE === 'string') return new Worker(PORTCULLIS_STAGE_WORKER_SOURCE, { eval: true });
-  return new Worker(new URL('./stage-worker.ts', import.meta.url));
+function startWorker(data: StageWorkerData): Worker {
+  if (typeof PORTCULLIS_STAGE_WORKER_SOURCE === 'string') return new Worker(PORTCULLIS_STAGE_WORKER_SOURCE, { eval: true, workerData: data });
+  return new Worker(new URL('./stage-worker.ts', import.meta.url), { workerData: data });
 }
 
-/** Worker threads for staging: one per core, at most four. */
-export function createStagePool(threads = Math.max(1, Math.min(availableParallelism(), 4))): Stager {
+/**
+ * Worker threads for staging: each does one file at a time with synchronous
+ * calls, so a thread that waits on the disk does not hold a core; hence more
+ * threads than cores (two per core, at least two, at most six).
+ */
+export function defaultStageThreads(cores = availableParallelism()): number {
+  return Math.max(2, Math.min(2 * cores, 6));
+}
+
+/**
+ * The pool keeps the queue itself and gives each worker at most IN_FLIGHT
+ * files, so a file not yet started can still be aborted here, and one under
+ * way through its slot's shared flag.
+ */
+export function createStagePool(threads = defaultStageThreads()): Stager {
   let nextId = 1;
   let broken: Error | null = null;
   let closing = false;
-  const slots: Slot[] = [];
+  const queue: Job[] = [];
+  const pool: Thread[] = [];
+
+  const dispatch = (): void => {
+    while (queue.length > 0) {
+      let target: { thread: Thread; slot: number } | null = null;
+      for (const thread of pool) {
+        const slot = thread.slots.indexOf(null);
+        if (slot !== -1) {
+          target = { thread, slot };
+          break;
+        }
+      }
+      if (!target) return;
+      const job = queue.shift()!;
+      if (job.signal?.aborted) {
+        job.resolve(abortedBeforeStart);
+        continue;
+      }
+      Atomics.store(target.thread.flags, target.slot, 0);
+      target.thread.slots[target.slot] = job;
+      // A small Buffer is a view of Node's shared 8 KiB pool, which structured cloning would copy whole: send the path's bytes alone.
+      const source = typeof job.request.source === 'string' ? job.request.source : new Uint8Array(job.request.source);
+      target.thread.worker.postMessage({ type: 'stage', id: job.id, slot: target.slot, request: { ...job.request, source } } satisfies ToWorker);
+    }
+  };
+
   for (let i = 0; i < threads; i++) {
-    const slot: Slot = { worker: startWorker(), pending: new Map() };
-    slot.worker.on('message', (message: FromWorker) => {
-      const waiter = slot.pending.get(message.id);
-      if (!waiter) return;
-      slot.pending.delete(message.id);
-      // An exception inside stageFile is a bug; the file is still refused, never passed (fail closed).
-      waiter('result' in message ? message.result : { ok: false, code: 'COPY_FAILED', reason: `internal error while staging: ${message.error}`, digest: null });
+    const shared = new SharedArrayBuffer(IN_FLIGHT * Int32Array.BYTES_PER_ELEMENT);
+    const flags = new Int32Array(shared);
+    const thread: Thread = { worker: startWorker({ abortFlags: shared }), flags, slots: new Array<Job | null>(IN_FLIGHT).fill(null) };
+    thread.worker.on('message', (message: FromWorker) => {
+      const slot = thread.slots.findIndex((j) => j?.id === message.id);
+      if (slot === -1) return;
+      const job = thread.slots[slot]!;
+      thread.slots[slot] = null;
+      // An exception inside stageFileSync is a bug; the file is still refused, never passed (fail closed).
+      job.resolve('result' in message ? message.result : { ok: false, code: 'COPY_FAILED', reason: `internal error while staging: ${message.error}`, digest: null });
+      dispatch();
     });
     // A worker that dies takes its files with it: they are refused, and so is every later file (fail closed).
     const fail = (error: Error): void => {
       broken ??= error;
-      for (const w of slot.pending.values()) w(stopped(error));
-      slot.pending.clear();
+      thread.slots.forEach((job, slot) => {
+        job?.resolve(stopped(error));
+        thread.slots[slot] = null;
+      });
+      for (const job of queue.splice(0)) job.resolve(stopped(broken));
     };
-    slot.worker.on('error', fail);
+    thread.worker.on('error', fail);
     // Any exit not asked for by close() breaks the pool, even with nothing in hand: no file may be sent to a dead worker.
-    slot.worker.on('exit', (code) => { if (!closing) fail(new Error(`exited with code ${code}`)); });
-    slots.push(slot);
+    thread.worker.on('exit', (code) => { if (!closing) fail(new Error(`exited with code ${code}`)); });
+    pool.push(thread);
   }
   return {
     stage(request, signal) {
       if (broken) return Promise.resolve(stopped(broken));
-      const slot = slots.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
-      const id = nextId++;
+      if (closing) return Promise.resolve(stopped(new Error('the pool was closed')));
       return new Promise<StageResult>((resolve) => {
-        const onAbort = (): void => slot.worker.postMessage({ type: 'abort', id } satisfies ToWorker);
+        const job: Job = {
+          id: nextId++,
+          request,
+          signal,
+          resolve: (r) => {
+            signal?.removeEventListener('abort', onAbort);
+            resolve(r);
+          },
+        };
+        function onAbort(): void {
+          const waiting = queue.indexOf(job);
+          if (waiting !== -1) {
+            queue.splice(waiting, 1);
+            job.resolve(abortedBeforeStart);
+            return;
+          }
+          for (const thread of pool) {
+            const slot = thread.slots.indexOf(job);
+            if (slot !== -1) Atomics.store(thread.flags, slot, 1);
+          }
+        }
         signal?.addEventListener('abort', onAbort, { once: true });
-        slot.pending.set(id, (r) => {
-          signal?.removeEventListener('abort', onAbort);
-          resolve(r);
-        });
-        slot.worker.postMessage({ type: 'stage', id, request } satisfies ToWorker);
-        if (signal?.aborted) onAbort();
+        queue.push(job);
+        dispatch();
       });
     },
     async close() {
       closing = true;
-      await Promise.all(slots.map((s) => s.worker.terminate()));
+      await Promise.all(pool.map((t) => t.worker.terminate()));
+      // Whatever was still asked for is refused, never left waiting (fail closed).
+      const closed = stopped(new Error('the pool was closed'));
+      for (const job of queue.splice(0)) job.resolve(closed);
+      for (const thread of pool) thread.slots.forEach((job, slot) => {
+        job?.resolve(closed);
+        thread.slots[slot] = null;
+      });
     },
   };
 }

@@ -1,5 +1,3 @@
-import { execFile } from 'node:child_process';
-import { release } from 'node:os';
 /**
  * The two drive operations and their reports:
  *
@@ -15,6 +13,7 @@ import { release } from 'node:os';
  * file placed just before is removed again.
  */
 import { randomBytes } from 'node:crypto';
+import { release } from 'node:os';
 import { linkSync, lstatSync, mkdirSync, renameSync, unlinkSync, type Stats } from 'node:fs';
 import { constants } from 'node:fs';
 import { lstat, mkdir, open, readdir, rmdir, unlink } from 'node:fs/promises';
@@ -30,6 +29,7 @@ import {
 import { AgentError, type DriveRefusalCode, type FileRefusalCode } from './errors.ts';
 import type { ClashPolicy } from './trust-store.ts';
 import { createStagePool, inThreadStager, type Stager } from './stage-pool.ts';
+import { SyncfsHelper } from './syncfs-helper.ts';
 
 export type FileOutcome = 'permitted' | 'imported' | 'skipped' | 'refused';
 
@@ -136,8 +136,8 @@ interface Decided {
 
 /** Records waiting for a commit before workers wait (bounds memory and the work a failed commit takes back). */
 const MAX_UNCOMMITTED = 512;
-/** How long a group stays open for more records: one log fsync per window instead of one per file. */
-const GROUP_WINDOW_MS = 50; // ms
+/** The shortest time from one group to the next: one flush and one log fsync per window instead of per file. */
+const GROUP_WINDOW_MS = 100; // ms
 
 /**
  * Group commit of per-file decisions. Workers hand over a decision and go on
@@ -166,6 +166,8 @@ class DecisionLog {
   /** Set while a caller waits in idle(): nothing more will be submitted, so no group window is needed. */
   private noMoreComing = false;
   private closeWindowNow: (() => void) | null = null;
+  /** performance.now() when the current group's window opened. */
+  private groupStarted = 0;
 
   private readonly syncFolder: (folder: string) => Promise<void>;
 
@@ -200,6 +202,7 @@ class DecisionLog {
     const settled = new Promise<FileResult>((resolve, reject) => {
       this.pending.push({ ...d, resolve, reject });
     });
+    if (this.pending.length >= MAX_UNCOMMITTED / 2) this.closeWindowNow?.();
     this.draining ??= this.drain();
     settled.catch(() => undefined); // handled where it is awaited; never an unhandled rejection meanwhile
     return { settled };
@@ -213,21 +216,29 @@ class DecisionLog {
     this.noMoreComing = false;
   }
 
+  /**
+   * Waits until GROUP_WINDOW_MS have passed since the previous group began (or since the first
+   * decision came), so that one flush, one fsync per folder and one log fsync serve every decision
+   * of the window; closed early once no more decisions can come (idle) or half of MAX_UNCOMMITTED wait.
+   */
+  private async groupWindow(): Promise<void> {
+    const wait = this.groupStarted + GROUP_WINDOW_MS - performance.now();
+    if (wait <= 0 || this.noMoreComing || this.pending.length >= MAX_UNCOMMITTED / 2) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, wait);
+      this.closeWindowNow = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    this.closeWindowNow = null;
+  }
+
   private async drain(): Promise<void> {
-    // Let the decisions of files finishing in the next few milliseconds join the first group (workers do not
-    // wait for it); the window closes early once no more decisions can come (closeWindow). Later groups are
-    // what arrived while the previous one was committed.
-    if (this.pending.length < MAX_UNCOMMITTED / 2 && !this.noMoreComing) {
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, GROUP_WINDOW_MS);
-        this.closeWindowNow = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.closeWindowNow = null;
-    }
+    this.groupStarted = performance.now();
     while (this.pending.length > 0) {
+      await this.groupWindow();
+      this.groupStarted = performance.now();
       const group = this.pending;
       this.pending = [];
       if (this.failure) {
@@ -622,9 +633,9 @@ const NO_LINK = new Set(['EPERM', 'ENOTSUP', 'EXDEV', 'ENOSYS', 'EOPNOTSUPP', 'E
  * replacing anything: link() fails with EEXIST instead of overwriting, so a
  * file that appears between the check and the move is never clobbered.
  *
- * Runs inside the group commit, one file at a time, with synchronous calls:
- * asynchronous ones would queue behind the stage workers' reads and writes in
- * libuv's shared thread pool, and naming would become the bottleneck.
+ * Runs inside the group commit, one file at a time, with synchronous calls
+ * (each is quicker than an asynchronous call's round trip would be).
+ * `relative` must have passed resolveInside already (importOne checks it).
  */
 async function placeFile(names: FolderNames, root: string, relative: string, staging: string, clash: ClashPolicy, flavor: PathFlavor): Promise<Placement> {
   const components = relative.split('/');
@@ -649,7 +660,8 @@ async function placeFile(names: FolderNames, root: string, relative: string, sta
       if (name === '') return { ok: false, outcome: 'refused', code: 'DESTINATION_CLASH', reason: 'no free "name (n)" left for a renamed copy' };
     }
     const rel = [...parents.actual, name].join('/');
-    const checked = resolveInside(root, rel, flavor);
+    // `relative` itself was resolved by the caller; a name that differs (existing folders' spelling, a rename) is checked here.
+    const checked = rel === relative ? { ok: true as const } : resolveInside(root, rel, flavor);
     if (!checked.ok) return { ok: false, outcome: 'refused', code: 'DESTINATION_UNSAFE', reason: checked.problems.map((p) => (p in DESTINATION_PROBLEM_TEXT ? DESTINATION_PROBLEM_TEXT[p as keyof typeof DESTINATION_PROBLEM_TEXT] : p)).join('; ') };
     const finalPath = join(parents.dir, name);
     // The parent was checked when first used; check again now, so a folder swapped for a link or junction
@@ -682,6 +694,32 @@ async function placeFile(names: FolderNames, root: string, relative: string, sta
   return { ok: false, outcome: 'refused', code: 'DESTINATION_CLASH', reason: 'the destination name kept changing' };
 }
 
+/**
+ * The order files are started in: the share of bytes started keeps in step
+ * with the share of files started, taking the largest files from one end of
+ * a size order and the smallest from the other. The main thread's work is
+ * per file (names, records) and the stage workers' is per byte (reading,
+ * hashing); in name order a drive often holds thousands of small notes in one
+ * folder and big images in another, and each side would wait for the other
+ * in turn. Results and the report do not depend on this order.
+ */
+export function bytesAndFilesInStep<T>(items: readonly T[], size: (item: T) => number): T[] {
+  const sorted = items.map((item, index) => ({ item, index, bytes: size(item) }))
+    .sort((a, b) => b.bytes - a.bytes || a.index - b.index);
+  const total = sorted.reduce((sum, x) => sum + x.bytes, 0);
+  const out: T[] = [];
+  let big = 0;
+  let small = sorted.length - 1;
+  let bytes = 0;
+  while (big <= small) {
+    const takeBig = bytes * sorted.length <= out.length * total; // bytes started / total <= files started / count
+    const next = takeBig ? sorted[big++]! : sorted[small--]!;
+    bytes += next.bytes;
+    out.push(next.item);
+  }
+  return out;
+}
+
 /** `import DRIVE --to DIR`: copy-mediation of every permitted file. */
 export async function importDrive(input: ImportInput): Promise<DriveReport> {
   const flavor = input.flavor ?? hostFlavor();
@@ -694,16 +732,20 @@ export async function importDrive(input: ImportInput): Promise<DriveReport> {
   if (!check.approved) return finish(ctx, report('import', escapeForDisplay(input.drive), check, files, rootDisplay));
 
   const staging = check.candidates.length > 0 ? await prepareStaging(root) : null;
-  const flush = input.flushStaged === undefined ? platformFlush() : input.flushStaged;
+  let helper: SyncfsHelper | null = null;
+  const flush = input.flushStaged === undefined
+    ? (platformHasSyncfs() ? (folder: string) => (helper ??= SyncfsHelper.start(folder)).flush() : null)
+    : input.flushStaged;
   const decisions = new DecisionLog(ctx.log, flush && staging ? () => flush(staging) : null, input.syncFolder);
   const refused = check.refused.map((r) => refusedResult(r.path, r.code, r.reason));
   files.push(...(await decideAll(decisions, refused, (result) => decisions.submit(fileEvent(ctx, 'file.refused', result), result))));
   const stager = stagerFor(input, check.candidates);
-  const job: ImportJob = { input, ctx, decisions, root, staging: staging!, flavor, names: new FolderNames(), stager };
+  const job: ImportJob = { input, ctx, decisions, root, staging: staging!, flavor, names: new FolderNames(), stager, stagingPrefix: randomBytes(8).toString('hex'), stagedCount: 0 };
   try {
-    files.push(...(await decideAll(decisions, check.candidates, (c) => importOne(job, c))));
+    files.push(...(await decideAll(decisions, bytesAndFilesInStep(check.candidates, (c) => c.subject.annotations.size), (c) => importOne(job, c))));
   } finally {
     await stager.close();
+    await (helper as SyncfsHelper | null)?.close();
     if (staging) await rmdir(staging).catch(() => undefined); // only when empty: leftovers are removed at the next start
   }
   files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
@@ -719,6 +761,9 @@ interface ImportJob {
   readonly flavor: PathFlavor;
   readonly names: FolderNames;
   readonly stager: Stager;
+  /** 16 random hex digits naming this import's staging files. */
+  readonly stagingPrefix: string;
+  stagedCount: number;
 }
 
 async function importOne(job: ImportJob, c: Candidate): Promise<Decided> {
@@ -747,7 +792,8 @@ async function importOne(job: ImportJob, c: Candidate): Promise<Decided> {
     }
   }
 
-  const stagingPath = join(staging, `${randomBytes(16).toString('hex')}.part`);
+  // 32 hex digits, as the clean-up at start expects: a random prefix per import, then a counter (O_EXCL still refuses a clash).
+  const stagingPath = join(staging, `${job.stagingPrefix}${(job.stagedCount++).toString(16).padStart(16, '0')}.part`);
   const read = await job.stager.stage({
     name: c.subject.name,
     source: c.entry.rawPath,
@@ -807,16 +853,14 @@ export function syncfsReportsErrors(kernelRelease: string): boolean {
 }
 
 /**
- * The flush of staged files on this platform: Linux 5.8 or later has syncfs(2) (`sync -f`,
- * one flush of the destination's filesystem for a whole group, as `cp` then
- * `sync` does); elsewhere null, and each staged file is fsynced on its own
- * (Windows: FlushFileBuffers per file; older Linux: fsync per file).
+ * Whether staged files are flushed per group on this platform: Linux 5.8 or
+ * later has syncfs(2) (`sync -f` through SyncfsHelper, one flush of the
+ * destination's filesystem for a whole group, as `cp` then `sync` does);
+ * elsewhere each staged file is fsynced on its own (Windows: FlushFileBuffers
+ * per file; older Linux: fsync per file).
  */
-function platformFlush(): ((folder: string) => Promise<void>) | null {
-  if (process.platform !== 'linux' || !syncfsReportsErrors(release())) return null;
-  return (folder) => new Promise((resolve, reject) => {
-    execFile('/bin/sync', ['-f', folder], { timeout: 120_000 }, (error) => (error ? reject(new Error(`sync -f failed: ${error.message}`, { cause: error })) : resolve()));
-  });
+function platformHasSyncfs(): boolean {
+  return process.platform === 'linux' && syncfsReportsErrors(release());
 }
 
 /** Exit-code class of a report (docs/agent.md "Exit codes"). */

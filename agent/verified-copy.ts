@@ -7,7 +7,7 @@
  * read fails. The caller keeps the sink's bytes only on { ok: true }.
  */
 import { timingSafeEqual } from 'node:crypto';
-import { constants } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync, type Stats } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { DualDigest, wasmBlake3, type Blake3Factory, type FileDigest } from '../manifest/index.ts';
 
@@ -44,58 +44,81 @@ function sameHex(a: string, b: string): boolean {
 
 const fail = (code: VerifiedReadCode, reason: string, digest: FileDigest | null = null): VerifiedRead => ({ ok: false, code, reason, digest });
 
-export async function readVerified(source: string | Buffer, expected: ExpectedFile, options: VerifiedReadOptions = {}): Promise<VerifiedRead> {
-  if (options.signal?.aborted) return fail('ABORTED', 'cancelled before the file was read');
-  let handle: FileHandle;
-  try {
-    // O_NOFOLLOW: a symlink swapped in since the walk is refused, not followed (not on Windows: see docs/agent.md).
-    handle = await open(source, constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0));
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ELOOP' || code === 'EMLINK') return fail('FILE_NOT_REGULAR', 'the file is a symbolic link now');
-    return fail('FILE_UNREADABLE', `cannot open the file (${code ?? (error as Error).message})`);
+const errorCode = (error: unknown): string => (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+
+/** O_NOFOLLOW: a symlink swapped in since the walk is refused, not followed (not on Windows: see docs/agent.md). */
+const OPEN_FLAGS = constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0);
+
+function openFailure(error: unknown): VerifiedRead {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'ELOOP' || code === 'EMLINK') return fail('FILE_NOT_REGULAR', 'the file is a symbolic link now');
+  return fail('FILE_UNREADABLE', `cannot open the file (${code ?? (error as Error).message})`);
+}
+
+/**
+ * The checks of one verified read, whichever way its bytes are read: what
+ * was opened, how much to ask for next (never more than one byte past the
+ * listed size), growth, and the digests at the end.
+ */
+class ReadCheck {
+  total = 0;
+  readonly chunkBytes: number;
+  private readonly expected: ExpectedFile;
+  private readonly digest: DualDigest;
+
+  constructor(expected: ExpectedFile, digest: DualDigest, chunkBytes = COPY_CHUNK_BYTES) {
+    this.expected = expected;
+    this.digest = digest;
+    this.chunkBytes = chunkBytes;
   }
-  try {
-    const stats = await handle.stat();
+
+  /** The opened entry must be the regular file the walk saw, of the listed size. */
+  opened(stats: Pick<Stats, 'dev' | 'ino' | 'size'> & { isFile(): boolean }, identity: VerifiedReadOptions['expectIdentity']): VerifiedRead | null {
     if (!stats.isFile()) return fail('FILE_NOT_REGULAR', 'the opened entry is not a regular file');
-    if (options.expectIdentity && (stats.dev !== options.expectIdentity.dev || stats.ino !== options.expectIdentity.ino)) {
+    if (identity && (stats.dev !== identity.dev || stats.ino !== identity.ino)) {
       return fail('FILE_UNREADABLE', 'the file was replaced since the drive was listed');
     }
-    if (stats.size !== expected.size) {
-      return fail('FILE_SIZE_MISMATCH', `the manifest says ${expected.size} bytes, the drive has ${stats.size}`);
+    if (stats.size !== this.expected.size) {
+      return fail('FILE_SIZE_MISMATCH', `the manifest says ${this.expected.size} bytes, the drive has ${stats.size}`);
     }
-    const digest = await DualDigest.create(options.blake3 ?? wasmBlake3);
-    const chunkBytes = options.chunkBytes ?? COPY_CHUNK_BYTES;
-    // One byte more than the file needs at most: a small file does not allocate (and the GC reclaim) a whole chunk.
-    // Only the bytes read into it are ever used, so it need not be zeroed.
-    const buffer = Buffer.allocUnsafe(Math.min(chunkBytes, expected.size + 1));
-    let total = 0;
-    for (;;) {
-      if (options.signal?.aborted) return fail('ABORTED', `cancelled after ${total} of ${expected.size} bytes`);
-      // Ask for at most one byte past the listed size: enough to see that a file grew.
-      const want = Math.min(chunkBytes, expected.size - total + 1);
-      let n: number;
-      try {
-        ({ bytesRead: n } = await handle.read(buffer, 0, want, null));
-      } catch (error) {
-        return fail('FILE_UNREADABLE', `reading failed after ${total} bytes (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
-      }
-      if (n === 0) break;
-      total += n;
-      if (total > expected.size) return fail('FILE_SIZE_MISMATCH', `the file grew past the ${expected.size} bytes the manifest lists while it was read`);
-      const chunk = buffer.subarray(0, n);
-      digest.update(chunk);
-      if (options.sink) {
-        try {
-          await options.sink(chunk);
-        } catch (error) {
-          return fail('COPY_FAILED', `writing to the destination failed (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
-        }
-      }
-      await options.onChunk?.(total);
-    }
-    const result = digest.finish();
-    if (total < expected.size) return fail('FILE_SIZE_MISMATCH', `the file ended after ${total} of the ${expected.size} bytes the manifest lists`, result);
+    return null;
+  }
+
+  /**
+   * A read buffer: one byte more than the file needs at most, so a small file does not allocate (and the GC
+   * reclaim) a whole chunk. Only the bytes read into it are ever used, so it need not be zeroed.
+   */
+  buffer(scratch?: Buffer): Buffer {
+    const bytes = Math.min(this.chunkBytes, this.expected.size + 1);
+    return scratch && scratch.length >= bytes ? scratch.subarray(0, bytes) : Buffer.allocUnsafe(bytes);
+  }
+
+  /** Bytes to ask for next: at most one past the listed size, enough to see that a file grew. */
+  want(): number {
+    return Math.min(this.chunkBytes, this.expected.size - this.total + 1);
+  }
+
+  aborted(): VerifiedRead {
+    return fail('ABORTED', `cancelled after ${this.total} of ${this.expected.size} bytes`);
+  }
+
+  readFailed(error: unknown): VerifiedRead {
+    return fail('FILE_UNREADABLE', `reading failed after ${this.total} bytes (${errorCode(error)})`);
+  }
+
+  /** Hashes a chunk just read; a refusal if the file grew past its listed size. */
+  took(chunk: Uint8Array): VerifiedRead | null {
+    this.total += chunk.length;
+    if (this.total > this.expected.size) return fail('FILE_SIZE_MISMATCH', `the file grew past the ${this.expected.size} bytes the manifest lists while it was read`);
+    this.digest.update(chunk);
+    return null;
+  }
+
+  /** The verdict once a read returned no more bytes. */
+  finish(): VerifiedRead {
+    const result = this.digest.finish();
+    const expected = this.expected;
+    if (this.total < expected.size) return fail('FILE_SIZE_MISMATCH', `the file ended after ${this.total} of the ${expected.size} bytes the manifest lists`, result);
     const shaOk = sameHex(result.sha256, expected.sha256);
     const blakeOk = sameHex(result.blake3, expected.blake3);
     if (!shaOk || !blakeOk) {
@@ -103,7 +126,100 @@ export async function readVerified(source: string | Buffer, expected: ExpectedFi
       return fail('FILE_HASH_MISMATCH', `${which} from the manifest: the file changed after the kiosk scanned it`, result);
     }
     return { ok: true, digest: result };
+  }
+}
+
+const sinkFailure = (error: unknown): VerifiedRead => fail('COPY_FAILED', `writing to the destination failed (${errorCode(error)})`);
+
+export async function readVerified(source: string | Buffer, expected: ExpectedFile, options: VerifiedReadOptions = {}): Promise<VerifiedRead> {
+  if (options.signal?.aborted) return fail('ABORTED', 'cancelled before the file was read');
+  let handle: FileHandle;
+  try {
+    handle = await open(source, OPEN_FLAGS);
+  } catch (error) {
+    return openFailure(error);
+  }
+  try {
+    const check = new ReadCheck(expected, await DualDigest.create(options.blake3 ?? wasmBlake3), options.chunkBytes);
+    const refused = check.opened(await handle.stat(), options.expectIdentity);
+    if (refused) return refused;
+    const buffer = check.buffer();
+    for (;;) {
+      if (options.signal?.aborted) return check.aborted();
+      let n: number;
+      try {
+        ({ bytesRead: n } = await handle.read(buffer, 0, check.want(), null));
+      } catch (error) {
+        return check.readFailed(error);
+      }
+      if (n === 0) return check.finish();
+      const chunk = buffer.subarray(0, n);
+      const grew = check.took(chunk);
+      if (grew) return grew;
+      if (options.sink) {
+        try {
+          await options.sink(chunk);
+        } catch (error) {
+          return sinkFailure(error);
+        }
+      }
+      await options.onChunk?.(check.total);
+    }
   } finally {
     await handle.close();
+  }
+}
+
+export interface VerifiedReadSyncOptions {
+  /** Receives every chunk after it was hashed; a throw is COPY_FAILED. */
+  readonly sink?: (chunk: Uint8Array) => void;
+  /** Polled before each read (a worker thread cannot take an abort message while it reads). */
+  readonly aborted?: () => boolean;
+  readonly chunkBytes?: number;
+  readonly expectIdentity?: { readonly dev: number; readonly ino: number };
+  /** A read buffer to reuse from file to file (a thread doing one file at a time); used when large enough. */
+  readonly scratch?: Buffer;
+}
+
+/**
+ * The same read with synchronous calls, for a worker thread that does one
+ * file at a time: no round trips through libuv's thread pool, which the
+ * event loop of the main thread then has to itself. `digest` is fresh.
+ */
+export function readVerifiedSync(source: string | Buffer, expected: ExpectedFile, digest: DualDigest, options: VerifiedReadSyncOptions = {}): VerifiedRead {
+  if (options.aborted?.()) return fail('ABORTED', 'cancelled before the file was read');
+  let fd: number;
+  try {
+    fd = openSync(source, OPEN_FLAGS);
+  } catch (error) {
+    return openFailure(error);
+  }
+  try {
+    const check = new ReadCheck(expected, digest, options.chunkBytes);
+    const refused = check.opened(fstatSync(fd), options.expectIdentity);
+    if (refused) return refused;
+    const buffer = check.buffer(options.scratch);
+    for (;;) {
+      if (options.aborted?.()) return check.aborted();
+      let n: number;
+      try {
+        n = readSync(fd, buffer, 0, check.want(), null);
+      } catch (error) {
+        return check.readFailed(error);
+      }
+      if (n === 0) return check.finish();
+      const chunk = buffer.subarray(0, n);
+      const grew = check.took(chunk);
+      if (grew) return grew;
+      if (options.sink) {
+        try {
+          options.sink(chunk);
+        } catch (error) {
+          return sinkFailure(error);
+        }
+      }
+    }
+  } finally {
+    closeSync(fd);
   }
 }

@@ -2,7 +2,8 @@ import { execFileSync } from 'node:child_process';
 import { appendFileSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { AuditLog, csvCell, formatExport, GENESIS_HASH, recordHash, verifyLogBytes, type LogRecord } from '../../agent/audit-log.ts';
+import { AuditLog, csvCell, formatExport, GENESIS_HASH, hashedRecordText, recordHash, verifyLogBytes, type LogRecord } from '../../agent/audit-log.ts';
+import { canonicalize } from '../../manifest/index.ts';
 import { tempDir } from './fixtures.ts';
 
 function writeLog(n: number): { path: string; lines: string[] } {
@@ -28,6 +29,23 @@ describe('the hash-chained decision log', () => {
     for (const r of records) expect(recordHash(r)).toBe(r.hash);
     expect(records[0]).toMatchObject({ hmi: 'HMI-3', event: 'file.imported', path: 'dir/file-1.bin', time: '2026-03-01T10:00:01.000Z' });
     expect(check(`${lines.join('\n')}\n`)).toMatchObject({ ok: true, records: 3, head: { seq: 3, hash: records[2]!.hash } });
+  });
+
+  it('writes each line as the canonical JSON of the record, also when drive values spell out key syntax', () => {
+    const dir = tempDir('log');
+    const log = new AuditLog(join(dir, 'agent.log.jsonl'), { hmi: 'HMI-"hmi":', clock: () => new Date('2026-03-01T10:00:00Z') });
+    const hostile = ',"hmi":"x","hash":"0",';
+    log.append({ event: 'drive.checked', outcome: 'refused', code: 'NO_MANIFEST', reason: hostile, drive: { mount: hostile, label: hostile, volumeId: null, filesystem: 'vfat', capacity: null } });
+    log.append({ event: 'file.imported', outcome: 'allowed', code: 'IMPORTED', reason: 'ok', path: hostile, destination: `a/${hostile}`, digests: { sha256: 'a'.repeat(64), blake3: 'b'.repeat(64), size: 3 } });
+    const lines = readFileSync(log.path, 'utf8').trimEnd().split('\n');
+    for (const line of lines) {
+      const record = JSON.parse(line) as LogRecord;
+      expect(line).toBe(canonicalize(record));
+      expect(recordHash(record)).toBe(record.hash);
+      const { hash, ...body } = record;
+      expect(hashedRecordText(body)).toEqual({ hash, text: line });
+    }
+    expect(check(`${lines.join('\n')}\n`)).toMatchObject({ ok: true, records: 2 });
   });
 
   it('names a deleted record', () => {

@@ -1,4 +1,4 @@
-import { statSync, writeFileSync } from 'node:fs';
+import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createStagePool } from '../../agent/stage-pool.ts';
@@ -46,5 +46,46 @@ describe('the stage pool (worker threads)', () => {
     const broken = { ...request, expected: null } as unknown as StageRequest;
     expect(await pool.stage(broken)).toMatchObject({ ok: false, code: 'COPY_FAILED' });
     expect(await pool.stage(request)).toMatchObject({ ok: true });
+  });
+});
+
+describe('the stage pool: aborts', () => {
+  it('stops a file under way on a worker when its signal aborts, and removes its staging file', async () => {
+    const request = await requestFor(Buffer.alloc(256 * 1024 * 1024, 3));
+    const staging = join(tempDir('staging'), 'big.part');
+    const controller = new AbortController();
+    const pending = pool.stage({ ...request, stagingPath: staging, chunkBytes: 64 * 1024 }, controller.signal);
+    // Abort once the worker has started writing (the staging file exists and grows).
+    for (let i = 0; i < 500 && !(existsSync(staging) && statSync(staging).size > 0); i++) await new Promise((r) => setTimeout(r, 2));
+    controller.abort();
+    const result = await pending;
+    expect(result).toMatchObject({ ok: false, code: 'ABORTED' });
+    expect((result as { reason: string }).reason).toMatch(/^cancelled after \d+ of 268435456 bytes$/);
+    expect(existsSync(staging)).toBe(false);
+  });
+
+  it('answers ABORTED without reading for a file still queued in the pool', async () => {
+    const one = createStagePool(1);
+    try {
+      const big = await requestFor(Buffer.alloc(64 * 1024 * 1024, 4));
+      const small = await requestFor(Buffer.from('queued'));
+      const controller = new AbortController();
+      // One thread with two slots: the third request waits in the pool's own queue.
+      const running = [one.stage(big), one.stage(big)];
+      const queued = one.stage(small, controller.signal);
+      controller.abort();
+      expect(await queued).toMatchObject({ ok: false, code: 'ABORTED', reason: 'cancelled before the file was read' });
+      expect(await Promise.all(running)).toMatchObject([{ ok: true }, { ok: true }]);
+    } finally {
+      await one.close();
+    }
+  });
+
+  it('refuses a file asked for after the pool was closed, never leaves it waiting', async () => {
+    const one = createStagePool(1);
+    const request = await requestFor(Buffer.from('x'));
+    expect(await one.stage(request)).toMatchObject({ ok: true });
+    await one.close();
+    expect(await one.stage(request)).toMatchObject({ ok: false, code: 'COPY_FAILED' });
   });
 });

@@ -1,0 +1,123 @@
+/**
+ * syncfs(2) for the import's group commit, without a process per flush.
+ *
+ * Node has no syncfs binding; coreutils' `sync -f DIR` is syncfs on DIR's
+ * filesystem. Starting it from the agent once per group cost more than the
+ * flush itself: the agent's address space (hundreds of MiB while workers
+ * stage) is copied on every fork, and an import of 20 000 files spent about
+ * 20 s of CPU in the kernel doing so (bench/import.ts, on tmpfs, where the
+ * flush itself costs nothing). So one small shell is started per import and
+ * kept: each request is a line on its stdin, it runs `sync -f` (a fork of a
+ * tiny shell is cheap) and answers one line. The folder is fixed at start-up
+ * and passed as an argument, never through the request line.
+ *
+ * Fails closed: a helper that exits, answers anything but "ok", or does not
+ * answer within the timeout fails that flush and every later one.
+ */
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+
+/** The shell's loop: one `sync -f` per input line, "ok" or "fail <reason>" per answer. */
+const LOOP = [
+  'while IFS= read -r _; do',
+  '  if out=$(/bin/sync -f -- "$1" 2>&1); then echo ok;',
+  '  else printf "fail %s\\n" "$(printf %s "$out" | tr "\\n\\r" "  ")"; fi',
+  'done',
+].join('\n');
+
+const FLUSH_TIMEOUT_MS = 120_000; // ms: one syncfs of a whole filesystem under heavy writing
+
+export class SyncfsHelper {
+  readonly folder: string;
+  private readonly child: ChildProcessWithoutNullStreams;
+  private buffered = '';
+  private waiting: Array<{ resolve: () => void; reject: (error: Error) => void }> = [];
+  private failure: Error | null = null;
+  private readonly exited: Promise<void>;
+  private readonly timeoutMs: number;
+
+  private constructor(folder: string, timeoutMs: number) {
+    this.folder = folder;
+    this.timeoutMs = timeoutMs;
+    this.child = spawn('/bin/sh', ['-c', LOOP, 'portcullis-syncfs', folder], { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.child.stdout.setEncoding('utf8');
+    this.child.stdout.on('data', (text: string) => this.onData(text));
+    this.child.stderr.resume(); // the loop sends sync's messages to stdout; anything else is not an answer
+    this.child.stdin.on('error', (error) => this.failAll(new Error(`the syncfs helper's input failed (${error.message})`)));
+    this.exited = new Promise((resolve) => {
+      this.child.on('error', (error) => {
+        this.failAll(new Error(`cannot run the syncfs helper (${error.message})`));
+        resolve();
+      });
+      this.child.on('exit', (code, signal) => {
+        this.failAll(new Error(`the syncfs helper ended (${signal ?? `exit ${String(code)}`})`));
+        resolve();
+      });
+    });
+  }
+
+  /** The shell's process id (tests). */
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  /** Starts the helper for the filesystem holding `folder`. */
+  static start(folder: string, timeoutMs = FLUSH_TIMEOUT_MS): SyncfsHelper {
+    return new SyncfsHelper(folder, timeoutMs);
+  }
+
+  /** One syncfs of the folder's filesystem; rejects if it failed or the helper is gone. */
+  flush(): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.failAll(new Error(`sync -f did not finish within ${this.timeoutMs} ms`));
+        this.child.kill('SIGKILL');
+      }, this.timeoutMs);
+      this.waiting.push({
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        reject: (error) => {
+          clearTimeout(timer);
+          reject(error);
+        },
+      });
+      this.child.stdin.write('\n');
+    });
+  }
+
+  /** Ends the helper (its loop ends at end of input) and waits for it. */
+  async close(): Promise<void> {
+    this.child.stdin.end();
+    const killer = setTimeout(() => this.child.kill('SIGKILL'), 5_000);
+    await this.exited;
+    clearTimeout(killer);
+  }
+
+  private onData(text: string): void {
+    this.buffered += text;
+    for (let end = this.buffered.indexOf('\n'); end !== -1; end = this.buffered.indexOf('\n')) {
+      const line = this.buffered.slice(0, end);
+      this.buffered = this.buffered.slice(end + 1);
+      const waiter = this.waiting.shift();
+      if (!waiter) {
+        this.failAll(new Error('the syncfs helper answered a flush nobody asked for'));
+        return;
+      }
+      if (line === 'ok') waiter.resolve();
+      else if (line.startsWith('fail ')) waiter.reject(new Error(`sync -f failed: ${line.slice(5).trim() || 'no reason given'}`));
+      else {
+        waiter.reject(new Error('the syncfs helper gave an unexpected answer'));
+        this.failAll(new Error('the syncfs helper gave an unexpected answer'));
+      }
+    }
+  }
+
+  private failAll(error: Error): void {
+    this.failure ??= error;
+    const waiting = this.waiting;
+    this.waiting = [];
+    for (const w of waiting) w.reject(this.failure);
+  }
+}
