@@ -141,21 +141,23 @@ const GROUP_WINDOW_MS = 100; // ms
 
 /**
  * Group commit of per-file decisions. Workers hand over a decision and go on
- * with the next file; decisions that become ready while the previous group
- * is being written form the next group, committed in this order:
+ * with the next file; a group is every decision ready when it begins (at
+ * most every GROUP_WINDOW_MS), committed in this order:
  *
  *  1. the staged files of the group are made durable with one flush of the
  *     destination's filesystem (`flushStaged`; where there is none, each
  *     file was fsynced when it was staged);
  *  2. they are placed under their names, one at a time;
- *  3. the folders they were placed in are fsynced once each;
+ *  3. their names are made durable: one more flush of the filesystem, or
+ *     where there is none, an fsync of each folder they were placed in;
  *  4. the group's records are appended to the log with one fsync.
  *
  * A result settles only after all four, so a file is reported imported only
  * once its bytes, its name and its record are all durable, and no name ever
- * points at bytes that are not on disk. If step 3 or 4 fails, every file
- * placed in the group is removed again, the error stops the operation, and
- * every later decision fails the same way.
+ * points at bytes that are not on disk. If step 4 fails, every file placed
+ * in the group is removed again, the error stops the operation, and every
+ * later decision fails the same way. Step 1 of a group overlaps steps 2-4 of
+ * the one before (drain).
  */
 class DecisionLog {
   private readonly log: AuditSink;
@@ -234,47 +236,94 @@ class DecisionLog {
     this.closeWindowNow = null;
   }
 
+  /**
+   * Groups overlap by one step: the next group's flush (step 1) starts while
+   * the previous group is still being named, fsynced and logged (steps 2-4),
+   * so the disk is not idle meanwhile; its own steps 2-4 wait for the previous
+   * group's, so records keep their order.
+   */
   private async drain(): Promise<void> {
     this.groupStarted = performance.now();
-    while (this.pending.length > 0) {
+    let previous: Promise<void> = Promise.resolve();
+    for (;;) {
+      if (this.pending.length === 0) {
+        await previous; // decisions may come while the last group commits
+        if (this.pending.length === 0) break;
+      }
       await this.groupWindow();
       this.groupStarted = performance.now();
       const group = this.pending;
       this.pending = [];
-      if (this.failure) {
-        await this.fail(group, this.failure.error);
-        continue;
-      }
-      let committed = 0;
-      try {
-        await this.place(group);
-        const folders = new Set(group.flatMap((d) => (d.placed ? [d.placed.folder] : [])));
-        await this.syncFolders(group, folders);
-        const events = group.map((d) => d.event!);
-        if (this.log.appendMany) {
-          this.log.appendMany(events);
-          committed = group.length;
-        } else {
-          for (const event of events) {
-            this.log.append(event);
-            committed++;
-          }
-        }
-      } catch (error) {
-        this.failure = { error };
-        for (const d of group.slice(0, committed)) d.resolve(d.result!);
-        await this.fail(group.slice(committed), error);
-        continue;
-      }
-      for (const d of group) d.resolve(d.result!);
+      const flushed = this.failure ? Promise.resolve(null) : this.flush(group);
+      const before = previous;
+      previous = (async () => {
+        await before;
+        await this.commit(group, await flushed);
+      })();
     }
     this.draining = null;
   }
 
+  /** Step 1: one flush for the group's staged files; resolves with its failure, or null. */
+  private async flush(group: readonly PendingDecision[]): Promise<unknown> {
+    if (!this.flushStaged || !group.some((d) => d.place)) return null;
+    try {
+      await this.flushStaged();
+      return null;
+    } catch (error) {
+      return error ?? new Error('flush failed');
+    }
+  }
+
+  /** Steps 2-4 for a group whose flush has ended (never rejects: a failure fails the group and every later one). */
+  private async commit(group: readonly PendingDecision[], flushFailure: unknown): Promise<void> {
+    if (this.failure) {
+      await this.fail(group, this.failure.error);
+      return;
+    }
+    let committed = 0;
+    try {
+      await this.place(group, flushFailure);
+      if (this.flushStaged) await this.flushNames(group);
+      else await this.syncFolders(group, new Set(group.flatMap((d) => (d.placed ? [d.placed.folder] : []))));
+      const events = group.map((d) => d.event!);
+      if (this.log.appendMany) {
+        this.log.appendMany(events);
+        committed = group.length;
+      } else {
+        for (const event of events) {
+          this.log.append(event);
+          committed++;
+        }
+      }
+    } catch (error) {
+      this.failure = { error };
+      for (const d of group.slice(0, committed)) d.resolve(d.result!);
+      await this.fail(group.slice(committed), error);
+      return;
+    }
+    for (const d of group) d.resolve(d.result!);
+  }
+
   /**
-   * Step 3. A folder that cannot be fsynced costs only its own files: they are
-   * taken back and refused (COPY_FAILED), and the group's other records are
-   * still written, refusals of tampered files among them.
+   * Step 3 where the filesystem can be flushed: one more flush makes every
+   * name of the group durable (one journal commit instead of an fsync per
+   * folder). If it fails, every file the group named is taken back and
+   * refused (COPY_FAILED); the group's other records are still written.
+   */
+  private async flushNames(group: readonly PendingDecision[]): Promise<void> {
+    if (!group.some((d) => d.placed)) return;
+    try {
+      await this.flushStaged!();
+    } catch (error) {
+      for (const d of group) if (d.placed) await takeBack(d, 'the destination could not be made durable', error);
+    }
+  }
+
+  /**
+   * Step 3 elsewhere. A folder that cannot be fsynced costs only its own
+   * files: they are taken back and refused (COPY_FAILED), and the group's
+   * other records are still written, refusals of tampered files among them.
    */
   private async syncFolders(group: readonly PendingDecision[], folders: ReadonlySet<string>): Promise<void> {
     const failed = new Map<string, unknown>();
@@ -286,30 +335,15 @@ class DecisionLog {
       }
     }));
     for (const d of group) {
-      if (!d.placed || !failed.has(d.placed.folder)) continue;
-      const error = failed.get(d.placed.folder);
-      await unlink(d.placed.finalPath).catch(() => undefined);
-      const reason = `the destination folder could not be made durable (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}): the copy was removed again`;
-      d.result = refusedResult(d.result!.path, 'COPY_FAILED', reason, d.result!.digests);
-      d.event = { ...d.event!, event: 'file.refused', outcome: 'refused', code: 'COPY_FAILED', reason, destination: null };
-      d.placed = null;
+      if (d.placed && failed.has(d.placed.folder)) await takeBack(d, 'the destination folder could not be made durable', failed.get(d.placed.folder));
     }
   }
 
-  /** Steps 1 and 2: one flush for the group's staged files, then each is placed under its name. */
-  private async place(group: readonly PendingDecision[]): Promise<void> {
-    const staged = group.filter((d) => d.place);
-    if (staged.length === 0) return;
-    let flushFailure: unknown = null;
-    if (this.flushStaged) {
-      try {
-        await this.flushStaged();
-      } catch (error) {
-        flushFailure = error ?? new Error('flush failed');
-      }
-    }
-    for (const d of staged) {
-      const decision = await d.place!(flushFailure);
+  /** Step 2: each staged file is placed under its name, one at a time (after the flush: none if it failed). */
+  private async place(group: readonly PendingDecision[], flushFailure: unknown): Promise<void> {
+    for (const d of group) {
+      if (!d.place) continue;
+      const decision = await d.place(flushFailure);
       d.event = decision.event;
       d.result = decision.result;
       d.placed = decision.placed;
@@ -331,6 +365,15 @@ class DecisionLog {
     await Promise.all([...folders].map((f) => this.syncFolder(f).catch(() => undefined)));
     for (const d of group) d.reject(error);
   }
+}
+
+/** Removes a file named in a group whose names could not be made durable, and turns its decision into a refusal. */
+async function takeBack(d: PendingDecision, what: string, error: unknown): Promise<void> {
+  await unlink(d.placed!.finalPath).catch(() => undefined);
+  const reason = `${what} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}): the copy was removed again`;
+  d.result = refusedResult(d.result!.path, 'COPY_FAILED', reason, d.result!.digests);
+  d.event = { ...d.event!, event: 'file.refused', outcome: 'refused', code: 'COPY_FAILED', reason, destination: null };
+  d.placed = null;
 }
 
 /** fsync a folder so a link in it survives a power cut (a no-op on Windows, which cannot open folders for this). */

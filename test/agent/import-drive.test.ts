@@ -241,11 +241,33 @@ describe('import: copy-mediation', () => {
     expect(readdirSync(outside)).toEqual([]);
   });
 
+  it('takes back every file named in a group whose names could not be flushed, and still logs every other decision', async () => {
+    const drive = await makeDrive({ files: { 'good/a.txt': 'a', 'other/b.txt': 'b', 'tampered.txt': 'original' } });
+    writeFileSync(join(drive.root, 'tampered.txt'), 'changed!');
+    const dest = tempDir('dest');
+    const calls: number[] = [];
+    const { report, log } = await runImport(drive.root, dest, {
+      // The first flush (staged bytes) succeeds; the one after naming fails.
+      flushStaged: () => {
+        calls.push(listAll(dest).filter((p) => /^(good|other)\/.+\.txt$/u.test(p)).length);
+        return calls.length === 1 ? Promise.resolve() : Promise.reject(Object.assign(new Error('I/O error'), { code: 'EIO' }));
+      },
+      syncFolder: () => Promise.reject(new Error('folders are not fsynced one by one when the filesystem is flushed')),
+    });
+    expect(calls).toEqual([0, 2]); // the second flush came after both files were named
+    expect(byPath(report)).toEqual({ 'good/a.txt': 'COPY_FAILED', 'other/b.txt': 'COPY_FAILED', 'tampered.txt': 'FILE_HASH_MISMATCH' });
+    expect(listAll(dest).filter((p) => !p.endsWith('/'))).toEqual([]);
+    const recorded: Record<string, string> = Object.fromEntries(log.events.filter((e) => e.path).map((e) => [e.path!, e.code] as const));
+    expect(recorded).toEqual({ 'good/a.txt': 'COPY_FAILED', 'other/b.txt': 'COPY_FAILED', 'tampered.txt': 'FILE_HASH_MISMATCH' });
+    expect(log.events.find((e) => e.path === 'good/a.txt')!.reason).toMatch(/could not be made durable \(EIO\)/);
+  });
+
   it('refuses only the files of a folder that could not be made durable, and still logs every other decision', async () => {
     const drive = await makeDrive({ files: { 'good/a.txt': 'a', 'bad/b.txt': 'b', 'tampered.txt': 'original' } });
     writeFileSync(join(drive.root, 'tampered.txt'), 'changed!');
     const dest = tempDir('dest');
     const { report, log } = await runImport(drive.root, dest, {
+      flushStaged: null, // folders are fsynced one by one where the filesystem cannot be flushed
       syncFolder: (folder) => (folder.endsWith('bad') ? Promise.reject(Object.assign(new Error('I/O error'), { code: 'EIO' })) : Promise.resolve()),
     });
     expect(byPath(report)).toEqual({ 'bad/b.txt': 'COPY_FAILED', 'good/a.txt': 'IMPORTED', 'tampered.txt': 'FILE_HASH_MISMATCH' });

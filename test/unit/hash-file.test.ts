@@ -10,6 +10,7 @@ import { hashFile, loadNativeBlake3, READ_CHUNK_BYTES } from '../../kiosk/hash-f
 const dir = mkdtempSync(join(tmpdir(), 'hash-'));
 const sha256sum = (path: string): string => execFileSync('sha256sum', [path], { encoding: 'utf8' }).split(' ')[0]!;
 const b3sum = (path: string): string => execFileSync('b3sum', ['--no-names', path], { encoding: 'utf8' }).trim();
+const blake3Of = (text: string): string => execFileSync('b3sum', ['--no-names'], { input: text, encoding: 'utf8' }).trim();
 
 describe('hashFile', () => {
   it('hashes an empty file to the known SHA-256 and BLAKE3 of no bytes', async () => {
@@ -35,6 +36,24 @@ describe('hashFile', () => {
     const native = loadNativeBlake3();
     expect(native).not.toBeNull();
     expect(await hashFile(path, { blake3: native! })).toEqual(await hashFile(path, { blake3: wasmBlake3 }));
+  });
+
+  it('reuses finished native hashers from a clean state, never one still in use', async () => {
+    const native = loadNativeBlake3()!;
+    const a = await native();
+    a.update(Buffer.from('abc'));
+    expect(a.digestHex()).toBe('6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85');
+    expect(() => a.update(Buffer.from('x'))).toThrow(/after digest/);
+    expect(() => a.digestHex()).toThrow(/twice/);
+    // The next two: one is a's reset hasher, the other new; both start empty, and they do not share state.
+    const b = await native();
+    const c = await native();
+    b.update(Buffer.from('ab'));
+    c.update(Buffer.from('abc'));
+    expect(c.digestHex()).toBe('6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85');
+    expect(b.digestHex()).toBe(blake3Of('ab'));
+    const d = await native();
+    expect(d.digestHex()).toBe('af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262');
   });
 
   it('reports progress and stops when aborted', async () => {
