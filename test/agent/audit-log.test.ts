@@ -34,7 +34,7 @@ describe('the hash-chained decision log', () => {
   it('writes each line as the canonical JSON of the record, also when drive values spell out key syntax', () => {
     const dir = tempDir('log');
     const log = new AuditLog(join(dir, 'agent.log.jsonl'), { hmi: 'HMI-"hmi":', clock: () => new Date('2026-03-01T10:00:00Z') });
-    const hostile = ',"hmi":"x","hash":"0",';
+    const hostile = ',"hmi":"x","hash":"0", caf\u00e9 \u202e\t\\ \ud83d\ude00';
     log.append({ event: 'drive.checked', outcome: 'refused', code: 'NO_MANIFEST', reason: hostile, drive: { mount: hostile, label: hostile, volumeId: null, filesystem: 'vfat', capacity: null } });
     log.append({ event: 'file.imported', outcome: 'allowed', code: 'IMPORTED', reason: 'ok', path: hostile, destination: `a/${hostile}`, digests: { sha256: 'a'.repeat(64), blake3: 'b'.repeat(64), size: 3 } });
     const lines = readFileSync(log.path, 'utf8').trimEnd().split('\n');
@@ -46,6 +46,16 @@ describe('the hash-chained decision log', () => {
       expect(hashedRecordText(body)).toEqual({ hash, text: line });
     }
     expect(check(`${lines.join('\n')}\n`)).toMatchObject({ ok: true, records: 2 });
+  });
+
+  it('refuses to encode a string that is not well-formed Unicode, as canonical JSON does', () => {
+    const dir = tempDir('log');
+    const log = new AuditLog(join(dir, 'agent.log.jsonl'), { hmi: 'HMI-1' });
+    const record = log.append({ event: 'file.refused', outcome: 'refused', code: 'UNSAFE_NAME', reason: 'r', path: 'ok' });
+    const body: Omit<LogRecord, 'hash'> & { hash?: string } = { ...record };
+    delete body.hash;
+    expect(() => hashedRecordText({ ...body, destination: 'half \ud800 pair' })).toThrow(/well-formed Unicode/);
+    expect(() => hashedRecordText({ ...body, seq: 1.5 })).toThrow(/safe integers/);
   });
 
   it('names a deleted record', () => {
