@@ -58,6 +58,8 @@ export interface DriveCheckInput {
   readonly identity: DriveIdentity | null;
   readonly limits?: WalkLimits;
   readonly signal?: AbortSignal;
+  /** Called once the manifest is genuine, current and bound to this drive, before the drive is walked. */
+  readonly onVerified?: (manifest: VerifiedManifest) => void;
 }
 
 export type ManifestRead =
@@ -198,6 +200,7 @@ export async function checkDrive(input: DriveCheckInput): Promise<DriveCheck> {
   const media = checkMediaBinding(predicate.media, input.identity, input.trust.policy.requireMediaBinding);
   if (!media.ok) return { approved: false, code: 'MEDIA_MISMATCH', reason: `${media.reason}: the manifest belongs to another drive; rescan this drive at the kiosk`, manifest };
 
+  input.onVerified?.(manifest);
   const walk = await walkDrive(input.drive, input.limits ?? DEFAULT_WALK_LIMITS, input.signal);
   if (!walk.ok) return { approved: false, code: walk.code, reason: walk.reason, manifest };
 

@@ -1,8 +1,11 @@
 /** The messages between the stage pool (agent/stage-pool.ts) and its workers (agent/stage-worker.ts). */
 import type { StageRequest, StageResult } from './stage-file.ts';
 
-/** Requests a worker holds at once: the next is already there when one ends. */
-export const IN_FLIGHT = 2;
+/**
+ * Requests a worker holds at once: it goes on with the next while the main
+ * thread, busy with a group commit, has not yet read its last answer.
+ */
+export const IN_FLIGHT = 8;
 
 export interface StageWorkerData {
   /** IN_FLIGHT Int32 flags; non-zero aborts the request in that slot. */

@@ -88,8 +88,12 @@ interface Context {
   readonly manifest: VerifiedManifest | null;
 }
 
-/** Files handled at once: their reads, writes and fsyncs overlap, and the fsyncs group-commit in the filesystem's journal. */
-export const TRANSFER_CONCURRENCY = 12;
+/**
+ * Files under way at once: enough to keep every stage worker's queue full
+ * while the main thread is busy naming and logging a group. A file waiting
+ * its turn holds no descriptor and no buffer.
+ */
+export const TRANSFER_CONCURRENCY = 48;
 
 function fileEvent(ctx: Context, event: string, r: FileResult): LogEvent {
   return {
@@ -134,7 +138,10 @@ interface Decided {
   readonly settled: Promise<FileResult>;
 }
 
-/** Records waiting for a commit before workers wait (bounds memory and the work a failed commit takes back). */
+/**
+ * Decisions waiting for a group before workers wait for room (bounds memory and the work a failed commit
+ * takes back; with one group flushing and one committing, at most three times this many are uncommitted).
+ */
 const MAX_UNCOMMITTED = 512;
 /** The shortest time from one group to the next: one flush and one log fsync per window instead of per file. */
 const GROUP_WINDOW_MS = 100; // ms
@@ -168,6 +175,8 @@ class DecisionLog {
   /** Set while a caller waits in idle(): nothing more will be submitted, so no group window is needed. */
   private noMoreComing = false;
   private closeWindowNow: (() => void) | null = null;
+  /** Resolved (and replaced) each time the drain takes the waiting decisions into a group, or ends. */
+  private groupTaken = Promise.withResolvers<void>();
   /** performance.now() when the current group's window opened. */
   private groupStarted = 0;
 
@@ -200,7 +209,8 @@ class DecisionLog {
   }
 
   private async enqueue(d: Omit<PendingDecision, 'resolve' | 'reject'>): Promise<Decided> {
-    while (this.pending.length >= MAX_UNCOMMITTED && this.draining) await this.draining;
+    // Wait for room: until the drain takes the waiting decisions into a group (not until it has committed everything).
+    while (this.pending.length >= MAX_UNCOMMITTED && this.draining) await this.groupTaken.promise;
     const settled = new Promise<FileResult>((resolve, reject) => {
       this.pending.push({ ...d, resolve, reject });
     });
@@ -254,6 +264,7 @@ class DecisionLog {
       this.groupStarted = performance.now();
       const group = this.pending;
       this.pending = [];
+      this.announceGroupTaken();
       const flushed = this.failure ? Promise.resolve(null) : this.flush(group);
       const before = previous;
       previous = (async () => {
@@ -262,6 +273,14 @@ class DecisionLog {
       })();
     }
     this.draining = null;
+    this.announceGroupTaken();
+  }
+
+  /** Wakes the workers waiting for room in `pending`. */
+  private announceGroupTaken(): void {
+    const taken = this.groupTaken;
+    this.groupTaken = Promise.withResolvers<void>();
+    taken.resolve();
   }
 
   /** Step 1: one flush for the group's staged files; resolves with its failure, or null. */
@@ -479,7 +498,16 @@ const refusedResult = (path: string, code: FileRefusalCode, reason: string, dige
 
 /** `verify DRIVE`: checks the drive and reads every listed file once to prove its bytes; writes nothing but the log. */
 export async function verifyDrive(input: OperationInput): Promise<DriveReport> {
-  const check = await checkDrive(input);
+  const early = new EarlyStager(input);
+  try {
+    return await verifyWith(input, early);
+  } finally {
+    await early.discard(); // a pool started but never handed over: a refused drive, an error
+  }
+}
+
+async function verifyWith(input: OperationInput, early: EarlyStager): Promise<DriveReport> {
+  const check = await checkDrive({ ...input, onVerified: (m) => early.start(m) });
   const ctx: Context = { log: input.log, drive: driveRef(input.drive, input.identity), manifest: check.manifest };
   logDrive(ctx, check);
   const files: FileResult[] = [];
@@ -487,9 +515,9 @@ export async function verifyDrive(input: OperationInput): Promise<DriveReport> {
     const decisions = new DecisionLog(ctx.log);
     const refused = check.refused.map((r) => refusedResult(r.path, r.code, r.reason));
     files.push(...(await decideAll(decisions, refused, (result) => decisions.submit(fileEvent(ctx, 'file.checked', result), result))));
-    const stager = stagerFor(input, check.candidates);
+    const stager = early.take() ?? stagerFor(input, check.candidates);
     try {
-      files.push(...(await decideAll(decisions, check.candidates, async (c) => {
+      files.push(...(await decideAll(decisions, bytesAndFilesInStep(check.candidates, (c) => c.subject.annotations.size), async (c) => {
         const read = await stager.stage({
           name: c.subject.name,
           source: c.entry.rawPath,
@@ -527,13 +555,47 @@ export const STAGE_ON_WORKERS_FROM_BYTES = 16 * 1024 * 1024; // bytes
  */
 function stagerFor(input: OperationInput, candidates: readonly Candidate[]): Stager {
   const bytes = candidates.reduce((sum, c) => sum + c.subject.annotations.size, 0);
-  if (input.onChunk || input.blake3 || bytes < STAGE_ON_WORKERS_FROM_BYTES) {
+  if (!stagesOnWorkers(input, bytes)) {
     return inThreadStager((request) => ({
       blake3: input.blake3,
       onChunk: input.onChunk ? (n) => input.onChunk!(request.name, n) : undefined,
     }));
   }
   return createStagePool();
+}
+
+function stagesOnWorkers(input: OperationInput, bytes: number): boolean {
+  return !input.onChunk && !input.blake3 && bytes >= STAGE_ON_WORKERS_FROM_BYTES;
+}
+
+/**
+ * Starts the stage pool's threads as soon as the manifest is verified, when
+ * the bytes it lists call for them, so they boot while the drive is walked
+ * (about half a second of a large import otherwise spent waiting for them).
+ */
+class EarlyStager {
+  private pool: Stager | null = null;
+  private readonly input: OperationInput;
+
+  constructor(input: OperationInput) {
+    this.input = input;
+  }
+
+  start(manifest: VerifiedManifest): void {
+    const listed = manifest.statement.subject.reduce((sum, s) => sum + s.annotations.size, 0);
+    if (this.pool === null && stagesOnWorkers(this.input, listed)) this.pool = createStagePool();
+  }
+
+  /** The started pool, handed over to the caller (who closes it); null if none was started. */
+  take(): Stager | null {
+    const pool = this.pool;
+    this.pool = null;
+    return pool;
+  }
+
+  async discard(): Promise<void> {
+    await this.take()?.close();
+  }
 }
 
 /** Checks the destination root: absolute, an existing real folder (not a symlink or junction). */
@@ -765,15 +827,34 @@ export function bytesAndFilesInStep<T>(items: readonly T[], size: (item: T) => n
 
 /** `import DRIVE --to DIR`: copy-mediation of every permitted file. */
 export async function importDrive(input: ImportInput): Promise<DriveReport> {
-  const flavor = input.flavor ?? hostFlavor();
   const root = await checkDestinationRoot(input.destination);
-  const check = await checkDrive(input);
+  const early = new EarlyStager(input);
+  try {
+    return await importWith(input, root, early);
+  } finally {
+    await early.discard(); // a pool started but never handed over: a refused drive, an error
+  }
+}
+
+async function importWith(input: ImportInput, root: string, early: EarlyStager): Promise<DriveReport> {
+  const flavor = input.flavor ?? hostFlavor();
+  const check = await checkDrive({ ...input, onVerified: (m) => early.start(m) });
   const ctx: Context = { log: input.log, drive: driveRef(input.drive, input.identity), manifest: check.manifest };
   logDrive(ctx, check);
   const files: FileResult[] = [];
   const rootDisplay = escapeForDisplay(root);
   if (!check.approved) return finish(ctx, report('import', escapeForDisplay(input.drive), check, files, rootDisplay));
 
+  const stager = early.take() ?? stagerFor(input, check.candidates);
+  try {
+    return await importFiles(input, root, flavor, check, ctx, files, stager);
+  } finally {
+    await stager.close();
+  }
+}
+
+async function importFiles(input: ImportInput, root: string, flavor: PathFlavor, check: DriveCheck & { approved: true }, ctx: Context, files: FileResult[], stager: Stager): Promise<DriveReport> {
+  const rootDisplay = escapeForDisplay(root);
   const staging = check.candidates.length > 0 ? await prepareStaging(root) : null;
   let helper: SyncfsHelper | null = null;
   const flush = input.flushStaged === undefined
@@ -782,12 +863,10 @@ export async function importDrive(input: ImportInput): Promise<DriveReport> {
   const decisions = new DecisionLog(ctx.log, flush && staging ? () => flush(staging) : null, input.syncFolder);
   const refused = check.refused.map((r) => refusedResult(r.path, r.code, r.reason));
   files.push(...(await decideAll(decisions, refused, (result) => decisions.submit(fileEvent(ctx, 'file.refused', result), result))));
-  const stager = stagerFor(input, check.candidates);
   const job: ImportJob = { input, ctx, decisions, root, staging: staging!, flavor, names: new FolderNames(), stager, stagingPrefix: randomBytes(8).toString('hex'), stagedCount: 0 };
   try {
     files.push(...(await decideAll(decisions, bytesAndFilesInStep(check.candidates, (c) => c.subject.annotations.size), (c) => importOne(job, c))));
   } finally {
-    await stager.close();
     await (helper as SyncfsHelper | null)?.close();
     if (staging) await rmdir(staging).catch(() => undefined); // only when empty: leftovers are removed at the next start
   }

@@ -13,8 +13,9 @@ import { mkdtempSync, openSync, readSync, closeSync, rmSync, writeFileSync } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { DualDigest, wasmBlake3, type Blake3Factory } from '../manifest/index.ts';
+import { DualDigest, hashWasmBlake3, wasmBlake3, type Blake3Factory } from '../manifest/index.ts';
 import { hashFile, loadNativeBlake3, READ_CHUNK_BYTES } from '../kiosk/hash-file.ts';
+import { simdBlake3 } from '../manifest/blake3-simd/index.ts';
 
 const { values } = parseArgs({ options: { mib: { type: 'string', default: '1024' } } });
 const mib = Number(values.mib);
@@ -68,10 +69,12 @@ const b3sumAll = await best(() => execFileSync('b3sum', [file]));
 results.push(['sha256sum (coreutils)', sha256sum], ['b3sum --num-threads 1', b3sum1], ['b3sum (all cores)', b3sumAll]);
 results.push(['node:crypto sha256 alone', await best(() => seconds(() => { const h = createHash('sha256'); readAll((c) => h.update(c)); h.digest(); }))]);
 if (native) results.push(['@napi-rs/blake-hash blake3 alone', await best(() => blake3Only(native))]);
-results.push(['hash-wasm blake3 alone', await best(() => blake3Only(wasmBlake3))]);
+results.push(['hash-wasm blake3 alone', await best(() => blake3Only(hashWasmBlake3))]);
+results.push(['simd-wasm blake3 alone', await best(() => blake3Only(simdBlake3))]);
 if (native) results.push(['hashFile: sha256 + native blake3, one read (kiosk)', await best(() => hashFile(file, { blake3: native }))]);
-results.push(['hashFile: sha256 + wasm blake3, one read (agent)', await best(() => hashFile(file, { blake3: wasmBlake3 }))]);
-results.push(['DualDigest sync loop, wasm blake3', await best(async () => { const d = await DualDigest.create(wasmBlake3); readAll((c) => d.update(c)); d.finish(); })]);
+results.push(['hashFile: sha256 + simd-wasm blake3, one read (agent)', await best(() => hashFile(file, { blake3: wasmBlake3 }))]);
+results.push(['DualDigest sync loop, hash-wasm blake3', await best(async () => { const d = await DualDigest.create(hashWasmBlake3); readAll((c) => d.update(c)); d.finish(); })]);
+results.push(['DualDigest sync loop, simd-wasm blake3', await best(async () => { const d = await DualDigest.create(simdBlake3); readAll((c) => d.update(c)); d.finish(); })]);
 
 const tools = sha256sum + b3sum1;
 console.log(`hashing ${mib} MiB from page cache on ${process.version}; best of 3 runs`);
