@@ -4,6 +4,7 @@
  * instead of the one the event loop runs on, and libuv's small shared thread
  * pool stays free for the main thread's own calls (naming, folder fsyncs).
  */
+import { unlinkSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { stageFile, type StageHooks, type StageRequest, type StageResult } from './stage-file.ts';
@@ -43,6 +44,16 @@ interface Thread {
 const stopped = (error: Error): StageResult => ({ ok: false, code: 'COPY_FAILED', reason: `a staging thread stopped (${error.message}): nothing of this file was kept`, digest: null });
 const abortedBeforeStart: StageResult = { ok: false, code: 'ABORTED', reason: 'cancelled before the file was read', digest: null };
 
+/** A dead worker's partial staging file, removed now rather than at the next start. */
+function removeStaging(job: Job): void {
+  if (job.request.stagingPath === null) return;
+  try {
+    unlinkSync(job.request.stagingPath);
+  } catch {
+    // never created, or already gone
+  }
+}
+
 function startWorker(data: StageWorkerData): Worker {
   if (typeof PORTCULLIS_STAGE_WORKER_SOURCE === 'string') return new Worker(PORTCULLIS_STAGE_WORKER_SOURCE, { eval: true, workerData: data });
   return new Worker(new URL('./stage-worker.ts', import.meta.url), { workerData: data });
@@ -62,7 +73,7 @@ export function defaultStageThreads(cores = availableParallelism()): number {
  * files, so a file not yet started can still be aborted here, and one under
  * way through its slot's shared flag.
  */
-export function createStagePool(threads = defaultStageThreads()): Stager {
+export function createStagePool(threads = defaultStageThreads()): Stager & { inHand(): number[] } {
   let nextId = 1;
   let broken: Error | null = null;
   let closing = false;
@@ -71,13 +82,12 @@ export function createStagePool(threads = defaultStageThreads()): Stager {
 
   const dispatch = (): void => {
     while (queue.length > 0) {
-      let target: { thread: Thread; slot: number } | null = null;
+      // The thread with the fewest files in hand: a few big files must not queue behind each other on one thread.
+      let target: { thread: Thread; slot: number; busy: number } | null = null;
       for (const thread of pool) {
+        const busy = thread.slots.reduce((n, job) => n + (job ? 1 : 0), 0);
         const slot = thread.slots.indexOf(null);
-        if (slot !== -1) {
-          target = { thread, slot };
-          break;
-        }
+        if (slot !== -1 && (target === null || busy < target.busy)) target = { thread, slot, busy };
       }
       if (!target) return;
       const job = queue.shift()!;
@@ -93,7 +103,15 @@ export function createStagePool(threads = defaultStageThreads()): Stager {
     }
   };
 
-  for (let i = 0; i < threads; i++) {
+  try {
+    for (let i = 0; i < threads; i++) startThread();
+  } catch (error) {
+    // A thread that cannot start leaves none running: nobody would close them.
+    for (const thread of pool) void thread.worker.terminate();
+    throw error;
+  }
+
+  function startThread(): void {
     const shared = new SharedArrayBuffer(IN_FLIGHT * Int32Array.BYTES_PER_ELEMENT);
     const flags = new Int32Array(shared);
     const thread: Thread = { worker: startWorker({ abortFlags: shared }), flags, slots: new Array<Job | null>(IN_FLIGHT).fill(null) };
@@ -110,6 +128,7 @@ export function createStagePool(threads = defaultStageThreads()): Stager {
     const fail = (error: Error): void => {
       broken ??= error;
       thread.slots.forEach((job, slot) => {
+        if (job) removeStaging(job);
         job?.resolve(stopped(error));
         thread.slots[slot] = null;
       });
@@ -150,6 +169,9 @@ export function createStagePool(threads = defaultStageThreads()): Stager {
         queue.push(job);
         dispatch();
       });
+    },
+    inHand() {
+      return pool.map((t) => t.slots.reduce((n, job) => n + (job ? 1 : 0), 0));
     },
     async close() {
       closing = true;

@@ -11,8 +11,13 @@
  * tiny shell is cheap) and answers one line. The folder is fixed at start-up
  * and passed as an argument, never through the request line.
  *
- * Fails closed: a helper that exits, answers anything but "ok", or does not
- * answer within the timeout fails that flush and every later one.
+ * Fails closed: a flush that fails, a helper that exits, answers anything
+ * but "ok", or does not answer within the timeout fails that flush and every
+ * later one. A failed syncfs must stay failed: Linux reports a writeback
+ * error to the first syncfs caller after it only, so the next flush would
+ * report success over bytes that never reached the disk. (Another program
+ * calling syncfs on the same filesystem can take the report first; that gap
+ * is named in docs/agent.md.)
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 
@@ -105,9 +110,13 @@ export class SyncfsHelper {
         this.failAll(new Error('the syncfs helper answered a flush nobody asked for'));
         return;
       }
-      if (line === 'ok') waiter.resolve();
-      else if (line.startsWith('fail ')) waiter.reject(new Error(`sync -f failed: ${line.slice(5).trim() || 'no reason given'}`));
-      else {
+      if (line === 'ok' && this.failure === null) waiter.resolve();
+      else if (line === 'ok') waiter.reject(this.failure!);
+      else if (line.startsWith('fail ')) {
+        // Sticky: Linux reports a writeback error to one syncfs caller only; a later "ok" could cover lost bytes.
+        this.failure ??= new Error(`sync -f failed: ${line.slice(5).trim() || 'no reason given'}`);
+        waiter.reject(this.failure);
+      } else {
         waiter.reject(new Error('the syncfs helper gave an unexpected answer'));
         this.failAll(new Error('the syncfs helper gave an unexpected answer'));
       }

@@ -175,6 +175,10 @@ class DecisionLog {
   /** Set while a caller waits in idle(): nothing more will be submitted, so no group window is needed. */
   private noMoreComing = false;
   private closeWindowNow: (() => void) | null = null;
+  /** Set while the drain waits for a decision or a commit. */
+  private wakeDrain: (() => void) | null = null;
+  /** The first failed flush: every later group's flush fails with it (see flush()). */
+  private flushFailure: unknown = null;
   /** Resolved (and replaced) each time the drain takes the waiting decisions into a group, or ends. */
   private groupTaken = Promise.withResolvers<void>();
   /** performance.now() when the current group's window opened. */
@@ -215,6 +219,7 @@ class DecisionLog {
       this.pending.push({ ...d, resolve, reject });
     });
     if (this.pending.length >= MAX_UNCOMMITTED / 2) this.closeWindowNow?.();
+    this.wakeDrain?.();
     this.draining ??= this.drain();
     settled.catch(() => undefined); // handled where it is awaited; never an unhandled rejection meanwhile
     return { settled };
@@ -255,22 +260,37 @@ class DecisionLog {
   private async drain(): Promise<void> {
     this.groupStarted = performance.now();
     let previous: Promise<void> = Promise.resolve();
+    let inFlight = 0; // groups taken and not yet committed: one committing, at most one more flushing behind it
     for (;;) {
-      if (this.pending.length === 0) {
-        await previous; // decisions may come while the last group commits
-        if (this.pending.length === 0) break;
+      if (this.pending.length > 0 && inFlight < 2) {
+        await this.groupWindow();
+        this.groupStarted = performance.now();
+        const group = this.pending;
+        this.pending = [];
+        this.announceGroupTaken();
+        inFlight++;
+        const flushed = this.flush(group);
+        const before = previous;
+        previous = (async () => {
+          await before;
+          try {
+            await this.commit(group, await flushed);
+          } catch (error) {
+            // commit() handles its failures; anything else still fails the group and every later one, never hangs it.
+            this.failure ??= { error };
+            for (const d of group) d.reject(error);
+          }
+          inFlight--;
+          this.wakeDrain?.();
+        })();
+        continue;
       }
-      await this.groupWindow();
-      this.groupStarted = performance.now();
-      const group = this.pending;
-      this.pending = [];
-      this.announceGroupTaken();
-      const flushed = this.failure ? Promise.resolve(null) : this.flush(group);
-      const before = previous;
-      previous = (async () => {
-        await before;
-        await this.commit(group, await flushed);
-      })();
+      // Checked and cleared in one step with no await between: a decision enqueued after this starts a new drain.
+      if (inFlight === 0 && this.pending.length === 0) break;
+      await new Promise<void>((resolve) => {
+        this.wakeDrain = resolve; // a decision arrived, or a group committed
+      });
+      this.wakeDrain = null;
     }
     this.draining = null;
     this.announceGroupTaken();
@@ -285,13 +305,24 @@ class DecisionLog {
 
   /** Step 1: one flush for the group's staged files; resolves with its failure, or null. */
   private async flush(group: readonly PendingDecision[]): Promise<unknown> {
-    if (!this.flushStaged || !group.some((d) => d.place)) return null;
+    if (this.failure || !this.flushStaged || !group.some((d) => d.place)) return null;
+    if (this.flushFailure !== null) return this.flushFailure;
     try {
       await this.flushStaged();
       return null;
     } catch (error) {
-      return error ?? new Error('flush failed');
+      return this.flushFailed(error);
     }
+  }
+
+  /**
+   * A failed flush fails every later one of this import: Linux reports a
+   * writeback error to one syncfs caller only, so the next flush, which may
+   * cover bytes whose writing failed, would succeed.
+   */
+  private flushFailed(error: unknown): unknown {
+    this.flushFailure ??= error ?? new Error('flush failed');
+    return this.flushFailure;
   }
 
   /** Steps 2-4 for a group whose flush has ended (never rejects: a failure fails the group and every later one). */
@@ -333,10 +364,24 @@ class DecisionLog {
   private async flushNames(group: readonly PendingDecision[]): Promise<void> {
     if (!group.some((d) => d.placed)) return;
     try {
-      await this.flushStaged!();
+      // A flush of this import failed before (possibly a later group's, flushed meanwhile): it stands.
+      await (this.flushFailure === null ? this.flushStaged!() : Promise.reject(this.flushFailure as Error));
     } catch (error) {
-      for (const d of group) if (d.placed) await takeBack(d, 'the destination could not be made durable', error);
+      const failure = this.flushFailed(error);
+      const folders = new Set<string>();
+      for (const d of group) {
+        if (!d.placed) continue;
+        folders.add(d.placed.folder);
+        await takeBack(d, 'the destination could not be made durable', failure);
+      }
+      // Best effort: a power cut must not bring back a name whose record says refused.
+      await Promise.all([...folders].map((f) => this.syncFolderSafely(f)));
     }
+  }
+
+  /** The folder fsync seam, never throwing synchronously nor rejecting. */
+  private syncFolderSafely(folder: string): Promise<void> {
+    return Promise.resolve().then(() => this.syncFolder(folder)).catch(() => undefined);
   }
 
   /**
@@ -348,7 +393,7 @@ class DecisionLog {
     const failed = new Map<string, unknown>();
     await Promise.all([...folders].map(async (f) => {
       try {
-        await this.syncFolder(f);
+        await Promise.resolve().then(() => this.syncFolder(f));
       } catch (error) {
         failed.set(f, error);
       }
@@ -381,7 +426,7 @@ class DecisionLog {
       }
     }
     // Best effort: a power cut must not bring back a name whose record was never written.
-    await Promise.all([...folders].map((f) => this.syncFolder(f).catch(() => undefined)));
+    await Promise.all([...folders].map((f) => this.syncFolderSafely(f)));
     for (const d of group) d.reject(error);
   }
 }

@@ -212,6 +212,27 @@ describe('import: copy-mediation', () => {
     expect(log.events.filter((e) => e.event === 'file.refused').map((e) => e.reason)).toEqual(expect.arrayContaining([expect.stringContaining('EIO')]));
   });
 
+  it('keeps refusing after a failed flush: a later flush that succeeds may cover bytes whose writing failed', async () => {
+    const drive = await makeDrive({ files: { 'early.txt': 'first', 'late.txt': 'second' } });
+    const dest = tempDir('dest');
+    let calls = 0;
+    const { report } = await runImport(drive.root, dest, {
+      chunkBytes: 1,
+      onChunk: async (path) => {
+        // late.txt is staged only after the first group's flush has failed, so it is in a later group.
+        if (path === 'late.txt') for (let i = 0; i < 300 && calls === 0; i++) await new Promise((r) => setTimeout(r, 10));
+      },
+      flushStaged: () => {
+        calls++;
+        return calls === 1 ? Promise.reject(Object.assign(new Error('I/O error'), { code: 'EIO' })) : Promise.resolve();
+      },
+    });
+    expect(calls).toBe(1); // never asked again: the failure stands for the rest of the import
+    expect(byPath(report)).toEqual({ 'early.txt': 'COPY_FAILED', 'late.txt': 'COPY_FAILED' });
+    expect(report.files.find((f) => f.path === 'late.txt')!.reason).toMatch(/EIO/);
+    expect(listAll(dest).filter((p) => !p.startsWith('.portcullis-staging'))).toEqual([]);
+  });
+
   it('fsyncs each staged file instead where the platform has no filesystem flush', async () => {
     const drive = await makeDrive({ files });
     const dest = tempDir('dest');

@@ -89,3 +89,22 @@ describe('the stage pool: aborts', () => {
     expect(await one.stage(request)).toMatchObject({ ok: false, code: 'COPY_FAILED' });
   });
 });
+
+describe('the stage pool: spreading files', () => {
+  it('gives files to the thread with the fewest in hand, so big files run side by side', async () => {
+    const two = createStagePool(2);
+    try {
+      const request = await requestFor(Buffer.alloc(8 * 1024 * 1024, 5));
+      const first = two.stage(request);
+      expect(two.inHand()).toEqual([1, 0]);
+      const second = two.stage(request);
+      expect(two.inHand()).toEqual([1, 1]); // not [2, 0]: the second file goes to the idle thread
+      const third = two.stage(request);
+      expect(two.inHand().sort()).toEqual([1, 2]);
+      expect(await Promise.all([first, second, third])).toMatchObject([{ ok: true }, { ok: true }, { ok: true }]);
+      expect(two.inHand()).toEqual([0, 0]);
+    } finally {
+      await two.close();
+    }
+  });
+});
