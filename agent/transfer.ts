@@ -365,7 +365,7 @@ class DecisionLog {
     if (!group.some((d) => d.placed)) return;
     try {
       // A flush of this import failed before (possibly a later group's, flushed meanwhile): it stands.
-      await (this.flushFailure === null ? this.flushStaged!() : Promise.reject(this.flushFailure as Error));
+      await (this.flushFailure === null ? this.flushStaged!() : Promise.reject(this.flushFailure));
     } catch (error) {
       const failure = this.flushFailed(error);
       const folders = new Set<string>();
