@@ -178,7 +178,7 @@ class DecisionLog {
   /** Set while the drain waits for a decision or a commit. */
   private wakeDrain: (() => void) | null = null;
   /** The first failed flush: every later group's flush fails with it (see flush()). */
-  private flushFailure: unknown = null;
+  private flushFailure: Error | null = null;
   /** Resolved (and replaced) each time the drain takes the waiting decisions into a group, or ends. */
   private groupTaken = Promise.withResolvers<void>();
   /** performance.now() when the current group's window opened. */
@@ -320,8 +320,8 @@ class DecisionLog {
    * writeback error to one syncfs caller only, so the next flush, which may
    * cover bytes whose writing failed, would succeed.
    */
-  private flushFailed(error: unknown): unknown {
-    this.flushFailure ??= error ?? new Error('flush failed');
+  private flushFailed(error: unknown): Error {
+    this.flushFailure ??= error instanceof Error ? error : new Error(`flush failed (${String(error)})`);
     return this.flushFailure;
   }
 
