@@ -163,8 +163,8 @@ const GROUP_WINDOW_MS = 100; // ms
  * once its bytes, its name and its record are all durable, and no name ever
  * points at bytes that are not on disk. If step 4 fails, every file placed
  * in the group is removed again, the error stops the operation, and every
- * later decision fails the same way. Step 1 of a group overlaps steps 2-4 of
- * the one before (drain).
+ * later decision fails the same way. Step 1 of a group may overlap steps 2-4
+ * of the one before (drain).
  */
 class DecisionLog {
   private readonly log: AuditSink;
@@ -252,7 +252,7 @@ class DecisionLog {
   }
 
   /**
-   * Groups overlap by one step: the next group's flush (step 1) starts while
+   * Groups overlap by one step: the next group's flush (step 1) may start while
    * the previous group is still being named, fsynced and logged (steps 2-4),
    * so the disk is not idle meanwhile; its own steps 2-4 wait for the previous
    * group's, so records keep their order.
