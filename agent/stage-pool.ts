@@ -44,6 +44,9 @@ interface Thread {
 const stopped = (error: Error): StageResult => ({ ok: false, code: 'COPY_FAILED', reason: `a staging thread stopped (${error.message}): nothing of this file was kept`, digest: null });
 const abortedBeforeStart: StageResult = { ok: false, code: 'ABORTED', reason: 'cancelled before the file was read', digest: null };
 
+/** Files a thread holds now. */
+const inHandOf = (thread: Thread): number => thread.slots.reduce((n, job) => n + (job ? 1 : 0), 0);
+
 /** A dead worker's partial staging file, removed now rather than at the next start. */
 function removeStaging(job: Job): void {
   if (job.request.stagingPath === null) return;
@@ -85,7 +88,7 @@ export function createStagePool(threads = defaultStageThreads()): Stager & { inH
       // The thread with the fewest files in hand: a few big files must not queue behind each other on one thread.
       let target: { thread: Thread; slot: number; busy: number } | null = null;
       for (const thread of pool) {
-        const busy = thread.slots.reduce((n, job) => n + (job ? 1 : 0), 0);
+        const busy = inHandOf(thread);
         const slot = thread.slots.indexOf(null);
         if (slot !== -1 && (target === null || busy < target.busy)) target = { thread, slot, busy };
       }
@@ -171,7 +174,7 @@ export function createStagePool(threads = defaultStageThreads()): Stager & { inH
       });
     },
     inHand() {
-      return pool.map((t) => t.slots.reduce((n, job) => n + (job ? 1 : 0), 0));
+      return pool.map(inHandOf);
     },
     async close() {
       closing = true;

@@ -5,7 +5,7 @@
  */
 import { createReadStream } from 'node:fs';
 import { createRequire } from 'node:module';
-import { DualDigest, wasmBlake3, type Blake3Factory, type FileDigest } from '../manifest/index.ts';
+import { DualDigest, EnginePool, wasmBlake3, type Blake3Factory, type FileDigest } from '../manifest/index.ts';
 
 export const READ_CHUNK_BYTES = 1024 * 1024; // bytes per read: large enough for throughput, small for memory
 
@@ -18,8 +18,6 @@ interface NativeBlake3 {
 let nativeFactory: Blake3Factory | null | undefined;
 
 /** The native BLAKE3 when its addon loads here, else null. */
-const MAX_IDLE_NATIVE_HASHERS = 16;
-
 export function loadNativeBlake3(): Blake3Factory | null {
   if (nativeFactory !== undefined) return nativeFactory;
   try {
@@ -27,25 +25,12 @@ export function loadNativeBlake3(): Blake3Factory | null {
     const { Blake3Hasher } = require('@napi-rs/blake-hash') as { Blake3Hasher: new () => NativeBlake3 };
     // Finished hashers are reset and reused: each holds native memory that only a garbage collection
     // would free, and V8 does not see it, so a scan of 100 000 small files grew by one per file.
-    const idle: NativeBlake3[] = [];
-    nativeFactory = () => {
-      const hasher = idle.pop() ?? new Blake3Hasher();
-      let finished = false;
-      return Promise.resolve({
-        update: (data: Uint8Array) => {
-          if (finished) throw new Error('native BLAKE3: update after digest');
-          hasher.update(data);
-        },
-        digestHex: () => {
-          if (finished) throw new Error('native BLAKE3: digest twice');
-          finished = true;
-          const hex = hasher.digest('hex');
-          hasher.reset();
-          if (idle.length < MAX_IDLE_NATIVE_HASHERS) idle.push(hasher); // only once finished: never shared while in use
-          return hex;
-        },
-      });
-    };
+    const engines = new EnginePool<NativeBlake3>('native BLAKE3', 16, (h, data) => void h.update(data), (h) => {
+      const hex = h.digest('hex');
+      h.reset();
+      return hex;
+    });
+    nativeFactory = () => Promise.resolve(engines.hasher(engines.take() ?? new Blake3Hasher()));
   } catch {
     nativeFactory = null;
   }

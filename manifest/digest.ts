@@ -8,6 +8,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { createBLAKE3 } from 'hash-wasm';
 import { simdBlake3, wasmSimdSupported } from './blake3-simd/index.ts';
+import { EnginePool } from './engine-pool.ts';
 
 export interface Blake3Hasher {
   update(data: Uint8Array): void;
@@ -23,9 +24,8 @@ export interface FileDigest {
   readonly size: number; // bytes
 }
 
-/** Finished hash-wasm hashers kept for reuse: instantiating one per file costs more than hashing a small file. */
-const idleWasmHashers: Awaited<ReturnType<typeof createBLAKE3>>[] = [];
-const MAX_IDLE_WASM_HASHERS = 16;
+/** Finished hash-wasm hashers kept for reuse (EnginePool). */
+const wasmEngines = new EnginePool<Awaited<ReturnType<typeof createBLAKE3>>>('wasmBlake3', 16, (h, data) => h.update(data), (h) => h.digest('hex'));
 
 /**
  * hash-wasm's BLAKE3 (WebAssembly without SIMD, about a third of simdBlake3's
@@ -33,22 +33,9 @@ const MAX_IDLE_WASM_HASHERS = 16;
  * independent implementation the SIMD one is tested against.
  */
 export const hashWasmBlake3: Blake3Factory = async () => {
-  const hasher = idleWasmHashers.pop() ?? (await createBLAKE3(256));
+  const hasher = wasmEngines.take() ?? (await createBLAKE3(256));
   hasher.init();
-  let finished = false;
-  return {
-    update: (data) => {
-      if (finished) throw new Error('wasmBlake3: update after digest');
-      hasher.update(data);
-    },
-    digestHex: () => {
-      if (finished) throw new Error('wasmBlake3: digest twice');
-      finished = true;
-      const hex = hasher.digest('hex');
-      if (idleWasmHashers.length < MAX_IDLE_WASM_HASHERS) idleWasmHashers.push(hasher); // only once finished: never shared while in use
-      return hex;
-    },
-  };
+  return wasmEngines.hasher(hasher);
 };
 
 /**

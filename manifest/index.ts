@@ -18,6 +18,7 @@ export {
 export { signManifest } from './sign.ts';
 export { verifyManifest, type TrustAnchors, type TrustedKey, type VerifiedManifest, type VerifyOptions } from './verify.ts';
 export { entryKindOf, type EntryKind, type StatKind } from './entry-kind.ts';
+export { EnginePool } from './engine-pool.ts';
 export { DualDigest, hashWasmBlake3, wasmBlake3, type Blake3Factory, type Blake3Hasher, type FileDigest } from './digest.ts';
 
 /** Where the envelope lives on a drive, relative to its root. */

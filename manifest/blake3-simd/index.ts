@@ -12,6 +12,7 @@
  * chaining-value stack of the BLAKE3 paper, §5.1). Sections: c2sp.org/BLAKE3.
  */
 import type { Blake3Factory, Blake3Hasher } from '../digest.ts';
+import { EnginePool } from '../engine-pool.ts';
 import {
   blake3ModuleBytes, CHUNK_BYTES, BLOCK_BYTES, CHUNK_END, CHUNK_START, CV_BYTES, IV, LAYOUT, PARENT, ROOT, simdProbeModuleBytes,
   SUBTREE_CHUNKS, type Blake3Exports,
@@ -137,27 +138,13 @@ class SimdBlake3Engine {
   }
 }
 
-/** Finished engines kept for reuse: instantiating per file costs more than hashing a small one. */
-const idleEngines: SimdBlake3Engine[] = [];
-const MAX_IDLE_ENGINES = 16; // LAYOUT.pages (2) x 64 KiB of wasm memory each
+/** Finished engines kept for reuse (EnginePool); each holds LAYOUT.pages (2) x 64 KiB of wasm memory. */
+const engines = new EnginePool<SimdBlake3Engine>('simdBlake3', 16, (e, data) => e.update(data), (e) => e.finish());
 
 function createHasher(): Blake3Hasher {
-  const engine = idleEngines.pop() ?? new SimdBlake3Engine();
+  const engine = engines.take() ?? new SimdBlake3Engine();
   engine.reset();
-  let finished = false;
-  return {
-    update: (data) => {
-      if (finished) throw new Error('simdBlake3: update after digest');
-      engine.update(data);
-    },
-    digestHex: () => {
-      if (finished) throw new Error('simdBlake3: digest twice');
-      finished = true;
-      const hex = engine.finish();
-      if (idleEngines.length < MAX_IDLE_ENGINES) idleEngines.push(engine); // only once finished: never shared while in use
-      return hex;
-    },
-  };
+  return engines.hasher(engine);
 }
 
 /** BLAKE3 with WebAssembly SIMD; rejects where SIMD is missing (see wasmSimdSupported). */
