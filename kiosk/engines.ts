@@ -12,6 +12,8 @@ import { join, resolve } from 'node:path';
 import { PortcullisError, type Predicate } from '../manifest/index.ts';
 import { classifyClamdSignature, type ClamdClient } from './clamav/client.ts';
 import { ScannerError } from './clamav/errors.ts';
+import type { ScanResult } from './clamav/protocol.ts';
+import { SpoolScanner } from './clamav/spool.ts';
 import { connectClamd, startClamd, type ConnectedClamd, type RunningClamd } from './clamav/supervisor.ts';
 import { EICAR, TEST_DATABASE_DESCRIPTION, writeTestDatabase } from './clamav/test-database.ts';
 import { manifestTime } from './build-statement.ts';
@@ -37,6 +39,12 @@ export interface EngineOptions {
   /** Use an already running clamd on this socket instead of starting one (its database must hold the staged rules). */
   readonly clamdSocket?: string;
   readonly disableCache?: boolean;
+  /**
+   * How file bytes reach the kiosk's own clamd: "spool" (default) writes them to a
+   * kiosk-owned file clamd then SCANs; "instream" streams them over the socket.
+   * A clamd named by `clamdSocket` always gets INSTREAM.
+   */
+  readonly clamdTransport?: 'spool' | 'instream';
   readonly onStatus?: (line: string) => void;
 }
 
@@ -129,15 +137,21 @@ export async function startEngines(options: EngineOptions): Promise<Engines> {
   const stop = async (): Promise<void> => {
     if ('stop' in clamd) await clamd.stop();
   };
+  // Our own clamd reads the kiosk's spool files; a clamd started by someone else gets INSTREAM,
+  // as it may not be able to read (or even see) the kiosk's folders.
+  const client: ClamdClient = clamd.client;
+  let spool: SpoolScanner | null = null;
+  const scanBytes = (chunks: AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<ScanResult> =>
+    spool ? spool.scan(chunks, signal) : client.scanStream(chunks, signal);
 
   try {
+    if ('stop' in clamd && options.clamdTransport !== 'instream') spool = await SpoolScanner.create(join(workDir, 'spool'), client);
     status('self-test: EICAR and the YARA canary through clamd');
-    const client: ClamdClient = clamd.client;
-    const eicar = await client.scanStream(oneChunk(EICAR));
+    const eicar = await scanBytes(oneChunk(EICAR));
     if (eicar.status !== 'found' || classifyClamdSignature(eicar.signature) !== 'MALWARE') {
       throw new EngineError('ENGINE_NOT_READY', `ClamAV did not detect the EICAR test file (answer: ${JSON.stringify(eicar)}): its signatures are not loaded`);
     }
-    const canary = await client.scanStream(oneChunk(canarySample()));
+    const canary = await scanBytes(oneChunk(canarySample()));
     if (canary.status !== 'found' || canary.signature !== ruleSet.canary.signature) {
       throw new EngineError('ENGINE_NOT_READY', `the YARA canary rule did not fire through clamd (answer: ${JSON.stringify(canary)}): the rules are not live`);
     }
@@ -149,7 +163,7 @@ export async function startEngines(options: EngineOptions): Promise<Engines> {
   const scanner: StreamScanner = {
     engines: ['clamav', 'yara'],
     async scanStream(chunks, signal): Promise<StreamScanResult> {
-      const result = await clamd.client.scanStream(chunks, signal);
+      const result = await scanBytes(chunks, signal);
       if (result.status === 'clean') return result;
       return { status: 'found', signature: result.signature, reason: classifyClamdSignature(result.signature) };
     },

@@ -10,6 +10,8 @@ import {
   END_OF_STREAM,
   encodeChunkHeader,
   encodeCommand,
+  encodeScanCommand,
+  parseFileScanAnswer,
   parsePingAnswer,
   parseScanAnswer,
   parseVersionAnswer,
@@ -43,7 +45,7 @@ export const CLAMD_CLIENT_DEFAULTS = {
 // bytes: no clamd answer is this long; a peer that sends more without a NUL is not clamd.
 const MAX_ANSWER_LENGTH = 4096;
 
-type Command = 'PING' | 'VERSION' | 'INSTREAM';
+type Command = 'PING' | 'VERSION' | 'INSTREAM' | 'SCAN';
 
 export class ClamdClient {
   readonly socketPath: string;
@@ -133,7 +135,24 @@ export class ClamdClient {
     }
   }
 
-  async #shortCommand(command: Command, signal: AbortSignal | undefined): Promise<string> {
+  /**
+   * Asks clamd to scan one file by path (`SCAN`). clamd opens the file itself,
+   * so it must be able to read it: the kiosk uses this only for its own spool
+   * files (see spool.ts), never for a path on a drive.
+   */
+  async scanFile(path: string, signal?: AbortSignal): Promise<ScanResult> {
+    const command = encodeScanCommand(path);
+    const connection = await this.#connect('SCAN', signal);
+    try {
+      await connection.send([command]);
+      connection.arm(this.#scanTimeoutMs, 'answer SCAN');
+      return parseFileScanAnswer(path, await connection.answer);
+    } finally {
+      connection.close();
+    }
+  }
+
+  async #shortCommand(command: 'PING' | 'VERSION', signal: AbortSignal | undefined): Promise<string> {
     const connection = await this.#connect(command, signal);
     try {
       await connection.send([encodeCommand(command)]);

@@ -3,7 +3,9 @@ import { ScannerError, type ScannerErrorCode } from './errors.ts';
 import {
   classifyClamdSignature,
   encodeChunkHeader,
+  encodeScanCommand,
   END_OF_STREAM,
+  parseFileScanAnswer,
   parsePingAnswer,
   parseScanAnswer,
   parseVersionAnswer,
@@ -60,6 +62,44 @@ describe('INSTREAM answers', () => {
   ];
   it.each(bad)('refuses %j with %s', (answer, code) => {
     expect(codeOf(() => parseScanAnswer(answer))).toBe(code);
+  });
+});
+
+describe('SCAN of one spool file', () => {
+  const path = '/run/portcullis/spool/0a1b2c.spool';
+
+  it('encodes zSCAN, one space, the path and a NUL', () => {
+    expect(new TextDecoder().decode(encodeScanCommand(path))).toBe(`zSCAN ${path}\0`);
+  });
+
+  // The kiosk names only its own spool files; anything that could change how clamd splits the command is refused.
+  it.each(['relative/file', '', '/with space', '/with\nnewline', '/with\0nul', '/caf\u00e9', `/${'a'.repeat(4001)}`])(
+    'refuses to ask clamd to scan %j',
+    (bad) => {
+      expect(codeOf(() => encodeScanCommand(bad))).toBe('SCANNER_CONFIG');
+    },
+  );
+
+  it('reads exactly "<path>: OK" as clean and "<path>: <NAME> FOUND" as a detection', () => {
+    expect(parseFileScanAnswer(path, `${path}: OK`)).toEqual({ status: 'clean' });
+    expect(parseFileScanAnswer(path, `${path}: Win.Test.EICAR_HDB-1 FOUND`)).toEqual({ status: 'found', signature: 'Win.Test.EICAR_HDB-1' });
+  });
+
+  const bad: [answer: string, code: ScannerErrorCode][] = [
+    ['stream: OK', 'SCANNER_PROTOCOL'],
+    [`${path}.other: OK`, 'SCANNER_PROTOCOL'], // another file's answer
+    ['/run/portcullis/spool/ffff.spool: OK', 'SCANNER_PROTOCOL'],
+    [`${path}: OK `, 'SCANNER_PROTOCOL'],
+    [`${path}: ok`, 'SCANNER_PROTOCOL'],
+    [`${path}:OK`, 'SCANNER_PROTOCOL'],
+    [`${path}: Two Words FOUND`, 'SCANNER_PROTOCOL'],
+    [`${path}: FOUND`, 'SCANNER_PROTOCOL'],
+    [`${path}: OK\n${path}: OK`, 'SCANNER_PROTOCOL'],
+    [`${path}: lstat() failed: No such file or directory. ERROR`, 'SCANNER_ERROR'],
+    [`${path}: Access denied. ERROR`, 'SCANNER_ERROR'],
+  ];
+  it.each(bad)('refuses %j with %s', (answer, code) => {
+    expect(codeOf(() => parseFileScanAnswer(path, answer))).toBe(code);
   });
 });
 

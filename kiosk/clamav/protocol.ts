@@ -10,6 +10,18 @@ export function encodeCommand(name: 'PING' | 'VERSION' | 'INSTREAM'): Uint8Array
   return new TextEncoder().encode(`z${name}\0`);
 }
 
+// A path clamd may be asked to SCAN: absolute, printable ASCII without spaces, so that
+// its echo in the answer is unambiguous. The kiosk only ever names its own spool files.
+const SCAN_PATH = /^\/[\x21-\x7e]{1,4000}$/;
+
+/** `zSCAN <path>\0`, for a path the kiosk made itself (see SCAN_PATH). */
+export function encodeScanCommand(path: string): Uint8Array {
+  if (!SCAN_PATH.test(path)) {
+    throw new ScannerError('SCANNER_CONFIG', `cannot ask clamd to SCAN ${JSON.stringify(path)}: only absolute printable ASCII paths without spaces`);
+  }
+  return new TextEncoder().encode(`zSCAN ${path}\0`);
+}
+
 /** clamd INSTREAM: each chunk is preceded by its length as a 4-byte big-endian unsigned integer. */
 export function encodeChunkHeader(length: number): Uint8Array {
   if (!Number.isInteger(length) || length < 0 || length > 0xffff_ffff) {
@@ -60,6 +72,23 @@ export function parseScanAnswer(answer: string): ScanResult {
   const signature = found?.[1];
   if (signature !== undefined && SIGNATURE.test(signature)) return { status: 'found', signature };
   throw answerError('INSTREAM', answer);
+}
+
+/**
+ * Parses the answer to `SCAN <path>` of one file. Only exactly `<path>: OK` is
+ * clean and only exactly `<path>: <NAME> FOUND` is a detection; an answer naming
+ * another path, `... ERROR` (such as a file clamd cannot open) or anything else
+ * is an error.
+ */
+export function parseFileScanAnswer(path: string, answer: string): ScanResult {
+  const prefix = `${path}: `;
+  if (answer.startsWith(prefix)) {
+    const rest = answer.slice(prefix.length);
+    if (rest === 'OK') return { status: 'clean' };
+    const found = /^(\S+) FOUND$/.exec(rest)?.[1];
+    if (found !== undefined && SIGNATURE.test(found)) return { status: 'found', signature: found };
+  }
+  throw answerError('SCAN', answer);
 }
 
 /** Parses the answer to PING: exactly `PONG`. */

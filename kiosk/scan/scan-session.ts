@@ -24,10 +24,11 @@ export type StreamScanResult =
   | { readonly status: 'clean' }
   | { readonly status: 'found'; readonly signature: string; readonly reason: 'MALWARE' | 'YARA_MATCH' | 'LIMIT_EXCEEDED' | 'ENCRYPTED' };
 
-/** A scanner that takes the file's bytes as they are read (clamd INSTREAM). */
+/** A scanner that takes the file's bytes as they are read (clamd, through a spool file or INSTREAM). */
 export interface StreamScanner {
   /** Engines whose verdict a clean answer stands for. */
   readonly engines: readonly EngineName[];
+  /** Each chunk is valid only until the next one is pulled (the reader reuses its buffer): copy what must be kept. */
   scanStream(chunks: AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<StreamScanResult>;
 }
 
@@ -99,7 +100,25 @@ interface ReadOutcome {
   cleanBy: Set<EngineName>;
 }
 
-async function readAndScan(entry: WalkEntry, deps: ScanDeps, onBytes: (n: number) => void): Promise<ReadOutcome> {
+/**
+ * Read buffers kept between files: allocating 1 MiB per read made garbage
+ * collection a large share of the kiosk's CPU. A buffer goes back only once
+ * the read loop using it has ended, so no read still in flight can write
+ * into the next file's bytes.
+ */
+class ReadBuffers {
+  readonly #free: Buffer[] = [];
+
+  take(): Buffer {
+    return this.#free.pop() ?? Buffer.allocUnsafeSlow(CHUNK_BYTES);
+  }
+
+  give(buffer: Buffer): void {
+    this.#free.push(buffer);
+  }
+}
+
+async function readAndScan(entry: WalkEntry, deps: ScanDeps, buffers: ReadBuffers, onBytes: (n: number) => void): Promise<ReadOutcome> {
   const { policy } = deps.policy;
   const reasons: Reason[] = [];
   const cleanBy = new Set<EngineName>();
@@ -120,14 +139,24 @@ async function readAndScan(entry: WalkEntry, deps: ScanDeps, onBytes: (n: number
     let headFilled = 0;
     let overLimit = false;
     let zipCheck: ZipBombCheck | null = null;
+    const buffer = buffers.take();
     async function* chunks(): AsyncGenerator<Uint8Array> {
+      let ended = false;
+      try {
+        yield* readLoop();
+        ended = true;
+      } finally {
+        // Reached only when no read is in flight; a loop stopped early (the scanner
+        // answered first, or an error) drops its buffer: the scanner may still hold a chunk.
+        if (ended) buffers.give(buffer);
+      }
+    }
+    async function* readLoop(): AsyncGenerator<Uint8Array> {
       for (;;) {
         deps.signal?.throwIfAborted();
-        // A fresh buffer per chunk (the scanner may still be writing the previous one),
-        // sized to what is left: small files must not cost 1 MiB allocations. Once the
-        // listed size is read, a 1-byte read confirms the end (a file that grew is caught).
+        // One buffer per file, reused for each chunk (consumers copy what they keep).
+        // Once the listed size is read, a 1-byte read confirms the end (a file that grew is caught).
         const want = Math.min(CHUNK_BYTES, Math.max(1, stat.size - digest.bytesSeen));
-        const buffer = Buffer.allocUnsafe(want);
         const { bytesRead } = await handle.read(buffer, 0, want, null);
         if (bytesRead === 0) return;
         const chunk = buffer.subarray(0, bytesRead);
@@ -244,6 +273,7 @@ export async function scanDrive(root: string, deps: ScanDeps): Promise<ScanRepor
   const stopAll = new AbortController();
   const signal = deps.signal ? AbortSignal.any([deps.signal, stopAll.signal]) : stopAll.signal;
   const scanDeps: ScanDeps = { ...deps, signal };
+  const buffers = new ReadBuffers();
 
   async function worker(): Promise<void> {
     while (failure === null && !signal.aborted) {
@@ -259,7 +289,7 @@ export async function scanDrive(root: string, deps: ScanDeps): Promise<ScanRepor
         reasons.push({ code: 'LIMIT_EXCEEDED', detail: `${entry.size} bytes, over the policy's ${policy.limits.maxFileBytes}-byte limit per file` });
       } else {
         try {
-          outcome = await readAndScan(entry, scanDeps, (n) => { bytesDone += n; });
+          outcome = await readAndScan(entry, scanDeps, buffers, (n) => { bytesDone += n; });
         } catch (error) {
           const scannerFailure = deps.classifyScannerError(error);
           if (scannerFailure) {

@@ -189,14 +189,14 @@ export class ZipBombCheck {
     const start = this.seen;
     this.seen += chunk.length;
     if (this.whole) {
-      this.chunks.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length));
+      this.chunks.push(Buffer.from(chunk)); // a copy: the reader reuses its buffer
       return;
     }
     // Keep only what falls in the file's last TAIL_BYTES.
     const tailStart = Math.max(0, this.size - TAIL_BYTES);
     if (this.seen <= tailStart) return;
     const from = Math.max(0, tailStart - start);
-    this.chunks.push(Buffer.from(chunk.buffer, chunk.byteOffset + from, chunk.length - from));
+    this.chunks.push(Buffer.from(chunk.subarray(from))); // a copy: the reader reuses its buffer
   }
 
   finish(): ZipFinding[] {

@@ -1,10 +1,14 @@
 /**
  * The real clamd (Debian's clamav-daemon) with the project's test signature
  * database, started once for this file with small limits so bombs stay quick.
+ * Every detection and limit is checked through both ways the kiosk hands
+ * clamd a file's bytes: INSTREAM over the socket, and a spool file clamd SCANs.
  */
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClamdClient, classifyClamdSignature, type ScanResult } from '../../kiosk/clamav/client.ts';
+import { SpoolScanner } from '../../kiosk/clamav/spool.ts';
 import { scannerErrorCodeOf, startTestClamd, type TestClamd } from '../../kiosk/clamav/test-clamd.ts';
 import { EICAR, MALWARE_MARKER, TEST_SIGNATURES, YARA_MARKER } from '../../kiosk/clamav/test-database.ts';
 import {
@@ -29,9 +33,11 @@ const LIMITS = {
 const ascii = (text: string): Uint8Array => new TextEncoder().encode(text);
 
 let clamd: TestClamd;
+let spool: SpoolScanner;
 
 beforeAll(async () => {
   clamd = await startTestClamd({ limits: LIMITS, disableCache: true });
+  spool = await SpoolScanner.create(join(clamd.baseDir, 'spool'), clamd.client);
 });
 
 afterAll(async () => {
@@ -47,15 +53,24 @@ function chunksOf(bytes: Uint8Array, size = 64 * 1024): AsyncIterable<Uint8Array
   );
 }
 
+type Transport = 'instream' | 'spool';
+const TRANSPORTS: readonly Transport[] = ['instream', 'spool'];
+
+function scanBy(transport: Transport, bytes: Uint8Array, size?: number): Promise<ScanResult> {
+  return transport === 'instream' ? clamd.client.scanStream(chunksOf(bytes, size)) : spool.scan(chunksOf(bytes, size));
+}
+
 function scan(bytes: Uint8Array, size?: number): Promise<ScanResult> {
-  return clamd.client.scanStream(chunksOf(bytes, size));
+  return scanBy('instream', bytes, size);
 }
 
 function reasonOf(result: ScanResult): string {
   return result.status === 'found' ? classifyClamdSignature(result.signature) : 'clean';
 }
 
-describe('clamd finds the test signatures', () => {
+describe.each(TRANSPORTS)('clamd finds the test signatures (%s)', (transport) => {
+  const scan = (bytes: Uint8Array, size?: number): Promise<ScanResult> => scanBy(transport, bytes, size);
+
   it('finds EICAR sent as one chunk', async () => {
     const result = await scan(EICAR);
     expect(result).toEqual({ status: 'found', signature: TEST_SIGNATURES.eicar });
@@ -89,7 +104,9 @@ describe('clamd finds the test signatures', () => {
   });
 });
 
-describe('clamd on archives at and past its limits', () => {
+describe.each(TRANSPORTS)('clamd on archives at and past its limits (%s)', (transport) => {
+  const scan = (bytes: Uint8Array, size?: number): Promise<ScanResult> => scanBy(transport, bytes, size);
+
   it(`finds EICAR ${LIMITS.maxRecursion - 1} zip levels deep, just inside MaxRecursion`, async () => {
     expect(await scan(await nestZip(await eicarZip(), LIMITS.maxRecursion - 2))).toEqual({
       status: 'found',
@@ -144,7 +161,9 @@ describe('clamd on archives at and past its limits', () => {
   });
 });
 
-describe('clamd on harmless input', () => {
+describe.each(TRANSPORTS)('clamd on harmless input (%s)', (transport) => {
+  const scan = (bytes: Uint8Array, size?: number): Promise<ScanResult> => scanBy(transport, bytes, size);
+
   it('answers clean for a harmless text file and a harmless zip', async () => {
     expect(await scan(ascii('Portcullis: plant maintenance notes\n'.repeat(1000)))).toEqual({ status: 'clean' });
     expect(await scan(await cleanZip())).toEqual({ status: 'clean' });
@@ -181,6 +200,18 @@ describe('streams longer than StreamMaxLength', () => {
 
   it('scans a stream of exactly StreamMaxLength bytes', async () => {
     expect(await scan(new Uint8Array(LIMITS.maxFileSize))).toEqual({ status: 'clean' });
+  });
+});
+
+describe('spool files larger than MaxFileSize', () => {
+  // With SCAN clamd opens the file itself, so StreamMaxLength does not apply: its MaxFileSize alert must.
+  it('reports LIMIT_EXCEEDED for a spool file of MaxFileSize + 1 bytes', async () => {
+    const result = await spool.scan(chunksOf(new Uint8Array(LIMITS.maxFileSize + 1), 1024 * 1024));
+    expect(result).toEqual({ status: 'found', signature: 'Heuristics.Limits.Exceeded.MaxFileSize' });
+  });
+
+  it('scans a spool file of exactly MaxFileSize bytes', async () => {
+    expect(await spool.scan(chunksOf(new Uint8Array(LIMITS.maxFileSize), 1024 * 1024))).toEqual({ status: 'clean' });
   });
 });
 

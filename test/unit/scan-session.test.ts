@@ -1,0 +1,124 @@
+/**
+ * The scan session's read loop around a scanner double: each file's chunks
+ * come from one reused buffer, so what the scanner and the zip check keep must
+ * be copies, and a buffer a scanner stopped reading from must never be handed
+ * to the next file. The real scanner is in test/integration/scan.test.ts.
+ */
+import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildAllowlist } from '../../kiosk/allowlist.ts';
+import { preferredBlake3 } from '../../kiosk/hash-file.ts';
+import { loadPolicy, parsePolicy, type LoadedPolicy } from '../../kiosk/policy.ts';
+import { CHUNK_BYTES, scanDrive, type StreamScanner, type StreamScanResult } from '../../kiosk/scan/scan-session.ts';
+import { ZipBombCheck } from '../../kiosk/scan/zip-check.ts';
+import { zeroBombZip } from '../fixtures/archives/corpus.ts';
+
+const work = mkdtempSync(join(tmpdir(), 'scan-session-'));
+let policy: LoadedPolicy;
+
+beforeAll(async () => {
+  policy = await loadPolicy();
+});
+
+afterAll(() => {
+  rmSync(work, { recursive: true, force: true });
+});
+
+/** Files of 2.5 chunks with distinct bytes each, so a chunk of one file inside another shows. */
+function drive(count: number): { root: string; files: Map<string, Buffer> } {
+  const root = mkdtempSync(join(work, 'drive-'));
+  mkdirSync(join(root, 'data'));
+  const files = new Map<string, Buffer>();
+  for (let i = 0; i < count; i++) {
+    const content = Buffer.alloc(CHUNK_BYTES * 2 + CHUNK_BYTES / 2, i + 1);
+    content.write(`file ${i}`, 0);
+    writeFileSync(join(root, 'data', `f${i}.txt`), content);
+    files.set(`data/f${i}.txt`, content);
+  }
+  return { root, files };
+}
+
+const sha256 = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
+
+describe('the read buffer is reused between files', () => {
+  it('gives every file its own bytes: the scanner sees and the manifest hashes each file exactly', async () => {
+    const { root, files } = drive(12);
+    const seen = new Map<string, string>();
+    const scanner: StreamScanner = {
+      engines: ['clamav', 'yara'],
+      async scanStream(chunks): Promise<StreamScanResult> {
+        const hash = createHash('sha256');
+        let first: string | null = null;
+        for await (const chunk of chunks) {
+          first ??= Buffer.from(chunk.subarray(0, 8)).toString('latin1');
+          hash.update(chunk);
+          await new Promise((resolve) => setImmediate(resolve)); // let the other files' reads interleave
+        }
+        seen.set(first ?? '', hash.digest('hex'));
+        return { status: 'clean' };
+      },
+    };
+    const report = await scanDrive(root, {
+      policy, allowlist: buildAllowlist([]), scanner, blake3: preferredBlake3(), classifyScannerError: () => null,
+    });
+    expect(report.decision.files).toHaveLength(files.size);
+    for (const file of report.decision.files) {
+      const content = files.get(file.display);
+      expect(file.digest?.sha256, file.display).toBe(sha256(content ?? new Uint8Array()));
+      expect(seen.get(content?.subarray(0, 8).toString('latin1') ?? ''), file.display).toBe(file.digest?.sha256);
+    }
+  });
+
+  it('does not hand a buffer the scanner stopped reading from to another file', async () => {
+    const { root, files } = drive(8);
+    const kept: Array<{ head: string; chunk: Uint8Array }> = [];
+    const scanner: StreamScanner = {
+      engines: ['clamav', 'yara'],
+      async scanStream(chunks): Promise<StreamScanResult> {
+        const iterator = chunks[Symbol.asyncIterator]();
+        const step = await iterator.next();
+        if (step.done === true) return { status: 'clean' };
+        const chunk = step.value;
+        const head = Buffer.from(chunk.subarray(0, 8)).toString('latin1');
+        if (head.startsWith('file 3')) {
+          // Answer early and keep the chunk without copying it: a scanner that breaks the
+          // contract must still not see another file's bytes appear in it.
+          kept.push({ head, chunk });
+          void iterator.return?.();
+          return { status: 'found', signature: 'Test.Early', reason: 'MALWARE' };
+        }
+        while (!(await iterator.next()).done);
+        return { status: 'clean' };
+      },
+    };
+    // One file at a time, so a buffer given back would be the very next file's.
+    const base = structuredClone(policy.policy);
+    base.concurrency = 1;
+    const serial = parsePolicy(new TextEncoder().encode(JSON.stringify(base)), 'serial.json');
+    await scanDrive(root, {
+      policy: serial, allowlist: buildAllowlist([]), scanner, blake3: preferredBlake3(), classifyScannerError: () => null,
+    });
+    expect(kept).toHaveLength(1);
+    const original = files.get('data/f3.txt') ?? Buffer.alloc(0);
+    expect(Buffer.from(kept[0]?.chunk ?? new Uint8Array()).equals(original.subarray(0, CHUNK_BYTES))).toBe(true);
+  });
+});
+
+describe('the zip check keeps copies of what it needs', () => {
+  it('still finds a bomb when the caller overwrites its buffer after each push', async () => {
+    const bomb = await zeroBombZip(64 * 1024 * 1024);
+    const limits = { maxEntryBytes: 16 * 1024 * 1024, maxTotalBytes: 1 << 30, maxEntries: 1000, maxDepth: 8, maxRatio: 1000, inspectMaxBytes: 1 << 30 };
+    const check = new ZipBombCheck(bomb.length, limits);
+    const buffer = new Uint8Array(4096);
+    for (let offset = 0; offset < bomb.length; offset += buffer.length) {
+      const piece = bomb.subarray(offset, offset + buffer.length);
+      buffer.set(piece);
+      check.push(buffer.subarray(0, piece.length));
+      buffer.fill(0x5a); // the next read would overwrite it
+    }
+    expect(check.finish().map((f) => f.code)).toEqual(['LIMIT_EXCEEDED']);
+  });
+});
