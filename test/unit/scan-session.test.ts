@@ -5,7 +5,7 @@
  * to the next file. The real scanner is in test/integration/scan.test.ts.
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -104,6 +104,71 @@ describe('the read buffer is reused between files', () => {
     expect(kept).toHaveLength(1);
     const original = files.get('data/f3.txt') ?? Buffer.alloc(0);
     expect(Buffer.from(kept[0]?.chunk ?? new Uint8Array()).equals(original.subarray(0, CHUNK_BYTES))).toBe(true);
+  });
+});
+
+describe('a file that changes while it is read', () => {
+  // The walk listed each file's size; the bytes read must end exactly there.
+  type When = 'before-open' | 'after-first-chunk';
+  async function scanWhile(when: When, change: (path: string) => void, size: number) {
+    const root = mkdtempSync(join(work, 'changing-'));
+    const path = join(root, 'plc.txt');
+    writeFileSync(path, Buffer.alloc(size, 0x41));
+    let changed = false;
+    const scanner: StreamScanner = {
+      engines: ['clamav', 'yara'],
+      async scanStream(chunks): Promise<StreamScanResult> {
+        for await (const chunk of chunks) {
+          if (when === 'after-first-chunk' && !changed && chunk.byteLength > 0) {
+            change(path);
+            changed = true;
+          }
+        }
+        return { status: 'clean' };
+      },
+    };
+    const report = await scanDrive(root, {
+      policy, allowlist: buildAllowlist([]), scanner, blake3: preferredBlake3(), classifyScannerError: () => null,
+      onProgress: (p) => {
+        // Called as the file is taken up, before it is opened.
+        if (when === 'before-open' && p.phase === 'scanning' && p.current !== null && !changed) {
+          change(path);
+          changed = true;
+        }
+      },
+    });
+    expect(changed).toBe(true);
+    const [file] = report.decision.files;
+    return { codes: file?.reasons.map((r) => r.code) ?? [], digest: file?.digest ?? null };
+  }
+  const grow = (p: string): void => appendFileSync(p, 'x');
+  const shrink = (p: string): void => truncateSync(p, 10);
+
+  it.each([
+    ['before-open', 'grows by one byte', 1000, grow],
+    ['before-open', 'shrinks', 1000, shrink],
+    ['before-open', 'grows by one byte', CHUNK_BYTES, grow],
+    ['after-first-chunk', 'grows by one byte', CHUNK_BYTES * 2, grow],
+    ['after-first-chunk', 'shrinks', CHUNK_BYTES * 2, shrink],
+    ['after-first-chunk', 'grows by one byte', CHUNK_BYTES, grow],
+  ] as const)('blocks a file that, %s, %s (%i bytes listed), with no digest', async (when, _what, size, change) => {
+    expect(await scanWhile(when, change, size)).toEqual({ codes: ['SCAN_ERROR'], digest: null });
+  });
+
+  it('hashes exactly the listed bytes of a small file that grows after its only read', async () => {
+    // One read of the listed size plus one byte saw the whole file and its end; what was
+    // scanned is what is hashed, and the agent refuses the longer file it later finds.
+    const result = await scanWhile('after-first-chunk', grow, 1000);
+    expect(result.codes).toEqual([]);
+    expect(result.digest).toMatchObject({ sha256: sha256(Buffer.alloc(1000, 0x41)) });
+  });
+
+  it('passes a file that stays as listed, of every size around a chunk', async () => {
+    for (const size of [0, 1, CHUNK_BYTES - 1, CHUNK_BYTES, CHUNK_BYTES + 1]) {
+      const result = await scanWhile('before-open', () => undefined, size);
+      expect(result.codes, `size ${size}`).toEqual([]);
+      expect(result.digest, `size ${size}`).toMatchObject({ sha256: sha256(Buffer.alloc(size, 0x41)) });
+    }
   });
 });
 
