@@ -19,7 +19,7 @@ export const kioskConfigSchema = object({
   rulesDir: optional(path),
   policyPath: optional(path),
   allowlistDir: optional(path),
-  workDir: optional(path), // kiosk-owned scratch space; keep it on tmpfs (clamd spools streams here)
+  workDir: optional(path), // kiosk-owned scratch space; keep it on tmpfs (the spool files clamd scans are written here)
 });
 
 export type KioskConfig = Infer<typeof kioskConfigSchema>;

@@ -1,7 +1,7 @@
 /**
  * Starts the kiosk's scan engines and proves they work before any drive is
  * scanned: clamd from Debian with the ClamAV database and the YARA rules
- * staged side by side (one INSTREAM pass applies both, also inside archives),
+ * staged side by side (one scan applies both, also inside archives),
  * then a self-test through the real socket: EICAR must be found (signatures
  * loaded) and the canary rule must fire (YARA rules live). Anything else stops
  * start-up: a kiosk that cannot scan never says "clean".
