@@ -134,13 +134,14 @@ export async function startEngines(options: EngineOptions): Promise<Engines> {
       client: { idleTimeoutMs: options.policy.clamav.idleTimeoutSeconds * 1000, scanTimeoutMs: (options.policy.clamav.maxScanSeconds + 30) * 1000 },
     });
   }
+  let spool: SpoolScanner | null = null;
   const stop = async (): Promise<void> => {
+    spool?.close();
     if ('stop' in clamd) await clamd.stop();
   };
   // Our own clamd reads the kiosk's spool files; a clamd started by someone else gets INSTREAM,
   // as it may not be able to read (or even see) the kiosk's folders.
   const client: ClamdClient = clamd.client;
-  let spool: SpoolScanner | null = null;
   const scanBytes = (chunks: AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<ScanResult> =>
     spool ? spool.scan(chunks, signal) : client.scanStream(chunks, signal);
 

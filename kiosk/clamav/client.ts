@@ -6,6 +6,7 @@
  */
 import { createConnection, type Socket } from 'node:net';
 import { ScannerError } from './errors.ts';
+import { ClamdSessionPool } from './session.ts';
 import {
   END_OF_STREAM,
   encodeChunkHeader,
@@ -133,6 +134,11 @@ export class ClamdClient {
       // Release the source without waiting: a hung drive must not hold up the error.
       if (!sourceEnded) Promise.resolve(iterator.return?.()).catch(() => undefined);
     }
+  }
+
+  /** A pool of clamd sessions for many SCANs (see session.ts), with this client's timeouts. */
+  sessionPool(): ClamdSessionPool {
+    return new ClamdSessionPool(this.socketPath, { idleTimeoutMs: this.#idleTimeoutMs, scanTimeoutMs: this.#scanTimeoutMs });
   }
 
   /**

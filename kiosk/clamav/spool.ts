@@ -8,7 +8,9 @@
  *
  * What clamd scans is still exactly what the kiosk hashed: the spool folder is
  * the kiosk's own (mode 0700), each file is created new (O_EXCL, 0600) under a
- * random name, and it is removed after the answer whatever the outcome.
+ * random prefix and a counter, and it is removed after the answer whatever the
+ * outcome. The SCANs go through clamd sessions (session.ts), not a connection
+ * per file.
  */
 import { randomBytes } from 'node:crypto';
 import { closeSync, constants, fchownSync, openSync, unlinkSync, writeSync } from 'node:fs';
@@ -16,6 +18,7 @@ import { chown, mkdir, realpath, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ClamdClient } from './client.ts';
 import type { ScanResult } from './protocol.ts';
+import type { ClamdSessionPool } from './session.ts';
 
 export interface SpoolOwner {
   readonly uid: number;
@@ -24,14 +27,14 @@ export interface SpoolOwner {
 
 export class SpoolScanner {
   readonly dir: string;
-  readonly #client: ClamdClient;
+  readonly #sessions: ClamdSessionPool;
   readonly #owner: SpoolOwner | null;
   readonly #prefix = randomBytes(8).toString('hex'); // a random prefix, then a counter: names never repeat
   #count = 0;
 
   private constructor(dir: string, client: ClamdClient, owner: SpoolOwner | null) {
     this.dir = dir;
-    this.#client = client;
+    this.#sessions = client.sessionPool();
     this.#owner = owner;
   }
 
@@ -45,6 +48,11 @@ export class SpoolScanner {
     if (owner) await chown(dir, owner.uid, owner.gid);
     // clamd echoes the path it resolved: name files by the real path so the answer matches exactly.
     return new SpoolScanner(await realpath(dir), client, owner);
+  }
+
+  /** Ends the idle clamd sessions; later scans fail. */
+  close(): void {
+    this.#sessions.close();
   }
 
   /**
@@ -66,7 +74,7 @@ export class SpoolScanner {
       } finally {
         closeSync(fd);
       }
-      return await this.#client.scanFile(path, signal);
+      return await this.#sessions.scanFile(path, signal);
     } finally {
       try {
         unlinkSync(path);

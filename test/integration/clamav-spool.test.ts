@@ -122,6 +122,24 @@ describe('a clamd running as another account', () => {
   });
 });
 
+describe('clamd sessions', () => {
+  it('scans many files over a few sessions, and goes on after clamd ends an idle one', async () => {
+    const quick = await startTestClamd({ disableCache: true, settings: { commandReadTimeout: 1 } });
+    extra.push(quick);
+    const spool = await newSpool('sessions', quick);
+    const answers = await Promise.all(
+      Array.from({ length: 30 }, (_, i) => spool.scan(Readable.from([i % 10 === 0 ? EICAR : ascii(`notes ${i}\n`)]))),
+    );
+    expect(answers.filter((a) => a.status === 'found')).toHaveLength(3);
+    expect(answers.filter((a) => a.status === 'clean')).toHaveLength(27);
+    // clamd ends a session left idle past CommandReadTimeout (1 s here); the next scan still gets a real answer.
+    await new Promise((resolve) => setTimeout(resolve, 2_500));
+    expect(await spool.scan(Readable.from([EICAR]))).toEqual({ status: 'found', signature: TEST_SIGNATURES.eicar });
+    expect(await spool.scan(Readable.from([ascii('harmless')]))).toEqual({ status: 'clean' });
+    expect(await readdir(spool.dir)).toEqual([]);
+  });
+});
+
 describe('losing clamd', () => {
   it('fails with SCANNER_UNAVAILABLE when clamd is gone, and removes the file', async () => {
     const doomed = await startTestClamd();
