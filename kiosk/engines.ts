@@ -131,6 +131,9 @@ export async function startEngines(options: EngineOptions): Promise<Engines> {
       workDir: join(workDir, 'clamd'),
       limits: limitsFromPolicy(options.policy),
       disableCache: options.disableCache ?? false,
+      // clamd watches a session with ReadTimeout even while it scans: keep it above MaxScanTime,
+      // so a slow file ends as that limit (this file blocked), not as a dropped session.
+      settings: { readTimeout: options.policy.clamav.maxScanSeconds + 60 },
       client: { idleTimeoutMs: options.policy.clamav.idleTimeoutSeconds * 1000, scanTimeoutMs: (options.policy.clamav.maxScanSeconds + 30) * 1000 },
     });
   }
@@ -229,7 +232,7 @@ export function createEngineCache(workDir: string): EngineCache {
   return {
     async get(options) {
       // clamd's limits come from the policy, so a changed policy means new engines.
-      const want = JSON.stringify([options.clamavDb, options.rulesDir, options.clamdSocket ?? null, options.policy, options.disableCache ?? false]);
+      const want = JSON.stringify([options.clamavDb, options.rulesDir, options.clamdSocket ?? null, options.policy, options.disableCache ?? false, options.clamdTransport ?? 'spool']);
       if (current && want === key) {
         const engines = await current.catch(() => null);
         if (engines && (await engines.clamd.client.ping().then(() => true, () => false))) return engines;

@@ -1,8 +1,9 @@
 /**
- * A clamd client over a Unix socket. Each command uses its own connection
- * (clamd answers a z-command with one NUL-terminated line, then closes).
- * Fails closed: only clamd's exact `stream: OK` answer comes back as clean;
- * everything else is a detection or a `ScannerError`.
+ * A clamd client over a Unix socket. Each command here uses its own connection
+ * (clamd answers a z-command with one NUL-terminated line, then closes); many
+ * SCANs share sessions through `sessionPool()` (session.ts).
+ * Fails closed: only clamd's exact `stream: OK` (or `<path>: OK` for SCAN)
+ * answer comes back as clean; everything else is a detection or a `ScannerError`.
  */
 import { createConnection, type Socket } from 'node:net';
 import { ScannerError } from './errors.ts';

@@ -121,7 +121,7 @@ const LIMIT_RANGES: Record<keyof ClamdLimits, Range> = {
 const SETTING_RANGES = {
   maxThreads: [1, 256],
   maxQueue: [1, 4096],
-  readTimeout: [1, 3_600],
+  readTimeout: [1, 3_700], // s: the kiosk sets MaxScanTime (up to 3 600 s) plus a margin
   commandReadTimeout: [1, 600],
   sendBufTimeout: [1, 60_000],
   idleTimeout: [1, 3_600],

@@ -34,7 +34,7 @@ interface Command {
 }
 
 /** A fake clamd that hands each NUL-terminated command to `onCommand`. */
-async function fakeClamd(onCommand: (command: Command, reply: (text: string) => void) => void): Promise<{ pool: (timeouts?: Partial<{ idleTimeoutMs: number; scanTimeoutMs: number }>) => ClamdSessionPool; connections: () => number; commands: Command[] }> {
+async function fakeClamd(onCommand: (command: Command, reply: (text: string) => void) => void): Promise<{ pool: (timeouts?: Partial<{ idleTimeoutMs: number; scanTimeoutMs: number; maxIdleMs: number }>) => ClamdSessionPool; connections: () => number; commands: Command[] }> {
   const socketPath = join(dir, `fake-${servers.length}.sock`);
   let connections = 0;
   const commands: Command[] = [];
@@ -95,14 +95,6 @@ describe('clamd sessions', () => {
     expect(fake.connections()).toBe(3);
   });
 
-  it('keeps the session after an ERROR answer, which still fails that file', async () => {
-    const fake = await fakeClamd(sessionClamd((path) => (path === '/spool/bad' ? 'Access denied. ERROR' : 'OK')));
-    const pool = fake.pool();
-    expect(await scannerErrorCodeOf(pool.scanFile('/spool/bad'))).toBe('SCANNER_ERROR');
-    expect(await pool.scanFile('/spool/good')).toEqual({ status: 'clean' });
-    expect(fake.connections()).toBe(1);
-  });
-
   it('fails with SCANNER_PROTOCOL on an answer with another id, and does not reuse that session', async () => {
     let first = true;
     const fake = await fakeClamd((command, reply) => {
@@ -131,12 +123,12 @@ describe('clamd sessions', () => {
     expect(fake.connections()).toBe(2);
   });
 
-  it('sends the scan once more on a fresh session when clamd ended the idle one (COMMAND READ TIMED OUT)', async () => {
+  it('sends the scan once more on a fresh session when a reused one is closed before answering', async () => {
     const fake = await fakeClamd((command, reply) => {
       if (!command.text.startsWith('zSCAN ')) return;
       const path = command.text.slice('zSCAN '.length);
       if (command.connection === 1 && path === '/spool/second') {
-        command.socket.end('COMMAND READ TIMED OUT\n'); // as clamd does when a session idles too long
+        command.socket.destroy(); // clamd gone from under an idle session
         return;
       }
       reply(`1: ${path}: Test.Sig FOUND\0`);
@@ -146,6 +138,58 @@ describe('clamd sessions', () => {
     expect(await pool.scanFile('/spool/second')).toEqual({ status: 'found', signature: 'Test.Sig' });
     expect(fake.connections()).toBe(2);
     expect(fake.commands.filter((c) => c.text === 'zSCAN /spool/second')).toHaveLength(2);
+  });
+
+  it('takes COMMAND READ TIMED OUT during a scan as SCANNER_TIMEOUT, even when an OK follows', async () => {
+    // clamd's ReadTimeout fired mid-scan: it drops the result, yet may still write "<id>: <path>: OK".
+    const fake = await fakeClamd((command) => {
+      if (command.text.startsWith('zSCAN ')) command.socket.end(`COMMAND READ TIMED OUT\n1: ${command.text.slice('zSCAN '.length)}: OK\0`);
+    });
+    const pool = fake.pool();
+    expect(await scannerErrorCodeOf(pool.scanFile('/spool/a'))).toBe('SCANNER_TIMEOUT');
+    expect(fake.connections()).toBe(1); // not sent again
+    expect(pool.idleCount).toBe(0);
+  });
+
+  it('does not reuse a session clamd timed out while it was idle', async () => {
+    const fake = await fakeClamd((command, reply) => {
+      if (!command.text.startsWith('zSCAN ')) return;
+      reply(`1: ${command.text.slice('zSCAN '.length)}: OK\0`);
+      if (command.connection === 1) setTimeout(() => command.socket.end('COMMAND READ TIMED OUT\n'), 20);
+    });
+    const pool = fake.pool();
+    await pool.scanFile('/spool/a');
+    await new Promise((resolve) => setTimeout(resolve, 80));
+    expect(await pool.scanFile('/spool/b')).toEqual({ status: 'clean' });
+    expect(fake.connections()).toBe(2);
+    expect(fake.commands.filter((c) => c.text === 'zSCAN /spool/b')).toHaveLength(1);
+  });
+
+  it('ends a session idle for longer than maxIdleMs instead of reusing it', async () => {
+    const fake = await fakeClamd(sessionClamd());
+    const pool = fake.pool({ maxIdleMs: 30 });
+    await pool.scanFile('/spool/a');
+    await new Promise((resolve) => setTimeout(resolve, 80));
+    await pool.scanFile('/spool/b');
+    expect(fake.connections()).toBe(2);
+    expect(fake.commands.filter((c) => c.connection === 1).map((c) => c.text)).toEqual(['zIDSESSION', 'zSCAN /spool/a', 'zEND']);
+  });
+
+  it('ends the session after an ERROR answer instead of pooling it', async () => {
+    const fake = await fakeClamd(sessionClamd((path) => (path === '/spool/bad' ? 'Access denied. ERROR' : 'OK')));
+    const pool = fake.pool();
+    expect(await scannerErrorCodeOf(pool.scanFile('/spool/bad'))).toBe('SCANNER_ERROR');
+    expect(pool.idleCount).toBe(0);
+    expect(await pool.scanFile('/spool/good')).toEqual({ status: 'clean' });
+    expect(fake.connections()).toBe(2);
+  });
+
+  it('refuses at once, opening nothing, when the signal is already aborted', async () => {
+    const fake = await fakeClamd(sessionClamd());
+    const controller = new AbortController();
+    controller.abort();
+    expect(await scannerErrorCodeOf(fake.pool().scanFile('/spool/a', controller.signal))).toBe('SCAN_ABORTED');
+    expect(fake.connections()).toBe(0);
   });
 
   it('does not send again when a fresh session ends before answering: SCANNER_UNAVAILABLE', async () => {

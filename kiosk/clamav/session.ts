@@ -6,11 +6,19 @@
  *
  * Answers in a session are `<id>: <answer>\0`, the id counting the session's
  * commands from 1; an answer with any other id, or any bytes with no command
- * waiting, breaks the session. clamd ends a session that stays idle for its
- * CommandReadTimeout (it writes `COMMAND READ TIMED OUT` and closes). A scan
- * sent on a reused session that turns out to be closed before any byte of its
- * answer arrives is sent once more on a fresh session: the file is scanned
- * again, never assumed clean.
+ * waiting, breaks the session. Only a session whose last answer was a verdict
+ * (OK or FOUND) goes back to the pool.
+ *
+ * clamd watches a session with its ReadTimeout, also while a scan runs: when
+ * it fires, clamd writes `COMMAND READ TIMED OUT` (no NUL), drops the scan's
+ * result and may still write `<id>: <path>: OK`. Seeing that text while a
+ * command waits is therefore a final SCANNER_TIMEOUT, whatever follows (the
+ * kiosk sets ReadTimeout above MaxScanTime, so a scan hits MaxScanTime first).
+ * An idle session would meet the same timeout, so the pool never reuses one
+ * idle for longer than `maxIdleMs`, well under any ReadTimeout. A scan sent
+ * on a reused session that is closed before any byte of its answer arrives
+ * is sent once more on a fresh session: the file is scanned again, never
+ * assumed clean.
  */
 import { createConnection, type Socket } from 'node:net';
 import { ScannerError } from './errors.ts';
@@ -21,7 +29,11 @@ const MAX_ANSWER_LENGTH = 4096; // bytes without a NUL: not clamd
 export interface SessionTimeouts {
   readonly idleTimeoutMs: number; // ms: connect
   readonly scanTimeoutMs: number; // ms: the answer to one SCAN
+  readonly maxIdleMs?: number; // ms: an idle session older than this is ended, not reused
 }
+
+const DEFAULT_MAX_IDLE_MS = 10_000; // ms: clamd's ReadTimeout is at least 120 s in the kiosk's config
+const TIMED_OUT = 'COMMAND READ TIMED OUT';
 
 export class ClamdSessionPool {
   readonly #socketPath: string;
@@ -43,21 +55,35 @@ export class ClamdSessionPool {
   async scanFile(path: string, signal?: AbortSignal): Promise<ScanResult> {
     const command = encodeScanCommand(path);
     if (this.#closed) throw new ScannerError('SCANNER_UNAVAILABLE', `the clamd session pool for ${this.#socketPath} is closed`);
+    if (signal?.aborted === true) throw aborted(this.#socketPath, signal);
     let session = this.#takeIdle();
     const reused = session !== null;
     session ??= await ClamdSession.open(this.#socketPath, this.#timeouts.idleTimeoutMs, signal);
     let answer: string;
     try {
-      answer = await session.send(command, this.#timeouts.scanTimeoutMs, signal);
+      try {
+        answer = await session.send(command, this.#timeouts.scanTimeoutMs, signal);
+      } catch (error) {
+        if (!(reused && error instanceof SessionEnded && !this.#closed)) throw error;
+        // clamd ended the idle session as the command went out: once more on a new one.
+        session.end();
+        session = await ClamdSession.open(this.#socketPath, this.#timeouts.idleTimeoutMs, signal);
+        answer = await session.send(command, this.#timeouts.scanTimeoutMs, signal);
+      }
     } catch (error) {
-      if (!(reused && error instanceof SessionEnded)) throw error;
-      // clamd ended the idle session as the command went out: once more on a new one.
-      session = await ClamdSession.open(this.#socketPath, this.#timeouts.idleTimeoutMs, signal);
-      answer = await session.send(command, this.#timeouts.scanTimeoutMs, signal);
+      session.end(); // never back to the pool after a failure
+      throw error;
+    }
+    let result: ScanResult;
+    try {
+      result = parseFileScanAnswer(path, answer);
+    } catch (error) {
+      session.end(); // after an ERROR clamd may still send a line for this id
+      throw error;
     }
     if (!this.#closed && session.usable) this.#idle.push(session);
     else session.end();
-    return parseFileScanAnswer(path, answer);
+    return result;
   }
 
   /** Ends every idle session; later scans fail. */
@@ -67,10 +93,12 @@ export class ClamdSessionPool {
   }
 
   #takeIdle(): ClamdSession | null {
+    const maxIdleMs = this.#timeouts.maxIdleMs ?? DEFAULT_MAX_IDLE_MS;
     for (;;) {
       const session = this.#idle.pop();
       if (session === undefined) return null;
-      if (session.usable) return session;
+      if (session.usable && session.idleMs() <= maxIdleMs) return session;
+      session.end();
     }
   }
 }
@@ -83,6 +111,7 @@ class ClamdSession {
   readonly #socketPath: string;
   #nextId = 1;
   #received = '';
+  #idleSince = performance.now(); // ms
   #broken: ScannerError | null = null;
   #waiting: { id: number; resolve: (answer: string) => void; reject: (error: ScannerError) => void } | null = null;
 
@@ -125,6 +154,11 @@ class ClamdSession {
     return session;
   }
 
+  /** ms since the last answer (or since the session opened). */
+  idleMs(): number {
+    return performance.now() - this.#idleSince;
+  }
+
   get usable(): boolean {
     return this.#broken === null && this.#waiting === null && !this.#socket.destroyed;
   }
@@ -140,6 +174,7 @@ class ClamdSession {
         this.#break(new ScannerError('SCANNER_TIMEOUT', `clamd at ${this.#socketPath} did not answer SCAN within ${timeoutMs} ms: file not scanned, block it; check clamd's load and log`));
       }, timeoutMs);
       const done = (): void => {
+        this.#idleSince = performance.now();
         clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
         this.#waiting = null;
@@ -168,6 +203,15 @@ class ClamdSession {
 
   #onData(text: string): void {
     this.#received += text;
+    if (this.#received.includes(TIMED_OUT)) {
+      // clamd gave up on the session: a waiting scan's result was dropped, whatever line follows.
+      this.#break(
+        this.#waiting === null
+          ? new SessionEnded('SCANNER_UNAVAILABLE', this.#endedText())
+          : new ScannerError('SCANNER_TIMEOUT', `clamd at ${this.#socketPath} ended the session with its ReadTimeout during a scan: file not scanned, block it; ReadTimeout must be above MaxScanTime`),
+      );
+      return;
+    }
     for (;;) {
       const nul = this.#received.indexOf('\0');
       if (nul === -1) break;
@@ -186,7 +230,7 @@ class ClamdSession {
 
   #onClosed(error: Error | undefined): void {
     if (this.#broken !== null) return;
-    if (this.#received.length > 0 && !/^COMMAND READ TIMED OUT\n?$/.test(this.#received)) {
+    if (this.#received.length > 0) {
       this.#break(this.#protocolError(`an answer without a NUL terminator ${quoteAnswer(this.#received)}`));
       return;
     }

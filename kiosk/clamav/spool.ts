@@ -14,9 +14,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import { closeSync, constants, fchownSync, openSync, unlinkSync, writeSync } from 'node:fs';
-import { chown, mkdir, realpath, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { chown, lstat, mkdir, realpath, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import type { ClamdClient } from './client.ts';
+import { ScannerError } from './errors.ts';
 import type { ScanResult } from './protocol.ts';
 import type { ClamdSessionPool } from './session.ts';
 
@@ -43,9 +44,16 @@ export class SpoolScanner {
    * when that is not this process's (the folder and each file are given to it).
    */
   static async create(dir: string, client: ClamdClient, owner: SpoolOwner | null = null): Promise<SpoolScanner> {
+    await mkdir(dirname(dir), { recursive: true, mode: 0o700 });
     await rm(dir, { recursive: true, force: true }); // leftovers of a kiosk that was killed
-    await mkdir(dir, { recursive: true, mode: 0o700 });
+    // Not recursive: if anyone made the folder (or a link) in between, this fails instead of using theirs.
+    await mkdir(dir, { mode: 0o700 });
     if (owner) await chown(dir, owner.uid, owner.gid);
+    const made = await lstat(dir);
+    const uid = owner?.uid ?? process.getuid?.();
+    if (!made.isDirectory() || (made.mode & 0o777) !== 0o700 || (uid !== undefined && made.uid !== uid)) {
+      throw new ScannerError('SCANNER_CONFIG', `the spool folder ${dir} is not a private folder of the kiosk (or of clamd's account): refusing to use it`);
+    }
     // clamd echoes the path it resolved: name files by the real path so the answer matches exactly.
     return new SpoolScanner(await realpath(dir), client, owner);
   }
@@ -63,13 +71,26 @@ export class SpoolScanner {
    */
   async scan(chunks: AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<ScanResult> {
     const path = join(this.dir, `${this.#prefix}${(this.#count++).toString(16).padStart(8, '0')}.spool`);
-    const fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+    const fd = spoolCall(path, () => openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600));
     try {
       try {
-        if (this.#owner) fchownSync(fd, this.#owner.uid, this.#owner.gid);
-        for await (const chunk of chunks) {
-          signal?.throwIfAborted();
-          for (let offset = 0; offset < chunk.byteLength; ) offset += writeSync(fd, chunk, offset);
+        if (this.#owner) {
+          const { uid, gid } = this.#owner;
+          spoolCall(path, () => fchownSync(fd, uid, gid));
+        }
+        // Pulled by hand so that an error of the drive's read passes on unchanged, while the spool's own are ScannerErrors.
+        const iterator = chunks[Symbol.asyncIterator]();
+        for (;;) {
+          const step = await iterator.next();
+          if (step.done === true) break;
+          if (signal?.aborted === true) {
+            await iterator.return?.();
+            throw new ScannerError('SCAN_ABORTED', `spooling a file for clamd was aborted: file not scanned`, { cause: signal.reason });
+          }
+          const chunk = step.value;
+          spoolCall(path, () => {
+            for (let offset = 0; offset < chunk.byteLength; ) offset += writeSync(fd, chunk, offset);
+          });
         }
       } finally {
         closeSync(fd);
@@ -82,5 +103,15 @@ export class SpoolScanner {
         // already gone: nothing to remove
       }
     }
+  }
+}
+
+/** Runs one of the spool's own file calls; a failure (full tmpfs, folder gone) means the file was not scanned. */
+function spoolCall<T>(path: string, call: () => T): T {
+  try {
+    return call();
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+    throw new ScannerError('SCANNER_ERROR', `cannot write the spool file ${path} for clamd (${code}): file not scanned, block it; check the kiosk's work folder (space, permissions)`, { cause: error });
   }
 }

@@ -132,6 +132,26 @@ function readAt(fd: number, buffer: Buffer, length: number, position: number): P
   return new Promise((resolve, reject) => read(fd, buffer, 0, length, position, (error, bytesRead) => (error ? reject(error) : resolve(bytesRead))));
 }
 
+/** `work`'s result, or the signal's abort as an error as soon as it fires (`work` goes on unobserved). */
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return work;
+  signal.throwIfAborted();
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason instanceof Error ? signal.reason : new Error('the scan was stopped'));
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error instanceof Error ? error : new Error(String(error)));
+      },
+    );
+  });
+}
+
 function closeFile(fd: number): Promise<void> {
   return new Promise((resolve) => close(fd, () => resolve())); // a failed close of a read-only descriptor loses nothing
 }
@@ -182,7 +202,7 @@ async function readAndScan(entry: WalkEntry, deps: ScanDeps, buffers: ReadBuffer
         const want = Math.min(CHUNK_BYTES, stat.size - digest.bytesSeen + 1);
         const reading = readAt(fd, buffer, want, digest.bytesSeen);
         inFlight.current = reading;
-        const bytesRead = await reading;
+        const bytesRead = await untilAborted(reading, deps.signal); // a hung drive must not outlast a stop
         if (bytesRead === 0) return;
         const chunk = buffer.subarray(0, bytesRead);
         const atEnd = digest.bytesSeen + bytesRead === stat.size && bytesRead < want;
@@ -229,8 +249,14 @@ async function readAndScan(entry: WalkEntry, deps: ScanDeps, buffers: ReadBuffer
     }
     return { digest: digest.finish(), head, reasons, cleanBy };
   } finally {
-    await inFlight.current?.catch(() => 0);
-    await closeFile(fd);
+    const reading = inFlight.current;
+    if (reading !== null && deps.signal?.aborted === true) {
+      // Stopped, perhaps with a read hanging on the drive: close once it settles, without waiting.
+      void reading.catch(() => 0).then(() => closeFile(fd));
+    } else {
+      await reading?.catch(() => 0);
+      await closeFile(fd);
+    }
   }
 }
 

@@ -6,7 +6,7 @@
  * another account, and clamd lost mid-scan.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -68,6 +68,12 @@ describe('the spool leaves nothing behind', () => {
     expect(await readdir(spool.dir)).toEqual([]);
   });
 
+  it('fails with SCANNER_ERROR, not a verdict, when the spool folder is gone', async () => {
+    const spool = await newSpool('vanishing');
+    await rm(spool.dir, { recursive: true });
+    expect(await scannerErrorCodeOf(spool.scan(Readable.from([ascii('harmless')])))).toBe('SCANNER_ERROR');
+  });
+
   it('empties a spool folder left by a kiosk that was killed', async () => {
     const dir = join(clamd.baseDir, 'leftovers');
     await mkdir(dir, { recursive: true });
@@ -124,7 +130,7 @@ describe('a clamd running as another account', () => {
 
 describe('clamd sessions', () => {
   it('scans many files over a few sessions, and goes on after clamd ends an idle one', async () => {
-    const quick = await startTestClamd({ disableCache: true, settings: { commandReadTimeout: 1 } });
+    const quick = await startTestClamd({ disableCache: true, settings: { readTimeout: 1 } });
     extra.push(quick);
     const spool = await newSpool('sessions', quick);
     const answers = await Promise.all(
@@ -132,7 +138,7 @@ describe('clamd sessions', () => {
     );
     expect(answers.filter((a) => a.status === 'found')).toHaveLength(3);
     expect(answers.filter((a) => a.status === 'clean')).toHaveLength(27);
-    // clamd ends a session left idle past CommandReadTimeout (1 s here); the next scan still gets a real answer.
+    // clamd ends a session left idle past its ReadTimeout (1 s here); the next scan still gets a real answer.
     await new Promise((resolve) => setTimeout(resolve, 2_500));
     expect(await spool.scan(Readable.from([EICAR]))).toEqual({ status: 'found', signature: TEST_SIGNATURES.eicar });
     expect(await spool.scan(Readable.from([ascii('harmless')]))).toEqual({ status: 'clean' });

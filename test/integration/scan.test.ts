@@ -187,6 +187,16 @@ describe('kiosk scan with the real clamd and YARA rules', () => {
   });
 });
 
+describe('the clamd the kiosk starts', () => {
+  it('watches sessions with a ReadTimeout above MaxScanTime, so a slow file meets its own limit first', async () => {
+    const conf = readFileSync((engines.clamd as { configPath: string }).configPath, 'utf8');
+    const maxScanTime = Number(/^MaxScanTime (\d+)$/m.exec(conf)?.[1]);
+    const readTimeout = Number(/^ReadTimeout (\d+)$/m.exec(conf)?.[1]);
+    expect(maxScanTime).toBe(policy.policy.clamav.maxScanSeconds * 1000);
+    expect(readTimeout).toBeGreaterThanOrEqual(policy.policy.clamav.maxScanSeconds + 60);
+  });
+});
+
 describe('kiosk scan when clamd dies', () => {
   it('rejects the drive and reports no file clean when clamd is killed mid-scan', async () => {
     const own = await startEngines({ clamavDb: 'test', rulesDir: DEFAULT_RULES_DIR, workDir: join(work, 'engines-kill'), policy: policy.policy });
