@@ -188,7 +188,7 @@ describe('kiosk scan with the real clamd and YARA rules', () => {
 });
 
 describe('the clamd the kiosk starts', () => {
-  it('watches sessions with a ReadTimeout above MaxScanTime, so a slow file meets its own limit first', async () => {
+  it('watches sessions with a ReadTimeout above MaxScanTime, so a slow file meets its own limit first', () => {
     const conf = readFileSync((engines.clamd as { configPath: string }).configPath, 'utf8');
     const maxScanTime = Number(/^MaxScanTime (\d+)$/m.exec(conf)?.[1]);
     const readTimeout = Number(/^ReadTimeout (\d+)$/m.exec(conf)?.[1]);
