@@ -342,39 +342,6 @@ describe('ClamdClient PING and VERSION', () => {
   });
 });
 
-describe('ClamdClient SCAN of a spool file', () => {
-  it('sends zSCAN with the path and reads the answer for that path', async () => {
-    let command = '';
-    const fake = await fakeClamd((socket) => {
-      socket.once('data', (data: Buffer) => {
-        command = data.toString('latin1');
-        socket.end('/spool/a.spool: Portcullis.Test.Eicar.UNOFFICIAL FOUND\0');
-      });
-    });
-    expect(await fake.client().scanFile('/spool/a.spool')).toEqual({ status: 'found', signature: 'Portcullis.Test.Eicar.UNOFFICIAL' });
-    expect(command).toBe('zSCAN /spool/a.spool\0');
-  });
-
-  it('fails with SCANNER_PROTOCOL when the answer names another file', async () => {
-    const fake = await fakeClamd((socket) => {
-      socket.once('data', () => socket.end('/spool/b.spool: OK\0'));
-    });
-    expect(await scannerErrorCodeOf(fake.client().scanFile('/spool/a.spool'))).toBe('SCANNER_PROTOCOL');
-  });
-
-  it('fails with SCANNER_TIMEOUT when clamd does not answer within the scan timeout', async () => {
-    const fake = await fakeClamd(() => undefined);
-    expect(await scannerErrorCodeOf(fake.client({ scanTimeoutMs: 150 }).scanFile('/spool/a.spool'))).toBe('SCANNER_TIMEOUT');
-  });
-
-  it('fails with SCANNER_UNAVAILABLE when clamd drops the connection', async () => {
-    const fake = await fakeClamd((socket) => {
-      socket.once('data', () => socket.destroy());
-    });
-    expect(await scannerErrorCodeOf(fake.client().scanFile('/spool/a.spool'))).toBe('SCANNER_UNAVAILABLE');
-  });
-});
-
 describe('ClamdClient without a server', () => {
   it('fails with SCANNER_UNAVAILABLE when the socket does not exist', async () => {
     const client = new ClamdClient({ socketPath: join(dir, 'missing.sock') });

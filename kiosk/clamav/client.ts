@@ -2,8 +2,8 @@
  * A clamd client over a Unix socket. Each command here uses its own connection
  * (clamd answers a z-command with one NUL-terminated line, then closes); many
  * SCANs share sessions through `sessionPool()` (session.ts).
- * Fails closed: only clamd's exact `stream: OK` (or `<path>: OK` for SCAN)
- * answer comes back as clean; everything else is a detection or a `ScannerError`.
+ * Fails closed: only clamd's exact `stream: OK` answer comes back as clean;
+ * everything else is a detection or a `ScannerError`.
  */
 import { createConnection, type Socket } from 'node:net';
 import { ScannerError } from './errors.ts';
@@ -12,8 +12,6 @@ import {
   END_OF_STREAM,
   encodeChunkHeader,
   encodeCommand,
-  encodeScanCommand,
-  parseFileScanAnswer,
   parsePingAnswer,
   parseScanAnswer,
   parseVersionAnswer,
@@ -47,7 +45,7 @@ export const CLAMD_CLIENT_DEFAULTS = {
 // bytes: no clamd answer is this long; a peer that sends more without a NUL is not clamd.
 const MAX_ANSWER_LENGTH = 4096;
 
-type Command = 'PING' | 'VERSION' | 'INSTREAM' | 'SCAN';
+type Command = 'PING' | 'VERSION' | 'INSTREAM';
 
 export class ClamdClient {
   readonly socketPath: string;
@@ -140,23 +138,6 @@ export class ClamdClient {
   /** A pool of clamd sessions for many SCANs (see session.ts), with this client's timeouts. */
   sessionPool(): ClamdSessionPool {
     return new ClamdSessionPool(this.socketPath, { idleTimeoutMs: this.#idleTimeoutMs, scanTimeoutMs: this.#scanTimeoutMs });
-  }
-
-  /**
-   * Asks clamd to scan one file by path (`SCAN`). clamd opens the file itself,
-   * so it must be able to read it: the kiosk uses this only for its own spool
-   * files (see spool.ts), never for a path on a drive.
-   */
-  async scanFile(path: string, signal?: AbortSignal): Promise<ScanResult> {
-    const command = encodeScanCommand(path);
-    const connection = await this.#connect('SCAN', signal);
-    try {
-      await connection.send([command]);
-      connection.arm(this.#scanTimeoutMs, 'answer SCAN');
-      return parseFileScanAnswer(path, await connection.answer);
-    } finally {
-      connection.close();
-    }
   }
 
   async #shortCommand(command: 'PING' | 'VERSION', signal: AbortSignal | undefined): Promise<string> {

@@ -95,6 +95,13 @@ describe('clamd sessions', () => {
     expect(fake.connections()).toBe(3);
   });
 
+  it('fails with SCANNER_PROTOCOL when the answer, with the right id, names another file', async () => {
+    const fake = await fakeClamd((command, reply) => {
+      if (command.text.startsWith('zSCAN ')) reply('1: /spool/b.spool: OK\0');
+    });
+    expect(await scannerErrorCodeOf(fake.pool().scanFile('/spool/a.spool'))).toBe('SCANNER_PROTOCOL');
+  });
+
   it('fails with SCANNER_PROTOCOL on an answer with another id, and does not reuse that session', async () => {
     let first = true;
     const fake = await fakeClamd((command, reply) => {
