@@ -24,6 +24,7 @@ import { buildStatement, type ApprovedFile } from '../kiosk/build-statement.ts';
 import { hashFile } from '../kiosk/hash-file.ts';
 import { MANIFEST_PATH, signManifest } from '../manifest/index.ts';
 import { DEFAULT_IDENTITY, DEFAULT_MEDIA, kioskKey, writeTrust } from '../test/agent/fixtures.ts';
+import { median } from './median.ts';
 import { buildTree } from './tree.ts';
 
 const { values } = parseArgs({
@@ -103,7 +104,6 @@ for (let run = 0; run < Number(values.runs); run++) {
 rmSync(work, { recursive: true, force: true });
 
 const mib = tree.bytes / 1048576;
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const line = (name: string, xs: number[]): string =>
   `${name.padEnd(27)} median ${median(xs).toFixed(2).padStart(6)} s  ${(mib / median(xs)).toFixed(0).padStart(5)} MiB/s   best ${Math.min(...xs).toFixed(2)} s   runs ${xs.map((x) => x.toFixed(1)).join(' ')}`;
 console.log(`tree: ${tree.files} files, ${mib.toFixed(0)} MiB; ${process.version}; agent: ${agentCommand.join(' ')}`);

@@ -21,6 +21,7 @@ import { DEFAULT_RULES_DIR, startEngines } from '../kiosk/engines.ts';
 import { preferredBlake3 } from '../kiosk/hash-file.ts';
 import { loadPolicy, parsePolicy } from '../kiosk/policy.ts';
 import { scanDrive } from '../kiosk/scan/scan-session.ts';
+import { median } from './median.ts';
 import { buildTree } from './tree.ts';
 
 const { values } = parseArgs({
@@ -41,12 +42,6 @@ function time(fn: () => unknown): number {
   const t = performance.now();
   fn();
   return (performance.now() - t) / 1000;
-}
-
-function median(values: number[]): number {
-  const sorted = values.toSorted((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 async function speed(): Promise<void> {
