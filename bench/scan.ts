@@ -6,7 +6,8 @@
  *
  *   node bench/scan.ts [--mib 2048] [--keep DIR] [--runs N] [--concurrency N] [--work-dir DIR] [--instream]
  *                                                    speed, ratios (medians of N runs)
- *   node bench/scan.ts --memory                      kiosk peak RSS at 1 000 and 100 000 files
+ *   node bench/scan.ts --memory                      kiosk peak RSS of a whole scan at 1 000, 10 000 and 100 000 files
+ *   add --v8-defaults to run the kiosk without its V8 flags (KIOSK_NODE_FLAGS), for comparison
  *
  * The test signature database is tiny; a full production database makes
  * clamd (and so every ClamAV number) slower in absolute terms.
@@ -20,7 +21,9 @@ import { buildAllowlist } from '../kiosk/allowlist.ts';
 import { DEFAULT_RULES_DIR, startEngines } from '../kiosk/engines.ts';
 import { preferredBlake3 } from '../kiosk/hash-file.ts';
 import { loadPolicy, parsePolicy } from '../kiosk/policy.ts';
+import { scanCommand } from '../kiosk/scan/scan-command.ts';
 import { scanDrive } from '../kiosk/scan/scan-session.ts';
+import { KIOSK_NODE_FLAGS } from '../scripts/node-guard.js';
 import { median } from './median.ts';
 import { buildTree } from './tree.ts';
 
@@ -35,8 +38,17 @@ const { values } = parseArgs({
     'work-dir': { type: 'string' },
     runs: { type: 'string', default: '1' },
     instream: { type: 'boolean', default: false },
+    'v8-defaults': { type: 'boolean', default: false },
   },
 });
+
+// The kiosk runs with KIOSK_NODE_FLAGS (its launchers pass them); measure it as it runs.
+// --v8-defaults measures it without them instead, for comparison.
+const flags = values['v8-defaults'] ? [] : KIOSK_NODE_FLAGS;
+if (!flags.every((f) => process.execArgv.includes(f))) {
+  const rerun = spawnSync(process.execPath, [...process.execArgv, ...flags, import.meta.filename, ...process.argv.slice(2)], { stdio: 'inherit' });
+  process.exit(rerun.status ?? 1);
+}
 
 function time(fn: () => unknown): number {
   const t = performance.now();
@@ -105,21 +117,26 @@ async function speed(): Promise<void> {
   }
 }
 
-/** One scan in this process; prints its own peak RSS (run as a child per tree size). */
+/**
+ * One whole `scan --json --no-write` in this process (walk, engines, read, ledger, audit
+ * record, the JSON report written out); prints its own peak RSS (run as a child per tree size).
+ */
 async function memoryChild(root: string): Promise<void> {
   const work = mkdtempSync(join(tmpdir(), 'bench-mem-work-'));
   const base = await loadPolicy();
   const p = structuredClone(base.policy);
   p.limits.maxEntries = 200_000;
-  const policy = parsePolicy(new TextEncoder().encode(JSON.stringify(p)), 'bench');
-  const engines = await startEngines({ clamavDb: 'test', rulesDir: DEFAULT_RULES_DIR, workDir: work, policy: policy.policy });
-  const report = await scanDrive(root, {
-    policy, allowlist: buildAllowlist([]), scanner: engines.scanner, blake3: preferredBlake3(),
-    classifyScannerError: (e) => engines.classifyScannerError(e),
+  const policyPath = join(work, 'policy.json');
+  writeFileSync(policyPath, JSON.stringify(p));
+  let outputChars = 0;
+  const started = performance.now();
+  const exitCode = await scanCommand({
+    path: root, json: true, noWrite: true, clamavDb: 'test', rulesDir: DEFAULT_RULES_DIR, policyPath,
+    dbPath: join(work, 'audit.db'), workDir: work, out: (text) => { outputChars += text.length + 1; }, err: () => undefined,
   });
-  await engines.stop();
+  const seconds = (performance.now() - started) / 1000;
   rmSync(work, { recursive: true, force: true });
-  console.log(JSON.stringify({ files: report.stats.files, maxRssMiB: process.resourceUsage().maxRSS / 1024, seconds: report.durations.totalMs / 1000 }));
+  console.log(JSON.stringify({ files: Number(values.files), exitCode, outputMiB: outputChars / 1048576, maxRssMiB: process.resourceUsage().maxRSS / 1024, seconds }));
 }
 
 function memory(): void {
@@ -131,14 +148,14 @@ function memory(): void {
       if (i < 500) mkdirSync(dir);
       writeFileSync(join(dir, `f${i}.txt`), `file ${i}\n`);
     }
-    const out = execFileSync(process.execPath, [import.meta.filename, '--files', String(count), '--root', root], { encoding: 'utf8' });
+    const out = execFileSync(process.execPath, [...flags, import.meta.filename, '--files', String(count), '--root', root], { encoding: 'utf8' });
     rows.push(out.trim().split('\n').pop()!);
     rmSync(root, { recursive: true, force: true });
   }
-  console.log('kiosk process peak RSS by file count (each scan in a fresh process):');
+  console.log(`kiosk peak RSS by file count: a whole \`scan --json --no-write\`, each in a fresh process (node ${flags.join(' ') || 'with V8 defaults'}):`);
   for (const r of rows) {
-    const x = JSON.parse(r) as { files: number; maxRssMiB: number; seconds: number };
-    console.log(`${String(x.files).padStart(7)} files: ${x.maxRssMiB.toFixed(0).padStart(5)} MiB peak RSS, ${x.seconds.toFixed(1)} s`);
+    const x = JSON.parse(r) as { files: number; exitCode: number; outputMiB: number; maxRssMiB: number; seconds: number };
+    console.log(`${String(x.files).padStart(7)} files: ${x.maxRssMiB.toFixed(0).padStart(5)} MiB peak RSS, ${x.seconds.toFixed(1)} s, exit ${x.exitCode}, ${x.outputMiB.toFixed(1)} MiB of --json written`);
   }
 }
 

@@ -22,7 +22,7 @@ import { generateKeyFiles } from './keygen.ts';
 import { readVolumeIdentity } from './media/identity.ts';
 import { openImageReadOnly } from './media/image-access.ts';
 import { buildDriveImage } from './media/image-builder.ts';
-import { scanText } from './scan/report.ts';
+import { scanTextLines } from './scan/report.ts';
 import { runScan } from './scan/scan-command.ts';
 
 export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -102,7 +102,11 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     kioskId: 'demo-kiosk', operatorId: 'T-1042', usb: { vendorId: '0781', productId: '5567', serial: 'DEMO0001' }, now,
     err: () => undefined,
   });
-  for (const line of scanText(scan.summary).split('\n')) out(`   ${line}`);
+  try {
+    for (const line of scanTextLines(scan.summary)) out(`   ${line}`);
+  } finally {
+    scan.summary.report.close();
+  }
   out('');
 
   // 3. The HMI agent: trusts the kiosk's key, imports through the manifest.

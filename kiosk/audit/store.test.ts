@@ -139,6 +139,25 @@ describe('audit store', () => {
     store.close();
   });
 
+  it('reads the files as it records them (a scan ledger) and records nothing when that source fails midway', () => {
+    const store = openAuditStore(freshPath());
+    store.beginScan(beginInput('scan-l', 0));
+    const failing = { *[Symbol.iterator]() { yield file('a.txt', 'clean'); yield file('b.txt', 'clean'); throw new Error('the scan ledger was closed'); } };
+    expect(codeOf(() => store.finishScan(finishInput('scan-l', 0, { decision: { verdict: 'approved', files: failing, driveReasons: [] } })))).toBe('AUDIT_WRITE_FAILED');
+    expect(store.getScan('scan-l')?.status).toBe('interrupted');
+    expect(store.verifyChain()).toMatchObject({ ok: true, records: 3 });
+    let reads = 0;
+    const lazy = { *[Symbol.iterator]() { for (let i = 0; i < 600; i++) { reads++; yield file(`f${String(i).padStart(3, '0')}.txt`, i % 3 === 0 ? 'blocked' : 'clean'); } } };
+    store.finishScan(finishInput('scan-l', 0, { decision: { verdict: 'partial', files: lazy, driveReasons: [] }, manifest: null }));
+    expect(reads).toBe(600);
+    const recorded = store.getScan('scan-l');
+    expect(recorded?.status).toBe('partial');
+    expect(recorded?.files).toHaveLength(600);
+    expect(recorded?.files.filter((f) => f.verdict === 'blocked')).toHaveLength(200);
+    expect(store.verifyChain().ok).toBe(true);
+    store.close();
+  });
+
   it('refuses to begin a scan twice, to finish an unknown scan and to finish a scan twice', () => {
     const store = openAuditStore(freshPath());
     store.beginScan(beginInput('scan-1', 0));

@@ -159,10 +159,9 @@ function matching(operation: string, path: string, value: unknown, pattern: RegE
 const VERDICT_RANK: Record<DriveVerdict, number> = { rejected: 0, partial: 1, approved: 2 };
 
 /** The most permissive verdict the files and drive reasons allow (decide.ts's rule). */
-function supportedVerdict(decision: Decision): DriveVerdict {
-  const passing = decision.files.filter((f) => f.verdict !== 'blocked').length;
-  if (decision.driveReasons.length > 0 || passing === 0) return 'rejected';
-  return passing === decision.files.length ? 'approved' : 'partial';
+function supportedVerdict(files: { readonly total: number; readonly passing: number }, driveReasons: readonly unknown[]): DriveVerdict {
+  if (driveReasons.length > 0 || files.passing === 0) return 'rejected';
+  return files.passing === files.total ? 'approved' : 'partial';
 }
 
 function fileRow(operation: string, scanId: string, f: FileDecision, i: number): Row {
@@ -361,13 +360,7 @@ class SqliteAuditStore implements AuditStore {
     const { decision, report, engines, manifest } = input;
     const verdict = decision.verdict;
     if (!Object.hasOwn(VERDICT_RANK, verdict)) throw invalid(op, 'decision.verdict', 'expected approved, partial or rejected');
-    // Default deny: an approval the files and drive reasons do not support is refused, not recorded.
-    const supported = supportedVerdict(decision);
-    if (VERDICT_RANK[verdict] > VERDICT_RANK[supported]) {
-      throw invalid(op, 'decision.verdict', `the decision says ${verdict} but its files and drive reasons allow at most ${supported}`);
-    }
     if (manifest !== null && verdict === 'rejected') throw invalid(op, 'manifest', 'a rejected drive cannot have a manifest');
-    const files = decision.files.map((f, i) => fileRow(op, scanId, f, i));
     const driveReasons = decision.driveReasons.map((r, i) => reasonRow(op, `decision.driveReasons[${i}]`, scanId, null, r));
     const clamav = engines.clamav;
     const yara = engines.yara;
@@ -397,7 +390,6 @@ class SqliteAuditStore implements AuditStore {
       manifest_key_id: manifest ? matching(op, 'manifest.keyId', manifest.keyId, HEX64, '64 lowercase hex characters') : null,
       manifest_expires_at: manifest ? timeText(op, 'manifest.expiresAt', manifest.expiresAt) : null,
     };
-    const fileReasons = decision.files.map((f, i) => f.reasons.map((r, j) => ({ at: `decision.files[${i}].reasons[${j}]`, reason: r })));
     return this.write(`the outcome of scan ${scanId}`, (append) => {
       if (!this.db.prepare('SELECT 1 FROM scans WHERE scan_id = ?').get(scanId)) {
         throw new AuditError('AUDIT_SCAN_UNKNOWN', `${op}: scan ${scanId} was never begun; nothing was recorded`);
@@ -406,10 +398,20 @@ class SqliteAuditStore implements AuditStore {
         throw new AuditError('AUDIT_SCAN_FINISHED', `${op}: scan ${scanId} already has its outcome; nothing was recorded`);
       }
       for (const r of driveReasons) append('reasons', r);
-      files.forEach((row, i) => {
-        const { seq } = append('files', row);
-        for (const { at, reason } of fileReasons[i] ?? []) append('reasons', reasonRow(op, at, scanId, seq, reason));
-      });
+      // Files are read as they are appended (a scan's come from its ledger a page at a time);
+      // one that fails validation throws and the whole transaction is rolled back.
+      const tally = { total: 0, passing: 0 };
+      for (const f of decision.files) {
+        const i = tally.total++;
+        if (f.verdict !== 'blocked') tally.passing++;
+        const { seq } = append('files', fileRow(op, scanId, f, i));
+        f.reasons.forEach((r, j) => append('reasons', reasonRow(op, `decision.files[${i}].reasons[${j}]`, scanId, seq, r)));
+      }
+      // Default deny: an approval the files and drive reasons do not support is refused, not recorded.
+      const supported = supportedVerdict(tally, decision.driveReasons);
+      if (VERDICT_RANK[verdict] > VERDICT_RANK[supported]) {
+        throw invalid(op, 'decision.verdict', `the decision says ${verdict} but its files and drive reasons allow at most ${supported}`);
+      }
       return append('scan_results', result);
     });
   }
@@ -531,6 +533,9 @@ export function openAuditStore(path: string, options: AuditStoreOptions = {}): A
     if (mode !== 'wal') throw new AuditError('AUDIT_OPEN_FAILED', `${path}: SQLite refused WAL mode (journal_mode is ${String(mode)})`);
     db.pragma('synchronous = FULL'); // every commit is fsynced: a record the kiosk acted on survives a power cut
     db.pragma('foreign_keys = ON');
+    // better-sqlite3's default page cache is 16 MiB, filled by the first large scan and kept:
+    // the kiosk's peak memory then depended on the drive. The writer needs little cache.
+    db.pragma('cache_size = -2048'); // KiB
     if (db.pragma('synchronous', { simple: true }) !== 2) throw new AuditError('AUDIT_OPEN_FAILED', `${path}: SQLite refused synchronous=FULL`);
     const store = new SqliteAuditStore(db, path, now);
     if (version < SCHEMA_VERSION) migrate(store, db, path, now);

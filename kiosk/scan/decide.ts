@@ -79,8 +79,18 @@ export type DriveVerdict = 'approved' | 'partial' | 'rejected';
 
 export interface Decision {
   readonly verdict: DriveVerdict;
-  readonly files: readonly FileDecision[];
+  /**
+   * Every file in display order. A scan's decision reads them from its ledger
+   * (scratch SQLite) a page at a time, so iterate; never collect them all
+   * unless the drive is known to be small.
+   */
+  readonly files: Iterable<FileDecision>;
   readonly driveReasons: readonly DriveReason[];
+}
+
+/** A decision held in memory (tests, small inputs). */
+export interface ListedDecision extends Decision {
+  readonly files: readonly FileDecision[];
 }
 
 export function requiredEngines(policy: Policy): EngineName[] {
@@ -124,24 +134,42 @@ export function decideFile(o: Observation, allowlist: Allowlist, policy: Policy)
 /** Drive reasons that mean the engines cannot be trusted for this scan. */
 export const ENGINE_FAILURES: ReadonlySet<DriveReasonCode> = new Set(['SCANNER_UNAVAILABLE', 'SCANNER_TIMEOUT', 'SCANNER_PROTOCOL', 'SCANNER_ERROR', 'ENGINE_NOT_READY', 'SCAN_ABORTED']);
 
-export function decide(observations: readonly Observation[], allowlist: Allowlist, policy: Policy, driveReasons: readonly DriveReason[]): Decision {
-  let files = observations.map((o) => decideFile(o, allowlist, policy));
+/** The files, with every one that would pass blocked instead (lazy: each iteration maps afresh). */
+export function blockPassing(files: Iterable<FileDecision>, detail: string): Iterable<FileDecision> {
+  return {
+    *[Symbol.iterator]() {
+      for (const f of files) {
+        yield f.verdict === 'blocked' ? f : { ...f, verdict: 'blocked' as const, allowlistEntry: null, reasons: [{ code: 'SCAN_ERROR' as const, detail }] };
+      }
+    },
+  };
+}
+
+/**
+ * The drive's verdict from its files' decisions, counted as they were made,
+ * and the drive reasons. An engine that failed during the scan (a crash may be
+ * a hostile file's doing) makes its earlier clean answers worthless: nothing
+ * on the drive is then reported clean.
+ */
+export function settleDrive(files: Iterable<FileDecision>, counts: { readonly files: number; readonly passing: number }, driveReasons: readonly DriveReason[]): Decision {
   const reasons = [...driveReasons];
-  // An engine that failed during the scan (a crash may be a hostile file's doing)
-  // makes its earlier clean answers worthless: nothing on the drive is reported clean.
+  let passing = counts.passing;
+  let settled = files;
   const engineFailure = reasons.find((r) => ENGINE_FAILURES.has(r.code));
   if (engineFailure) {
-    files = files.map((f) => (f.verdict === 'blocked' ? f : {
-      ...f,
-      verdict: 'blocked' as const,
-      allowlistEntry: null,
-      reasons: [{ code: 'SCAN_ERROR' as const, detail: `not approved: the scan failed (${engineFailure.code})` }],
-    }));
+    settled = blockPassing(files, `not approved: the scan failed (${engineFailure.code})`);
+    passing = 0;
   }
-  const passing = files.filter((f) => f.verdict !== 'blocked').length;
   if (reasons.length === 0 && passing === 0) {
-    reasons.push({ code: 'NO_FILES', detail: files.length === 0 ? 'the drive holds no files' : 'no file on the drive may pass' });
+    reasons.push({ code: 'NO_FILES', detail: counts.files === 0 ? 'the drive holds no files' : 'no file on the drive may pass' });
   }
-  const verdict: DriveVerdict = reasons.length > 0 ? 'rejected' : passing === files.length ? 'approved' : 'partial';
-  return { verdict, files, driveReasons: reasons };
+  const verdict: DriveVerdict = reasons.length > 0 ? 'rejected' : passing === counts.files ? 'approved' : 'partial';
+  return { verdict, files: settled, driveReasons: reasons };
+}
+
+export function decide(observations: readonly Observation[], allowlist: Allowlist, policy: Policy, driveReasons: readonly DriveReason[]): ListedDecision {
+  const files = observations.map((o) => decideFile(o, allowlist, policy));
+  const passing = files.filter((f) => f.verdict !== 'blocked').length;
+  const settled = settleDrive(files, { files: files.length, passing }, driveReasons);
+  return { ...settled, files: [...settled.files] };
 }

@@ -2,9 +2,9 @@
  * Renders a scan for people (plain text, every drive-supplied value escaped)
  * and for programs (the documented --json shape).
  */
-import type { Predicate } from '../../manifest/index.ts';
+import { escapeForDisplay, isDisplaySafe, type Predicate } from '../../manifest/index.ts';
 import { EXIT } from '../exit-codes.ts';
-import type { Decision, DriveVerdict } from './decide.ts';
+import type { Decision, DriveVerdict, FileDecision } from './decide.ts';
 import type { ScanReport } from './scan-session.ts';
 
 export interface ScanSummaryInput {
@@ -20,22 +20,33 @@ export function exitCodeFor(verdict: DriveVerdict): number {
   return verdict === 'approved' ? EXIT.OK : verdict === 'partial' ? EXIT.PARTIAL : EXIT.REJECTED;
 }
 
-/** The --json document: stable field names, documented in docs/scanning.md. */
-export function scanJson(input: ScanSummaryInput): unknown {
-  const d: Decision = input.report.decision;
+function fileJson(f: FileDecision): unknown {
   return {
+    path: f.display,
+    verdict: f.verdict,
+    reasons: f.reasons.map((r) => ({ code: r.code, detail: r.detail })),
+    size: f.size,
+    sha256: f.digest?.sha256 ?? null,
+    blake3: f.digest?.blake3 ?? null,
+    ...(f.controlledClass ? { controlledClass: f.controlledClass } : {}),
+    ...(f.allowlistEntry ? { allowlisted: { vendor: f.allowlistEntry.vendor, product: f.allowlistEntry.product, version: f.allowlistEntry.version } } : {}),
+  };
+}
+
+const FILES_MARK = '\u0000files\u0000';
+
+/**
+ * The --json document (stable field names, documented in docs/scanning.md),
+ * as pieces of whole lines: joined with newlines they are exactly
+ * `JSON.stringify(document, null, 2)`. The files are read one at a time, so a
+ * drive of 100 000 files is never held as one string or one object.
+ */
+export function* scanJsonLines(input: ScanSummaryInput): Generator<string> {
+  const d: Decision = input.report.decision;
+  const doc = {
     verdict: d.verdict,
     driveReasons: d.driveReasons.map((r) => ({ code: r.code, detail: r.detail })),
-    files: d.files.map((f) => ({
-      path: f.display,
-      verdict: f.verdict,
-      reasons: f.reasons.map((r) => ({ code: r.code, detail: r.detail })),
-      size: f.size,
-      sha256: f.digest?.sha256 ?? null,
-      blake3: f.digest?.blake3 ?? null,
-      ...(f.controlledClass ? { controlledClass: f.controlledClass } : {}),
-      ...(f.allowlistEntry ? { allowlisted: { vendor: f.allowlistEntry.vendor, product: f.allowlistEntry.product, version: f.allowlistEntry.version } } : {}),
-    })),
+    files: FILES_MARK,
     manifestFolderExtras: input.report.manifestFolderExtras,
     engines: input.engines,
     policy: input.policy,
@@ -44,6 +55,23 @@ export function scanJson(input: ScanSummaryInput): unknown {
     durations: input.report.durations,
     notes: input.notes,
   };
+  const text = JSON.stringify(doc, null, 2);
+  // A string value never holds a raw newline, so only the top-level key starts a line like this.
+  const mark = `\n  "files": ${JSON.stringify(FILES_MARK)},`;
+  const at = text.indexOf(mark);
+  const head = text.slice(0, at + 1);
+  const tail = text.slice(at + mark.length);
+  let previous: string | null = null;
+  for (const f of d.files) {
+    yield previous === null ? `${head}  "files": [` : `${previous},`;
+    previous = JSON.stringify(fileJson(f), null, 2).replace(/^/gm, '    ');
+  }
+  yield previous === null ? `${head}  "files": [],${tail}` : `${previous}\n  ],${tail}`;
+}
+
+/** The whole --json document as one value (tests and small drives only). */
+export function scanJson(input: ScanSummaryInput): unknown {
+  return JSON.parse([...scanJsonLines(input)].join('\n'));
 }
 
 const BANNER: Record<DriveVerdict, string> = {
@@ -52,28 +80,43 @@ const BANNER: Record<DriveVerdict, string> = {
   rejected: 'REJECTED: nothing on this drive may pass',
 };
 
-export function scanText(input: ScanSummaryInput): string {
+/** Drive-influenced text (error messages name paths; signature names come from clamd) made safe to print. */
+function safe(text: string): string {
+  return isDisplaySafe(text) ? text : escapeForDisplay(text);
+}
+
+/** The plain-text report, a line at a time (the files are read from the ledger as they are shown). */
+export function* scanTextLines(input: ScanSummaryInput): Generator<string> {
   const d = input.report.decision;
-  const lines: string[] = [];
   const mib = (n: number): string => `${(n / 1024 / 1024).toFixed(1)} MiB`;
-  lines.push(BANNER[d.verdict]);
-  for (const r of d.driveReasons) lines.push(`  drive: ${r.code}: ${r.detail}`);
+  yield BANNER[d.verdict];
+  for (const r of d.driveReasons) yield `  drive: ${r.code}: ${safe(r.detail)}`;
   const counts = { clean: 0, allowlisted: 0, blocked: 0 };
   for (const f of d.files) counts[f.verdict]++;
-  lines.push(`  ${d.files.length} files, ${mib(input.report.stats.bytes)}: ${counts.clean} clean, ${counts.allowlisted} allowlisted, ${counts.blocked} blocked`);
-  for (const f of d.files.filter((x) => x.verdict === 'blocked')) {
-    lines.push(`  BLOCKED ${f.display}`);
-    for (const r of f.reasons) lines.push(`      ${r.code}: ${r.detail}`);
+  yield `  ${counts.clean + counts.allowlisted + counts.blocked} files, ${mib(input.report.stats.bytes)}: ${counts.clean} clean, ${counts.allowlisted} allowlisted, ${counts.blocked} blocked`;
+  if (counts.blocked > 0) {
+    for (const f of d.files) {
+      if (f.verdict !== 'blocked') continue;
+      yield `  BLOCKED ${f.display}`;
+      for (const r of f.reasons) yield `      ${r.code}: ${safe(r.detail)}`;
+    }
   }
-  for (const f of d.files.filter((x) => x.verdict === 'allowlisted')) {
-    const e = f.allowlistEntry!;
-    lines.push(`  allowlisted ${f.display}  (${e.vendor} ${e.product} ${e.version})`);
+  if (counts.allowlisted > 0) {
+    for (const f of d.files) {
+      if (f.verdict !== 'allowlisted') continue;
+      const e = f.allowlistEntry!;
+      yield `  allowlisted ${f.display}  (${safe(e.vendor)} ${safe(e.product)} ${safe(e.version)})`;
+    }
   }
-  for (const extra of input.report.manifestFolderExtras) lines.push(`  note: unexpected item in the drive's .portcullis folder: ${extra}`);
+  for (const extra of input.report.manifestFolderExtras) yield `  note: unexpected item in the drive's .portcullis folder: ${extra}`;
   const c = input.engines.clamav;
   const y = input.engines.yara;
-  lines.push(`  engines: ${c ? `${c.version}, database ${c.databaseVersion ?? 'unversioned'}${c.databaseTime ? ` (${c.databaseTime})` : ''}` : 'ClamAV not run'}; ${y ? `YARA ${y.ruleCount} rules ${y.ruleSetDigest.slice(0, 19)}...` : 'YARA not run'}`);
-  lines.push(`  policy ${input.policy.id}; allowlist ${input.allowlist?.version ?? 'none'}; ${input.report.durations.totalMs} ms`);
-  for (const note of input.notes) lines.push(`  note: ${note}`);
-  return lines.join('\n');
+  yield `  engines: ${c ? `${c.version}, database ${c.databaseVersion ?? 'unversioned'}${c.databaseTime ? ` (${c.databaseTime})` : ''}` : 'ClamAV not run'}; ${y ? `YARA ${y.ruleCount} rules ${y.ruleSetDigest.slice(0, 19)}...` : 'YARA not run'}`;
+  yield `  policy ${input.policy.id}; allowlist ${input.allowlist?.version ?? 'none'}; ${input.report.durations.totalMs} ms`;
+  for (const note of input.notes) yield `  note: ${safe(note)}`;
+}
+
+/** The whole plain-text report as one string (the demo and small drives). */
+export function scanText(input: ScanSummaryInput): string {
+  return [...scanTextLines(input)].join('\n');
 }

@@ -21,8 +21,8 @@ import { DEFAULT_RULES_DIR, PRODUCTION_CLAMAV_DB, startEngines, type EngineCache
 import { preferredBlake3 } from '../hash-file.ts';
 import { loadSigningKey } from '../keygen.ts';
 import { loadPolicy, type LoadedPolicy } from '../policy.ts';
-import { ENGINE_FAILURES, type Decision, type DriveReason } from './decide.ts';
-import { exitCodeFor, scanJson, scanText, type ScanSummaryInput } from './report.ts';
+import { blockPassing, ENGINE_FAILURES, type Decision, type DriveReason } from './decide.ts';
+import { exitCodeFor, scanJsonLines, scanTextLines, type ScanSummaryInput } from './report.ts';
 import { scanDrive, type ScanProgress, type ScanReport } from './scan-session.ts';
 
 export interface ScanCommandOptions {
@@ -74,6 +74,7 @@ export function defaultKioskId(): string {
 
 export interface ScanOutcome {
   readonly exitCode: number;
+  /** The caller reads the files from `summary.report.decision` and then calls `summary.report.close()`. */
   readonly summary: ScanSummaryInput;
   readonly manifest: IssuedManifest | null;
   readonly scanId: string;
@@ -84,7 +85,7 @@ function rejectWith(decision: Decision, reason: DriveReason): Decision {
   return {
     verdict: 'rejected',
     driveReasons: [...decision.driveReasons, reason],
-    files: decision.files.map((f) => (f.verdict === 'blocked' ? f : { ...f, verdict: 'blocked' as const, allowlistEntry: null, reasons: [{ code: 'SCAN_ERROR' as const, detail: `not approved: ${reason.code}` }] })),
+    files: blockPassing(decision.files, `not approved: ${reason.code}`),
   };
 }
 
@@ -106,6 +107,7 @@ export async function runScan(options: ScanCommandOptions): Promise<ScanOutcome>
   let audit: AuditStore | null = null;
   let target: DriveTarget | null = null;
   let engines: Engines | null = null;
+  let unreturned: ScanReport | null = null; // a report (and its ledger) not yet handed to the caller
   try {
     const dbPath = options.dbPath === undefined ? DEFAULT_AUDIT_DB : options.dbPath;
     if (dbPath !== null) {
@@ -147,6 +149,7 @@ export async function runScan(options: ScanCommandOptions): Promise<ScanOutcome>
         blake3: preferredBlake3(),
         classifyScannerError: (e) => running.classifyScannerError(e),
         unseen: target.unseen,
+        ledgerDir: workDir,
         ...(options.signal ? { signal: options.signal } : {}),
         onProgress: (p: ScanProgress) => {
           options.onProgress?.(p);
@@ -164,9 +167,11 @@ export async function runScan(options: ScanCommandOptions): Promise<ScanOutcome>
         stats: { files: 0, bytes: 0, entries: 0 },
         manifestFolderExtras: [],
         durations: { walkMs: 0, scanMs: 0, totalMs: 0 },
+        close: () => {},
       };
     }
 
+    unreturned = report;
     // Engines that failed during this scan are not reused for the next drive.
     if (options.engineCache && report.decision.driveReasons.some((r) => r.code !== 'SCAN_ABORTED' && ENGINE_FAILURES.has(r.code))) {
       await options.engineCache.invalidate();
@@ -220,8 +225,10 @@ export async function runScan(options: ScanCommandOptions): Promise<ScanOutcome>
       throw error;
     }
     if (dbPath !== null) notes.push(`audit log: ${dbPath} (scan ${scanId})`);
+    unreturned = null; // the caller closes it (ScanSummaryInput.report.close)
     return { exitCode: exitCodeFor(decision.verdict), summary, manifest, scanId, removedOldManifest };
   } finally {
+    unreturned?.close();
     if (!options.engineCache) await engines?.stop();
     await target?.close();
     audit?.close();
@@ -229,10 +236,28 @@ export async function runScan(options: ScanCommandOptions): Promise<ScanOutcome>
   }
 }
 
+const OUTPUT_BATCH_CHARS = 64 * 1024; // characters of report per write
+
 export async function scanCommand(options: ScanCommandOptions): Promise<number> {
   const out = options.out ?? ((t: string) => process.stdout.write(`${t}\n`));
   const { exitCode, summary } = await runScan(options);
-  out(options.json ? JSON.stringify(scanJson(summary), null, 2) : scanText(summary));
+  try {
+    // Written in batches of whole lines as the files are read from the ledger: never the whole report at once.
+    let batch: string[] = [];
+    let size = 0;
+    for (const piece of options.json ? scanJsonLines(summary) : scanTextLines(summary)) {
+      batch.push(piece);
+      size += piece.length;
+      if (size >= OUTPUT_BATCH_CHARS) {
+        out(batch.join('\n'));
+        batch = [];
+        size = 0;
+      }
+    }
+    if (batch.length > 0) out(batch.join('\n'));
+  } finally {
+    summary.report.close();
+  }
   return exitCode;
 }
 

@@ -7,13 +7,15 @@
  * Any scanner failure rejects the drive: nothing is ever "clean" by default.
  */
 import { close, constants, fstat, open, read, type Stats } from 'node:fs';
+import { tmpdir } from 'node:os';
 import {
-  DualDigest, findCollisions, NAME_PROBLEM_TEXT, pathProblems, type Blake3Factory,
+  DualDigest, NAME_PROBLEM_TEXT, pathProblems, type Blake3Factory,
 } from '../../manifest/index.ts';
 import type { Allowlist } from '../allowlist.ts';
 import { clamdFileLimit, type LoadedPolicy } from '../policy.ts';
-import { decide, type Decision, type DriveReason, type DriveReasonCode, type EngineName, type Observation, type Reason } from './decide.ts';
+import { decideFile, settleDrive, type Decision, type DriveReason, type DriveReasonCode, type EngineName, type Observation, type Reason } from './decide.ts';
 import { checkType, extensionsOf, SNIFF_BYTES, type ContentKind } from './file-type.ts';
+import { ScanLedger, type LedgerEntry } from './ledger.ts';
 import { walkDrive, type WalkEntry } from './walk.ts';
 import { isZipHead, ZipBombCheck } from './zip-check.ts';
 
@@ -58,6 +60,8 @@ export interface ScanDeps {
   readonly now?: () => number; // ms clock, for durations
   /** Entries on the volume that `root` cannot show as themselves (image access): blocked as unsafe names. */
   readonly unseen?: ReadonlyArray<{ display: string; detail: string }>;
+  /** Where the scan's scratch ledger is made (and at once unlinked): the kiosk's private work folder; default the OS temp folder. */
+  readonly ledgerDir?: string;
 }
 
 export interface ScanReport {
@@ -66,6 +70,8 @@ export interface ScanReport {
   /** Content found in the drive's .portcullis folder other than an old manifest and receipt. */
   readonly manifestFolderExtras: readonly string[];
   readonly durations: { readonly walkMs: number; readonly scanMs: number; readonly totalMs: number };
+  /** Releases the scan's ledger: the decision's files can no longer be read. */
+  readonly close: () => void;
 }
 
 const OPEN_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
@@ -260,138 +266,147 @@ async function readAndScan(entry: WalkEntry, deps: ScanDeps, buffers: ReadBuffer
   }
 }
 
+const MAX_EXTRAS_LISTED = 100; // items of the .portcullis folder named in the report; more are counted
+
 export async function scanDrive(root: string, deps: ScanDeps): Promise<ScanReport> {
   const now = deps.now ?? (() => performance.now());
   const started = now();
   const { policy } = deps.policy;
   const driveReasons: DriveReason[] = [];
-  const manifestFolderExtras: string[] = [];
-  const entries: WalkEntry[] = [];
-  const observations: Observation[] = [];
-  const tooDeep: WalkEntry[] = [];
-  const unreadable: Array<{ entry: WalkEntry; error: Error }> = [];
-
-  // Phase 1: the walk, metadata only, so progress can show totals.
-  let bytesTotal = 0;
-  const walk = walkDrive(root, policy.limits, {
-    onManifestFolderEntry: (e) => {
-      if (!KNOWN_MANIFEST_FILES.has((e.path ?? e.display).toLowerCase())) manifestFolderExtras.push(e.display);
-    },
-    onTooDeep: (e) => tooDeep.push(e),
-    onUnreadable: (entry, error) => unreadable.push({ entry, error }),
-  }, deps.signal);
+  const extras = { listed: [] as string[], more: 0 };
+  // Everything per file goes to the ledger, not the heap: memory stays flat however large the drive.
+  const ledger = ScanLedger.open(deps.ledgerDir ?? tmpdir());
+  const record = (entryId: number | null, o: Observation): void => ledger.addFile(entryId, decideFile(o, deps.allowlist, policy));
   try {
-    for (;;) {
-      const step = await walk.next();
-      if (step.done) {
-        if (step.value) driveReasons.push(step.value);
-        break;
-      }
-      if (step.value.kind === 'directory') continue;
-      entries.push(step.value);
-      bytesTotal += step.value.size;
-      if (entries.length % 256 === 0) deps.onProgress?.({ phase: 'walking', filesTotal: entries.length, bytesTotal, filesDone: 0, bytesDone: 0, current: null });
-    }
-  } catch (error) {
-    if (deps.signal?.aborted) driveReasons.push({ code: 'SCAN_ABORTED', detail: 'the scan was stopped' });
-    else driveReasons.push({ code: 'WALK_ERROR', detail: (error as Error).message });
-  }
-  const walkDone = now();
-  for (const e of tooDeep) {
-    observations.push(blockedEntry(e, { code: 'LIMIT_EXCEEDED', detail: `folder deeper than ${policy.limits.maxDepth} levels: its content was not scanned` }));
-  }
-  for (const u of deps.unseen ?? []) {
-    observations.push({ path: null, display: u.display, size: 0, digest: null, extensions: [], contentKind: null, reasons: [{ code: 'UNSAFE_NAME', detail: u.detail }], cleanBy: new Set() });
-  }
-  for (const { entry, error } of unreadable) {
-    observations.push(blockedEntry(entry, { code: 'SCAN_ERROR', detail: `folder could not be read: ${error.message}` }));
-  }
-
-  // Names that collide on a case-insensitive filesystem block both files.
-  const collisionReasons = new Map<string, Reason[]>();
-  for (const [a, b] of findCollisions(entries.flatMap((e) => (e.path === null ? [] : [e.path])))) {
-    for (const [x, y] of [[a, b], [b, a]] as const) {
-      const list = collisionReasons.get(x) ?? [];
-      list.push({ code: 'UNSAFE_NAME', detail: `collides with ${JSON.stringify(y)} on Windows (names differ only in letter case)` });
-      collisionReasons.set(x, list);
-    }
-  }
-
-  // Phase 2: read and scan each file once, concurrently.
-  let filesDone = 0;
-  let bytesDone = 0;
-  const progress = (current: string | null): void =>
-    deps.onProgress?.({ phase: 'scanning', filesTotal: entries.length, bytesTotal, filesDone, bytesDone, current });
-  let next = 0;
-  let failure: ScannerFailure | null = null;
-  const stopAll = new AbortController();
-  const signal = deps.signal ? AbortSignal.any([deps.signal, stopAll.signal]) : stopAll.signal;
-  const scanDeps: ScanDeps = { ...deps, signal };
-  const buffers = new ReadBuffers();
-
-  async function worker(): Promise<void> {
-    while (failure === null && !signal.aborted) {
-      const entry = entries[next++];
-      if (!entry) return;
-      progress(entry.display);
-      const reasons: Reason[] = [...nameReasons(entry), ...(collisionReasons.get(entry.path ?? '') ?? []), ...typeReasons(entry, policy)];
-      let outcome: ReadOutcome = { digest: null, head: new Uint8Array(), reasons: [], cleanBy: new Set() };
-      let kind: ContentKind | null = null;
-      if (entry.kind !== 'file') {
-        reasons.push({ code: 'NOT_REGULAR_FILE', detail: `a ${entry.kind}, not a regular file: never followed or read` });
-      } else if (entry.size > policy.limits.maxFileBytes) {
-        reasons.push({ code: 'LIMIT_EXCEEDED', detail: `${entry.size} bytes, over the policy's ${policy.limits.maxFileBytes}-byte limit per file` });
-      } else {
-        try {
-          outcome = await readAndScan(entry, scanDeps, buffers, (n) => { bytesDone += n; });
-        } catch (error) {
-          const scannerFailure = deps.classifyScannerError(error);
-          if (scannerFailure) {
-            failure ??= scannerFailure;
-            stopAll.abort();
-            return;
-          }
-          if (signal.aborted) return;
-          outcome = { ...outcome, reasons: [{ code: 'SCAN_ERROR', detail: (error as Error).message }] };
+    // Phase 1: the walk, metadata only, so progress can show totals.
+    let bytesTotal = 0;
+    let tooDeep = 0;
+    const walk = walkDrive(root, policy.limits, {
+      onManifestFolderEntry: (e) => {
+        if (KNOWN_MANIFEST_FILES.has((e.path ?? e.display).toLowerCase())) return;
+        if (extras.listed.length < MAX_EXTRAS_LISTED) extras.listed.push(e.display);
+        else extras.more++;
+      },
+      onTooDeep: (e) => {
+        tooDeep++;
+        record(null, blockedEntry(e, { code: 'LIMIT_EXCEEDED', detail: `folder deeper than ${policy.limits.maxDepth} levels: its content was not scanned` }));
+      },
+      onUnreadable: (e, error) => record(null, blockedEntry(e, { code: 'SCAN_ERROR', detail: `folder could not be read: ${error.message}` })),
+    }, deps.signal);
+    try {
+      for (;;) {
+        const step = await walk.next();
+        if (step.done) {
+          if (step.value) driveReasons.push(step.value);
+          break;
         }
-        const type = checkType(entry.path ?? entry.display, outcome.head);
-        kind = type.kind;
-        if (policy.types.blockMismatch) for (const f of type.findings) reasons.push({ code: f.code, detail: f.detail });
+        if (step.value.kind === 'directory') continue;
+        ledger.addEntry(step.value);
+        bytesTotal += step.value.size;
+        if (ledger.entryCount % 256 === 0) deps.onProgress?.({ phase: 'walking', filesTotal: ledger.entryCount, bytesTotal, filesDone: 0, bytesDone: 0, current: null });
       }
-      observations.push({
-        path: entry.path,
-        display: entry.display,
-        size: entry.size,
-        digest: outcome.digest,
-        extensions: extensionsOf(entry.path ?? entry.display),
-        contentKind: kind,
-        reasons: [...reasons, ...outcome.reasons],
-        cleanBy: outcome.cleanBy,
-      });
-      filesDone++;
-      progress(null);
+    } catch (error) {
+      if (deps.signal?.aborted) driveReasons.push({ code: 'SCAN_ABORTED', detail: 'the scan was stopped' });
+      else driveReasons.push({ code: 'WALK_ERROR', detail: (error as Error).message });
     }
+    const walkDone = now();
+    const filesTotal = ledger.entryCount;
+    for (const u of deps.unseen ?? []) {
+      record(null, { path: null, display: u.display, size: 0, digest: null, extensions: [], contentKind: null, reasons: [{ code: 'UNSAFE_NAME', detail: u.detail }], cleanBy: new Set() });
+    }
+    // Names that collide on a case-insensitive filesystem block every file involved.
+    ledger.findCollisions();
+
+    // Phase 2: read and scan each file once, concurrently; entries come from the ledger a page at a time.
+    let filesDone = 0;
+    let bytesDone = 0;
+    const progress = (current: string | null): void =>
+      deps.onProgress?.({ phase: 'scanning', filesTotal, bytesTotal, filesDone, bytesDone, current });
+    let page: LedgerEntry[] = [];
+    let pageAt = 0;
+    let lastId = 0;
+    const nextEntry = (): LedgerEntry | undefined => {
+      if (pageAt >= page.length) {
+        page = ledger.entriesAfter(lastId);
+        pageAt = 0;
+      }
+      const item = page[pageAt++];
+      if (item) lastId = item.id;
+      return item;
+    };
+    let failure: ScannerFailure | null = null;
+    const stopAll = new AbortController();
+    const signal = deps.signal ? AbortSignal.any([deps.signal, stopAll.signal]) : stopAll.signal;
+    const scanDeps: ScanDeps = { ...deps, signal };
+    const buffers = new ReadBuffers();
+
+    async function worker(): Promise<void> {
+      while (failure === null && !signal.aborted) {
+        const item = nextEntry();
+        if (!item) return;
+        const { entry } = item;
+        progress(entry.display);
+        const reasons: Reason[] = [...nameReasons(entry), ...item.collisions, ...typeReasons(entry, policy)];
+        let outcome: ReadOutcome = { digest: null, head: new Uint8Array(), reasons: [], cleanBy: new Set() };
+        let kind: ContentKind | null = null;
+        if (entry.kind !== 'file') {
+          reasons.push({ code: 'NOT_REGULAR_FILE', detail: `a ${entry.kind}, not a regular file: never followed or read` });
+        } else if (entry.size > policy.limits.maxFileBytes) {
+          reasons.push({ code: 'LIMIT_EXCEEDED', detail: `${entry.size} bytes, over the policy's ${policy.limits.maxFileBytes}-byte limit per file` });
+        } else {
+          try {
+            outcome = await readAndScan(entry, scanDeps, buffers, (n) => { bytesDone += n; });
+          } catch (error) {
+            const scannerFailure = deps.classifyScannerError(error);
+            if (scannerFailure) {
+              failure ??= scannerFailure;
+              stopAll.abort();
+              return;
+            }
+            if (signal.aborted) return;
+            outcome = { ...outcome, reasons: [{ code: 'SCAN_ERROR', detail: (error as Error).message }] };
+          }
+          const type = checkType(entry.path ?? entry.display, outcome.head);
+          kind = type.kind;
+          if (policy.types.blockMismatch) for (const f of type.findings) reasons.push({ code: f.code, detail: f.detail });
+        }
+        record(item.id, {
+          path: entry.path,
+          display: entry.display,
+          size: entry.size,
+          digest: outcome.digest,
+          extensions: extensionsOf(entry.path ?? entry.display),
+          contentKind: kind,
+          reasons: [...reasons, ...outcome.reasons],
+          cleanBy: outcome.cleanBy,
+        });
+        filesDone++;
+        progress(null);
+      }
+    }
+    if (driveReasons.length === 0) {
+      await Promise.all(Array.from({ length: policy.concurrency }, () => worker()));
+      if (failure) driveReasons.push(failure);
+      else if (deps.signal?.aborted) driveReasons.push({ code: 'SCAN_ABORTED', detail: 'the scan was stopped before every file was read' });
+    }
+    // Every file the walk found is in the report, scanned or not.
+    for (let undecided = ledger.undecidedAfter(0); undecided.length > 0; undecided = ledger.undecidedAfter(undecided[undecided.length - 1]!.id)) {
+      for (const { id, entry } of undecided) record(id, blockedEntry(entry, { code: 'SCAN_ERROR', detail: 'not scanned: the scan stopped before this file' }));
+    }
+    const scanDone = now();
+    const decision = settleDrive(ledger.files(), ledger.counts, driveReasons);
+    deps.onProgress?.({ phase: 'done', filesTotal, bytesTotal, filesDone, bytesDone, current: null });
+    return {
+      decision,
+      stats: { files: filesTotal, bytes: bytesTotal, entries: filesTotal + tooDeep },
+      manifestFolderExtras: extras.more > 0 ? [...extras.listed, `... and ${extras.more} more`] : extras.listed,
+      durations: { walkMs: Math.round(walkDone - started), scanMs: Math.round(scanDone - walkDone), totalMs: Math.round(scanDone - started) },
+      close: () => ledger.close(),
+    };
+  } catch (error) {
+    ledger.close();
+    throw error;
   }
-  if (driveReasons.length === 0) {
-    await Promise.all(Array.from({ length: policy.concurrency }, () => worker()));
-    if (failure) driveReasons.push(failure);
-    else if (deps.signal?.aborted) driveReasons.push({ code: 'SCAN_ABORTED', detail: 'the scan was stopped before every file was read' });
-  }
-  // Every file the walk found is in the report, scanned or not.
-  const observed = new Set(observations.map((o) => o.display));
-  for (const entry of entries) {
-    if (!observed.has(entry.display)) observations.push(blockedEntry(entry, { code: 'SCAN_ERROR', detail: 'not scanned: the scan stopped before this file' }));
-  }
-  const scanDone = now();
-  observations.sort((a, b) => (a.display < b.display ? -1 : a.display > b.display ? 1 : 0));
-  const decision = decide(observations, deps.allowlist, deps.policy.policy, driveReasons);
-  deps.onProgress?.({ phase: 'done', filesTotal: entries.length, bytesTotal, filesDone, bytesDone, current: null });
-  return {
-    decision,
-    stats: { files: entries.length, bytes: bytesTotal, entries: entries.length + tooDeep.length },
-    manifestFolderExtras,
-    durations: { walkMs: Math.round(walkDone - started), scanMs: Math.round(scanDone - walkDone), totalMs: Math.round(scanDone - started) },
-  };
 }
 
 function blockedEntry(entry: WalkEntry, reason: Reason): Observation {

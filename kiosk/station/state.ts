@@ -39,7 +39,9 @@ export interface ResultView {
   /** The engines failed: the drive was not checked (shown as such, never as clean). */
   readonly engineFailure: DriveReason | null;
   readonly driveReasons: readonly DriveReason[];
+  /** The first blocked files, in display order (at most 100); `blockedCount` counts them all. */
   readonly blocked: readonly BlockedFile[];
+  readonly blockedCount: number;
   readonly passing: number;
   readonly total: number;
   readonly expiresAt: string | null; // RFC 3339
@@ -166,7 +168,7 @@ export function reduce(state: StationState, event: StationEvent): StationState {
       if (screen.kind !== 'scanning' || screen.drive.id !== event.id) return state;
       return {
         ...state,
-        screen: { kind: 'result', drive: screen.drive, result: { verdict: 'rejected', engineFailure: event.reason, driveReasons: [event.reason], blocked: [], passing: 0, total: 0, expiresAt: null } },
+        screen: { kind: 'result', drive: screen.drive, result: { verdict: 'rejected', engineFailure: event.reason, driveReasons: [event.reason], blocked: [], blockedCount: 0, passing: 0, total: 0, expiresAt: null } },
       };
   }
 }
@@ -174,16 +176,27 @@ export function reduce(state: StationState, event: StationEvent): StationState {
 /** Drive reasons that mean the drive was not checked at all. */
 const ENGINE_FAILURES: ReadonlySet<string> = new Set(['SCANNER_UNAVAILABLE', 'SCANNER_TIMEOUT', 'SCANNER_PROTOCOL', 'SCANNER_ERROR', 'ENGINE_NOT_READY']);
 
-/** What the result screen shows of a scan's decision. */
+const BLOCKED_KEPT = 100; // blocked files the result view names; the rest are counted
+
+/** What the result screen shows of a scan's decision (one pass over its files; at most BLOCKED_KEPT named). */
 export function resultView(decision: Decision, expiresAt: string | null): ResultView {
-  const blocked = decision.files.filter((f) => f.verdict === 'blocked').map((f) => ({ display: shownText(f.display), codes: [...new Set(f.reasons.map((r) => r.code))] }));
+  const blocked: BlockedFile[] = [];
+  let blockedCount = 0;
+  let total = 0;
+  for (const f of decision.files) {
+    total++;
+    if (f.verdict !== 'blocked') continue;
+    blockedCount++;
+    if (blocked.length < BLOCKED_KEPT) blocked.push({ display: shownText(f.display), codes: [...new Set(f.reasons.map((r) => r.code))] });
+  }
   return {
     verdict: decision.verdict,
     engineFailure: decision.driveReasons.find((r) => ENGINE_FAILURES.has(r.code)) ?? null,
     driveReasons: decision.driveReasons,
     blocked,
-    passing: decision.files.length - blocked.length,
-    total: decision.files.length,
+    blockedCount,
+    passing: total - blockedCount,
+    total,
     expiresAt: decision.verdict === 'rejected' ? null : expiresAt,
   };
 }

@@ -27,7 +27,7 @@ import { DEFAULT_AUDIT_DB, DEFAULT_CLAMAV_DB, runScan, type ScanCommandOptions, 
 import { checkDevice, describeDevice, OPEN_DEVICE_POLICY, parseDevicePolicy, StationError, usbIdentityOf, type DevicePolicy, type DeviceRecord, type PartitionRecord } from './device.ts';
 import { FixtureDeviceSource, loadDeviceFixture, withImageDrive, type DeviceSource, type DeviceSourceEvent } from './device-source.ts';
 import { createMountAdapter, type MountAdapter, type MountedVolume } from './mount.ts';
-import { initialState, reduce, resultView, type EngineStatus, type StationEvent, type StationState } from './state.ts';
+import { initialState, reduce, resultView, type EngineStatus, type ResultView, type StationEvent, type StationState } from './state.ts';
 import { SCREEN_COLUMNS, StationApp, StationView, type StationStore } from './ui.ts';
 import { checkLayout, checkVolume, SECTOR_BYTES, type VolumeCheck } from './volume-check.ts';
 
@@ -273,9 +273,15 @@ export async function startStation(options: StationOptions & { source: DeviceSou
         ...(options.kioskId ? { kioskId: options.kioskId } : {}),
         engineCache,
       });
-      if (signal.aborted) return; // pulled mid-scan: the screen already says nothing was approved
+      let result: ResultView;
+      try {
+        if (signal.aborted) return; // pulled mid-scan: the screen already says nothing was approved
+        result = resultView(outcome.summary.report.decision, outcome.manifest?.expiresAt ?? null);
+      } finally {
+        outcome.summary.report.close();
+      }
       dispatch({ type: 'engines', engines: enginesFromScan(state.engines, outcome) });
-      dispatch({ type: 'finished', id, result: resultView(outcome.summary.report.decision, outcome.manifest?.expiresAt ?? null) });
+      dispatch({ type: 'finished', id, result });
     } catch (error) {
       if (signal.aborted) return;
       const reason: DriveReason = error instanceof PortcullisError

@@ -30,7 +30,7 @@ function expectFits(text: string): void {
 
 const run = (state: StationState, ...events: StationEvent[]): StationState => events.reduce(reduce, state);
 const partial: ResultView = {
-  verdict: 'partial', engineFailure: null, driveReasons: [], passing: 3, total: 7, expiresAt: '2026-11-24T00:00:00Z',
+  verdict: 'partial', engineFailure: null, driveReasons: [], blockedCount: 4, passing: 3, total: 7, expiresAt: '2026-11-24T00:00:00Z',
   blocked: [
     { display: 'tools/update-notes.txt', codes: ['MALWARE'] },
     { display: 'docs/Manual.pdf', codes: ['TYPE_MISMATCH'] },
@@ -105,7 +105,7 @@ describe('screens', () => {
 
   it('result: more blocked files than fit are counted, never overflowing 25 rows', () => {
     const many = Array.from({ length: 30 }, (_, i) => ({ display: `bad-${i}.exe`, codes: ['NOT_ALLOWLISTED' as const] }));
-    const f = frame(run(idle, { type: 'inserted', drive }, { type: 'finished', id: 'a', result: { ...partial, blocked: many, total: 33 } }));
+    const f = frame(run(idle, { type: 'inserted', drive }, { type: 'finished', id: 'a', result: { ...partial, blocked: many, blockedCount: many.length, total: 33 } }));
     expect(f).toContain('... and 23 more blocked files');
     expectFits(f);
   });

@@ -172,13 +172,13 @@ function ResultScreen({ drive, result }: { drive: StationDrive; result: ResultVi
   } else {
     rows.push(h(Banner, { word: VERDICT_WORD[result.verdict], color: VERDICT_COLOR[result.verdict] }));
     if (result.verdict === 'approved') rows.push(line(`  All ${result.total} files may go onto plant equipment.`, { bold: true }));
-    else if (result.verdict === 'partial') rows.push(line(`  ${result.passing} of ${result.total} files may pass; ${result.blocked.length} blocked (HMIs will refuse them):`, { bold: true }));
+    else if (result.verdict === 'partial') rows.push(line(`  ${result.passing} of ${result.total} files may pass; ${result.blockedCount} blocked (HMIs will refuse them):`, { bold: true }));
     else rows.push(line('  Nothing on this drive may pass.', { bold: true }));
     for (const r of result.driveReasons) rows.push(line(`  ${r.code}: ${fit(shownText(r.detail), 64)}`));
     for (const f of result.blocked.slice(0, BLOCKED_SHOWN)) {
       rows.push(line(`   x ${fit(shownText(f.display), 30).padEnd(30)} ${f.codes.map((c) => REASON_TEXT[c]).join('; ')}`));
     }
-    if (result.blocked.length > BLOCKED_SHOWN) rows.push(line(`     ... and ${result.blocked.length - BLOCKED_SHOWN} more blocked files (full list in the receipt on the drive)`));
+    if (result.blockedCount > BLOCKED_SHOWN) rows.push(line(`     ... and ${result.blockedCount - BLOCKED_SHOWN} more blocked files (full list in the receipt on the drive)`));
     if (result.expiresAt) rows.push(line(`  Approval valid until ${formatTime(result.expiresAt)}.`));
   }
   rows.push(line(''));

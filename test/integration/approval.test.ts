@@ -111,7 +111,7 @@ describe('approval edge cases', () => {
     const outcome = await runScan({ path: img, image: true, json: true, keyPath, dbPath: null, clamavDb: 'test', ...quiet });
     expect(outcome.summary.report.decision.verdict).toBe('rejected');
     expect(outcome.summary.report.decision.driveReasons.map((r) => r.code)).toContain('MEDIA_FULL');
-    expect(outcome.summary.report.decision.files.filter((f) => f.verdict !== 'blocked')).toEqual([]);
+    expect([...outcome.summary.report.decision.files].filter((f) => f.verdict !== 'blocked')).toEqual([]);
     await expect(readFileFromImage(img, MANIFEST_PATH)).rejects.toMatchObject({ code: 'MEDIA_NOT_FOUND' });
   });
 

@@ -50,7 +50,7 @@ async function scan(root: string, allowlist: Allowlist = buildAllowlist([])): Pr
 }
 
 function byPath(report: ScanReport): Map<string, FileDecision> {
-  return new Map(report.decision.files.map((f) => [f.display, f]));
+  return new Map([...report.decision.files].map((f) => [f.display, f]));
 }
 
 function codes(report: ScanReport, path: string): string[] {
@@ -221,8 +221,8 @@ describe('kiosk scan when clamd dies', () => {
     expect(killed).toBe(true);
     expect(report.decision.verdict).toBe('rejected');
     expect(report.decision.driveReasons[0]?.code).toMatch(/^SCANNER_/);
-    expect(report.decision.files).toHaveLength(12);
-    expect(report.decision.files.filter((f) => f.verdict !== 'blocked')).toEqual([]);
+    expect([...report.decision.files]).toHaveLength(12);
+    expect([...report.decision.files].filter((f) => f.verdict !== 'blocked')).toEqual([]);
   });
 
   it('rejects the drive when no clamd answers at all', async () => {
@@ -238,6 +238,6 @@ describe('kiosk scan when clamd dies', () => {
     });
     expect(report.decision.verdict).toBe('rejected');
     expect(report.decision.driveReasons.map((r) => r.code)).toEqual(['SCANNER_UNAVAILABLE']);
-    expect(report.decision.files.map((f) => f.verdict)).toEqual(['blocked']);
+    expect([...report.decision.files].map((f) => f.verdict)).toEqual(['blocked']);
   });
 });

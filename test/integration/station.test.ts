@@ -217,7 +217,7 @@ describe('the station on real filesystem images', () => {
     const calls: string[] = [];
     const fake = (o: ScanCommandOptions): Promise<ScanOutcome> => {
       calls.push(o.path);
-      return Promise.resolve({ exitCode: 0, scanId: 'x', removedOldManifest: false, manifest: null, summary: { root: o.path, engines: { clamav: null, yara: null }, policy: { id: 'p', digest: 'd' }, allowlist: null, notes: [], report: { decision: { verdict: 'approved', files: [], driveReasons: [] }, stats: { files: 0, bytes: 0, entries: 0 }, manifestFolderExtras: [], durations: { walkMs: 0, scanMs: 0, totalMs: 0 } } } });
+      return Promise.resolve({ exitCode: 0, scanId: 'x', removedOldManifest: false, manifest: null, summary: { root: o.path, engines: { clamav: null, yara: null }, policy: { id: 'p', digest: 'd' }, allowlist: null, notes: [], report: { decision: { verdict: 'approved', files: [], driveReasons: [] }, stats: { files: 0, bytes: 0, entries: 0 }, manifestFolderExtras: [], durations: { walkMs: 0, scanMs: 0, totalMs: 0 }, close: () => {} } } });
     };
     const s = await station({ source, scan: fake, dbPath: null });
     const first = await imageCopy('first');

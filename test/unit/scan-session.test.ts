@@ -64,7 +64,7 @@ describe('the read buffer is reused between files', () => {
     const report = await scanDrive(root, {
       policy, allowlist: buildAllowlist([]), scanner, blake3: preferredBlake3(), classifyScannerError: () => null,
     });
-    expect(report.decision.files).toHaveLength(files.size);
+    expect([...report.decision.files]).toHaveLength(files.size);
     for (const file of report.decision.files) {
       const content = files.get(file.display);
       expect(file.digest?.sha256, file.display).toBe(sha256(content ?? new Uint8Array()));
