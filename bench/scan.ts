@@ -7,7 +7,8 @@
  *   node bench/scan.ts [--mib 2048] [--keep DIR] [--runs N] [--concurrency N] [--work-dir DIR] [--instream]
  *                                                    speed, ratios (medians of N runs)
  *   node bench/scan.ts --memory                      kiosk peak RSS of a whole scan at 1 000, 10 000 and 100 000 files
- *   add --v8-defaults to run the kiosk without its V8 flags (KIOSK_NODE_FLAGS), for comparison
+ *   add --counts 1000,300000 for other tree sizes, --v8-defaults to run the kiosk without its
+ *   V8 flags (KIOSK_NODE_FLAGS), for comparison
  *
  * The test signature database is tiny; a full production database makes
  * clamd (and so every ClamAV number) slower in absolute terms.
@@ -39,6 +40,7 @@ const { values } = parseArgs({
     runs: { type: 'string', default: '1' },
     instream: { type: 'boolean', default: false },
     'v8-defaults': { type: 'boolean', default: false },
+    counts: { type: 'string', default: '1000,10000,100000' },
   },
 });
 
@@ -50,6 +52,14 @@ if (!flags.every((f) => process.execArgv.includes(f))) {
   process.exit(rerun.status ?? 1);
 }
 
+/** Runs a reference tool; one that is missing or fails stops the bench rather than timing nothing. */
+function tool(command: string, args: string[], okStatuses: number[]): void {
+  const result = spawnSync(command, args, { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
+  if (result.error || result.status === null || !okStatuses.includes(result.status)) {
+    throw new Error(`${command} failed (${result.error?.message ?? `exit ${String(result.status)}`}): ${result.stderr.slice(0, 500)}; ./portcullis setup installs the reference tools`);
+  }
+}
+
 function time(fn: () => unknown): number {
   const t = performance.now();
   fn();
@@ -58,6 +68,7 @@ function time(fn: () => unknown): number {
 
 async function speed(): Promise<void> {
   const root = values.keep ?? mkdtempSync(join(tmpdir(), 'bench-scan-'));
+  mkdirSync(root, { recursive: true });
   // clamd's temporary files and the kiosk's spool files: the kiosk image keeps them on tmpfs.
   const work = mkdtempSync(join(values['work-dir'] ?? tmpdir(), 'bench-scan-work-'));
   const tree = readdirSync(root).length > 0 ? null : await buildTree(root, Number(values.mib));
@@ -79,14 +90,14 @@ async function speed(): Promise<void> {
     let mibs = 0;
     let verdict = '';
     for (let run = 1; run <= runs; run++) {
-      const clamdscan = time(() => spawnSync('clamdscan', [`--config-file=${clamd.configPath}`, '--multiscan', '--fdpass', '--no-summary', '--infected', root], { stdio: 'ignore' }));
-      const yara = time(() => spawnSync('yara', ['-r', '-p', '2', ...rules, root], { stdio: 'ignore' }));
+      const clamdscan = time(() => tool('clamdscan', [`--config-file=${clamd.configPath}`, '--multiscan', '--fdpass', '--no-summary', '--infected', root], [0, 1]));
+      const yara = time(() => tool('yara', ['-r', '-p', '2', ...rules, root], [0]));
       const b3sum = time(() => execFileSync('sh', ['-c', `find ${root} -type f -print0 | xargs -0 b3sum > /dev/null`]));
       const start = performance.now();
       const cpuBefore = process.cpuUsage();
       const report = await scanDrive(root, {
         policy, allowlist: buildAllowlist([]), scanner: engines.scanner, blake3: preferredBlake3(),
-        classifyScannerError: (e) => engines.classifyScannerError(e),
+        classifyScannerError: (e) => engines.classifyScannerError(e), ledgerDir: work,
       });
       const kiosk = (performance.now() - start) / 1000;
       const cpu = process.cpuUsage(cpuBefore);
@@ -94,6 +105,7 @@ async function speed(): Promise<void> {
       files = report.stats.files;
       mibs = report.stats.bytes / 1048576;
       verdict = report.decision.verdict;
+      report.close();
       const sum = clamdscan + yara + b3sum;
       if (runs > 1) console.log(`run ${run}/${runs}: clamdscan ${clamdscan.toFixed(2)} s, yara ${yara.toFixed(2)} s, b3sum ${b3sum.toFixed(2)} s, kiosk ${kiosk.toFixed(2)} s: ${(kiosk / sum).toFixed(2)}x`);
     }
@@ -125,7 +137,7 @@ async function memoryChild(root: string): Promise<void> {
   const work = mkdtempSync(join(tmpdir(), 'bench-mem-work-'));
   const base = await loadPolicy();
   const p = structuredClone(base.policy);
-  p.limits.maxEntries = 200_000;
+  p.limits.maxEntries = Math.max(p.limits.maxEntries, 2 * Number(values.files));
   const policyPath = join(work, 'policy.json');
   writeFileSync(policyPath, JSON.stringify(p));
   let outputChars = 0;
@@ -141,7 +153,7 @@ async function memoryChild(root: string): Promise<void> {
 
 function memory(): void {
   const rows: string[] = [];
-  for (const count of [1_000, 10_000, 100_000]) {
+  for (const count of values.counts.split(',').map(Number)) {
     const root = mkdtempSync(join(tmpdir(), 'bench-mem-'));
     for (let i = 0; i < count; i++) {
       const dir = join(root, `d${i % 500}`);

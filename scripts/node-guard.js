@@ -1,6 +1,7 @@
 // Shared by the bin shims: plain JavaScript so that any Node can run it.
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
+import { constants } from 'node:os';
 import { fileURLToPath } from 'node:url';
 
 const MIN_MAJOR = 24;
@@ -44,6 +45,21 @@ export function runOnSupportedNode(mainUrl, what, nodeFlags = []) {
       return;
     }
   }
-  const result = spawnSync(node, [...nodeFlags, fileURLToPath(mainUrl), ...process.argv.slice(2)], { stdio: 'inherit' });
-  process.exitCode = result.status ?? 70;
+  // The child gets this process's own Node options too, and the stop signals a service
+  // manager sends to this process alone: a station stopped with SIGTERM must still unmount
+  // and stop clamd. Ctrl-C reaches the child from the terminal itself (same process group),
+  // so SIGINT is only kept from ending this process early, not sent a second time.
+  const child = spawn(node, [...process.execArgv.filter((a) => !nodeFlags.includes(a)), ...nodeFlags, fileURLToPath(mainUrl), ...process.argv.slice(2)], { stdio: 'inherit' });
+  const forward = (signal) => () => child.kill(signal);
+  const handlers = { SIGTERM: forward('SIGTERM'), SIGHUP: forward('SIGHUP'), SIGINT: () => {} };
+  for (const [signal, handler] of Object.entries(handlers)) process.on(signal, handler);
+  child.on('error', (error) => {
+    console.error(`portcullis-${what}: cannot start ${node}: ${error.message}`);
+    process.exitCode = 70;
+  });
+  child.on('exit', (code, signal) => {
+    for (const [name, handler] of Object.entries(handlers)) process.off(name, handler);
+    if (signal) console.error(`portcullis-${what}: ended by ${signal}`);
+    process.exitCode = code ?? 128 + (constants.signals[signal] ?? 0);
+  });
 }

@@ -12,7 +12,7 @@
  * its journal is in memory and nothing is fsynced.
  */
 import { randomBytes } from 'node:crypto';
-import { unlinkSync } from 'node:fs';
+import { rmSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { collisionKey, type EntryKind } from '../../manifest/index.ts';
@@ -21,7 +21,7 @@ import type { FileDecision, FileVerdict, Reason } from './decide.ts';
 import type { WalkEntry } from './walk.ts';
 
 const PAGE_ROWS = 256; // rows per read and per write batch
-const DETAILS_PER_ENTRY = 3; // collision reasons kept per file; the rest are counted
+const DETAILS_PER_ENTRY = 3; // other names given in a same-name reason; the rest are counted
 
 /** A file the walk listed, with the collision reasons found for its name. */
 export interface LedgerEntry {
@@ -107,15 +107,18 @@ export class ScanLedger {
       const mode = db.pragma('journal_mode = MEMORY', { simple: true });
       if (mode !== 'memory') throw new Error(`the scan ledger needs journal_mode=MEMORY; SQLite kept ${String(mode)}`);
       db.pragma('synchronous = OFF');
+      // Sorts for the collision queries stay in memory (they hold only colliding names), so no
+      // drive name lands in a SQLite temporary file outside the work folder.
+      db.pragma('temp_store = MEMORY');
       db.pragma('locking_mode = EXCLUSIVE');
       db.pragma('cache_size = -2048'); // KiB: a small, bounded page cache, whatever the drive holds (better-sqlite3's default is 16 MiB)
       db.exec(SCHEMA);
+      unlinkSync(path);
     } catch (error) {
       db.close();
-      unlinkSync(path);
+      rmSync(path, { force: true }); // best effort: the first error is the one to report
       throw error;
     }
-    unlinkSync(path);
     return new ScanLedger(db);
   }
 
@@ -170,11 +173,17 @@ export class ScanLedger {
         FROM entries m JOIN (SELECT ckey, count(*) AS members FROM entries WHERE ckey IS NOT NULL GROUP BY ckey HAVING count(*) > 1) n ON n.ckey = m.ckey
         ORDER BY m.id`).run();
       // A file's key used as a folder: keys in (k || '/', k || '0') are exactly those under k/ ('0' follows '/').
+      // One reason per file under such folders, however many of its folders clash.
       this.#db.prepare(`
         INSERT INTO collisions (entry_id, detail)
-        SELECT g.id, 'its folder collides on Windows with the file "' || f.display || '" (the same name in another letter case)'
-        FROM entries f JOIN entries g ON g.ckey > f.ckey || '/' AND g.ckey < f.ckey || '0'
-        WHERE f.ckey IS NOT NULL ORDER BY g.id, f.id`).run();
+        SELECT p.under_id, 'its folder collides on Windows with the file "' || e.display || '"'
+          || CASE WHEN p.files > 1 THEN ' and ' || (p.files - 1) || ' more' ELSE '' END
+          || ' (the same name in another letter case)'
+        FROM (SELECT g.id AS under_id, min(f.id) AS first_file, count(*) AS files
+              FROM entries f JOIN entries g ON g.ckey > f.ckey || '/' AND g.ckey < f.ckey || '0'
+              WHERE f.ckey IS NOT NULL GROUP BY g.id) p
+        JOIN entries e ON e.id = p.first_file
+        ORDER BY p.under_id`).run();
       this.#db.prepare(`
         INSERT INTO collisions (entry_id, detail)
         SELECT f.id, 'collides on Windows with the folder holding "'

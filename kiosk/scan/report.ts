@@ -64,7 +64,9 @@ export function* scanJsonLines(input: ScanSummaryInput): Generator<string> {
   let previous: string | null = null;
   for (const f of d.files) {
     yield previous === null ? `${head}  "files": [` : `${previous},`;
-    previous = JSON.stringify(fileJson(f), null, 2).replace(/^/gm, '    ');
+    // Indent by splitting on \n only: a regex's ^ would also match after U+2028 and U+2029,
+    // which JSON.stringify leaves raw inside strings, and change a file's name.
+    previous = `    ${JSON.stringify(fileJson(f), null, 2).split('\n').join('\n    ')}`;
   }
   yield previous === null ? `${head}  "files": [],${tail}` : `${previous}\n  ],${tail}`;
 }

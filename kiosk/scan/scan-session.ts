@@ -385,7 +385,14 @@ export async function scanDrive(root: string, deps: ScanDeps): Promise<ScanRepor
       }
     }
     if (driveReasons.length === 0) {
-      await Promise.all(Array.from({ length: policy.concurrency }, () => worker()));
+      // A worker that fails outside the scanner (the ledger's write, a bug) stops the others
+      // and is waited for with them, so no file is still being read when the scan returns.
+      const settled = await Promise.allSettled(Array.from({ length: policy.concurrency }, () => worker().catch((error: unknown) => {
+        stopAll.abort();
+        throw error;
+      })));
+      const broken = settled.find((r) => r.status === 'rejected');
+      if (broken) throw broken.reason;
       if (failure) driveReasons.push(failure);
       else if (deps.signal?.aborted) driveReasons.push({ code: 'SCAN_ABORTED', detail: 'the scan was stopped before every file was read' });
     }

@@ -103,6 +103,15 @@ describe('the scan ledger', () => {
     ledger.close();
   });
 
+  it('pages through files with the same displayed name without losing or repeating one', () => {
+    const ledger = ScanLedger.open(dir);
+    for (let i = 0; i < 700; i++) ledger.addFile(null, decision(i % 2 === 0 ? 'same' : 'samf', { size: i }));
+    const sizes = [...ledger.files()].map((f) => f.size);
+    expect(sizes).toHaveLength(700);
+    expect(new Set(sizes).size).toBe(700);
+    ledger.close();
+  });
+
   it('can be read again and again, and reads after close fail instead of returning nothing', () => {
     const ledger = ScanLedger.open(dir);
     for (let i = 0; i < 600; i++) ledger.addFile(null, decision(`f${i}`));
@@ -148,6 +157,13 @@ describe('collisions found by the ledger', () => {
     expect([...found.keys()].sort()).toEqual(['SETUP/b/c.dll', 'Setup', 'setup/a.exe']);
     expect(found.get('Setup')![0]).toContain('and 1 more');
     expect(found.get('setup/a.exe')![0]).toContain('"Setup"');
+  });
+
+  it('gives a file under several clashing folders one reason, counting the rest', () => {
+    const found = collisionsOf(['a', 'A/b', 'A/B/c', 'A/B/C/d.txt']);
+    expect(found.get('A/B/C/d.txt')).toHaveLength(1);
+    expect(found.get('A/B/C/d.txt')![0]).toContain('"a" and 2 more');
+    expect(found.get('a')![0]).toContain('and 2 more');
   });
 
   it('finds nothing on a drive without clashes, and ignores names that are not UTF-8', () => {

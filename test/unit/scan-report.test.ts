@@ -66,6 +66,12 @@ describe('the --json report, written in pieces', () => {
     });
   }
 
+  it('keeps names with line and paragraph separators (U+2028, U+2029) exactly', () => {
+    const files = [file('a\u2028b.txt'), file('c\u2029d.txt', { verdict: 'blocked', digest: null, reasons: [{ code: 'UNSAFE_NAME', detail: 'x\u2028y' }] })];
+    const input = summary(files);
+    expect([...scanJsonLines(input)].join('\n')).toBe(JSON.stringify(expectedDocument(input, files), null, 2));
+  });
+
   it('is not fooled by drive text that looks like the files line', () => {
     const trap = '\n  "files": "\u0000files\u0000",';
     const files = [file(`x${trap}.txt`, { verdict: 'blocked', digest: null, reasons: [{ code: 'UNSAFE_NAME', detail: trap }] })];

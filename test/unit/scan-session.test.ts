@@ -107,6 +107,41 @@ describe('the read buffer is reused between files', () => {
   });
 });
 
+describe('a failure outside the scanner', () => {
+  it('stops the other files and waits for them before the scan fails: nothing is still read afterwards', async () => {
+    const { root } = drive(12);
+    let inFlight = 0;
+    let started = 0;
+    const scanner: StreamScanner = {
+      engines: ['clamav', 'yara'],
+      async scanStream(chunks): Promise<StreamScanResult> {
+        inFlight++;
+        started++;
+        try {
+          for await (const chunk of chunks) {
+            void chunk;
+            await new Promise((resolve) => setTimeout(resolve, 5)); // slow enough for the failure to land mid-read
+          }
+          return { status: 'clean' };
+        } finally {
+          inFlight--;
+        }
+      },
+    };
+    const allowlist = buildAllowlist([]);
+    let lookups = 0;
+    const failing = { ...allowlist, lookup: (d: { sha256: string; blake3: string }) => {
+      if (++lookups === 1) throw new Error('the ledger could not be written');
+      return allowlist.lookup(d);
+    } };
+    await expect(scanDrive(root, {
+      policy, allowlist: failing, scanner, blake3: preferredBlake3(), classifyScannerError: () => null,
+    })).rejects.toThrow('the ledger could not be written');
+    expect(started).toBeGreaterThan(1);
+    expect(inFlight).toBe(0);
+  });
+});
+
 describe('a file that changes while it is read', () => {
   // The walk listed each file's size; the bytes read must end exactly there.
   type When = 'before-open' | 'after-first-chunk';
