@@ -160,7 +160,7 @@ function memory(): void {
       if (i < 500) mkdirSync(dir);
       writeFileSync(join(dir, `f${i}.txt`), `file ${i}\n`);
     }
-    const out = execFileSync(process.execPath, [...flags, import.meta.filename, '--files', String(count), '--root', root], { encoding: 'utf8' });
+    const out = execFileSync(process.execPath, [...flags, import.meta.filename, '--files', String(count), '--root', root, ...(values['v8-defaults'] ? ['--v8-defaults'] : [])], { encoding: 'utf8' });
     rows.push(out.trim().split('\n').pop()!);
     rmSync(root, { recursive: true, force: true });
   }

@@ -7,13 +7,16 @@ import { fileURLToPath } from 'node:url';
 const MIN_MAJOR = 24;
 
 /**
- * V8 flags the kiosk runs with. V8 grows its young generation with the
- * allocation rate (to 3 x 32 MiB here), so a long scan's peak RSS grew with
- * the drive although its live heap stays at about 15 MiB; a 4 MiB semi-space
- * keeps it flat (bench/scan.ts --memory). The flag only works at start-up.
- * `./portcullis` passes the same flags.
+ * V8 flags the kiosk runs with. A scan's live heap stays at 10-20 MiB however
+ * large the drive, but V8 sizes its heap by allocation rate: its young
+ * generation grows to 3 x 32 MiB, and its old generation and code keep
+ * headroom that a long scan fills, so peak RSS still grew with the drive
+ * (bench/scan.ts --memory). A 4 MiB semi-space and V8's optimize-for-size mode
+ * keep it flat, for about 2 CPU-seconds more on the 2 GiB scan bench (whose
+ * time is clamd's). They only work at start-up; `./portcullis` and the
+ * kiosk launcher's shebang pass the same flags (test/unit/node-guard.test.ts).
  */
-export const KIOSK_NODE_FLAGS = ['--max-semi-space-size=4'];
+export const KIOSK_NODE_FLAGS = ['--max-semi-space-size=4', '--optimize-for-size'];
 
 /**
  * Runs `mainUrl`'s `main(argv)` on Node 24 or later with `nodeFlags`: in this

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=4
+#!/usr/bin/env -S node --max-semi-space-size=4 --optimize-for-size
 // Starts the kiosk CLI on Node.js 24 or later; an older Node re-runs it with
 // the project's pinned Node (installed by ./portcullis setup). The shebang gives
 // Node the kiosk's V8 flags (KIOSK_NODE_FLAGS); started any other way, the guard

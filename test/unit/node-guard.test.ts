@@ -3,7 +3,7 @@
  * flat only with them), however it is started; the agent runs in-process.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -71,7 +71,15 @@ describe('runOnSupportedNode', () => {
     expect(out).toContain('"stopped":true');
   });
 
-  it('names a semi-space size that this Node accepts', () => {
+  it('is the same set of flags in every kiosk launcher: the shebang and ./portcullis', () => {
+    const shebang = readFileSync(join(import.meta.dirname, '../../kiosk/bin/portcullis-kiosk.js'), 'utf8').split('\n')[0];
+    expect(shebang).toBe(`#!/usr/bin/env -S node ${KIOSK_NODE_FLAGS.join(' ')}`);
+    const script = readFileSync(join(import.meta.dirname, '../../portcullis'), 'utf8');
+    expect(/^kiosk_flags="(.*)"$/m.exec(script)?.[1]).toBe(KIOSK_NODE_FLAGS.join(' '));
+    expect(script).toMatch(/kiosk\) exec node \$kiosk_flags /);
+  });
+
+  it('names V8 flags that this Node accepts', () => {
     expect(execFileSync(process.execPath, [...KIOSK_NODE_FLAGS, '-e', 'console.log("ok")'], { encoding: 'utf8' }).trim()).toBe('ok');
   });
 });
