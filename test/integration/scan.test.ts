@@ -3,7 +3,7 @@
  * project's test database and the real YARA rules, on generated drive trees.
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,7 +12,9 @@ import { EICAR } from '../../kiosk/clamav/test-database.ts';
 import { DEFAULT_RULES_DIR, startEngines, type Engines } from '../../kiosk/engines.ts';
 import { preferredBlake3 } from '../../kiosk/hash-file.ts';
 import { loadPolicy, parsePolicy, type LoadedPolicy } from '../../kiosk/policy.ts';
+import { openAuditStore } from '../../kiosk/audit/store.ts';
 import type { FileDecision } from '../../kiosk/scan/decide.ts';
+import { scanCommand } from '../../kiosk/scan/scan-command.ts';
 import { scanDrive, type ScanReport } from '../../kiosk/scan/scan-session.ts';
 import { eicarZip, encryptedZip, nestZip, overlappingZip, zeroBombZip } from '../fixtures/archives/corpus.ts';
 
@@ -184,6 +186,38 @@ describe('kiosk scan with the real clamd and YARA rules', () => {
     const file = byPath(report).get('data/big.dat')!;
     expect(file.verdict).toBe('clean');
     expect(file.digest?.sha256).toBe(createHash('sha256').update(body).digest('hex'));
+  });
+});
+
+describe('the whole scan command on a drive of many files', () => {
+  it('streams the --json report and the audit record from the ledger: every file once, in order, nothing left in the work folder', async () => {
+    const files: Record<string, string | Uint8Array> = { 'tools/eicar.txt': EICAR, 'docs/Readme.txt': 'a', 'docs/README.TXT': 'b' };
+    for (let i = 0; i < 700; i++) files[`data/d${i % 7}/note-${String(i).padStart(4, '0')}.txt`] = `note ${i}\n`.repeat(60);
+    const root = tree(files);
+    const workDir = mkdtempSync(join(work, 'cmd-work-'));
+    const db = join(work, `cmd-audit-${Date.now()}.db`);
+    const pieces: string[] = [];
+    const exit = await scanCommand({ path: root, json: true, noWrite: true, clamavDb: 'test', dbPath: db, workDir, out: (t) => pieces.push(t), err: () => undefined });
+    expect(pieces.length).toBeGreaterThan(1); // written in batches, not as one string
+    const doc = JSON.parse(pieces.join('\n')) as { verdict: string; files: Array<{ path: string; verdict: string; reasons: Array<{ code: string }> }> };
+    expect(exit).toBe(10);
+    expect(doc.verdict).toBe('partial');
+    const paths = doc.files.map((f) => f.path);
+    expect(paths).toHaveLength(703);
+    expect(paths).toEqual([...Object.keys(files)].sort());
+    const verdictOf = new Map(doc.files.map((f) => [f.path, f]));
+    expect(verdictOf.get('tools/eicar.txt')?.reasons.map((r) => r.code)).toContain('MALWARE');
+    for (const clash of ['docs/Readme.txt', 'docs/README.TXT']) expect(verdictOf.get(clash)?.reasons.map((r) => r.code)).toEqual(['UNSAFE_NAME']);
+    expect(doc.files.filter((f) => f.verdict === 'clean')).toHaveLength(700);
+    // The audit record holds the same files, read from the same ledger.
+    const store = openAuditStore(db, { readonly: true });
+    const scanId = store.listScans({}).at(-1)!.scanId;
+    const recorded = store.getScan(scanId)!;
+    store.close();
+    expect(recorded.status).toBe('partial');
+    expect(recorded.files.map((f) => f.path).sort()).toEqual([...paths].sort());
+    // The ledger was unlinked when it was opened; only the engines' folder remains.
+    expect(readdirSync(workDir).filter((n) => n.includes('ledger'))).toEqual([]);
   });
 });
 
