@@ -14,6 +14,11 @@ export function encodeCommand(name: 'PING' | 'VERSION' | 'INSTREAM'): Uint8Array
 // its echo in the answer is unambiguous. The kiosk only ever names its own spool files.
 const SCAN_PATH = /^\/[\x21-\x7e]{1,4000}$/;
 
+/** Whether clamd may be asked to SCAN `path` (see SCAN_PATH); folders are checked with room for a file name. */
+export function isScanPath(path: string): boolean {
+  return SCAN_PATH.test(path);
+}
+
 /** `zSCAN <path>\0`, for a path the kiosk made itself (see SCAN_PATH). */
 export function encodeScanCommand(path: string): Uint8Array {
   if (!SCAN_PATH.test(path)) {

@@ -3,7 +3,7 @@
  * project's test database and the real YARA rules, on generated drive trees.
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -228,6 +228,14 @@ describe('the clamd the kiosk starts', () => {
     const readTimeout = Number(/^ReadTimeout (\d+)$/m.exec(conf)?.[1]);
     expect(maxScanTime).toBe(policy.policy.clamav.maxScanSeconds * 1000);
     expect(readTimeout).toBeGreaterThanOrEqual(policy.policy.clamav.maxScanSeconds + 60);
+  });
+
+  it('refuses a work folder whose path clamd could not be told, before starting anything', async () => {
+    const spaced = join(work, 'work folder');
+    const error = await startEngines({ clamavDb: 'test', rulesDir: DEFAULT_RULES_DIR, workDir: spaced, policy: policy.policy }).then(() => null, (e: unknown) => e);
+    expect((error as { code?: string } | null)?.code).toBe('SCANNER_CONFIG');
+    expect(String((error as Error).message)).toContain('--work-dir');
+    expect(existsSync(spaced)).toBe(false); // nothing made, so no clamd was started there
   });
 });
 
