@@ -1,11 +1,12 @@
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { DriveIdentity } from '../../agent/drive-identity.ts';
-import { verifyDrive, type DriveReport } from '../../agent/transfer.ts';
+import { STAGE_ON_WORKERS_FROM_BYTES, verifyDrive, type DriveReport } from '../../agent/transfer.ts';
 import type { TrustStore } from '../../agent/trust-store.ts';
 import { MANIFEST_PATH } from '../../manifest/index.ts';
-import { DEFAULT_IDENTITY, kioskKey, makeDrive, makeTrust, MemoryLog, otherKey } from './fixtures.ts';
+import { DEFAULT_IDENTITY, kioskKey, makeDrive, makeTrust, MemoryLog, otherKey, tempDir, writeTrust } from './fixtures.ts';
 
 const HOUR = 3600 * 1000;
 const files = { 'README.txt': 'hello plant\n', 'firmware/plc-cpu.bin': Buffer.alloc(70_000, 0x5a) };
@@ -102,6 +103,29 @@ describe('verify: the drive-level decision', () => {
     const drive = await makeDrive({ files });
     expect((await verify(drive.root, makeTrust(), null)).report).toMatchObject({ approved: false, code: 'MEDIA_MISMATCH' });
     expect((await verify(drive.root, makeTrust({ policy: { requireMediaBinding: false } }), null)).report).toMatchObject({ approved: true });
+  });
+});
+
+describe('verify: a drive refused after its manifest verified', () => {
+  it('stops the stage threads started early for a large manifest: the agent process ends', async () => {
+    // The threads start as soon as the manifest verifies and the media matches, so they boot while
+    // the drive is walked; a walk that refuses the drive must end them, or they keep the process alive.
+    const drive = await makeDrive({ files: { 'firmware/big.bin': Buffer.alloc(STAGE_ON_WORKERS_FROM_BYTES + 1024, 7), 'README.txt': 'hello plant\n' } });
+    const dir = tempDir('early-stager');
+    const identity = join(dir, 'identity.json');
+    writeFileSync(identity, JSON.stringify(DEFAULT_IDENTITY));
+    const agent = join(import.meta.dirname, '../../agent/main.ts');
+    const run = (): ReturnType<typeof spawnSync> => spawnSync(process.execPath, [agent, 'verify', drive.root, '--trust', writeTrust(), '--identity', identity, '--log', join(dir, 'agent.log.jsonl'), '--json'], { encoding: 'utf8', timeout: 30_000 });
+    // First the drive as signed: the threads do the work and the process ends.
+    const passed = run();
+    expect(passed.status).toBe(0);
+    expect(JSON.parse(String(passed.stdout))).toMatchObject({ approved: true });
+    // Then folders nested past the walk's limit: refused after the threads started.
+    mkdirSync(join(drive.root, ...Array.from({ length: 70 }, (_, i) => `n${i}`)), { recursive: true });
+    const refused = run();
+    expect(refused.error).toBeUndefined(); // not killed by the timeout
+    expect(refused.status).toBe(20);
+    expect(JSON.parse(String(refused.stdout))).toMatchObject({ approved: false, code: 'DRIVE_LIMIT_EXCEEDED' });
   });
 });
 
