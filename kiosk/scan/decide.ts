@@ -39,7 +39,8 @@ export type DriveReasonCode =
   | 'SCAN_ABORTED'
   | 'DEVICE_REFUSED'
   | 'MEDIA_FULL'
-  | 'MANIFEST_WRITE_FAILED';
+  | 'MANIFEST_WRITE_FAILED'
+  | 'WORK_FOLDER_FAILED';
 
 export interface DriveReason {
   readonly code: DriveReasonCode;

@@ -15,13 +15,25 @@ import { randomBytes } from 'node:crypto';
 import { rmSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { collisionKey, type EntryKind } from '../../manifest/index.ts';
+import { collisionKey, PortcullisError, type EntryKind } from '../../manifest/index.ts';
 import type { AllowlistEntry } from '../allowlist.ts';
 import type { FileDecision, FileVerdict, Reason } from './decide.ts';
 import type { WalkEntry } from './walk.ts';
 
 const PAGE_ROWS = 256; // rows per read and per write batch
 const DETAILS_PER_ENTRY = 3; // other names given in a same-name reason; the rest are counted
+
+/**
+ * The ledger failed (its work folder is full or gone): the scan cannot go on
+ * and the drive is rejected with WORK_FOLDER_FAILED, never partly approved.
+ */
+export class ScanLedgerError extends PortcullisError<'WORK_FOLDER_FAILED'> {}
+
+function ledgerFailure(dir: string, error: unknown): ScanLedgerError {
+  const code = (error as { code?: unknown }).code;
+  const what = `${typeof code === 'string' ? `${code}: ` : ''}${error instanceof Error ? error.message : String(error)}`;
+  return new ScanLedgerError('WORK_FOLDER_FAILED', `the scan's ledger in the work folder ${JSON.stringify(dir)} failed (${what}): free space there or choose another --work-dir, then scan the drive again`, { cause: error });
+}
 
 /** A file the walk listed, with the collision reasons found for its name. */
 export interface LedgerEntry {
@@ -90,8 +102,11 @@ export class ScanLedger {
   #passing = 0;
   #closed = false;
 
-  private constructor(db: Database.Database) {
+  readonly #dir: string;
+
+  private constructor(db: Database.Database, dir: string) {
     this.#db = db;
+    this.#dir = dir;
     this.#insertEntry = db.prepare('INSERT INTO entries (id, path, display, raw, kind, size, depth, ino, dev, ckey) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)');
     this.#insertFile = db.prepare(`INSERT INTO files (entry_id, sort_key, path, display, size, sha256, blake3, verdict, reasons, allowlist_entry, controlled_class)
       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
@@ -100,7 +115,12 @@ export class ScanLedger {
   /** A new, empty ledger in `dir` (which should be the kiosk's private work folder). */
   static open(dir: string): ScanLedger {
     const path = join(dir, `.scan-ledger-${randomBytes(8).toString('hex')}.db`);
-    const db = new Database(path);
+    let db: Database.Database;
+    try {
+      db = new Database(path);
+    } catch (error) {
+      throw ledgerFailure(dir, error);
+    }
     try {
       // Scratch: no journal file (better-sqlite3's defensive mode refuses OFF) and no fsync.
       // Batches append to fresh tables, so the in-memory journal stays a few pages.
@@ -117,9 +137,9 @@ export class ScanLedger {
     } catch (error) {
       db.close();
       rmSync(path, { force: true }); // best effort: the first error is the one to report
-      throw error;
+      throw ledgerFailure(dir, error);
     }
-    return new ScanLedger(db);
+    return new ScanLedger(db, dir);
   }
 
   /** Files listed so far (regular or not; folders are not counted). */
@@ -137,7 +157,7 @@ export class ScanLedger {
     this.#entries++;
     const ckey = entry.path === null ? null : collisionKey(entry.path);
     this.#pendingEntries.push([this.#entries, entry.path, entry.display, entry.rawPath, entry.kind, entry.size, entry.depth, entry.ino, entry.dev, ckey]);
-    if (this.#pendingEntries.length >= PAGE_ROWS) this.#flushEntries();
+    if (this.#pendingEntries.length >= PAGE_ROWS) this.#guard(() => this.#flushEntries());
   }
 
   /** Records a file's decision; `entryId` is null for what the walk could not list as a file (deep folders, unreadable folders, unseen names). */
@@ -149,7 +169,17 @@ export class ScanLedger {
       JSON.stringify(f.reasons.map((r) => ({ code: r.code, detail: r.detail }))),
       f.allowlistEntry === null ? null : JSON.stringify(f.allowlistEntry), f.controlledClass,
     ]);
-    if (this.#pendingFiles.length >= PAGE_ROWS) this.#flushFiles();
+    if (this.#pendingFiles.length >= PAGE_ROWS) this.#guard(() => this.#flushFiles());
+  }
+
+  /** Runs a ledger operation; a SQLite failure (full or vanished work folder) becomes a ScanLedgerError. */
+  #guard<T>(operation: () => T): T {
+    try {
+      return operation();
+    } catch (error) {
+      if (error instanceof ScanLedgerError || this.#closed) throw error;
+      throw ledgerFailure(this.#dir, error);
+    }
   }
 
   /**
@@ -159,6 +189,10 @@ export class ScanLedger {
    * folder collides with it). Call once, after the walk.
    */
   findCollisions(): void {
+    this.#guard(() => this.#findCollisions());
+  }
+
+  #findCollisions(): void {
     this.#flushEntries();
     // All in SQL, so a hostile drive of colliding names costs no JS memory.
     this.#db.transaction(() => {
@@ -198,6 +232,10 @@ export class ScanLedger {
 
   /** Listed entries in walk order from `afterId` on, a page at a time, with their collision reasons. */
   entriesAfter(afterId: number): LedgerEntry[] {
+    return this.#guard(() => this.#entriesAfter(afterId));
+  }
+
+  #entriesAfter(afterId: number): LedgerEntry[] {
     this.#flushEntries();
     const rows = this.#db.prepare(`
       SELECT e.id, e.path, e.display, e.raw, e.kind, e.size, e.depth, e.ino, e.dev,
@@ -208,6 +246,10 @@ export class ScanLedger {
 
   /** Listed entries with no decision yet, in walk order from `afterId` on, a page at a time. */
   undecidedAfter(afterId: number): LedgerEntry[] {
+    return this.#guard(() => this.#undecidedAfter(afterId));
+  }
+
+  #undecidedAfter(afterId: number): LedgerEntry[] {
     this.#flushEntries();
     this.#flushFiles();
     const rows = this.#db.prepare(`
@@ -225,16 +267,21 @@ export class ScanLedger {
   }
 
   *#iterateFiles(): Generator<FileDecision> {
-    this.#flushFiles();
-    const first = this.#db.prepare(`SELECT * FROM files ORDER BY sort_key, id LIMIT ${PAGE_ROWS}`);
-    const next = this.#db.prepare(`SELECT * FROM files WHERE (sort_key, id) > (?, ?) ORDER BY sort_key, id LIMIT ${PAGE_ROWS}`);
-    let page = first.all() as FileRow[];
+    if (this.#closed) throw new Error('the scan ledger was closed before its files were read');
+    const { first, next } = this.#guard(() => {
+      this.#flushFiles();
+      return {
+        first: this.#db.prepare(`SELECT * FROM files ORDER BY sort_key, id LIMIT ${PAGE_ROWS}`),
+        next: this.#db.prepare(`SELECT * FROM files WHERE (sort_key, id) > (?, ?) ORDER BY sort_key, id LIMIT ${PAGE_ROWS}`),
+      };
+    });
+    let page = this.#guard(() => first.all() as FileRow[]);
     while (page.length > 0) {
       for (const row of page) yield toFileDecision(row);
       if (page.length < PAGE_ROWS) return;
       const last = page[page.length - 1]!;
       if (this.#closed) throw new Error('the scan ledger was closed while its files were being read');
-      page = next.all(last.sort_key, last.id) as FileRow[];
+      page = this.#guard(() => next.all(last.sort_key, last.id) as FileRow[]);
     }
   }
 

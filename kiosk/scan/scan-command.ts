@@ -22,6 +22,7 @@ import { preferredBlake3 } from '../hash-file.ts';
 import { loadSigningKey } from '../keygen.ts';
 import { loadPolicy, type LoadedPolicy } from '../policy.ts';
 import { blockPassing, ENGINE_FAILURES, type Decision, type DriveReason } from './decide.ts';
+import { ScanLedgerError } from './ledger.ts';
 import { exitCodeFor, scanJsonLines, scanTextLines, type ScanSummaryInput } from './report.ts';
 import { scanDrive, type ScanProgress, type ScanReport } from './scan-session.ts';
 
@@ -161,9 +162,13 @@ export async function runScan(options: ScanCommandOptions): Promise<ScanOutcome>
       });
     } catch (error) {
       if (!(error instanceof PortcullisError)) throw error;
-      // Engines that cannot start or fail their self-test reject the drive, with the reason.
+      // Engines that cannot start or fail their self-test, or a work folder that fails
+      // under the scan's ledger, reject the drive, with the reason.
+      const reason: DriveReason = error instanceof ScanLedgerError
+        ? { code: 'WORK_FOLDER_FAILED', detail: error.message }
+        : { code: 'ENGINE_NOT_READY', detail: `${error.code}: ${error.message}` };
       report = {
-        decision: { verdict: 'rejected', files: [], driveReasons: [{ code: 'ENGINE_NOT_READY', detail: `${error.code}: ${error.message}` }] },
+        decision: { verdict: 'rejected', files: [], driveReasons: [reason] },
         stats: { files: 0, bytes: 0, entries: 0 },
         manifestFolderExtras: [],
         durations: { walkMs: 0, scanMs: 0, totalMs: 0 },

@@ -15,7 +15,7 @@ import type { Allowlist } from '../allowlist.ts';
 import { clamdFileLimit, type LoadedPolicy } from '../policy.ts';
 import { decideFile, settleDrive, type Decision, type DriveReason, type DriveReasonCode, type EngineName, type Observation, type Reason } from './decide.ts';
 import { checkType, extensionsOf, SNIFF_BYTES, type ContentKind } from './file-type.ts';
-import { ScanLedger, type LedgerEntry } from './ledger.ts';
+import { ScanLedger, ScanLedgerError, type LedgerEntry } from './ledger.ts';
 import { walkDrive, type WalkEntry } from './walk.ts';
 import { isZipHead, ZipBombCheck } from './zip-check.ts';
 
@@ -306,6 +306,7 @@ export async function scanDrive(root: string, deps: ScanDeps): Promise<ScanRepor
         if (ledger.entryCount % 256 === 0) deps.onProgress?.({ phase: 'walking', filesTotal: ledger.entryCount, bytesTotal, filesDone: 0, bytesDone: 0, current: null });
       }
     } catch (error) {
+      if (error instanceof ScanLedgerError) throw error; // the work folder, not the drive
       if (deps.signal?.aborted) driveReasons.push({ code: 'SCAN_ABORTED', detail: 'the scan was stopped' });
       else driveReasons.push({ code: 'WALK_ERROR', detail: (error as Error).message });
     }

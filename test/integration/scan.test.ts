@@ -2,6 +2,7 @@
  * The kiosk's scan, end to end, against the real clamd (Debian's) with the
  * project's test database and the real YARA rules, on generated drive trees.
  */
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,7 +15,7 @@ import { preferredBlake3 } from '../../kiosk/hash-file.ts';
 import { loadPolicy, parsePolicy, type LoadedPolicy } from '../../kiosk/policy.ts';
 import { openAuditStore } from '../../kiosk/audit/store.ts';
 import type { FileDecision } from '../../kiosk/scan/decide.ts';
-import { scanCommand } from '../../kiosk/scan/scan-command.ts';
+import { runScan, scanCommand } from '../../kiosk/scan/scan-command.ts';
 import { scanDrive, type ScanReport } from '../../kiosk/scan/scan-session.ts';
 import { eicarZip, encryptedZip, nestZip, overlappingZip, zeroBombZip } from '../fixtures/archives/corpus.ts';
 
@@ -218,6 +219,38 @@ describe('the whole scan command on a drive of many files', () => {
     expect(recorded.files.map((f) => f.path).sort()).toEqual([...paths].sort());
     // The ledger was unlinked when it was opened; only the engines' folder remains.
     expect(readdirSync(workDir).filter((n) => n.includes('ledger'))).toEqual([]);
+  });
+});
+
+describe('a work folder that fills up under the scan', () => {
+  it('rejects the drive with WORK_FOLDER_FAILED and records it, never a partial approval', async () => {
+    // A real full filesystem: a small tmpfs as the work folder (engines fit, the ledger of 10 000 files does not).
+    const small = mkdtempSync(join(work, 'tiny-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=768k,mode=0700', 'tmpfs', small]);
+    try {
+      const files: Record<string, string> = {};
+      for (let i = 0; i < 10_000; i++) files[`d${i % 20}/file-with-a-longer-name-${i}.txt`] = 'x';
+      const root = tree(files);
+      const db = join(work, `tiny-audit-${Date.now()}.db`);
+      const outcome = await runScan({ path: root, json: true, noWrite: true, clamavDb: 'test', dbPath: db, workDir: small, out: () => undefined, err: () => undefined });
+      try {
+        expect(outcome.exitCode).toBe(20);
+        const { decision } = outcome.summary.report;
+        expect(decision.verdict).toBe('rejected');
+        expect(decision.driveReasons.map((r) => r.code)).toEqual(['WORK_FOLDER_FAILED']);
+        expect(decision.driveReasons[0]?.detail).toContain('--work-dir');
+        expect([...decision.files]).toEqual([]);
+      } finally {
+        outcome.summary.report.close();
+      }
+      const store = openAuditStore(db, { readonly: true });
+      const recorded = store.getScan(outcome.scanId);
+      store.close();
+      expect(recorded?.status).toBe('rejected');
+      expect(recorded?.driveReasons.map((r) => r.code)).toEqual(['WORK_FOLDER_FAILED']);
+    } finally {
+      execFileSync('umount', [small]);
+    }
   });
 });
 
