@@ -40,7 +40,11 @@ export function runOnSupportedNode(mainUrl, what, nodeFlags = []) {
   let node = process.execPath;
   if (major < MIN_MAJOR) {
     const tools = fileURLToPath(new URL('../.tools/', import.meta.url));
-    const dir = existsSync(tools) ? readdirSync(tools).filter((d) => d.startsWith('node-v24.')).sort().pop() : undefined;
+    // The newest pinned Node for this machine: versions compared as numbers (v24.9 < v24.21).
+    const suffix = `-linux-${process.arch}`;
+    const version = (d) => d.slice('node-v'.length, -suffix.length).split('.').map(Number);
+    const newer = (a, b) => { for (let i = 0; i < 3; i++) if (version(a)[i] !== version(b)[i]) return version(a)[i] - version(b)[i]; return 0; };
+    const dir = existsSync(tools) ? readdirSync(tools).filter((d) => d.startsWith('node-v24.') && d.endsWith(suffix)).sort(newer).pop() : undefined;
     node = dir ? `${tools}${dir}/bin/node` : undefined;
     if (!node || !existsSync(node)) {
       console.error(`portcullis-${what}: needs Node.js ${MIN_MAJOR} or later (this is ${process.version}); run ./portcullis setup`);
@@ -52,7 +56,14 @@ export function runOnSupportedNode(mainUrl, what, nodeFlags = []) {
   // manager sends to this process alone: a station stopped with SIGTERM must still unmount
   // and stop clamd. Ctrl-C reaches the child from the terminal itself (same process group),
   // so SIGINT is only kept from ending this process early, not sent a second time.
-  const child = spawn(node, [...process.execArgv.filter((a) => !nodeFlags.includes(a)), ...nodeFlags, fileURLToPath(mainUrl), ...process.argv.slice(2)], { stdio: 'inherit' });
+  let child;
+  try {
+    child = spawn(node, [...process.execArgv.filter((a) => !nodeFlags.includes(a)), ...nodeFlags, fileURLToPath(mainUrl), ...process.argv.slice(2)], { stdio: 'inherit' });
+  } catch (error) {
+    console.error(`portcullis-${what}: cannot start ${node}: ${error.message}`);
+    process.exitCode = 70;
+    return;
+  }
   const forward = (signal) => () => child.kill(signal);
   const handlers = { SIGTERM: forward('SIGTERM'), SIGHUP: forward('SIGHUP'), SIGINT: () => {} };
   for (const [signal, handler] of Object.entries(handlers)) process.on(signal, handler);
@@ -62,7 +73,12 @@ export function runOnSupportedNode(mainUrl, what, nodeFlags = []) {
   });
   child.on('exit', (code, signal) => {
     for (const [name, handler] of Object.entries(handlers)) process.off(name, handler);
-    if (signal) console.error(`portcullis-${what}: ended by ${signal}`);
-    process.exitCode = code ?? 128 + (constants.signals[signal] ?? 0);
+    if (signal) {
+      // End the same way, so a shell or service manager sees the signal, not an ordinary failure.
+      process.exitCode = 128 + (constants.signals[signal] ?? 0);
+      process.kill(process.pid, signal);
+      return;
+    }
+    process.exitCode = code ?? 70;
   });
 }

@@ -18,7 +18,7 @@ import { chown, lstat, mkdir, realpath, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { ClamdClient } from './client.ts';
 import { ScannerError } from './errors.ts';
-import type { ScanResult } from './protocol.ts';
+import { isScanPath, type ScanResult } from './protocol.ts';
 import type { ClamdSessionPool } from './session.ts';
 
 export interface SpoolOwner {
@@ -55,7 +55,11 @@ export class SpoolScanner {
       throw new ScannerError('SCANNER_CONFIG', `the spool folder ${dir} is not a private folder of the kiosk (or of clamd's account): refusing to use it`);
     }
     // clamd echoes the path it resolved: name files by the real path so the answer matches exactly.
-    return new SpoolScanner(await realpath(dir), client, owner);
+    const real = await realpath(dir);
+    if (!isScanPath(join(real, 'x'.repeat(32)))) {
+      throw new ScannerError('SCANNER_CONFIG', `the spool folder ${JSON.stringify(real)} (the work folder, resolved) cannot be named to clamd: its SCAN command takes only printable ASCII without spaces; choose another --work-dir`);
+    }
+    return new SpoolScanner(real, client, owner);
   }
 
   /** Ends the idle clamd sessions; later scans fail. */

@@ -134,12 +134,12 @@ export class ScanLedger {
       db.pragma('cache_size = -2048'); // KiB: a small, bounded page cache, whatever the drive holds (better-sqlite3's default is 16 MiB)
       db.exec(SCHEMA);
       unlinkSync(path);
+      return new ScanLedger(db, dir);
     } catch (error) {
       db.close();
       rmSync(path, { force: true }); // best effort: the first error is the one to report
       throw ledgerFailure(dir, error);
     }
-    return new ScanLedger(db, dir);
   }
 
   /** Files listed so far (regular or not; folders are not counted). */

@@ -94,6 +94,13 @@ describe('resultView', () => {
     expect(resultView(d, null).engineFailure?.code).toBe('ENGINE_NOT_READY');
   });
 
+  it('marks a drive rejected because the work folder failed as not checked, not as a bad drive', () => {
+    const d: Decision = { verdict: 'rejected', driveReasons: [{ code: 'WORK_FOLDER_FAILED', detail: 'full' }], files: [] };
+    expect(resultView(d, null).engineFailure?.code).toBe('WORK_FOLDER_FAILED');
+    const bad: Decision = { verdict: 'rejected', driveReasons: [{ code: 'NO_FILES', detail: 'empty' }], files: [] };
+    expect(resultView(bad, null).engineFailure).toBeNull();
+  });
+
   it('lists blocked files with their reason codes once each, and drops the expiry of a rejected drive', () => {
     const d: Decision = {
       verdict: 'rejected',

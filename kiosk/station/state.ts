@@ -174,7 +174,7 @@ export function reduce(state: StationState, event: StationEvent): StationState {
 }
 
 /** Drive reasons that mean the drive was not checked at all. */
-const ENGINE_FAILURES: ReadonlySet<string> = new Set(['SCANNER_UNAVAILABLE', 'SCANNER_TIMEOUT', 'SCANNER_PROTOCOL', 'SCANNER_ERROR', 'ENGINE_NOT_READY']);
+const ENGINE_FAILURES: ReadonlySet<string> = new Set(['SCANNER_UNAVAILABLE', 'SCANNER_TIMEOUT', 'SCANNER_PROTOCOL', 'SCANNER_ERROR', 'ENGINE_NOT_READY', 'WORK_FOLDER_FAILED']);
 
 const BLOCKED_KEPT = 100; // blocked files the result view names; the rest are counted
 

@@ -366,8 +366,11 @@ export function waitForState(station: StationStore, predicate: (state: StationSt
   });
 }
 
+const STOP_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
+
 /** `portcullis-kiosk run [--demo]`; returns the exit code. */
 export async function runStation(options: StationOptions = {}): Promise<number> {
+  let stopHandler: (() => void) | null = null;
   let source = options.source;
   let stationOptions: StationOptions = options;
   let demoDevice: DeviceRecord | null = null;
@@ -432,18 +435,20 @@ export async function runStation(options: StationOptions = {}): Promise<number> 
       // The demo drive holds blocked files beside clean ones: partial is the right answer.
       return verdict === 'partial' ? EXIT.OK : EXIT.FAILURE;
     }
+    // Stop signals stay handled (repeats ignored) until the clean-up below is done: a second
+    // SIGTERM (a service manager signals the whole group; the launcher forwards one too) must not
+    // kill the kiosk with a drive mounted and clamd running.
     await new Promise<void>((resolveStop) => {
       const stop = (): void => resolveStop();
       options.signal?.addEventListener('abort', stop, { once: true });
-      if (!options.signal) {
-        process.once('SIGTERM', stop);
-        process.once('SIGINT', stop);
-      }
+      if (!options.signal) for (const name of STOP_SIGNALS) process.on(name, stop);
+      stopHandler = stop;
     });
     return EXIT.OK;
   } finally {
     await station.stop();
     unsubscribe?.();
     ink?.unmount();
+    if (stopHandler) for (const name of STOP_SIGNALS) process.off(name, stopHandler);
   }
 }

@@ -61,14 +61,29 @@ describe('runOnSupportedNode', () => {
     expect((agent.lines[1] as { pid: number }).pid).toBe((agent.lines[0] as { launcherPid: number }).launcherPid);
   });
 
-  it('passes a SIGTERM sent to the launcher on to the kiosk, which stops cleanly', async () => {
+  it('passes a SIGTERM sent to the launcher on to the kiosk, which stops cleanly', { timeout: 20_000 }, async () => {
     const parent = spawn(process.execPath, [launcher(KIOSK_NODE_FLAGS), 'run', 'wait'], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
-    const exited = new Promise<number | null>((resolve) => parent.on('exit', (code) => resolve(code)));
-    await new Promise<void>((resolve) => parent.stdout.on('data', (d: Buffer) => { out += d.toString(); if (out.includes('"ready":true')) resolve(); }));
-    parent.kill('SIGTERM');
-    expect(await exited).toBe(3);
-    expect(out).toContain('"stopped":true');
+    try {
+      const exited = new Promise<number | null>((resolve) => parent.on('exit', (code) => resolve(code)));
+      await new Promise<void>((resolve) => parent.stdout.on('data', (d: Buffer) => { out += d.toString(); if (out.includes('"ready":true')) resolve(); }));
+      parent.kill('SIGTERM');
+      expect(await exited).toBe(3);
+      expect(out).toContain('"stopped":true');
+    } finally {
+      // A broken forward leaves both processes waiting: end them, so the run does not hang.
+      const child = /"pid":(\d+)/.exec(out)?.[1];
+      if (child) try { process.kill(Number(child), 'SIGKILL'); } catch { /* already ended */ }
+      parent.kill('SIGKILL');
+    }
+  });
+
+  it('ends by the same signal when the kiosk is killed by one', () => {
+    const bin = launcher(KIOSK_NODE_FLAGS);
+    const main = join(dir, 'main.mjs');
+    writeFileSync(main, 'export async function main() { process.kill(process.pid, "SIGKILL"); }\nif (import.meta.main) await main();\n');
+    const r = spawnSync(process.execPath, [bin], { encoding: 'utf8' });
+    expect(r.signal).toBe('SIGKILL');
   });
 
   it('is the same set of flags in every kiosk launcher: the shebang and ./portcullis', () => {
