@@ -222,10 +222,9 @@ describe('the whole scan command on a drive of many files', () => {
   });
 });
 
-const asRoot = process.getuid?.() === 0;
-
 describe('a work folder that fills up under the scan', () => {
-  it.skipIf(!asRoot)('rejects the drive with WORK_FOLDER_FAILED and records it, never a partial approval (root: mounts a tmpfs)', async () => {
+  // Mounts a tmpfs, so it needs root, as the project's set-up and its loop-device and FUSE tests do.
+  it('rejects the drive with WORK_FOLDER_FAILED and records it, never a partial approval', async () => {
     // A real full filesystem: a small tmpfs as the work folder (the engines' files fit, the ledger of 20 000 files does not).
     const small = mkdtempSync(join(work, 'tiny-'));
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1280k,mode=0700', 'tmpfs', small]);
