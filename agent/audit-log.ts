@@ -13,7 +13,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { closeSync, constants, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, statSync, unlinkSync, writeSync } from 'node:fs';
-import { canonicalize, escapeForDisplay, isDisplaySafe } from '../manifest/index.ts';
+import { canonicalize, displayText, escapeForDisplay } from '../manifest/index.ts';
 import { integer, nullable, object, oneOf, parse, formatIssues, string } from '../manifest/schema.ts';
 import { AgentError } from './errors.ts';
 
@@ -258,7 +258,7 @@ export class AuditLog implements AuditSink {
       digests: event.digests ?? null,
       outcome: event.outcome,
       code: event.code,
-      reason: clipText(isDisplaySafe(event.reason) ? event.reason : escapeForDisplay(event.reason)),
+      reason: clipText(displayText(event.reason)),
     };
     const { hash, text } = hashedRecordText(body);
     const record: LogRecord = { ...body, hash };

@@ -153,6 +153,11 @@ export function isDisplaySafe(text: string): boolean {
   return text.isWellFormed() && !CONTROL.test(text) && !BIDI.test(text);
 }
 
+/** Text as it is stored and shown: unchanged when display-safe, else escaped (control, bidi, lone surrogates). */
+export function displayText(text: string): string {
+  return isDisplaySafe(text) ? text : escapeForDisplay(text);
+}
+
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 
 /** A name read as raw bytes: its text when it is valid UTF-8, else null. */

@@ -14,7 +14,7 @@
  */
 import Database from 'better-sqlite3';
 import { canonicalize, type JsonValue } from '../../manifest/canonical-json.ts';
-import { escapeForDisplay, isDisplaySafe } from '../../manifest/names.ts';
+import { displayText } from '../../manifest/names.ts';
 import type { Predicate } from '../../manifest/statement.ts';
 import type { Decision, DriveVerdict, FileDecision } from '../scan/decide.ts';
 import type { ScanReport } from '../scan/scan-session.ts';
@@ -41,10 +41,8 @@ export const KNOWN_EVENT_TYPES = [
   'KEY_GENERATED',
 ] as const;
 
-/** Text as it is stored and shown: unchanged when display-safe, else escaped (control, bidi, lone surrogates). */
-export function displayText(text: string): string {
-  return isDisplaySafe(text) ? text : escapeForDisplay(text);
-}
+/** Text as it is stored and shown (manifest/names.ts); re-exported for the audit and review modules. */
+export { displayText };
 
 export interface AuditStoreOptions {
   readonly now?: () => Date;

@@ -7,7 +7,7 @@
 import { createHash, randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { PortcullisError } from '../../manifest/errors.ts';
-import { escapeForDisplay, isDisplaySafe } from '../../manifest/names.ts';
+import { displayText, escapeForDisplay } from '../../manifest/names.ts';
 import { formatIssues, integer, nullable, object, oneOf, parse, string } from '../../manifest/schema.ts';
 import { OUTCOMES, verifyLogBytes, type LogRecord } from '../../agent/audit-log.ts';
 
@@ -114,7 +114,7 @@ const exportRowSchema = object({
   hash: hex64,
 });
 
-const safe = (s: string | null): string | null => (s === null ? null : isDisplaySafe(s) ? s : escapeForDisplay(s));
+const safe = (s: string | null): string | null => (s === null ? null : displayText(s));
 
 function scryptAsync(password: string, salt: Buffer, options: ScryptOptions): Promise<Buffer> {
   return new Promise((resolve, reject) => {

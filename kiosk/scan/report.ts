@@ -2,7 +2,7 @@
  * Renders a scan for people (plain text, every drive-supplied value escaped)
  * and for programs (the documented --json shape).
  */
-import { escapeForDisplay, isDisplaySafe, type Predicate } from '../../manifest/index.ts';
+import { displayText, type Predicate } from '../../manifest/index.ts';
 import { EXIT } from '../exit-codes.ts';
 import type { Decision, DriveVerdict, FileDecision } from './decide.ts';
 import type { ScanReport } from './scan-session.ts';
@@ -82,17 +82,12 @@ const BANNER: Record<DriveVerdict, string> = {
   rejected: 'REJECTED: nothing on this drive may pass',
 };
 
-/** Drive-influenced text (error messages name paths; signature names come from clamd) made safe to print. */
-function safe(text: string): string {
-  return isDisplaySafe(text) ? text : escapeForDisplay(text);
-}
-
 /** The plain-text report, a line at a time (the files are read from the ledger as they are shown). */
 export function* scanTextLines(input: ScanSummaryInput): Generator<string> {
   const d = input.report.decision;
   const mib = (n: number): string => `${(n / 1024 / 1024).toFixed(1)} MiB`;
   yield BANNER[d.verdict];
-  for (const r of d.driveReasons) yield `  drive: ${r.code}: ${safe(r.detail)}`;
+  for (const r of d.driveReasons) yield `  drive: ${r.code}: ${displayText(r.detail)}`;
   const counts = { clean: 0, allowlisted: 0, blocked: 0 };
   for (const f of d.files) counts[f.verdict]++;
   yield `  ${counts.clean + counts.allowlisted + counts.blocked} files, ${mib(input.report.stats.bytes)}: ${counts.clean} clean, ${counts.allowlisted} allowlisted, ${counts.blocked} blocked`;
@@ -100,14 +95,14 @@ export function* scanTextLines(input: ScanSummaryInput): Generator<string> {
     for (const f of d.files) {
       if (f.verdict !== 'blocked') continue;
       yield `  BLOCKED ${f.display}`;
-      for (const r of f.reasons) yield `      ${r.code}: ${safe(r.detail)}`;
+      for (const r of f.reasons) yield `      ${r.code}: ${displayText(r.detail)}`;
     }
   }
   if (counts.allowlisted > 0) {
     for (const f of d.files) {
       if (f.verdict !== 'allowlisted') continue;
       const e = f.allowlistEntry!;
-      yield `  allowlisted ${f.display}  (${safe(e.vendor)} ${safe(e.product)} ${safe(e.version)})`;
+      yield `  allowlisted ${f.display}  (${displayText(e.vendor)} ${displayText(e.product)} ${displayText(e.version)})`;
     }
   }
   for (const extra of input.report.manifestFolderExtras) yield `  note: unexpected item in the drive's .portcullis folder: ${extra}`;
@@ -115,7 +110,7 @@ export function* scanTextLines(input: ScanSummaryInput): Generator<string> {
   const y = input.engines.yara;
   yield `  engines: ${c ? `${c.version}, database ${c.databaseVersion ?? 'unversioned'}${c.databaseTime ? ` (${c.databaseTime})` : ''}` : 'ClamAV not run'}; ${y ? `YARA ${y.ruleCount} rules ${y.ruleSetDigest.slice(0, 19)}...` : 'YARA not run'}`;
   yield `  policy ${input.policy.id}; allowlist ${input.allowlist?.version ?? 'none'}; ${input.report.durations.totalMs} ms`;
-  for (const note of input.notes) yield `  note: ${safe(note)}`;
+  for (const note of input.notes) yield `  note: ${displayText(note)}`;
 }
 
 /** The whole plain-text report as one string (the demo and small drives). */

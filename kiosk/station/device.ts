@@ -8,7 +8,7 @@
  *  - a device with no mass-storage interface is not a drive.
  * The first failing check wins; every refusal carries a stable code.
  */
-import { escapeForDisplay, isDisplaySafe, PortcullisError } from '../../manifest/index.ts';
+import { displayText, PortcullisError } from '../../manifest/index.ts';
 import { array, formatIssues, object, optional, parse, string, type Infer } from '../../manifest/schema.ts';
 
 export type StationErrorCode =
@@ -106,8 +106,7 @@ export type DeviceCheck =
 
 /** Text from a device, safe for a terminal and a log line. */
 export function shownText(text: string | null): string {
-  if (text === null) return '';
-  return isDisplaySafe(text) ? text : escapeForDisplay(text);
+  return text === null ? '' : displayText(text);
 }
 
 export function describeDevice(d: DeviceRecord): string {
