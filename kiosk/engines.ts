@@ -12,8 +12,8 @@ import { join, resolve } from 'node:path';
 import { PortcullisError, type Predicate } from '../manifest/index.ts';
 import { classifyClamdSignature, type ClamdClient } from './clamav/client.ts';
 import { ScannerError } from './clamav/errors.ts';
-import { isScanPath, type ScanResult } from './clamav/protocol.ts';
-import { SpoolScanner } from './clamav/spool.ts';
+import type { ScanResult } from './clamav/protocol.ts';
+import { SpoolScanner, spoolFolderProblem } from './clamav/spool.ts';
 import { connectClamd, startClamd, type ConnectedClamd, type RunningClamd } from './clamav/supervisor.ts';
 import { EICAR, TEST_DATABASE_DESCRIPTION, writeTestDatabase } from './clamav/test-database.ts';
 import { manifestTime } from './build-statement.ts';
@@ -102,9 +102,8 @@ export async function startEngines(options: EngineOptions): Promise<Engines> {
   const status = options.onStatus ?? (() => undefined);
   const workDir = resolve(options.workDir);
   // The spool's files are named to clamd in a SCAN command: say so now, before clamd is started.
-  if (!options.clamdSocket && options.clamdTransport !== 'instream' && !isScanPath(join(workDir, 'spool', 'x'.repeat(32)))) {
-    throw new ScannerError('SCANNER_CONFIG', `the work folder ${JSON.stringify(workDir)} cannot hold clamd's spool: clamd is told each spool file's path in a SCAN command, which takes only printable ASCII without spaces; choose a work folder such as /dev/shm/portcullis (--work-dir)`);
-  }
+  const spoolProblem = !options.clamdSocket && options.clamdTransport !== 'instream' ? spoolFolderProblem(join(workDir, 'spool')) : null;
+  if (spoolProblem !== null) throw new ScannerError('SCANNER_CONFIG', `the work folder's spool ${spoolProblem}`);
   const stagedDb = join(workDir, 'db');
   await rm(stagedDb, { recursive: true, force: true });
   await mkdir(stagedDb, { recursive: true, mode: 0o755 });

@@ -26,6 +26,17 @@ export interface SpoolOwner {
   readonly gid: number;
 }
 
+const SPOOL_NAME_CHARS = 16 + 13 + '.spool'.length; // random prefix, counter (at most 13 hex digits), suffix: see scan()
+
+/**
+ * Why `dir` cannot hold the spool, or null. clamd is told each spool file's
+ * path in a SCAN command, which takes only printable ASCII without spaces.
+ */
+export function spoolFolderProblem(dir: string): string | null {
+  if (isScanPath(join(dir, 'x'.repeat(SPOOL_NAME_CHARS)))) return null;
+  return `${JSON.stringify(dir)} cannot hold clamd's spool: clamd is told each spool file's path in a SCAN command, which takes only printable ASCII without spaces; choose another work folder (--work-dir), such as /dev/shm/portcullis`;
+}
+
 export class SpoolScanner {
   readonly dir: string;
   readonly #sessions: ClamdSessionPool;
@@ -56,9 +67,8 @@ export class SpoolScanner {
     }
     // clamd echoes the path it resolved: name files by the real path so the answer matches exactly.
     const real = await realpath(dir);
-    if (!isScanPath(join(real, 'x'.repeat(32)))) {
-      throw new ScannerError('SCANNER_CONFIG', `the spool folder ${JSON.stringify(real)} (the work folder, resolved) cannot be named to clamd: its SCAN command takes only printable ASCII without spaces; choose another --work-dir`);
-    }
+    const problem = spoolFolderProblem(real); // again with links resolved: that path is the one clamd is told
+    if (problem !== null) throw new ScannerError('SCANNER_CONFIG', `the spool folder ${problem}`);
     return new SpoolScanner(real, client, owner);
   }
 
