@@ -6,7 +6,7 @@
  */
 import type { Stats } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
-import { decodeNameBytes, displayNameBytes, entryKindOf, MANIFEST_FOLDER, type EntryKind } from '../manifest/index.ts';
+import { decodeNameBytes, displayNameBytes, entryKindOf, escapeForDisplay, MANIFEST_FOLDER, type EntryKind } from '../manifest/index.ts';
 
 export type { EntryKind } from '../manifest/index.ts';
 
@@ -101,9 +101,10 @@ export async function walkDrive(root: string, limits: WalkLimits = DEFAULT_WALK_
         }
         queue.push({ abs, rel, depth: dir.depth + 1, inManifest });
       }
+      const path = decodeNameBytes(rel);
       entries.push({
-        path: decodeNameBytes(rel),
-        display: displayNameBytes(rel),
+        path,
+        display: path === null ? displayNameBytes(rel) : escapeForDisplay(path),
         rawPath: abs,
         kind,
         size: kind === 'file' ? stats.size : 0,

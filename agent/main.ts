@@ -228,6 +228,9 @@ function trustCommand(args: string[], io: CliIo): number {
   }
 }
 
+/** Characters of report text gathered before each write. */
+const REPORT_BATCH_CHARS = 64 * 1024;
+
 function printReport(report: DriveReport, json: boolean, io: CliIo): void {
   if (json) {
     io.stdout(`${JSON.stringify(report, null, 2)}\n`);
@@ -241,10 +244,17 @@ function printReport(report: DriveReport, json: boolean, io: CliIo): void {
     io.stdout('nothing may pass from this drive\n');
     return;
   }
+  // Written in batches: a write per line cost a third of a second at the end of an import of 20 000 files.
+  let batch = '';
   for (const f of report.files) {
     const where = f.destination ? ` -> ${f.destination}` : '';
-    io.stdout(f.outcome === 'refused' || f.outcome === 'skipped' ? `  ${f.outcome.padEnd(9)} ${f.path}  ${f.code}: ${f.reason}\n` : `  ${f.outcome.padEnd(9)} ${f.path}${where}\n`);
+    batch += f.outcome === 'refused' || f.outcome === 'skipped' ? `  ${f.outcome.padEnd(9)} ${f.path}  ${f.code}: ${f.reason}\n` : `  ${f.outcome.padEnd(9)} ${f.path}${where}\n`;
+    if (batch.length >= REPORT_BATCH_CHARS) {
+      io.stdout(batch);
+      batch = '';
+    }
   }
+  if (batch !== '') io.stdout(batch);
   const c = report.counts;
   io.stdout(report.mode === 'verify' ? `${c.permitted} permitted, ${c.refused} refused\n` : `${c.imported} imported, ${c.skipped} skipped, ${c.refused} refused\n`);
 }

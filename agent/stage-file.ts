@@ -6,7 +6,7 @@
  */
 import { closeSync, constants, fsyncSync, openSync, unlinkSync, writeSync } from 'node:fs';
 import { open, unlink } from 'node:fs/promises';
-import type { Blake3Factory, DualDigest, FileDigest } from '../manifest/index.ts';
+import type { Blake3Factory, DualDigest, FileDigest } from '../manifest/digest.ts';
 import { readVerified, readVerifiedSync, type ExpectedFile, type VerifiedReadCode } from './verified-copy.ts';
 
 export interface StageRequest {

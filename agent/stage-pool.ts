@@ -8,7 +8,7 @@ import { unlinkSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { stageFile, type StageHooks, type StageRequest, type StageResult } from './stage-file.ts';
-import { IN_FLIGHT, type FromWorker, type StageWorkerData, type ToWorker } from './stage-protocol.ts';
+import { IN_FLIGHT, type FromWorker, type StageJob, type StageWorkerData, type ToWorker } from './stage-protocol.ts';
 
 /** In the single executable: the worker's bundled source (agent/sea/build.ts defines it). */
 declare const PORTCULLIS_STAGE_WORKER_SOURCE: string | undefined;
@@ -76,14 +76,17 @@ export function defaultStageThreads(cores = availableParallelism()): number {
  * files, so a file not yet started can still be aborted here, and one under
  * way through its slot's shared flag.
  */
-export function createStagePool(threads = defaultStageThreads()): Stager & { inHand(): number[] } {
+export function createStagePool(threads = defaultStageThreads()): Stager & { inHand(): number[]; answerMessages(): number } {
   let nextId = 1;
+  let answerMessages = 0;
   let broken: Error | null = null;
   let closing = false;
   const queue: Job[] = [];
   const pool: Thread[] = [];
 
+  /** Gives queued files to threads with free slots; each thread gets this round's files in one message. */
   const dispatch = (): void => {
+    const batches = new Map<Thread, StageJob[]>();
     while (queue.length > 0) {
       // The thread with the fewest files in hand: a few big files must not queue behind each other on one thread.
       let target: { thread: Thread; slot: number; busy: number } | null = null;
@@ -92,7 +95,7 @@ export function createStagePool(threads = defaultStageThreads()): Stager & { inH
         const slot = thread.slots.indexOf(null);
         if (slot !== -1 && (target === null || busy < target.busy)) target = { thread, slot, busy };
       }
-      if (!target) return;
+      if (!target) break;
       const job = queue.shift()!;
       if (job.signal?.aborted) {
         job.resolve(abortedBeforeStart);
@@ -102,8 +105,11 @@ export function createStagePool(threads = defaultStageThreads()): Stager & { inH
       target.thread.slots[target.slot] = job;
       // A small Buffer is a view of Node's shared 8 KiB pool, which structured cloning would copy whole: send the path's bytes alone.
       const source = typeof job.request.source === 'string' ? job.request.source : new Uint8Array(job.request.source);
-      target.thread.worker.postMessage({ type: 'stage', id: job.id, slot: target.slot, request: { ...job.request, source } } satisfies ToWorker);
+      let batch = batches.get(target.thread);
+      if (!batch) batches.set(target.thread, (batch = []));
+      batch.push({ id: job.id, slot: target.slot, request: { ...job.request, source } });
     }
+    for (const [thread, jobs] of batches) thread.worker.postMessage({ type: 'stage', jobs } satisfies ToWorker);
   };
 
   try {
@@ -119,12 +125,15 @@ export function createStagePool(threads = defaultStageThreads()): Stager & { inH
     const flags = new Int32Array(shared);
     const thread: Thread = { worker: startWorker({ abortFlags: shared }), flags, slots: new Array<Job | null>(IN_FLIGHT).fill(null) };
     thread.worker.on('message', (message: FromWorker) => {
-      const slot = thread.slots.findIndex((j) => j?.id === message.id);
-      if (slot === -1) return;
-      const job = thread.slots[slot]!;
-      thread.slots[slot] = null;
-      // An exception inside stageFileSync is a bug; the file is still refused, never passed (fail closed).
-      job.resolve('result' in message ? message.result : { ok: false, code: 'COPY_FAILED', reason: `internal error while staging: ${message.error}`, digest: null });
+      answerMessages++;
+      for (const answer of message.answers) {
+        const slot = thread.slots.findIndex((j) => j?.id === answer.id);
+        if (slot === -1) continue;
+        const job = thread.slots[slot]!;
+        thread.slots[slot] = null;
+        // An exception inside stageFileSync is a bug; the file is still refused, never passed (fail closed).
+        job.resolve('result' in answer ? answer.result : { ok: false, code: 'COPY_FAILED', reason: `internal error while staging: ${answer.error}`, digest: null });
+      }
       dispatch();
     });
     // A worker that dies takes its files with it: they are refused, and so is every later file (fail closed).
@@ -175,6 +184,10 @@ export function createStagePool(threads = defaultStageThreads()): Stager & { inH
     },
     inHand() {
       return pool.map(inHandOf);
+    },
+    /** Messages of answers received so far (a worker answers several files per message). */
+    answerMessages() {
+      return answerMessages;
     },
     async close() {
       closing = true;

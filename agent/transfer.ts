@@ -141,10 +141,15 @@ interface Decided {
 /**
  * Decisions waiting for a group before workers wait for room (bounds memory and the work a failed commit
  * takes back; with one group flushing and one committing, at most three times this many are uncommitted).
+ * A group closes early at half of it.
  */
-const MAX_UNCOMMITTED = 512;
-/** The shortest time from one group to the next: one flush and one log fsync per window instead of per file. */
-const GROUP_WINDOW_MS = 100; // ms
+const MAX_UNCOMMITTED = 2048;
+/**
+ * The shortest time from one group to the next: one flush and one log fsync per window instead of per
+ * file. Each flush waits for the disk, with a fixed cost per call: against 512 and 100 ms, this and
+ * 2048 made a 2 GiB import of 20 000 files about a tenth faster (bench/import.ts).
+ */
+const GROUP_WINDOW_MS = 250; // ms
 
 /**
  * Group commit of per-file decisions. Workers hand over a decision and go on
@@ -185,6 +190,8 @@ class DecisionLog {
   private groupStarted = 0;
 
   private readonly syncFolder: (folder: string) => Promise<void>;
+  /** Called as each group's placing (step 2) begins. */
+  beforePlacing: (() => void) | null = null;
 
   constructor(log: AuditSink, flushStaged: (() => Promise<void>) | null = null, syncFolder: (folder: string) => Promise<void> = syncFolderAsync) {
     this.log = log;
@@ -405,6 +412,7 @@ class DecisionLog {
 
   /** Step 2: each staged file is placed under its name, one at a time (after the flush: none if it failed). */
   private async place(group: readonly PendingDecision[], flushFailure: unknown): Promise<void> {
+    this.beforePlacing?.();
     for (const d of group) {
       if (!d.place) continue;
       const decision = await d.place(flushFailure);
@@ -688,6 +696,8 @@ class FolderNames {
   private readonly listings = new Map<string, Promise<Map<string, string> | null>>();
   /** Folders already checked to be real folders (lstat, not a link or junction) during this import. */
   readonly realFolders = new Set<string>();
+  /** Folders stillFolder() has checked in the group being placed. */
+  private readonly recheckedThisGroup = new Set<string>();
 
   private listing(dir: string): Promise<Map<string, string> | null> {
     let listing = this.listings.get(dir);
@@ -720,6 +730,24 @@ class FolderNames {
   /** A folder the import just created: known to be empty. */
   created(dir: string): void {
     this.listings.set(dir, Promise.resolve(new Map()));
+  }
+
+  /**
+   * Whether `dir` is still a real folder (lstat, not a link or junction),
+   * asked once per group commit (newGroup): a group names hundreds of files
+   * in a few folders, and an lstat per file was a tenth of the main thread's
+   * work in an import of many small files.
+   */
+  stillFolder(dir: string): boolean {
+    if (this.recheckedThisGroup.has(dir)) return true;
+    if (!lstatSync(dir).isDirectory()) return false;
+    this.recheckedThisGroup.add(dir);
+    return true;
+  }
+
+  /** A new group is being placed: every folder is asked again (stillFolder). */
+  newGroup(): void {
+    this.recheckedThisGroup.clear();
   }
 
   /** Forgets a folder's listing (another program changed it: read it again). */
@@ -816,7 +844,7 @@ async function placeFile(names: FolderNames, root: string, relative: string, sta
     const finalPath = join(parents.dir, name);
     // The parent was checked when first used; check again now, so a folder swapped for a link or junction
     // during a long import is refused instead of written through.
-    if (!lstatSync(parents.dir).isDirectory()) {
+    if (!names.stillFolder(parents.dir)) {
       return { ok: false, outcome: 'refused', code: 'DESTINATION_UNSAFE', reason: `${escapeForDisplay(parents.actual.join('/'))} at the destination is no longer a real folder` };
     }
     try {
@@ -909,6 +937,7 @@ async function importFiles(input: ImportInput, root: string, flavor: PathFlavor,
   const refused = check.refused.map((r) => refusedResult(r.path, r.code, r.reason));
   files.push(...(await decideAll(decisions, refused, (result) => decisions.submit(fileEvent(ctx, 'file.refused', result), result))));
   const job: ImportJob = { input, ctx, decisions, root, staging: staging!, flavor, names: new FolderNames(), stager, stagingPrefix: randomBytes(8).toString('hex'), stagedCount: 0 };
+  decisions.beforePlacing = () => job.names.newGroup();
   try {
     files.push(...(await decideAll(decisions, bytesAndFilesInStep(check.candidates, (c) => c.subject.annotations.size), (c) => importOne(job, c))));
   } finally {

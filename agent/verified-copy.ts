@@ -9,7 +9,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import { closeSync, constants, fstatSync, openSync, readSync, type Stats } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
-import { DualDigest, wasmBlake3, type Blake3Factory, type FileDigest } from '../manifest/index.ts';
+import { DualDigest, wasmBlake3, type Blake3Factory, type FileDigest } from '../manifest/digest.ts';
 
 export const COPY_CHUNK_BYTES = 1024 * 1024; // bytes per read: throughput without holding a file in memory
 

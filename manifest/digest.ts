@@ -6,7 +6,7 @@
  * addons) a WebAssembly one (wasmBlake3).
  */
 import { createHash, type Hash } from 'node:crypto';
-import { createBLAKE3 } from 'hash-wasm';
+import type { IHasher } from 'hash-wasm';
 import { simdBlake3, wasmSimdSupported } from './blake3-simd/index.ts';
 import { EnginePool } from './engine-pool.ts';
 
@@ -25,7 +25,7 @@ export interface FileDigest {
 }
 
 /** Finished hash-wasm hashers kept for reuse (EnginePool). */
-const wasmEngines = new EnginePool<Awaited<ReturnType<typeof createBLAKE3>>>('wasmBlake3', 16, (h, data) => h.update(data), (h) => h.digest('hex'));
+const wasmEngines = new EnginePool<IHasher>('wasmBlake3', 16, (h, data) => h.update(data), (h) => h.digest('hex'));
 
 /**
  * hash-wasm's BLAKE3 (WebAssembly without SIMD, about a third of simdBlake3's
@@ -33,7 +33,8 @@ const wasmEngines = new EnginePool<Awaited<ReturnType<typeof createBLAKE3>>>('wa
  * independent implementation the SIMD one is tested against.
  */
 export const hashWasmBlake3: Blake3Factory = async () => {
-  const hasher = wasmEngines.take() ?? (await createBLAKE3(256));
+  // Loaded on first use: only engines without WebAssembly SIMD need it, and loading it cost each stage thread 50 ms.
+  const hasher = wasmEngines.take() ?? (await (await import('hash-wasm')).createBLAKE3(256));
   hasher.init();
   return wasmEngines.hasher(hasher);
 };

@@ -98,6 +98,20 @@ describe('portcullis-agent exit codes', () => {
     expect(exp.err.join('')).toContain('LOG_CHAIN_BROKEN');
   });
 
+  it('writes a long report in a few large writes, every file on its own line', async () => {
+    const files = Object.fromEntries(Array.from({ length: 1500 }, (_, i) => [`notes/n${String(i).padStart(4, '0')}.txt`, `note ${i}`]));
+    const drive = await makeDrive({ files });
+    const trust = writeTrust();
+    const identity = join(tempDir('id'), 'identity.json');
+    writeFileSync(identity, JSON.stringify(DEFAULT_IDENTITY));
+    const c = cli();
+    expect(await c.run('verify', drive.root, '--trust', trust, '--identity', identity)).toBe(0);
+    const lines = c.out.join('').split('\n');
+    expect(lines.filter((l) => /^ {2}permitted +notes\/n\d{4}\.txt$/u.test(l))).toHaveLength(1500);
+    expect(lines.at(-2)).toBe('1500 permitted, 0 refused');
+    expect(c.out.length).toBeLessThan(10); // a write per line would be 1502
+  });
+
   it('runs as a real process through bin/portcullis-agent.js with the same exit codes', async () => {
     const s = await scenario();
     const bin = join(import.meta.dirname, '../../agent/bin/portcullis-agent.js');

@@ -2,6 +2,7 @@ import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createStagePool } from '../../agent/stage-pool.ts';
+import { ANSWER_BATCH, IN_FLIGHT } from '../../agent/stage-protocol.ts';
 import type { StageRequest } from '../../agent/stage-file.ts';
 import { digestOf, tempDir } from './fixtures.ts';
 
@@ -105,6 +106,46 @@ describe('the stage pool: spreading files', () => {
       expect(two.inHand()).toEqual([0, 0]);
     } finally {
       await two.close();
+    }
+  });
+});
+
+describe('the stage pool: answers in batches', () => {
+  it('answers many small files in fewer messages than files, each with its own digests', async () => {
+    const one = createStagePool(1);
+    try {
+      const contents = Array.from({ length: 64 }, (_, i) => Buffer.from(`small file ${i} `.repeat(i + 1)));
+      const requests = await Promise.all(contents.map((c) => requestFor(c)));
+      const results = await Promise.all(requests.map((r) => one.stage(r)));
+      results.forEach((result, i) => {
+        expect(result).toMatchObject({ ok: true, digest: { sha256: requests[i]!.expected.sha256, blake3: requests[i]!.expected.blake3, size: contents[i]!.length } });
+      });
+      // One message per file would be 64; a batch holds up to ANSWER_BATCH (4) and the worker's queue holds IN_FLIGHT (8).
+      expect([ANSWER_BATCH, IN_FLIGHT]).toEqual([4, 8]);
+      expect(one.answerMessages()).toBeLessThanOrEqual(64 / 4 + 64 / 8 + 1);
+      expect(one.answerMessages()).toBeGreaterThan(1);
+    } finally {
+      await one.close();
+    }
+  });
+
+  it('sends the answers it holds before it starts a big file, so they never wait behind it', async () => {
+    const one = createStagePool(1);
+    try {
+      const small = await requestFor(Buffer.from('done early'));
+      const big = await requestFor(Buffer.alloc(128 * 1024 * 1024, 6));
+      const order: string[] = [];
+      // Both reach the worker in one message; the small one is finished first and must be answered before the big one is read.
+      const results = await Promise.all([
+        one.stage(small).then((r) => (order.push('small'), r)),
+        one.stage({ ...big, chunkBytes: 64 * 1024 }).then((r) => (order.push('big'), r)),
+        one.stage(small).then((r) => (order.push('small again'), r)),
+      ]);
+      expect(results).toMatchObject([{ ok: true }, { ok: true }, { ok: true }]);
+      expect(order).toEqual(['small', 'big', 'small again']);
+      expect(one.answerMessages()).toBe(2); // the first small one alone, then the big one and the one after it together
+    } finally {
+      await one.close();
     }
   });
 });
