@@ -60,6 +60,8 @@ export interface DriveCheckInput {
   readonly signal?: AbortSignal;
   /** Called once the manifest is genuine, current and bound to this drive, before the drive is walked. */
   readonly onVerified?: (manifest: VerifiedManifest) => void;
+  /** Called with the envelope's size once it is read, before it is verified (nothing in it is trusted yet). */
+  readonly onManifestRead?: (envelopeBytes: number) => void;
 }
 
 export type ManifestRead =
@@ -174,6 +176,7 @@ export function planFiles(statement: Statement, entries: readonly DriveEntry[]):
 export async function checkDrive(input: DriveCheckInput): Promise<DriveCheck> {
   const read = readDriveManifest(input.drive);
   if (!read.ok) return { approved: false, code: read.code, reason: read.reason, manifest: null };
+  input.onManifestRead?.(read.bytes.length);
 
   let manifest: VerifiedManifest;
   try {

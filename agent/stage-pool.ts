@@ -71,6 +71,10 @@ export function defaultStageThreads(cores = availableParallelism()): number {
   return Math.max(2, Math.min(2 * cores, 6));
 }
 
+/** Stage pools started and not yet closed in this process (tests check that a refused drive ends its threads). */
+let openPools = 0;
+export const openStagePools = (): number => openPools;
+
 /**
  * The pool keeps the queue itself and gives each worker at most IN_FLIGHT
  * files, so a file not yet started can still be aborted here, and one under
@@ -114,6 +118,7 @@ export function createStagePool(threads = defaultStageThreads()): Stager & { inH
 
   try {
     for (let i = 0; i < threads; i++) startThread();
+    openPools++;
   } catch (error) {
     // A thread that cannot start leaves none running: nobody would close them.
     for (const thread of pool) void thread.worker.terminate();
@@ -190,6 +195,7 @@ export function createStagePool(threads = defaultStageThreads()): Stager & { inH
       return answerMessages;
     },
     async close() {
+      if (!closing) openPools--;
       closing = true;
       await Promise.all(pool.map((t) => t.worker.terminate()));
       // Whatever was still asked for is refused, never left waiting (fail closed).
