@@ -190,8 +190,6 @@ class DecisionLog {
   private groupStarted = 0;
 
   private readonly syncFolder: (folder: string) => Promise<void>;
-  /** Called as each group's placing (step 2) begins. */
-  beforePlacing: (() => void) | null = null;
 
   constructor(log: AuditSink, flushStaged: (() => Promise<void>) | null = null, syncFolder: (folder: string) => Promise<void> = syncFolderAsync) {
     this.log = log;
@@ -412,7 +410,6 @@ class DecisionLog {
 
   /** Step 2: each staged file is placed under its name, one at a time (after the flush: none if it failed). */
   private async place(group: readonly PendingDecision[], flushFailure: unknown): Promise<void> {
-    this.beforePlacing?.();
     for (const d of group) {
       if (!d.place) continue;
       const decision = await d.place(flushFailure);
@@ -710,8 +707,6 @@ class FolderNames {
   private readonly listings = new Map<string, Promise<Map<string, string> | null>>();
   /** Folders already checked to be real folders (lstat, not a link or junction) during this import. */
   readonly realFolders = new Set<string>();
-  /** Folders stillFolder() has checked in the group being placed. */
-  private readonly recheckedThisGroup = new Set<string>();
 
   private listing(dir: string): Promise<Map<string, string> | null> {
     let listing = this.listings.get(dir);
@@ -744,24 +739,6 @@ class FolderNames {
   /** A folder the import just created: known to be empty. */
   created(dir: string): void {
     this.listings.set(dir, Promise.resolve(new Map()));
-  }
-
-  /**
-   * Whether `dir` is still a real folder (lstat, not a link or junction),
-   * asked once per group commit (newGroup): a group names hundreds of files
-   * in a few folders, and an lstat per file was a tenth of the main thread's
-   * work in an import of many small files.
-   */
-  stillFolder(dir: string): boolean {
-    if (this.recheckedThisGroup.has(dir)) return true;
-    if (!lstatSync(dir).isDirectory()) return false;
-    this.recheckedThisGroup.add(dir);
-    return true;
-  }
-
-  /** A new group is being placed: every folder is asked again (stillFolder). */
-  newGroup(): void {
-    this.recheckedThisGroup.clear();
   }
 
   /** Forgets a folder's listing (another program changed it: read it again). */
@@ -858,7 +835,7 @@ async function placeFile(names: FolderNames, root: string, relative: string, sta
     const finalPath = join(parents.dir, name);
     // The parent was checked when first used; check again now, so a folder swapped for a link or junction
     // during a long import is refused instead of written through.
-    if (!names.stillFolder(parents.dir)) {
+    if (!lstatSync(parents.dir).isDirectory()) {
       return { ok: false, outcome: 'refused', code: 'DESTINATION_UNSAFE', reason: `${escapeForDisplay(parents.actual.join('/'))} at the destination is no longer a real folder` };
     }
     try {
@@ -951,7 +928,6 @@ async function importFiles(input: ImportInput, root: string, flavor: PathFlavor,
   const refused = check.refused.map((r) => refusedResult(r.path, r.code, r.reason));
   files.push(...(await decideAll(decisions, refused, (result) => decisions.submit(fileEvent(ctx, 'file.refused', result), result))));
   const job: ImportJob = { input, ctx, decisions, root, staging: staging!, flavor, names: new FolderNames(), stager, stagingPrefix: randomBytes(8).toString('hex'), stagedCount: 0 };
-  decisions.beforePlacing = () => job.names.newGroup();
   try {
     files.push(...(await decideAll(decisions, bytesAndFilesInStep(check.candidates, (c) => c.subject.annotations.size), (c) => importOne(job, c))));
   } finally {
