@@ -5,29 +5,36 @@
  * written out, on one worker thread per core, then one `sync -f`. No
  * manifest, no walk checks, no staging names, no log, no comparison of the
  * digests: what is left is the per-byte work any import that hashes what it
- * copies must pay, and that `cp` (a copy inside the kernel) does not.
+ * copies must pay, and that `cp` (a copy inside the kernel) does not. As
+ * the agent does, it runs its default number of stage threads, each taking
+ * the next file when it is free, and leaves the manifest folder behind.
  *
  *   node bench/bare-copy.ts SRC DEST [--threads N]
  */
 import { execFileSync } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readdirSync, readSync, writeSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
-import { dirname, join, relative } from 'node:path';
+import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { defaultStageThreads } from '../agent/stage-pool.ts';
 import { DualDigest, wasmBlake3 } from '../manifest/digest.ts';
+import { MANIFEST_FOLDER } from '../manifest/names.ts';
 
 const CHUNK_BYTES = 1024 * 1024; // bytes, as the agent reads
 
 interface Share {
   readonly pairs: ReadonlyArray<readonly [string, string]>;
+  /** One Int32: the index of the next pair to take, shared by every thread. */
+  readonly next: SharedArrayBuffer;
 }
 
-/** Copies one share of the files, hashing every chunk on its way through. */
+/** Copies files until none is left, hashing every chunk on its way through. */
 async function copyShare(share: Share): Promise<number> {
   const buffer = Buffer.allocUnsafe(CHUNK_BYTES);
+  const next = new Int32Array(share.next);
   let bytes = 0;
-  for (const [from, to] of share.pairs) {
+  for (let i = Atomics.add(next, 0, 1); i < share.pairs.length; i = Atomics.add(next, 0, 1)) {
+    const [from, to] = share.pairs[i]!;
     const digest = await DualDigest.create(wasmBlake3);
     const input = openSync(from, 'r');
     const output = openSync(to, 'wx');
@@ -51,20 +58,20 @@ if (isMainThread) {
   const { values, positionals } = parseArgs({ allowPositionals: true, options: { threads: { type: 'string' } } });
   const [source, destination] = positionals;
   if (!source || !destination) throw new Error('usage: node bench/bare-copy.ts SRC DEST [--threads N]');
-  const threads = Number(values.threads ?? availableParallelism());
-  const shares: Array<Array<readonly [string, string]>> = Array.from({ length: threads }, () => []);
-  let next = 0;
+  const threads = Number(values.threads ?? defaultStageThreads());
+  const pairs: Array<readonly [string, string]> = [];
+  const manifestFolder = join(source, MANIFEST_FOLDER);
+  mkdirSync(destination, { recursive: true });
   for (const entry of readdirSync(source, { recursive: true, withFileTypes: true })) {
     const from = join(entry.parentPath, entry.name);
+    if (from === manifestFolder || from.startsWith(`${manifestFolder}/`)) continue;
     const to = join(destination, relative(source, from));
     if (entry.isDirectory()) mkdirSync(to, { recursive: true });
-    else if (entry.isFile()) {
-      mkdirSync(dirname(to), { recursive: true });
-      shares[next++ % threads]!.push([from, to]);
-    }
+    else if (entry.isFile()) pairs.push([from, to]);
   }
-  await Promise.all(shares.map((pairs) => new Promise<void>((resolve, reject) => {
-    const worker = new Worker(new URL(import.meta.url), { workerData: { pairs } satisfies Share });
+  const share: Share = { pairs, next: new SharedArrayBuffer(4) };
+  await Promise.all(Array.from({ length: threads }, () => new Promise<void>((resolve, reject) => {
+    const worker = new Worker(new URL(import.meta.url), { workerData: share });
     worker.once('message', () => resolve());
     worker.once('error', reject);
     worker.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`a copy thread exited with ${code}`))));

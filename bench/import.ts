@@ -66,13 +66,20 @@ function holdPageReporting(): { readonly note: string; restore(): void } | null 
     } catch {
       continue; // above the kernel's highest page order
     }
-    return { note: `free page reporting held back (page_reporting_order ${before} -> ${order}, restored at the end)`, restore: () => writeFileSync(PAGE_REPORTING_ORDER, before) };
+    const ours = String(order);
+    return {
+      note: `free page reporting held back (page_reporting_order ${before} -> ${order}, restored at the end)`,
+      // Only if it is still the value this run wrote: a run started meanwhile restores its own.
+      restore: () => {
+        if (readFileSync(PAGE_REPORTING_ORDER, 'utf8').trim() === ours) writeFileSync(PAGE_REPORTING_ORDER, before);
+      },
+    };
   }
   return null;
 }
 const pageReporting = holdPageReporting();
 process.on('exit', () => pageReporting?.restore());
-for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(130));
+for (const [signal, code] of [['SIGHUP', 129], ['SIGINT', 130], ['SIGTERM', 143]] as const) process.on(signal, () => process.exit(code));
 
 const work = mkdtempSync(join(values['work-dir'] ?? tmpdir(), 'bench-import-'));
 const drive = join(work, 'drive');
