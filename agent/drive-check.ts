@@ -15,7 +15,6 @@ import {
 } from '../manifest/index.ts';
 import { checkMediaBinding, type DriveIdentity } from './drive-identity.ts';
 import { DEFAULT_WALK_LIMITS, walkDrive, type DriveEntry, type WalkLimits } from './drive-walk.ts';
-import type { DriveWalker } from './stage-pool.ts';
 import { DESTINATION_PROBLEM_TEXT, destinationNameProblems, type DestinationProblem } from './destination-path.ts';
 import type { DriveRefusalCode, FileRefusalCode } from './errors.ts';
 import { trustAnchorsOf, type TrustStore } from './trust-store.ts';
@@ -61,12 +60,6 @@ export interface DriveCheckInput {
   readonly signal?: AbortSignal;
   /** Called once the manifest is genuine, current and bound to this drive, before the drive is walked. */
   readonly onVerified?: (manifest: VerifiedManifest) => void;
-  /**
-   * Called with the envelope's size once it is read, before it is verified
-   * (nothing in it is trusted yet). May return a walker: the drive is then
-   * walked by it at once, beside the verification, instead of after it.
-   */
-  readonly onManifestRead?: (envelopeBytes: number) => DriveWalker | null;
 }
 
 export type ManifestRead =
@@ -177,26 +170,10 @@ export function planFiles(statement: Statement, entries: readonly DriveEntry[]):
   return { candidates, refused };
 }
 
-/** `promise`, or the signal's reason as soon as it aborts (as walkDrive throws when its signal aborts). */
-function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return promise;
-  signal.throwIfAborted();
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason instanceof Error ? signal.reason : new Error(String(signal.reason)));
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
-  });
-}
-
 /** The whole drive-level check; never throws for anything the drive controls. */
 export async function checkDrive(input: DriveCheckInput): Promise<DriveCheck> {
   const read = readDriveManifest(input.drive);
   if (!read.ok) return { approved: false, code: read.code, reason: read.reason, manifest: null };
-  const limits = input.limits ?? DEFAULT_WALK_LIMITS;
-  const walker = input.onManifestRead?.(read.bytes.length) ?? null;
-  // Only read, never acted on, before the manifest is verified; a refused drive leaves it unused.
-  const walking = walker ? walker(input.drive, limits) : null;
-  walking?.catch(() => undefined);
 
   let manifest: VerifiedManifest;
   try {
@@ -224,7 +201,7 @@ export async function checkDrive(input: DriveCheckInput): Promise<DriveCheck> {
   if (!media.ok) return { approved: false, code: 'MEDIA_MISMATCH', reason: `${media.reason}: the manifest belongs to another drive; rescan this drive at the kiosk`, manifest };
 
   input.onVerified?.(manifest);
-  const walk = walking ? await untilAborted(walking, input.signal) : await walkDrive(input.drive, limits, input.signal);
+  const walk = await walkDrive(input.drive, input.limits ?? DEFAULT_WALK_LIMITS, input.signal);
   if (!walk.ok) return { approved: false, code: walk.code, reason: walk.reason, manifest };
 
   const plan = planFiles(manifest.statement, walk.entries);

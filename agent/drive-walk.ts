@@ -6,11 +6,9 @@
  */
 import type { Stats } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
-// Not through manifest/index.ts: the stage threads run the walk too (agent/stage-worker.ts) and load only what they use.
-import { entryKindOf, type EntryKind } from '../manifest/entry-kind.ts';
-import { decodeNameBytes, displayNameBytes, escapeForDisplay, MANIFEST_FOLDER } from '../manifest/names.ts';
+import { decodeNameBytes, displayNameBytes, entryKindOf, escapeForDisplay, MANIFEST_FOLDER, type EntryKind } from '../manifest/index.ts';
 
-export type { EntryKind } from '../manifest/entry-kind.ts';
+export type { EntryKind } from '../manifest/index.ts';
 
 export interface DriveEntry {
   /** Relative POSIX path as text, or null when a name is not UTF-8. */
@@ -117,24 +115,4 @@ export async function walkDrive(root: string, limits: WalkLimits = DEFAULT_WALK_
     }
   }
   return { ok: true, entries, rootDev: rootStats.dev };
-}
-
-/** A walk result as it crosses between threads: each raw path a Uint8Array with a buffer of its own. */
-export type WalkResultWire =
-  | { readonly ok: true; readonly entries: ReadonlyArray<Omit<DriveEntry, 'rawPath'> & { readonly rawPath: Uint8Array }>; readonly rootDev: number }
-  | Extract<WalkResult, { ok: false }>;
-
-/**
- * For postMessage: a small Buffer is a view of Node's shared 8 KiB pool, and
- * structured cloning would copy the whole pool for every entry.
- */
-export function walkResultToWire(result: WalkResult): WalkResultWire {
-  if (!result.ok) return result;
-  return { ok: true, rootDev: result.rootDev, entries: result.entries.map((e) => ({ ...e, rawPath: new Uint8Array(e.rawPath) })) };
-}
-
-/** Back from the wire: every raw path a Buffer again (a view, not a copy). */
-export function walkResultFromWire(wire: WalkResultWire): WalkResult {
-  if (!wire.ok) return wire;
-  return { ok: true, rootDev: wire.rootDev, entries: wire.entries.map((e) => ({ ...e, rawPath: Buffer.from(e.rawPath.buffer, e.rawPath.byteOffset, e.rawPath.byteLength) })) };
 }

@@ -7,7 +7,6 @@
 import { unlinkSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { walkResultFromWire, type WalkLimits, type WalkResult } from './drive-walk.ts';
 import { stageFile, type StageHooks, type StageRequest, type StageResult } from './stage-file.ts';
 import { IN_FLIGHT, type FromWorker, type StageJob, type StageWorkerData, type ToWorker } from './stage-protocol.ts';
 
@@ -18,9 +17,6 @@ export interface Stager {
   stage(request: StageRequest, signal?: AbortSignal): Promise<StageResult>;
   close(): Promise<void>;
 }
-
-/** A walk of a drive (walkDrive's contract) wherever it runs. */
-export type DriveWalker = (root: string, limits: WalkLimits) => Promise<WalkResult>;
 
 /** The same work in the calling thread: for the test hooks, which cannot cross to a worker. */
 export function inThreadStager(hooks: (request: StageRequest) => Omit<StageHooks, 'signal'>): Stager {
@@ -75,32 +71,18 @@ export function defaultStageThreads(cores = availableParallelism()): number {
   return Math.max(2, Math.min(2 * cores, 6));
 }
 
-/** Stage pools started and not yet closed in this process (tests check that a refused drive ends its threads). */
-let openPools = 0;
-export const openStagePools = (): number => openPools;
-/** Drive walks asked of stage threads in this process (tests check that a large drive is walked there). */
-let threadWalks = 0;
-export const stageThreadWalks = (): number => threadWalks;
-
 /**
  * The pool keeps the queue itself and gives each worker at most IN_FLIGHT
  * files, so a file not yet started can still be aborted here, and one under
  * way through its slot's shared flag.
  */
-export function createStagePool(threads = defaultStageThreads()): Stager & { walk: DriveWalker; inHand(): number[]; answerMessages(): number } {
+export function createStagePool(threads = defaultStageThreads()): Stager & { inHand(): number[]; answerMessages(): number } {
   let nextId = 1;
   let answerMessages = 0;
   let broken: Error | null = null;
   let closing = false;
   const queue: Job[] = [];
   const pool: Thread[] = [];
-  /** Walks under way on a thread, by id: each is answered once, by its result or by the thread's end (fail closed). */
-  const walks = new Map<number, (result: WalkResult) => void>();
-  const walkStopped = (error: Error): WalkResult => ({ ok: false, code: 'DRIVE_UNREADABLE', reason: `the thread walking the drive stopped (${error.message}): the drive was not checked` });
-  const endWalks = (error: Error): void => {
-    for (const resolve of walks.values()) resolve(walkStopped(error));
-    walks.clear();
-  };
 
   /** Gives queued files to threads with free slots; each thread gets this round's files in one message. */
   const dispatch = (): void => {
@@ -132,7 +114,6 @@ export function createStagePool(threads = defaultStageThreads()): Stager & { wal
 
   try {
     for (let i = 0; i < threads; i++) startThread();
-    openPools++;
   } catch (error) {
     // A thread that cannot start leaves none running: nobody would close them.
     for (const thread of pool) void thread.worker.terminate();
@@ -144,11 +125,6 @@ export function createStagePool(threads = defaultStageThreads()): Stager & { wal
     const flags = new Int32Array(shared);
     const thread: Thread = { worker: startWorker({ abortFlags: shared }), flags, slots: new Array<Job | null>(IN_FLIGHT).fill(null) };
     thread.worker.on('message', (message: FromWorker) => {
-      if ('walked' in message) {
-        walks.get(message.walked)?.(walkResultFromWire(message.result));
-        walks.delete(message.walked);
-        return;
-      }
       answerMessages++;
       for (const answer of message.answers) {
         const slot = thread.slots.findIndex((j) => j?.id === answer.id);
@@ -169,7 +145,6 @@ export function createStagePool(threads = defaultStageThreads()): Stager & { wal
         thread.slots[slot] = null;
       });
       for (const job of queue.splice(0)) job.resolve(stopped(broken));
-      endWalks(broken);
     };
     thread.worker.on('error', fail);
     // Any exit not asked for by close() breaks the pool, even with nothing in hand: no file may be sent to a dead worker.
@@ -207,17 +182,6 @@ export function createStagePool(threads = defaultStageThreads()): Stager & { wal
         dispatch();
       });
     },
-    /** Walks `root` on the first thread, so the main thread can meanwhile do other work (verify the manifest). */
-    walk(root, limits) {
-      if (broken) return Promise.resolve(walkStopped(broken));
-      if (closing) return Promise.resolve(walkStopped(new Error('the pool was closed')));
-      const id = nextId++;
-      threadWalks++;
-      return new Promise<WalkResult>((resolve) => {
-        walks.set(id, resolve);
-        pool[0]!.worker.postMessage({ type: 'walk', id, root, limits } satisfies ToWorker);
-      });
-    },
     inHand() {
       return pool.map(inHandOf);
     },
@@ -226,13 +190,11 @@ export function createStagePool(threads = defaultStageThreads()): Stager & { wal
       return answerMessages;
     },
     async close() {
-      if (!closing) openPools--;
       closing = true;
       await Promise.all(pool.map((t) => t.worker.terminate()));
       // Whatever was still asked for is refused, never left waiting (fail closed).
       const closed = stopped(new Error('the pool was closed'));
       for (const job of queue.splice(0)) job.resolve(closed);
-      endWalks(new Error('the pool was closed'));
       for (const thread of pool) thread.slots.forEach((job, slot) => {
         job?.resolve(closed);
         thread.slots[slot] = null;

@@ -1,5 +1,4 @@
 /** The messages between the stage pool (agent/stage-pool.ts) and its workers (agent/stage-worker.ts). */
-import type { WalkLimits, WalkResultWire } from './drive-walk.ts';
 import type { StageRequest, StageResult } from './stage-file.ts';
 
 /**
@@ -30,12 +29,6 @@ export interface StageJob {
 }
 export type Answer = { readonly id: number; readonly result: StageResult } | { readonly id: number; readonly error: string };
 
-/**
- * The pool sends every file it gives a thread in one dispatch as one message;
- * the worker answers in batches. A thread can also walk a drive (see
- * EarlyStager in agent/transfer.ts): the walk result comes back alone.
- */
-export type ToWorker =
-  | { readonly type: 'stage'; readonly jobs: readonly StageJob[] }
-  | { readonly type: 'walk'; readonly id: number; readonly root: string; readonly limits: WalkLimits };
-export type FromWorker = { readonly answers: readonly Answer[] } | { readonly walked: number; readonly result: WalkResultWire };
+/** The pool sends every file it gives a thread in one dispatch as one message; the worker answers in batches. */
+export type ToWorker = { readonly type: 'stage'; readonly jobs: readonly StageJob[] };
+export type FromWorker = { readonly answers: readonly Answer[] };

@@ -9,7 +9,6 @@
  */
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { DualDigest, wasmBlake3 } from '../manifest/digest.ts';
-import { walkDrive, walkResultToWire } from './drive-walk.ts';
 import { stageFileSync } from './stage-file.ts';
 import { COPY_CHUNK_BYTES } from './verified-copy.ts';
 import { ANSWER_BATCH, ANSWER_BEFORE_BYTES, type Answer, type FromWorker, type StageJob, type StageWorkerData, type ToWorker } from './stage-protocol.ts';
@@ -47,25 +46,14 @@ if (port) {
         outbox.push({ id: job.id, error: error instanceof Error ? (error.stack ?? error.message) : String(error) });
       }
       // Files the pool sent meanwhile wait as messages that no event has delivered yet (this loop holds the thread): take them now.
-      for (let waiting = receiveMessageOnPort(port); waiting; waiting = receiveMessageOnPort(port)) take(waiting.message as ToWorker);
+      for (let waiting = receiveMessageOnPort(port); waiting; waiting = receiveMessageOnPort(port)) queue.push(...(waiting.message as ToWorker).jobs);
       if (outbox.length >= ANSWER_BATCH || queue.length === 0) send();
     }
   };
   // Answers that cannot be sent must not be lost quietly: the thread ends, and the pool refuses every file it held.
   const start = (): void => void run().catch(() => process.exit(1));
-  /** A walk runs beside the queue (asynchronous calls; no file is staged before a drive's walk ends). */
-  const walk = (id: number, root: string, limits: Parameters<typeof walkDrive>[1]): void => {
-    walkDrive(root, limits).then(
-      (result) => port.postMessage({ walked: id, result: walkResultToWire(result) } satisfies FromWorker),
-      (error: unknown) => port.postMessage({ walked: id, result: { ok: false, code: 'DRIVE_UNREADABLE', reason: `the walk failed (${error instanceof Error ? error.message : String(error)})` } } satisfies FromWorker),
-    );
-  };
-  function take(message: ToWorker): void {
-    if (message.type === 'walk') walk(message.id, message.root, message.limits);
-    else queue.push(...message.jobs);
-  }
   port.on('message', (message: ToWorker) => {
-    take(message);
-    if (!running && queue.length > 0) start();
+    queue.push(...message.jobs);
+    if (!running) start();
   });
 }

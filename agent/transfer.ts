@@ -28,7 +28,7 @@ import {
 } from './destination-path.ts';
 import { AgentError, type DriveRefusalCode, type FileRefusalCode } from './errors.ts';
 import type { ClashPolicy } from './trust-store.ts';
-import { createStagePool, inThreadStager, type DriveWalker, type Stager } from './stage-pool.ts';
+import { createStagePool, inThreadStager, type Stager } from './stage-pool.ts';
 import { SyncfsHelper } from './syncfs-helper.ts';
 
 export type FileOutcome = 'permitted' | 'imported' | 'skipped' | 'refused';
@@ -557,7 +557,7 @@ export async function verifyDrive(input: OperationInput): Promise<DriveReport> {
 }
 
 async function verifyWith(input: OperationInput, early: EarlyStager): Promise<DriveReport> {
-  const check = await checkDrive({ ...input, onManifestRead: (n) => early.startForEnvelope(n), onVerified: (m) => early.start(m) });
+  const check = await checkDrive({ ...input, onVerified: (m) => early.start(m) });
   const ctx: Context = { log: input.log, drive: driveRef(input.drive, input.identity), manifest: check.manifest };
   logDrive(ctx, check);
   const files: FileResult[] = [];
@@ -618,9 +618,6 @@ function stagesOnWorkers(input: OperationInput, bytes: number): boolean {
   return !input.onChunk && !input.blake3 && bytes >= STAGE_ON_WORKERS_FROM_BYTES;
 }
 
-/** An envelope this large lists thousands of files (about 300 bytes each): start the stage threads at once. */
-export const EARLY_POOL_ENVELOPE_BYTES = 1024 * 1024; // bytes
-
 /**
  * Starts the stage pool's threads as soon as the manifest is verified, when
  * the bytes it lists call for them, so they boot while the drive is walked
@@ -637,27 +634,6 @@ class EarlyStager {
   start(manifest: VerifiedManifest): void {
     const listed = manifest.statement.subject.reduce((sum, s) => sum + s.annotations.size, 0);
     if (this.pool === null && stagesOnWorkers(this.input, listed)) this.pool = createStagePool();
-  }
-
-  /**
-   * Starts the pool before the manifest is even verified when its envelope is
-   * large (EARLY_POOL_ENVELOPE_BYTES, thousands of files), and returns a
-   * walker that walks the drive on one of its threads: the threads boot and
-   * the drive is walked while the main thread verifies the manifest (half a
-   * second for 20 000 files), instead of one after the other. Costs only the
-   * threads' start-up and a walk if the manifest is then refused; decides
-   * nothing about the drive.
-   */
-  startForEnvelope(envelopeBytes: number): DriveWalker | null {
-    if (this.pool !== null || envelopeBytes < EARLY_POOL_ENVELOPE_BYTES || !stagesOnWorkers(this.input, Infinity)) return null;
-    let pool;
-    try {
-      pool = createStagePool();
-    } catch {
-      return null; // only a head start: the threads are started again, or the work done in this thread, after the check
-    }
-    this.pool = pool;
-    return (root, limits) => pool.walk(root, limits);
   }
 
   /** The started pool, handed over to the caller (who closes it); null if none was started. */
@@ -912,7 +888,7 @@ export async function importDrive(input: ImportInput): Promise<DriveReport> {
 
 async function importWith(input: ImportInput, root: string, early: EarlyStager): Promise<DriveReport> {
   const flavor = input.flavor ?? hostFlavor();
-  const check = await checkDrive({ ...input, onManifestRead: (n) => early.startForEnvelope(n), onVerified: (m) => early.start(m) });
+  const check = await checkDrive({ ...input, onVerified: (m) => early.start(m) });
   const ctx: Context = { log: input.log, drive: driveRef(input.drive, input.identity), manifest: check.manifest };
   logDrive(ctx, check);
   const files: FileResult[] = [];

@@ -1,9 +1,7 @@
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { EARLY_POOL_ENVELOPE_BYTES, importDrive, STAGE_ON_WORKERS_FROM_BYTES, syncfsReportsErrors, type DriveReport, type ImportInput } from '../../agent/transfer.ts';
-import { openStagePools, stageThreadWalks } from '../../agent/stage-pool.ts';
-import { MANIFEST_PATH } from '../../manifest/index.ts';
+import { importDrive, STAGE_ON_WORKERS_FROM_BYTES, syncfsReportsErrors, type DriveReport, type ImportInput } from '../../agent/transfer.ts';
 import type { ClashPolicy } from '../../agent/trust-store.ts';
 import { DEFAULT_IDENTITY, makeDrive, makeTrust, MemoryLog, tempDir } from './fixtures.ts';
 
@@ -322,39 +320,5 @@ describe('import: copy-mediation', () => {
   it('uses the filesystem flush only on kernels whose syncfs reports write errors (Linux 5.8 and later)', () => {
     expect(['6.1.0-28-amd64', '5.8.0', '5.15.0-100-generic', '10.0'].map(syncfsReportsErrors)).toEqual([true, true, true, true]);
     expect(['5.7.19', '5.4.0-150-generic', '4.19.0', 'unknown', ''].map(syncfsReportsErrors)).toEqual([false, false, false, false, false]);
-  });
-});
-
-describe('import: a large manifest (stage threads started and the drive walked while it is verified)', () => {
-  it('imports every file of a drive with a 1 MiB manifest byte for byte, walked on a stage thread, and ends the threads', async () => {
-    const many: Record<string, string> = {};
-    for (let i = 0; i < 4000; i++) many[`projects/line-${i % 20}/station-${String(i).padStart(4, '0')}-settings.cfg`] = `setting ${i}\n`;
-    const drive = await makeDrive({ files: many });
-    expect(drive.envelope.length).toBeGreaterThanOrEqual(EARLY_POOL_ENVELOPE_BYTES);
-    const dest = tempDir('dest');
-    const [pools, walks] = [openStagePools(), stageThreadWalks()];
-    const { report } = await runImport(drive.root, dest);
-    expect(stageThreadWalks()).toBe(walks + 1);
-    expect(openStagePools()).toBe(pools);
-    expect(report.counts).toEqual({ permitted: 0, imported: 4000, skipped: 0, refused: 0 });
-    for (const name of ['projects/line-0/station-0000-settings.cfg', 'projects/line-19/station-3999-settings.cfg']) {
-      expect(readFileSync(join(dest, name), 'utf8')).toBe(many[name]);
-    }
-    expect(listAll(dest).filter((p) => !p.endsWith('/'))).toHaveLength(4000);
-  });
-
-  it('ends the threads started for a large envelope that is then refused, and writes nothing', async () => {
-    const drive = await makeDrive({ files: { 'README.txt': 'hello' } });
-    writeFileSync(join(drive.root, MANIFEST_PATH), JSON.stringify({
-      payload: Buffer.alloc(EARLY_POOL_ENVELOPE_BYTES, 0x20).toString('base64'),
-      payloadType: 'application/vnd.in-toto+json',
-      signatures: [{ keyid: 'cd'.repeat(32), sig: Buffer.alloc(64, 2).toString('base64') }],
-    }));
-    const dest = tempDir('dest');
-    const pools = openStagePools();
-    const { report } = await runImport(drive.root, dest);
-    expect(report).toMatchObject({ approved: false, code: 'KEY_UNTRUSTED' });
-    expect(openStagePools()).toBe(pools);
-    expect(listAll(dest)).toEqual([]);
   });
 });

@@ -1,8 +1,6 @@
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { walkDrive } from '../../agent/drive-walk.ts';
 import { createStagePool } from '../../agent/stage-pool.ts';
 import { ANSWER_BATCH, IN_FLIGHT } from '../../agent/stage-protocol.ts';
 import type { StageRequest } from '../../agent/stage-file.ts';
@@ -149,48 +147,5 @@ describe('the stage pool: answers in batches', () => {
     } finally {
       await one.close();
     }
-  });
-});
-
-describe('the stage pool: walking a drive on a thread', () => {
-  it('gives exactly what walkDrive gives in the calling thread, hostile names and special files included', async () => {
-    const root = tempDir('walk');
-    mkdirSync(join(root, 'docs/deep/er'), { recursive: true });
-    mkdirSync(join(root, '.Portcullis'));
-    writeFileSync(join(root, 'docs/deep/er/a.txt'), 'a');
-    writeFileSync(join(root, 'docs/b.txt'), 'bb');
-    writeFileSync(join(root, '.Portcullis/manifest.dsse.json'), '{}');
-    writeFileSync(Buffer.concat([Buffer.from(join(root, 'docs/')), Buffer.from([0x66, 0xff, 0x2e, 0x62, 0x69, 0x6e])]), 'not UTF-8'); // f\xFF.bin
-    writeFileSync(join(root, 'docs/\u202eexe.txt'), 'RLO');
-    symlinkSync('/etc/passwd', join(root, 'docs/link'));
-    execFileSync('mkfifo', [join(root, 'docs/pipe')]);
-    const limits = { maxEntries: 100, maxDepth: 8 };
-    const onThread = await pool.walk(root, limits);
-    const here = await walkDrive(root, limits);
-    expect(onThread.ok).toBe(true);
-    expect(onThread).toEqual(here);
-    if (!onThread.ok) return;
-    expect(onThread.entries.every((e) => Buffer.isBuffer(e.rawPath))).toBe(true);
-    expect(onThread.entries.map((e) => e.display)).toContain('docs/f\\xff.bin');
-    expect(onThread.entries.map((e) => e.kind).sort()).toEqual(['directory', 'directory', 'directory', 'directory', 'fifo', 'file', 'file', 'file', 'file', 'file', 'symlink']);
-  });
-
-  it('keeps the bounds of the walk, and a closed pool refuses to walk rather than answer nothing', async () => {
-    const root = tempDir('walk-deep');
-    mkdirSync(join(root, 'a/b/c/d'), { recursive: true });
-    expect(await pool.walk(root, { maxEntries: 100, maxDepth: 2 })).toMatchObject({ ok: false, code: 'DRIVE_LIMIT_EXCEEDED' });
-    expect(await pool.walk(root, { maxEntries: 2, maxDepth: 10 })).toMatchObject({ ok: false, code: 'DRIVE_LIMIT_EXCEEDED' });
-    const one = createStagePool(1);
-    await one.close();
-    expect(await one.walk(root, { maxEntries: 100, maxDepth: 10 })).toMatchObject({ ok: false, code: 'DRIVE_UNREADABLE', reason: expect.stringMatching(/pool was closed/u) as unknown });
-  });
-
-  it('answers a walk under way when the pool is closed, never leaves it waiting', async () => {
-    const root = tempDir('walk-closing');
-    for (let i = 0; i < 50; i++) mkdirSync(join(root, `f${i}`, 'x', 'y'), { recursive: true });
-    const one = createStagePool(1);
-    const walking = one.walk(root, { maxEntries: 10_000, maxDepth: 10 });
-    await one.close();
-    expect(await walking).toMatchObject({ ok: false, code: 'DRIVE_UNREADABLE' });
   });
 });

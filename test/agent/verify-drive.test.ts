@@ -3,9 +3,7 @@ import { mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { DriveIdentity } from '../../agent/drive-identity.ts';
-import { EARLY_POOL_ENVELOPE_BYTES, STAGE_ON_WORKERS_FROM_BYTES, verifyDrive, type DriveReport } from '../../agent/transfer.ts';
-import { openStagePools, stageThreadWalks } from '../../agent/stage-pool.ts';
-import type { AuditSink } from '../../agent/audit-log.ts';
+import { STAGE_ON_WORKERS_FROM_BYTES, verifyDrive, type DriveReport } from '../../agent/transfer.ts';
 import type { TrustStore } from '../../agent/trust-store.ts';
 import { MANIFEST_PATH } from '../../manifest/index.ts';
 import { DEFAULT_IDENTITY, kioskKey, makeDrive, makeTrust, MemoryLog, otherKey, tempDir, writeTrust } from './fixtures.ts';
@@ -128,50 +126,6 @@ describe('verify: a drive refused after its manifest verified', () => {
     expect(refused.error).toBeUndefined(); // not killed by the timeout
     expect(refused.status).toBe(20);
     expect(JSON.parse(String(refused.stdout))).toMatchObject({ approved: false, code: 'DRIVE_LIMIT_EXCEEDED' });
-  });
-});
-
-describe('verify: a large manifest that is then refused', () => {
-  it('starts the stage threads while a large envelope is verified, and ends them when it is refused', async () => {
-    const drive = await makeDrive({ files: { 'README.txt': 'hello plant\n' } });
-    // An envelope over EARLY_POOL_ENVELOPE_BYTES, signed by a key the trust store does not hold.
-    const envelope = {
-      payload: Buffer.alloc(EARLY_POOL_ENVELOPE_BYTES, 0x20).toString('base64'),
-      payloadType: 'application/vnd.in-toto+json',
-      signatures: [{ keyid: 'ab'.repeat(32), sig: Buffer.alloc(64, 1).toString('base64') }],
-    };
-    writeFileSync(join(drive.root, MANIFEST_PATH), JSON.stringify(envelope));
-    const before = openStagePools();
-    const memory = new MemoryLog();
-    let openWhenChecked = -1;
-    const log: AuditSink = {
-      append: (event) => {
-        if (event.event === 'drive.checked') openWhenChecked = openStagePools();
-        return memory.append(event);
-      },
-    };
-    const report = await verifyDrive({ drive: drive.root, trust: makeTrust(), now: new Date(), identity: DEFAULT_IDENTITY, log });
-    expect(report).toMatchObject({ approved: false, code: 'KEY_UNTRUSTED' });
-    expect(openWhenChecked).toBe(before + 1); // started before the signature was even looked at
-    expect(openStagePools()).toBe(before); // and closed with the refusal
-  });
-});
-
-describe('verify: a large drive walked beside the manifest check', () => {
-  it('walks a drive with a large manifest on a stage thread and still refuses what is unlisted or missing', async () => {
-    const files: Record<string, string> = {};
-    for (let i = 0; i < 4000; i++) files[`projects/line-${i % 20}/station-${String(i).padStart(4, '0')}-settings.cfg`] = `setting ${i}\n`;
-    const drive = await makeDrive({ files, listedOnly: { 'gone.txt': 'never copied' } });
-    expect(drive.envelope.length).toBeGreaterThanOrEqual(EARLY_POOL_ENVELOPE_BYTES);
-    writeFileSync(join(drive.root, 'projects/added.exe'), 'MZ');
-    const walksBefore = stageThreadWalks();
-    const report = await verifyDrive({ drive: drive.root, trust: makeTrust(), now: new Date(), identity: DEFAULT_IDENTITY, log: new MemoryLog() });
-    expect(stageThreadWalks()).toBe(walksBefore + 1);
-    expect(report).toMatchObject({ approved: true, counts: { permitted: 4000, refused: 2 } });
-    expect(report.files.filter((f) => f.outcome === 'refused').map((f) => [f.path, f.code])).toEqual([
-      ['gone.txt', 'FILE_MISSING'],
-      ['projects/added.exe', 'FILE_UNLISTED'],
-    ]);
   });
 });
 
