@@ -6,7 +6,7 @@
  */
 import type { Stats } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
-import { decodeNameBytes, displayNameBytes, entryKindOf, escapeForDisplay, MANIFEST_FOLDER, type EntryKind } from '../manifest/index.ts';
+import { displayNameBytes, entryKindOf, MANIFEST_FOLDER, nameFromBytes, type EntryKind } from '../manifest/index.ts';
 
 export type { EntryKind } from '../manifest/index.ts';
 
@@ -101,10 +101,10 @@ export async function walkDrive(root: string, limits: WalkLimits = DEFAULT_WALK_
         }
         queue.push({ abs, rel, depth: dir.depth + 1, inManifest });
       }
-      const path = decodeNameBytes(rel);
+      const shown = nameFromBytes(rel);
       entries.push({
-        path,
-        display: path === null ? displayNameBytes(rel) : escapeForDisplay(path),
+        path: shown.text,
+        display: shown.display,
         rawPath: abs,
         kind,
         size: kind === 'file' ? stats.size : 0,

@@ -7,7 +7,7 @@ export {
   signingKeyToPem, type SigningKey,
 } from './keys.ts';
 export {
-  collisionKey, componentProblems, decodeNameBytes, displayNameBytes, displayText, escapeForDisplay, findCollisions, isDisplaySafe, MANIFEST_FOLDER, NAME_PROBLEM_TEXT,
+  collisionKey, componentProblems, decodeNameBytes, displayNameBytes, displayText, escapeForDisplay, findCollisions, isDisplaySafe, MANIFEST_FOLDER, NAME_PROBLEM_TEXT, nameFromBytes,
   pathProblems, type NameProblem,
 } from './names.ts';
 export { checkStatement } from './check-statement.ts';

@@ -176,8 +176,17 @@ export function decodeNameBytes(raw: Uint8Array): string | null {
  * no byte of a hostile name is lost or hidden.
  */
 export function displayNameBytes(raw: Uint8Array): string {
+  return nameFromBytes(raw).display;
+}
+
+/** A name read as raw bytes, decoded once: its text (null when it is not UTF-8) and its display form (displayNameBytes). */
+export function nameFromBytes(raw: Uint8Array): { readonly text: string | null; readonly display: string } {
   const text = decodeNameBytes(raw);
-  if (text !== null) return escapeForDisplay(text);
+  return { text, display: text === null ? displayInvalidNameBytes(raw) : escapeForDisplay(text) };
+}
+
+/** displayNameBytes for bytes that are not valid UTF-8 as a whole. */
+function displayInvalidNameBytes(raw: Uint8Array): string {
   let out = '';
   let i = 0;
   while (i < raw.length) {

@@ -5,7 +5,7 @@
  * the caller decides what may pass.
  */
 import { lstat, readdir } from 'node:fs/promises';
-import { decodeNameBytes, displayNameBytes, entryKindOf, MANIFEST_FOLDER, type EntryKind } from '../../manifest/index.ts';
+import { entryKindOf, MANIFEST_FOLDER, nameFromBytes, type EntryKind } from '../../manifest/index.ts';
 
 export type { EntryKind } from '../../manifest/index.ts';
 
@@ -116,9 +116,10 @@ function isUnderManifestFolder(rel: Buffer): boolean {
 
 async function describe(abs: Buffer, rel: Buffer, depth: number): Promise<WalkEntry> {
   const stats = await lstat(abs);
+  const name = nameFromBytes(rel);
   return {
-    path: decodeNameBytes(rel),
-    display: displayNameBytes(rel),
+    path: name.text,
+    display: name.display,
     rawPath: abs,
     kind: entryKindOf(stats),
     size: stats.isFile() ? stats.size : 0,
