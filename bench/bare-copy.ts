@@ -1,13 +1,13 @@
 /**
  * The least a verifying copy in Node must do, as a yardstick for the agent's
  * import (bench/import.ts): every file read into the process, hashed with
- * SHA-256 and BLAKE3 (the agent's own hashers, manifest/digest.ts) and
- * written out, on one worker thread per core, then one `sync -f`. No
- * manifest, no walk checks, no staging names, no log, no comparison of the
- * digests: what is left is the per-byte work any import that hashes what it
- * copies must pay, and that `cp` (a copy inside the kernel) does not. As
- * the agent does, it runs its default number of stage threads, each taking
- * the next file when it is free, and leaves the manifest folder behind.
+ * SHA-256 and BLAKE3 (the agent's own hashers, manifest/digest.ts, in the
+ * agent's chunks) and written out, on as many worker threads as the agent's
+ * stage pool, each taking the next file when it is free, then one
+ * `sync -f`. No manifest (its folder is left behind), no walk checks, no
+ * staging names, no log, no comparison of the digests: what is left is the
+ * per-byte work any import that hashes what it copies must pay, and that
+ * `cp` does not.
  *
  *   node bench/bare-copy.ts SRC DEST [--threads N]
  */
@@ -15,12 +15,11 @@ import { execFileSync } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readdirSync, readSync, writeSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
-import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { isMainThread, Worker, workerData } from 'node:worker_threads';
 import { defaultStageThreads } from '../agent/stage-pool.ts';
+import { COPY_CHUNK_BYTES } from '../agent/verified-copy.ts';
 import { DualDigest, wasmBlake3 } from '../manifest/digest.ts';
 import { MANIFEST_FOLDER } from '../manifest/names.ts';
-
-const CHUNK_BYTES = 1024 * 1024; // bytes, as the agent reads
 
 interface Share {
   readonly pairs: ReadonlyArray<readonly [string, string]>;
@@ -29,21 +28,19 @@ interface Share {
 }
 
 /** Copies files until none is left, hashing every chunk on its way through. */
-async function copyShare(share: Share): Promise<number> {
-  const buffer = Buffer.allocUnsafe(CHUNK_BYTES);
+async function copyShare(share: Share): Promise<void> {
+  const buffer = Buffer.allocUnsafe(COPY_CHUNK_BYTES);
   const next = new Int32Array(share.next);
-  let bytes = 0;
   for (let i = Atomics.add(next, 0, 1); i < share.pairs.length; i = Atomics.add(next, 0, 1)) {
     const [from, to] = share.pairs[i]!;
     const digest = await DualDigest.create(wasmBlake3);
     const input = openSync(from, 'r');
     const output = openSync(to, 'wx');
     try {
-      for (let n = readSync(input, buffer, 0, CHUNK_BYTES, null); n > 0; n = readSync(input, buffer, 0, CHUNK_BYTES, null)) {
+      for (let n = readSync(input, buffer, 0, COPY_CHUNK_BYTES, null); n > 0; n = readSync(input, buffer, 0, COPY_CHUNK_BYTES, null)) {
         const chunk = buffer.subarray(0, n);
         digest.update(chunk);
         for (let done = 0; done < n;) done += writeSync(output, chunk, done, n - done);
-        bytes += n;
       }
     } finally {
       closeSync(input);
@@ -51,7 +48,6 @@ async function copyShare(share: Share): Promise<number> {
     }
     digest.finish();
   }
-  return bytes;
 }
 
 if (isMainThread) {
@@ -72,11 +68,10 @@ if (isMainThread) {
   const share: Share = { pairs, next: new SharedArrayBuffer(4) };
   await Promise.all(Array.from({ length: threads }, () => new Promise<void>((resolve, reject) => {
     const worker = new Worker(new URL(import.meta.url), { workerData: share });
-    worker.once('message', () => resolve());
     worker.once('error', reject);
     worker.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`a copy thread exited with ${code}`))));
   })));
   execFileSync('sync', ['-f', destination]);
 } else {
-  parentPort!.postMessage(await copyShare(workerData as Share));
+  await copyShare(workerData as Share);
 }
