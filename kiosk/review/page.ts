@@ -26,6 +26,8 @@ export const LOGIN_HTML = `<!doctype html>
 
 export const LOGIN_FAILED_HTML = LOGIN_HTML.replace('<h1>Portcullis review</h1>', '<h1>Portcullis review</h1>\n<p class="error" id="login-error">Sign-in failed: wrong user, password or token (tokens work once).</p>');
 
+export const LOGIN_LOCKED_HTML = LOGIN_HTML.replace('<h1>Portcullis review</h1>', '<h1>Portcullis review</h1>\n<p class="error" id="login-locked">Too many failed sign-ins for this account or from this address: password sign-in is paused for up to 10 minutes. A one-time token from <code>portcullis-kiosk review token</code> at the kiosk works now.</p>');
+
 export const APP_HTML = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Portcullis review</title>
 <link rel="stylesheet" href="/app.css"><script src="/app.js" defer></script></head>

@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { openReviewStore, type StaffStore } from './review-store.ts';
 import { CONTENT_SECURITY_POLICY, SESSION_COOKIE, startReviewServer, type ReviewServer } from './server.ts';
 import { writeReviewFixture } from './test-fixture.ts';
@@ -130,11 +130,81 @@ describe('review server', () => {
     expect(csv.body.split('\r\n').filter((l) => l.startsWith('scan-b,')).length).toBe(3);
   });
 
-  it('locks a client out after repeated failed logins', async () => {
-    for (let i = 0; i < 5; i++) {
-      expect((await send(server, 'POST', '/login', { 'content-type': 'application/x-www-form-urlencoded' }, 'username=bob&password=wrong')).status).toBe(401);
+});
+
+describe('review sign-in limits', () => {
+  const FORM = { 'content-type': 'application/x-www-form-urlencoded' };
+  const ALICE = 'alice has a long password';
+  const BOB = 'bob has a long password too';
+  let dir: string;
+  let staff: StaffStore;
+  let server: ReviewServer;
+  let passwordChecks: number;
+
+  const signIn = (body: string, headers: Record<string, string> = {}): Promise<Reply> => send(server, 'POST', '/login', { ...FORM, ...headers }, body);
+  const password = (user: string, pass: string): string => `username=${user}&password=${encodeURIComponent(pass)}`;
+
+  beforeEach(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'review-limits-'));
+    const { auditDb } = writeReviewFixture(dir);
+    staff = openReviewStore(join(dir, 'review.db'));
+    await staff.addUser('alice', ALICE);
+    await staff.addUser('bob', BOB);
+    passwordChecks = 0;
+    // The real store, counting how many passwords it was asked to check.
+    const counting: StaffStore = { ...staff, checkPassword: (user, pass) => (passwordChecks++, staff.checkPassword(user, pass)) };
+    server = await startReviewServer({ auditDb, staff: counting, port: 0 });
+  });
+
+  afterEach(async () => {
+    await server?.close();
+    staff?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('checks at most five of 40 concurrent guesses for one account, so a right guess among the rest gets no session', async () => {
+    const wrong = Array.from({ length: 39 }, (_, i) => signIn(password('alice', `wrong guess number ${i}`)));
+    await expect.poll(() => passwordChecks).toBeGreaterThanOrEqual(5);
+    const right = await signIn(password('alice', ALICE));
+    const replies = await Promise.all(wrong);
+    expect(right.status).toBe(429);
+    expect(right.headers['set-cookie']).toBeUndefined();
+    expect(passwordChecks).toBe(5);
+    expect(replies.filter((r) => r.status === 401)).toHaveLength(5);
+    expect(replies.filter((r) => r.status === 429)).toHaveLength(34);
+  });
+
+  it('locks the password sign-in of the account that failed five times, not the other staff at the same address', async () => {
+    for (let i = 0; i < 5; i++) expect((await signIn(password('alice', `wrong ${i}`))).status).toBe(401);
+    const locked = await signIn(password('alice', ALICE));
+    expect(locked.status).toBe(429);
+    expect(Number(locked.headers['retry-after'])).toBeGreaterThan(0);
+    expect((await signIn(password('bob', BOB))).status).toBe(303);
+  });
+
+  it('locks an address that tried 20 wrong passwords across accounts, but a valid one-time token still signs in', async () => {
+    for (const user of ['alice', 'carol', 'dave', 'erin']) {
+      for (let i = 0; i < 5; i++) expect((await signIn(password(user, `wrong ${i}`))).status).toBe(401);
     }
-    // Even the right password is refused for the rest of the window.
-    expect((await send(server, 'POST', '/login', { 'content-type': 'application/x-www-form-urlencoded' }, 'username=bob&password=a+long+enough+password')).status).toBe(401);
+    expect((await signIn(password('bob', BOB))).status).toBe(429);
+    expect((await signIn('token=not-a-valid-token')).status).toBe(401);
+    const { token } = staff.issueToken('test');
+    const withToken = await signIn(`token=${token}`);
+    expect(withToken.status).toBe(303);
+    expect(String(withToken.headers['set-cookie'])).toMatch(new RegExp(`^${SESSION_COOKIE}=`));
+  });
+
+  it('refuses sign-in and sign-out from an opaque or foreign origin (Origin: null, Sec-Fetch-Site: cross-site)', async () => {
+    const nullOrigin = await signIn(password('alice', ALICE), { origin: 'null' });
+    expect(nullOrigin.status).toBe(403);
+    expect(JSON.parse(nullOrigin.body)).toMatchObject({ code: 'FORBIDDEN' });
+    expect((await signIn(password('alice', ALICE), { 'sec-fetch-site': 'cross-site' })).status).toBe(403);
+    const ok = await signIn(password('alice', ALICE), { origin: server.url, 'sec-fetch-site': 'same-origin' });
+    expect(ok.status).toBe(303);
+    const cookie = String(ok.headers['set-cookie']).split(';')[0]!;
+    expect((await send(server, 'POST', '/logout', { cookie, origin: 'null' })).status).toBe(403);
+    expect((await send(server, 'GET', '/api/me', { cookie })).status).toBe(200);
+    expect((await send(server, 'POST', '/logout', { cookie, origin: server.url })).status).toBe(303);
+    expect((await send(server, 'GET', '/api/me', { cookie })).status).toBe(401);
   });
 });

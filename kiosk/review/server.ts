@@ -20,15 +20,14 @@ import { csvRecord } from '../audit/csv.ts';
 import { getScan, listScans, scanIds, type ScanFilter } from '../audit/queries.ts';
 import type { VerifyResult } from '../audit/chain.ts';
 import { displayText, openAuditStore, type AuditStore } from '../audit/store.ts';
-import { APP_CSS, APP_HTML, APP_JS, LOGIN_FAILED_HTML, LOGIN_HTML } from './page.ts';
+import { LoginThrottle, type LoginLimits } from './login-limits.ts';
+import { APP_CSS, APP_HTML, APP_JS, LOGIN_FAILED_HTML, LOGIN_HTML, LOGIN_LOCKED_HTML } from './page.ts';
 import type { StaffStore } from './review-store.ts';
 
 export const SESSION_COOKIE = 'portcullis_review';
 const SESSION_IDLE_MS = 30 * 60_000; // ms without a request before a session ends
 const SESSION_MAX_MS = 8 * 60 * 60_000; // ms a session lives at most
 const LOGIN_BODY_MAX = 4096; // bytes
-const FAILURE_WINDOW_MS = 10 * 60_000; // ms over which failed logins are counted
-const MAX_FAILURES = 5; // failed logins per client address within the window before refusing
 const MAX_LIMIT = 1000; // scans per list request
 const CHART_DAYS = 30; // days in the default chart window
 const CHAIN_RECHECK_MS = 5 * 60_000; // ms after which the chain state is verified again
@@ -44,6 +43,8 @@ export interface ReviewServerOptions {
   readonly host?: string; // default 127.0.0.1
   readonly port?: number; // default 8765; 0 picks a free port
   readonly now?: () => Date;
+  /** Sign-in limits (default LOGIN_LIMITS: 5 per account, 20 per address, in 10 minutes). */
+  readonly loginLimits?: LoginLimits;
 }
 
 export interface ReviewServer {
@@ -165,7 +166,7 @@ export async function startReviewServer(options: ReviewServerOptions): Promise<R
   const audit: AuditStore = openAuditStore(options.auditDb, { readonly: true });
   const db = new Database(options.auditDb, { readonly: true, fileMustExist: true });
   const sessions = new Map<string, Session>(); // key: SHA-256 of the cookie value
-  const failures = new Map<string, number[]>(); // client address -> times of failed logins
+  const throttle = new LoginThrottle(options.loginLimits, () => now().getTime());
   let allowedHosts: Set<string> = new Set();
 
   // The chain state: verified in a worker thread, cached, re-verified when older than CHAIN_RECHECK_MS.
@@ -190,6 +191,11 @@ export async function startReviewServer(options: ReviewServerOptions): Promise<R
       w.once('exit', (code: number) => done({ error: `the verification stopped (exit code ${code})` }));
     });
     return checking;
+  };
+
+  const allowedOrigin = (origin: string): boolean => {
+    const match = /^https?:\/\/([^/]+)$/.exec(origin);
+    return match !== null && allowedHosts.has(match[1]!.toLowerCase());
   };
 
   const sessionKey = (id: string): string => createHash('sha256').update(id).digest('hex');
@@ -217,24 +223,30 @@ export async function startReviewServer(options: ReviewServerOptions): Promise<R
     res.end();
   };
 
-  const tooManyFailures = (address: string): boolean => {
-    const t = now().getTime();
-    const recent = (failures.get(address) ?? []).filter((x) => t - x < FAILURE_WINDOW_MS);
-    failures.set(address, recent);
-    return recent.length >= MAX_FAILURES;
-  };
-
   async function login(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (!/^application\/x-www-form-urlencoded\b/.test(req.headers['content-type'] ?? '')) throw new HttpError('BAD_REQUEST', 'expected a form');
     const form = checked(loginForm, Object.fromEntries(new URLSearchParams(await readBody(req))));
     const address = req.socket.remoteAddress ?? 'unknown';
     let user: string | null = null;
-    if (!tooManyFailures(address)) {
-      if (form.token) user = options.staff.useToken(form.token.trim()) ? 'token' : null;
-      else if (form.username && form.password) user = (await options.staff.checkPassword(form.username, form.password)) ? form.username : null;
+    if (form.token) {
+      // A valid token always signs in, locked out or not: it cannot be guessed, and it is the way in while an account is locked.
+      user = options.staff.useToken(form.token.trim()) ? 'token' : null;
+      if (user === null) throttle.failedWithoutPassword(address);
+    } else if (form.username && form.password) {
+      // Counted before the slow check, so concurrent guesses cannot get past the limit.
+      const attempt = throttle.beginPassword(address, form.username);
+      if (!attempt.ok) {
+        send(res, 429, 'text/html; charset=utf-8', LOGIN_LOCKED_HTML, { 'retry-after': String(Math.ceil(attempt.retryAfterMs / 1000)) });
+        return;
+      }
+      if (await options.staff.checkPassword(form.username, form.password)) {
+        attempt.ticket.succeeded();
+        user = form.username;
+      }
+    } else {
+      throttle.failedWithoutPassword(address);
     }
     if (user === null) {
-      failures.set(address, [...(failures.get(address) ?? []), now().getTime()]);
       send(res, 401, 'text/html; charset=utf-8', LOGIN_FAILED_HTML);
       return;
     }
@@ -319,7 +331,8 @@ export async function startReviewServer(options: ReviewServerOptions): Promise<R
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     res.setHeader('content-security-policy', CONTENT_SECURITY_POLICY);
     res.setHeader('x-content-type-options', 'nosniff');
-    res.setHeader('referrer-policy', 'no-referrer');
+    // same-origin, not no-referrer: under no-referrer a browser sends "Origin: null" with the page's own POSTs (Fetch, "append a request `Origin` header").
+    res.setHeader('referrer-policy', 'same-origin');
     res.setHeader('x-frame-options', 'DENY');
     res.setHeader('cross-origin-opener-policy', 'same-origin');
     res.setHeader('cache-control', 'no-store');
@@ -328,8 +341,13 @@ export async function startReviewServer(options: ReviewServerOptions): Promise<R
     const url = new URL(req.url ?? '/', 'http://review.invalid');
     const method = req.method ?? 'GET';
     if (method === 'POST') {
+      // Login and logout CSRF: a browser names the page a POST comes from (Origin; "null" for a sandboxed
+      // frame, a data: URL or a redirect chain) and says whether it is this site (Sec-Fetch-Site).
+      // Only this server's own pages may post; a client that sends neither (curl) is not a browser page.
       const origin = req.headers.origin;
-      if (origin !== undefined && origin !== 'null' && !allowedHosts.has(origin.replace(/^https?:\/\//, '').toLowerCase())) throw new HttpError('FORBIDDEN', 'cross-origin request');
+      if (origin !== undefined && !allowedOrigin(origin)) throw new HttpError('FORBIDDEN', 'cross-origin request');
+      const site = req.headers['sec-fetch-site'];
+      if (site !== undefined && site !== 'same-origin') throw new HttpError('FORBIDDEN', 'cross-site request');
       if (url.pathname === '/login') return login(req, res);
       if (url.pathname === '/logout') {
         const current = sessionOf(req);

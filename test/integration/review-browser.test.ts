@@ -14,6 +14,7 @@ import { HMI, HOSTILE_IMG, HOSTILE_SCRIPT, writeReviewFixture } from '../../kios
 
 const CHROMIUM = '/usr/bin/chromium';
 const PASSWORD = 'correct horse battery staple';
+const CAROL_PASSWORD = 'carol types carefully';
 
 describe('review page in headless Chromium', () => {
   // scripts/setup.sh installs Debian's chromium: a missing browser is a failure, never a skip.
@@ -34,6 +35,7 @@ describe('review page in headless Chromium', () => {
     const { auditDb, agentLog } = writeReviewFixture(dir);
     staff = openReviewStore(join(dir, 'review.db'));
     await staff.addUser('alice', PASSWORD);
+    await staff.addUser('carol', CAROL_PASSWORD);
     staff.importAgentLog(readFileSync(agentLog));
     server = await startReviewServer({ auditDb, staff, port: 0 });
     context = await chromium.launchPersistentContext(join(dir, 'profile'), {
@@ -163,5 +165,32 @@ describe('review page in headless Chromium', () => {
     await expect.poll(() => page.locator('#login-error').count()).toBe(1);
     expect(dialogs).toEqual([]);
     expect(externalRequests).toEqual([]);
+  });
+
+  it('pauses the password sign-in of an account after five wrong passwords, while another account and a one-time token still sign in', async () => {
+    const signIn = async (user: string, password: string): Promise<void> => {
+      await page.fill('#password-login input[name=username]', user);
+      await page.fill('#password-login input[name=password]', password);
+      await page.click('#password-login button');
+    };
+    await page.goto(`${server.url}/login`);
+    for (let i = 0; i < 5; i++) {
+      await signIn('carol', `not carol's password ${i}`);
+      await expect.poll(() => page.locator('#login-error').count()).toBe(1);
+    }
+    await signIn('carol', CAROL_PASSWORD);
+    await expect.poll(() => page.locator('#login-locked').count()).toBe(1);
+    await signIn('alice', PASSWORD);
+    await page.waitForSelector('#scans tbody tr');
+    expect(await page.textContent('#who')).toBe('alice');
+    await page.click('.logout button');
+    await page.waitForURL(/\/login$/);
+    await signIn('carol', CAROL_PASSWORD);
+    await expect.poll(() => page.locator('#login-locked').count()).toBe(1);
+    await page.fill('#token-login input[name=token]', staff.issueToken('locked out').token);
+    await page.click('#token-login button');
+    await page.waitForSelector('#scans tbody tr');
+    expect(await page.textContent('#who')).toBe('token');
+    expect(dialogs).toEqual([]);
   });
 });
