@@ -4,8 +4,8 @@
  * a test hook, in the calling thread. Everything in a request is plain data,
  * so it crosses to a worker as it is.
  */
-import { closeSync, constants, fsyncSync, openSync, unlinkSync, writeSync } from 'node:fs';
-import { open, unlink } from 'node:fs/promises';
+import { close, closeSync, constants, fstat, fstatSync, fsync, fsyncSync, open, openSync, unlinkSync, write, writeSync, type BigIntStats } from 'node:fs';
+import { unlink } from 'node:fs/promises';
 import type { Blake3Factory, DualDigest, FileDigest } from '../manifest/digest.ts';
 import { readVerified, readVerifiedSync, type ExpectedFile, type VerifiedReadCode } from './verified-copy.ts';
 
@@ -26,8 +26,26 @@ export interface StageRequest {
 
 export type StageCode = VerifiedReadCode | 'COPY_FAILED';
 
+/**
+ * An import's staged copy, still open: the descriptor pins the file, so its
+ * identity cannot pass to another file (a deleted file's inode number is
+ * reused at once) until the agent has compared it with what it named. The
+ * caller closes it (releaseStaged) once the file is named or refused.
+ */
+export interface StagedCopy {
+  /** The open descriptor of the staging file (a process-wide number: it crosses from a stage thread as it is). */
+  readonly fd: number;
+  /** `dev:ino` of the file written, decimal (fileIdentity). */
+  readonly identity: string;
+}
+
 export type StageResult =
-  | { readonly ok: true; readonly digest: FileDigest }
+  | {
+      readonly ok: true;
+      readonly digest: FileDigest;
+      /** Import: the staged copy, which the file placed under its name must be; null for verify. */
+      readonly staged: StagedCopy | null;
+    }
   | { readonly ok: false; readonly code: StageCode; readonly reason: string; readonly digest: FileDigest | null };
 
 export interface StageHooks {
@@ -40,7 +58,29 @@ export interface StageHooks {
 
 const errorText = (error: unknown): string => (error as NodeJS.ErrnoException).code ?? (error as Error).message;
 
+/** A new file, never an existing one nor one reached through a symlink (docs/agent.md "Copy-mediation"). */
 const STAGING_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | (constants.O_NOFOLLOW ?? 0);
+
+/** A file's identity as compared after placing it: device and inode as exact integers (64-bit NTFS file ids do not fit a number). */
+export const fileIdentity = (stats: Pick<BigIntStats, 'dev' | 'ino'>): string => `${stats.dev}:${stats.ino}`;
+
+/** Closes a staged copy's descriptor once its file is named or refused (never throws). */
+export function releaseStaged(staged: StagedCopy): void {
+  try {
+    closeSync(staged.fd);
+  } catch {
+    // already closed
+  }
+}
+
+// The callback API with raw descriptors: a FileHandle left open past this function would be closed by the garbage collector.
+const openAsync = (path: string, flags: number, mode: number): Promise<number> =>
+  new Promise((resolve, reject) => open(path, flags, mode, (error, fd) => (error ? reject(error) : resolve(fd))));
+const writeAsync = (fd: number, chunk: Uint8Array, offset: number, length: number): Promise<number> =>
+  new Promise((resolve, reject) => write(fd, chunk, offset, length, null, (error, written) => (error ? reject(error) : resolve(written))));
+const fsyncAsync = (fd: number): Promise<void> => new Promise((resolve, reject) => fsync(fd, (error) => (error ? reject(error) : resolve())));
+const closeAsync = (fd: number): Promise<void> => new Promise((resolve, reject) => close(fd, (error) => (error ? reject(error) : resolve())));
+const fstatAsync = (fd: number): Promise<BigIntStats> => new Promise((resolve, reject) => fstat(fd, { bigint: true }, (error, stats) => (error ? reject(error) : resolve(stats))));
 
 const cannotCreate = (error: unknown): StageResult => ({ ok: false, code: 'COPY_FAILED', reason: `cannot create a staging file (${errorText(error)})`, digest: null });
 const flushFailed = (error: unknown, digest: FileDigest): StageResult => ({ ok: false, code: 'COPY_FAILED', reason: `flushing the copy failed (${errorText(error)})`, digest });
@@ -48,17 +88,24 @@ const flushFailed = (error: unknown, digest: FileDigest): StageResult => ({ ok: 
 /** Reads, hashes and (import) stages one file; on any failure the staging file is removed. */
 export async function stageFile(request: StageRequest, hooks: StageHooks = {}): Promise<StageResult> {
   if (request.stagingPath === null) {
-    return readVerified(request.source, request.expected, { signal: hooks.signal, blake3: hooks.blake3, chunkBytes: request.chunkBytes, expectIdentity: request.expectIdentity, onChunk: hooks.onChunk });
+    const read = await readVerified(request.source, request.expected, { signal: hooks.signal, blake3: hooks.blake3, chunkBytes: request.chunkBytes, expectIdentity: request.expectIdentity, onChunk: hooks.onChunk });
+    return read.ok ? { ...read, staged: null } : read;
   }
   const stagingPath = request.stagingPath;
-  let handle;
+  let fd: number;
   try {
-    handle = await open(stagingPath, STAGING_FLAGS, 0o644);
+    fd = await openAsync(stagingPath, STAGING_FLAGS, 0o644);
   } catch (error) {
     return cannotCreate(error);
   }
   let keep = false;
   try {
+    let identity: string;
+    try {
+      identity = fileIdentity(await fstatAsync(fd));
+    } catch (error) {
+      return cannotCreate(error);
+    }
     const read = await readVerified(request.source, request.expected, {
       signal: hooks.signal,
       blake3: hooks.blake3,
@@ -67,21 +114,22 @@ export async function stageFile(request: StageRequest, hooks: StageHooks = {}): 
       onChunk: hooks.onChunk,
       sink: async (chunk) => {
         let done = 0;
-        while (done < chunk.length) done += (await handle.write(chunk, done, chunk.length - done)).bytesWritten;
+        while (done < chunk.length) done += await writeAsync(fd, chunk, done, chunk.length - done);
       },
     });
     if (!read.ok) return read;
     try {
-      if (request.fsync) await handle.sync();
-      await handle.close();
+      if (request.fsync) await fsyncAsync(fd);
     } catch (error) {
       return flushFailed(error, read.digest);
     }
-    keep = true;
-    return read;
+    keep = true; // open until it is named (releaseStaged)
+    return { ...read, staged: { fd, identity } };
   } finally {
-    await handle.close().catch(() => undefined);
-    if (!keep) await unlink(stagingPath).catch(() => undefined);
+    if (!keep) {
+      await closeAsync(fd).catch(() => undefined);
+      await unlink(stagingPath).catch(() => undefined);
+    }
   }
 }
 
@@ -92,7 +140,10 @@ export async function stageFile(request: StageRequest, hooks: StageHooks = {}): 
  */
 export function stageFileSync(request: StageRequest, digest: DualDigest, aborted: () => boolean, scratch?: Buffer): StageResult {
   const options = { aborted, chunkBytes: request.chunkBytes, expectIdentity: request.expectIdentity, scratch };
-  if (request.stagingPath === null) return readVerifiedSync(request.source, request.expected, digest, options);
+  if (request.stagingPath === null) {
+    const read = readVerifiedSync(request.source, request.expected, digest, options);
+    return read.ok ? { ...read, staged: null } : read;
+  }
   const stagingPath = request.stagingPath;
   let fd: number;
   try {
@@ -100,9 +151,14 @@ export function stageFileSync(request: StageRequest, digest: DualDigest, aborted
   } catch (error) {
     return cannotCreate(error);
   }
-  let open = true;
   let keep = false;
   try {
+    let identity: string;
+    try {
+      identity = fileIdentity(fstatSync(fd, { bigint: true }));
+    } catch (error) {
+      return cannotCreate(error);
+    }
     const read = readVerifiedSync(request.source, request.expected, digest, {
       ...options,
       sink: (chunk) => {
@@ -113,22 +169,18 @@ export function stageFileSync(request: StageRequest, digest: DualDigest, aborted
     if (!read.ok) return read;
     try {
       if (request.fsync) fsyncSync(fd);
-      open = false;
-      closeSync(fd);
     } catch (error) {
       return flushFailed(error, read.digest);
     }
-    keep = true;
-    return read;
+    keep = true; // open until it is named (releaseStaged)
+    return { ...read, staged: { fd, identity } };
   } finally {
-    if (open) {
+    if (!keep) {
       try {
         closeSync(fd);
       } catch {
         // closing a file that failed: nothing more to learn
       }
-    }
-    if (!keep) {
       try {
         unlinkSync(stagingPath);
       } catch {

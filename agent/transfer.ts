@@ -14,9 +14,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import { release } from 'node:os';
-import { linkSync, lstatSync, mkdirSync, renameSync, unlinkSync, type Stats } from 'node:fs';
+import { linkSync, lstatSync, mkdirSync, readdirSync, renameSync, rmdirSync, unlinkSync, type BigIntStats } from 'node:fs';
 import { constants } from 'node:fs';
-import { lstat, mkdir, open, readdir, rmdir, unlink } from 'node:fs/promises';
+import { lstat, open, readdir, rmdir, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { collisionKey, escapeForDisplay, type Blake3Factory, type VerifiedManifest } from '../manifest/index.ts';
 import type { AuditSink, DriveRef, LogDigests, LogEvent } from './audit-log.ts';
@@ -28,6 +28,7 @@ import {
 } from './destination-path.ts';
 import { AgentError, type DriveRefusalCode, type FileRefusalCode } from './errors.ts';
 import type { ClashPolicy } from './trust-store.ts';
+import { fileIdentity, releaseStaged, type StagedCopy } from './stage-file.ts';
 import { createStagePool, inThreadStager, type Stager } from './stage-pool.ts';
 import { SyncfsHelper } from './syncfs-helper.ts';
 
@@ -648,31 +649,111 @@ class EarlyStager {
   }
 }
 
-/** Checks the destination root: absolute, an existing real folder (not a symlink or junction). */
-export async function checkDestinationRoot(destination: string): Promise<string> {
-  const root = resolve(destination);
-  let stats: Stats;
-  try {
-    stats = await lstat(root);
-  } catch (cause) {
-    throw new AgentError('DESTINATION_INVALID', `${root}: the destination folder does not exist or cannot be read (${(cause as Error).message})`, { cause });
-  }
-  if (!stats.isDirectory()) throw new AgentError('DESTINATION_INVALID', `${root}: the destination is not a folder (or is a symbolic link or junction)`);
-  return root;
+/**
+ * A folder's identity: device and inode (on Windows the volume serial and the
+ * file id, which libuv reports in their place), as exact integers.
+ */
+interface FolderIdentity {
+  readonly dev: bigint;
+  readonly ino: bigint;
 }
 
-/** Creates the staging folder on the destination volume and removes staging files left by a crash. */
-async function prepareStaging(root: string): Promise<string> {
-  const staging = join(root, STAGING_FOLDER);
+/** The destination root as the import found it: its path and the identity every later check compares with. */
+export interface DestinationRoot {
+  readonly root: string;
+  readonly identity: FolderIdentity;
+}
+
+/** Checks the destination root: absolute, an existing real folder (not a symlink or junction); records its identity. */
+export async function checkDestinationRoot(destination: string): Promise<DestinationRoot> {
+  const root = resolve(destination);
+  let stats: BigIntStats;
   try {
-    await mkdir(staging, { mode: 0o700 });
+    stats = await lstat(root, { bigint: true });
+  } catch (cause) {
+    throw new AgentError('DESTINATION_INVALID', `${root}: the destination folder does not exist or cannot be read (${(cause as Error).message}): create it or name another with --to`, { cause });
+  }
+  if (!stats.isDirectory()) throw new AgentError('DESTINATION_INVALID', `${root}: the destination is not a folder (or is a symbolic link or junction): name a real folder`);
+  return { root, identity: { dev: stats.dev, ino: stats.ino } };
+}
+
+/** The agent's staging folder as it is now: missing, private to the agent, or not (and why). */
+type StagingState =
+  | { readonly kind: 'missing' }
+  | { readonly kind: 'private' }
+  | { readonly kind: 'not-folder'; readonly reason: string }
+  | { readonly kind: 'shared'; readonly reason: string };
+
+/**
+ * Whether the staging folder is the agent's alone: a real folder (lstat: not
+ * a link or junction), and on POSIX owned by the agent's user with no
+ * permission for group or others (mode 700), so nobody else can put, swap or
+ * remove a staged file between its hash and its link. Windows: not checked
+ * here (Node reports no owner and no ACL); the folder inherits the
+ * destination's ACL (docs/agent.md "Copy-mediation").
+ */
+function stagingState(staging: string): StagingState {
+  const stats = lstatSync(staging, { throwIfNoEntry: false });
+  if (stats === undefined) return { kind: 'missing' };
+  if (!stats.isDirectory()) return { kind: 'not-folder', reason: 'is not a real folder (a link, junction or file)' };
+  if (process.platform === 'win32') return { kind: 'private' };
+  const uid = process.getuid?.();
+  if (uid !== undefined && stats.uid !== uid) return { kind: 'shared', reason: `belongs to user id ${stats.uid}, not to the agent's (${uid})` };
+  if ((stats.mode & 0o077) !== 0) return { kind: 'shared', reason: `has mode ${(stats.mode & 0o777).toString(8)}: others may reach into it (the agent's own is 700)` };
+  return { kind: 'private' };
+}
+
+/** Creates a private staging folder (mode 700); one that appeared meanwhile is judged by stagingState. */
+function makeStaging(staging: string): void {
+  try {
+    mkdirSync(staging, { mode: 0o700 });
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw new AgentError('DESTINATION_INVALID', `${staging}: cannot create the staging folder (${(error as Error).message})`, { cause: error });
   }
-  const stats = await lstat(staging);
-  if (!stats.isDirectory()) throw new AgentError('DESTINATION_INVALID', `${staging}: the staging path is not a real folder`);
-  for (const name of await readdir(staging)) {
-    if (/^[0-9a-f]{32}\.part$/u.test(name)) await unlink(join(staging, name)).catch(() => undefined);
+}
+
+/**
+ * Makes sure the staging folder on the destination volume is the agent's
+ * alone, then removes staging files left by a crash. A staging folder someone
+ * else could use is replaced by a private one when it is empty (rmdir removes
+ * only an empty folder, never follows a link) and refused when it holds
+ * anything: its files are kept as evidence, never read or deleted.
+ */
+function prepareStaging(root: string): string {
+  const staging = join(root, STAGING_FOLDER);
+  let state = stagingState(staging);
+  if (state.kind === 'missing') {
+    makeStaging(staging);
+    state = stagingState(staging);
+  } else if (state.kind === 'shared') {
+    try {
+      rmdirSync(staging);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      const why = code === 'ENOTEMPTY' || code === 'EEXIST' ? 'holds files' : `could not be removed (${code ?? (error as Error).message})`;
+      throw new AgentError('DESTINATION_INVALID', `${staging}: the staging folder ${state.reason} and ${why}, so others could have put or swapped files in it: move it aside (keep it as evidence) and import again; the agent creates its own (mode 700)`, { cause: error });
+    }
+    makeStaging(staging);
+    state = stagingState(staging);
+  }
+  if (state.kind !== 'private') {
+    const reason = state.kind === 'missing' ? 'could not be created' : state.reason;
+    throw new AgentError('DESTINATION_INVALID', `${staging}: the staging path ${reason}: remove it; the agent creates its own staging folder (mode 700)`);
+  }
+  let leftovers: string[];
+  try {
+    leftovers = readdirSync(staging);
+  } catch (error) {
+    throw new AgentError('DESTINATION_INVALID', `${staging}: cannot read the staging folder (${(error as Error).message})`, { cause: error });
+  }
+  for (const entry of leftovers) {
+    if (/^[0-9a-f]{32}\.part$/u.test(entry)) {
+      try {
+        unlinkSync(join(staging, entry));
+      } catch {
+        // gone meanwhile
+      }
+    }
   }
   return staging;
 }
@@ -691,8 +772,15 @@ type Placement =
  */
 class FolderNames {
   private readonly listings = new Map<string, Promise<Map<string, string> | null>>();
-  /** Folders already checked to be real folders (lstat, not a link or junction) during this import. */
-  readonly realFolders = new Set<string>();
+  /**
+   * Folders checked to be real folders (lstat: not a link or junction) when this import first used them,
+   * the destination root among them, with the identity every later check compares with (changedFolder).
+   */
+  readonly folders = new Map<string, FolderIdentity>();
+
+  constructor(destination: DestinationRoot) {
+    this.folders.set(destination.root, destination.identity);
+  }
 
   private listing(dir: string): Promise<Map<string, string> | null> {
     let listing = this.listings.get(dir);
@@ -733,8 +821,39 @@ class FolderNames {
   }
 }
 
+/**
+ * Which folder from the destination root down to `root/actual...` is no
+ * longer the one this import recorded when it first used it (null: none).
+ * Each level is lstat-ed, so a link or junction is not taken for a folder,
+ * and must have the device and inode recorded: a folder swapped for a link
+ * or junction, or moved away and replaced, at any depth, the root included,
+ * is found (docs/agent.md "Copy-mediation").
+ */
+function changedFolder(names: FolderNames, root: string, actual: readonly string[]): string | null {
+  let dir = root;
+  for (let depth = 0; depth <= actual.length; depth++) {
+    if (depth > 0) dir = join(dir, actual[depth - 1]!);
+    const recorded = names.folders.get(dir);
+    let stats: BigIntStats | undefined;
+    try {
+      stats = lstatSync(dir, { bigint: true, throwIfNoEntry: false });
+    } catch {
+      stats = undefined; // ENOTDIR, EACCES: not the folder it was
+    }
+    if (recorded === undefined || stats === undefined || !stats.isDirectory() || stats.dev !== recorded.dev || stats.ino !== recorded.ino) {
+      return depth === 0 ? 'the destination folder' : escapeForDisplay(actual.slice(0, depth).join('/'));
+    }
+  }
+  return null;
+}
+
+const folderChanged = (which: string): string =>
+  `${which} at the destination is no longer the folder this import started with (moved, or replaced by a link or junction): nothing was written through it`;
+
+type Parents = { ok: true; dir: string; actual: string[] } | { ok: false; code: 'DESTINATION_CLASH' | 'DESTINATION_UNSAFE'; reason: string };
+
 /** Walks/creates the parent folders inside root, reusing an existing folder of the same name; refuses anything but real folders. */
-async function ensureParents(names: FolderNames, root: string, folders: readonly string[]): Promise<{ ok: true; dir: string; actual: string[] } | { ok: false; reason: string }> {
+async function ensureParents(names: FolderNames, root: string, folders: readonly string[]): Promise<Parents> {
   let dir = root;
   const actual: string[] = [];
   for (const folder of folders) {
@@ -742,6 +861,9 @@ async function ensureParents(names: FolderNames, root: string, folders: readonly
     const name = existing ?? folder;
     const next = join(dir, name);
     if (existing === null) {
+      // Never make a folder through a link: every folder above must still be the one recorded.
+      const changed = changedFolder(names, root, actual);
+      if (changed !== null) return { ok: false, code: 'DESTINATION_UNSAFE', reason: folderChanged(changed) };
       try {
         mkdirSync(next);
         names.created(next);
@@ -751,10 +873,10 @@ async function ensureParents(names: FolderNames, root: string, folders: readonly
         names.forget(dir); // made by someone else meanwhile
       }
     }
-    if (!names.realFolders.has(next)) {
-      const stats = lstatSync(next);
-      if (!stats.isDirectory()) return { ok: false, reason: `${escapeForDisplay([...actual, name].join('/'))} at the destination is not a folder` };
-      names.realFolders.add(next);
+    if (!names.folders.has(next)) {
+      const stats = lstatSync(next, { bigint: true });
+      if (!stats.isDirectory()) return { ok: false, code: 'DESTINATION_CLASH', reason: `${escapeForDisplay([...actual, name].join('/'))} at the destination is not a folder` };
+      names.folders.set(next, { dev: stats.dev, ino: stats.ino });
     }
     actual.push(name);
     dir = next;
@@ -781,6 +903,16 @@ async function existingAt(names: FolderNames, root: string, components: readonly
   return actual.join('/');
 }
 
+/** The identity (`dev:ino`) of what is at `path` now, not following a link; null when nothing can be read there. */
+function identityAt(path: string): string | null {
+  try {
+    const stats = lstatSync(path, { bigint: true, throwIfNoEntry: false });
+    return stats === undefined || !stats.isFile() ? null : fileIdentity(stats);
+  } catch {
+    return null;
+  }
+}
+
 const NO_LINK = new Set(['EPERM', 'ENOTSUP', 'EXDEV', 'ENOSYS', 'EOPNOTSUPP', 'EINVAL']);
 
 /**
@@ -792,11 +924,11 @@ const NO_LINK = new Set(['EPERM', 'ENOTSUP', 'EXDEV', 'ENOSYS', 'EOPNOTSUPP', 'E
  * (each is quicker than an asynchronous call's round trip would be).
  * `relative` must have passed resolveInside already (importOne checks it).
  */
-async function placeFile(names: FolderNames, root: string, relative: string, staging: string, clash: ClashPolicy, flavor: PathFlavor): Promise<Placement> {
+async function placeFile(names: FolderNames, root: string, relative: string, staging: string, staged: StagedCopy, clash: ClashPolicy, flavor: PathFlavor): Promise<Placement> {
   const components = relative.split('/');
   const fileName = components.at(-1)!;
   const parents = await ensureParents(names, root, components.slice(0, -1));
-  if (!parents.ok) return { ok: false, outcome: 'refused', code: 'DESTINATION_CLASH', reason: parents.reason };
+  if (!parents.ok) return { ok: false, outcome: 'refused', code: parents.code, reason: parents.reason };
   for (let attempt = 0; attempt < 1000; attempt++) {
     let name = fileName;
     const existing = await names.find(parents.dir, fileName);
@@ -819,11 +951,10 @@ async function placeFile(names: FolderNames, root: string, relative: string, sta
     const checked = rel === relative ? { ok: true as const } : resolveInside(root, rel, flavor);
     if (!checked.ok) return { ok: false, outcome: 'refused', code: 'DESTINATION_UNSAFE', reason: checked.problems.map((p) => (p in DESTINATION_PROBLEM_TEXT ? DESTINATION_PROBLEM_TEXT[p as keyof typeof DESTINATION_PROBLEM_TEXT] : p)).join('; ') };
     const finalPath = join(parents.dir, name);
-    // The parent was checked when first used; check again now, so a folder swapped for a link or junction
-    // during a long import is refused instead of written through.
-    if (!lstatSync(parents.dir).isDirectory()) {
-      return { ok: false, outcome: 'refused', code: 'DESTINATION_UNSAFE', reason: `${escapeForDisplay(parents.actual.join('/'))} at the destination is no longer a real folder` };
-    }
+    // Each folder was recorded when first used; check the whole chain again now, so a folder swapped for a
+    // link or junction during a long import, at any depth, is refused instead of written through.
+    const changed = changedFolder(names, root, parents.actual);
+    if (changed !== null) return { ok: false, outcome: 'refused', code: 'DESTINATION_UNSAFE', reason: folderChanged(changed) };
     try {
       linkSync(staging, finalPath); // the staging name is removed by the caller
     } catch (error) {
@@ -842,6 +973,15 @@ async function placeFile(names: FolderNames, root: string, relative: string, sta
         if ((missing as NodeJS.ErrnoException).code !== 'ENOENT') throw missing;
       }
       renameSync(staging, finalPath);
+    }
+    // The name must hold the file that was written and hashed: a staged file swapped before the link is taken back.
+    if (identityAt(finalPath) !== staged.identity) {
+      try {
+        unlinkSync(finalPath);
+      } catch {
+        // already gone
+      }
+      return { ok: false, outcome: 'refused', code: 'COPY_FAILED', reason: 'the staged copy was replaced before it was named (not the file written and hashed): it was removed again; check who can write to the destination' };
     }
     await names.add(parents.dir, name);
     return { ok: true, finalPath, folder: parents.dir, relative: rel }; // the folder is fsynced with the file's record (DecisionLog)
@@ -877,16 +1017,17 @@ export function bytesAndFilesInStep<T>(items: readonly T[], size: (item: T) => n
 
 /** `import DRIVE --to DIR`: copy-mediation of every permitted file. */
 export async function importDrive(input: ImportInput): Promise<DriveReport> {
-  const root = await checkDestinationRoot(input.destination);
+  const destination = await checkDestinationRoot(input.destination);
   const early = new EarlyStager(input);
   try {
-    return await importWith(input, root, early);
+    return await importWith(input, destination, early);
   } finally {
     await early.discard(); // a pool started but never handed over: a refused drive, an error
   }
 }
 
-async function importWith(input: ImportInput, root: string, early: EarlyStager): Promise<DriveReport> {
+async function importWith(input: ImportInput, destination: DestinationRoot, early: EarlyStager): Promise<DriveReport> {
+  const root = destination.root;
   const flavor = input.flavor ?? hostFlavor();
   const check = await checkDrive({ ...input, onVerified: (m) => early.start(m) });
   const ctx: Context = { log: input.log, drive: driveRef(input.drive, input.identity), manifest: check.manifest };
@@ -897,15 +1038,16 @@ async function importWith(input: ImportInput, root: string, early: EarlyStager):
 
   const stager = early.take() ?? stagerFor(input, check.candidates);
   try {
-    return await importFiles(input, root, flavor, check, ctx, files, stager);
+    return await importFiles(input, destination, flavor, check, ctx, files, stager);
   } finally {
     await stager.close();
   }
 }
 
-async function importFiles(input: ImportInput, root: string, flavor: PathFlavor, check: DriveCheck & { approved: true }, ctx: Context, files: FileResult[], stager: Stager): Promise<DriveReport> {
+async function importFiles(input: ImportInput, destination: DestinationRoot, flavor: PathFlavor, check: DriveCheck & { approved: true }, ctx: Context, files: FileResult[], stager: Stager): Promise<DriveReport> {
+  const root = destination.root;
   const rootDisplay = escapeForDisplay(root);
-  const staging = check.candidates.length > 0 ? await prepareStaging(root) : null;
+  const staging = check.candidates.length > 0 ? prepareStaging(root) : null;
   let helper: SyncfsHelper | null = null;
   const flush = input.flushStaged === undefined
     ? (platformHasSyncfs() ? (folder: string) => (helper ??= SyncfsHelper.start(folder)).flush() : null)
@@ -913,10 +1055,13 @@ async function importFiles(input: ImportInput, root: string, flavor: PathFlavor,
   const decisions = new DecisionLog(ctx.log, flush && staging ? () => flush(staging) : null, input.syncFolder);
   const refused = check.refused.map((r) => refusedResult(r.path, r.code, r.reason));
   files.push(...(await decideAll(decisions, refused, (result) => decisions.submit(fileEvent(ctx, 'file.refused', result), result))));
-  const job: ImportJob = { input, ctx, decisions, root, staging: staging!, flavor, names: new FolderNames(), stager, stagingPrefix: randomBytes(8).toString('hex'), stagedCount: 0 };
+  const job: ImportJob = {
+    input, ctx, decisions, root, staging: staging!, flavor, names: new FolderNames(destination), stager, stagingPrefix: randomBytes(8).toString('hex'), stagedCount: 0, open: new Set(),
+  };
   try {
     files.push(...(await decideAll(decisions, bytesAndFilesInStep(check.candidates, (c) => c.subject.annotations.size), (c) => importOne(job, c))));
   } finally {
+    for (const copy of job.open) releaseStaged(copy); // staged copies a failed commit never got to: closed here
     await (helper as SyncfsHelper | null)?.close();
     if (staging) await rmdir(staging).catch(() => undefined); // only when empty: leftovers are removed at the next start
   }
@@ -936,6 +1081,8 @@ interface ImportJob {
   /** 16 random hex digits naming this import's staging files. */
   readonly stagingPrefix: string;
   stagedCount: number;
+  /** Staged copies still open (held until named or refused, so their identity cannot pass to another file). */
+  readonly open: Set<StagedCopy>;
 }
 
 async function importOne(job: ImportJob, c: Candidate): Promise<Decided> {
@@ -977,6 +1124,8 @@ async function importOne(job: ImportJob, c: Candidate): Promise<Decided> {
   }, input.signal);
   if (!read.ok) return refuse(read.code, read.reason, read.digest);
   const digests = read.digest;
+  const staged = read.staged;
+  if (staged !== null) job.open.add(staged);
   const refusal = (code: FileRefusalCode, reason: string): PlacementDecision => {
     const result = refusedResult(display, code, reason, digests);
     return { event: fileEvent(ctx, 'file.refused', result), result, placed: null };
@@ -987,9 +1136,10 @@ async function importOne(job: ImportJob, c: Candidate): Promise<Decided> {
       if (flushFailure !== null) {
         return refusal('COPY_FAILED', `flushing the copy failed (${(flushFailure as NodeJS.ErrnoException).code ?? (flushFailure as Error).message})`);
       }
+      if (staged === null) return refusal('COPY_FAILED', 'the staged copy has no identity to check it by');
       let placed: Placement;
       try {
-        placed = await placeFile(job.names, root, c.subject.name, stagingPath, input.clash, flavor);
+        placed = await placeFile(job.names, root, c.subject.name, stagingPath, staged, input.clash, flavor);
       } catch (error) {
         return refusal('COPY_FAILED', `placing the file failed (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
       }
@@ -1007,6 +1157,10 @@ async function importOne(job: ImportJob, c: Candidate): Promise<Decided> {
       };
       return { event: fileEvent(ctx, 'file.imported', result), result, placed: { finalPath: placed.finalPath, folder: placed.folder } };
     } finally {
+      if (staged !== null) {
+        releaseStaged(staged); // after the identity check, before the unlink (Windows deletes an open file's name only once it is closed)
+        job.open.delete(staged);
+      }
       try {
         unlinkSync(stagingPath); // placed files are hard links (or renamed): the staging name goes either way
       } catch {

@@ -311,7 +311,7 @@ describe('import: copy-mediation', () => {
   it('removes staging files a crash left behind before it starts', async () => {
     const drive = await makeDrive({ files: { 'a.txt': 'a' } });
     const dest = tempDir('dest');
-    mkdirSync(join(dest, '.portcullis-staging'));
+    mkdirSync(join(dest, '.portcullis-staging'), { mode: 0o700 }); // as the agent made it
     writeFileSync(join(dest, '.portcullis-staging', `${'0'.repeat(32)}.part`), 'half a file');
     await runImport(drive.root, dest);
     expect(listAll(dest)).toEqual(['a.txt']);
