@@ -4,13 +4,13 @@
  * 1 failure, 64 usage). `reviewCommand(argv)` and `siemCommand(argv)` parse
  * raw arguments for the CLI's composition root.
  */
-import { readFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { PortcullisError } from '../../manifest/errors.ts';
 import { displayText } from '../audit/store.ts';
 import { EXIT } from '../exit-codes.ts';
-import { openReviewStore } from './review-store.ts';
+import { openReviewStore, ReviewError } from './review-store.ts';
 import { startReviewServer, type ReviewServer } from './server.ts';
 import { openSiemSpool, type SiemTarget } from './siem.ts';
 
@@ -143,16 +143,47 @@ export interface ReviewImportOptions extends Streams {
   readonly files?: readonly string[];
 }
 
+/** A file to import, read whole: a missing one, a folder or a device is named as such, never taken for a damaged log. */
+function readImportFile(file: string): Buffer {
+  const shown = displayText(file);
+  let fd: number;
+  try {
+    // O_NONBLOCK: a FIFO given by mistake must not hang the import.
+    fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (cause) {
+    const code = (cause as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') throw new ReviewError('REVIEW_IMPORT_NOT_FOUND', `${shown}: no such file: check the path of the agent log`, { cause });
+    throw new ReviewError('REVIEW_IMPORT_UNREADABLE', `${shown}: cannot open (${code ?? (cause as Error).message}): check its permissions`, { cause });
+  }
+  try {
+    if (!fstatSync(fd).isFile()) throw new ReviewError('REVIEW_IMPORT_UNREADABLE', `${shown}: not a regular file: give the agent log file itself`);
+    return readFileSync(fd);
+  } catch (cause) {
+    if (cause instanceof ReviewError) throw cause;
+    throw new ReviewError('REVIEW_IMPORT_UNREADABLE', `${shown}: cannot read (${(cause as NodeJS.ErrnoException).code ?? (cause as Error).message})`, { cause });
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /** `review import-agent-log FILE...`: agent JSON-lines logs (chain verified) or `log export --format json` files. */
 export function reviewImportAgentLogCommand(options: ReviewImportOptions): Promise<number> {
   return run(options, (out) => {
     const files = options.files ?? [];
     if (files.length === 0) throw new UsageError('import-agent-log needs at least one FILE');
+    // Every file is read before anything is imported: a wrong path imports nothing.
+    const contents = files.map((file) => ({ file, bytes: readImportFile(file) }));
     const staff = openReviewStore(need(options.reviewDb, '--review-db'));
     try {
-      for (const file of files) {
-        const result = staff.importAgentLog(readFileSync(file));
-        out.write(`${file}: ${result.format}, ${result.records} records from ${result.hmis.join(', ') || 'no HMI'}: ${result.added} new, ${result.duplicates} already imported${result.format === 'export-json' ? ' (an export carries no prev hashes: its chain could not be verified)' : ''}\n`);
+      for (const { file, bytes } of contents) {
+        let result;
+        try {
+          result = staff.importAgentLog(bytes);
+        } catch (error) {
+          if (error instanceof ReviewError) throw new ReviewError(error.code, `${displayText(file)}: ${error.message}`, { cause: error });
+          throw error;
+        }
+        out.write(`${displayText(file)}: ${result.format}, ${result.records} records from ${result.hmis.join(', ') || 'no HMI'}: ${result.added} new, ${result.duplicates} already imported${result.format === 'export-json' ? ' (an export carries no prev hashes: its chain could not be verified)' : ''}\n`);
       }
     } finally {
       staff.close();

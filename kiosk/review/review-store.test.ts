@@ -80,6 +80,13 @@ describe('review store', () => {
     if (!check.ok) throw new Error('fixture log broken');
     const other = check.entries.map((r) => (r.seq === 2 ? { ...r, hash: 'e'.repeat(64) } : r));
     expect(() => store.importAgentLog(Buffer.from(formatExport(other, 'json')))).toThrow(expect.objectContaining({ code: 'REVIEW_IMPORT_CONFLICT' }));
-    expect(() => store.importAgentLog(Buffer.from('[{"seq":1}]'))).toThrow(expect.objectContaining({ code: 'REVIEW_IMPORT_INVALID' }));
+    expect(() => store.importAgentLog(Buffer.from('[{"seq":1,"hmi":"HMI-1","hash":"x"}]'))).toThrow(expect.objectContaining({ code: 'REVIEW_IMPORT_INVALID' }));
+  });
+
+  it('calls a JSON file with nothing like an agent record in it the wrong file, not a broken chain', () => {
+    for (const text of ['[{"seq":1}]', '[1,2]', '{"seq":1,"hmi":"x"}\n', 'SQLite format 3\u0000', 'date,operator\n2025-03-01,op-1\n']) {
+      expect(() => store.importAgentLog(Buffer.from(text))).toThrow(expect.objectContaining({ code: 'REVIEW_IMPORT_NOT_AGENT_LOG' }));
+    }
+    expect(store.agentRecords()).toEqual([]);
   });
 });

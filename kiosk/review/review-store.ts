@@ -15,9 +15,15 @@ export const REVIEW_ERROR_CODES = [
   'REVIEW_OPEN_FAILED',
   'REVIEW_USER_INVALID',
   'REVIEW_USER_EXISTS',
+  'REVIEW_IMPORT_NOT_FOUND',
+  'REVIEW_IMPORT_UNREADABLE',
+  'REVIEW_IMPORT_NOT_AGENT_LOG',
   'REVIEW_IMPORT_INVALID',
   'REVIEW_IMPORT_CHAIN_BROKEN',
   'REVIEW_IMPORT_CONFLICT',
+  'REVIEW_PORT_IN_USE',
+  'REVIEW_LISTEN_FAILED',
+  'REVIEW_PUBLIC_NAME_NEEDED',
 ] as const;
 export type ReviewErrorCode = (typeof REVIEW_ERROR_CODES)[number];
 export class ReviewError extends PortcullisError<ReviewErrorCode> {}
@@ -155,7 +161,28 @@ const toRecord = (r: AgentRow): AgentRecord => ({
 
 type Incoming = Omit<AgentRecord, 'id'>;
 
-/** Parses an agent log: JSON lines straight from the HMI (chain verified) or the JSON array of `log export`. */
+const NOT_AGENT_LOG = 'not an agent log: expected the HMI\'s portcullis-agent.log.jsonl or the output of "portcullis-agent log export --format json"; check that you picked the right file';
+
+/** Whether a parsed JSON value has the members every agent record and export row has (seq, hmi, hash). */
+const looksLikeAgentRecord = (value: unknown): boolean =>
+  value !== null && typeof value === 'object' && !Array.isArray(value) && ['seq', 'hmi', 'hash'].every((key) => Object.hasOwn(value, key));
+
+/** Whether any line of a JSON-lines text is something like an agent record: tells a damaged log from another kind of file. */
+function hasAgentRecordLine(text: string): boolean {
+  return text.split('\n').some((line) => {
+    try {
+      return looksLikeAgentRecord(JSON.parse(line));
+    } catch {
+      return false;
+    }
+  });
+}
+
+/**
+ * Parses an agent log: JSON lines straight from the HMI (chain verified) or the JSON array of `log export`.
+ * A file with nothing like an agent record in it is REVIEW_IMPORT_NOT_AGENT_LOG (the wrong file), not tampering;
+ * an agent log whose chain does not verify is REVIEW_IMPORT_CHAIN_BROKEN.
+ */
 export function parseAgentLog(bytes: Uint8Array): { format: AgentImportResult['format']; records: Incoming[] } {
   const textContent = new TextDecoder('utf-8', { fatal: false }).decode(bytes).trimStart();
   if (textContent.startsWith('[')) {
@@ -166,6 +193,7 @@ export function parseAgentLog(bytes: Uint8Array): { format: AgentImportResult['f
       throw new ReviewError('REVIEW_IMPORT_INVALID', `the agent export is not JSON (${(cause as Error).message})`, { cause });
     }
     if (!Array.isArray(value)) throw new ReviewError('REVIEW_IMPORT_INVALID', 'expected a JSON array of agent export rows');
+    if (value.length > 0 && !value.some(looksLikeAgentRecord)) throw new ReviewError('REVIEW_IMPORT_NOT_AGENT_LOG', `a JSON array, but ${NOT_AGENT_LOG}`);
     const records = value.map((row, i): Incoming => {
       const checked = parse(exportRowSchema, row, `[${i}]`);
       if (!checked.ok) throw new ReviewError('REVIEW_IMPORT_INVALID', `agent export: ${formatIssues(checked.issues)}`);
@@ -180,6 +208,7 @@ export function parseAgentLog(bytes: Uint8Array): { format: AgentImportResult['f
   }
   const check = verifyLogBytes(bytes);
   if (!check.ok) {
+    if (!hasAgentRecordLine(textContent)) throw new ReviewError('REVIEW_IMPORT_NOT_AGENT_LOG', NOT_AGENT_LOG);
     throw new ReviewError('REVIEW_IMPORT_CHAIN_BROKEN', `the agent log's chain is broken at line ${check.line} (${check.problem}: ${check.detail}): nothing was imported; keep the file as evidence`);
   }
   return {

@@ -22,7 +22,7 @@ import type { VerifyResult } from '../audit/chain.ts';
 import { displayText, openAuditStore, type AuditStore } from '../audit/store.ts';
 import { LoginThrottle, type LoginLimits } from './login-limits.ts';
 import { APP_CSS, APP_HTML, APP_JS, LOGIN_FAILED_HTML, LOGIN_HTML, LOGIN_LOCKED_HTML } from './page.ts';
-import type { StaffStore } from './review-store.ts';
+import { ReviewError, type StaffStore } from './review-store.ts';
 
 export const SESSION_COOKIE = 'portcullis_review';
 const SESSION_IDLE_MS = 30 * 60_000; // ms without a request before a session ends
@@ -156,6 +156,16 @@ export function dailyStats(db: Database.Database, since: Date | undefined, until
     days.push({ day, scans: s?.scans ?? 0, blockedScans: s?.blocked ?? 0, rejected: s?.rejected ?? 0, blockedFiles: blockedFiles.get(day) ?? 0 });
   }
   return { since: range[0]!, until: range[1]!, days, topReasons: reasons.map((r) => ({ code: displayText(r.code), count: r.count })) };
+}
+
+/** Why the server could not listen, with what to do about it. */
+function listenError(cause: unknown, host: string, port: number): ReviewError {
+  const code = (cause as NodeJS.ErrnoException).code;
+  const where = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  if (code === 'EADDRINUSE') return new ReviewError('REVIEW_PORT_IN_USE', `${where} is already in use (another review server?): choose another --port`, { cause });
+  if (code === 'EACCES') return new ReviewError('REVIEW_LISTEN_FAILED', `${where}: not allowed to listen there (ports below 1024 need privileges): choose a --port above 1023`, { cause });
+  if (code === 'EADDRNOTAVAIL') return new ReviewError('REVIEW_LISTEN_FAILED', `${where}: ${host} is not an address of this machine: check --host`, { cause });
+  return new ReviewError('REVIEW_LISTEN_FAILED', `${where}: cannot listen (${code ?? (cause as Error).message}): check --host and --port`, { cause });
 }
 
 /** Starts the review server; resolves once it listens. */
@@ -381,8 +391,15 @@ export async function startReviewServer(options: ReviewServerOptions): Promise<R
       json(res, 500, { error: 'internal error', code: 'INTERNAL' });
     });
   });
-  server.listen(options.port ?? 8765, host);
-  await once(server, 'listening');
+  const requestedPort = options.port ?? 8765;
+  try {
+    server.listen(requestedPort, host);
+    await once(server, 'listening');
+  } catch (cause) {
+    audit.close();
+    db.close();
+    throw listenError(cause, host, requestedPort);
+  }
   const port = (server.address() as AddressInfo).port;
   const hostPart = host.includes(':') ? `[${host}]` : host;
   void checkChain();
