@@ -111,6 +111,27 @@ describe('review and siem commands', () => {
     expect(stderr.text()).toContain('SIEM_SEND_FAILED');
   });
 
+  it('refuses --host 0.0.0.0 without --public-name in one line naming REVIEW_PUBLIC_NAME_NEEDED, and a malformed name as a usage error', async () => {
+    const stderr = sink();
+    expect(await reviewCommand(['--db', auditDb, '--review-db', reviewDb, '--host', '0.0.0.0', '--port', '0'], { stdout: sink(), stderr })).toBe(1);
+    expect(stderr.text()).toMatch(/^portcullis-kiosk: REVIEW_PUBLIC_NAME_NEEDED: [^\n]+\n$/);
+    expect(await reviewCommand(['--db', auditDb, '--review-db', reviewDb, '--public-name', 'http://x/', '--port', '0'], { stdout: sink(), stderr: sink() })).toBe(64);
+  });
+
+  it('serves on every address behind a public name and warns that the review itself has no TLS', async () => {
+    let stop: () => void = () => {};
+    const until = new Promise<void>((resolve) => (stop = resolve));
+    let server: ReviewServer | null = null;
+    const stdout = sink();
+    const done = reviewCommand(['--db', auditDb, '--review-db', reviewDb, '--host', '0.0.0.0', '--port', '0', '--public-name', 'kiosk7.plant.example'], { stdout, stderr: sink(), until, onListening: (s) => (server = s) });
+    await expect.poll(() => server).not.toBeNull();
+    const port = new URL(server!.url).port;
+    expect((await fetch(`http://127.0.0.1:${port}/login`)).status).toBe(200);
+    stop();
+    expect(await done).toBe(0);
+    expect(stdout.text()).toMatch(/^warning: .*TLS/m);
+  });
+
   it('serves the review on loopback until told to stop', async () => {
     let stop: () => void = () => {};
     const until = new Promise<void>((resolve) => (stop = resolve));

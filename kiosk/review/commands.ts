@@ -15,7 +15,7 @@ import { startReviewServer, type ReviewServer } from './server.ts';
 import { openSiemSpool, type SiemTarget } from './siem.ts';
 
 export const REVIEW_USAGE = `usage:
-  portcullis-kiosk review --db AUDIT.db --review-db REVIEW.db [--host 127.0.0.1] [--port 8765]
+  portcullis-kiosk review --db AUDIT.db --review-db REVIEW.db [--host 127.0.0.1] [--port 8765] [--public-name NAME[:PORT]]...
   portcullis-kiosk review user add NAME --review-db REVIEW.db      (password read from stdin)
   portcullis-kiosk review token --review-db REVIEW.db [--ttl-minutes 15]
   portcullis-kiosk review import-agent-log FILE... --review-db REVIEW.db
@@ -63,22 +63,36 @@ export interface ReviewServeOptions extends Streams {
   readonly reviewDb?: string;
   readonly host?: string;
   readonly port?: string | number;
+  /** Names browsers use to reach the review through a TLS proxy (or with --host 0.0.0.0), as in their address bar. */
+  readonly publicNames?: readonly string[];
+}
+
+export interface ServeHooks {
   /** Resolves when the server should stop (default: SIGINT or SIGTERM). */
   readonly until?: Promise<unknown>;
   readonly onListening?: (server: ReviewServer) => void;
 }
 
+const LOOPBACK = ['127.0.0.1', 'localhost', '::1', '[::1]'];
+/** A host name, IPv4 address or [IPv6] address, and an optional port: what a browser sends as Host. */
+const PUBLIC_NAME = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$/;
+
 /** `review`: serve the review page until stopped. */
-export function reviewServeCommand(options: ReviewServeOptions): Promise<number> {
+export function reviewServeCommand(options: ReviewServeOptions & ServeHooks): Promise<number> {
   return run(options, async (out) => {
     const port = Number(options.port ?? 8765);
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError('--port: expected 0 to 65535');
+    const publicNames = options.publicNames ?? [];
+    for (const name of publicNames) {
+      if (!PUBLIC_NAME.test(name)) throw new UsageError(`--public-name ${JSON.stringify(displayText(name))}: expected a host name or address with an optional :PORT, as in the browser's address bar (no scheme, no path)`);
+    }
     const staff = openReviewStore(need(options.reviewDb, '--review-db'));
     try {
-      const server = await startReviewServer({ auditDb: need(options.db, '--db'), staff, port, ...(options.host ? { host: options.host } : {}) });
+      const server = await startReviewServer({ auditDb: need(options.db, '--db'), staff, port, publicNames, ...(options.host ? { host: options.host } : {}) });
       out.write(`review at ${server.url}/ (read-only; sign in with a staff account or "review token")\n`);
-      if (options.host && !['127.0.0.1', 'localhost', '::1'].includes(options.host)) {
-        out.write('warning: listening beyond this machine; the review has no TLS: put it behind a TLS proxy or an SSH tunnel\n');
+      if (publicNames.length > 0) out.write(`also answering as ${publicNames.join(', ')}\n`);
+      if (options.host && !LOOPBACK.includes(options.host)) {
+        out.write('warning: listening beyond this machine and the review has no TLS: passwords and session cookies cross the network in clear unless a TLS proxy is in front; prefer 127.0.0.1 with a proxy on this machine, or an SSH tunnel\n');
       }
       options.onListening?.(server);
       await (options.until ?? new Promise((resolve) => {
@@ -262,7 +276,7 @@ export function siemSendCommand(options: SiemSendOptions): Promise<number> {
 }
 
 /** `review ...` from raw arguments. */
-export function reviewCommand(argv: readonly string[], streams: Streams = {}): Promise<number> {
+export function reviewCommand(argv: readonly string[], streams: Streams & ServeHooks = {}): Promise<number> {
   return run(streams, () => {
     const [first, second, ...rest] = argv;
     try {
@@ -279,8 +293,11 @@ export function reviewCommand(argv: readonly string[], streams: Streams = {}): P
         const { values, positionals } = parseArgs({ args: argv.slice(1), allowPositionals: true, strict: true, options: { 'review-db': { type: 'string' } } });
         return reviewImportAgentLogCommand({ ...streams, reviewDb: values['review-db'], files: positionals });
       }
-      const { values } = parseArgs({ args: [...argv], strict: true, options: { db: { type: 'string' }, 'review-db': { type: 'string' }, host: { type: 'string' }, port: { type: 'string' } } });
-      return reviewServeCommand({ ...streams, db: values.db, reviewDb: values['review-db'], host: values.host, port: values.port });
+      const { values } = parseArgs({
+        args: [...argv], strict: true,
+        options: { db: { type: 'string' }, 'review-db': { type: 'string' }, host: { type: 'string' }, port: { type: 'string' }, 'public-name': { type: 'string', multiple: true } },
+      });
+      return reviewServeCommand({ ...streams, db: values.db, reviewDb: values['review-db'], host: values.host, port: values.port, ...(values['public-name'] ? { publicNames: values['public-name'] } : {}) });
     } catch (error) {
       if (error instanceof TypeError && 'code' in error && String(error.code).startsWith('ERR_PARSE_ARGS')) throw new UsageError(error.message);
       throw error;

@@ -208,3 +208,48 @@ describe('review sign-in limits', () => {
     expect((await send(server, 'GET', '/api/me', { cookie })).status).toBe(401);
   });
 });
+
+describe('review server reached by a configured name', () => {
+  let dir: string;
+  let auditDb: string;
+  let staff: StaffStore;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'review-names-'));
+    ({ auditDb } = writeReviewFixture(dir));
+    staff = openReviewStore(join(dir, 'review.db'));
+    await staff.addUser('bob', 'a long enough password');
+  });
+  afterAll(() => {
+    staff?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('answers the public name a TLS proxy forwards, signs in from its https origin, and still refuses other names', async () => {
+    const server = await startReviewServer({ auditDb, staff, port: 0, publicNames: ['Review.Plant.Example', 'review.plant.example:8443'] });
+    try {
+      for (const host of ['review.plant.example', 'review.plant.example:8443']) expect((await send(server, 'GET', '/login', { host })).status).toBe(200);
+      for (const host of ['review.plant.example:8765', 'attacker.example']) expect((await send(server, 'GET', '/login', { host })).status).toBe(403);
+      const login = await send(server, 'POST', '/login', { host: 'review.plant.example', origin: 'https://review.plant.example', 'content-type': 'application/x-www-form-urlencoded' }, 'username=bob&password=a+long+enough+password');
+      expect(login.status).toBe(303);
+      const foreign = await send(server, 'POST', '/login', { host: 'review.plant.example', origin: 'https://attacker.example', 'content-type': 'application/x-www-form-urlencoded' }, 'token=x');
+      expect(foreign.status).toBe(403);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('refuses to listen on every address without a public name, which every remote browser would be refused for', async () => {
+    for (const host of ['0.0.0.0', '::']) {
+      await expect(startReviewServer({ auditDb, staff, port: 0, host })).rejects.toMatchObject({ code: 'REVIEW_PUBLIC_NAME_NEEDED' });
+    }
+    const server = await startReviewServer({ auditDb, staff, port: 0, host: '0.0.0.0', publicNames: ['kiosk7.plant.example'] });
+    try {
+      const port = new URL(server.url).port;
+      expect((await send(server, 'GET', '/login', { host: 'kiosk7.plant.example' })).status).toBe(200);
+      expect((await send(server, 'GET', '/login', { host: `kiosk7.plant.example:${port}` })).status).toBe(403);
+    } finally {
+      await server.close();
+    }
+  });
+});

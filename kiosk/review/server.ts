@@ -9,7 +9,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { isIPv4, isIPv6, type AddressInfo } from 'node:net';
 import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
@@ -41,6 +41,12 @@ export interface ReviewServerOptions {
   readonly auditDb: string;
   readonly staff: StaffStore;
   readonly host?: string; // default 127.0.0.1
+  /**
+   * Names browsers reach the review by besides the listening address, exactly as in their address bar
+   * (`review.plant.example`, `review.plant.example:8443`): behind a TLS reverse proxy, or with `host` 0.0.0.0.
+   * The Host and Origin checks accept them. Required when `host` is every address (0.0.0.0, ::).
+   */
+  readonly publicNames?: readonly string[];
   readonly port?: number; // default 8765; 0 picks a free port
   readonly now?: () => Date;
   /** Sign-in limits (default LOGIN_LIMITS: 5 per account, 20 per address, in 10 minutes). */
@@ -158,6 +164,13 @@ export function dailyStats(db: Database.Database, since: Date | undefined, until
   return { since: range[0]!, until: range[1]!, days, topReasons: reasons.map((r) => ({ code: displayText(r.code), count: r.count })) };
 }
 
+/** 0.0.0.0 or :: (in any spelling): the address that means every address of the machine. */
+function isEveryAddress(host: string): boolean {
+  const bare = host.replace(/^\[|\]$/g, '');
+  if (isIPv4(bare)) return bare === '0.0.0.0';
+  return isIPv6(bare) && new URL(`http://[${bare}]/`).hostname === '[::]';
+}
+
 /** Why the server could not listen, with what to do about it. */
 function listenError(cause: unknown, host: string, port: number): ReviewError {
   const code = (cause as NodeJS.ErrnoException).code;
@@ -171,6 +184,11 @@ function listenError(cause: unknown, host: string, port: number): ReviewError {
 /** Starts the review server; resolves once it listens. */
 export async function startReviewServer(options: ReviewServerOptions): Promise<ReviewServer> {
   const host = options.host ?? '127.0.0.1';
+  const publicNames = (options.publicNames ?? []).map((name) => name.toLowerCase());
+  if (isEveryAddress(host) && publicNames.length === 0) {
+    // Remote browsers would send the machine's name or address as Host, which the DNS-rebinding check cannot guess.
+    throw new ReviewError('REVIEW_PUBLIC_NAME_NEEDED', `--host ${host} listens on every address, but a browser there is answered only under a name the review knows: add --public-name NAME[:PORT] as browsers will type it (and put a TLS proxy in front), or keep 127.0.0.1 and use an SSH tunnel`);
+  }
   const now = options.now ?? (() => new Date());
   // The store checks the schema version; a second read-only handle serves the chart's aggregate queries.
   const audit: AuditStore = openAuditStore(options.auditDb, { readonly: true });
@@ -403,7 +421,7 @@ export async function startReviewServer(options: ReviewServerOptions): Promise<R
   const port = (server.address() as AddressInfo).port;
   const hostPart = host.includes(':') ? `[${host}]` : host;
   void checkChain();
-  allowedHosts = new Set([`${hostPart}:${port}`, `localhost:${port}`, `127.0.0.1:${port}`, `[::1]:${port}`]);
+  allowedHosts = new Set([`${hostPart}:${port}`, `localhost:${port}`, `127.0.0.1:${port}`, `[::1]:${port}`, ...publicNames]);
   return {
     url: `http://${hostPart}:${port}`,
     server,
