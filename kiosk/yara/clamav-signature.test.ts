@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { canarySample, CANARY_RULE, CANARY_SIGNATURE } from './canary.ts';
 import { ruleFromSignature, signatureForRule } from './clamav-signature.ts';
+import { throwProblems, YaraRuleError } from './errors.ts';
 import { parseYaracDiagnostics } from './yarac.ts';
 
 describe('clamd YARA signature names', () => {
@@ -39,7 +40,32 @@ describe('parseYaracDiagnostics', () => {
     ].join('\n');
     expect(parseYaracDiagnostics(stderr)).toEqual([
       { code: 'RULE_COMPILE_ERROR', file: 'd2.yar', line: 3, message: 'error: duplicated identifier "A"' },
-      { code: 'RULE_COMPILE_ERROR', file: 'd2.yar', line: 4, rule: 'B', message: 'warning: string "$b" may slow down scanning' },
+      { code: 'RULE_COMPILE_ERROR', file: 'd2.yar', line: 4, rule: 'B', message: 'warning: string "$b" may slow down scanning', warning: true },
     ]);
+  });
+});
+
+describe('throwProblems', () => {
+  it('names the first error, not a warning printed on an earlier line (yarac prints both)', () => {
+    const problems = parseYaracDiagnostics(
+      ['warning: rule "A" in a.yar(4): string "$a" may slow down scanning', 'error: rule "B" in a.yar(13): syntax error'].join('\n'),
+    );
+    const error: unknown = (() => {
+      try {
+        throwProblems(problems);
+      } catch (e) {
+        return e;
+      }
+      return undefined;
+    })();
+    expect(error).toBeInstanceOf(YaraRuleError);
+    expect((error as YaraRuleError).line).toBe(13);
+    expect((error as YaraRuleError).message).toMatch(/^a\.yar:13: error: syntax error/);
+    expect((error as YaraRuleError).problems).toHaveLength(2);
+  });
+
+  it('still refuses a file whose only problem is a warning, naming it', () => {
+    const problems = parseYaracDiagnostics('warning: rule "A" in a.yar(4): string "$a" may slow down scanning');
+    expect(() => throwProblems(problems)).toThrow(/^a\.yar:4: warning: /);
   });
 });

@@ -13,6 +13,8 @@ export const YARA_RULE_ERROR_CODES = [
   'RULE_CANARY_MISSING',
   'RULE_COMPILER_UNAVAILABLE',
   'RULE_ENGINE_REJECTED',
+  /** A rule loaded into libclamav but did not fire on its probe (liveness.ts). */
+  'RULE_NOT_LIVE',
   'RULE_STAGE_FAILED',
 ] as const;
 
@@ -25,6 +27,8 @@ export interface RuleProblem {
   readonly line: number;
   readonly rule?: string;
   readonly message: string;
+  /** A compiler warning (refused too, as --fail-on-warnings); absent for errors and the loader's own checks. */
+  readonly warning?: true;
 }
 
 /**
@@ -48,10 +52,15 @@ export class YaraRuleError extends PortcullisError<YaraRuleErrorCode> {
   }
 }
 
-/** Throws the first problem (by file, then line) carrying all of them. */
+/**
+ * Throws the first problem carrying all of them: errors before warnings (an
+ * author must see the error, not a warning printed before it), then by file
+ * and line.
+ */
 export function throwProblems(problems: readonly RuleProblem[]): void {
   if (problems.length === 0) return;
-  const sorted = [...problems].sort((a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : a.line - b.line));
+  const rank = (p: RuleProblem): number => (p.warning === true ? 1 : 0);
+  const sorted = [...problems].sort((a, b) => rank(a) - rank(b) || (a.file < b.file ? -1 : a.file > b.file ? 1 : a.line - b.line));
   const first = sorted[0]!;
   const more = sorted.length > 1 ? ` (and ${sorted.length - 1} more problem(s))` : '';
   throw new YaraRuleError(first.code, `${first.file}:${first.line}: ${first.message}${more}`, {

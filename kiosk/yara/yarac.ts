@@ -39,7 +39,8 @@ export function parseYaracDiagnostics(stderr: string): RuleProblem[] {
     if (m === null) continue;
     const [, level, rule, file, line, message] = m;
     const base = { code: 'RULE_COMPILE_ERROR' as const, file: file!, line: Number(line), message: `${level}: ${message!}` };
-    problems.push(rule === undefined ? base : { ...base, rule });
+    const problem = rule === undefined ? base : { ...base, rule };
+    problems.push(level === 'warning' ? { ...problem, warning: true } : problem);
   }
   return problems;
 }

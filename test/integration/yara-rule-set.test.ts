@@ -158,6 +158,17 @@ describe('loadRuleSet bounds and refusals', () => {
     expect((await loadError(dir, { yaracPath: join(work, 'no-yarac') })).code).toBe('RULE_COMPILER_UNAVAILABLE');
   });
 
+  it('names the compile error, not a warning yarac printed for an earlier line', async () => {
+    const dir = await withCanary();
+    // yarac warns about the 1-byte string (line 9), then stops at the missing colon (reported at line 23).
+    await writeFile(join(dir, 'mixed.yar'), GOOD_RULE('Slow').replace('"portcullis-Slow"', '"x"') + GOOD_RULE('Broken').replace('condition:', 'condition'));
+    const error = await loadError(dir);
+    expect(error.code).toBe('RULE_COMPILE_ERROR');
+    expect(error.problems.map((p) => p.line)).toEqual([23, 9]);
+    expect(error.line).toBe(23);
+    expect(error.message).toMatch(/^mixed\.yar:23: error: syntax error/);
+  });
+
   it('reports every problem of a file, not only the first', async () => {
     const dir = await withCanary();
     await copyFile(join(BAD, 'base64-modifier.yar'), join(dir, 'base64-modifier.yar'));
