@@ -96,7 +96,7 @@ async function speed(): Promise<void> {
       const start = performance.now();
       const cpuBefore = process.cpuUsage();
       const report = await scanDrive(root, {
-        policy, allowlist: buildAllowlist([]), scanner: engines.scanner, blake3: preferredBlake3(),
+        policy, allowlist: buildAllowlist([]), scanner: engines.scanner, inspection: engines.inspection, blake3: preferredBlake3(),
         classifyScannerError: (e) => engines.classifyScannerError(e), ledgerDir: work,
       });
       const kiosk = (performance.now() - start) / 1000;

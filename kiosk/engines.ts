@@ -14,6 +14,8 @@ import { classifyClamdSignature, type ClamdClient } from './clamav/client.ts';
 import { ScannerError } from './clamav/errors.ts';
 import type { ScanResult } from './clamav/protocol.ts';
 import { SpoolScanner, spoolFolderProblem } from './clamav/spool.ts';
+import { createExtractor, ExtractorError, proveExtractor } from './scan/extractor.ts';
+import { InspectionFolder, type Inspection } from './scan/inspect-container.ts';
 import { connectClamd, startClamd, type ConnectedClamd, type RunningClamd } from './clamav/supervisor.ts';
 import { EICAR, TEST_DATABASE_DESCRIPTION, writeTestDatabase } from './clamav/test-database.ts';
 import { manifestTime } from './build-statement.ts';
@@ -54,6 +56,8 @@ export interface Engines {
   readonly ruleSet: RuleSet;
   readonly databaseNote: string | null; // set when the test database is in use
   readonly clamd: RunningClamd | ConnectedClamd;
+  /** How the scan opens archives and compressed files: the sandboxed extractor, proven at start, and its private folder. */
+  readonly inspection: Inspection;
   classifyScannerError(error: unknown): ScannerFailure | null;
   stop(): Promise<void>;
 }
@@ -151,8 +155,16 @@ export async function startEngines(options: EngineOptions): Promise<Engines> {
   const scanBytes = (chunks: AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<ScanResult> =>
     spool ? spool.scan(chunks, signal) : client.scanStream(chunks, signal);
 
+  let inspection: Inspection;
   try {
     if ('stop' in clamd && options.clamdTransport !== 'instream') spool = await SpoolScanner.create(join(workDir, 'spool'), client);
+    status('self-test: the sandboxed archive extractor');
+    const folder = await InspectionFolder.create(join(workDir, 'inspect'));
+    const extractor = createExtractor();
+    await proveExtractor(extractor, () => folder.create()).catch((error: unknown) => {
+      throw new EngineError('ENGINE_NOT_READY', error instanceof ExtractorError ? error.message : `the archive extractor failed its start-up check: ${String(error)}`, { cause: error });
+    });
+    inspection = { extractor, folder };
     status('self-test: EICAR and the YARA canary through clamd');
     const eicar = await scanBytes(oneChunk(EICAR));
     if (eicar.status !== 'found' || classifyClamdSignature(eicar.signature) !== 'MALWARE') {
@@ -180,6 +192,7 @@ export async function startEngines(options: EngineOptions): Promise<Engines> {
     ruleSet,
     databaseNote,
     clamd,
+    inspection,
     info: {
       clamav: {
         version: `ClamAV ${clamd.version.engine}`,

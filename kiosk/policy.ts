@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { PortcullisError } from '../manifest/index.ts';
+import { CONTAINER_FORMATS } from './scan/container-format.ts';
 import { array, boolean, formatIssues, integer, object, oneOf, parse, string, type Infer } from '../manifest/schema.ts';
 
 export const DEFAULT_POLICY_PATH = fileURLToPath(new URL('../rules/policy/default.json', import.meta.url));
@@ -16,6 +17,7 @@ export const CLAMD_MAX_FILE_BYTES = 2 * 1024 ** 3 - 1024 ** 2; // bytes
 const identifier = string({ min: 1, max: 64, pattern: /^[A-Za-z0-9][A-Za-z0-9._-]*$/, patternMessage: 'expected letters, digits, ".", "_" or "-"' });
 const extension = string({ pattern: /^\.[a-z0-9_+-]{1,24}$/, patternMessage: 'expected a lower-case extension with its dot, like ".bin"' });
 const contentKind = oneOf(['pe', 'elf', 'macho', 'shell-script', 'lnk', 'pdf', 'zip', 'ole2', 'rar', '7z', 'gzip', 'cab', 'png', 'jpeg', 'gif', 'rtf', 'text', 'binary']);
+const containerFormat = oneOf(CONTAINER_FORMATS);
 
 export const policySchema = object({
   id: identifier,
@@ -37,12 +39,25 @@ export const policySchema = object({
   }),
   yara: object({ required: boolean() }),
   archives: object({
-    maxCompressionRatio: integer({ min: 2, max: 1_000_000 }), // uncompressed : compressed, zip entries over 1 MiB
-    inspectMaxBytes: integer({ min: 0, max: 1024 ** 3 }), // bytes: zips up to this size are checked in full, nested ones too
+    // Container formats the kiosk opens to inspect every member; any other container is NOT_INSPECTED.
+    formats: array(containerFormat, { max: CONTAINER_FORMATS.length }),
+    maxCompressionRatio: integer({ min: 2, max: 1_000_000 }), // unpacked : packed, per archive and per zip entry, from 1 MiB unpacked
   }),
   types: object({
     blockMismatch: boolean(), // magic bytes contradict the extension, or a double extension disguises a program
-    blockedExtensions: array(extension, { max: 500 }),
+    // The plant media types that pass when clean; anything else passes only with its hash on the allowlist.
+    allowed: array(
+      object({
+        name: identifier,
+        description: string({ max: 500 }),
+        extensions: array(extension, { max: 300 }),
+        extensionless: array(contentKind, { max: 20 }), // content kinds of files without an extension, e.g. "text"
+        members: oneOf(['files', 'parts', 'content']), // how members of such a container are judged (docs/scanning.md)
+        scope: oneOf(['anywhere', 'document-parts']), // "document-parts": only as a part inside a document
+      }),
+      { max: 50 },
+    ),
+    blockedExtensions: array(extension, { max: 500 }), // blocked even with an allowlisted hash (RISKY_TYPE)
     blockedNames: array(string({ min: 1, max: 255 }), { max: 500 }), // case-insensitive file names, e.g. autorun.inf
   }),
   controlled: array(
@@ -116,6 +131,22 @@ export function controlledClass(policy: Policy, path: string, extensions: readon
     if (ext !== undefined && c.extensions.includes(ext)) return c;
     if (kind !== null && (c.contentKinds as readonly string[]).includes(kind)) return c;
     if (c.pathPrefixes.some((p) => lower.startsWith(p.toLowerCase()))) return c;
+  }
+  return null;
+}
+
+export type AllowedType = Policy['types']['allowed'][number];
+
+/**
+ * The allowed type a file belongs to, if any: by its last extension, or by its
+ * content kind when it has no extension. Classes scoped to document parts
+ * count only for members of a document (`insideDocument`).
+ */
+export function allowedType(policy: Policy, extensions: readonly string[], kind: string | null, insideDocument: boolean): AllowedType | null {
+  const ext = extensions[extensions.length - 1];
+  for (const t of policy.types.allowed) {
+    if (t.scope === 'document-parts' && !insideDocument) continue;
+    if (ext !== undefined ? t.extensions.includes(ext) : kind !== null && (t.extensionless as readonly string[]).includes(kind)) return t;
   }
   return null;
 }

@@ -132,7 +132,7 @@ export function answerError(command: string, answer: string): ScannerError {
 }
 
 /** How the kiosk reports a clamd detection. */
-export type ClamdReason = 'LIMIT_EXCEEDED' | 'ENCRYPTED' | 'YARA_MATCH' | 'MALWARE';
+export type ClamdReason = 'LIMIT_EXCEEDED' | 'ENCRYPTED' | 'YARA_MATCH' | 'MALWARE' | 'MACRO' | 'NOT_INSPECTED';
 
 /**
  * Maps a clamd signature name to the kiosk's reason code. ClamAV names its
@@ -144,6 +144,10 @@ export type ClamdReason = 'LIMIT_EXCEEDED' | 'ENCRYPTED' | 'YARA_MATCH' | 'MALWA
 export function classifyClamdSignature(name: string): ClamdReason {
   if (name.startsWith('Heuristics.Limits.Exceeded.')) return 'LIMIT_EXCEEDED';
   if (name.startsWith('Heuristics.Encrypted.')) return 'ENCRYPTED';
+  // AlertOLE2Macros: reported only when no signature matched (HeuristicScanPrecedence no), so the rest was scanned.
+  if (name.startsWith('Heuristics.OLE2.ContainsMacros')) return 'MACRO'; // e.g. Heuristics.OLE2.ContainsMacros.VBA
+  // AlertBrokenExecutables: ClamAV could not parse the program, so it could not look inside it.
+  if (name.startsWith('Heuristics.Broken.')) return 'NOT_INSPECTED';
   if (name.startsWith('YARA.')) return 'YARA_MATCH';
   return 'MALWARE';
 }

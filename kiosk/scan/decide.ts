@@ -5,7 +5,7 @@
  * every required engine positively said so; anything else blocks it.
  */
 import type { Allowlist, AllowlistEntry } from '../allowlist.ts';
-import { controlledClass, type Policy } from '../policy.ts';
+import { allowedType, controlledClass, type Policy } from '../policy.ts';
 import type { ContentKind } from './file-type.ts';
 
 /** Why a file may not pass; stable codes (docs/scanning.md). */
@@ -17,9 +17,24 @@ export type ReasonCode =
   | 'TYPE_MISMATCH'
   | 'RISKY_TYPE'
   | 'NOT_ALLOWLISTED'
+  | 'TYPE_NOT_ALLOWED'
+  | 'MACRO'
+  | 'NOT_INSPECTED'
   | 'UNSAFE_NAME'
   | 'NOT_REGULAR_FILE'
   | 'SCAN_ERROR';
+
+/** Reasons an allowlisted hash clears: policy on what a file is, never a finding about what it holds. */
+export const HASH_GATED: ReadonlySet<ReasonCode> = new Set<ReasonCode>(['NOT_ALLOWLISTED', 'TYPE_NOT_ALLOWED', 'MACRO']);
+
+/**
+ * Where a file sits, for the type rules: on the drive itself, or as a member
+ * of a container opened as an archive ("files": judged like a file on the
+ * drive), as a document ("parts": document parts are also allowed), or for
+ * its content only ("content": the type list does not apply; controlled
+ * classes, blocked names and type checks do).
+ */
+export type TypeScope = 'drive' | 'files' | 'parts' | 'content';
 
 export interface Reason {
   readonly code: ReasonCode;
@@ -101,34 +116,59 @@ export function requiredEngines(policy: Policy): EngineName[] {
   return engines;
 }
 
-export function decideFile(o: Observation, allowlist: Allowlist, policy: Policy): FileDecision {
+export function decideFile(o: Observation, allowlist: Allowlist, policy: Policy, scope: TypeScope = 'drive'): FileDecision {
   const reasons: Reason[] = [...o.reasons];
-  const klass = o.path === null ? null : controlledClass(policy, o.path, o.extensions, o.contentKind);
   const entry = o.digest ? allowlist.lookup(o.digest) : null;
   if (o.digest === null && !reasons.some((r) => r.code === 'NOT_REGULAR_FILE' || r.code === 'LIMIT_EXCEEDED' || r.code === 'SCAN_ERROR')) {
     reasons.push({ code: 'SCAN_ERROR', detail: 'the file was not read in full' });
   }
   if (o.digest !== null) {
     for (const engine of requiredEngines(policy)) {
-      const alreadyFlagged = reasons.some((r) => r.code !== 'UNSAFE_NAME' && r.code !== 'RISKY_TYPE' && r.code !== 'TYPE_MISMATCH');
+      const alreadyFlagged = reasons.some((r) => r.code !== 'UNSAFE_NAME' && r.code !== 'RISKY_TYPE' && r.code !== 'TYPE_MISMATCH' && !HASH_GATED.has(r.code));
       if (!o.cleanBy.has(engine) && !alreadyFlagged) {
         reasons.push({ code: 'SCAN_ERROR', detail: `${engine === 'clamav' ? 'ClamAV' : 'YARA'} gave no clean result for this file` });
       }
     }
   }
-  if (klass && !entry) {
-    reasons.push({ code: 'NOT_ALLOWLISTED', detail: `${klass.name}: this file's hash is not on the allowlist` });
-  }
-  const verdict: FileVerdict = reasons.length > 0 ? 'blocked' : entry ? 'allowlisted' : 'clean';
+  const typed = o.path === null ? null : typeRule(o, o.path, policy, scope);
+  if (typed?.blocked) reasons.push(typed.blocked);
+  // A file not read in full is blocked already; its content kind is unknown, so no type gate is judged for it.
+  if (typed?.gated && o.digest !== null) reasons.push(typed.gated);
+  // An allowlisted hash clears what a file is (its type, its class, its macros), never what was found in it.
+  const kept = entry ? reasons.filter((r) => !HASH_GATED.has(r.code)) : reasons;
+  const verdict: FileVerdict = kept.length > 0 ? 'blocked' : entry ? 'allowlisted' : 'clean';
   return {
     path: o.path,
     display: o.display,
     size: o.size,
     digest: o.digest,
     verdict,
-    reasons,
+    reasons: kept,
     allowlistEntry: entry,
-    controlledClass: klass?.name ?? null,
+    controlledClass: typed?.controlled ?? null,
+  };
+}
+
+/** The type rules for one file: a blocked name or extension, or the hash gate of a controlled or unlisted type. */
+function typeRule(o: Observation, path: string, policy: Policy, scope: TypeScope): { blocked: Reason | null; gated: Reason | null; controlled: string | null } {
+  const base = path.slice(path.lastIndexOf('/') + 1).toLowerCase();
+  const ext = o.extensions[o.extensions.length - 1];
+  let blocked: Reason | null = null;
+  if (ext !== undefined && policy.types.blockedExtensions.includes(ext)) {
+    blocked = { code: 'RISKY_TYPE', detail: `${ext} files are blocked on plant media by policy (types.blockedExtensions)` };
+  } else if (policy.types.blockedNames.some((n) => n.toLowerCase() === base)) {
+    blocked = { code: 'RISKY_TYPE', detail: `${base} is blocked on plant media by policy (types.blockedNames)` };
+  }
+  const klass = controlledClass(policy, path, o.extensions, o.contentKind);
+  if (klass) {
+    return { blocked, gated: { code: 'NOT_ALLOWLISTED', detail: `${klass.name}: this file's hash is not on the allowlist` }, controlled: klass.name };
+  }
+  if (scope === 'content' || allowedType(policy, o.extensions, o.contentKind, scope === 'parts')) return { blocked, gated: null, controlled: null };
+  const what = ext !== undefined ? `${ext} files are` : `a file without an extension (content: ${o.contentKind ?? 'unknown'}) is`;
+  return {
+    blocked,
+    gated: { code: 'TYPE_NOT_ALLOWED', detail: `${what} not a plant media type under this policy (types.allowed): only an allowlisted hash passes` },
+    controlled: null,
   };
 }
 

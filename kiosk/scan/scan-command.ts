@@ -147,6 +147,7 @@ export async function runScan(options: ScanCommandOptions): Promise<ScanOutcome>
         policy,
         allowlist,
         scanner: running.scanner,
+        inspection: running.inspection,
         blake3: preferredBlake3(),
         classifyScannerError: (e) => running.classifyScannerError(e),
         unseen: target.unseen,

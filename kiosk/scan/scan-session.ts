@@ -6,24 +6,25 @@
  * concurrently up to the policy's limit; memory per file is one chunk.
  * Any scanner failure rejects the drive: nothing is ever "clean" by default.
  */
-import { close, constants, fstat, open, read, type Stats } from 'node:fs';
+import { close, closeSync, constants, fstat, open, read, unlinkSync, writeSync, type Stats } from 'node:fs';
 import { tmpdir } from 'node:os';
 import {
   DualDigest, NAME_PROBLEM_TEXT, pathProblems, type Blake3Factory,
 } from '../../manifest/index.ts';
 import type { Allowlist } from '../allowlist.ts';
-import { clamdFileLimit, type LoadedPolicy } from '../policy.ts';
+import type { LoadedPolicy } from '../policy.ts';
+import { detectContainer, type ContainerFormat } from './container-format.ts';
 import { decideFile, settleDrive, type Decision, type DriveReason, type DriveReasonCode, type EngineName, type Observation, type Reason } from './decide.ts';
 import { checkType, extensionsOf, SNIFF_BYTES, type ContentKind } from './file-type.ts';
+import { inspectContainer, memberScope, type Inspection } from './inspect-container.ts';
 import { ScanLedger, ScanLedgerError, type LedgerEntry } from './ledger.ts';
 import { walkDrive, type WalkEntry } from './walk.ts';
-import { isZipHead, ZipBombCheck } from './zip-check.ts';
 
 export const CHUNK_BYTES = 1024 * 1024; // bytes per read
 
 export type StreamScanResult =
   | { readonly status: 'clean' }
-  | { readonly status: 'found'; readonly signature: string; readonly reason: 'MALWARE' | 'YARA_MATCH' | 'LIMIT_EXCEEDED' | 'ENCRYPTED' };
+  | { readonly status: 'found'; readonly signature: string; readonly reason: 'MALWARE' | 'YARA_MATCH' | 'LIMIT_EXCEEDED' | 'ENCRYPTED' | 'MACRO' | 'NOT_INSPECTED' };
 
 /** A scanner that takes the file's bytes as they are read (clamd, through a spool file or INSTREAM). */
 export interface StreamScanner {
@@ -62,6 +63,12 @@ export interface ScanDeps {
   readonly unseen?: ReadonlyArray<{ display: string; detail: string }>;
   /** Where the scan's scratch ledger is made (and at once unlinked): the kiosk's private work folder; default the OS temp folder. */
   readonly ledgerDir?: string;
+  /**
+   * How containers (archives, compressed files) are opened to inspect their members: the
+   * engines' sandboxed extractor and a private work folder. Without it every container is
+   * blocked as NOT_INSPECTED.
+   */
+  readonly inspection?: Inspection | null;
 }
 
 export interface ScanReport {
@@ -82,20 +89,6 @@ function nameReasons(entry: WalkEntry): Reason[] {
   return pathProblems(entry.path)
     .filter((p) => p !== 'RESERVED_FOLDER')
     .map((p) => ({ code: 'UNSAFE_NAME' as const, detail: NAME_PROBLEM_TEXT[p] }));
-}
-
-function typeReasons(entry: WalkEntry, policy: LoadedPolicy['policy']): Reason[] {
-  const reasons: Reason[] = [];
-  const display = entry.display;
-  const base = display.slice(display.lastIndexOf('/') + 1).toLowerCase();
-  const exts = extensionsOf(base);
-  const ext = exts[exts.length - 1];
-  if (ext !== undefined && policy.types.blockedExtensions.includes(ext)) {
-    reasons.push({ code: 'RISKY_TYPE', detail: `${ext} files are blocked on plant media by policy` });
-  } else if (policy.types.blockedNames.some((n) => n.toLowerCase() === base)) {
-    reasons.push({ code: 'RISKY_TYPE', detail: `${base} is blocked on plant media by policy` });
-  }
-  return reasons;
 }
 
 interface ReadOutcome {
@@ -162,6 +155,57 @@ function closeFile(fd: number): Promise<void> {
   return new Promise((resolve) => close(fd, () => resolve())); // a failed close of a read-only descriptor loses nothing
 }
 
+const CONTAINER_HEAD_BYTES = 0x8006; // bytes of a head that tell a container (ISO 9660's descriptor sits at 32 KiB)
+
+/** ClamAV's limit alerts, with the policy setting behind each. */
+const CLAMD_LIMIT_SETTINGS: Readonly<Record<string, string>> = {
+  MaxRecursion: 'clamav.maxRecursion',
+  MaxFiles: 'clamav.maxFilesPerArchive',
+  MaxScanSize: 'clamav.maxScanBytes',
+  MaxFileSize: 'clamav.maxEmbeddedFileBytes',
+  MaxScanTime: 'clamav.maxScanSeconds',
+};
+
+/** An engine's answer as a reason's detail; a limit names the policy setting to change. */
+function engineDetail(signature: string, policy: LoadedPolicy['policy']): string {
+  const limit = /^Heuristics\.Limits\.Exceeded\.([A-Za-z]+)/.exec(signature)?.[1];
+  const setting = limit === undefined ? undefined : CLAMD_LIMIT_SETTINGS[limit];
+  if (setting === undefined) return signature;
+  const value = setting.split('.').reduce<unknown>((v, k) => (v as Record<string, unknown>)[k], policy);
+  return `${signature}: over the policy's ${setting} (${String(value)})`;
+}
+
+function writeChunk(fd: number, chunk: Uint8Array): void {
+  for (let at = 0; at < chunk.length; ) at += writeSync(fd, chunk, at);
+}
+
+function removeQuietly(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // already gone
+  }
+}
+
+/** Opens a container the read kept in the work folder and judges its members. */
+async function inspectHeld(entry: WalkEntry, format: ContainerFormat, path: string | null, size: number, head: Uint8Array, digest: { sha256: string; blake3: string }, deps: ScanDeps): Promise<Reason[]> {
+  if (!deps.inspection || path === null) {
+    return [{ code: 'NOT_INSPECTED', detail: `${entry.display}: a ${format} container, and this kiosk has no archive inspection configured to open it` }];
+  }
+  const { policy } = deps.policy;
+  const name = entry.path ?? entry.display;
+  const kind = checkType(name, head).kind;
+  return inspectContainer({
+    path,
+    size,
+    format,
+    chain: entry.display,
+    name: name.slice(name.lastIndexOf('/') + 1),
+    scope: memberScope(policy, name, kind, 'drive'),
+    exempt: deps.allowlist.lookup(digest) !== null,
+  }, { inspection: deps.inspection, scanner: deps.scanner, blake3: deps.blake3, policy, allowlist: deps.allowlist, ...(deps.signal ? { signal: deps.signal } : {}) });
+}
+
 async function readAndScan(entry: WalkEntry, deps: ScanDeps, buffers: ReadBuffers, onBytes: (n: number) => void): Promise<ReadOutcome> {
   const { policy } = deps.policy;
   const reasons: Reason[] = [];
@@ -186,7 +230,7 @@ async function readAndScan(entry: WalkEntry, deps: ScanDeps, buffers: ReadBuffer
     const head = new Uint8Array(Math.min(SNIFF_BYTES, stat.size));
     let headFilled = 0;
     let overLimit = false;
-    let zipCheck: ZipBombCheck | null = null;
+    const container: { format: ContainerFormat | null; path: string | null; fd: number | null } = { format: null, path: null, fd: null };
     const buffer = buffers.take();
     async function* chunks(): AsyncGenerator<Uint8Array> {
       let ended = false;
@@ -216,17 +260,16 @@ async function readAndScan(entry: WalkEntry, deps: ScanDeps, buffers: ReadBuffer
           overLimit = true;
           return;
         }
-        if (digest.bytesSeen === 0 && isZipHead(chunk)) {
-          zipCheck = new ZipBombCheck(stat.size, {
-            maxEntryBytes: clamdFileLimit(policy),
-            maxTotalBytes: policy.clamav.maxScanBytes,
-            maxEntries: policy.clamav.maxFilesPerArchive,
-            maxDepth: policy.clamav.maxRecursion,
-            maxRatio: policy.archives.maxCompressionRatio,
-            inspectMaxBytes: policy.archives.inspectMaxBytes,
-          });
+        if (digest.bytesSeen === 0) {
+          // A container (by its bytes, not its name) is kept whole in the work folder, to be opened after the scan.
+          container.format = detectContainer(chunk.subarray(0, CONTAINER_HEAD_BYTES));
+          if (container.format !== null && deps.inspection) {
+            const file = deps.inspection.folder.create();
+            container.path = file.path;
+            container.fd = file.fd;
+          }
         }
-        zipCheck?.push(chunk);
+        if (container.fd !== null) writeChunk(container.fd, chunk);
         digest.update(chunk);
         if (headFilled < head.length) {
           const take = Math.min(head.length - headFilled, bytesRead);
@@ -238,22 +281,37 @@ async function readAndScan(entry: WalkEntry, deps: ScanDeps, buffers: ReadBuffer
         if (atEnd) return;
       }
     }
-    if (deps.scanner) {
-      const result = await deps.scanner.scanStream(chunks(), deps.signal);
-      if (result.status === 'found') reasons.push({ code: result.reason, detail: result.signature });
-      else if (!overLimit && digest.bytesSeen === stat.size) for (const e of deps.scanner.engines) cleanBy.add(e);
-    } else {
-      const drain = chunks();
-      while (!(await drain.next()).done);
+    try {
+      if (deps.scanner) {
+        const result = await deps.scanner.scanStream(chunks(), deps.signal);
+        if (result.status === 'found') reasons.push({ code: result.reason, detail: engineDetail(result.signature, policy) });
+        // A macro alert comes only when nothing else matched: the engines covered the file, and the policy decides.
+        if ((result.status === 'clean' || result.reason === 'MACRO') && !overLimit && digest.bytesSeen === stat.size) for (const e of deps.scanner.engines) cleanBy.add(e);
+      } else {
+        const drain = chunks();
+        while (!(await drain.next()).done);
+      }
+      if (container.fd !== null) {
+        closeSync(container.fd);
+        container.fd = null;
+      }
+      if (overLimit || digest.bytesSeen !== stat.size) {
+        reasons.push({ code: 'SCAN_ERROR', detail: `the file's size changed while it was read (${stat.size} bytes listed)` });
+        return { digest: null, head, reasons, cleanBy: new Set() };
+      }
+      const finished = digest.finish();
+      // Everything inside a container is judged too, unless an engine already blocked the file.
+      if (container.format !== null && !reasons.some((r) => r.code !== 'MACRO')) {
+        const inside = await inspectHeld(entry, container.format, container.path, stat.size, head, finished, deps);
+        // ClamAV's macro alert on a container the kiosk opens is decided member by member (an allowlisted
+        // part may have macros); a container that could not be opened is blocked by its own reason.
+        reasons.splice(0, reasons.length, ...reasons.filter((r) => r.code !== 'MACRO'), ...inside);
+      }
+      return { digest: finished, head, reasons, cleanBy };
+    } finally {
+      if (container.fd !== null) closeSync(container.fd);
+      if (container.path !== null) removeQuietly(container.path);
     }
-    // Where ClamAV stays silent about zip limits, the kiosk's own check speaks.
-    const zipFindings = (zipCheck as ZipBombCheck | null)?.finish() ?? [];
-    for (const f of zipFindings) if (!reasons.some((r) => r.code === f.code)) reasons.push(f);
-    if (overLimit || digest.bytesSeen !== stat.size) {
-      reasons.push({ code: 'SCAN_ERROR', detail: `the file's size changed while it was read (${stat.size} bytes listed)` });
-      return { digest: null, head, reasons, cleanBy: new Set() };
-    }
-    return { digest: digest.finish(), head, reasons, cleanBy };
   } finally {
     const reading = inFlight.current;
     if (reading !== null && deps.signal?.aborted === true) {
@@ -347,7 +405,7 @@ export async function scanDrive(root: string, deps: ScanDeps): Promise<ScanRepor
         if (!item) return;
         const { entry } = item;
         progress(entry.display);
-        const reasons: Reason[] = [...nameReasons(entry), ...item.collisions, ...typeReasons(entry, policy)];
+        const reasons: Reason[] = [...nameReasons(entry), ...item.collisions];
         let outcome: ReadOutcome = { digest: null, head: new Uint8Array(), reasons: [], cleanBy: new Set() };
         let kind: ContentKind | null = null;
         if (entry.kind !== 'file') {

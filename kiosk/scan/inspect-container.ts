@@ -1,0 +1,384 @@
+/**
+ * Inside containers: the kiosk opens every archive and compression layer it
+ * finds (by content, not by name) with its sandboxed extractor, and gives
+ * each member the same treatment as a file on the drive: hashed (SHA-256 and
+ * BLAKE3, for the allowlist), type-checked, judged by the policy's type
+ * rules with its path (`setup.zip!/setup.exe`), scanned by clamd (signatures
+ * and YARA), and opened in turn when it is a container, within the policy's
+ * bounds on nesting, member count, unpacked bytes, ratio and time.
+ *
+ * What cannot be opened or covered in full is never clean: a format the
+ * policy does not open, an archive that contradicts itself, an encrypted
+ * member, a limit crossed, an extractor that fails or says anything on its
+ * error output: the file is blocked, and the reason names what was not
+ * inspected.
+ */
+import { randomBytes } from 'node:crypto';
+import { closeSync, constants, fstatSync, openSync, readSync, unlinkSync, writeSync } from 'node:fs';
+import { lstat, mkdir, realpath, rm } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { DualDigest, NAME_PROBLEM_TEXT, nameFromBytes, pathProblems, type Blake3Factory } from '../../manifest/index.ts';
+import type { Allowlist } from '../allowlist.ts';
+import { allowedType, type Policy } from '../policy.ts';
+import { CONTAINER_SNIFF_BYTES, detectContainer, isCompression, layerContentName, type ContainerFormat } from './container-format.ts';
+import { decideFile, HASH_GATED, type EngineName, type Reason, type TypeScope } from './decide.ts';
+import type { Extraction, Extractor } from './extractor.ts';
+import { checkType, extensionsOf, SNIFF_BYTES } from './file-type.ts';
+import type { StreamScanner } from './scan-session.ts';
+import { readTarStream, TarStreamError, type TarMember } from './tar-stream.ts';
+import { checkZipStructure } from './zip-structure.ts';
+
+const RATIO_FLOOR = 1024 * 1024; // bytes unpacked before the ratio applies: small archives may compress well
+const MAX_REASONS = 24; // member reasons kept per file on the drive; the rest are counted
+
+/** A private folder in the kiosk's work folder for the containers being opened. */
+export class InspectionFolder {
+  readonly dir: string;
+  readonly #prefix = randomBytes(8).toString('hex');
+  #count = 0;
+
+  private constructor(dir: string) {
+    this.dir = dir;
+  }
+
+  /** Makes `dir` afresh, not recursively, and refuses it unless it is then a real folder of this account with mode 0700. */
+  static async create(dir: string): Promise<InspectionFolder> {
+    await rm(dir, { recursive: true, force: true }); // leftovers of a kiosk that was killed
+    await mkdir(dir, { mode: 0o700 });
+    const made = await lstat(dir);
+    const uid = process.getuid?.();
+    if (!made.isDirectory() || (made.mode & 0o777) !== 0o700 || (uid !== undefined && made.uid !== uid)) {
+      throw new Error(`the inspection folder ${dir} is not a private folder of the kiosk: refusing to use it`);
+    }
+    return new InspectionFolder(await realpath(dir));
+  }
+
+  /** A new private file (O_EXCL, O_NOFOLLOW, 0600) for one container's bytes. */
+  create(): { path: string; fd: number } {
+    const path = join(this.dir, `${this.#prefix}${(this.#count++).toString(16).padStart(8, '0')}.container`);
+    const fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+    return { path, fd };
+  }
+}
+
+export interface Inspection {
+  readonly extractor: Extractor;
+  readonly folder: InspectionFolder;
+}
+
+export interface InspectContext {
+  readonly inspection: Inspection;
+  readonly scanner: StreamScanner | null;
+  readonly blake3: Blake3Factory;
+  readonly policy: Policy;
+  readonly allowlist: Allowlist;
+  readonly signal?: AbortSignal;
+}
+
+/** A container held in the work folder, ready to be opened. */
+export interface HeldContainer {
+  readonly path: string; // its private work file
+  readonly size: number; // bytes
+  readonly format: ContainerFormat;
+  /** Where it is, for reasons: `docs/a.zip`, or `docs/a.zip!/b.tar.gz` for a member. */
+  readonly chain: string;
+  /** Its own name (last component), to name a compression layer's content. */
+  readonly name: string;
+  /** How its members are judged. */
+  readonly scope: Exclude<TypeScope, 'drive'>;
+  /** The container's hash is on the allowlist: its members' types need no hash of their own. */
+  readonly exempt: boolean;
+}
+
+/** Bounds shared by everything inside one file on the drive. */
+interface Budget {
+  members: number;
+  bytes: number;
+  readonly outerBytes: number; // the size of the file on the drive, for the ratio
+  readonly deadline: number; // ms clock
+}
+
+/** A limit crossed while reading a member: ends the whole inspection of the file. */
+class Stop extends Error {
+  readonly reason: Reason;
+  constructor(reason: Reason) {
+    super(reason.detail);
+    this.reason = reason;
+  }
+}
+
+class Findings {
+  readonly list: Reason[] = [];
+  #more = 0;
+  add(reason: Reason): void {
+    if (this.list.some((r) => r.code === reason.code && r.detail === reason.detail)) return;
+    if (this.list.length < MAX_REASONS) this.list.push(reason);
+    else this.#more++;
+  }
+  done(): Reason[] {
+    if (this.#more === 0) return this.list;
+    const last = this.list[this.list.length - 1]!;
+    return [...this.list.slice(0, -1), { code: last.code, detail: `${last.detail} (and ${this.#more} more findings inside)` }];
+  }
+}
+
+/** How a container's members are judged, from the type the container itself is. */
+export function memberScope(policy: Policy, name: string, contentKind: string | null, parent: TypeScope): Exclude<TypeScope, 'drive'> {
+  if (parent === 'content') return 'content';
+  return allowedType(policy, extensionsOf(name), contentKind, parent === 'parts')?.members ?? 'files';
+}
+
+/**
+ * Opens `container` and judges everything in it. Returns the reasons that
+ * block the file on the drive (empty when every member may pass), each
+ * naming the member (`a.zip!/setup.exe: ...`). Scanner failures (clamd down)
+ * and a stop are thrown, as for a file on the drive.
+ */
+export async function inspectContainer(container: HeldContainer, ctx: InspectContext): Promise<Reason[]> {
+  const budget: Budget = { members: 0, bytes: 0, outerBytes: container.size, deadline: performance.now() + ctx.policy.clamav.maxScanSeconds * 1000 };
+  const findings = new Findings();
+  try {
+    await openContainer(container, 1, budget, ctx, findings);
+  } catch (error) {
+    if (!(error instanceof Stop)) throw error;
+    findings.add(error.reason);
+  }
+  return findings.done();
+}
+
+function limitReason(chain: string, detail: string): Reason {
+  return { code: 'LIMIT_EXCEEDED', detail: `${chain}: ${detail}` };
+}
+
+async function openContainer(c: HeldContainer, depth: number, budget: Budget, ctx: InspectContext, findings: Findings): Promise<void> {
+  const { policy } = ctx;
+  if (!(policy.archives.formats as readonly string[]).includes(c.format)) {
+    findings.add({ code: 'NOT_INSPECTED', detail: `${c.chain}: ${c.format} content is not opened under this policy (archives.formats), so it cannot be inspected` });
+    return;
+  }
+  if (depth > policy.clamav.maxRecursion) {
+    throw new Stop(limitReason(c.chain, `containers nested deeper than the policy's clamav.maxRecursion (${policy.clamav.maxRecursion} levels)`));
+  }
+  if (c.format === 'zip') {
+    const finding = zipFinding(c, budget, policy);
+    if (finding) {
+      findings.add({ code: finding.code, detail: `${c.chain}: ${finding.detail}` });
+      return;
+    }
+  }
+  const remainingSeconds = (budget.deadline - performance.now()) / 1000;
+  if (remainingSeconds <= 0) throw new Stop(limitReason(c.chain, `inspecting took longer than the policy's clamav.maxScanSeconds (${policy.clamav.maxScanSeconds} s)`));
+  const extraction = ctx.inspection.extractor.open(c.path, c.format, remainingSeconds);
+  // A parser that hangs is ended at the deadline; its output then ends and the reader stops.
+  const timer = setTimeout(() => extraction.kill(), Math.max(1, budget.deadline - performance.now()));
+  const onAbort = (): void => extraction.kill();
+  ctx.signal?.addEventListener('abort', onAbort, { once: true });
+  let stopped: unknown = null;
+  try {
+    if (isCompression(c.format)) {
+      const name = layerContentName(c.name);
+      await judgeMember({ name: Buffer.from(name), kind: 'file', size: -1, sparse: false, typeflag: '0', body: extraction.output }, c, depth, budget, ctx, findings);
+    } else {
+      for await (const member of readTarStream(extraction.output)) {
+        await judgeMember(member, c, depth, budget, ctx, findings);
+      }
+    }
+  } catch (error) {
+    stopped = error;
+  } finally {
+    clearTimeout(timer);
+    ctx.signal?.removeEventListener('abort', onAbort);
+  }
+  if (stopped !== null) extraction.kill();
+  const end = await extraction.ended;
+  ctx.signal?.throwIfAborted();
+  if (stopped instanceof Stop) throw stopped;
+  if (performance.now() >= budget.deadline) throw new Stop(limitReason(c.chain, `inspecting took longer than the policy's clamav.maxScanSeconds (${policy.clamav.maxScanSeconds} s)`));
+  if (stopped instanceof TarStreamError) {
+    findings.add(extractorReason(c, end, `its extractor's output was malformed (${stopped.message})`));
+    return;
+  }
+  if (stopped !== null) throw stopped instanceof Error ? stopped : new Error('the archive inspection failed', { cause: stopped });
+  if (end.code !== 0 || end.signal !== null || end.stderr.trim() !== '') findings.add(extractorReason(c, end, null));
+}
+
+/** Why the extractor's end means the container was not fully opened. */
+function extractorReason(c: HeldContainer, end: Awaited<Extraction['ended']>, why: string | null): Reason {
+  const said = end.stderr.trim().split('\n').map((l) => l.replace(/^(bsdtar|bsdcat): /, '')).filter((l) => l !== '').slice(0, 2).join('; ');
+  const encrypted = /encrypt|passphrase|password/i.test(said);
+  const how = end.signal !== null ? `ended by ${end.signal}${end.signal === 'SIGXCPU' || end.signal === 'SIGKILL' ? ' (a resource limit)' : ''}` : `exit ${String(end.code)}`;
+  const detail = why ?? `${c.format} could not be read in full (${said === '' ? how : said})`;
+  return { code: encrypted ? 'ENCRYPTED' : 'NOT_INSPECTED', detail: `${c.chain}: ${detail}${encrypted ? ': encrypted content cannot be inspected' : ''}` };
+}
+
+function zipFinding(c: HeldContainer, budget: Budget, policy: Policy): { code: Reason['code']; detail: string } | null {
+  const fd = openSync(c.path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  try {
+    const size = fstatSync(fd).size;
+    const read = (position: number, length: number): Uint8Array => {
+      const out = Buffer.alloc(Math.max(0, Math.min(length, size - position)));
+      let got = 0;
+      while (got < out.length) {
+        const n = readSync(fd, out, got, out.length - got, position + got);
+        if (n === 0) break;
+        got += n;
+      }
+      return out.subarray(0, got);
+    };
+    return checkZipStructure(read, size, {
+      maxEntries: Math.max(0, policy.clamav.maxFilesPerArchive - budget.members),
+      maxEntryBytes: policy.clamav.maxEmbeddedFileBytes,
+      maxTotalBytes: Math.max(0, policy.clamav.maxScanBytes - budget.bytes),
+      maxRatio: policy.archives.maxCompressionRatio,
+    }, {
+      maxEntries: 'clamav.maxFilesPerArchive',
+      maxEntryBytes: 'clamav.maxEmbeddedFileBytes',
+      maxTotalBytes: 'clamav.maxScanBytes',
+      maxRatio: 'archives.maxCompressionRatio',
+    });
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** One member: named, bounded, hashed, scanned, judged, and opened when it is a container. */
+async function judgeMember(member: TarMember, parent: HeldContainer, depth: number, budget: Budget, ctx: InspectContext, findings: Findings): Promise<void> {
+  const { policy } = ctx;
+  const named = nameFromBytes(member.name);
+  const text = named.text?.replace(/\/+$/, '') ?? null;
+  const chain = `${parent.chain}!/${text === null ? named.display : named.display.replace(/\/+$/, '')}`;
+  if (member.kind === 'directory') return;
+  budget.members++;
+  if (budget.members > policy.clamav.maxFilesPerArchive) {
+    throw new Stop(limitReason(parent.chain, `more than the policy's clamav.maxFilesPerArchive (${policy.clamav.maxFilesPerArchive}) members`));
+  }
+  const own = new Findings();
+  if (text === null) own.add({ code: 'UNSAFE_NAME', detail: 'the name is not valid UTF-8' });
+  else for (const p of pathProblems(text).filter((x) => x !== 'RESERVED_FOLDER')) own.add({ code: 'UNSAFE_NAME', detail: NAME_PROBLEM_TEXT[p] });
+  if (member.kind !== 'file') {
+    own.add({ code: 'NOT_REGULAR_FILE', detail: `a ${member.kind === 'other' ? `special member (type ${JSON.stringify(member.typeflag)})` : member.kind}, not a regular file` });
+    for (const r of own.list) findings.add({ code: r.code, detail: `${chain}: ${r.detail}` });
+    return;
+  }
+  if (member.sparse) {
+    findings.add({ code: 'NOT_INSPECTED', detail: `${chain}: a sparse member, whose bytes the kiosk cannot inspect as written` });
+    return;
+  }
+  const maxMember = policy.clamav.maxEmbeddedFileBytes;
+  if (member.size > maxMember) {
+    throw new Stop(limitReason(chain, `${member.size} bytes, over the policy's clamav.maxEmbeddedFileBytes (${maxMember} bytes)`));
+  }
+
+  // The member's bytes, once: hashed, sniffed, counted against the bounds, scanned, and kept when a container.
+  const digest = await DualDigest.create(ctx.blake3);
+  const head = new Uint8Array(CONTAINER_SNIFF_BYTES);
+  let headFilled = 0;
+  // The member's bytes are kept in a private work file only when its head shows a container.
+  const keep: { decided: boolean; format: ContainerFormat | null; path: string | null; fd: number | null } = { decided: false, format: null, path: null, fd: null };
+  const early: Uint8Array[] = []; // copies of the first chunks, until the head tells whether to keep the bytes
+  const decide = (): void => {
+    keep.decided = true;
+    keep.format = detectContainer(head.subarray(0, headFilled));
+    if (keep.format !== null) {
+      const file = ctx.inspection.folder.create();
+      keep.path = file.path;
+      keep.fd = file.fd;
+      for (const piece of early) writeAll(file.fd, piece);
+    }
+    early.length = 0;
+  };
+  const outerLimit = Math.max(RATIO_FLOOR, policy.archives.maxCompressionRatio * Math.max(1, budget.outerBytes));
+  async function* bytes(): AsyncGenerator<Uint8Array> {
+    for await (const chunk of member.body) {
+      ctx.signal?.throwIfAborted();
+      if (performance.now() > budget.deadline) {
+        throw new Stop(limitReason(chain, `inspecting took longer than the policy's clamav.maxScanSeconds (${policy.clamav.maxScanSeconds} s)`));
+      }
+      if (digest.bytesSeen + chunk.length > maxMember) {
+        throw new Stop(limitReason(chain, `more than the policy's clamav.maxEmbeddedFileBytes (${maxMember} bytes)`));
+      }
+      budget.bytes += chunk.length;
+      if (budget.bytes > policy.clamav.maxScanBytes) {
+        throw new Stop(limitReason(parent.chain, `unpacks to more than the policy's clamav.maxScanBytes (${policy.clamav.maxScanBytes} bytes)`));
+      }
+      if (budget.bytes > outerLimit) {
+        throw new Stop(limitReason(parent.chain, `unpacks to more than ${policy.archives.maxCompressionRatio} times the size of the file on the drive, the policy's archives.maxCompressionRatio: a decompression bomb`));
+      }
+      digest.update(chunk);
+      if (headFilled < head.length) {
+        const take = Math.min(head.length - headFilled, chunk.length);
+        head.set(chunk.subarray(0, take), headFilled);
+        headFilled += take;
+      }
+      if (keep.fd !== null) writeAll(keep.fd, chunk);
+      else if (!keep.decided) {
+        early.push(chunk.slice());
+        if (headFilled === head.length) decide();
+      }
+      yield chunk;
+    }
+  }
+  try {
+    let answer: Awaited<ReturnType<StreamScanner['scanStream']>> | null = null;
+    const stream = bytes();
+    if (ctx.scanner) answer = await ctx.scanner.scanStream(stream, ctx.signal);
+    // Whatever the scanner left unread is still hashed and counted (INSTREAM may answer early).
+    for await (const chunk of stream) void chunk;
+    if (!keep.decided) decide();
+    if (keep.fd !== null) {
+      closeSync(keep.fd);
+      keep.fd = null;
+    }
+    const cleanBy = new Set<EngineName>();
+    if (member.size >= 0 && digest.bytesSeen !== member.size) {
+      own.add({ code: 'NOT_INSPECTED', detail: `${digest.bytesSeen} bytes came out where the archive lists ${member.size}` });
+    }
+    if (answer !== null) {
+      if (answer.status === 'found') own.add({ code: answer.reason, detail: answer.signature });
+      if (answer.status === 'clean' || answer.reason === 'MACRO') for (const e of ctx.scanner!.engines) cleanBy.add(e);
+    }
+    const sniffed = checkType(text ?? named.display, head.subarray(0, Math.min(headFilled, SNIFF_BYTES)));
+    if (policy.types.blockMismatch) for (const f of sniffed.findings) own.add(f);
+    if (parent.scope === 'parts' && text !== null && /^(basic|scripts)\//i.test(text)) {
+      own.add({ code: 'MACRO', detail: 'an OpenDocument macro library' });
+    }
+    const decision = decideFile({
+      path: text,
+      display: named.display,
+      size: digest.bytesSeen,
+      digest: digest.finish(),
+      extensions: extensionsOf(text ?? named.display),
+      contentKind: sniffed.kind,
+      reasons: own.list,
+      cleanBy,
+    }, ctx.allowlist, policy, parent.scope);
+    const reasons = parent.exempt ? decision.reasons.filter((r) => !HASH_GATED.has(r.code)) : decision.reasons;
+    for (const r of reasons) findings.add({ code: r.code, detail: `${chain}: ${r.detail}` });
+    // A member that is itself a container is opened in turn, unless an engine already blocked it.
+    const engineFinding = own.list.some((r) => r.code !== 'UNSAFE_NAME' && r.code !== 'TYPE_MISMATCH' && !HASH_GATED.has(r.code));
+    if (keep.path !== null && keep.format !== null && !engineFinding) {
+      await openContainer({
+        path: keep.path,
+        size: digest.bytesSeen,
+        format: keep.format,
+        chain,
+        name: basename(text ?? 'member'),
+        scope: memberScope(policy, text ?? '', sniffed.kind, parent.scope),
+        exempt: parent.exempt || decision.allowlistEntry !== null,
+      }, depth + 1, budget, ctx, findings);
+    }
+  } finally {
+    if (keep.fd !== null) closeSync(keep.fd);
+    if (keep.path !== null) {
+      try {
+        unlinkSync(keep.path);
+      } catch {
+        // already gone
+      }
+    }
+  }
+}
+
+function writeAll(fd: number, bytes: Uint8Array): void {
+  for (let at = 0; at < bytes.length; ) at += writeSync(fd, bytes, at);
+}
