@@ -14,10 +14,13 @@ declare -A node_integrity=(
   [x64]="sha512-3nULszZ5X0fciYpG0t6TrdApJzAn8+FlINP6OiMX7V8HrvpATPN936U1LlReOJriLRa4e8yEqQBYCnLyPNAs7Q=="
   [arm64]="sha512-FpJRPEz2OvvTLfjIOlNGFY9JLPMKgl5m+d4oGYBLg24kJ1mmvN1Zl/HPJgF4HDaJ51ISev1l1cRZ/DM+keXW5g=="
 )
-# Debian packages: scanners (clamdscan is the scan bench's reference), filesystem tools,
-# log receiver, browser for review tests.
+# Debian packages: scanners (clamdscan is the scan bench's reference), the archive extractor
+# and its sandbox (libarchive-tools, bubblewrap), filesystem tools, archivers the tests make
+# hostile archives with, log receiver, browser for review tests.
 debian_packages=(
   clamav clamav-daemon clamdscan yara
+  libarchive-tools bubblewrap
+  zstd lz4 xz-utils bzip2 7zip gcab
   dosfstools exfatprogs exfat-fuse fusefat mtools fuse3
   b3sum python3 python3-nacl make g++
   osslsigncode time debootstrap
