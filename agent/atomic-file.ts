@@ -5,7 +5,7 @@
  * A reader sees the old content or the new, never a mix.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, constants, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
 export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o600): void {
@@ -37,7 +37,7 @@ export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 
 /** fsync a folder so a rename or link in it survives a power cut; Windows cannot open folders for this. */
 export function syncFolder(folder: string): void {
   if (process.platform === 'win32') return;
-  const fd = openSync(folder, 'r');
+  const fd = openSync(folder, constants.O_RDONLY | constants.O_DIRECTORY); // a folder or nothing: never blocks on a pipe
   try {
     fsyncSync(fd);
   } finally {

@@ -13,6 +13,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { closeSync, constants, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { canonicalize, displayText, escapeForDisplay } from '../manifest/index.ts';
 import { integer, nullable, object, oneOf, parse, formatIssues, string } from '../manifest/schema.ts';
 import { AgentError } from './errors.ts';
@@ -201,11 +202,12 @@ export class AuditLog implements AuditSink {
     try {
       let fd: number;
       try {
-        fd = openSync(this.path, constants.O_RDWR | constants.O_CREAT | constants.O_APPEND, 0o600);
+        fd = openSync(this.path, constants.O_RDWR | constants.O_CREAT | constants.O_APPEND | (constants.O_NONBLOCK ?? 0), 0o600);
       } catch (cause) {
         throw new AgentError('LOG_WRITE_FAILED', `${this.path}: cannot open the log (${(cause as Error).message}): the operation was stopped`, { cause });
       }
       try {
+        if (!fstatSync(fd).isFile()) throw new AgentError('LOG_WRITE_FAILED', `${this.path}: the log is not a regular file (a folder, pipe or device): the operation was stopped; name a log file with --log`);
         let last = readLastRecord(fd, this.path);
         const records: LogRecord[] = [];
         const lines: Buffer[] = [];
@@ -284,8 +286,12 @@ export class AuditLog implements AuditSink {
           }
         };
       } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') {
-          throw new AgentError('LOG_WRITE_FAILED', `${lockPath}: cannot take the log lock (${(error as Error).message})`, { cause: error });
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT' || code === 'ENOTDIR') {
+          throw new AgentError('LOG_WRITE_FAILED', `${this.path}: the log's folder ${dirname(this.path)} does not exist: create it, or name a log in an existing folder with --log`, { cause: error });
+        }
+        if (code !== 'EEXIST') {
+          throw new AgentError('LOG_WRITE_FAILED', `${lockPath}: cannot take the log lock (${(error as Error).message}): check that this account may write in the log's folder`, { cause: error });
         }
       }
       if (lockIsStale(lockPath)) {
@@ -306,7 +312,7 @@ function lockIsStale(lockPath: string): boolean {
   try {
     const age = Date.now() - statSync(lockPath).mtimeMs;
     if (age > LOCK_STALE_MS) return true;
-    const fd = openSync(lockPath, 'r');
+    const fd = openSync(lockPath, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0)); // a pipe planted as the lock must not block
     const buffer = Buffer.alloc(32);
     const n = readSync(fd, buffer, 0, 32, 0);
     closeSync(fd);

@@ -10,7 +10,7 @@
 import { closeSync, constants, fstatSync, lstatSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  LIMITS, MANIFEST_FOLDER, MANIFEST_PATH, ManifestError, NAME_PROBLEM_TEXT, RECEIPT_PATH, verifyManifest,
+  entryKindOf, LIMITS, MANIFEST_FOLDER, MANIFEST_PATH, ManifestError, NAME_PROBLEM_TEXT, RECEIPT_PATH, verifyManifest,
   type NameProblem, type Statement, type Subject, type VerifiedManifest,
 } from '../manifest/index.ts';
 import { checkMediaBinding, type DriveIdentity } from './drive-identity.ts';
@@ -66,25 +66,53 @@ export type ManifestRead =
   | { readonly ok: true; readonly bytes: Uint8Array }
   | { readonly ok: false; readonly code: 'NO_MANIFEST' | 'MANIFEST_UNREADABLE'; readonly reason: string };
 
-/** Reads the envelope without following symlinks, at most one byte past the size limit. */
+/**
+ * O_NOFOLLOW: a symlink is refused, not followed; O_NONBLOCK: a named pipe
+ * swapped in after the lstat is opened without waiting for a writer (an open
+ * for reading blocks until one comes, and a synchronous one holds the thread,
+ * signal handlers included), then refused by fstat. Neither exists on Windows,
+ * whose FAT and exFAT drives hold neither.
+ */
+export const DRIVE_OPEN_FLAGS = constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0) | (constants.O_NONBLOCK ?? 0);
+
+const NO_MANIFEST_REASON = 'the drive carries no Portcullis manifest: take it to the kiosk first';
+
+/**
+ * Reads the envelope without following symlinks, at most one byte past the
+ * size limit: the folder and the file are lstat-ed first (only a real folder
+ * and a regular file are opened), the file is opened without blocking and
+ * checked again by fstat (the regular file on the drive's device).
+ */
 export function readDriveManifest(drive: string): ManifestRead {
   const folder = join(drive, MANIFEST_FOLDER);
+  let folderDev: number;
   try {
     const stats = lstatSync(folder);
     if (!stats.isDirectory()) return { ok: false, code: 'MANIFEST_UNREADABLE', reason: `${MANIFEST_FOLDER} on the drive is not a folder` };
+    folderDev = stats.dev;
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { ok: false, code: 'NO_MANIFEST', reason: 'the drive carries no Portcullis manifest: take it to the kiosk first' };
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { ok: false, code: 'NO_MANIFEST', reason: NO_MANIFEST_REASON };
     return { ok: false, code: 'MANIFEST_UNREADABLE', reason: `cannot read ${MANIFEST_FOLDER} (${(error as Error).message})` };
+  }
+  const path = join(drive, MANIFEST_PATH);
+  try {
+    const stats = lstatSync(path);
+    if (!stats.isFile()) return { ok: false, code: 'MANIFEST_UNREADABLE', reason: `the manifest is not a regular file (a ${KIND_TEXT[entryKindOf(stats)]}): rescan at the kiosk` };
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { ok: false, code: 'NO_MANIFEST', reason: NO_MANIFEST_REASON };
+    return { ok: false, code: 'MANIFEST_UNREADABLE', reason: `cannot read the manifest (${(error as Error).message})` };
   }
   let fd: number;
   try {
-    fd = openSync(join(drive, MANIFEST_PATH), constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0));
+    fd = openSync(path, DRIVE_OPEN_FLAGS);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { ok: false, code: 'NO_MANIFEST', reason: 'the drive carries no Portcullis manifest: take it to the kiosk first' };
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { ok: false, code: 'NO_MANIFEST', reason: NO_MANIFEST_REASON };
     return { ok: false, code: 'MANIFEST_UNREADABLE', reason: `cannot open the manifest (${(error as Error).message})` };
   }
   try {
-    if (!fstatSync(fd).isFile()) return { ok: false, code: 'MANIFEST_UNREADABLE', reason: 'the manifest is not a regular file' };
+    const stats = fstatSync(fd);
+    if (!stats.isFile()) return { ok: false, code: 'MANIFEST_UNREADABLE', reason: 'the manifest is not a regular file' };
+    if (stats.dev !== folderDev) return { ok: false, code: 'MANIFEST_UNREADABLE', reason: 'the manifest opened is not on the drive (a folder was swapped while it was read)' };
     const limit = LIMITS.maxEnvelopeBytes + 1; // one byte more lets verifyManifest say MANIFEST_TOO_LARGE
     const chunks: Buffer[] = [];
     let total = 0;

@@ -449,7 +449,7 @@ async function takeBack(d: PendingDecision, what: string, error: unknown): Promi
 /** fsync a folder so a link in it survives a power cut (a no-op on Windows, which cannot open folders for this). */
 async function syncFolderAsync(folder: string): Promise<void> {
   if (process.platform === 'win32') return;
-  const handle = await open(folder, constants.O_RDONLY);
+  const handle = await open(folder, constants.O_RDONLY | constants.O_DIRECTORY); // a folder or nothing: never blocks on a pipe
   try {
     await handle.sync();
   } finally {

@@ -10,17 +10,19 @@
  * `signature` must be null here (a later version puts a detached DSSE
  * signature over the canonical JSON of the store without `signature`).
  */
-import { readFileSync } from 'node:fs';
 import { keyIdOf, KEY_ID_PATTERN, publicKeyFromPem, publicKeyToPem, type TrustAnchors, type TrustedKey } from '../manifest/index.ts';
 import { array, boolean, formatIssues, integer, nullable, object, oneOf, parse, string, type Infer } from '../manifest/schema.ts';
 import { writeFileAtomic } from './atomic-file.ts';
 import { AgentError } from './errors.ts';
+import { LocalFileError, readLocalFile } from './local-file.ts';
 
 export const TRUST_FORMAT_VERSION = 1;
 export const CLASH_POLICIES = ['refuse', 'rename', 'skip'] as const;
 export type ClashPolicy = (typeof CLASH_POLICIES)[number];
 
 const MAX_KEYS = 256;
+/** bytes: far more than a store at its limits (256 keys, 4 096 revocations) takes. */
+const MAX_STORE_BYTES = 4 * 1024 * 1024;
 const MAX_REVOKED = 4096;
 export const MAX_MANIFEST_AGE_HOURS = 31 * 24; // hours: the manifest format's own ceiling
 
@@ -120,16 +122,17 @@ export function checkTrustStore(value: unknown, where = 'trust store'): TrustSto
 export function loadTrustStore(path: string, options: { allowMissing?: boolean; now?: Date } = {}): TrustStore {
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = readLocalFile(path, MAX_STORE_BYTES).toString('utf8');
   } catch (cause) {
-    if ((cause as NodeJS.ErrnoException).code === 'ENOENT' && options.allowMissing) return emptyTrustStore(options.now ?? new Date());
-    throw new AgentError('TRUST_STORE_INVALID', `${path}: cannot read the trust store (${(cause as Error).message})`, { cause });
+    if (cause instanceof LocalFileError && cause.code === 'ENOENT' && options.allowMissing) return emptyTrustStore(options.now ?? new Date());
+    const advice = cause instanceof LocalFileError && cause.code === 'ENOENT' ? ': create it with "portcullis-agent trust add KIOSK.pub.pem --trust FILE", or name the right file' : '';
+    throw new AgentError('TRUST_STORE_INVALID', `${path}: the trust store ${(cause as Error).message}${advice}`, { cause });
   }
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch (cause) {
-    throw new AgentError('TRUST_STORE_INVALID', `${path}: not valid JSON`, { cause });
+    throw new AgentError('TRUST_STORE_INVALID', `${path}: not valid JSON: this is not a trust store (or it was damaged); restore it from a backup or create one with "trust add"`, { cause });
   }
   return checkTrustStore(value, path);
 }

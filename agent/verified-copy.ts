@@ -7,8 +7,8 @@
  * read fails. The caller keeps the sink's bytes only on { ok: true }.
  */
 import { timingSafeEqual } from 'node:crypto';
-import { closeSync, constants, fstatSync, openSync, readSync, type Stats } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
+import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, type Stats } from 'node:fs';
+import { lstat, open, type FileHandle } from 'node:fs/promises';
 import { DualDigest, wasmBlake3, type Blake3Factory, type FileDigest } from '../manifest/digest.ts';
 
 export const COPY_CHUNK_BYTES = 1024 * 1024; // bytes per read: throughput without holding a file in memory
@@ -46,13 +46,34 @@ const fail = (code: VerifiedReadCode, reason: string, digest: FileDigest | null 
 
 const errorCode = (error: unknown): string => (error as NodeJS.ErrnoException).code ?? (error as Error).message;
 
-/** O_NOFOLLOW: a symlink swapped in since the walk is refused, not followed (not on Windows: see docs/agent.md). */
-const OPEN_FLAGS = constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0);
+/**
+ * O_NOFOLLOW: a symlink swapped in since the walk is refused, not followed;
+ * O_NONBLOCK: a named pipe swapped in is opened without waiting for a writer
+ * (then refused by fstat), where a plain open would wait forever and hold
+ * the thread. Neither flag exists on Windows (docs/agent.md).
+ */
+const OPEN_FLAGS = constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0) | (constants.O_NONBLOCK ?? 0);
 
 function openFailure(error: unknown): VerifiedRead {
   const code = (error as NodeJS.ErrnoException).code;
   if (code === 'ELOOP' || code === 'EMLINK') return fail('FILE_NOT_REGULAR', 'the file is a symbolic link now');
   return fail('FILE_UNREADABLE', `cannot open the file (${code ?? (error as Error).message})`);
+}
+
+/** lstat, or undefined when nothing is there (other errors are thrown). */
+async function lstatOrNothing(path: string | Buffer): Promise<Stats | undefined> {
+  try {
+    return await lstat(path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
+}
+
+/** Before the open: only a regular file is opened at all (a device or pipe can act on being opened). */
+function notRegularNow(stats: { isFile(): boolean } | undefined): VerifiedRead | null {
+  if (stats === undefined) return fail('FILE_UNREADABLE', 'the file is gone since the drive was listed');
+  return stats.isFile() ? null : fail('FILE_NOT_REGULAR', 'the entry is no longer a regular file (a link, folder, device or pipe)');
 }
 
 /**
@@ -135,6 +156,8 @@ export async function readVerified(source: string | Buffer, expected: ExpectedFi
   if (options.signal?.aborted) return fail('ABORTED', 'cancelled before the file was read');
   let handle: FileHandle;
   try {
+    const refused = notRegularNow(await lstatOrNothing(source));
+    if (refused) return refused;
     handle = await open(source, OPEN_FLAGS);
   } catch (error) {
     return openFailure(error);
@@ -190,6 +213,8 @@ export function readVerifiedSync(source: string | Buffer, expected: ExpectedFile
   if (options.aborted?.()) return fail('ABORTED', 'cancelled before the file was read');
   let fd: number;
   try {
+    const refused = notRegularNow(lstatSync(source, { throwIfNoEntry: false }));
+    if (refused) return refused;
     fd = openSync(source, OPEN_FLAGS);
   } catch (error) {
     return openFailure(error);

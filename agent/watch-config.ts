@@ -2,10 +2,10 @@
  * The service's configuration file (`watch --config FILE`): JSON, closed
  * schema, paths relative to the file's folder. docs/agent.md shows an example.
  */
-import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { array, boolean, formatIssues, integer, literal, nullable, object, oneOf, optional, parse, string } from '../manifest/schema.ts';
 import { AgentError } from './errors.ts';
+import { readLocalFile } from './local-file.ts';
 
 export const DRIVE_SOURCES = ['auto', 'drivelist', 'mount-folders', 'windows-letters'] as const;
 export type DriveSourceName = (typeof DRIVE_SOURCES)[number];
@@ -51,12 +51,20 @@ export interface WatchConfig {
   readonly requireStoragePolicy: boolean;
 }
 
+const MAX_CONFIG_BYTES = 64 * 1024; // bytes
+
 export function loadWatchConfig(path: string): WatchConfig {
+  let text: string;
+  try {
+    text = readLocalFile(path, MAX_CONFIG_BYTES).toString('utf8');
+  } catch (cause) {
+    throw new AgentError('CONFIG_INVALID', `${path}: the configuration ${(cause as Error).message}: name the service's config.json (see agent/windows/config.example.json)`, { cause });
+  }
   let value: unknown;
   try {
-    value = JSON.parse(readFileSync(path, 'utf8'));
+    value = JSON.parse(text);
   } catch (cause) {
-    throw new AgentError('CONFIG_INVALID', `${path}: cannot read the configuration (${(cause as Error).message})`, { cause });
+    throw new AgentError('CONFIG_INVALID', `${path}: not valid JSON (${(cause as Error).message}): fix the configuration file`, { cause });
   }
   const result = parse(watchConfigSchema, value);
   if (!result.ok) throw new AgentError('CONFIG_INVALID', `${path}: ${formatIssues(result.issues)}`);
