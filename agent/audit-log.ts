@@ -15,6 +15,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { closeSync, constants, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { canonicalize, displayText, escapeForDisplay } from '../manifest/index.ts';
+import { csvCell } from '../manifest/csv.ts';
 import { integer, nullable, object, oneOf, parse, formatIssues, string } from '../manifest/schema.ts';
 import { AgentError } from './errors.ts';
 
@@ -464,17 +465,8 @@ export function exportRow(r: LogRecord): ExportRow {
   };
 }
 
-/**
- * One CSV cell (RFC 4180 quoting). Cells a spreadsheet would run as a formula
- * (= + - @, tab, CR at the start) get a leading apostrophe: file names come
- * from drives and are attacker-chosen.
- */
-export function csvCell(value: string | number | null): string {
-  if (value === null) return '';
-  let text = String(value);
-  if (typeof value === 'string' && /^[=+\-@\t\r]/u.test(text)) text = `'${text}`;
-  return /[",\r\n]/u.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
-}
+/** One CSV cell: the formula-safe writer both programs share (manifest/csv.ts). */
+export { csvCell };
 
 export function formatExport(records: readonly LogRecord[], format: 'json' | 'csv'): string {
   const rows = records.map(exportRow);
