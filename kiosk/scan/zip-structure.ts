@@ -255,6 +255,12 @@ function check(read: ReadAt, size: number, limits: ZipStructureLimits, names: Zi
     }
   }
 
+  // Entries that start at the same local header share their data whatever their names: a bomb, before any name check.
+  const offsets = new Set<number>();
+  for (const e of entries) {
+    if (offsets.has(e.localOffset)) throw new Finding('LIMIT_EXCEEDED', 'archive entries overlap (a decompression bomb or a disguised entry)');
+    offsets.add(e.localOffset);
+  }
   // Every entry's span, from its local header to the end of its data (and descriptor).
   const spans = entries.map((e) => ({ entry: e, start: e.localOffset, end: localSpanEnd(read, e, cdOffset) }));
   spans.sort((a, b) => a.start - b.start);

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { buildAllowlist, EMPTY_ALLOWLIST } from '../../kiosk/allowlist.ts';
 import { loadPolicy } from '../../kiosk/policy.ts';
-import { decide, type EngineName, type Observation, type Reason } from '../../kiosk/scan/decide.ts';
+import { decide, decideFile, type EngineName, type Observation, type Reason } from '../../kiosk/scan/decide.ts';
 import { extensionsOf } from '../../kiosk/scan/file-type.ts';
 
 const { policy } = await loadPolicy();
@@ -89,5 +89,52 @@ describe('decide after an engine failure', () => {
     const d = decide([obs('a.txt')], EMPTY_ALLOWLIST, policy, [{ code: 'LIMIT_EXCEEDED', detail: 'too many files' }]);
     expect(d.files[0]!.verdict).toBe('clean');
     expect(d.verdict).toBe('rejected');
+  });
+});
+
+describe('the default policy\'s list of plant media types', () => {
+  const listedScript = buildAllowlist([{
+    name: 'site.json',
+    bytes: new TextEncoder().encode(JSON.stringify({
+      version: '1', owner: 'test', entries: [{ vendor: 'Site', product: 'tools', version: '1', file: 'backup.ps1', sha256: 'e'.repeat(64), source: 'test' }],
+    })),
+  }]);
+  const one = (o: Observation, list = EMPTY_ALLOWLIST, scope?: 'drive' | 'files' | 'parts' | 'content') => decideFile(o, list, policy, scope);
+
+  it('passes documents, text, images, engineering data and archives when clean', () => {
+    for (const path of ['manual.pdf', 'plan.docx', 'report.xlsx', 'notes.txt', 'export.csv', 'photo.jpg', 'drawing.dwg', 'device.gsdml', 'bundle.zip', 'logs.tar.gz', 'README']) {
+      expect(one(obs(path)).verdict, path).toBe('clean');
+    }
+  });
+
+  it('blocks scripts, shortcuts, macro-enabled Office files and unknown types unless their hash is allowlisted', () => {
+    for (const path of ['backup.ps1', 'run.bat', 'go.lnk', 'tool.py', 'book.xlsm', 'letter.docm', 'page.html', 'x.svg', 'notes.one', 'a.search-ms', 'data.xyz']) {
+      expect(one(obs(path)).reasons.map((r) => r.code), path).toEqual(['TYPE_NOT_ALLOWED']);
+    }
+    const listed = obs('backup.ps1', { digest: { sha256: 'e'.repeat(64), blake3: 'f'.repeat(64) } });
+    expect(one(listed, listedScript)).toMatchObject({ verdict: 'allowlisted', reasons: [] });
+  });
+
+  it('lets an allowlisted hash clear the type and macro gates but never a finding', () => {
+    const listed = (extra: Partial<Observation>): Observation => obs('backup.ps1', { digest: { sha256: 'e'.repeat(64), blake3: 'f'.repeat(64) }, ...extra });
+    expect(one(listed({ reasons: [{ code: 'MACRO', detail: 'Heuristics.OLE2.ContainsMacros.VBA' }] }), listedScript).verdict).toBe('allowlisted');
+    for (const code of ['MALWARE', 'YARA_MATCH', 'NOT_INSPECTED', 'ENCRYPTED', 'LIMIT_EXCEEDED'] as const) {
+      expect(one(listed({ reasons: [{ code, detail: 'x' }] }), listedScript).reasons.map((r) => r.code), code).toEqual([code]);
+    }
+    expect(one(obs('sheet.xls', { reasons: [{ code: 'MACRO', detail: 'Heuristics.OLE2.ContainsMacros.VBA' }] })).reasons.map((r) => r.code)).toEqual(['MACRO']);
+  });
+
+  it('allows document parts only inside a document, and judges a content-only member by its content', () => {
+    expect(one(obs('word/drawing.vml')).reasons.map((r) => r.code)).toEqual(['TYPE_NOT_ALLOWED']);
+    expect(one(obs('word/drawing.vml'), EMPTY_ALLOWLIST, 'files').reasons.map((r) => r.code)).toEqual(['TYPE_NOT_ALLOWED']);
+    expect(one(obs('word/drawing.vml'), EMPTY_ALLOWLIST, 'parts').verdict).toBe('clean');
+    expect(one(obs('word/embeddings/oleObject1.bin'), EMPTY_ALLOWLIST, 'parts').reasons.map((r) => r.code)).toEqual(['NOT_ALLOWLISTED']); // .bin is firmware, a controlled class
+    expect(one(obs('Project/opaque.plf'), EMPTY_ALLOWLIST, 'content').verdict).toBe('clean');
+    expect(one(obs('Project/tool.dll', { contentKind: 'pe' }), EMPTY_ALLOWLIST, 'content').reasons.map((r) => r.code)).toEqual(['NOT_ALLOWLISTED']);
+  });
+
+  it('blocks autorun.inf and desktop.ini outright, allowlisted or not', () => {
+    expect(one(obs('autorun.inf')).reasons.map((r) => r.code)).toContain('RISKY_TYPE');
+    expect(one(obs('sub/Desktop.ini')).reasons.map((r) => r.code)).toContain('RISKY_TYPE');
   });
 });
