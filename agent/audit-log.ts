@@ -355,14 +355,30 @@ function readLastRecord(fd: number, path: string): LogRecord | null {
     start = from;
     if (size - start > MAX_RECORD_BYTES) throw new AgentError('LOG_CORRUPT', `${path}: the last line is longer than any record can be`);
   }
-  const line = Buffer.concat(chunks).toString('utf8');
-  const problem = checkLine(line);
+  const problem = checkLine(Buffer.concat(chunks));
   if (typeof problem === 'string') throw new AgentError('LOG_CORRUPT', `${path}: the last record does not verify (${problem}): run "portcullis-agent log verify"`);
   return problem;
 }
 
-/** Parses one line and checks its schema and own hash; returns the record or what is wrong. */
-function checkLine(line: string): LogRecord | string {
+const EDITED_TEXT = 'its hash does not match its content';
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * Checks one line's bytes: UTF-8, JSON, the schema, its own hash, and that
+ * the bytes are exactly the record's canonical JSON (RFC 8785), as every
+ * line is written. A line that parses to a record whose hash matches but is
+ * spelled differently (a duplicate member, whose last value JSON.parse keeps
+ * and a reader or grep may not; spaces; another member order; escapes; bytes
+ * that are not UTF-8 but decode leniently to the same text) is not what the
+ * agent wrote. Returns the record or what is wrong.
+ */
+function checkLine(bytes: Uint8Array): LogRecord | string {
+  let line: string;
+  try {
+    line = strictUtf8.decode(bytes);
+  } catch {
+    return 'not valid UTF-8';
+  }
   let value: unknown;
   try {
     value = JSON.parse(line);
@@ -372,7 +388,17 @@ function checkLine(line: string): LogRecord | string {
   const checked = parse(recordSchema, value);
   if (!checked.ok) return formatIssues(checked.issues);
   const record = checked.value as LogRecord;
-  if (!sameHex(recordHash(record), record.hash)) return 'its hash does not match its content';
+  const { hash, ...body } = record;
+  let canonical: { hash: string; text: string };
+  try {
+    canonical = hashedRecordText(body); // equal to canonicalize() of the record, field by field
+  } catch {
+    return 'it holds a value canonical JSON cannot encode';
+  }
+  if (!sameHex(canonical.hash, hash)) return EDITED_TEXT;
+  if (canonical.text !== line) {
+    return 'not in canonical form (a duplicate or reordered member, spaces or escapes that the agent never writes): it was written by something else';
+  }
   return record;
 }
 
@@ -397,12 +423,19 @@ export type ChainCheck =
  * file alone: compare the head with one exported earlier (docs/agent.md).
  */
 export function verifyLogBytes(bytes: Uint8Array): ChainCheck {
-  const text = new TextDecoder('utf-8', { fatal: false }).decode(bytes);
-  if (text.length === 0) return { ok: true, records: 0, head: null, entries: [] };
-  const endsClean = text.endsWith('\n');
-  const lines = (endsClean ? text.slice(0, -1) : text).split('\n');
+  if (bytes.length === 0) return { ok: true, records: 0, head: null, entries: [] };
+  const endsClean = bytes[bytes.length - 1] === 0x0a;
+  // Split the bytes, not decoded text: each line is checked byte for byte against its canonical form.
+  const lines: Buffer[] = [];
+  const all = Buffer.from(bytes.buffer, bytes.byteOffset, endsClean ? bytes.length - 1 : bytes.length);
+  for (let start = 0; ;) {
+    const end = all.indexOf(0x0a, start);
+    lines.push(all.subarray(start, end === -1 ? all.length : end));
+    if (end === -1) break;
+    start = end + 1;
+  }
   const parsed = lines.map((line) => checkLine(line));
-  const seqs = parsed.map((p, i) => (typeof p === 'string' ? seqOf(lines[i]!) : p.seq));
+  const seqs = parsed.map((p, i) => (typeof p === 'string' ? seqOf(lines[i]!.toString('utf8')) : p.seq));
   const entries: LogRecord[] = [];
   let prevHash = GENESIS_HASH;
   let expected = 1;
@@ -413,7 +446,7 @@ export function verifyLogBytes(bytes: Uint8Array): ChainCheck {
       return { ok: false, records: i, line: lineNo, seq: seqs[i] ?? null, problem: 'TRUNCATED', detail: `line ${lineNo} is cut off (no line end): the log was truncated or a write was interrupted` };
     }
     if (typeof entry === 'string') {
-      const edited = entry === 'its hash does not match its content';
+      const edited = entry === EDITED_TEXT;
       return { ok: false, records: i, line: lineNo, seq: seqs[i] ?? null, problem: edited ? 'EDITED' : 'MALFORMED', detail: `line ${lineNo}${seqs[i] ? ` (seq ${seqs[i]})` : ''}: ${edited ? 'the record was changed after it was written' : entry}` };
     }
     if (entry.seq !== expected) {

@@ -130,6 +130,44 @@ describe('the hash-chained decision log', () => {
     expect(verifyLogBytes(readFileSync(path))).toMatchObject({ ok: true });
   });
 
+  it('refuses a record with a duplicate member whose last value is the one hashed (log verify reads bytes, not the parsed value)', () => {
+    const { path, lines } = writeLog(3);
+    // A reader that takes the first "code" sees REFUSED; JSON.parse takes the last, which the hash covers.
+    lines[1] = lines[1]!.replace('{"code":"IMPORTED",', '{"code":"FILE_HASH_MISMATCH","code":"IMPORTED",');
+    expect(check(`${lines.join('\n')}\n`)).toMatchObject({ ok: false, line: 2, seq: 2, problem: 'MALFORMED' });
+    // As the last record, it stops appends as well (LOG_CORRUPT), like any other forged last record.
+    writeFileSync(path, `${lines.slice(0, 2).join('\n')}\n`);
+    const log = new AuditLog(path, { hmi: 'HMI-3' });
+    expect(() => log.append({ event: 'file.refused', outcome: 'refused', code: 'FILE_UNLISTED', reason: 'x' })).toThrow(expect.objectContaining({ code: 'LOG_CORRUPT' }));
+  });
+
+  it('refuses a record that is not byte for byte its canonical form (spaces, member order, escapes)', () => {
+    const { lines } = writeLog(2);
+    const variants = [
+      lines[1]!.replace('"seq":2', '"seq": 2'),
+      lines[1]!.replace(/^\{"code":"IMPORTED",(.*)\}$/u, '{$1,"code":"IMPORTED"}'),
+      lines[1]!.replace('"reason":"file 2"', '"reason":"file \\u0032"'),
+    ];
+    for (const variant of variants) {
+      expect(variant).not.toBe(lines[1]);
+      expect(JSON.parse(variant)).toEqual(JSON.parse(lines[1]!)); // the same record once parsed
+      expect(check(`${lines[0]}\n${variant}\n`)).toMatchObject({ ok: false, line: 2, problem: 'MALFORMED' });
+    }
+  });
+
+  it('refuses bytes that are not UTF-8 even where they decode to the record that was hashed', () => {
+    const path = join(tempDir('log'), 'agent.log.jsonl');
+    const log = new AuditLog(path, { hmi: 'HMI-3', clock: () => new Date('2026-03-01T10:00:00Z') });
+    log.append({ event: 'file.refused', outcome: 'refused', code: 'UNSAFE_NAME', reason: 'name \ufffd here' });
+    const bytes = readFileSync(path);
+    const at = bytes.indexOf(Buffer.from('\ufffd'));
+    // U+FFFD (3 bytes) replaced by one invalid byte: a lenient decoder gives back the same text.
+    const forged = Buffer.concat([bytes.subarray(0, at), Buffer.from([0xff]), bytes.subarray(at + 3)]);
+    expect(verifyLogBytes(forged)).toMatchObject({ ok: false, line: 1, problem: 'MALFORMED' });
+    writeFileSync(path, forged);
+    expect(() => log.append({ event: 'file.refused', outcome: 'refused', code: 'FILE_UNLISTED', reason: 'x' })).toThrow(expect.objectContaining({ code: 'LOG_CORRUPT' }));
+  });
+
   it('continues one chain when two writers (service and CLI) share the log', () => {
     const path = join(tempDir('log'), 'shared.jsonl');
     const a = new AuditLog(path, { hmi: 'HMI-3' });
