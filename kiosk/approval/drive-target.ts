@@ -5,13 +5,13 @@
  * remounted read-write just for that: docs/operations.md).
  */
 import { constants } from 'node:fs';
-import { mkdir, open, readFile, rename, rm, stat, statfs } from 'node:fs/promises';
+import { lstat, mkdir, open, readFile, rename, stat, statfs, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { escapeForDisplay, MANIFEST_PATH, PortcullisError, RECEIPT_PATH, type MediaIdentity } from '../../manifest/index.ts';
 import { readVolumeIdentity } from '../media/identity.ts';
 import { openImageReadOnly, readFileFromImage, removeFromImage, writeFilesToImage } from '../media/image-access.ts';
 
-export type DriveErrorCode = 'MEDIA_FULL' | 'MANIFEST_WRITE_FAILED' | 'DRIVE_UNREADABLE';
+export type DriveErrorCode = 'MEDIA_FULL' | 'MANIFEST_WRITE_FAILED' | 'MANIFEST_FOLDER_UNSAFE' | 'DRIVE_UNREADABLE';
 export class DriveError extends PortcullisError<DriveErrorCode> {}
 
 export interface UsbIdentity {
@@ -92,46 +92,179 @@ export async function openFolderTarget(path: string, options: FolderTargetOption
     unseen: [],
     description: `folder ${path}`,
     async removeManifest() {
-      const present = await Promise.all([MANIFEST_PATH, RECEIPT_PATH].map((rel) => stat(join(path, rel)).then(() => true, () => false)));
-      if (!present.includes(true)) return false;
+      const present = await manifestFilesIn(path);
+      if (present.length === 0) return false;
       return whileWritable(writable, async () => {
-        for (const rel of [MANIFEST_PATH, RECEIPT_PATH]) await rm(join(path, rel), { force: true });
+        await removeFolderManifest(path, present);
         return true;
       });
     },
     writeManifest: (files) => whileWritable(writable, () => writeFolderManifest(path, files)),
     async readBack(rel) {
-      return readFile(join(path, rel), { flag: constants.O_RDONLY | constants.O_NOFOLLOW });
+      const folder = await openManifestFolder(path, false).catch(rethrowAs('MANIFEST_WRITE_FAILED', `cannot read the manifest back from ${path}`));
+      if (!folder) throw new DriveError('MANIFEST_WRITE_FAILED', `${path} has no ${MANIFEST_FOLDER} folder to read the manifest back from; nothing approved`);
+      try {
+        return await readFile(folder.at(manifestFileName(rel)), { flag: constants.O_RDONLY | constants.O_NOFOLLOW });
+      } catch (cause) {
+        throw new DriveError('MANIFEST_WRITE_FAILED', `cannot read the manifest back from ${path}: ${(cause as Error).message}; nothing approved`, { cause });
+      } finally {
+        await folder.close();
+      }
     },
     async close() {},
   };
   return target;
 }
 
+/** The drive's manifest folder, held open: every name in it is reached through the open folder. */
+interface ManifestFolder {
+  /** A path to NAME inside the folder that was opened, whatever its name on the drive points to now. */
+  at(name: string): string;
+  sync(): Promise<void>;
+  close(): Promise<void>;
+}
+
+const MANIFEST_FOLDER = dirname(MANIFEST_PATH); // ".portcullis"
+
+/** A manifest file's name inside the manifest folder; the kiosk writes nothing anywhere else on a drive. */
+function manifestFileName(rel: string): string {
+  if (dirname(rel) !== MANIFEST_FOLDER || basename(rel).startsWith('.')) throw new Error(`${rel}: the kiosk writes only directly inside ${MANIFEST_FOLDER} (a bug)`);
+  return basename(rel);
+}
+
+function unsafeFolder(root: string, what: string): DriveError {
+  return new DriveError(
+    'MANIFEST_FOLDER_UNSAFE',
+    `${root}: ${MANIFEST_FOLDER} on the drive is ${what}, not a folder of the drive: the kiosk never writes through it; nothing approved. Remove it from the drive and scan again`,
+  );
+}
+
+function rethrowAs(code: DriveErrorCode, what: string): (cause: unknown) => never {
+  return (cause: unknown) => {
+    if (cause instanceof DriveError) throw cause;
+    throw new DriveError(code, `${what}: ${(cause as Error).message}; nothing approved`, { cause });
+  };
+}
+
+/**
+ * Opens the drive's `.portcullis` without following a symlink (the drive is hostile):
+ * O_NOFOLLOW | O_DIRECTORY refuse a symlink or anything but a folder, and the device
+ * number refuses another filesystem mounted there. Names inside are then reached through
+ * /proc/self/fd/N (Linux: the folder that was opened), so a `.portcullis` swapped for a
+ * symlink after the check cannot redirect a write; without /proc every write fails closed.
+ * Null when there is none and `create` is false.
+ */
+async function openManifestFolder(root: string, create: boolean): Promise<ManifestFolder | null> {
+  const rootInfo = await stat(root);
+  const path = join(root, MANIFEST_FOLDER);
+  const flags = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
+  const openFolder = async (): Promise<FileHandle | null> => {
+    try {
+      return await open(path, flags);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ELOOP') throw unsafeFolder(root, 'a symbolic link');
+      if (code === 'ENOTDIR') throw unsafeFolder(root, 'a file');
+      if (code === 'ENOENT') return null;
+      throw error;
+    }
+  };
+  let handle = await openFolder();
+  if (!handle && create) {
+    await mkdir(path, { mode: 0o755 }).catch(ignoreExisting); // made meanwhile: checked by the open below
+    handle = await openFolder();
+    if (!handle) throw new Error(`${path} is gone right after it was made`);
+  }
+  if (!handle) return null;
+  const opened = handle;
+  const info = await opened.stat().catch(async (e: unknown) => {
+    await opened.close();
+    throw e;
+  });
+  if (!info.isDirectory() || info.dev !== rootInfo.dev) {
+    await opened.close();
+    throw unsafeFolder(root, info.isDirectory() ? 'another filesystem mounted on the drive' : 'not a folder');
+  }
+  return {
+    at: (name) => `/proc/self/fd/${opened.fd}/${name}`,
+    sync: () => opened.sync(),
+    close: () => opened.close(),
+  };
+}
+/** The manifest files present in a real manifest folder (lstat: a symlink counts as present, and is never followed). */
+async function manifestFilesIn(root: string): Promise<string[]> {
+  let folder: ManifestFolder | null;
+  try {
+    folder = await openManifestFolder(root, false);
+  } catch (error) {
+    // Not a folder of the drive: nothing in it is the kiosk's to remove, and writing refuses it.
+    if (error instanceof DriveError) return [];
+    throw error;
+  }
+  if (!folder) return [];
+  try {
+    const present: string[] = [];
+    for (const rel of [MANIFEST_PATH, RECEIPT_PATH]) {
+      if (await lstat(folder.at(manifestFileName(rel))).then(() => true, () => false)) present.push(rel);
+    }
+    return present;
+  } finally {
+    await folder.close();
+  }
+}
+
+async function removeFolderManifest(root: string, files: readonly string[]): Promise<void> {
+  const folder = await openManifestFolder(root, false);
+  if (!folder) return;
+  try {
+    for (const rel of files) await unlink(folder.at(manifestFileName(rel))).catch(ignoreMissing);
+    await folder.sync();
+  } finally {
+    await folder.close();
+  }
+}
+
+function ignoreMissing(error: unknown): void {
+  if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+}
+
+function ignoreExisting(error: unknown): void {
+  if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+}
+
 async function writeFolderManifest(path: string, files: ReadonlyArray<{ path: string; content: Uint8Array }>): Promise<void> {
   const written: string[] = [];
+  let folder: ManifestFolder | null = null;
+  const names = files.map((f) => manifestFileName(f.path));
   try {
-    await mkdir(join(path, '.portcullis'), { recursive: true });
-    for (const f of files) {
-      const target = join(path, f.path);
-      const temp = `${target}.partial`;
-      const handle = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o644);
+    folder = await openManifestFolder(path, true);
+    if (!folder) throw new Error(`${MANIFEST_FOLDER} could not be created`);
+    for (const [i, f] of files.entries()) {
+      const target = folder.at(names[i]!);
+      const temp = folder.at(`${names[i]!}.partial`);
+      // Whatever sits at the temporary name (a planted symlink) goes; the new file must be ours (O_EXCL).
+      await unlink(temp).catch(ignoreMissing);
+      const handle = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
       try {
         await handle.writeFile(f.content);
         await handle.sync();
       } finally {
         await handle.close();
       }
-      await rename(temp, target);
+      await rename(temp, target); // replaces a symlink at the name, never writes through it
       written.push(target);
     }
-    const dir = await open(dirname(join(path, MANIFEST_PATH)), constants.O_RDONLY);
-    await dir.sync().finally(() => dir.close());
+    await folder.sync();
   } catch (error) {
-    for (const f of files) await rm(join(path, `${f.path}.partial`), { force: true });
-    for (const w of written) await rm(w, { force: true });
+    if (folder) {
+      for (const name of names) await unlink(folder.at(`${name}.partial`)).catch(() => undefined);
+      for (const w of written) await unlink(w).catch(() => undefined);
+    }
+    if (error instanceof DriveError) throw error;
     if (isFull(error)) throw new DriveError('MEDIA_FULL', `${path} has no room for the manifest: nothing approved; free some space and rescan`, { cause: error });
     throw new DriveError('MANIFEST_WRITE_FAILED', `cannot write the manifest to ${path}: ${(error as Error).message}`, { cause: error });
+  } finally {
+    await folder?.close();
   }
 }
 

@@ -85,9 +85,10 @@ export async function writeApproval(target: DriveTarget, input: ApprovalInput): 
   const envelope = signManifest(statement, input.key);
   const receipt = new TextEncoder().encode(renderReceipt(statement, input.decision.verdict));
   await target.writeManifest([{ path: MANIFEST_PATH, content: envelope }, { path: RECEIPT_PATH, content: receipt }]);
-  // Re-read from the drive and verify as an agent would, before saying "approved".
-  const back = await target.readBack(MANIFEST_PATH);
+  // Re-read from the drive and verify as an agent would, before saying "approved";
+  // a manifest that cannot be read back is taken off the drive like one that does not verify.
   try {
+    const back = await target.readBack(MANIFEST_PATH);
     const verified = verifyManifest(back, { keys: [{ keyId: input.key.keyId, publicKey: input.key.publicKey }] }, input.now);
     if (!Buffer.from(back).equals(Buffer.from(envelope))) throw new Error('the manifest read back differs from what was written');
     return { digest: verified.payloadDigest, keyId: verified.keyId, expiresAt: statement.predicate.expiresAt, statement };
