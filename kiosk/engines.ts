@@ -1,9 +1,11 @@
 /**
  * Starts the kiosk's scan engines and proves they work before any drive is
  * scanned: clamd from Debian with the ClamAV database and the YARA rules
- * staged side by side (one scan applies both, also inside archives),
- * then a self-test through the real socket: EICAR must be found (signatures
- * loaded) and the canary rule must fire (YARA rules live). Anything else stops
+ * staged side by side (one scan applies both, also inside archives; the only
+ * YARA files clamd gets are the rule loader's), then a self-test through the
+ * real socket: EICAR must be found (signatures loaded), the canary rule must
+ * fire on its string, and every rule of the set must fire on its own probe
+ * (yara/liveness.ts: all rules live, not only the canary). Anything else stops
  * start-up: a kiosk that cannot scan never says "clean".
  */
 import { constants } from 'node:fs';
@@ -16,19 +18,24 @@ import type { ScanResult } from './clamav/protocol.ts';
 import { SpoolScanner, spoolFolderProblem } from './clamav/spool.ts';
 import { createExtractor, ExtractorError, proveExtractor } from './scan/extractor.ts';
 import { InspectionFolder, type Inspection } from './scan/inspect-container.ts';
-import { connectClamd, startClamd, type ConnectedClamd, type RunningClamd } from './clamav/supervisor.ts';
+import { startClamd, type ConnectedClamd, type RunningClamd } from './clamav/supervisor.ts';
 import { EICAR, TEST_DATABASE_DESCRIPTION, writeTestDatabase } from './clamav/test-database.ts';
 import { manifestTime } from './build-statement.ts';
 import { clamdFileLimit, type Policy } from './policy.ts';
 import type { ScannerFailure, StreamScanner, StreamScanResult } from './scan/scan-session.ts';
 import { canarySample } from './yara/canary.ts';
+import { describeDeadRules, proveRulesLive } from './yara/liveness.ts';
 import { loadRuleSet, stageRuleSet, type RuleSet } from './yara/rule-set.ts';
 import { fileURLToPath } from 'node:url';
 
 export const DEFAULT_RULES_DIR = fileURLToPath(new URL('../rules/yara/', import.meta.url));
 export const PRODUCTION_CLAMAV_DB = '/var/lib/clamav';
 
-export type EngineErrorCode = 'ENGINE_NOT_READY' | 'CLAMAV_DB_MISSING';
+/**
+ * CLAMAV_DB_UNCHECKED_RULES: the ClamAV database folder holds YARA files, which would reach clamd without the rule loader.
+ * YARA_RULES_NOT_LIVE: a rule of the set did not fire on its probe through clamd.
+ */
+export type EngineErrorCode = 'ENGINE_NOT_READY' | 'CLAMAV_DB_MISSING' | 'CLAMAV_DB_UNCHECKED_RULES' | 'YARA_RULES_NOT_LIVE';
 export class EngineError extends PortcullisError<EngineErrorCode> {}
 
 export interface EngineOptions {
@@ -38,7 +45,10 @@ export interface EngineOptions {
   /** Kiosk-owned folder for clamd's config, socket, staged database and temp files. */
   readonly workDir: string;
   readonly policy: Policy;
-  /** Use an already running clamd on this socket instead of starting one (its database must hold the staged rules). */
+  /**
+   * An already running clamd: refused (ENGINE_NOT_READY). The kiosk cannot see what it loaded
+   * nor stage the per-start rule probes into it, so its rules cannot be proven live.
+   */
   readonly clamdSocket?: string;
   readonly disableCache?: boolean;
   /**
@@ -62,11 +72,28 @@ export interface Engines {
   stop(): Promise<void>;
 }
 
-const DB_EXTENSIONS = /\.(cvd|cld|cud|hdb|hsb|hdu|hsu|mdb|msb|mdu|msu|ndb|ndu|ldb|ldu|idb|cdb|crb|fp|sfp|ign|ign2|ftm|pdb|gdb|wdb|cfg|cat|crtdb|info|yar|yara|pwdb)$/;
+const DB_EXTENSIONS = /\.(cvd|cld|cud|hdb|hsb|hdu|hsu|mdb|msb|mdu|msu|ndb|ndu|ldb|ldu|idb|cdb|crb|fp|sfp|ign|ign2|ftm|pdb|gdb|wdb|cfg|cat|crtdb|info|pwdb)$/;
+// libclamav loads these as YARA rules (any letter case). In clamd's folder only the rule loader's files may have them:
+// one unchecked rule can leave every YARA rule loaded after it counted and dead (docs/yara-engine.md).
+const YARA_FILE = /\.yara?$/i;
 
-/** Links (or copies) the signature files into the staging folder clamd reads. */
+/**
+ * Links (or copies) the signature files into the staging folder clamd reads.
+ * A YARA file in the folder is refused before anything is staged: site rules
+ * go through the rule loader (--rules). YARA inside a .cvd/.cld/.cud is not
+ * loaded by libclamav 1.4 and makes it warn, which fails clamd's start.
+ */
 async function stageDatabase(from: string, to: string): Promise<number> {
-  const names = (await readdir(from)).filter((n) => DB_EXTENSIONS.test(n) && !n.startsWith('.'));
+  const entries = await readdir(from);
+  const yara = entries.filter((n) => YARA_FILE.test(n));
+  if (yara.length > 0) {
+    throw new EngineError(
+      'CLAMAV_DB_UNCHECKED_RULES',
+      `the ClamAV database folder ${from} holds YARA rules (${yara.slice(0, 5).join(', ')}${yara.length > 5 ? ', ...' : ''}), which would reach clamd unchecked: ` +
+        'move site rules into the kiosk\'s rules folder (--rules DIR), where they are compiled, checked against the ClamAV subset and proven live at every start',
+    );
+  }
+  const names = entries.filter((n) => DB_EXTENSIONS.test(n) && !n.startsWith('.'));
   for (const name of names) {
     const source = join(from, name);
     const target = join(to, name);
@@ -104,6 +131,13 @@ function databaseTime(text: string | null): string | null {
 
 export async function startEngines(options: EngineOptions): Promise<Engines> {
   const status = options.onStatus ?? (() => undefined);
+  if (options.clamdSocket) {
+    throw new EngineError(
+      'ENGINE_NOT_READY',
+      `a clamd the kiosk did not start (${options.clamdSocket}) cannot be proven to run only the checked YARA rules, all of them live: ` +
+        'the kiosk cannot see its load errors nor stage its per-start rule probes into it; let the kiosk start its own clamd (no --clamd-socket)',
+    );
+  }
   const workDir = resolve(options.workDir);
   // The spool's files are named to clamd in a SCAN command: say so now, before clamd is started.
   const spoolProblem = !options.clamdSocket && options.clamdTransport !== 'instream' ? spoolFolderProblem(join(workDir, 'spool')) : null;
@@ -117,33 +151,32 @@ export async function startEngines(options: EngineOptions): Promise<Engines> {
 
   let databaseNote: string | null = null;
   if (options.clamavDb === 'test') {
-    await writeTestDatabase(stagedDb, { daily: { version: 1, builtAt: new Date('2026-01-01T00:00:00Z') } });
-    databaseNote = `ClamAV is using the Portcullis TEST database (EICAR and test patterns only), not real signatures.\n${TEST_DATABASE_DESCRIPTION}`;
+    const test = await writeTestDatabase(stagedDb, { daily: { version: 1, builtAt: new Date('2026-01-01T00:00:00Z') } });
+    // The test database's loose YARA rule serves tests of a bare clamd; the kiosk's clamd gets the rule loader's files only.
+    for (const file of test.files.filter((f) => YARA_FILE.test(f))) await rm(file);
+    const description = TEST_DATABASE_DESCRIPTION.split('\n').filter((line) => !line.includes('YARA')).join('\n');
+    databaseNote = `ClamAV is using the Portcullis TEST database (EICAR and test patterns only), not real signatures.\n${description}`;
   } else {
     const count = await stageDatabase(options.clamavDb, stagedDb).catch((cause: unknown) => {
+      if (cause instanceof EngineError) throw cause;
       throw new EngineError('CLAMAV_DB_MISSING', `cannot read the ClamAV database folder ${options.clamavDb}: ${(cause as Error).message}`, { cause });
     });
     if (count === 0) throw new EngineError('CLAMAV_DB_MISSING', `no ClamAV database files in ${options.clamavDb}: import a signed signature update first`);
   }
   await stageRuleSet(ruleSet, stagedDb);
 
-  let clamd: RunningClamd | ConnectedClamd;
-  if (options.clamdSocket) {
-    status(`connecting to clamd at ${options.clamdSocket}`);
-    clamd = await connectClamd(options.clamdSocket);
-  } else {
-    status('starting clamd (loading signatures)');
-    clamd = await startClamd({
-      databaseDir: stagedDb,
-      workDir: join(workDir, 'clamd'),
-      limits: limitsFromPolicy(options.policy),
-      disableCache: options.disableCache ?? false,
-      // clamd watches a session with ReadTimeout even while it scans: keep it above MaxScanTime,
-      // so a slow file ends as that limit (this file blocked), not as a dropped session.
-      settings: { readTimeout: options.policy.clamav.maxScanSeconds + 60 },
-      client: { idleTimeoutMs: options.policy.clamav.idleTimeoutSeconds * 1000, scanTimeoutMs: (options.policy.clamav.maxScanSeconds + 30) * 1000 },
-    });
-  }
+  status('starting clamd (loading signatures)');
+  // Fails (SCANNER_START_FAILED) on any libclamav error or warning while loading, quoting the lines.
+  const clamd: RunningClamd | ConnectedClamd = await startClamd({
+    databaseDir: stagedDb,
+    workDir: join(workDir, 'clamd'),
+    limits: limitsFromPolicy(options.policy),
+    disableCache: options.disableCache ?? false,
+    // clamd watches a session with ReadTimeout even while it scans: keep it above MaxScanTime,
+    // so a slow file ends as that limit (this file blocked), not as a dropped session.
+    settings: { readTimeout: options.policy.clamav.maxScanSeconds + 60 },
+    client: { idleTimeoutMs: options.policy.clamav.idleTimeoutSeconds * 1000, scanTimeoutMs: (options.policy.clamav.maxScanSeconds + 30) * 1000 },
+  });
   let spool: SpoolScanner | null = null;
   const stop = async (): Promise<void> => {
     spool?.close();
@@ -156,6 +189,7 @@ export async function startEngines(options: EngineOptions): Promise<Engines> {
     spool ? spool.scan(chunks, signal) : client.scanStream(chunks, signal);
 
   let inspection: Inspection;
+  let provenRules: number; // the manifest's rule count: the rules whose probes fired through clamd
   try {
     if ('stop' in clamd && options.clamdTransport !== 'instream') spool = await SpoolScanner.create(join(workDir, 'spool'), client);
     status('self-test: the sandboxed archive extractor');
@@ -174,6 +208,17 @@ export async function startEngines(options: EngineOptions): Promise<Engines> {
     if (canary.status !== 'found' || canary.signature !== ruleSet.canary.signature) {
       throw new EngineError('ENGINE_NOT_READY', `the YARA canary rule did not fire through clamd (answer: ${JSON.stringify(canary)}): the rules are not live`);
     }
+    // Every rule, not only the canary: one probe sample per rule, scanned the way drives are.
+    const probes = ruleSet.staged.probes;
+    status(`self-test: ${probes.length} YARA rule probes through clamd`);
+    const live = await proveRulesLive(probes, (sample) => scanBytes(oneChunk(sample)));
+    if (live.dead.length > 0 || live.proven.length !== ruleSet.ruleCount) {
+      throw new EngineError(
+        'YARA_RULES_NOT_LIVE',
+        `clamd loaded the YARA rules but ${describeDeadRules(live.dead, probes.length)}; they would never match, so no drive is scanned (docs/yara-engine.md)`,
+      );
+    }
+    provenRules = live.proven.length;
   } catch (error) {
     await stop();
     throw error;
@@ -199,7 +244,7 @@ export async function startEngines(options: EngineOptions): Promise<Engines> {
         databaseVersion: clamd.version.databaseVersion === null ? null : String(clamd.version.databaseVersion),
         databaseTime: databaseTime(clamd.version.databaseTime),
       },
-      yara: { engine: `ClamAV ${clamd.version.engine} YARA`, ruleSetDigest: ruleSet.digest, ruleCount: ruleSet.ruleCount },
+      yara: { engine: `ClamAV ${clamd.version.engine} YARA`, ruleSetDigest: ruleSet.digest, ruleCount: provenRules },
     },
     classifyScannerError(error: unknown): ScannerFailure | null {
       if (!(error instanceof ScannerError)) return null;

@@ -71,6 +71,26 @@ export const START_CLAMD_DEFAULTS = {
 const SYSTEMD_VARIABLES = ['LISTEN_FDS', 'LISTEN_PID', 'LISTEN_FDNAMES', 'NOTIFY_SOCKET'];
 const OUTPUT_TAIL = 16 * 1024; // bytes of clamd's stdout/stderr kept for error messages
 
+/**
+ * A line clamd writes to stderr while it loads its databases that means
+ * something was not loaded as written: libclamav's own errors and warnings
+ * (a YARA rule it skipped, a signature it could not parse; they appear
+ * nowhere else, and clamd starts anyway) and clamd's. Measured with ClamAV
+ * 1.4.6 (docs/yara-engine.md).
+ */
+const LOAD_PROBLEM = /^(LibClamAV (Error|Warning)|ERROR|WARNING):/;
+/**
+ * The one warning that is not about loading: libclamav's notice that the
+ * newest database is more than 7 days old (kiosks update offline, and the
+ * manifest records the database's time).
+ */
+const DATABASE_AGE_NOTICE: ReadonlySet<string> = new Set([
+  'LibClamAV Warning: **************************************************',
+  'LibClamAV Warning: ***  The virus database is older than 7 days!  ***',
+  'LibClamAV Warning: ***   Please update it as soon as possible.    ***',
+]);
+const MAX_LOAD_PROBLEMS = 20; // lines quoted in the error
+
 export async function startClamd(options: StartClamdOptions): Promise<RunningClamd> {
   const workDir = resolve(options.workDir);
   const clamdPath = options.clamdPath ?? START_CLAMD_DEFAULTS.clamdPath;
@@ -125,8 +145,22 @@ export async function startClamd(options: StartClamdOptions): Promise<RunningCla
   child.stdout.on('data', (data: Buffer) => {
     output.stdout = (output.stdout + data.toString('utf8')).slice(-OUTPUT_TAIL);
   });
+  // Until clamd answers, every stderr line is read for load problems (clamd loads its databases before it listens).
+  const load = { reading: true, partial: '', problems: [] as string[], count: 0 };
+  const readLoadLines = (text: string): void => {
+    const lines = (load.partial + text).split('\n');
+    load.partial = (lines.pop() ?? '').slice(-4096);
+    for (const raw of lines) {
+      const line = raw.trim();
+      if (!LOAD_PROBLEM.test(line) || DATABASE_AGE_NOTICE.has(line)) continue;
+      load.count++;
+      if (load.problems.length < MAX_LOAD_PROBLEMS) load.problems.push(line);
+    }
+  };
   child.stderr.on('data', (data: Buffer) => {
-    output.stderr = (output.stderr + data.toString('utf8')).slice(-OUTPUT_TAIL);
+    const text = data.toString('utf8');
+    output.stderr = (output.stderr + text).slice(-OUTPUT_TAIL);
+    if (load.reading) readLoadLines(text);
   });
 
   let stopping = false;
@@ -177,6 +211,18 @@ export async function startClamd(options: StartClamdOptions): Promise<RunningCla
   } catch (error) {
     await stop();
     throw error;
+  }
+  // Anything libclamav could not load was written before clamd listened, so it has been read by now.
+  load.reading = false;
+  readLoadLines('\n');
+  if (load.count > 0) {
+    await stop();
+    const more = load.count > load.problems.length ? `\n... and ${load.count - load.problems.length} more` : '';
+    throw new ScannerError(
+      'SCANNER_START_FAILED',
+      `clamd ${clamdPath} reported ${load.count} problem(s) while loading the databases in ${configOptions.databaseDirectory}: ` +
+        `some signatures or YARA rules may not be live, so no scanning is possible; fix or remove what these lines name:\n${load.problems.join('\n')}${more}`,
+    );
   }
   return { socketPath, configPath, logPath, client, pid: child.pid ?? -1, version, stop, exited };
 }

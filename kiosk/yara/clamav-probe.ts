@@ -1,14 +1,17 @@
 /**
  * Adapter: loads a directory of staged rule files into the real libclamav
- * (`clamscan -d DIR`) and scans the canary, before clamd ever sees them.
- * This catches what neither yarac nor the subset check can: a rule ClamAV
- * skips (it only logs a warning), a database it refuses ("Malformed
- * database": clamd would not start) and a rule that crashes the engine.
+ * (`clamscan -d DIR`) and scans the canary and every rule's probe sample,
+ * before clamd ever sees them. This catches what neither yarac nor the
+ * subset check can: a rule ClamAV skips (it only logs a warning), a database
+ * it refuses ("Malformed database": clamd would not start), a rule that
+ * crashes the engine, and rules that load and never match (liveness.ts).
  */
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { canarySample, CANARY_SIGNATURE } from './canary.ts';
 import { YaraRuleError } from './errors.ts';
+import { describeDeadRules, proveRulesLive } from './liveness.ts';
+import type { LivenessProbe, ProbeAnswer } from './liveness.ts';
 import { runTool, ToolStartError } from './run-tool.ts';
 
 export interface ClamavProbeOptions {
@@ -30,16 +33,19 @@ const BENIGN_TEXT = 'Portcullis rule probe: a plain text file that no rule may m
 const BENIGN_BINARY = Uint8Array.from({ length: 512 }, (_, i) => (i * 37 + 11) & 0xff);
 
 /**
- * Scans two benign samples and the canary with only `databaseDir` loaded. `workDir` is a private
- * directory the caller owns. Throws RULE_ENGINE_REJECTED unless libclamav
- * loads exactly `expectedSignatures` rules without a warning, finds nothing in
- * the benign samples and reports the canary signature.
+ * Scans two benign samples, the canary and each probe's sample with only `databaseDir` loaded, in
+ * one clamscan run. `workDir` is a private directory the caller owns. Throws
+ * RULE_ENGINE_REJECTED unless libclamav loads exactly `expectedSignatures`
+ * rules without a warning, finds nothing in the benign samples and reports
+ * the canary signature, and RULE_NOT_LIVE (naming the first dead rule's file
+ * and line) unless every probe's sample is reported as its probe's signature.
  */
 export async function probeClamavRules(
   databaseDir: string,
   workDir: string,
   expectedSignatures: number,
   options: ClamavProbeOptions,
+  probes: readonly LivenessProbe[] = [],
 ): Promise<ClamavProbeResult> {
   const benignText = join(workDir, 'benign.txt');
   const benignBinary = join(workDir, 'benign.bin');
@@ -47,9 +53,15 @@ export async function probeClamavRules(
   await writeFile(benignText, BENIGN_TEXT, { flag: 'wx', mode: 0o600 });
   await writeFile(benignBinary, BENIGN_BINARY, { flag: 'wx', mode: 0o600 });
   await writeFile(canary, canarySample(), { flag: 'wx', mode: 0o600 });
+  const probePaths = new Map<Uint8Array, string>();
+  for (const probe of probes) {
+    const path = join(workDir, `probe-${probe.index}.bin`);
+    await writeFile(path, probe.sample, { flag: 'wx', mode: 0o600 });
+    probePaths.set(probe.sample, path);
+  }
   let r;
   try {
-    r = await runTool(options.clamscanPath, [`--database=${databaseDir}`, benignText, benignBinary, canary], {
+    r = await runTool(options.clamscanPath, [`--database=${databaseDir}`, benignText, benignBinary, canary, ...probePaths.values()], {
       timeoutMs: options.timeoutMs,
     });
   } catch (error) {
@@ -75,6 +87,25 @@ export async function probeClamavRules(
   if (engineLines.length > 0) reject(engineLines.slice(0, 6).join(' | '));
   for (const benign of [benignText, benignBinary]) {
     if (!r.stdout.includes(`${benign}: OK`)) reject(`a rule matched a benign probe sample (${r.stdout.trim().split('\n')[0] ?? ''})`);
+  }
+  // clamscan prints "<path>: OK" or "<path>: <NAME> FOUND" per file; a file it did not answer for is dead.
+  const answers = new Map<string, ProbeAnswer>();
+  for (const line of r.stdout.split('\n')) {
+    const found = /^(.+): (\S+) FOUND$/.exec(line);
+    if (found !== null) answers.set(found[1]!, { status: 'found', signature: found[2]! });
+    else if (line.endsWith(': OK')) answers.set(line.slice(0, -': OK'.length), { status: 'clean' });
+  }
+  const live = await proveRulesLive(probes, (sample) => {
+    const answer = answers.get(probePaths.get(sample) ?? '');
+    return Promise.resolve(answer ?? { status: 'found', signature: '(no answer)' });
+  });
+  const firstDead = live.dead[0];
+  if (firstDead !== undefined) {
+    throw new YaraRuleError(
+      'RULE_NOT_LIVE',
+      `libclamav loaded the YARA rules but ${describeDeadRules(live.dead, probes.length)}; a rule loaded before them kills them (docs/yara-engine.md)`,
+      { file: firstDead.probe.file, line: firstDead.probe.line },
+    );
   }
   if (r.code !== 1 || !r.stdout.includes(`${canary}: ${CANARY_SIGNATURE} FOUND`)) {
     reject(`the canary was not reported as ${CANARY_SIGNATURE} (exit ${r.code ?? '?'}: ${r.stdout.trim().split('\n')[0] ?? ''})`);

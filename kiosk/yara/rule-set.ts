@@ -3,8 +3,9 @@
  * engines, digested, and staged into clamd's database directory, where clamd
  * applies the rules to every scanned stream (docs/yara-engine.md).
  *
- * The bytes read here are the bytes compiled, digested and staged: nothing
- * re-reads the rules directory after validation.
+ * The bytes read here are the bytes compiled and digested, and, with one
+ * liveness probe per rule added (liveness.ts), the bytes loaded into
+ * libclamav and staged: nothing re-reads the rules directory after validation.
  */
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
@@ -17,6 +18,8 @@ import { ruleFromSignature, signatureForRule } from './clamav-signature.ts';
 import { compareAscii, digestRuleFiles } from './digest.ts';
 import { throwProblems, YaraRuleError } from './errors.ts';
 import type { RuleProblem } from './errors.ts';
+import { instrumentRules, randomProbeKey } from './liveness.ts';
+import type { InstrumentedRuleSet, ProbeKey } from './liveness.ts';
 import { checkRulePortability } from './portability.ts';
 import type { Severity } from './portability.ts';
 import { findIncludes, outlineRuleSource, RuleSourceError } from './rule-source.ts';
@@ -43,6 +46,8 @@ export interface LoadRuleSetOptions {
   readonly clamscanPath?: string; // default "clamscan" on PATH
   readonly timeoutMs?: number; // ms per engine run, default 30 000
   readonly tmpDir?: string; // where private work directories go, default os.tmpdir()
+  /** The liveness probes' key; default a fresh random one (tests pass a fixed key). */
+  readonly probeKey?: ProbeKey;
 }
 
 export interface RuleInfo {
@@ -77,6 +82,12 @@ export interface RuleSet {
   readonly canary: { readonly rule: string; readonly signature: string };
   /** Engine versions the set was validated with, e.g. { yarac: "4.2.3", clamav: "ClamAV 1.4.6" }. */
   readonly validatedWith: { readonly yarac: string; readonly clamav: string };
+  /**
+   * What `stageRuleSet` writes for clamd: the files with one liveness probe per
+   * rule (liveness.ts), under a key drawn for this load. libclamav loaded
+   * exactly these bytes and every probe fired; clamd must show the same.
+   */
+  readonly staged: InstrumentedRuleSet;
 }
 
 // Lowercase so names sort and compare the same everywhere, and cannot collide by case.
@@ -86,8 +97,9 @@ export const STAGED_PREFIX = 'portcullis-';
 
 /**
  * Reads `*.yar` from `dir` (sorted, bounded), compiles them with yarac,
- * checks the Portcullis/ClamAV subset and meta, and loads them into libclamav
- * once to prove every rule is live. Throws YaraRuleError naming file and line.
+ * checks the Portcullis/ClamAV subset and meta, adds one liveness probe per
+ * rule and loads the result into libclamav once: every rule must load and
+ * fire on its probe. Throws YaraRuleError naming file and line.
  */
 export async function loadRuleSet(dir: string, options: LoadRuleSetOptions = {}): Promise<RuleSet> {
   const limits = { ...DEFAULT_RULE_SET_LIMITS, ...options.limits };
@@ -143,13 +155,14 @@ export async function loadRuleSet(dir: string, options: LoadRuleSetOptions = {})
       );
     }
 
-    // Load the exact bytes into libclamav under the names clamd will see.
+    // Load the exact bytes clamd will get into libclamav, under the names clamd will see.
+    const staged = instrumentRules(read, options.probeKey ?? randomProbeKey());
     const probeDb = join(workDir, 'clamav-db');
     await mkdir(probeDb, { mode: 0o700 });
-    for (const f of read) await writeFile(join(probeDb, STAGED_PREFIX + f.name), f.bytes, { flag: 'wx', mode: 0o600 });
+    for (const f of staged.files) await writeFile(join(probeDb, STAGED_PREFIX + f.name), f.bytes, { flag: 'wx', mode: 0o600 });
     const probeWork = join(workDir, 'probe');
     await mkdir(probeWork, { mode: 0o700 });
-    const probe = await probeClamavRules(probeDb, probeWork, rules.length, clamscan);
+    const probe = await probeClamavRules(probeDb, probeWork, staged.loadedRuleCount, clamscan, staged.probes);
 
     return {
       files: read.map((f) => ({
@@ -163,6 +176,7 @@ export async function loadRuleSet(dir: string, options: LoadRuleSetOptions = {})
       digest: digestRuleFiles(read),
       canary: { rule: CANARY_RULE, signature: CANARY_SIGNATURE },
       validatedWith: { yarac: yaracVer, clamav: probe.engineVersion },
+      staged,
     };
   } finally {
     await rm(workDir, { recursive: true, force: true });
@@ -176,15 +190,16 @@ export function findRuleBySignature(set: RuleSet, signature: string): RuleInfo |
 }
 
 /**
- * Writes the validated bytes into clamd's database directory as
- * `portcullis-<file>.yar` (each via a temporary name and rename), then removes
- * any other `portcullis-*.yar` left from an earlier set. clamd must be
- * reloaded afterwards and the canary scanned through it.
+ * Writes the validated, probed bytes (`set.staged`) into clamd's database
+ * directory as `portcullis-<file>.yar` (each via a temporary name and rename),
+ * then removes any other `portcullis-*.yar` left from an earlier set. clamd
+ * must be (re)started afterwards and every probe scanned through it
+ * (`proveRulesLive`).
  */
 export async function stageRuleSet(set: RuleSet, databaseDir: string): Promise<string[]> {
   try {
     const staged: string[] = [];
-    for (const f of set.files) {
+    for (const f of set.staged.files) {
       const target = join(databaseDir, STAGED_PREFIX + f.name);
       // The temporary name does not end in a database extension, so clamd never loads it.
       const temp = join(databaseDir, `.${STAGED_PREFIX}${f.name}.${process.pid}.tmp`);

@@ -21,8 +21,11 @@ export type TokenKind =
 
 export interface Token {
   readonly kind: TokenKind;
+  /** The exact source text: `source.slice(offset, offset + text.length)`. */
   readonly text: string;
   readonly line: number;
+  /** Index of the token's first character in the source. */
+  readonly offset: number;
 }
 
 export class RuleSourceError extends Error {
@@ -45,8 +48,9 @@ export function tokenizeRuleSource(source: string): Token[] {
   let i = 0;
   let line = 1;
   const at = (k: number): string => source[k] ?? '';
+  // Every token starts at i when pushed: its text is source.slice(i, ...).
   const push = (kind: TokenKind, text: string, startLine: number): void => {
-    tokens.push({ kind, text, line: startLine });
+    tokens.push({ kind, text, line: startLine, offset: i });
   };
   // A lone '=' in a strings section introduces a hex string or a regex; so does "matches".
   const afterAssign = (): boolean => {
@@ -195,6 +199,8 @@ export interface RuleOutline {
   readonly meta: ReadonlyMap<string, { readonly value: MetaValue; readonly line: number }>;
   readonly strings: readonly StringDeclaration[];
   readonly condition: readonly Token[];
+  /** Offset just past the rule's closing brace. */
+  readonly end: number;
 }
 
 export interface RuleSourceOutline {
@@ -257,6 +263,7 @@ export function outlineRuleSource(source: string): RuleSourceOutline {
     const meta = new Map<string, { value: MetaValue; line: number }>();
     const strings: StringDeclaration[] = [];
     const condition: Token[] = [];
+    let end: number;
     let section: 'none' | 'meta' | 'strings' | 'condition' = 'none';
     for (;;) {
       const u = peek();
@@ -276,6 +283,7 @@ export function outlineRuleSource(source: string): RuleSourceOutline {
       }
       if (u.kind === 'punct' && u.text === '}') {
         p++;
+        end = u.offset + 1;
         break;
       }
       switch (section) {
@@ -304,6 +312,7 @@ export function outlineRuleSource(source: string): RuleSourceOutline {
       meta,
       strings,
       condition,
+      end,
     });
   }
   return { imports, includes, rules };

@@ -178,7 +178,7 @@ describe('loadRuleSet bounds and refusals', () => {
 });
 
 describe('stageRuleSet', () => {
-  it('writes the validated bytes as portcullis-*.yar and removes stale ones it staged earlier', async () => {
+  it('writes the validated, probed bytes as portcullis-*.yar and removes stale ones it staged earlier', async () => {
     const set = await loadRuleSet(RULES);
     const db = await freshDir();
     await writeFile(join(db, 'portcullis-removed-rule.yar'), GOOD_RULE('Removed'));
@@ -187,9 +187,18 @@ describe('stageRuleSet', () => {
     expect(staged).toHaveLength(set.files.length);
     const entries = (await readdir(db)).sort();
     expect(entries).toEqual(['test.ndb', ...set.files.map((f) => `portcullis-${f.name}`)].sort());
-    for (const f of set.files) {
-      expect(Buffer.compare(await readFile(join(db, `portcullis-${f.name}`)), Buffer.from(f.bytes))).toBe(0);
+    expect(set.staged.files.map((f) => f.name)).toEqual(set.files.map((f) => f.name));
+    for (const f of set.staged.files) {
+      const written = await readFile(join(db, `portcullis-${f.name}`));
+      expect(Buffer.compare(written, Buffer.from(f.bytes))).toBe(0);
+      expect(written.toString('latin1')).toContain(') or (uint32(0) == ');
     }
+  });
+
+  it('draws a new probe key for every load: the staged bytes differ, the digest does not', async () => {
+    const [a, b] = [await loadRuleSet(RULES), await loadRuleSet(RULES)];
+    expect(a.digest).toBe(b.digest);
+    expect(Buffer.compare(Buffer.from(a.staged.files[0]!.bytes), Buffer.from(b.staged.files[0]!.bytes))).not.toBe(0);
   });
 
   it('fails with RULE_STAGE_FAILED when the database directory is missing', async () => {

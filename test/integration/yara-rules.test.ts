@@ -223,7 +223,8 @@ beforeAll(async () => {
   expect(compiled.problems).toEqual([]);
   const db = join(work, 'db');
   await mkdir(db);
-  for (const f of set.files) await writeFile(join(db, STAGED_PREFIX + f.name), f.bytes);
+  // libclamav gets what clamd gets: the staged files, with their liveness probes (which must change no verdict here).
+  for (const f of set.staged.files) await writeFile(join(db, STAGED_PREFIX + f.name), f.bytes);
 
   genDir = join(work, 'generated');
   await mkdir(genDir);
