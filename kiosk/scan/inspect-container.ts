@@ -26,7 +26,7 @@ import type { Extraction, Extractor } from './extractor.ts';
 import { checkType, extensionsOf, SNIFF_BYTES } from './file-type.ts';
 import type { StreamScanner } from './scan-session.ts';
 import { readTarStream, TarStreamError, type TarMember } from './tar-stream.ts';
-import { checkZipStructure } from './zip-structure.ts';
+import { checkZipStructure, type ZipListing } from './zip-structure.ts';
 
 const RATIO_FLOOR = 1024 * 1024; // bytes unpacked before the ratio applies: small archives may compress well
 const MAX_REASONS = 24; // member reasons kept per file on the drive; the rest are counted
@@ -159,13 +159,17 @@ async function openContainer(c: HeldContainer, depth: number, budget: Budget, ct
   if (depth > policy.clamav.maxRecursion) {
     throw new Stop(limitReason(c.chain, `containers nested deeper than the policy's clamav.maxRecursion (${policy.clamav.maxRecursion} levels)`));
   }
+  // A zip's central directory, checked by the kiosk itself: the extractor must then give exactly these members.
+  let listing: ZipListing[] | null = null;
   if (c.format === 'zip') {
-    const finding = zipFinding(c, budget, policy);
-    if (finding) {
-      findings.add({ code: finding.code, detail: `${c.chain}: ${finding.detail}` });
+    const checked = zipStructure(c, budget, policy);
+    if ('finding' in checked) {
+      findings.add({ code: checked.finding.code, detail: `${c.chain}: ${checked.finding.detail}` });
       return;
     }
+    listing = checked.entries;
   }
+  const seen: ZipListing[] = [];
   const remainingSeconds = (budget.deadline - performance.now()) / 1000;
   if (remainingSeconds <= 0) throw new Stop(limitReason(c.chain, `inspecting took longer than the policy's clamav.maxScanSeconds (${policy.clamav.maxScanSeconds} s)`));
   const extraction = ctx.inspection.extractor.open(c.path, c.format, remainingSeconds);
@@ -180,6 +184,7 @@ async function openContainer(c: HeldContainer, depth: number, budget: Budget, ct
       await judgeMember({ name: Buffer.from(name), kind: 'file', size: -1, sparse: false, typeflag: '0', body: extraction.output }, c, depth, budget, ctx, findings);
     } else {
       for await (const member of readTarStream(extraction.output)) {
+        seen.push({ name: member.name, size: member.size });
         await judgeMember(member, c, depth, budget, ctx, findings);
       }
     }
@@ -199,7 +204,22 @@ async function openContainer(c: HeldContainer, depth: number, budget: Budget, ct
     return;
   }
   if (stopped !== null) throw stopped instanceof Error ? stopped : new Error('the archive inspection failed', { cause: stopped });
-  if (end.code !== 0 || end.signal !== null || end.stderr.trim() !== '') findings.add(extractorReason(c, end, null));
+  if (end.code !== 0 || end.signal !== null || end.stderr.trim() !== '') {
+    findings.add(extractorReason(c, end, null));
+    return;
+  }
+  // The sandbox parsed hostile bytes: its output is believed only where the kiosk can check it.
+  if (listing !== null && !sameListing(listing, seen)) {
+    findings.add({ code: 'NOT_INSPECTED', detail: `${c.chain}: the members the extractor gave do not match the archive's central directory` });
+  }
+}
+
+function sameListing(listed: readonly ZipListing[], seen: readonly ZipListing[]): boolean {
+  if (listed.length !== seen.length) return false;
+  const key = (e: ZipListing): string => `${Buffer.from(e.name).toString('hex')}:${e.size}`;
+  const a = listed.map(key).sort();
+  const b = seen.map(key).sort();
+  return a.every((k, i) => k === b[i]);
 }
 
 /** Why the extractor's end means the container was not fully opened. */
@@ -211,7 +231,7 @@ function extractorReason(c: HeldContainer, end: Awaited<Extraction['ended']>, wh
   return { code: encrypted ? 'ENCRYPTED' : 'NOT_INSPECTED', detail: `${c.chain}: ${detail}${encrypted ? ': encrypted content cannot be inspected' : ''}` };
 }
 
-function zipFinding(c: HeldContainer, budget: Budget, policy: Policy): { code: Reason['code']; detail: string } | null {
+function zipStructure(c: HeldContainer, budget: Budget, policy: Policy): ReturnType<typeof checkZipStructure> {
   const fd = openSync(c.path, constants.O_RDONLY | constants.O_NOFOLLOW);
   try {
     const size = fstatSync(fd).size;

@@ -9,7 +9,8 @@ const LIMITS: ZipStructureLimits = { maxEntries: 1000, maxEntryBytes: 64 * 1024 
 const NAMES = { maxEntries: 'clamav.maxFilesPerArchive', maxEntryBytes: 'clamav.maxEmbeddedFileBytes', maxTotalBytes: 'clamav.maxScanBytes', maxRatio: 'archives.maxCompressionRatio' };
 
 function check(zip: Uint8Array, limits: ZipStructureLimits = LIMITS): { code: string; detail: string } | null {
-  return checkZipStructure((position, length) => zip.subarray(position, position + length), zip.length, limits, NAMES);
+  const result = checkZipStructure((position, length) => zip.subarray(position, position + length), zip.length, limits, NAMES);
+  return 'finding' in result ? result.finding : null;
 }
 
 const text = (s: string): Uint8Array => Buffer.from(s);
@@ -40,6 +41,12 @@ function pythonStreamedZip(): Uint8Array {
 }
 
 describe('the zip structure check', () => {
+  it('lists the entries of a well-formed zip as its central directory names them', async () => {
+    const zip = await buildZip([{ name: 'a.txt', data: text('hello') }, { name: 'dir/b.bin', data: Buffer.alloc(5000, 1), method: 'store' }]);
+    const result = checkZipStructure((p, n) => zip.subarray(p, p + n), zip.length, LIMITS, NAMES);
+    expect('entries' in result ? result.entries.map((e) => [Buffer.from(e.name).toString(), e.size]) : result).toEqual([['a.txt', 5], ['dir/b.bin', 5000]]);
+  });
+
   it('passes well-formed zips: stored and deflated, ZIP64, data descriptors, empty', async () => {
     expect(check(await buildZip([{ name: 'a.txt', data: text('hello') }, { name: 'dir/b.bin', data: Buffer.alloc(5000, 1), method: 'store' }]))).toBeNull();
     expect(check(pythonZip64([['eicar.txt', text('x'.repeat(100))], ['b.txt', text('b')]]))).toBeNull();

@@ -152,21 +152,27 @@ function zip64Fields(extra: View, fields: { unpacked: number; packed: number; of
   return { ...out, found };
 }
 
+/** An entry as the central directory lists it: what the extractor must then give, name for name. */
+export interface ZipListing {
+  readonly name: Uint8Array;
+  readonly size: number; // bytes unpacked
+}
+
 /**
  * Checks a zip of `size` bytes. Returns the first finding that stops it from
- * being opened, or null when its structure holds and its declared sizes fit.
+ * being opened, or, when its structure holds and its declared sizes fit, its
+ * entries in central-directory order.
  */
-export function checkZipStructure(read: ReadAt, size: number, limits: ZipStructureLimits, names: ZipLimitNames): ZipFinding | null {
+export function checkZipStructure(read: ReadAt, size: number, limits: ZipStructureLimits, names: ZipLimitNames): { finding: ZipFinding } | { entries: ZipListing[] } {
   try {
-    check(read, size, limits, names);
-    return null;
+    return { entries: check(read, size, limits, names) };
   } catch (error) {
-    if (error instanceof Finding) return { code: error.code, detail: error.message };
+    if (error instanceof Finding) return { finding: { code: error.code, detail: error.message } };
     throw error;
   }
 }
 
-function check(read: ReadAt, size: number, limits: ZipStructureLimits, names: ZipLimitNames): void {
+function check(read: ReadAt, size: number, limits: ZipStructureLimits, names: ZipLimitNames): ZipListing[] {
   if (size < EOCD_BYTES) throw contradiction('too short to hold an end record (truncated)');
   const tailStart = Math.max(0, size - EOCD_BYTES - MAX_COMMENT);
   const tail = new View(read(tailStart, size - tailStart));
@@ -271,6 +277,7 @@ function check(read: ReadAt, size: number, limits: ZipStructureLimits, names: Zi
     expected = s.end;
   }
   if (expected !== cdOffset) throw contradiction(`${cdOffset - expected} bytes between the last entry and the central directory belong to no entry (where a hidden entry can sit)`);
+  return entries.map((e) => ({ name: e.name, size: e.unpacked }));
 }
 
 /** Where an entry's local header, data and data descriptor end; checks the local header against the directory. */
