@@ -5,6 +5,7 @@
  * scanned once under its policy (one engine start per policy); every file must
  * get the verdict expected.tsv names, and a failure prints every mismatch.
  */
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,6 +15,7 @@ import { DEFAULT_POLICY_PATH } from '../../kiosk/policy.ts';
 import { ENGINE_FAILURES, type DriveReason, type FileDecision } from '../../kiosk/scan/decide.ts';
 import { runScan } from '../../kiosk/scan/scan-command.ts';
 import { buildHostileCorpus, describeExpectation, DRIVES, driveRoot, type Case, type Drive } from '../fixtures/hostile/corpus.ts';
+import { macroWorkbook, plainWorkbook } from '../fixtures/office/vba.ts';
 
 const MiB = 1024 * 1024;
 const work = mkdtempSync(join(tmpdir(), 'hostile-it-'));
@@ -120,4 +122,23 @@ describe.each(DRIVES)('the hostile-content corpus, %s drive', (drive) => {
     // A drive with blocked files and passing look-alikes is partial: never approved whole.
     expect(result.verdict).toBe('partial');
   }, 600_000);
+});
+
+describe('the VBA macro workbook generator', () => {
+  it('makes an .xls that ClamAV flags as Heuristics.OLE2.ContainsMacros.VBA only when asked to alert on macros, and the same workbook without a project it does not', () => {
+    const dir = join(work, 'ole2');
+    mkdirSync(join(dir, 'db'), { recursive: true });
+    // clamscan needs one signature to start; this one matches nothing in the files.
+    writeFileSync(join(dir, 'db', 'trivial.ndb'), `Portcullis.Trivial:0:*:${Buffer.from('PORTCULLIS-NEVER-PRESENT').toString('hex')}\n`);
+    const macro = join(dir, 'macro.xls');
+    const plain = join(dir, 'plain.xls');
+    writeFileSync(macro, macroWorkbook());
+    writeFileSync(plain, plainWorkbook());
+    const clamscan = (...options: string[]): string =>
+      spawnSync('clamscan', ['--no-summary', `--database=${join(dir, 'db')}`, ...options, macro, plain], { encoding: 'utf8' }).stdout;
+    const alerting = clamscan('--alert-macros=yes');
+    expect(alerting).toContain(`${macro}: Heuristics.OLE2.ContainsMacros.VBA FOUND`);
+    expect(alerting).toContain(`${plain}: OK`);
+    expect(clamscan()).toContain(`${macro}: OK`);
+  });
 });
