@@ -103,8 +103,19 @@ export async function probeClamavRules(
   if (firstDead !== undefined) {
     throw new YaraRuleError(
       'RULE_NOT_LIVE',
-      `libclamav loaded the YARA rules but ${describeDeadRules(live.dead, probes.length)}; a rule loaded before them kills them (docs/yara-engine.md)`,
-      { file: firstDead.probe.file, line: firstDead.probe.line },
+      `libclamav loaded the YARA rules but ${describeDeadRules(live.dead, probes.length)}; ` +
+        'a rule loaded before a dead one can cause this (docs/yara-engine.md, "Every rule proven live")',
+      {
+        file: firstDead.probe.file,
+        line: firstDead.probe.line,
+        problems: live.dead.map(({ probe, answer }) => ({
+          code: 'RULE_NOT_LIVE' as const,
+          file: probe.file,
+          line: probe.line,
+          rule: probe.rule,
+          message: `rule ${probe.rule} did not fire on its probe (libclamav answered ${answer})`,
+        })),
+      },
     );
   }
   if (r.code !== 1 || !r.stdout.includes(`${canary}: ${CANARY_SIGNATURE} FOUND`)) {

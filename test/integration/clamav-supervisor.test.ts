@@ -106,6 +106,25 @@ describe('startClamd', () => {
     expect(error.message).toContain('No supported database files found');
   });
 
+  it('fails with SCANNER_START_FAILED quoting libclamav when a rule in the database does not load (clamd itself would start)', async () => {
+    const db = join(scratch, 'db-broken-rule');
+    await writeTestDatabase(db);
+    await writeFile(join(db, 'broken.yar'), 'rule Broken_Syntax\n{\n  strings:\n    $a = "portcullis-broken" nocase\n  condition\n    $a\n}\n');
+    const workDir = join(scratch, 'work-broken-rule');
+    const error = await startError(startClamd({ databaseDir: db, workDir }));
+    expect(error.code).toBe('SCANNER_START_FAILED');
+    expect(error.message).toMatch(/LibClamAV Error: yyerror\(\): .*broken\.yar line 6 syntax error/);
+    expect(error.message).toContain('LibClamAV Warning: cli_loadyara: failed to parse or load 1 yara rules');
+    // clamd was up when the lines were read: it is stopped, not left running.
+    expect(await readFile(join(workDir, 'clamd.log'), 'utf8')).toMatch(/--- Stopped at /);
+  });
+
+  it('starts on a database older than 7 days: libclamav\'s age notice is not a load problem', async () => {
+    const clamd = await testClamd({ daily: { version: 7, builtAt: new Date('2020-01-01T00:00:00Z') } });
+    expect(clamd.version.databaseVersion).toBe(7);
+    await clamd.client.ping();
+  });
+
   it('fails with SCANNER_START_FAILED when the clamd binary does not exist', async () => {
     const db = join(scratch, 'db-missing-binary');
     await writeTestDatabase(db);
