@@ -123,14 +123,18 @@ export function clamdFileLimit(policy: Policy): number {
   return Math.max(policy.limits.maxFileBytes, policy.clamav.maxEmbeddedFileBytes);
 }
 
-/** The controlled class a file belongs to, if any. */
-export function controlledClass(policy: Policy, path: string, extensions: readonly string[], kind: string | null): Policy['controlled'][number] | null {
+/**
+ * The controlled class a file belongs to, if any. `byContentOnly`: for the
+ * parts of a document, whose names are the format's own (an Office file's
+ * `printerSettings1.bin` is no firmware image), only the content counts.
+ */
+export function controlledClass(policy: Policy, path: string, extensions: readonly string[], kind: string | null, byContentOnly = false): Policy['controlled'][number] | null {
   const lower = path.toLowerCase();
   const ext = extensions[extensions.length - 1];
   for (const c of policy.controlled) {
-    if (ext !== undefined && c.extensions.includes(ext)) return c;
+    if (!byContentOnly && ext !== undefined && c.extensions.includes(ext)) return c;
     if (kind !== null && (c.contentKinds as readonly string[]).includes(kind)) return c;
-    if (c.pathPrefixes.some((p) => lower.startsWith(p.toLowerCase()))) return c;
+    if (!byContentOnly && c.pathPrefixes.some((p) => lower.startsWith(p.toLowerCase()))) return c;
   }
   return null;
 }

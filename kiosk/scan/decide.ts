@@ -159,7 +159,7 @@ function typeRule(o: Observation, path: string, policy: Policy, scope: TypeScope
   } else if (policy.types.blockedNames.some((n) => n.toLowerCase() === base)) {
     blocked = { code: 'RISKY_TYPE', detail: `${base} is blocked on plant media by policy (types.blockedNames)` };
   }
-  const klass = controlledClass(policy, path, o.extensions, o.contentKind);
+  const klass = controlledClass(policy, path, o.extensions, o.contentKind, scope === 'parts');
   if (klass) {
     return { blocked, gated: { code: 'NOT_ALLOWLISTED', detail: `${klass.name}: this file's hash is not on the allowlist` }, controlled: klass.name };
   }

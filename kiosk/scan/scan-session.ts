@@ -19,6 +19,7 @@ import { checkType, extensionsOf, SNIFF_BYTES, type ContentKind } from './file-t
 import { inspectContainer, memberScope, type Inspection } from './inspect-container.ts';
 import { ScanLedger, ScanLedgerError, type LedgerEntry } from './ledger.ts';
 import { walkDrive, type WalkEntry } from './walk.ts';
+import { endsWithZip, ZIP_TAIL_BYTES } from './zip-structure.ts';
 
 export const CHUNK_BYTES = 1024 * 1024; // bytes per read
 
@@ -189,12 +190,21 @@ function removeQuietly(path: string): void {
 
 /** Opens a container the read kept in the work folder and judges its members. */
 async function inspectHeld(entry: WalkEntry, format: ContainerFormat, path: string | null, size: number, head: Uint8Array, digest: { sha256: string; blake3: string }, deps: ScanDeps): Promise<Reason[]> {
-  if (!deps.inspection || path === null) {
-    return [{ code: 'NOT_INSPECTED', detail: `${entry.display}: a ${format} container, and this kiosk has no archive inspection configured to open it` }];
-  }
   const { policy } = deps.policy;
   const name = entry.path ?? entry.display;
   const kind = checkType(name, head).kind;
+  // A container blocked for what it is (an .xlsm, an unlisted archive type) stays blocked whatever it holds:
+  // its members are not opened, unless its hash is allowlisted.
+  const itself = decideFile({ path: entry.path, display: entry.display, size, digest, extensions: extensionsOf(name), contentKind: kind, reasons: [], cleanBy: new Set(deps.scanner?.engines ?? []) }, deps.allowlist, policy);
+  if (itself.verdict === 'blocked') {
+    // Said all the same when the format is one the policy does not open: allowing the type would not be enough.
+    return (policy.archives.formats as readonly string[]).includes(format)
+      ? []
+      : [{ code: 'NOT_INSPECTED', detail: `${entry.display}: ${format} content is not opened under this policy (archives.formats), so it cannot be inspected` }];
+  }
+  if (!deps.inspection || path === null) {
+    return [{ code: 'NOT_INSPECTED', detail: `${entry.display}: a ${format} container, and this kiosk has no archive inspection configured to open it` }];
+  }
   return inspectContainer({
     path,
     size,
@@ -231,6 +241,9 @@ async function readAndScan(entry: WalkEntry, deps: ScanDeps, buffers: ReadBuffer
     let headFilled = 0;
     let overLimit = false;
     const container: { format: ContainerFormat | null; path: string | null; fd: number | null } = { format: null, path: null, fd: null };
+    // The file's last bytes, where a zip appended to something else would end.
+    const tail = new Uint8Array(Math.min(stat.size, ZIP_TAIL_BYTES));
+    const tailFrom = stat.size - tail.length;
     const buffer = buffers.take();
     async function* chunks(): AsyncGenerator<Uint8Array> {
       let ended = false;
@@ -270,6 +283,11 @@ async function readAndScan(entry: WalkEntry, deps: ScanDeps, buffers: ReadBuffer
           }
         }
         if (container.fd !== null) writeChunk(container.fd, chunk);
+        const chunkEnd = digest.bytesSeen + chunk.length;
+        if (chunkEnd > tailFrom) {
+          const from = Math.max(tailFrom, digest.bytesSeen);
+          tail.set(chunk.subarray(from - digest.bytesSeen, Math.min(chunk.length, stat.size - digest.bytesSeen)), from - tailFrom);
+        }
         digest.update(chunk);
         if (headFilled < head.length) {
           const take = Math.min(head.length - headFilled, bytesRead);
@@ -300,6 +318,9 @@ async function readAndScan(entry: WalkEntry, deps: ScanDeps, buffers: ReadBuffer
         return { digest: null, head, reasons, cleanBy: new Set() };
       }
       const finished = digest.finish();
+      if (container.format === null && endsWithZip(tail, stat.size) && deps.allowlist.lookup(finished) === null) {
+        reasons.push({ code: 'NOT_INSPECTED', detail: `a zip archive is appended to this ${checkType(entry.path ?? entry.display, head).kind} file (a polyglot): what it holds was not inspected` });
+      }
       // Everything inside a container is judged too, unless an engine already blocked the file.
       if (container.format !== null && !reasons.some((r) => r.code !== 'MACRO')) {
         const inside = await inspectHeld(entry, container.format, container.path, stat.size, head, finished, deps);

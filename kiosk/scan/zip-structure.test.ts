@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { buildRawZip } from '../../test/fixtures/archives/zip-raw.ts';
 import { buildZip } from '../../test/fixtures/archives/zip.ts';
 import { pythonZip64 } from '../../test/fixtures/archives/debian-tools.ts';
-import { checkZipStructure, type ZipStructureLimits } from './zip-structure.ts';
+import { checkZipStructure, endsWithZip, ZIP_TAIL_BYTES, type ZipStructureLimits } from './zip-structure.ts';
 
 const LIMITS: ZipStructureLimits = { maxEntries: 1000, maxEntryBytes: 64 * 1024 * 1024, maxTotalBytes: 256 * 1024 * 1024, maxRatio: 100 };
 const NAMES = { maxEntries: 'clamav.maxFilesPerArchive', maxEntryBytes: 'clamav.maxEmbeddedFileBytes', maxTotalBytes: 'clamav.maxScanBytes', maxRatio: 'archives.maxCompressionRatio' };
@@ -83,10 +83,11 @@ describe('the zip structure check', () => {
     expect(check(Buffer.concat([zip, text('appended')]))?.code).toBe('NOT_INSPECTED');
   });
 
-  it('finds two end records (an archive appended to an archive)', async () => {
+  it('finds an archive appended to an archive, and passes a stored inner zip whose end record shows', async () => {
     const one = await buildZip([{ name: 'a.txt', data: text('a') }]);
     const two = await buildZip([{ name: 'b.exe', data: text('MZ') }]);
     expect(check(Buffer.concat([one, two]))?.code).toBe('NOT_INSPECTED');
+    expect(check(await buildZip([{ name: 'inner.zip', data: one, method: 'store' }]))).toBeNull();
   });
 
   it('checks declared sizes against the policy, naming the setting', async () => {
@@ -105,5 +106,19 @@ describe('the zip structure check', () => {
     expect(at).toBeGreaterThan(0);
     zip[at + 4] = zip[at + 4]! ^ 0xff;
     expectFinding(check(zip), 'NOT_INSPECTED', /data descriptor/);
+  });
+});
+
+describe('a zip at the end of another file', () => {
+  it('is found after any head, and not in files that merely contain the signature', async () => {
+    const zip = await buildZip([{ name: 'a.txt', data: text('x') }]);
+    const tailOf = (file: Uint8Array): Uint8Array => file.subarray(Math.max(0, file.length - ZIP_TAIL_BYTES));
+    const poly = Buffer.concat([Buffer.from('%PDF-1.4\n'), Buffer.alloc(100_000, 0x20), zip]);
+    expect(endsWithZip(tailOf(poly), poly.length)).toBe(true);
+    expect(endsWithZip(tailOf(zip), zip.length)).toBe(true);
+    const mention = Buffer.concat([Buffer.from('text that mentions PK'), Buffer.from([5, 6]), Buffer.alloc(30, 0x41)]);
+    expect(endsWithZip(tailOf(mention), mention.length)).toBe(false);
+    const cut = poly.subarray(0, poly.length - 1);
+    expect(endsWithZip(tailOf(cut), cut.length)).toBe(false);
   });
 });

@@ -185,9 +185,8 @@ function check(read: ReadAt, size: number, limits: ZipStructureLimits, names: Zi
     }
   }
   if (eocd < 0) throw contradiction('no end-of-central-directory record ends the file (truncated, or data appended)');
-  for (let at = eocd - 1; at >= 0; at--) {
-    if (tail.u32(at) === SIG_EOCD && at + EOCD_BYTES <= eocd) throw contradiction('two end-of-central-directory records');
-  }
+  // Another end-record signature before this one is no contradiction by itself (a stored inner zip
+  // carries its own); an archive appended to another fails the tiling of entries below.
   const eocdAt = tailStart + eocd;
   const disk = tail.u16(eocd + 4);
   const cdDisk = tail.u16(eocd + 6);
@@ -324,4 +323,32 @@ function localSpanEnd(read: ReadAt, e: CentralEntry, limit: number): number {
   end += at + 4 + (wide ? 16 : 8);
   if (end > limit) throw contradiction(`${e.display}: its data descriptor runs into the central directory`);
   return end;
+}
+
+/** Bytes of a file's tail that hold any zip end record (22 bytes and a comment of up to 64 KiB). */
+export const ZIP_TAIL_BYTES = EOCD_BYTES + MAX_COMMENT;
+
+/**
+ * Whether a zip archive ends this file (`tail` is its last bytes, `size` its
+ * size): an end record whose comment runs exactly to the end, whose
+ * directory fits before it and, when the tail holds it, starts with a
+ * central header. A file that is something else at its head (a PDF, an
+ * image) with a zip at its end is a polyglot: renamed to .zip it opens as
+ * an archive.
+ */
+export function endsWithZip(tail: Uint8Array, size: number): boolean {
+  if (tail.length < EOCD_BYTES) return false;
+  const view = new DataView(tail.buffer, tail.byteOffset, tail.byteLength);
+  const base = size - tail.length; // offset of tail[0] in the file
+  for (let at = tail.length - EOCD_BYTES; at >= 0; at--) {
+    if (view.getUint32(at, true) !== SIG_EOCD || at + EOCD_BYTES + view.getUint16(at + 20, true) !== tail.length) continue;
+    const count = view.getUint16(at + 10, true);
+    const cdSize = view.getUint32(at + 12, true);
+    const eocdAt = base + at;
+    if (view.getUint16(at + 8, true) !== count || cdSize > eocdAt) continue;
+    const cdStart = at - cdSize;
+    if (cdStart >= 0 && count > 0 && view.getUint32(cdStart, true) !== SIG_CENTRAL) continue;
+    return true;
+  }
+  return false;
 }

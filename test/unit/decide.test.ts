@@ -128,7 +128,10 @@ describe('the default policy\'s list of plant media types', () => {
     expect(one(obs('word/drawing.vml')).reasons.map((r) => r.code)).toEqual(['TYPE_NOT_ALLOWED']);
     expect(one(obs('word/drawing.vml'), EMPTY_ALLOWLIST, 'files').reasons.map((r) => r.code)).toEqual(['TYPE_NOT_ALLOWED']);
     expect(one(obs('word/drawing.vml'), EMPTY_ALLOWLIST, 'parts').verdict).toBe('clean');
-    expect(one(obs('word/embeddings/oleObject1.bin'), EMPTY_ALLOWLIST, 'parts').reasons.map((r) => r.code)).toEqual(['NOT_ALLOWLISTED']); // .bin is firmware, a controlled class
+    // A document's .bin parts (printer settings, OLE objects) are no firmware; a program is a program wherever it is.
+    expect(one(obs('xl/printerSettings/printerSettings1.bin', { contentKind: 'binary' }), EMPTY_ALLOWLIST, 'parts').verdict).toBe('clean');
+    expect(one(obs('word/embeddings/oleObject1.bin', { contentKind: 'pe' }), EMPTY_ALLOWLIST, 'parts').reasons.map((r) => r.code)).toEqual(['NOT_ALLOWLISTED']);
+    expect(one(obs('firmware/cpu.bin', { contentKind: 'binary' }), EMPTY_ALLOWLIST, 'files').reasons.map((r) => r.code)).toEqual(['NOT_ALLOWLISTED']);
     expect(one(obs('Project/opaque.plf'), EMPTY_ALLOWLIST, 'content').verdict).toBe('clean');
     expect(one(obs('Project/tool.dll', { contentKind: 'pe' }), EMPTY_ALLOWLIST, 'content').reasons.map((r) => r.code)).toEqual(['NOT_ALLOWLISTED']);
   });

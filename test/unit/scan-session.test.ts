@@ -13,6 +13,7 @@ import { buildAllowlist } from '../../kiosk/allowlist.ts';
 import { preferredBlake3 } from '../../kiosk/hash-file.ts';
 import { loadPolicy, parsePolicy, type LoadedPolicy } from '../../kiosk/policy.ts';
 import { CHUNK_BYTES, scanDrive, type StreamScanner, type StreamScanResult } from '../../kiosk/scan/scan-session.ts';
+import { buildZip } from '../fixtures/archives/zip.ts';
 
 const work = mkdtempSync(join(tmpdir(), 'scan-session-'));
 let policy: LoadedPolicy;
@@ -205,3 +206,38 @@ describe('a file that changes while it is read', () => {
   });
 });
 
+
+describe('what the read loop keeps for the inspection', () => {
+  const clean: StreamScanner = {
+    engines: ['clamav', 'yara'],
+    async scanStream(chunks): Promise<StreamScanResult> {
+      for await (const chunk of chunks) void chunk;
+      return { status: 'clean' };
+    },
+  };
+
+  it('finds a zip appended to a PDF whatever the chunk its end record falls in, and lets the same PDF alone pass', async () => {
+    const zip = await buildZip([{ name: 'setup.exe', data: Buffer.from('MZ hidden program') }]);
+    const root = mkdtempSync(join(work, 'poly-'));
+    const pdf = (size: number): Buffer => {
+      const b = Buffer.alloc(size, 0x20);
+      b.write('%PDF-1.4\n', 0);
+      return b;
+    };
+    // The zip's last 22 bytes fall wholly in the second chunk, across the boundary, or wholly in the first.
+    const sizes = [CHUNK_BYTES + 10 - zip.length, CHUNK_BYTES - zip.length + 11, CHUNK_BYTES - 100 - zip.length];
+    sizes.forEach((size, i) => writeFileSync(join(root, `poly-${i}.pdf`), Buffer.concat([pdf(size), zip])));
+    writeFileSync(join(root, 'plain.pdf'), pdf(CHUNK_BYTES + 500));
+    const report = await scanDrive(root, { policy, allowlist: buildAllowlist([]), scanner: clean, blake3: preferredBlake3(), classifyScannerError: () => null });
+    const byName = new Map([...report.decision.files].map((f) => [f.display, f.reasons.map((r) => r.code)]));
+    for (let i = 0; i < sizes.length; i++) expect(byName.get(`poly-${i}.pdf`), `poly-${i}.pdf`).toEqual(['NOT_INSPECTED']);
+    expect(byName.get('plain.pdf')).toEqual([]);
+  });
+
+  it('blocks a container when the scan has no inspection to open it with', async () => {
+    const root = mkdtempSync(join(work, 'noinspect-'));
+    writeFileSync(join(root, 'a.zip'), await buildZip([{ name: 'a.txt', data: Buffer.from('x') }]));
+    const report = await scanDrive(root, { policy, allowlist: buildAllowlist([]), scanner: clean, blake3: preferredBlake3(), classifyScannerError: () => null });
+    expect([...report.decision.files].map((f) => f.reasons.map((r) => r.code))).toEqual([['NOT_INSPECTED']]);
+  });
+});
