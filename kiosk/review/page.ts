@@ -46,6 +46,8 @@ export const APP_HTML = `<!doctype html>
 <button type="submit">Filter</button>
 <a id="export-csv" href="/api/export?format=csv" download="portcullis-scans.csv">Export CSV</a>
 <a id="export-json" href="/api/export?format=json" download="portcullis-scans.json">Export JSON</a>
+<a id="export-agent-csv" href="/api/export?format=csv&amp;records=agent" download="portcullis-hmi-records.csv">HMI records CSV</a>
+<a id="export-agent-json" href="/api/export?format=json&amp;records=agent" download="portcullis-hmi-records.json">HMI records JSON</a>
 </form>
 <table id="scans"><thead><tr><th>Started</th><th>Verdict</th><th>Operator</th><th>Device serial</th><th>Label</th><th>Files</th><th>Blocked</th><th>Scan</th></tr></thead><tbody></tbody></table>
 <p id="scan-count"></p>
@@ -61,7 +63,7 @@ section{margin:1em;padding:.5em 1em;background:#fff;border:1px solid #ddd}
 table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #eee;padding:.25em .5em;text-align:left;vertical-align:top}
 td.name{font-family:ui-monospace,monospace;white-space:pre-wrap;word-break:break-all}
 .v-approved{color:#176b2c}.v-partial{color:#9a6700}.v-rejected,.v-blocked,.v-refused,.v-failed{color:#b3261e;font-weight:600}
-.v-interrupted{color:#555}.chain.ok{color:#9fe0a8}.chain.broken{color:#ffb4ab;font-weight:700}
+.v-interrupted{color:#555}td.chain-unverified{color:#9a6700;font-weight:600}.chain.ok{color:#9fe0a8}.chain.broken{color:#ffb4ab;font-weight:700}
 form#filters label{margin-right:.6em}.login{max-width:26em;margin:4em auto;background:#fff;padding:1em 2em;border:1px solid #ddd}
 .login label{display:block;margin:.5em 0}.error{color:#b3261e}.hint{color:#555}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.2em 1em}dt{font-weight:600}dd{margin:0;font-family:ui-monospace,monospace;word-break:break-all}
@@ -112,6 +114,10 @@ export const APP_JS = String.raw`'use strict';
     document.getElementById('export-csv').setAttribute('href', '/api/export?' + exportQ.toString());
     exportQ.set('format', 'json');
     document.getElementById('export-json').setAttribute('href', '/api/export?' + exportQ.toString());
+    exportQ.set('records', 'agent');
+    document.getElementById('export-agent-json').setAttribute('href', '/api/export?' + exportQ.toString());
+    exportQ.set('format', 'csv');
+    document.getElementById('export-agent-csv').setAttribute('href', '/api/export?' + exportQ.toString());
     q.set('limit', '200');
     return getJson('/api/scans?' + q.toString()).then(function (body) {
       var tbody = document.querySelector('#scans tbody');
@@ -171,9 +177,12 @@ export const APP_JS = String.raw`'use strict';
       box.appendChild(el('h3', 'On the HMIs (agent logs, matched by manifest digest)'));
       var agent = el('table', null, 'agent');
       agent.id = 'detail-agent';
-      agent.appendChild(row([el('th', 'Time'), el('th', 'HMI'), el('th', 'Event'), el('th', 'Outcome'), el('th', 'Code'), el('th', 'File'), el('th', 'Written to'), el('th', 'Reason')]));
+      agent.appendChild(row([el('th', 'Time'), el('th', 'HMI'), el('th', 'Event'), el('th', 'Outcome'), el('th', 'Code'), el('th', 'File'), el('th', 'Written to'), el('th', 'Reason'), el('th', 'Log chain')]));
       body.agent.forEach(function (a) {
-        agent.appendChild(row([td(a.time), td(a.hmi, 'name'), td(a.event), td(a.outcome, 'v-' + a.outcome), td(a.code), td(a.path, 'name'), td(a.destination, 'name'), td(a.reason)]));
+        var verified = a.chain === 'verified';
+        var chain = td(verified ? 'verified' : 'unverified: imported from an export, its chain cannot be checked', verified ? 'chain chain-verified' : 'chain chain-unverified');
+        chain.title = verified ? 'imported from the HMI\'s JSON-lines log; its hash chain verified' : 'an agent export carries no prev hashes: an edited record would look the same; import the .jsonl log to verify it';
+        agent.appendChild(row([td(a.time), td(a.hmi, 'name'), td(a.event), td(a.outcome, 'v-' + a.outcome), td(a.code), td(a.path, 'name'), td(a.destination, 'name'), td(a.reason), chain]));
       });
       box.appendChild(agent);
       if (body.agent.length === 0) box.appendChild(el('p', s.manifest ? 'No agent log with this manifest has been imported.' : 'No manifest was issued for this scan.'));

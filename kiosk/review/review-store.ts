@@ -84,6 +84,8 @@ export interface AgentRecord {
   readonly size: number | null;
   /** 1 when imported from the JSON-lines log whose chain was verified; 0 from an export (no prev hashes). */
   readonly verified: number;
+  /** `verified` in words, as the page, the exports and the SIEM show it. */
+  readonly chain: 'verified' | 'unverified';
 }
 
 export interface AgentImportResult {
@@ -156,10 +158,10 @@ interface AgentRow {
 const toRecord = (r: AgentRow): AgentRecord => ({
   id: r.id, hmi: r.hmi, seq: r.seq, hash: r.hash, time: r.time, event: r.event, outcome: r.outcome, code: r.code, reason: r.reason,
   manifestDigest: r.manifest_digest, keyId: r.key_id, driveLabel: r.drive_label, path: r.path, destination: r.destination,
-  sha256: r.sha256, size: r.size, verified: r.verified,
+  sha256: r.sha256, size: r.size, verified: r.verified, chain: r.verified === 1 ? 'verified' : 'unverified',
 });
 
-type Incoming = Omit<AgentRecord, 'id'>;
+type Incoming = Omit<AgentRecord, 'id' | 'chain'>;
 
 const NOT_AGENT_LOG = 'not an agent log: expected the HMI\'s portcullis-agent.log.jsonl or the output of "portcullis-agent log export --format json"; check that you picked the right file';
 

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { openReviewStore, type StaffStore } from './review-store.ts';
 import { CONTENT_SECURITY_POLICY, SESSION_COOKIE, startReviewServer, type ReviewServer } from './server.ts';
-import { writeReviewFixture } from './test-fixture.ts';
+import { EXPORT_HMI, HMI, parseCsv, writeAgentExport, writeReviewFixture } from './test-fixture.ts';
 
 interface Reply {
   status: number;
@@ -40,6 +40,7 @@ describe('review server', () => {
     staff = openReviewStore(join(dir, 'review.db'));
     await staff.addUser('bob', 'a long enough password');
     staff.importAgentLog(readFileSync(agentLog));
+    staff.importAgentLog(readFileSync(writeAgentExport(dir)));
     server = await startReviewServer({ auditDb, staff, port: 0 });
     const login = await send(server, 'POST', '/login', { 'content-type': 'application/x-www-form-urlencoded' }, 'username=bob&password=a+long+enough+password');
     expect(login.status).toBe(303);
@@ -107,8 +108,9 @@ describe('review server', () => {
   });
 
   it('gives a scan with the agent records of its manifest, and escapes control characters in JSON', async () => {
-    const a = JSON.parse((await send(server, 'GET', '/api/scans/scan-a', { cookie })).body) as { agent: Array<{ code: string }> };
-    expect(a.agent.map((r) => r.code)).toEqual(['APPROVED', 'IMPORTED', 'FILE_UNLISTED', 'PARTIAL']);
+    const a = JSON.parse((await send(server, 'GET', '/api/scans/scan-a', { cookie })).body) as { agent: Array<{ code: string; hmi: string; chain: string }> };
+    expect(a.agent.filter((r) => r.hmi === HMI).map((r) => [r.code, r.chain])).toEqual([['APPROVED', 'verified'], ['IMPORTED', 'verified'], ['FILE_UNLISTED', 'verified'], ['PARTIAL', 'verified']]);
+    expect(a.agent.filter((r) => r.hmi === EXPORT_HMI).map((r) => [r.code, r.chain])).toEqual([['APPROVED', 'unverified'], ['IMPORTED', 'unverified']]);
     const b = await send(server, 'GET', '/api/scans/scan-b', { cookie });
     expect(b.body).not.toMatch(/\\u001b|\\u202e/);
     expect(b.body).toContain('\\\\x1b');
@@ -121,6 +123,25 @@ describe('review server', () => {
     expect(chain).toMatchObject({ state: 'checked', ok: true });
     const stats = JSON.parse((await send(server, 'GET', '/api/stats/daily?since=2025-03-01&until=2025-03-01', { cookie })).body) as { days: Array<{ day: string; scans: number; blockedScans: number }> };
     expect(stats.days).toEqual([{ day: '2025-03-01', scans: 5, blockedScans: 3, rejected: 1, blockedFiles: 4 }]);
+  });
+
+  it('exports the HMI records of the filtered scans as CSV and JSON, each saying whether its chain was verified', async () => {
+    const csv = await send(server, 'GET', '/api/export?format=csv&records=agent&serial=SER-scan-a', { cookie });
+    expect(csv.status).toBe(200);
+    expect(csv.headers['content-disposition']).toMatch(/^attachment; filename="portcullis-hmi-records-.*\.csv"$/);
+    const [header, ...rows] = parseCsv(csv.body);
+    const col = (name: string): number => header!.indexOf(name);
+    expect(col('chain')).toBeGreaterThanOrEqual(0);
+    expect(rows.map((r) => [r[col('hmi')], r[col('code')], r[col('chain')]])).toEqual([
+      [HMI, 'APPROVED', 'verified'], [HMI, 'IMPORTED', 'verified'], [HMI, 'FILE_UNLISTED', 'verified'], [HMI, 'PARTIAL', 'verified'],
+      [EXPORT_HMI, 'APPROVED', 'unverified'], [EXPORT_HMI, 'IMPORTED', 'unverified'],
+    ]);
+    expect(rows.every((r) => r[col('scan_id')] === 'scan-a')).toBe(true);
+    const json = JSON.parse((await send(server, 'GET', '/api/export?format=json&records=agent&serial=SER-scan-a', { cookie })).body) as Array<{ scanId: string; hmi: string; chain: string }>;
+    expect(json.map((r) => [r.scanId, r.hmi, r.chain])).toEqual(rows.map((r) => [r[col('scan_id')], r[col('hmi')], r[col('chain')]]));
+    expect((await send(server, 'GET', '/api/export?format=csv&records=hmi', { cookie })).status).toBe(400);
+    const none = await send(server, 'GET', '/api/export?format=csv&records=agent&operator=op-9', { cookie });
+    expect(parseCsv(none.body)).toEqual([header]);
   });
 
   it('exports CSV with spreadsheet formulas neutralised and as an attachment', async () => {

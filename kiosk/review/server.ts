@@ -22,7 +22,7 @@ import type { VerifyResult } from '../audit/chain.ts';
 import { displayText, openAuditStore, type AuditStore } from '../audit/store.ts';
 import { LoginThrottle, type LoginLimits } from './login-limits.ts';
 import { APP_CSS, APP_HTML, APP_JS, LOGIN_FAILED_HTML, LOGIN_HTML, LOGIN_LOCKED_HTML } from './page.ts';
-import { ReviewError, type StaffStore } from './review-store.ts';
+import { ReviewError, type AgentRecord, type StaffStore } from './review-store.ts';
 
 export const SESSION_COOKIE = 'portcullis_review';
 const SESSION_IDLE_MS = 30 * 60_000; // ms without a request before a session ends
@@ -71,7 +71,29 @@ const STATUS = { BAD_REQUEST: 400, UNAUTHORIZED: 401, FORBIDDEN: 403, NOT_FOUND:
 const filterText = optional(string({ max: 512 }));
 const FILTER_SHAPE = { since: filterText, until: filterText, verdict: filterText, operator: filterText, serial: filterText, file: filterText };
 const listQuery = object({ ...FILTER_SHAPE, limit: optional(string({ pattern: /^[0-9]{1,6}$/, patternMessage: 'expected a number' })) });
-const exportQuery = object({ ...FILTER_SHAPE, format: string({ pattern: /^(csv|json)$/, patternMessage: 'expected csv or json' }) });
+const exportQuery = object({
+  ...FILTER_SHAPE,
+  format: string({ pattern: /^(csv|json)$/, patternMessage: 'expected csv or json' }),
+  records: optional(string({ pattern: /^(scans|agent)$/, patternMessage: 'expected scans or agent' })),
+});
+
+/** Columns of the HMI-record export: the agent record, the scan it belongs to, and whether its chain was verified. */
+export const AGENT_CSV_COLUMNS = [
+  'scan_id', 'manifest_digest', 'hmi', 'seq', 'time', 'event', 'outcome', 'code', 'reason', 'drive_label',
+  'path', 'destination', 'sha256', 'size', 'hash', 'chain',
+] as const;
+
+function agentJsonRow(scanId: string, r: AgentRecord): Record<string, string | number | null> {
+  return {
+    scanId, manifestDigest: r.manifestDigest, hmi: r.hmi, seq: r.seq, time: r.time, event: r.event, outcome: r.outcome, code: r.code, reason: r.reason,
+    driveLabel: r.driveLabel, path: r.path, destination: r.destination, sha256: r.sha256, size: r.size, hash: r.hash, chain: r.chain,
+  };
+}
+
+function agentCsvRow(scanId: string, r: AgentRecord): string {
+  const cells = [scanId, r.manifestDigest, r.hmi, r.seq, r.time, r.event, r.outcome, r.code, r.reason, r.driveLabel, r.path, r.destination, r.sha256, r.size, r.hash, r.chain];
+  return csvRecord(cells.map((c) => (typeof c === 'string' ? displayText(c) : c)));
+}
 const chartQuery = object({ since: filterText, until: filterText });
 const emptyQuery = object({});
 const loginForm = object({ username: optional(string({ max: 64 })), password: optional(string({ max: 1024 })), token: optional(string({ max: 128 })) });
@@ -284,20 +306,30 @@ export async function startReviewServer(options: ReviewServerOptions): Promise<R
     redirect(res, '/', { 'set-cookie': `${SESSION_COOKIE}=${id}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${SESSION_MAX_MS / 1000}` });
   }
 
-  async function exportScans(res: ServerResponse, filter: ScanFilter, format: 'csv' | 'json'): Promise<void> {
+  async function exportScans(res: ServerResponse, filter: ScanFilter, format: 'csv' | 'json', records: 'scans' | 'agent'): Promise<void> {
     const stamp = now().toISOString().slice(0, 19).replaceAll(':', '');
     res.writeHead(200, {
       'content-type': format === 'csv' ? 'text/csv; charset=utf-8' : 'application/json; charset=utf-8',
-      'content-disposition': `attachment; filename="portcullis-scans-${stamp}.${format}"`,
+      'content-disposition': `attachment; filename="portcullis-${records === 'agent' ? 'hmi-records' : 'scans'}-${stamp}.${format}"`,
     });
     const write = async (chunk: string): Promise<void> => {
       if (!res.write(chunk)) await once(res, 'drain');
     };
-    await write(format === 'csv' ? csvRecord(CSV_COLUMNS) : '[');
+    await write(format === 'csv' ? csvRecord(records === 'agent' ? AGENT_CSV_COLUMNS : CSV_COLUMNS) : '[');
     let first = true;
     let n = 0;
+    const manifestOf = db.prepare('SELECT manifest_digest FROM scan_results WHERE scan_id = ?').pluck();
     for (const id of scanIds(db, filter)) {
       if (++n % 20 === 0) await new Promise((resolve) => setImmediate(resolve)); // let other requests in
+      if (records === 'agent') {
+        // The HMI records of the scan's manifest, each with its chain state (an export's cannot be checked).
+        const digest = manifestOf.get(id) as string | null | undefined;
+        for (const r of typeof digest === 'string' ? options.staff.agentRecordsFor(digest) : []) {
+          await write(format === 'csv' ? agentCsvRow(id, r) : `${first ? '\n' : ',\n'}${JSON.stringify(escapedJson(agentJsonRow(id, r)))}`);
+          first = false;
+        }
+        continue;
+      }
       const scan = getScan(db, id, filter.file ?? null);
       if (!scan) continue;
       await write(format === 'csv' ? scanCsvRows(scan) : `${first ? '\n' : ',\n'}${JSON.stringify(escapedJson(scan))}`);
@@ -342,8 +374,8 @@ export async function startReviewServer(options: ReviewServerOptions): Promise<R
       return json(res, 200, { state: 'checked', checkedAt: chain.checkedAt, ...(escapedJson(chain.result) as object) });
     }
     if (path === '/api/export') {
-      const { format, ...rest } = checked(exportQuery, q);
-      return exportScans(res, toFilter(rest), format as 'csv' | 'json');
+      const { format, records, ...rest } = checked(exportQuery, q);
+      return exportScans(res, toFilter(rest), format as 'csv' | 'json', (records ?? 'scans') as 'scans' | 'agent');
     }
     if (path === '/api/stats/daily') {
       const range = toFilter(checked(chartQuery, q));

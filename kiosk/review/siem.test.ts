@@ -6,7 +6,9 @@ import { join } from 'node:path';
 import { createServer, type TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeSampleLog } from '../audit/test-log.ts';
-import { formatSyslog, frameOctetCounting, openSiemSpool } from './siem.ts';
+import { openReviewStore } from './review-store.ts';
+import { agentMessage, formatSyslog, frameOctetCounting, openSiemSpool } from './siem.ts';
+import { EXPORT_HMI, HMI, writeAgentExport, writeReviewFixture } from './test-fixture.ts';
 
 describe('RFC 5424 formatting', () => {
   it('writes the header, the structured data and the message', () => {
@@ -22,6 +24,24 @@ describe('RFC 5424 formatting', () => {
 
   it('frames by octet count (RFC 6587), counting bytes, not characters', () => {
     expect(frameOctetCounting('<14>1 é').toString('utf8')).toBe('8 <14>1 é');
+  });
+});
+
+describe('agent records', () => {
+  it('say in their structured data whether their chain was verified (JSON-lines log) or not (an export)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'siem-agent-'));
+    const store = openReviewStore(join(dir, 'review.db'));
+    try {
+      store.importAgentLog(readFileSync(writeReviewFixture(dir).agentLog));
+      store.importAgentLog(readFileSync(writeAgentExport(dir)));
+      const lines = store.agentRecordsAfter(0, 100).map((r) => ({ hmi: r.hmi, line: formatSyslog(agentMessage(r)) }));
+      expect(lines.filter((l) => l.hmi === HMI).length).toBe(4);
+      expect(lines.filter((l) => l.hmi === EXPORT_HMI).length).toBe(2);
+      for (const { hmi, line } of lines) expect(line).toContain(hmi === HMI ? ' chain="verified"' : ' chain="unverified"');
+    } finally {
+      store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

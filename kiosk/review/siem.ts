@@ -126,8 +126,9 @@ export function agentMessage(r: AgentRecord): SyslogMessage {
   return {
     time: r.time, hostname: r.hmi, appName: 'portcullis-agent', msgId,
     severity: REFUSED.has(r.outcome) ? SEVERITY.warning : SEVERITY.info,
-    params: { seq: r.seq, hash: r.hash, event: r.event, outcome: r.outcome, code: r.code, manifestDigest: r.manifestDigest, path: r.path, destination: r.destination, sha256: r.sha256 },
-    text: `${r.event} ${r.outcome} ${r.code}: ${r.reason}`,
+    params: { seq: r.seq, hash: r.hash, event: r.event, outcome: r.outcome, code: r.code, manifestDigest: r.manifestDigest, path: r.path, destination: r.destination, sha256: r.sha256, chain: r.chain },
+    // An export carries no prev hashes: its records cannot be told from edited ones, and the SIEM must see that.
+    text: `${r.event} ${r.outcome} ${r.code}: ${r.reason}${r.chain === 'verified' ? '' : ' (unverified: imported from an export whose chain cannot be checked)'}`,
   };
 }
 

@@ -3,8 +3,9 @@
  * names are hostile markup, and an agent log from one HMI that imported the
  * approved drive (scan-a) and refused an unlisted file.
  */
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { AuditLog } from '../../agent/audit-log.ts';
+import { AuditLog, formatExport, verifyLogBytes } from '../../agent/audit-log.ts';
 import { openAuditStore } from '../audit/store.ts';
 import { beginInput, file, fillSampleLog, finishInput, steppingClock, T0 } from '../audit/test-log.ts';
 
@@ -45,4 +46,57 @@ export function writeReviewFixture(dir: string): { auditDb: string; agentLog: st
   log.append({ event: 'file.refused', outcome: 'refused', code: 'FILE_UNLISTED', reason: 'on the drive but not in the manifest', manifestDigest: SCAN_A_MANIFEST, drive, path: 'autorun.inf' });
   log.append({ event: 'import.finished', outcome: 'info', code: 'PARTIAL', reason: '1 imported, 1 refused', manifestDigest: SCAN_A_MANIFEST, drive });
   return { auditDb, agentLog };
+}
+
+export const EXPORT_HMI = 'HMI-LINE4';
+
+/**
+ * Writes hmi-line4.json into `dir`: the output of `portcullis-agent log export --format json` from a second HMI
+ * that imported scan-a's drive. An export carries no prev hashes, so the review cannot check its chain.
+ */
+export function writeAgentExport(dir: string): string {
+  const logPath = join(dir, 'hmi-line4.log.jsonl');
+  let t = T0 + 7_200_000;
+  const log = new AuditLog(logPath, { hmi: EXPORT_HMI, clock: () => new Date((t += 1000)) });
+  const drive = { mount: 'F:\\', filesystem: 'FAT32', volumeId: '1234-ABCD', label: 'PLANT7', capacity: 16_000_000_000 };
+  log.append({ event: 'drive.checked', outcome: 'allowed', code: 'APPROVED', reason: 'manifest verified', manifestDigest: SCAN_A_MANIFEST, keyId: '2'.repeat(64), drive });
+  log.append({ event: 'file.imported', outcome: 'allowed', code: 'IMPORTED', reason: 'hash matched while copying', manifestDigest: SCAN_A_MANIFEST, drive, path: 'firmware/plc.bin', destination: 'line4/plc.bin', digests: { sha256: 'a'.repeat(64), blake3: 'f'.repeat(64), size: 1234 } });
+  const check = verifyLogBytes(readFileSync(logPath));
+  if (!check.ok) throw new Error(`the fixture's agent log does not verify: ${check.detail}`);
+  const exported = join(dir, 'hmi-line4.json');
+  writeFileSync(exported, formatExport(check.entries, 'json'));
+  return exported;
+}
+
+/** An RFC 4180 reader for the tests' CSV downloads: records of fields, CRLF line ends, quoted fields may hold anything. */
+export function parseCsv(text: string): string[][] {
+  const records: string[][] = [];
+  let record: string[] = [];
+  let i = 0;
+  while (i < text.length) {
+    let field = '';
+    if (text[i] === '"') {
+      for (i++; ; i++) {
+        if (i >= text.length) throw new Error('unterminated quoted field');
+        if (text[i] === '"' && text[i + 1] === '"') field += text[i++];
+        else if (text[i] === '"') break;
+        else field += text[i];
+      }
+      i++;
+    } else {
+      while (i < text.length && text[i] !== ',' && text[i] !== '\r') field += text[i++];
+    }
+    record.push(field);
+    if (text[i] === ',') {
+      i++;
+    } else if (text.startsWith('\r\n', i)) {
+      i += 2;
+      records.push(record);
+      record = [];
+    } else if (i < text.length) {
+      throw new Error(`expected a comma or CRLF at ${i}`);
+    }
+  }
+  if (record.length > 0) records.push(record);
+  return records;
 }

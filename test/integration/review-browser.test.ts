@@ -10,7 +10,7 @@ import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openReviewStore, type StaffStore } from '../../kiosk/review/review-store.ts';
 import { startReviewServer, type ReviewServer } from '../../kiosk/review/server.ts';
-import { HMI, HOSTILE_IMG, HOSTILE_SCRIPT, writeReviewFixture } from '../../kiosk/review/test-fixture.ts';
+import { EXPORT_HMI, HMI, HOSTILE_IMG, HOSTILE_SCRIPT, parseCsv, writeAgentExport, writeReviewFixture } from '../../kiosk/review/test-fixture.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const PASSWORD = 'correct horse battery staple';
@@ -37,6 +37,7 @@ describe('review page in headless Chromium', () => {
     await staff.addUser('alice', PASSWORD);
     await staff.addUser('carol', CAROL_PASSWORD);
     staff.importAgentLog(readFileSync(agentLog));
+    staff.importAgentLog(readFileSync(writeAgentExport(dir)));
     server = await startReviewServer({ auditDb, staff, port: 0 });
     context = await chromium.launchPersistentContext(join(dir, 'profile'), {
       executablePath: CHROMIUM,
@@ -114,6 +115,34 @@ describe('review page in headless Chromium', () => {
     const agentRows = await page.locator('#detail-agent tr').allTextContents();
     expect(agentRows.some((r) => r.includes(HMI) && r.includes('IMPORTED') && r.includes('firmware/plc.bin'))).toBe(true);
     expect(agentRows.some((r) => r.includes('FILE_UNLISTED') && r.includes('autorun.inf'))).toBe(true);
+  });
+
+  it('marks the HMI records imported from an export, whose chain could not be checked, apart from verified ones', async () => {
+    const chainCells = (hmi: string) => page.locator('#detail-agent tr', { hasText: hmi }).locator('td.chain');
+    await expect.poll(() => chainCells(EXPORT_HMI).count()).toBe(2);
+    const classes = async (hmi: string): Promise<Array<string | null>> => Promise.all((await chainCells(hmi).all()).map((cell) => cell.getAttribute('class')));
+    expect(await classes(HMI)).toEqual(['chain chain-verified', 'chain chain-verified', 'chain chain-verified', 'chain chain-verified']);
+    expect(await classes(EXPORT_HMI)).toEqual(['chain chain-unverified', 'chain chain-unverified']);
+    for (const text of await chainCells(EXPORT_HMI).allTextContents()) expect(text).toMatch(/^unverified/);
+    expect(await chainCells(EXPORT_HMI).first().isVisible()).toBe(true);
+  });
+
+  it('downloads the HMI records of the filtered scans with their chain state', async () => {
+    await page.fill('#filters input[name=serial]', 'SER-scan-a');
+    await page.click('#filters button');
+    await expect.poll(() => page.locator('#scans tbody tr').count()).toBe(1);
+    const [csv] = await Promise.all([page.waitForEvent('download'), page.click('#export-agent-csv')]);
+    const [header, ...rows] = parseCsv(readFileSync(await csv.path(), 'utf8'));
+    const col = (name: string): number => header!.indexOf(name);
+    expect(rows.map((r) => `${r[col('hmi')]} ${r[col('chain')]}`).sort()).toEqual([
+      `${HMI} verified`, `${HMI} verified`, `${HMI} verified`, `${HMI} verified`, `${EXPORT_HMI} unverified`, `${EXPORT_HMI} unverified`,
+    ]);
+    const [json] = await Promise.all([page.waitForEvent('download'), page.click('#export-agent-json')]);
+    const records = JSON.parse(readFileSync(await json.path(), 'utf8')) as Array<{ hmi: string; chain: string }>;
+    expect(records.filter((r) => r.chain === 'unverified').map((r) => r.hmi)).toEqual([EXPORT_HMI, EXPORT_HMI]);
+    await page.fill('#filters input[name=serial]', '');
+    await page.click('#filters button');
+    await expect.poll(() => page.locator('#scans tbody tr').count()).toBe(5);
   });
 
   it('renders hostile markup in file names, labels and reasons as literal text', async () => {

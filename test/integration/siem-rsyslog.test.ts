@@ -15,7 +15,7 @@ import { openAuditStore } from '../../kiosk/audit/store.ts';
 import { steppingClock, tamper } from '../../kiosk/audit/test-log.ts';
 import { openReviewStore, type StaffStore } from '../../kiosk/review/review-store.ts';
 import { openSiemSpool, type SiemSpool, type SiemTarget } from '../../kiosk/review/siem.ts';
-import { writeReviewFixture } from '../../kiosk/review/test-fixture.ts';
+import { EXPORT_HMI, HMI, writeAgentExport, writeReviewFixture } from '../../kiosk/review/test-fixture.ts';
 import { freePort, RSYSLOGD, waitFor } from './rsyslog-harness.ts';
 
 
@@ -69,11 +69,11 @@ input(type="imtcp" port="${this.port}" address="127.0.0.1" ruleset="siem")
   }
 }
 
-/** "seq msgid app" of each received message: a record's identity at the receiver. */
+/** "hostname app msgid seq" of each received message: a record's identity at the receiver (docs/review.md). */
 function identities(lines: readonly string[]): string[] {
   return lines.map((l) => {
-    const m = /^<\d+>1 \S+ \S+ (\S+) - (\S+) \[portcullis@32473 seq="(\d+)"/.exec(l);
-    return m ? `${m[1]} ${m[2]} ${m[3]}` : `unparsed: ${l}`;
+    const m = /^<\d+>1 \S+ (\S+) (\S+) - (\S+) \[portcullis@32473 seq="(\d+)"/.exec(l);
+    return m ? `${m[1]} ${m[2]} ${m[3]} ${m[4]}` : `unparsed: ${l}`;
   });
 }
 
@@ -96,6 +96,7 @@ describe('SIEM export to a real rsyslog', () => {
     auditDb = fixture.auditDb;
     staff = openReviewStore(join(dir, 'review.db'));
     staff.importAgentLog(readFileSync(fixture.agentLog));
+    staff.importAgentLog(readFileSync(writeAgentExport(dir)));
     spool = openSiemSpool(join(dir, 'spool.db'));
     const port = await freePort();
     rsyslog = new Rsyslog(dir, port);
@@ -133,11 +134,17 @@ describe('SIEM export to a real rsyslog', () => {
     expect(ids.filter((id) => id.startsWith('unparsed'))).toEqual([]);
     expect(new Set(ids).size).toBe(ids.length);
     for (const kind of ['portcullis-kiosk SCAN_STARTED', 'portcullis-kiosk SCAN_FINISHED', 'portcullis-kiosk FILE_BLOCKED', 'portcullis-kiosk MANIFEST_ISSUED', 'portcullis-agent IMPORT_DONE', 'portcullis-agent IMPORT_REFUSED']) {
-      expect(ids.some((id) => id.startsWith(kind))).toBe(true);
+      expect(ids.some((id) => id.includes(` ${kind} `))).toBe(true);
     }
     // Structured data escaping survives the trip: the hostile markup name arrives as text inside its quotes.
     expect(lines.some((l) => l.includes('path="<img src=x onerror=alert(1)>"'))).toBe(true);
     expect(lines.every((l) => !l.includes('\u001b'))).toBe(true);
+    // Agent records say whether their chain was checked: the JSON-lines log yes, the export no.
+    const agent = (hmi: string): string[] => lines.filter((l) => l.includes(` ${hmi} portcullis-agent `));
+    expect(agent(HMI).length).toBe(4);
+    expect(agent(EXPORT_HMI).length).toBe(2);
+    expect(agent(HMI).every((l) => l.includes(' chain="verified"'))).toBe(true);
+    expect(agent(EXPORT_HMI).every((l) => l.includes(' chain="unverified"'))).toBe(true);
   });
 
   it('sends only what is new after more records, and survives a receiver restart', async () => {
@@ -154,7 +161,7 @@ describe('SIEM export to a real rsyslog', () => {
     const ids = identities(lines);
     expect(ids.length).toBe(firstCount + 1);
     expect(new Set(ids).size).toBe(ids.length);
-    expect(ids.at(-1)).toMatch(/^portcullis-kiosk ENGINE_FAILURE \d+$/);
+    expect(ids.at(-1)).toMatch(/ portcullis-kiosk ENGINE_FAILURE \d+$/);
   });
 
   it('reports a broken chain once and exports nothing past the break', async () => {
