@@ -14,6 +14,7 @@ describe('checkRulePortability accepts the portable subset', () => {
     ['hex with jumps and alternatives', rule('$a = { 4D 5A [2-4] ( 90 | 91 ) }')],
     ['regex without flags', rule('$a = /[Pp]ortcullis-[0-9]{1,4}/')],
     ['offsets, counts and integer reads', rule('$a = "ab" nocase', '#a > 2 and $a at 0 and @a[1] < 10 and uint16(0) == 0x5A4D and filesize < 1MB')],
+    ['hexadecimal numbers up to 0x7FFFFFFF, decimal above', rule('$a = "ab" nocase', '$a and uint32(0) != 0x7FFFFFFF and uint32(4) != 3735928559')],
     ['for loops and N of', rule('$a1 = "ab" nocase\n $a2 = "cd" nocase', 'for any i in (1..#a1) : (@a1[i] < 100) and 1 of ($a*)')],
     ['a private helper rule without meta', `private rule H { strings: $h = "hh" nocase condition: $h }\n${rule('$a = "ab" nocase', '$a and H')}`],
   ])('%s', (_, source) => {
@@ -43,6 +44,7 @@ describe('checkRulePortability refuses what ClamAV drops, ignores or crashes on'
     ['a match length', rule('$a = /ab+/', '!a[1] > 3'), /match length/],
     ['a count in a range', rule('$a = "ab" nocase', '#a in (0..10) > 1'), /in \(range\)/],
     ['a percentage of strings', rule('$a = "ab" nocase\n $b = "cd" nocase', '50% of them'), /% of/],
+    ['a hexadecimal number ClamAV reads as negative', rule('$a = "ab" nocase', '$a and uint32(0) == 0x80000000'), /negative number; write it in decimal \(2147483648\)/],
   ])('%s', (_, source, message) => {
     expect(problems(source).join('\n')).toMatch(message);
   });

@@ -125,6 +125,10 @@ function checkCondition(rule: RuleOutline, add: Add): void {
       if (why !== undefined) add(t.line, `rule ${r}: condition: "${t.text}" ${why}`, r);
     }
     if (t.kind === 'length-id') add(t.line, `rule ${r}: condition: match length (${t.text}) is not in ClamAV's YARA grammar`, r);
+    // Measured: ClamAV 1.4.6 reads 0x80000000 and above as negative 32-bit numbers (== never true, filesize < 0x80000000 false).
+    if (t.kind === 'number' && /^0x/i.test(t.text) && Number.parseInt(t.text.slice(2), 16) >= 0x8000_0000) {
+      add(t.line, `rule ${r}: condition: ClamAV reads ${t.text} as a negative number; write it in decimal (${Number.parseInt(t.text.slice(2), 16)})`, r);
+    }
     if (t.kind === 'count-id' && after?.kind === 'identifier' && after.text === 'in') {
       add(t.line, `rule ${r}: condition: "${t.text} in (range)" is not in ClamAV's YARA grammar`, r);
     }

@@ -105,6 +105,31 @@ describe('ClamAV YARA limits the subset check guards (measured on this ClamAV)',
     expect(y.stdout).toMatch(/^Regex_I /);
   });
 
+  it('reads a hexadecimal number of 0x80000000 or more as negative: == never matches, the same number in decimal does', async () => {
+    const db = await dbWith(
+      rule('Hex_Big', '$a = "portcullis-never-here" nocase', '$a or uint32(4) == 0xDEADBEEF') +
+        rule('Dec_Big', '$a = "portcullis-never-here" nocase', '$a or uint32(4) == 3735928559') +
+        rule('Hex_Size', '$a = "portcullis-never-here" nocase', '$a or filesize < 0x80000000'),
+    );
+    const dir = await freshDir();
+    await writeFile(join(dir, 'x.bin'), Buffer.from('0050000aefbeadde0000000000000000', 'hex'));
+    const r = await runTool('clamscan', ['--no-summary', '--allmatch', `--database=${db}`, join(dir, 'x.bin')], { timeoutMs: 30_000 });
+    expect([...new Set(r.stdout.trim().split('\n').map((l) => l.replace(/^.*: /, '')))]).toEqual(['YARA.Dec_Big.UNOFFICIAL FOUND']);
+    const y = await runTool('yara', [join(db, 'portcullis-extra.yar'), join(dir, 'x.bin')], { timeoutMs: 30_000 });
+    expect(y.stdout.trim().split('\n').map((l) => l.split(' ')[0]).sort()).toEqual(['Dec_Big', 'Hex_Big', 'Hex_Size']);
+  });
+
+  it("cannot read a file's last byte: uint8 of the last offset is false, of the one before true", async () => {
+    const db = await dbWith(
+      rule('Last_Byte', '$a = "portcullis-never-here" nocase', '$a or uint8(15) == 0x2a') + rule('Before_Last', '$a = "portcullis-never-here" nocase', '$a or uint8(14) == 0x2a'),
+    );
+    const dir = await freshDir();
+    await writeFile(join(dir, 'x.bin'), Buffer.from('00'.repeat(14) + '2a2a', 'hex'));
+    const r = await runTool('clamscan', ['--no-summary', '--allmatch', `--database=${db}`, join(dir, 'x.bin')], { timeoutMs: 30_000 });
+    expect(r.stdout).toContain('YARA.Before_Last.UNOFFICIAL FOUND');
+    expect(r.stdout).not.toContain('Last_Byte');
+  });
+
   it('matches only the normalised form of an HTML-typed file: raw case and comments are invisible', async () => {
     const db = await dbWith(
       rule('Case_Sensitive', '$a = "PORTCULLIS-HTML-MARK"') + rule('In_Comment', '$a = "portcullis-comment-mark" nocase'),
