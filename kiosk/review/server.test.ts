@@ -260,6 +260,10 @@ describe('review server reached by a configured name', () => {
     }
   });
 
+  it('names a --host that is not an address of this machine with REVIEW_LISTEN_FAILED', async () => {
+    await expect(startReviewServer({ auditDb, staff, port: 0, host: '192.0.2.1' })).rejects.toMatchObject({ code: 'REVIEW_LISTEN_FAILED' });
+  });
+
   it('refuses to listen on every address without a public name, which every remote browser would be refused for', async () => {
     for (const host of ['0.0.0.0', '::']) {
       await expect(startReviewServer({ auditDb, staff, port: 0, host })).rejects.toMatchObject({ code: 'REVIEW_PUBLIC_NAME_NEEDED' });
