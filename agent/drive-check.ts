@@ -13,7 +13,7 @@ import {
   entryKindOf, LIMITS, MANIFEST_FOLDER, MANIFEST_PATH, ManifestError, NAME_PROBLEM_TEXT, RECEIPT_PATH, verifyManifest,
   type NameProblem, type Statement, type Subject, type VerifiedManifest,
 } from '../manifest/index.ts';
-import { checkMediaBinding, type DriveIdentity } from './drive-identity.ts';
+import { checkMediaBinding, MEDIA_ADVICE, type DriveIdentity } from './drive-identity.ts';
 import { DEFAULT_WALK_LIMITS, walkDrive, type DriveEntry, type WalkLimits } from './drive-walk.ts';
 import { DESTINATION_PROBLEM_TEXT, destinationNameProblems, type DestinationProblem } from './destination-path.ts';
 import type { DriveRefusalCode, FileRefusalCode } from './errors.ts';
@@ -226,7 +226,7 @@ export async function checkDrive(input: DriveCheckInput): Promise<DriveCheck> {
   }
 
   const media = checkMediaBinding(predicate.media, input.identity, input.trust.policy.requireMediaBinding);
-  if (!media.ok) return { approved: false, code: 'MEDIA_MISMATCH', reason: `${media.reason}: the manifest belongs to another drive; rescan this drive at the kiosk`, manifest };
+  if (!media.ok) return { approved: false, code: 'MEDIA_MISMATCH', reason: `${media.reason}: ${MEDIA_ADVICE[media.problem]}`, manifest };
 
   input.onVerified?.(manifest);
   const walk = await walkDrive(input.drive, input.limits ?? DEFAULT_WALK_LIMITS, input.signal);

@@ -46,7 +46,25 @@ export function filesystemFamily(name: string): string {
 const normaliseVolumeId = (id: string): string => id.toUpperCase().replace(/[^0-9A-F]/gu, '');
 const normaliseLabel = (label: string): string => label.replace(/ +$/u, '');
 
-export type MediaCheck = { readonly ok: true; readonly checked: readonly string[] } | { readonly ok: false; readonly reason: string };
+/**
+ * Why a drive could not be matched to its manifest's media: its identity
+ * could not be read, the manifest binds no volume id, the drive cannot tell a
+ * field the manifest binds (all three only when binding is required), or a
+ * field differs (the manifest was made for another drive).
+ */
+export type MediaProblem = 'IDENTITY_UNREADABLE' | 'MANIFEST_UNBOUND' | 'FIELD_UNKNOWN' | 'MISMATCH';
+
+/** What the HMI user and staff should do, by problem (drive-check.ts puts it after the reason). */
+export const MEDIA_ADVICE: Record<MediaProblem, string> = {
+  IDENTITY_UNREADABLE: 'the drive cannot be matched to its manifest because its identity could not be read; check that the agent can read the drive (on Windows it reads the volume as LocalSystem), or ask security staff',
+  MANIFEST_UNBOUND: 'the manifest does not name the drive it was issued for; rescan this drive at a kiosk that binds manifests to their drive',
+  FIELD_UNKNOWN: 'the drive does not tell everything the manifest was bound to, so it cannot be matched; ask security staff',
+  MISMATCH: 'the manifest belongs to another drive; rescan this drive at the kiosk',
+};
+
+export type MediaCheck =
+  | { readonly ok: true; readonly checked: readonly string[] }
+  | { readonly ok: false; readonly problem: MediaProblem; readonly reason: string };
 
 /**
  * Compares the manifest's media with the drive. Every field the manifest
@@ -56,14 +74,15 @@ export type MediaCheck = { readonly ok: true; readonly checked: readonly string[
  */
 export function checkMediaBinding(media: MediaIdentity, drive: DriveIdentity | null, required: boolean): MediaCheck {
   if (drive === null) {
-    return required ? { ok: false, reason: 'the drive\'s identity could not be read, and policy requires media binding' } : { ok: true, checked: [] };
+    return required ? { ok: false, problem: 'IDENTITY_UNREADABLE', reason: 'the drive\'s identity could not be read, and policy requires media binding' } : { ok: true, checked: [] };
   }
   if (required && media.volumeId === null) {
-    return { ok: false, reason: 'the manifest binds no volume id, and policy requires media binding' };
+    return { ok: false, problem: 'MANIFEST_UNBOUND', reason: 'the manifest binds no volume id, and policy requires media binding' };
   }
   const checked: string[] = [];
   const mismatch = (field: string, want: string, got: string | null): MediaCheck => ({
     ok: false,
+    problem: got === null ? 'FIELD_UNKNOWN' : 'MISMATCH',
     reason: `${field}: the manifest says ${want}, the drive ${got === null ? 'does not tell' : `says ${got}`}`,
   });
   // A field the manifest binds but the drive cannot tell fails when binding is required (fail closed).

@@ -24,6 +24,14 @@ export const AGENT_ERROR_CODES = [
   'DESTINATION_INVALID',
   /** A drive identity file (--identity) is unreadable or malformed. */
   'IDENTITY_INVALID',
+  /** The file given to `trust add` is missing, not a file, or not an Ed25519 public key in PEM form. */
+  'KEY_FILE_INVALID',
+  /** The file given to `trust add` is a private key: an HMI takes the kiosk's public key (kiosk.pub.pem) only. */
+  'KEY_IS_PRIVATE',
+  /** The drive path given to verify or import (or a drive the service listed) does not exist or is not a folder. */
+  'DRIVE_NOT_FOUND',
+  /** The log named by --log (log verify, log export) does not exist or is not a readable regular file. */
+  'LOG_UNREADABLE',
 ] as const;
 export type AgentErrorCode = (typeof AGENT_ERROR_CODES)[number];
 

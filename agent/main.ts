@@ -5,21 +5,24 @@
  * top-level catch turns typed errors into exit code 1 (64 for usage) and
  * anything else into "this is a bug" with context.
  */
-import { readFileSync } from 'node:fs';
+import { constants as bufferConstants } from 'node:buffer';
 import { hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { PortcullisError } from '../manifest/index.ts';
+import { displayText, PortcullisError, publicKeyFromPem } from '../manifest/index.ts';
+import { formatIssues, parse } from '../manifest/schema.ts';
 import { AuditLog, formatExport, verifyLogBytes } from './audit-log.ts';
 import { parseIdentity, type DriveIdentity } from './drive-identity.ts';
 import { drivelistSource, linuxIdentity, mountFolderSource, windowsLetterSource, type DriveSource } from './drive-sources.ts';
 import { AgentError } from './errors.ts';
 import { EXIT } from './exit-codes.ts';
+import { readLocalFile } from './local-file.ts';
 import { lineNotifier, windowsMsgNotifier, type Notifier } from './notify.ts';
 import { readStoragePolicy, regExe } from './storage-policy.ts';
 import { importDrive, reportClass, verifyDrive, type DriveReport } from './transfer.ts';
 import {
-  addKey, CLASH_POLICIES, keyStatus, loadTrustStore, revokeKey, saveTrustStore, setPolicy, type ClashPolicy, type TrustPolicy, type TrustStore,
+  addKey, CLASH_POLICIES, keyStatus, labelSchema, loadTrustStore, makeStoreFolder, revokeKey, saveTrustStore, setPolicy, type ClashPolicy, type TrustPolicy,
+  type TrustStore,
 } from './trust-store.ts';
 import { loadWatchConfig } from './watch-config.ts';
 import { runService, samePath } from './watch.ts';
@@ -65,6 +68,34 @@ class UsageError extends AgentError {
   }
 }
 
+/** The commands `help COMMAND` and a usage error's hint know (the usage text's first words). */
+const COMMANDS = ['trust', 'verify', 'import', 'watch', 'log'] as const;
+
+/**
+ * The usage lines of one command (`trust add`, or every `trust` subcommand
+ * for `trust`), joined into one line for a usage error; null for no command.
+ */
+export function synopsisOf(command: string | null): string | null {
+  if (command === null) return null;
+  const lines = USAGE.split('\n');
+  const picked: string[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!;
+    if (!line.startsWith(`  ${command} `) && line !== `  ${command}`) continue;
+    picked.push(line.trim());
+    // Continuation lines of a long synopsis are indented further and start with an option.
+    for (let j = i + 1; j < lines.length && /^ {4,}\[/u.test(lines[j]!); j++) picked.push(lines[j]!.trim());
+  }
+  return picked.length === 0 ? null : picked.join(' | ').replaceAll(' | [', ' [');
+}
+
+/** The command (and subcommand) an argument list asks for, as the usage text names it, or null. */
+function commandOf(argv: readonly string[]): string | null {
+  const [first, second] = argv;
+  if (first === 'trust' || first === 'log') return second !== undefined && synopsisOf(`${first} ${second}`) !== null ? `${first} ${second}` : first;
+  return first !== undefined && (COMMANDS as readonly string[]).includes(first) ? first : null;
+}
+
 const common = {
   trust: { type: 'string' },
   log: { type: 'string' },
@@ -93,15 +124,49 @@ function logFor(trustPath: string | undefined, values: { log?: string; hmi?: str
   return new AuditLog(need(path, '--log FILE'), { hmi: values.hmi ?? hostname(), clock: io.clock });
 }
 
+/** bytes: small JSON and PEM files an administrator names (a drive identity, a kiosk key). */
+const MAX_SMALL_FILE_BYTES = 64 * 1024;
+
+const IDENTITY_EXAMPLE = '{"filesystem":"FAT32","volumeId":"1A2B-3C4D","label":"LINE3","capacity":8004304896}';
+
 function readIdentity(path: string | undefined): DriveIdentity | null {
   if (path === undefined) return null;
+  let text: string;
+  try {
+    text = readLocalFile(path, MAX_SMALL_FILE_BYTES).toString('utf8');
+  } catch (cause) {
+    throw new AgentError('IDENTITY_INVALID', `${path}: the drive identity file ${(cause as Error).message}: name a JSON file like ${IDENTITY_EXAMPLE}`, { cause });
+  }
   let value: unknown;
   try {
-    value = JSON.parse(readFileSync(path, 'utf8'));
+    value = JSON.parse(text);
   } catch (cause) {
-    throw new AgentError('IDENTITY_INVALID', `${path}: cannot read the drive identity (${(cause as Error).message})`, { cause });
+    throw new AgentError('IDENTITY_INVALID', `${path}: not valid JSON: give the drive identity as ${IDENTITY_EXAMPLE}`, { cause });
   }
   return parseIdentity(value, path);
+}
+
+/**
+ * The kiosk public key file for `trust add`: a readable file holding an
+ * Ed25519 public key in PEM form. A private key is refused on its own code,
+ * without echoing any of it: it belongs on the kiosk only.
+ */
+function readKioskPublicKey(path: string): string {
+  let pem: string;
+  try {
+    pem = readLocalFile(path, MAX_SMALL_FILE_BYTES).toString('utf8');
+  } catch (cause) {
+    throw new AgentError('KEY_FILE_INVALID', `${path}: the key file ${(cause as Error).message}: give the kiosk's public key, kiosk.pub.pem (made by portcullis-kiosk keygen)`, { cause });
+  }
+  if (/-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/u.test(pem)) {
+    throw new AgentError('KEY_IS_PRIVATE', `${path} is a private key, which never leaves the kiosk: give kiosk.pub.pem from the same folder instead (if this copy left the kiosk, treat the key as exposed: have security staff make a new one)`);
+  }
+  try {
+    publicKeyFromPem(pem);
+  } catch (cause) {
+    throw new AgentError('KEY_FILE_INVALID', `${path} is not an Ed25519 public key in PEM form: give the kiosk's kiosk.pub.pem (made by portcullis-kiosk keygen)`, { cause });
+  }
+  return pem;
 }
 
 /** Runs `work` with an AbortSignal that SIGINT/SIGTERM trip; handlers are removed afterwards. */
@@ -138,8 +203,10 @@ function trustCommand(args: string[], io: CliIo): number {
       'media-binding': { type: 'string' },
     },
   });
+  if (sub === undefined || !['add', 'list', 'revoke', 'policy'].includes(sub)) throw new UsageError(`unknown trust command ${JSON.stringify(sub ?? '')}`);
   const trustPath = need(values.trust, '--trust FILE');
   const change = (store: TrustStore, event: string, reason: string, keyId: string | null): number => {
+    makeStoreFolder(trustPath); // "creates the store if missing": its folder too, before the log beside it
     const log = logFor(trustPath, values, io);
     // Log first: a change that cannot be logged is not made.
     log.append({ event, outcome: 'changed', code: 'TRUST_CHANGED', reason: `${reason} (trust store sequence ${store.sequence})`, keyId });
@@ -155,16 +222,15 @@ function trustCommand(args: string[], io: CliIo): number {
     case 'add': {
       if (positionals.length !== 1) throw new UsageError('trust add needs exactly one PEM file');
       const pemPath = positionals[0]!;
-      let pem: string;
-      try {
-        pem = readFileSync(pemPath, 'utf8');
-      } catch (cause) {
-        throw new UsageError(`cannot read ${pemPath}: ${(cause as Error).message}`);
-      }
-      const store = loadTrustStore(trustPath, { allowMissing: true, now });
       const notBefore = parseTime(values['not-before'], '--not-before');
       const notAfter = parseTime(values['not-after'], '--not-after');
       if (notBefore && notAfter && notBefore >= notAfter) throw new UsageError('--not-before must be earlier than --not-after');
+      if (values.label !== undefined) {
+        const label = parse(labelSchema, values.label, '--label');
+        if (!label.ok) throw new UsageError(formatIssues(label.issues));
+      }
+      const pem = readKioskPublicKey(pemPath);
+      const store = loadTrustStore(trustPath, { allowMissing: true, now });
       const { store: next, entry } = addKey(store, { pem, label: values.label ?? null, notBefore, notAfter }, now);
       change(next, 'trust.key-added', `trusted kiosk key ${entry.keyId}${entry.label ? ` (${entry.label})` : ''}, from ${entry.notBefore ?? 'now'} until ${entry.notAfter ?? 'revoked'}`, entry.keyId);
       io.stdout(`trusted ${entry.keyId}${entry.label ? ` (${entry.label})` : ''}\n`);
@@ -204,6 +270,7 @@ function trustCommand(args: string[], io: CliIo): number {
       return EXIT.OK;
     }
     case 'list': {
+      if (positionals.length !== 0) throw new UsageError('trust list takes no positional arguments');
       const store = loadTrustStore(trustPath);
       if (values.json) {
         const keys = store.keys.map((k) => ({ keyId: k.keyId, label: k.label, status: keyStatus(store, k, now), notBefore: k.notBefore, notAfter: k.notAfter, addedAt: k.addedAt }));
@@ -271,16 +338,14 @@ async function driveCommand(command: 'verify' | 'import', args: string[], io: Cl
   if (positionals.length !== 1) throw new UsageError(`${command} needs exactly one DRIVE`);
   const drive = resolve(positionals[0]!);
   const trustPath = need(values.trust, '--trust FILE');
+  if (command === 'verify' && values.to !== undefined) throw new UsageError('verify takes no --to (it writes nothing)');
+  const to = command === 'import' ? resolve(need(values.to, '--to DIR')) : null;
   const now = (io.clock ?? (() => new Date()))();
   const trust = loadTrustStore(trustPath);
   const identity = readIdentity(values.identity);
   const log = logFor(trustPath, values, io);
   const report = await withInterrupt(async (signal) => {
-    if (command === 'verify') {
-      if (values.to !== undefined) throw new UsageError('verify takes no --to (it writes nothing)');
-      return verifyDrive({ drive, trust, now, identity, log, signal });
-    }
-    const to = resolve(need(values.to, '--to DIR'));
+    if (to === null) return verifyDrive({ drive, trust, now, identity, log, signal });
     if (trust.policy.destination !== null && !samePath(to, trust.policy.destination)) {
       throw new AgentError('DESTINATION_INVALID', `--to ${to}: the trust store's policy allows imports only into ${trust.policy.destination}`);
     }
@@ -298,20 +363,28 @@ function logCommand(args: string[], io: CliIo): number {
     strict: true,
     options: { log: { type: 'string' }, json: { type: 'boolean' }, since: { type: 'string' }, format: { type: 'string' } },
   });
-  if (positionals.length !== 0) throw new UsageError(`log ${sub ?? ''} takes no positional arguments`);
+  if (sub !== 'verify' && sub !== 'export') throw new UsageError(`unknown log command ${JSON.stringify(sub ?? '')}`);
+  if (positionals.length !== 0) throw new UsageError(`log ${sub} takes no positional arguments`);
   const path = need(values.log, '--log FILE');
+  // Usage first: a mistyped option is named before the log is read.
+  const format = sub === 'export' ? need(values.format, '--format json|csv') : null;
+  if (format !== null && format !== 'json' && format !== 'csv') throw new UsageError('--format: expected json or csv');
+  const since = sub === 'export' ? parseTime(values.since, '--since') : null;
   let bytes: Uint8Array;
   try {
-    bytes = readFileSync(path);
+    bytes = readLocalFile(path, bufferConstants.MAX_LENGTH);
   } catch (cause) {
-    throw new AgentError('LOG_CORRUPT', `${path}: cannot read the log (${(cause as Error).message})`, { cause });
+    throw new AgentError('LOG_UNREADABLE', `${path}: the log ${(cause as Error).message}: name the agent's log (portcullis-agent.log.jsonl beside the trust store)`, { cause });
   }
   const check = verifyLogBytes(bytes);
+  const broken = (c: Extract<typeof check, { ok: false }>): string =>
+    `${path}: line ${c.line}: ${c.problem}: ${c.detail}; keep the file as evidence, and compare its head with the last export or the SIEM (docs/agent.md "The log")`;
   switch (sub) {
     case 'verify': {
       if (values.json) io.stdout(`${JSON.stringify(check.ok ? { ok: true, records: check.records, head: check.head } : check, null, 2)}\n`);
       if (!check.ok) {
         if (!values.json) io.stdout(`BROKEN at line ${check.line}: ${check.problem}: ${check.detail} (${check.records} records before it verify)\n`);
+        io.stderr(`portcullis-agent: LOG_CHAIN_BROKEN: ${displayText(broken(check))}\n`);
         return EXIT.FAILURE;
       }
       if (!values.json) {
@@ -321,12 +394,9 @@ function logCommand(args: string[], io: CliIo): number {
       return EXIT.OK;
     }
     case 'export': {
-      const format = need(values.format, '--format json|csv');
-      if (format !== 'json' && format !== 'csv') throw new UsageError('--format: expected json or csv');
-      const since = parseTime(values.since, '--since');
-      if (!check.ok) throw new AgentError('LOG_CHAIN_BROKEN', `${path}: line ${check.line}: ${check.problem}: ${check.detail}; run "log verify" and keep the file as evidence`);
+      if (!check.ok) throw new AgentError('LOG_CHAIN_BROKEN', `${broken(check)}; nothing was exported`);
       const records = since ? check.entries.filter((r) => Date.parse(r.time) >= since.getTime()) : check.entries;
-      io.stdout(formatExport(records, format));
+      io.stdout(formatExport(records, format as 'json' | 'csv'));
       return EXIT.OK;
     }
     default:
@@ -386,7 +456,23 @@ async function watchCommand(args: string[], io: CliIo): Promise<number> {
   return EXIT.OK;
 }
 
+/** `help`, `help COMMAND`, `--help`/`-h` anywhere: the usage on stdout, exit 0; `help` with anything else is a usage error. */
+function helpAsked(argv: readonly string[]): boolean {
+  const [command, ...rest] = argv;
+  if (command === 'help') {
+    if (rest.length > 1 || (rest[0] !== undefined && !(COMMANDS as readonly string[]).includes(rest[0]))) {
+      throw new UsageError(`help takes at most one command name (${COMMANDS.join(', ')}), got ${JSON.stringify(rest.join(' '))}`);
+    }
+    return true;
+  }
+  return argv.includes('--help') || argv.includes('-h');
+}
+
 async function run(argv: string[], io: CliIo): Promise<number> {
+  if (helpAsked(argv)) {
+    io.stdout(`${USAGE}\n`);
+    return EXIT.OK;
+  }
   const [command, ...rest] = argv;
   switch (command) {
     case 'trust':
@@ -398,31 +484,34 @@ async function run(argv: string[], io: CliIo): Promise<number> {
       return watchCommand(rest, io);
     case 'log':
       return logCommand(rest, io);
-    case 'help':
-    case '--help':
-      io.stdout(`${USAGE}\n`);
-      return EXIT.OK;
     case undefined:
-      io.stderr(`${USAGE}\n`);
-      return EXIT.USAGE;
+      throw new UsageError('no command given');
     default:
       throw new UsageError(`unknown command ${JSON.stringify(command)}`);
   }
 }
 
+/**
+ * Every error is one line: the code, what went wrong and what to do. Text
+ * that came from a file or a drive (a JSON parser's excerpt, a path) is
+ * escaped, so it cannot break the line or drive the terminal.
+ */
 export async function main(argv: string[], io: CliIo = processIo): Promise<number> {
   try {
     return await run(argv, io);
   } catch (error) {
     const parseError = error instanceof TypeError && 'code' in error && String(error.code).startsWith('ERR_PARSE_ARGS');
     if (parseError || (error instanceof AgentError && error.code === 'USAGE')) {
-      io.stderr(`portcullis-agent: ${(error as Error).message}\n\n${USAGE}\n`);
+      const synopsis = synopsisOf(commandOf(argv));
+      const hint = synopsis === null ? 'run "portcullis-agent help" for the commands' : `usage: ${synopsis} (all commands: portcullis-agent help)`;
+      io.stderr(`portcullis-agent: USAGE: ${displayText((error as Error).message)}; ${hint}\n`);
       return EXIT.USAGE;
     }
     if (error instanceof PortcullisError) {
-      io.stderr(`portcullis-agent: ${error.code}: ${error.message}\n`);
+      io.stderr(`portcullis-agent: ${error.code}: ${displayText(error.message)}\n`);
       return EXIT.FAILURE;
     }
+
     io.stderr('portcullis-agent: internal error (this is a bug; please report it with the text below)\n');
     io.stderr(`${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
     return EXIT.BUG;

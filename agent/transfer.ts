@@ -14,9 +14,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import { release } from 'node:os';
-import { linkSync, lstatSync, mkdirSync, readdirSync, renameSync, rmdirSync, unlinkSync, type BigIntStats } from 'node:fs';
+import { linkSync, lstatSync, mkdirSync, readdirSync, renameSync, rmdirSync, unlinkSync, type BigIntStats, type Stats } from 'node:fs';
 import { constants } from 'node:fs';
-import { lstat, open, readdir, rmdir, unlink } from 'node:fs/promises';
+import { lstat, open, readdir, rmdir, stat, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { collisionKey, escapeForDisplay, type Blake3Factory, type VerifiedManifest } from '../manifest/index.ts';
 import type { AuditSink, DriveRef, LogDigests, LogEvent } from './audit-log.ts';
@@ -549,6 +549,7 @@ const refusedResult = (path: string, code: FileRefusalCode, reason: string, dige
 
 /** `verify DRIVE`: checks the drive and reads every listed file once to prove its bytes; writes nothing but the log. */
 export async function verifyDrive(input: OperationInput): Promise<DriveReport> {
+  await checkDrivePath(input.drive);
   const early = new EarlyStager(input);
   try {
     return await verifyWith(input, early);
@@ -1015,8 +1016,26 @@ export function bytesAndFilesInStep<T>(items: readonly T[], size: (item: T) => n
   return out;
 }
 
+/**
+ * The drive path must lead to a folder: a path that does not exist (a typo,
+ * a drive pulled before it was read) is DRIVE_NOT_FOUND, not a drive without
+ * a manifest (NO_MANIFEST). What it leads to is checked further by the walk.
+ */
+export async function checkDrivePath(drive: string): Promise<void> {
+  let stats: Stats;
+  try {
+    stats = await stat(drive);
+  } catch (cause) {
+    const code = (cause as NodeJS.ErrnoException).code;
+    const what = code === 'ENOENT' || code === 'ENOTDIR' ? 'does not exist' : `cannot be read (${code ?? (cause as Error).message})`;
+    throw new AgentError('DRIVE_NOT_FOUND', `${drive}: the drive path ${what}: check the drive letter or mount folder, and that the drive is still inserted`, { cause });
+  }
+  if (!stats.isDirectory()) throw new AgentError('DRIVE_NOT_FOUND', `${drive}: the drive path is not a folder: name the drive's root (E:\\ or its mount folder)`);
+}
+
 /** `import DRIVE --to DIR`: copy-mediation of every permitted file. */
 export async function importDrive(input: ImportInput): Promise<DriveReport> {
+  await checkDrivePath(input.drive);
   const destination = await checkDestinationRoot(input.destination);
   const early = new EarlyStager(input);
   try {

@@ -10,6 +10,8 @@
  * `signature` must be null here (a later version puts a detached DSSE
  * signature over the canonical JSON of the store without `signature`).
  */
+import { mkdirSync, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { keyIdOf, KEY_ID_PATTERN, publicKeyFromPem, publicKeyToPem, type TrustAnchors, type TrustedKey } from '../manifest/index.ts';
 import { array, boolean, formatIssues, integer, nullable, object, oneOf, parse, string, type Infer } from '../manifest/schema.ts';
 import { writeFileAtomic } from './atomic-file.ts';
@@ -135,6 +137,27 @@ export function loadTrustStore(path: string, options: { allowMissing?: boolean; 
     throw new AgentError('TRUST_STORE_INVALID', `${path}: not valid JSON: this is not a trust store (or it was damaged); restore it from a backup or create one with "trust add"`, { cause });
   }
   return checkTrustStore(value, path);
+}
+
+/**
+ * Creates the folder a new trust store (and the log beside it) will be
+ * written in, one level at a time: Node's recursive mkdir loops forever on a
+ * path it cannot create under /proc. Throws TRUST_STORE_INVALID naming the
+ * folder when it cannot be made.
+ */
+export function makeStoreFolder(path: string): void {
+  const folder = dirname(resolve(path));
+  const missing: string[] = [];
+  try {
+    for (let at = folder; statSync(at, { throwIfNoEntry: false }) === undefined; at = dirname(at)) {
+      missing.push(at);
+      if (dirname(at) === at) break;
+    }
+    for (const level of missing.reverse()) mkdirSync(level);
+  } catch (cause) {
+    const code = (cause as NodeJS.ErrnoException).code ?? (cause as Error).message;
+    throw new AgentError('TRUST_STORE_INVALID', `${folder}: cannot create the trust store's folder (${code}): name a trust store in a folder this account can create or write`, { cause });
+  }
 }
 
 /** Writes the store atomically (temp file, fsync, rename). */

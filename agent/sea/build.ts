@@ -175,19 +175,37 @@ export async function buildSea(options: SeaBuildOptions): Promise<SeaArtifact[]>
   return artifacts;
 }
 
+const BUILD_USAGE = `usage: node agent/sea/build.ts [--target linux-x64|win-x64|all] [--out DIR] [--sign-cert PEM --sign-key PEM]
+
+Builds the HMI agent as a single executable (default: both targets into var/sea/).
+Run it with the pinned Node first on PATH (the blob belongs to that Node version):
+  export PATH="$PWD/.tools/node-v${SEA_NODE_VERSION}-linux-x64/bin:$PATH"
+docs/agent.md "Building the single executable".`;
+
 if (import.meta.main) {
-  const { values } = parseArgs({
-    options: {
-      target: { type: 'string', default: 'all' },
-      out: { type: 'string', default: join(repoRoot, 'var/sea') },
-      'sign-cert': { type: 'string' },
-      'sign-key': { type: 'string' },
-    },
-  });
+  let parsed;
+  try {
+    parsed = parseArgs({
+      options: {
+        target: { type: 'string', default: 'all' },
+        out: { type: 'string', default: join(repoRoot, 'var/sea') },
+        'sign-cert': { type: 'string' },
+        'sign-key': { type: 'string' },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    });
+  } catch (error) {
+    // A bad flag is a usage error (64) with the usage text, never a stack trace.
+    process.stderr.write(`agent/sea/build.ts: ${(error as Error).message}\n\n${BUILD_USAGE}\n`);
+    process.exit(64);
+  }
+  const { values } = parsed;
   const targets: SeaTarget[] = values.target === 'all' ? ['linux-x64', 'win-x64'] : [values.target as SeaTarget];
-  if (!targets.every((t) => t === 'linux-x64' || t === 'win-x64')) {
-    process.stderr.write('usage: node agent/sea/build.ts [--target linux-x64|win-x64|all] [--out DIR] [--sign-cert PEM --sign-key PEM]\n');
-    process.exitCode = 2;
+  if (values.help) {
+    process.stdout.write(`${BUILD_USAGE}\n`);
+  } else if (!targets.every((t) => t === 'linux-x64' || t === 'win-x64')) {
+    process.stderr.write(`agent/sea/build.ts: unknown --target ${JSON.stringify(values.target)}\n\n${BUILD_USAGE}\n`);
+    process.exitCode = 64;
   } else {
     await buildSea({ targets, out: values.out, signCert: values['sign-cert'], signKey: values['sign-key'] });
   }

@@ -69,7 +69,8 @@ describe('portcullis-agent exit codes', () => {
     expect(await cli().run('verify')).toBe(64);
     expect(await cli().run('verify', '/x', '--trust', '/x', '--bogus')).toBe(64);
     expect(await cli().run('import', '/x', '--trust', writeTrust())).toBe(64);
-    expect(await cli().run('log', 'export', '--log', '/x', '--format', 'xml')).toBe(1); // unreadable log comes first
+    expect(await cli().run('log', 'export', '--log', '/x', '--format', 'xml')).toBe(64); // usage comes before reading the log
+    expect(await cli().run('log', 'export', '--log', '/x', '--format', 'csv')).toBe(1); // then the unreadable log
     const c = cli();
     expect(await c.run('verify', tempDir('d'), '--trust', join(tempDir('t'), 'none.json'))).toBe(1);
     expect(c.err.join('')).toContain('TRUST_STORE_INVALID');

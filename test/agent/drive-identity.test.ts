@@ -38,6 +38,13 @@ describe('checkMediaBinding', () => {
     expect(checkMediaBinding({ ...DEFAULT_MEDIA, volumeId: null }, DEFAULT_IDENTITY, true).ok).toBe(false);
   });
 
+  it('tells an identity that could not be read, a manifest that binds nothing, a field the drive cannot tell and a real mismatch apart', () => {
+    expect(checkMediaBinding(DEFAULT_MEDIA, null, true)).toMatchObject({ ok: false, problem: 'IDENTITY_UNREADABLE' });
+    expect(checkMediaBinding({ ...DEFAULT_MEDIA, volumeId: null }, DEFAULT_IDENTITY, true)).toMatchObject({ ok: false, problem: 'MANIFEST_UNBOUND' });
+    expect(checkMediaBinding(DEFAULT_MEDIA, { ...DEFAULT_IDENTITY, capacity: null }, true)).toMatchObject({ ok: false, problem: 'FIELD_UNKNOWN' });
+    expect(checkMediaBinding(DEFAULT_MEDIA, { ...DEFAULT_IDENTITY, volumeId: '9999-0000' }, false)).toMatchObject({ ok: false, problem: 'MISMATCH' });
+  });
+
   it('compares volume ids without regard to case or dash, and labels in their escaped form', () => {
     expect(checkMediaBinding(DEFAULT_MEDIA, { ...DEFAULT_IDENTITY, volumeId: '1a2b3c4d' }, true).ok).toBe(true);
     const media = { ...DEFAULT_MEDIA, label: 'A\\x1bB' };

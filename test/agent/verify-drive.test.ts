@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { DriveIdentity } from '../../agent/drive-identity.ts';
+import { MEDIA_ADVICE, type DriveIdentity } from '../../agent/drive-identity.ts';
 import { STAGE_ON_WORKERS_FROM_BYTES, verifyDrive, type DriveReport } from '../../agent/transfer.ts';
 import type { TrustStore } from '../../agent/trust-store.ts';
 import { MANIFEST_PATH } from '../../manifest/index.ts';
@@ -99,9 +99,13 @@ describe('verify: the drive-level decision', () => {
     expect(log.events[0]).toMatchObject({ event: 'drive.checked', outcome: 'refused', code: 'MEDIA_MISMATCH' });
   });
 
-  it('refuses with MEDIA_MISMATCH when binding is required and the identity cannot be read', async () => {
+  it('refuses with MEDIA_MISMATCH when binding is required and the identity cannot be read, saying it could not be read', async () => {
     const drive = await makeDrive({ files });
-    expect((await verify(drive.root, makeTrust(), null)).report).toMatchObject({ approved: false, code: 'MEDIA_MISMATCH' });
+    const { report } = await verify(drive.root, makeTrust(), null);
+    expect(report).toMatchObject({ approved: false, code: 'MEDIA_MISMATCH' });
+    // The advice is the one for an unreadable identity, not the one for a manifest copied to another drive.
+    expect(report.reason).toContain(MEDIA_ADVICE.IDENTITY_UNREADABLE);
+    expect(report.reason).not.toContain(MEDIA_ADVICE.MISMATCH);
     expect((await verify(drive.root, makeTrust({ policy: { requireMediaBinding: false } }), null)).report).toMatchObject({ approved: true });
   });
 });
