@@ -22,6 +22,7 @@ import { generateKeyFiles } from './keygen.ts';
 import { readVolumeIdentity } from './media/identity.ts';
 import { openImageReadOnly } from './media/image-access.ts';
 import { buildDriveImage } from './media/image-builder.ts';
+import { makeFolder } from './path-option.ts';
 import { scanTextLines } from './scan/report.ts';
 import { runScan } from './scan/scan-command.ts';
 
@@ -74,7 +75,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
   const out = options.out ?? ((line: string) => console.log(line));
   const now = options.now ?? (() => new Date());
   const runDir = resolve(options.dir ?? join(PROJECT_ROOT, 'var', 'demo', manifestTime(now()).replace(/:/g, '')));
-  await mkdir(runDir, { recursive: true });
+  await makeFolder(runDir, '--dir', 0o755);
   out('Portcullis demo: a drive through the kiosk, then through the HMI agent');
   out(`  working folder: ${runDir}`);
   out('');
