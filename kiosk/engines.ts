@@ -54,7 +54,6 @@ export interface EngineOptions {
   /**
    * How file bytes reach the kiosk's own clamd: "spool" (default) writes them to a
    * kiosk-owned file clamd then SCANs; "instream" streams them over the socket.
-   * A clamd named by `clamdSocket` always gets INSTREAM.
    */
   readonly clamdTransport?: 'spool' | 'instream';
   readonly onStatus?: (line: string) => void;
@@ -140,7 +139,7 @@ export async function startEngines(options: EngineOptions): Promise<Engines> {
   }
   const workDir = resolve(options.workDir);
   // The spool's files are named to clamd in a SCAN command: say so now, before clamd is started.
-  const spoolProblem = !options.clamdSocket && options.clamdTransport !== 'instream' ? spoolFolderProblem(join(workDir, 'spool')) : null;
+  const spoolProblem = options.clamdTransport !== 'instream' ? spoolFolderProblem(join(workDir, 'spool')) : null;
   if (spoolProblem !== null) throw new ScannerError('SCANNER_CONFIG', `the work folder's spool ${spoolProblem}`);
   const stagedDb = join(workDir, 'db');
   await rm(stagedDb, { recursive: true, force: true });
@@ -182,8 +181,7 @@ export async function startEngines(options: EngineOptions): Promise<Engines> {
     spool?.close();
     if ('stop' in clamd) await clamd.stop();
   };
-  // Our own clamd reads the kiosk's spool files; a clamd started by someone else gets INSTREAM,
-  // as it may not be able to read (or even see) the kiosk's folders.
+  // clamd reads the kiosk's spool files, or gets the bytes by INSTREAM when asked (clamdTransport).
   const client: ClamdClient = clamd.client;
   const scanBytes = (chunks: AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<ScanResult> =>
     spool ? spool.scan(chunks, signal) : client.scanStream(chunks, signal);
