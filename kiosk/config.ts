@@ -3,8 +3,10 @@
  * where its key, audit log, databases, rules, policy and allowlist live, and
  * its name. Checked by a strict schema; command-line options override it.
  */
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { PortcullisError } from '../manifest/index.ts';
 import { formatIssues, object, optional, parse, string, type Infer } from '../manifest/schema.ts';
 
@@ -26,14 +28,40 @@ export type KioskConfig = Infer<typeof kioskConfigSchema>;
 
 export class ConfigError extends PortcullisError<'CONFIG_INVALID' | 'CONFIG_UNREADABLE'> {}
 
+/**
+ * The audit log a kiosk command uses when neither --db nor the config's
+ * `auditDb` names one: `var/kiosk/audit.db` in the checkout. `scan`, `run`
+ * and `log` all take it from here, so they read and write the same log.
+ */
+export const DEFAULT_AUDIT_DB = resolve(dirname(fileURLToPath(import.meta.url)), '../var/kiosk/audit.db');
+
 /** Reads and checks a config file; relative paths in it are relative to the file. */
 export async function loadKioskConfig(file: string): Promise<KioskConfig> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
   } catch (cause) {
-    throw new ConfigError('CONFIG_UNREADABLE', `cannot read the kiosk config ${file}: ${(cause as Error).message}`, { cause });
+    throw unreadable(file, cause);
   }
+  return parseKioskConfig(text, file);
+}
+
+/** The same, synchronously (for the log commands, which are synchronous). */
+export function loadKioskConfigSync(file: string): KioskConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (cause) {
+    throw unreadable(file, cause);
+  }
+  return parseKioskConfig(text, file);
+}
+
+function unreadable(file: string, cause: unknown): ConfigError {
+  return new ConfigError('CONFIG_UNREADABLE', `cannot read the kiosk config ${file}: ${(cause as Error).message}`, { cause });
+}
+
+function parseKioskConfig(text: string, file: string): KioskConfig {
   let value: unknown;
   try {
     value = JSON.parse(text);

@@ -14,18 +14,22 @@ import { csvRecord } from './csv.ts';
 import { SCAN_STATUSES, type ScanDetail, type ScanFilter, type ScanStatus, type ScanSummary } from './queries.ts';
 import { displayText, openAuditStore, type AuditStore } from './store.ts';
 
-export const LOG_USAGE = `usage: portcullis-kiosk log <command> --db FILE [options]
+export const LOG_USAGE = `usage: portcullis-kiosk log <command> [--db FILE | --config FILE] [options]
 
 commands:
-  verify --db FILE [--anchor SEQ:HASH] [--json]
+  verify [--db FILE] [--anchor SEQ:HASH] [--json]
         check the hash chain; exit 1 names the first broken record. --anchor
         also checks record SEQ against a hash kept outside the kiosk
-  list --db FILE [filters] [--json]
+  list [--db FILE] [filters] [--json]
         scans, newest first (default --limit 50)
-  show SCAN_ID --db FILE [--json]
+  show SCAN_ID [--db FILE] [--json]
         one scan: device, engines, policy, verdict, every file and reason
-  export --db FILE --format csv|json [filters]
+  export [--db FILE] --format csv|json [filters]
         scans oldest first; CSV has one row per file with the scan's columns
+
+the log: --db FILE, else the kiosk config's auditDb (--config FILE or
+PORTCULLIS_KIOSK_CONFIG), else var/kiosk/audit.db in the checkout: the
+same log scan and run write to
 
 filters:
   --since T --until T   started at or after / before T (YYYY-MM-DD, or
@@ -109,7 +113,7 @@ function runCommand(streams: LogStreams, body: (out: TextSink) => number): numbe
 }
 
 function withStore<T>(db: string | undefined, use: (store: AuditStore) => T): T {
-  if (!db) throw new LogUsageError('--db FILE is required');
+  if (!db) throw new LogUsageError('--db FILE is required (or a kiosk config with auditDb)');
   const store = openAuditStore(db, { readonly: true });
   try {
     return use(store);
@@ -366,12 +370,18 @@ export function logExportCommand(options: LogExportOptions): number {
   });
 }
 
+/** Where the log commands find the audit log when --db is not given. */
+export interface LogDefaults {
+  /** The audit log for a config file (--config, or none given); throws a PortcullisError for a bad config. */
+  readonly db?: (configPath: string | undefined) => string;
+}
+
 /**
  * `log <verify|list|show|export> ...` from raw arguments, for the CLI's
  * composition root: parses with node:util parseArgs (strict) and runs the
  * command. Bad arguments exit 64 with the usage text.
  */
-export function logCommand(argv: readonly string[], streams: LogStreams = {}): number {
+export function logCommand(argv: readonly string[], streams: LogStreams = {}, defaults: LogDefaults = {}): number {
   const [command, ...rest] = argv;
   const filterOptions = {
     since: { type: 'string' },
@@ -383,26 +393,29 @@ export function logCommand(argv: readonly string[], streams: LogStreams = {}): n
     limit: { type: 'string' },
   } as const;
   const db = { type: 'string' } as const;
+  const config = { type: 'string' } as const;
   const json = { type: 'boolean' } as const;
+  // --db, else the default for the config (the same log scan and run use).
+  const dbOf = (values: { db?: string | undefined; config?: string | undefined }): string | undefined => values.db ?? defaults.db?.(values.config);
   return runCommand(streams, () => {
     try {
       switch (command) {
         case 'verify': {
-          const { values } = parseArgs({ args: rest, strict: true, options: { db, json, anchor: { type: 'string' } } });
-          return logVerifyCommand({ ...streams, ...values });
+          const { values } = parseArgs({ args: rest, strict: true, options: { db, config, json, anchor: { type: 'string' } } });
+          return logVerifyCommand({ ...streams, ...values, db: dbOf(values) });
         }
         case 'list': {
-          const { values } = parseArgs({ args: rest, strict: true, options: { db, json, ...filterOptions } });
-          return logListCommand({ ...streams, ...values });
+          const { values } = parseArgs({ args: rest, strict: true, options: { db, config, json, ...filterOptions } });
+          return logListCommand({ ...streams, ...values, db: dbOf(values) });
         }
         case 'show': {
-          const { values, positionals } = parseArgs({ args: rest, strict: true, allowPositionals: true, options: { db, json } });
+          const { values, positionals } = parseArgs({ args: rest, strict: true, allowPositionals: true, options: { db, config, json } });
           if (positionals.length !== 1) throw new LogUsageError('show needs exactly one SCAN_ID');
-          return logShowCommand({ ...streams, ...values, scanId: positionals[0]! });
+          return logShowCommand({ ...streams, ...values, db: dbOf(values), scanId: positionals[0]! });
         }
         case 'export': {
-          const { values } = parseArgs({ args: rest, strict: true, options: { db, format: { type: 'string' }, ...filterOptions } });
-          return logExportCommand({ ...streams, ...values });
+          const { values } = parseArgs({ args: rest, strict: true, options: { db, config, format: { type: 'string' }, ...filterOptions } });
+          return logExportCommand({ ...streams, ...values, db: dbOf(values) });
         }
         case undefined:
           throw new LogUsageError('log needs a command: verify, list, show or export');

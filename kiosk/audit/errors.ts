@@ -8,6 +8,8 @@ export const AUDIT_ERROR_CODES = [
   'AUDIT_SCHEMA_TOO_NEW',
   /** A read-only open found a schema older than this code, which it may not migrate. */
   'AUDIT_SCHEMA_OUTDATED',
+  /** An SQLite database with tables but no audit schema: someone else's database, never migrated into (nothing is written to it). */
+  'AUDIT_NOT_AN_AUDIT_LOG',
   /** A record could not be committed: the operation it records must fail closed. */
   'AUDIT_WRITE_FAILED',
   /** A record's content is malformed or contradicts itself (a caller bug): nothing was written. */

@@ -521,9 +521,14 @@ export function openAuditStore(path: string, options: AuditStoreOptions = {}): A
   try {
     const version = currentVersion(db);
     if (version > SCHEMA_VERSION) throw tooNew(path, version);
+    // Tables but no schema_migrations: someone else's database, not this kiosk's log.
+    // Migrating would write audit tables into it; an empty database is a new log.
+    if (!tableExists(db, 'schema_migrations') && db.prepare('SELECT 1 FROM sqlite_master LIMIT 1').get() !== undefined) {
+      throw new AuditError('AUDIT_NOT_AN_AUDIT_LOG', `${path}: an SQLite database that is not a kiosk audit log; nothing was written to it: check --db (or the config's auditDb)`);
+    }
     if (readonly) {
       if (version < SCHEMA_VERSION) {
-        throw new AuditError('AUDIT_SCHEMA_OUTDATED', `${path}: schema version ${version} is older than ${SCHEMA_VERSION} (or this is not an audit database): open it once with the kiosk to migrate it`);
+        throw new AuditError('AUDIT_SCHEMA_OUTDATED', `${path}: schema version ${version} is older than ${SCHEMA_VERSION}: open it once with the kiosk (a scan, or the station) to migrate it`);
       }
       return new SqliteAuditStore(db, path, now);
     }

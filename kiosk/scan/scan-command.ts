@@ -9,17 +9,19 @@
  *  5. record the whole outcome in one audit transaction.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { PortcullisError, type SigningKey } from '../../manifest/index.ts';
 import { loadAllowlist, type Allowlist } from '../allowlist.ts';
+import { DEFAULT_AUDIT_DB } from '../config.ts';
 import { DriveError, openFolderTarget, openImageTarget, type DriveTarget, type UsbIdentity, type WritableSwitch } from '../approval/drive-target.ts';
 import { writeApproval, type IssuedManifest } from '../approval/write-approval.ts';
 import { openAuditStore, type AuditStore } from '../audit/store.ts';
 import { DEFAULT_RULES_DIR, PRODUCTION_CLAMAV_DB, startEngines, type EngineCache, type Engines } from '../engines.ts';
 import { preferredBlake3 } from '../hash-file.ts';
 import { loadSigningKey } from '../keygen.ts';
+import { makeFolder } from '../path-option.ts';
 import { loadPolicy, type LoadedPolicy } from '../policy.ts';
 import { blockPassing, ENGINE_FAILURES, type Decision, type DriveReason } from './decide.ts';
 import { ScanLedgerError } from './ledger.ts';
@@ -58,7 +60,8 @@ export interface ScanCommandOptions {
   readonly now?: () => Date;
 }
 
-export const DEFAULT_AUDIT_DB = resolve(dirname(new URL(import.meta.url).pathname), '../../var/kiosk/audit.db');
+/** The default audit log, shared with `log` and `run` (kiosk/config.ts). */
+export { DEFAULT_AUDIT_DB };
 
 /**
  * The ClamAV database a kiosk uses unless told otherwise: the production one.
@@ -112,7 +115,7 @@ export async function runScan(options: ScanCommandOptions): Promise<ScanOutcome>
   try {
     const dbPath = options.dbPath === undefined ? DEFAULT_AUDIT_DB : options.dbPath;
     if (dbPath !== null) {
-      await mkdir(dirname(dbPath), { recursive: true });
+      await makeFolder(dirname(dbPath), '--db'); // not mkdir recursive: it loops forever under /proc
       audit = openAuditStore(dbPath);
       audit.recordInterruptedScans();
     }
