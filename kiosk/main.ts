@@ -3,16 +3,15 @@
  * top-level catch turns typed errors into exit codes and anything else into
  * "this is a bug" with context.
  */
+import { stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
-import { PortcullisError } from '../manifest/index.ts';
-import { runDemo } from './demo.ts';
+import { displayText, PortcullisError } from '../manifest/index.ts';
 import { EXIT } from './exit-codes.ts';
-import { loadKioskConfig, type KioskConfig } from './config.ts';
-import { generateKeyFiles } from './keygen.ts';
-import { logCommand } from './audit/commands.ts';
-import { reviewCommand, siemCommand } from './review/commands.ts';
-import { parseUsb, scanCommand } from './scan/scan-command.ts';
-import { runStation } from './station/station.ts';
+import { DEFAULT_AUDIT_DB, loadKioskConfig, loadKioskConfigSync, type KioskConfig } from './config.ts';
+import { makeFolder, PathError, requireFolder } from './path-option.ts';
+// Each command's modules are imported when it runs: the station alone (Ink, React) takes
+// most of a second to load, which every `log`, `keygen` or usage error would pay.
 
 const USAGE = `usage: portcullis-kiosk <command> [options]
 
@@ -73,9 +72,49 @@ interface KioskSettings {
   workDir?: string;
 }
 
+/** The config file a command reads: --config, else PORTCULLIS_KIOSK_CONFIG (empty: none). */
+function configPathOf(value: string | undefined): string | undefined {
+  return value ?? (process.env.PORTCULLIS_KIOSK_CONFIG || undefined);
+}
+
+/** The audit log `log` reads without --db: the config's auditDb, else the one scan and run default to. */
+function defaultAuditDb(configValue: string | undefined): string {
+  const configPath = configPathOf(configValue);
+  return (configPath ? loadKioskConfigSync(configPath).auditDb : undefined) ?? DEFAULT_AUDIT_DB;
+}
+
+/**
+ * The settings' paths, checked before anything starts (no engine, no station):
+ * folders that must exist, and the audit log's folder, made when missing.
+ */
+async function checkSettings(settings: KioskSettings, options: { readonly workDirMade?: boolean } = {}): Promise<void> {
+  if (settings.workDir) {
+    if (options.workDirMade) await makeFolder(settings.workDir, '--work-dir', 0o755);
+    else await requireFolder(settings.workDir, '--work-dir');
+  }
+  if (settings.rulesDir) await requireFolder(settings.rulesDir, '--rules');
+  if (settings.allowlistDir) await requireFolder(settings.allowlistDir, '--allowlist');
+  if (settings.clamavDb && settings.clamavDb !== 'test') await requireFolder(settings.clamavDb, '--clamav-db');
+  if (settings.dbPath) await makeFolder(dirname(settings.dbPath), '--db');
+}
+
+/** `scan PATH`: a folder (a mounted drive) without --image, an image file or block device with it. */
+async function checkScanPath(path: string, image: boolean): Promise<void> {
+  const shown = displayText(path);
+  const info = await stat(path).catch((cause: unknown) => {
+    const code = (cause as NodeJS.ErrnoException).code;
+    throw new PathError('PATH_MISSING', `${shown}: ${code === 'ENOENT' || code === 'ENOTDIR' ? 'no such file or folder' : `cannot be read (${code ?? (cause as Error).message})`}: name the mounted drive, or an image file with --image`, { cause });
+  });
+  if (image && info.isDirectory()) throw new UsageError(`${shown} is a folder: scan a mounted drive or a folder without --image; --image is for a FAT32/exFAT image file`);
+  if (!image && !info.isDirectory()) {
+    throw new UsageError(`${shown} is ${info.isFile() || info.isBlockDevice() ? 'a file' : 'not a folder'}: scan a mounted drive (a folder), or add --image to scan a FAT32/exFAT image file`);
+  }
+  if (image && !info.isFile() && !info.isBlockDevice()) throw new UsageError(`${shown} is not a file: --image takes a FAT32/exFAT image file`);
+}
+
 /** Command line first, then the config file (--config or PORTCULLIS_KIOSK_CONFIG), then the environment. */
 async function kioskSettings(values: KioskSettingValues): Promise<KioskSettings> {
-  const configPath = values.config ?? process.env.PORTCULLIS_KIOSK_CONFIG;
+  const configPath = configPathOf(values.config);
   const config: KioskConfig = configPath ? await loadKioskConfig(configPath) : {};
   const merged: Record<keyof KioskSettings, string | undefined> = {
     keyPath: values.key ?? config.keyPath ?? process.env.PORTCULLIS_KIOSK_KEY,
@@ -98,6 +137,7 @@ async function run(argv: string[]): Promise<number> {
     case 'keygen': {
       const { values } = parseArgs({ args: rest, options: { out: { type: 'string' } }, strict: true });
       if (!values.out) throw new UsageError('keygen needs --out DIR');
+      const { generateKeyFiles } = await import('./keygen.ts');
       const key = await generateKeyFiles(values.out);
       console.log(`key id ${key.keyId}`);
       console.log(`private key ${key.privateKeyPath} (mode 0600: keep it on the kiosk)`);
@@ -119,14 +159,20 @@ async function run(argv: string[]): Promise<number> {
         },
       });
       if (positionals.length !== 1) throw new UsageError('scan needs exactly one PATH (the mounted drive, or an image with --image)');
+      const { parseUsb, scanCommand } = await import('./scan/scan-command.ts');
+      const usb = values.usb ? parseUsb(values.usb) : null;
+      const settings = await kioskSettings(values);
+      // Bad input is refused here, before the audit log records a scan or an engine starts.
+      await checkScanPath(positionals[0]!, values.image);
+      await checkSettings(settings);
       return scanCommand({
         path: positionals[0]!,
         image: values.image,
         json: values.json,
         noWrite: values['no-write'],
-        ...(await kioskSettings(values)),
+        ...settings,
         ...(values.operator ? { operatorId: values.operator } : {}),
-        ...(values.usb ? { usb: parseUsb(values.usb) } : {}),
+        ...(usb ? { usb } : {}),
       });
     }
     case 'run': {
@@ -140,29 +186,43 @@ async function run(argv: string[]): Promise<number> {
           'device-policy': { type: 'string' },
         },
       });
+      const settings = await kioskSettings(values);
+      // In demo mode the work folder holds the demo's drive and key: made when missing.
+      await checkSettings(settings, { workDirMade: values.demo });
+      if (values.watch) await requireFolder(values.watch, '--watch');
+      const { runStation } = await import('./station/station.ts');
       return runStation({
         demo: values.demo,
         ...(values.watch ? { watchFolder: values.watch } : {}),
         ...(values['device-policy'] ? { devicePolicyPath: values['device-policy'] } : {}),
-        ...(await kioskSettings(values)),
+        ...settings,
       });
     }
-    case 'log':
-      return logCommand(rest);
-    case 'review':
+    case 'log': {
+      const { logCommand } = await import('./audit/commands.ts');
+      return logCommand(rest, {}, { db: defaultAuditDb });
+    }
+    case 'review': {
+      const { reviewCommand } = await import('./review/commands.ts');
       return reviewCommand(rest);
-    case 'siem':
+    }
+    case 'siem': {
+      const { siemCommand } = await import('./review/commands.ts');
       return siemCommand(rest);
+    }
     case 'demo': {
       const { values } = parseArgs({ args: rest, options: { dir: { type: 'string' } }, strict: true });
+      const { runDemo } = await import('./demo.ts');
       const result = await runDemo(values.dir ? { dir: values.dir } : {});
       return result.ok ? EXIT.OK : EXIT.FAILURE;
     }
     case undefined:
+      console.error(USAGE); // a usage error: the text goes where errors go
+      return EXIT.USAGE;
     case 'help':
     case '--help':
       console.log(USAGE);
-      return command === undefined ? EXIT.USAGE : EXIT.OK;
+      return EXIT.OK;
     default:
       throw new UsageError(`unknown command ${JSON.stringify(command)}`);
   }
@@ -177,7 +237,8 @@ export async function main(argv: string[]): Promise<number> {
       return EXIT.USAGE;
     }
     if (error instanceof PortcullisError) {
-      console.error(`portcullis-kiosk: ${error.code}: ${error.message}`);
+      // One line: the code, then the message (a message from a path or a drive is escaped).
+      console.error(`portcullis-kiosk: ${error.code}: ${displayText(error.message)}`);
       return EXIT.FAILURE;
     }
     console.error('portcullis-kiosk: internal error (this is a bug; please report it with the text below)');

@@ -10,7 +10,7 @@ import { mkdir, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { displayText, PortcullisError } from '../manifest/index.ts';
 
-export type PathErrorCode = 'PATH_MISSING' | 'PATH_NOT_A_FOLDER' | 'PATH_NOT_A_FILE' | 'PATH_UNWRITABLE';
+export type PathErrorCode = 'PATH_MISSING' | 'PATH_NOT_A_FOLDER' | 'PATH_UNWRITABLE';
 export class PathError extends PortcullisError<PathErrorCode> {}
 
 const shown = (path: string): string => displayText(path);
@@ -37,15 +37,6 @@ export async function requireFolder(path: string, what: string): Promise<void> {
   });
   if (!info) throw new PathError('PATH_MISSING', `${what} ${shown(path)}: no such folder: check the path, or create the folder first`);
   if (!info.isDirectory()) throw new PathError('PATH_NOT_A_FOLDER', `${what} ${shown(path)}: is a file, not a folder: name a folder`);
-}
-
-/** A file that must already exist. */
-export async function requireFile(path: string, what: string): Promise<void> {
-  const info = await statOrNull(path).catch((error: unknown) => {
-    throw new PathError('PATH_MISSING', `${what} ${shown(path)}: cannot be read (${reason(error)}): check the path and its permissions`, { cause: error });
-  });
-  if (!info) throw new PathError('PATH_MISSING', `${what} ${shown(path)}: no such file: check the path`);
-  if (!info.isFile()) throw new PathError('PATH_NOT_A_FILE', `${what} ${shown(path)}: is ${info.isDirectory() ? 'a folder' : 'not a regular file'}: name a file`);
 }
 
 /**

@@ -270,7 +270,10 @@ async function writeFolderManifest(path: string, files: ReadonlyArray<{ path: st
 
 /** A FAT32 or exFAT image: scanned through a read-only mount or an extraction, written with mtools or exFAT tools. */
 export async function openImageTarget(imagePath: string, workDir: string, usb: UsbIdentity | null = null): Promise<DriveTarget> {
-  const identity = await readVolumeIdentity(imagePath);
+  const identity = await readVolumeIdentity(imagePath).catch((cause: unknown) => {
+    if (cause instanceof PortcullisError) throw cause;
+    throw new DriveError('DRIVE_UNREADABLE', `cannot read the image ${imagePath}: ${(cause as Error).message}: name a FAT32 or exFAT image file`, { cause });
+  });
   await mkdir(workDir, { recursive: true, mode: 0o700 });
   const opened = await openImageReadOnly(imagePath, workDir);
   const unseen = [

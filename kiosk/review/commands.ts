@@ -12,7 +12,7 @@ import { displayText } from '../audit/store.ts';
 import { EXIT } from '../exit-codes.ts';
 import { openReviewStore, ReviewError } from './review-store.ts';
 import { startReviewServer, type ReviewServer } from './server.ts';
-import { openSiemSpool, type SiemTarget } from './siem.ts';
+import { openSiemSpool, SiemError, type SiemTarget } from './siem.ts';
 
 export const REVIEW_USAGE = `usage:
   portcullis-kiosk review --db AUDIT.db --review-db REVIEW.db [--host 127.0.0.1] [--port 8765] [--public-name NAME[:PORT]]...
@@ -222,6 +222,16 @@ export interface SiemSendOptions extends Streams {
   readonly until?: Promise<unknown>;
 }
 
+/** A PEM file for the TLS connection: a missing or unreadable one is named, with its flag. */
+function readTlsFile(path: string, flag: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (cause) {
+    const why = (cause as NodeJS.ErrnoException).code ?? (cause as Error).message;
+    throw new SiemError('SIEM_CONFIG_INVALID', `${flag} ${displayText(path)}: cannot read (${why}): name the PEM file`, { cause });
+  }
+}
+
 function parseTarget(options: SiemSendOptions): SiemTarget {
   const match = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$/.exec(need(options.target, '--target'));
   if (!match || Number(match[2]) > 65535) throw new UsageError('--target: expected HOST:PORT');
@@ -230,9 +240,9 @@ function parseTarget(options: SiemSendOptions): SiemTarget {
   return {
     host, port: Number(match[2]), transport: 'tls',
     tls: {
-      ca: readFileSync(need(options.ca, '--ca')),
-      ...(options.cert ? { cert: readFileSync(options.cert) } : {}),
-      ...(options.key ? { key: readFileSync(options.key) } : {}),
+      ca: readTlsFile(need(options.ca, '--ca'), '--ca'),
+      ...(options.cert ? { cert: readTlsFile(options.cert, '--cert') } : {}),
+      ...(options.key ? { key: readTlsFile(options.key, '--key') } : {}),
       ...(options.servername ? { servername: options.servername } : {}),
     },
   };

@@ -22,6 +22,8 @@ export type StationErrorCode =
   | 'VOLUME_UNKNOWN_FS'
   | 'VOLUME_UNREADABLE'
   | 'DEVICE_POLICY_INVALID'
+  | 'DEVICE_POLICY_UNREADABLE'
+  | 'USB_UNAVAILABLE'
   | 'MOUNT_FAILED';
 export class StationError extends PortcullisError<StationErrorCode> {}
 
@@ -96,7 +98,7 @@ export const OPEN_DEVICE_POLICY: DevicePolicy = { id: 'open', allow: [], deny: [
 
 export function parseDevicePolicy(value: unknown, source: string): DevicePolicy {
   const result = parse(devicePolicySchema, value);
-  if (!result.ok) throw new StationError('DEVICE_POLICY_INVALID', `${source}: ${formatIssues(result.issues)}`);
+  if (!result.ok) throw new StationError('DEVICE_POLICY_INVALID', `${source}: ${formatIssues(result.issues)}: correct the device policy file`);
   return result.value;
 }
 

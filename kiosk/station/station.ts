@@ -10,7 +10,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { render, renderToString, type Instance } from 'ink';
 import React from 'react';
 import { PortcullisError } from '../../manifest/index.ts';
@@ -18,13 +18,14 @@ import { openAuditStore } from '../audit/store.ts';
 import { manifestTime } from '../build-statement.ts';
 import { DEMO_FILES, PROJECT_ROOT } from '../demo.ts';
 import { EXIT } from '../exit-codes.ts';
-import { generateKeyFiles } from '../keygen.ts';
+import { generateKeyFiles, loadSigningKey } from '../keygen.ts';
 import { createEngineCache } from '../engines.ts';
 import { buildDriveImage } from '../media/image-builder.ts';
+import { makeFolder, requireFolder } from '../path-option.ts';
 import { loadPolicy } from '../policy.ts';
 import type { DriveReason } from '../scan/decide.ts';
 import { DEFAULT_AUDIT_DB, DEFAULT_CLAMAV_DB, runScan, type ScanCommandOptions, type ScanOutcome } from '../scan/scan-command.ts';
-import { checkDevice, describeDevice, OPEN_DEVICE_POLICY, parseDevicePolicy, StationError, usbIdentityOf, type DevicePolicy, type DeviceRecord, type PartitionRecord } from './device.ts';
+import { checkDevice, describeDevice, OPEN_DEVICE_POLICY, parseDevicePolicy, shownText, StationError, usbIdentityOf, type DevicePolicy, type DeviceRecord, type PartitionRecord } from './device.ts';
 import { FixtureDeviceSource, loadDeviceFixture, withImageDrive, type DeviceSource, type DeviceSourceEvent } from './device-source.ts';
 import { createMountAdapter, type MountAdapter, type MountedVolume } from './mount.ts';
 import { initialState, reduce, resultView, type EngineStatus, type ResultView, type StationEvent, type StationState } from './state.ts';
@@ -141,9 +142,27 @@ function enginesFromScan(previous: EngineStatus, outcome: ScanOutcome): EngineSt
   };
 }
 
+/** `--device-policy FILE`: the device allow/deny list, checked strictly; errors name the file. */
+export async function loadDevicePolicy(path: string): Promise<DevicePolicy> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (cause) {
+    const why = (cause as NodeJS.ErrnoException).code ?? (cause as Error).message;
+    throw new StationError('DEVICE_POLICY_UNREADABLE', `cannot read the device policy ${shownText(path)} (${why}): check --device-policy`, { cause });
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (cause) {
+    throw new StationError('DEVICE_POLICY_INVALID', `${shownText(path)}: not JSON (${(cause as Error).message}): correct the device policy file`, { cause });
+  }
+  return parseDevicePolicy(value, shownText(path));
+}
+
 /** The demo drive (kiosk/demo.ts's files) as a FAT32 image, a key and the demo allowlist. */
 export async function prepareDemo(dir: string): Promise<{ image: string; keyPath: string; allowlistDir: string }> {
-  await mkdir(dir, { recursive: true });
+  await makeFolder(dir, '--work-dir', 0o755);
   const image = join(dir, 'drive.img');
   await buildDriveImage(image, { filesystem: 'fat32', sizeMiB: 34, label: 'LINE3', volumeId: '1A2B-3C4D', files: DEMO_FILES.map((f) => ({ path: f.path, content: f.content })) });
   const keys = await generateKeyFiles(join(dir, 'kiosk-keys'));
@@ -169,10 +188,16 @@ export async function startStation(options: StationOptions & { source: DeviceSou
   const now = options.now ?? (() => new Date());
   const log = options.log ?? (() => undefined);
   const policy = await loadPolicy(options.policyPath);
-  const devicePolicy = options.devicePolicy
-    ?? (options.devicePolicyPath ? parseDevicePolicy(JSON.parse(await readFile(options.devicePolicyPath, 'utf8')) as unknown, options.devicePolicyPath) : OPEN_DEVICE_POLICY);
+  const devicePolicy = options.devicePolicy ?? (options.devicePolicyPath ? await loadDevicePolicy(options.devicePolicyPath) : OPEN_DEVICE_POLICY);
   const clamavDb = options.clamavDb ?? DEFAULT_CLAMAV_DB;
   const dbPath = options.dbPath === undefined ? DEFAULT_AUDIT_DB : options.dbPath;
+  // What every drive will need is checked before the station starts, not at the first drive.
+  if (options.workDir) await requireFolder(options.workDir, '--work-dir');
+  if (options.keyPath) await loadSigningKey(options.keyPath);
+  if (dbPath !== null) {
+    await makeFolder(dirname(dbPath), '--db');
+    openAuditStore(dbPath).close();
+  }
   const scan = options.scan ?? runScan;
   // One set of engines for the station's life: clamd with a production database
   // takes tens of seconds and about 1 GB to start, not something to do per drive.
@@ -389,6 +414,7 @@ export async function runStation(options: StationOptions = {}): Promise<number> 
     };
   }
   if (!source && options.watchFolder) {
+    await requireFolder(options.watchFolder, '--watch');
     const { createImageFolderSource } = await import('./image-folder-source.ts');
     source = createImageFolderSource(resolve(options.watchFolder));
   }

@@ -8,12 +8,15 @@
  * fixture tests cover.
  */
 import { execFile } from 'node:child_process';
-import type { BlockDeviceRecord, DeviceRecord } from './device.ts';
+import { access } from 'node:fs/promises';
+import { StationError, type BlockDeviceRecord, type DeviceRecord } from './device.ts';
 import { drivesFrom, recordFromWebUsb, type WebUsbDeviceLike } from './device-record.ts';
 import type { DeviceSource, DeviceSourceEvent } from './device-source.ts';
 
 /** Time for the kernel to create the block devices after a connect, and for a hub's children to arrive. */
 export const SETTLE_MS = 2500; // ms
+/** Where Linux lists USB devices (libusb reads it). */
+const USB_SYSFS = '/sys/bus/usb/devices';
 
 type UsbDevice = WebUsbDeviceLike & { readonly bus: string; readonly ports: readonly number[] };
 
@@ -49,7 +52,15 @@ export function createUsbDeviceSource(): DeviceSource {
   let remove: (() => void) | null = null;
   return {
     async start(listener: (event: DeviceSourceEvent) => void) {
+      // Without sysfs's USB bus the usb package rejects a promise nobody holds (and the process dies
+      // with its stack) as soon as a listener is added: checked first, and the station never starts.
+      await access(USB_SYSFS).catch((cause: unknown) => {
+        throw new StationError('USB_UNAVAILABLE', `this machine has no USB bus (${USB_SYSFS} is missing): run the station on the kiosk, or use --demo or --watch DIR`, { cause });
+      });
       const { usb } = await import('usb');
+      await usb.getDevices().catch((cause: unknown) => {
+        throw new StationError('USB_UNAVAILABLE', `cannot list the USB devices (${(cause as Error).message}): check ${USB_SYSFS} and the kiosk's permissions, or use --demo or --watch DIR`, { cause });
+      });
       const build = async (root: UsbDevice): Promise<DeviceRecord> => {
         const id = portPath(root);
         const children = [...known.values()].filter((d) => d !== root && portPath(d).startsWith(`${id}.`));
