@@ -1,8 +1,9 @@
 /**
  * The agent's walk of a drive: lstat only (a symlink is reported, never
  * followed), names read as raw bytes (a name that is not UTF-8 is reported
- * escaped, never lost or "fixed"), bounded in entry count and depth. It only
- * lists; what may pass is decided against the manifest (drive-check.ts).
+ * escaped, never lost or "fixed"), bounded in entry count and depth, and
+ * confined to the drive's own device. It only lists; what may pass is
+ * decided against the manifest (drive-check.ts).
  */
 import type { Stats } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
@@ -92,6 +93,11 @@ export async function walkDrive(root: string, limits: WalkLimits = DEFAULT_WALK_
       const stats = looked[i]!;
       if (stats instanceof Error) {
         return { ok: false, code: 'DRIVE_UNREADABLE', reason: `cannot read ${displayNameBytes(rel)} (${stats.message})` };
+      }
+      // Everything on the drive is on the drive's own device: anything else is a folder that leads off it
+      // (another volume mounted there, or a folder swapped for a link while the drive was listed).
+      if (stats.dev !== rootStats.dev) {
+        return { ok: false, code: 'DRIVE_UNREADABLE', reason: `${displayNameBytes(rel)} is on another device than the drive (a volume mounted in it, or a folder swapped for a link while it was read): the drive is refused whole` };
       }
       const kind = entryKindOf(stats);
       const inManifest = dir.inManifest || (dir.depth === 0 && name.toString('latin1').toLowerCase() === MANIFEST_FOLDER);

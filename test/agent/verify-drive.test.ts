@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -193,5 +193,19 @@ describe('verify: per-file results', () => {
     const log = new MemoryLog();
     const report = await verifyDrive({ drive: drive.root, trust: makeTrust(), now: new Date(), identity: DEFAULT_IDENTITY, log, limits: { maxEntries: 1000, maxDepth: 3 } });
     expect(report).toMatchObject({ approved: false, code: 'DRIVE_LIMIT_EXCEEDED' });
+  });
+  it('refuses a drive with a folder that leads off its filesystem (another volume mounted or swapped in) as DRIVE_UNREADABLE', async () => {
+    const content = Buffer.alloc(70_000, 0x5a);
+    const drive = await makeDrive({ files: { 'README.txt': 'hello plant\n', 'firmware/plc-cpu.bin': content } });
+    // The same listed bytes, but on another filesystem: the walk must not take them for the drive's.
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', join(drive.root, 'firmware')]);
+    try {
+      writeFileSync(join(drive.root, 'firmware/plc-cpu.bin'), content);
+      const { report } = await verify(drive.root);
+      expect(report).toMatchObject({ approved: false, code: 'DRIVE_UNREADABLE' });
+      expect(report.files).toEqual([]);
+    } finally {
+      execFileSync('umount', ['-l', join(drive.root, 'firmware')]);
+    }
   });
 });
