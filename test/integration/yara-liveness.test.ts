@@ -236,6 +236,15 @@ describe('the kiosk proves every rule through its clamd', () => {
       await engines.stop();
     }
   });
+
+  it('refuses to start when something in the ClamAV database silences a rule without a word (an .ign2 naming it)', async () => {
+    const clamavDb = await freshDir();
+    await writeSignatures(clamavDb);
+    await writeFile(join(clamavDb, 'local.ign2'), 'Portcullis_Credential_Dumper\n');
+    const error = await rejection(startEngines({ clamavDb, rulesDir: DEFAULT_RULES_DIR, workDir: await freshDir(), policy }), EngineError);
+    expect(error.code).toBe('YARA_RULES_NOT_LIVE');
+    expect(error.message).toMatch(/^clamd loaded the YARA rules but 1 of \d+ YARA rules did not fire on their probes: credential-dumping\.yar:\d+ Portcullis_Credential_Dumper \(answered OK\)/);
+  });
 });
 
 describe('the probes themselves', () => {
