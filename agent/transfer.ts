@@ -114,6 +114,18 @@ function fileEvent(ctx: Context, event: string, r: FileResult): LogEvent {
 interface Placed {
   readonly finalPath: string;
   readonly folder: string;
+  /** `dev:ino` of the file named: it is removed again only while that name still holds this file. */
+  readonly identity: string;
+}
+
+/**
+ * Takes a placed file's name back, only while the name still holds the file
+ * the agent placed: a folder swapped for a link since then would otherwise
+ * turn the unlink onto a file of the same name somewhere else.
+ */
+async function removePlaced(placed: Placed): Promise<void> {
+  if (identityAt(placed.finalPath) !== placed.identity) return;
+  await unlink(placed.finalPath).catch(() => undefined);
 }
 
 /** What a staged file's placement decided: its record, its result, and the file it linked (if any). */
@@ -425,7 +437,7 @@ class DecisionLog {
     const folders = new Set<string>();
     for (const d of group) {
       if (d.placed) {
-        await unlink(d.placed.finalPath).catch(() => undefined);
+        await removePlaced(d.placed);
         folders.add(d.placed.folder);
       } else if (d.place && d.event === null) {
         await d.place(error).catch(() => undefined); // refuses and removes its staging file
@@ -439,7 +451,7 @@ class DecisionLog {
 
 /** Removes a file named in a group whose names could not be made durable, and turns its decision into a refusal. */
 async function takeBack(d: PendingDecision, what: string, error: unknown): Promise<void> {
-  await unlink(d.placed!.finalPath).catch(() => undefined);
+  await removePlaced(d.placed!);
   const reason = `${what} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}): the copy was removed again`;
   d.result = refusedResult(d.result!.path, 'COPY_FAILED', reason, d.result!.digests);
   d.event = { ...d.event!, event: 'file.refused', outcome: 'refused', code: 'COPY_FAILED', reason, destination: null };
@@ -977,8 +989,16 @@ async function placeFile(names: FolderNames, root: string, relative: string, sta
     }
     // The name must hold the file that was written and hashed: a staged file swapped before the link is taken back.
     if (identityAt(finalPath) !== staged.identity) {
+      const moved = changedFolder(names, root, parents.actual);
+      if (moved !== null) {
+        // The name may have gone through a link elsewhere: nothing is removed by a path that now leads elsewhere.
+        return {
+          ok: false, outcome: 'refused', code: 'DESTINATION_UNSAFE',
+          reason: `${moved} at the destination changed while the file was named (moved, or replaced by a link or junction): a copy may be where it leads and was not removed; check the destination and who can write to it`,
+        };
+      }
       try {
-        unlinkSync(finalPath);
+        unlinkSync(finalPath); // the name this link just made, holding bytes that were never hashed
       } catch {
         // already gone
       }
@@ -1174,7 +1194,7 @@ async function importOne(job: ImportJob, c: Candidate): Promise<Decided> {
         destination: escapeForDisplay(placed.relative),
         digests,
       };
-      return { event: fileEvent(ctx, 'file.imported', result), result, placed: { finalPath: placed.finalPath, folder: placed.folder } };
+      return { event: fileEvent(ctx, 'file.imported', result), result, placed: { finalPath: placed.finalPath, folder: placed.folder, identity: staged.identity } };
     } finally {
       if (staged !== null) {
         releaseStaged(staged); // after the identity check, before the unlink (Windows deletes an open file's name only once it is closed)

@@ -103,6 +103,31 @@ describe('import: every folder from the destination root down is checked before 
   });
 });
 
+describe('import: a file taken back is removed only where the agent put it', () => {
+  it('does not delete a file outside the destination when a folder was swapped before a failed group is taken back', async () => {
+    const drive = await makeDrive({ files: { 'a/victim.txt': 'approved bytes\n' } });
+    const dest = tempDir('dest');
+    const outside = tempDir('outside');
+    writeFileSync(join(outside, 'victim.txt'), 'someone else\'s file\n');
+    const log = new MemoryLog();
+    log.failAfter = 1; // drive.checked is written; the group with the file's record is not
+    let flushes = 0;
+    await expect(importDrive({
+      drive: drive.root, trust: makeTrust(), now: new Date(), identity: DEFAULT_IDENTITY, log, destination: dest, clash: 'refuse',
+      // The second flush comes after the file was named: swap its folder for a link to where another file of that name lives.
+      flushStaged: () => {
+        if (++flushes === 2) {
+          renameSync(join(dest, 'a'), join(dest, 'a-moved'));
+          symlinkSync(outside, join(dest, 'a'));
+        }
+        return Promise.resolve();
+      },
+    })).rejects.toMatchObject({ code: 'LOG_WRITE_FAILED' });
+    expect(flushes).toBe(2);
+    expect(readFileSync(join(outside, 'victim.txt'), 'utf8')).toBe('someone else\'s file\n');
+  });
+});
+
 describe('import: the staging folder and the staged files belong to the agent alone', () => {
   it('never names a staged file that was replaced between hashing and linking', async () => {
     const drive = await makeDrive({ files: { 'README.txt': 'approved bytes\n' } });
