@@ -26,6 +26,32 @@ describe('reduce', () => {
     expect(s.screen).toMatchObject({ kind: 'scanning', operatorId: 'T-1042' });
   });
 
+  it('takes a badge reader that sends the id and Enter in one burst, and starts the scan with that id', () => {
+    for (const burst of ['1234\r', '1234\n', '1234\r\n']) {
+      const s = run(initialState(engines, true), { type: 'inserted', drive: A }, { type: 'key', key: { input: burst } });
+      expect(s.screen).toMatchObject({ kind: 'scanning', operatorId: '1234' });
+    }
+    const typed = run(initialState(engines, true), { type: 'inserted', drive: A }, { type: 'key', key: { input: 'T-' } }, { type: 'key', key: { input: '1042\r' } });
+    expect(typed.screen).toMatchObject({ kind: 'scanning', operatorId: 'T-1042' });
+  });
+
+  it('drops a burst holding an escape sequence whole, its Enter included', () => {
+    const s = run(initialState(engines, true), { type: 'inserted', drive: A }, { type: 'key', key: { input: 'T-1' } }, { type: 'key', key: { input: '\u001b[2J42\r' } });
+    expect(s.screen).toMatchObject({ kind: 'operator', badge: 'T-1' });
+  });
+
+  it('does not start a scan from a burst that is Enter alone on an empty badge', () => {
+    const s = run(initialState(engines, true), { type: 'inserted', drive: A }, { type: 'key', key: { input: '\r\n' } });
+    expect(s.screen).toMatchObject({ kind: 'operator', badge: '' });
+  });
+
+  it('puts the operator of the scan on its result', () => {
+    const s = run(initialState(engines, true), { type: 'inserted', drive: A }, { type: 'key', key: { input: 'T-1042\r' } }, { type: 'finished', id: 'a', result: approved });
+    expect(s.screen).toMatchObject({ kind: 'result', result: { operatorId: 'T-1042' } });
+    const failed = run(initialState(engines, true), { type: 'inserted', drive: A }, { type: 'key', key: { input: 'T-7\r' } }, { type: 'failed', id: 'a', reason: { code: 'SCANNER_UNAVAILABLE', detail: 'gone' } });
+    expect(failed.screen).toMatchObject({ kind: 'result', result: { operatorId: 'T-7', scanId: null } });
+  });
+
   it('clears the badge on Esc and caps its length', () => {
     let s = run(initialState(engines, true), { type: 'inserted', drive: A }, { type: 'key', key: { input: 'x'.repeat(100) } });
     expect(s.screen).toMatchObject({ badge: 'x'.repeat(32) });

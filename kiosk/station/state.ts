@@ -45,6 +45,10 @@ export interface ResultView {
   readonly passing: number;
   readonly total: number;
   readonly expiresAt: string | null; // RFC 3339
+  /** The scan's id in the audit log (null when the scan never started); what staff look up. */
+  readonly scanId: string | null;
+  /** Who scanned the drive (the badge), or null when the policy asks for none. */
+  readonly operatorId: string | null;
 }
 
 export interface ProgressView extends ScanProgress {
@@ -125,11 +129,17 @@ function onKey(state: StationState, key: KeyPress): StationState {
     }
     if (key.backspace || key.delete) return { ...state, screen: { ...screen, badge: screen.badge.slice(0, -1) } };
     if (key.escape) return { ...state, screen: { ...screen, badge: '' } };
-    // Badge readers type like a keyboard; an escape sequence is dropped whole, else only id characters are kept.
-    if (/[\u0000-\u001f\u007f]/.test(key.input)) return state;
-    const typed = [...key.input].filter((c) => BADGE_CHAR.test(c)).join('');
+    // Badge readers type like a keyboard, often the whole id and Enter in one burst ("1234\r"):
+    // the id characters before the first CR or LF are typed, and the line end is Enter. A burst
+    // holding any other control character (an escape sequence) is dropped whole.
+    const end = key.input.search(/[\r\n]/);
+    const text = end === -1 ? key.input : key.input.slice(0, end);
+    if (/[\u0000-\u001f\u007f]/.test(text)) return state;
+    const typed = [...text].filter((c) => BADGE_CHAR.test(c)).join('');
+    const badge = (screen.badge + typed).slice(0, BADGE_MAX);
+    if (end !== -1 && badge.length > 0) return { ...state, screen: { kind: 'scanning', drive: screen.drive, operatorId: badge, progress: null, scanStartedAt: null } };
     if (typed.length === 0) return state;
-    return { ...state, screen: { ...screen, badge: (screen.badge + typed).slice(0, BADGE_MAX) } };
+    return { ...state, screen: { ...screen, badge } };
   }
   // A drive that was pulled mid-scan is gone: Enter dismisses its message.
   if (screen.kind === 'removed-mid-scan' && key.return) return next(state);
@@ -163,12 +173,16 @@ export function reduce(state: StationState, event: StationEvent): StationState {
     }
     case 'finished':
       if (screen.kind !== 'scanning' || screen.drive.id !== event.id) return state;
-      return { ...state, screen: { kind: 'result', drive: screen.drive, result: event.result } };
+      return { ...state, screen: { kind: 'result', drive: screen.drive, result: { ...event.result, operatorId: event.result.operatorId ?? screen.operatorId } } };
     case 'failed':
       if (screen.kind !== 'scanning' || screen.drive.id !== event.id) return state;
       return {
         ...state,
-        screen: { kind: 'result', drive: screen.drive, result: { verdict: 'rejected', engineFailure: event.reason, driveReasons: [event.reason], blocked: [], blockedCount: 0, passing: 0, total: 0, expiresAt: null } },
+        screen: {
+          kind: 'result',
+          drive: screen.drive,
+          result: { verdict: 'rejected', engineFailure: event.reason, driveReasons: [event.reason], blocked: [], blockedCount: 0, passing: 0, total: 0, expiresAt: null, scanId: null, operatorId: screen.operatorId },
+        },
       };
   }
 }
@@ -179,7 +193,7 @@ const ENGINE_FAILURES: ReadonlySet<string> = new Set(['SCANNER_UNAVAILABLE', 'SC
 const BLOCKED_KEPT = 100; // blocked files the result view names; the rest are counted
 
 /** What the result screen shows of a scan's decision (one pass over its files; at most BLOCKED_KEPT named). */
-export function resultView(decision: Decision, expiresAt: string | null): ResultView {
+export function resultView(decision: Decision, expiresAt: string | null, scan: { readonly scanId: string | null; readonly operatorId: string | null } = { scanId: null, operatorId: null }): ResultView {
   const blocked: BlockedFile[] = [];
   let blockedCount = 0;
   let total = 0;
@@ -198,5 +212,7 @@ export function resultView(decision: Decision, expiresAt: string | null): Result
     passing: total - blockedCount,
     total,
     expiresAt: decision.verdict === 'rejected' ? null : expiresAt,
+    scanId: scan.scanId,
+    operatorId: scan.operatorId,
   };
 }

@@ -301,7 +301,7 @@ export async function startStation(options: StationOptions & { source: DeviceSou
       let result: ResultView;
       try {
         if (signal.aborted) return; // pulled mid-scan: the screen already says nothing was approved
-        result = resultView(outcome.summary.report.decision, outcome.manifest?.expiresAt ?? null);
+        result = resultView(outcome.summary.report.decision, outcome.manifest?.expiresAt ?? null, { scanId: outcome.scanId, operatorId });
       } finally {
         outcome.summary.report.close();
       }

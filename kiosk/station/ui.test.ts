@@ -30,7 +30,7 @@ function expectFits(text: string): void {
 
 const run = (state: StationState, ...events: StationEvent[]): StationState => events.reduce(reduce, state);
 const partial: ResultView = {
-  verdict: 'partial', engineFailure: null, driveReasons: [], blockedCount: 4, passing: 3, total: 7, expiresAt: '2026-11-24T00:00:00Z',
+  verdict: 'partial', engineFailure: null, driveReasons: [], blockedCount: 4, passing: 3, total: 7, expiresAt: '2026-11-24T00:00:00Z', scanId: null, operatorId: null,
   blocked: [
     { display: 'tools/update-notes.txt', codes: ['MALWARE'] },
     { display: 'docs/Manual.pdf', codes: ['TYPE_MISMATCH'] },
@@ -91,6 +91,38 @@ describe('screens', () => {
     expect(f).toContain('Safe to remove the drive.');
     expectInert(f);
     expectFits(f);
+  });
+
+  it('result: the expiry in the kiosk\'s local time and in UTC, the scan id and the operator', () => {
+    const result: ResultView = { ...partial, scanId: '3f1c2a9e-7b4d-4c1e-9a0b-5d6e7f809a1b', operatorId: 'T-1042' };
+    const { lastFrame } = render(h(StationView, { state: run(idle, { type: 'inserted', drive }, { type: 'finished', id: 'a', result }), now: NOW, timeZone: 'Europe/Berlin' }));
+    const f = lastFrame() ?? '';
+    expect(f).toContain('Approval valid until 2026-11-24 01:00 CET (2026-11-24 00:00 UTC).');
+    expect(f).toContain('Scan 3f1c2a9e-7b4d-4c1e-9a0b-5d6e7f809a1b, operator T-1042');
+    expectFits(f);
+    const utc = render(h(StationView, { state: run(idle, { type: 'inserted', drive }, { type: 'finished', id: 'a', result }), now: NOW, timeZone: 'UTC' })).lastFrame() ?? '';
+    expect(utc).toContain('Approval valid until 2026-11-24 00:00 UTC.');
+  });
+
+  it('result: a failed scan names the operator even without a scan id', () => {
+    const f = frame(run(initialState(engines, true), { type: 'inserted', drive }, { type: 'key', key: { input: 'T-7\r' } }, { type: 'failed', id: 'a', reason: { code: 'SCANNER_UNAVAILABLE', detail: 'clamd is not answering' } }));
+    expect(f).toContain('Operator T-7');
+    expectFits(f);
+  });
+
+  it('result: drive reasons, many blocked files and drives waiting still fit 25 rows', () => {
+    const many = Array.from({ length: 30 }, (_, i) => ({ display: `bad-${i}.exe`, codes: ['NOT_ALLOWLISTED' as const] }));
+    const result: ResultView = {
+      ...partial, verdict: 'rejected', expiresAt: null, blocked: many, blockedCount: many.length, total: 30, passing: 0, scanId: '3f1c2a9e-7b4d-4c1e-9a0b-5d6e7f809a1b', operatorId: 'T-1042',
+      driveReasons: [{ code: 'NO_FILES', detail: 'no file on the drive may pass' }, { code: 'LIMIT_EXCEEDED', detail: 'too many files' }, { code: 'MEDIA_FULL', detail: 'no room' }],
+    };
+    const f = frame(run(idle, { type: 'inserted', drive }, { type: 'inserted', drive: { id: 'b', label: 'b', refusal: null } }, { type: 'finished', id: 'a', result }));
+    expectFits(f);
+    expect(f).toContain('NO_FILES');
+    expect(f).toMatch(/\.\.\. and \d+ more blocked files/);
+    expect(f).toContain('Scan 3f1c2a9e-7b4d-4c1e-9a0b-5d6e7f809a1b');
+    expect(f).toContain('Safe to remove the drive.');
+    expect(f).toContain('1 more drive waiting');
   });
 
   it('result: a large APPROVED, and a large REJECTED with the reason', () => {
@@ -168,6 +200,37 @@ describe('StationApp', () => {
       now: () => NOW,
     };
   }
+
+  it('takes a badge reader that sends the id and Enter in one burst', async () => {
+    const s = store(run(initialState(engines, true), { type: 'inserted', drive }));
+    const app = render(h(StationApp, { store: s }));
+    await new Promise((r) => setTimeout(r, 50));
+    app.stdin.write('1234\r');
+    await new Promise((r) => setTimeout(r, 50));
+    expect(s.getState().screen).toMatchObject({ kind: 'scanning', operatorId: '1234' });
+  });
+
+  it('below 80x25 says "terminal too small (need 80x25)", and shows the station again when resized', async () => {
+    const s = store(run(idle, { type: 'inserted', drive }));
+    const app = render(h(StationApp, { store: s }));
+    const resize = async (columns: number, rows: number): Promise<string> => {
+      Object.defineProperty(app.stdout, 'columns', { value: columns, configurable: true });
+      Object.defineProperty(app.stdout, 'rows', { value: rows, configurable: true });
+      app.stdout.emit('resize');
+      await new Promise((r) => setTimeout(r, 50));
+      return app.lastFrame() ?? '';
+    };
+    for (const [columns, rows] of [[79, 25], [80, 24], [40, 10]] as const) {
+      const f = await resize(columns, rows);
+      expect(f).toContain('terminal too small (need 80x25)');
+      expect(f).not.toContain('PORTCULLIS media gate');
+      for (const l of f.split('\n')) expect(l.length).toBeLessThanOrEqual(columns);
+    }
+    const f = await resize(80, 25);
+    expect(f).not.toContain('terminal too small');
+    expect(f).toContain('Starting the scan engines');
+    expectFits(f);
+  });
 
   it('takes the badge from the keyboard and redraws on every state change', async () => {
     const s = store(run(initialState(engines, true), { type: 'inserted', drive }));

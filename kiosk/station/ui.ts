@@ -5,7 +5,7 @@
  * `shownText`, so no name can move the cursor, clear the screen or recolour.
  * No JSX: Node strips types but not JSX, so elements are built with `h`.
  */
-import { Box, Text, useInput, useStdin } from 'ink';
+import { Box, Text, useInput, useStdin, useStdout } from 'ink';
 import React from 'react';
 import type { DriveVerdict, ReasonCode } from '../scan/decide.ts';
 import { shownText } from './device.ts';
@@ -70,10 +70,28 @@ export function formatDuration(seconds: number): string {
   return m >= 60 ? `${Math.floor(m / 60)} h ${m % 60} min` : `${m}:${String(s).padStart(2, '0')}`;
 }
 
-/** "2026-11-24 00:40 UTC" */
-export function formatTime(rfc3339: string): string {
+/** The kiosk's own time zone (the image sets the plant's). */
+export const LOCAL_TIME_ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone;
+
+/**
+ * "2026-11-24 01:00 CET (2026-11-24 00:00 UTC)": the time in `timeZone` (the
+ * technician's clock) and in UTC (the receipt's and the log's); UTC alone
+ * when the kiosk runs on UTC.
+ */
+export function formatTime(rfc3339: string, timeZone: string = LOCAL_TIME_ZONE): string {
   const t = new Date(rfc3339);
-  return Number.isNaN(t.getTime()) ? shownText(rfc3339) : `${t.toISOString().slice(0, 16).replace('T', ' ')} UTC`;
+  if (Number.isNaN(t.getTime())) return shownText(rfc3339);
+  const utc = `${t.toISOString().slice(0, 16).replace('T', ' ')} UTC`;
+  let parts: Intl.DateTimeFormatPart[];
+  try {
+    parts = new Intl.DateTimeFormat('en-GB', { timeZone, year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', hourCycle: 'h23', timeZoneName: 'short' }).formatToParts(t);
+  } catch {
+    return utc; // an unknown zone: UTC is still right
+  }
+  const part = (type: Intl.DateTimeFormatPartTypes): string => parts.find((p) => p.type === type)?.value ?? '';
+  const zone = part('timeZoneName');
+  if (zone === 'UTC') return utc;
+  return `${part('year')}-${part('month')}-${part('day')} ${part('hour')}:${part('minute')} ${zone} (${utc})`;
 }
 
 function fit(text: string, width: number): string {
@@ -165,24 +183,45 @@ function Banner({ word, color }: { word: string; color: string }): React.ReactEl
   return h(Box, { flexDirection: 'column', paddingLeft: 2 }, ...bigText(word).map((row) => line(row, { color, bold: true })));
 }
 
-function ResultScreen({ drive, result }: { drive: StationDrive; result: ResultView }): React.ReactElement {
+/** "Scan <id>, operator <id>": what the technician reads out to security staff. */
+function scanLine(result: ResultView): React.ReactElement | null {
+  const parts = [
+    ...(result.scanId ? [`Scan ${shownText(result.scanId)}`] : []),
+    ...(result.operatorId ? [`${result.scanId ? 'operator' : 'Operator'} ${shownText(result.operatorId)}`] : []),
+  ];
+  return parts.length > 0 ? line(`  ${fit(parts.join(', '), SCREEN_COLUMNS - 2)}`) : null;
+}
+
+const DRIVE_REASONS_SHOWN = 3; // rows of drive-level reasons; the rest are counted
+
+function ResultScreen({ drive, result, reservedRows, timeZone }: { drive: StationDrive; result: ResultView; reservedRows: number; timeZone: string }): React.ReactElement {
   const rows: React.ReactElement[] = [];
+  const scan = scanLine(result);
   if (result.engineFailure) {
     rows.push(h(Banner, { word: 'FAILED', color: 'red' }));
     rows.push(line('  THE SCAN FAILED: this drive was NOT checked. Nothing on it may pass.', { bold: true, color: 'red' }));
     rows.push(line(`  ${result.engineFailure.code}: ${fit(shownText(result.engineFailure.detail), 60)}`));
     rows.push(line('  Call maintenance: the kiosk needs attention before the next drive.'));
+    if (scan) rows.push(scan);
   } else {
     rows.push(h(Banner, { word: VERDICT_WORD[result.verdict], color: VERDICT_COLOR[result.verdict] }));
     if (result.verdict === 'approved') rows.push(line(`  All ${result.total} files may go onto plant equipment.`, { bold: true }));
     else if (result.verdict === 'partial') rows.push(line(`  ${result.passing} of ${result.total} files may pass; ${result.blockedCount} blocked (HMIs will refuse them):`, { bold: true }));
     else rows.push(line('  Nothing on this drive may pass.', { bold: true }));
-    for (const r of result.driveReasons) rows.push(line(`  ${r.code}: ${fit(shownText(r.detail), 64)}`));
-    for (const f of result.blocked.slice(0, BLOCKED_SHOWN)) {
+    const reasons = result.driveReasons.length > DRIVE_REASONS_SHOWN ? result.driveReasons.slice(0, DRIVE_REASONS_SHOWN - 1) : result.driveReasons;
+    for (const r of reasons) rows.push(line(`  ${r.code}: ${fit(shownText(r.detail), 64)}`));
+    if (reasons.length < result.driveReasons.length) rows.push(line(`  ... and ${result.driveReasons.length - reasons.length} more reasons (in the audit log)`));
+    // The blocked files get the rows left of 25: header 3, drive 1, banner 5, the verdict line,
+    // the reasons, expiry, scan line, blank and "safe to remove" 2, and the waiting-drive lines.
+    const fixed = 3 + 1 + 5 + 1 + (rows.length - 2) + (result.expiresAt ? 1 : 0) + (scan ? 1 : 0) + 2 + reservedRows;
+    const available = Math.max(2, SCREEN_ROWS - fixed); // rows for the files and the "... more" line
+    const shown = result.blockedCount <= Math.min(BLOCKED_SHOWN, available) ? result.blockedCount : Math.min(BLOCKED_SHOWN, available - 1);
+    for (const f of result.blocked.slice(0, shown)) {
       rows.push(line(`   x ${fit(shownText(f.display), 30).padEnd(30)} ${f.codes.map((c) => REASON_TEXT[c]).join('; ')}`));
     }
-    if (result.blockedCount > BLOCKED_SHOWN) rows.push(line(`     ... and ${result.blockedCount - BLOCKED_SHOWN} more blocked files (full list in the receipt on the drive)`));
-    if (result.expiresAt) rows.push(line(`  Approval valid until ${formatTime(result.expiresAt)}.`));
+    if (result.blockedCount > shown) rows.push(line(`     ... and ${result.blockedCount - shown} more blocked files (full list in the receipt on the drive)`));
+    if (result.expiresAt) rows.push(line(`  Approval valid until ${formatTime(result.expiresAt, timeZone)}.`));
+    if (scan) rows.push(scan);
   }
   rows.push(line(''));
   rows.push(line('  Safe to remove the drive.', { bold: true, color: 'green' }));
@@ -212,7 +251,7 @@ function RemovedScreen({ drive }: { drive: StationDrive }): React.ReactElement {
     line('  Press Enter to continue.'));
 }
 
-function screenElement(screen: Screen, state: StationState, now: Date): React.ReactElement {
+function screenElement(screen: Screen, state: StationState, now: Date, reservedRows: number, timeZone: string): React.ReactElement {
   switch (screen.kind) {
     case 'idle':
       return h(IdleScreen, { engines: state.engines, now, operatorRequired: state.operatorRequired });
@@ -221,7 +260,7 @@ function screenElement(screen: Screen, state: StationState, now: Date): React.Re
     case 'scanning':
       return h(ScanningScreen, { drive: screen.drive, operatorId: screen.operatorId, progress: screen.progress });
     case 'result':
-      return h(ResultScreen, { drive: screen.drive, result: screen.result });
+      return h(ResultScreen, { drive: screen.drive, result: screen.result, reservedRows, timeZone });
     case 'refused':
       return h(RefusedScreen, { drive: screen.drive });
     case 'removed-mid-scan':
@@ -229,12 +268,41 @@ function screenElement(screen: Screen, state: StationState, now: Date): React.Re
   }
 }
 
-/** The whole 80x25 screen for one state. */
-export function StationView({ state, now }: { state: StationState; now: Date }): React.ReactElement {
+/** The whole 80x25 screen for one state; times are shown in `timeZone` (default: the kiosk's) and UTC. */
+export function StationView({ state, now, timeZone = LOCAL_TIME_ZONE }: { state: StationState; now: Date; timeZone?: string }): React.ReactElement {
   const waiting = state.queue.length;
+  const waitingRows = waiting > 0 ? [line(''), line(`  ${waiting} more drive${waiting === 1 ? '' : 's'} waiting: scanned next, in turn. Leave ${waiting === 1 ? 'it' : 'them'} plugged in.`, { color: 'cyan' })] : [];
   return h(Box, { flexDirection: 'column', width: SCREEN_COLUMNS },
-    screenElement(state.screen, state, now),
-    ...(waiting > 0 ? [line(''), line(`  ${waiting} more drive${waiting === 1 ? '' : 's'} waiting: scanned next, in turn. Leave ${waiting === 1 ? 'it' : 'them'} plugged in.`, { color: 'cyan' })] : []));
+    screenElement(state.screen, state, now, waitingRows.length, timeZone),
+    ...waitingRows);
+}
+
+export const TOO_SMALL_TEXT = `terminal too small (need ${SCREEN_COLUMNS}x${SCREEN_ROWS})`;
+
+/** Shown instead of the station on a terminal smaller than 80x25, whose layout would break. */
+function TooSmallScreen({ columns, rows }: { columns: number | undefined; rows: number | undefined }): React.ReactElement {
+  const width = Math.max(1, (columns ?? SCREEN_COLUMNS) - 1);
+  return h(Box, { flexDirection: 'column', width },
+    line(TOO_SMALL_TEXT, { bold: true, color: 'yellow' }),
+    line(`now ${columns ?? '?'}x${rows ?? '?'}: enlarge the window or use a smaller font`));
+}
+
+/** The terminal's size, followed as it is resized (undefined where the stream does not say). */
+function useTerminalSize(): { columns: number | undefined; rows: number | undefined } {
+  const { stdout } = useStdout();
+  const read = React.useCallback(() => {
+    const tty = stdout as Partial<NodeJS.WriteStream>;
+    return { columns: tty.columns, rows: tty.rows };
+  }, [stdout]);
+  const [size, setSize] = React.useState(read);
+  React.useEffect(() => {
+    const onResize = (): void => setSize(read());
+    stdout.on('resize', onResize);
+    return () => {
+      stdout.off('resize', onResize);
+    };
+  }, [stdout, read]);
+  return size;
 }
 
 /** What StationApp needs of the controller. */
@@ -253,5 +321,7 @@ export function StationApp({ store }: { store: StationStore }): React.ReactEleme
     const press: KeyPress = { input, return: key.return, backspace: key.backspace, delete: key.delete, escape: key.escape };
     store.dispatch({ type: 'key', key: press });
   }, { isActive: isRawModeSupported });
+  const { columns, rows } = useTerminalSize();
+  if ((columns !== undefined && columns < SCREEN_COLUMNS) || (rows !== undefined && rows < SCREEN_ROWS)) return h(TooSmallScreen, { columns, rows });
   return h(StationView, { state, now: store.now() });
 }
