@@ -75,18 +75,19 @@ const COMMANDS = ['trust', 'verify', 'import', 'watch', 'log'] as const;
  * The usage lines of one command (`trust add`, or every `trust` subcommand
  * for `trust`), joined into one line for a usage error; null for no command.
  */
-export function synopsisOf(command: string | null): string | null {
+function synopsisOf(command: string | null): string | null {
   if (command === null) return null;
   const lines = USAGE.split('\n');
-  const picked: string[] = [];
+  const synopses: string[] = [];
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i]!;
     if (!line.startsWith(`  ${command} `) && line !== `  ${command}`) continue;
-    picked.push(line.trim());
-    // Continuation lines of a long synopsis are indented further and start with an option.
-    for (let j = i + 1; j < lines.length && /^ {4,}\[/u.test(lines[j]!); j++) picked.push(lines[j]!.trim());
+    const parts = [line.trim()];
+    // A long synopsis goes on in lines indented further that start with an option.
+    for (let j = i + 1; j < lines.length && /^ {4,}\[/u.test(lines[j]!); j++) parts.push(lines[j]!.trim());
+    synopses.push(parts.join(' '));
   }
-  return picked.length === 0 ? null : picked.join(' | ').replaceAll(' | [', ' [');
+  return synopses.length === 0 ? null : synopses.join(' | ');
 }
 
 /** The command (and subcommand) an argument list asks for, as the usage text names it, or null. */
@@ -203,7 +204,8 @@ function trustCommand(args: string[], io: CliIo): number {
       'media-binding': { type: 'string' },
     },
   });
-  if (sub === undefined || !['add', 'list', 'revoke', 'policy'].includes(sub)) throw new UsageError(`unknown trust command ${JSON.stringify(sub ?? '')}`);
+  if (sub === undefined) throw new UsageError('trust needs a subcommand: add, list, revoke or policy');
+  if (!['add', 'list', 'revoke', 'policy'].includes(sub)) throw new UsageError(`unknown trust command ${JSON.stringify(sub)}`);
   const trustPath = need(values.trust, '--trust FILE');
   const change = (store: TrustStore, event: string, reason: string, keyId: string | null): number => {
     makeStoreFolder(trustPath); // "creates the store if missing": its folder too, before the log beside it
@@ -363,7 +365,8 @@ function logCommand(args: string[], io: CliIo): number {
     strict: true,
     options: { log: { type: 'string' }, json: { type: 'boolean' }, since: { type: 'string' }, format: { type: 'string' } },
   });
-  if (sub !== 'verify' && sub !== 'export') throw new UsageError(`unknown log command ${JSON.stringify(sub ?? '')}`);
+  if (sub === undefined) throw new UsageError('log needs a subcommand: verify or export');
+  if (sub !== 'verify' && sub !== 'export') throw new UsageError(`unknown log command ${JSON.stringify(sub)}`);
   if (positionals.length !== 0) throw new UsageError(`log ${sub} takes no positional arguments`);
   const path = need(values.log, '--log FILE');
   // Usage first: a mistyped option is named before the log is read.
@@ -511,7 +514,6 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
       io.stderr(`portcullis-agent: ${error.code}: ${displayText(error.message)}\n`);
       return EXIT.FAILURE;
     }
-
     io.stderr('portcullis-agent: internal error (this is a bug; please report it with the text below)\n');
     io.stderr(`${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
     return EXIT.BUG;
