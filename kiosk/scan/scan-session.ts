@@ -368,7 +368,7 @@ export async function scanDrive(root: string, deps: ScanDeps): Promise<ScanRepor
       },
       onTooDeep: (e) => {
         tooDeep++;
-        record(null, blockedEntry(e, { code: 'LIMIT_EXCEEDED', detail: `folder deeper than ${policy.limits.maxDepth} levels: its content was not scanned` }));
+        record(null, blockedEntry(e, { code: 'LIMIT_EXCEEDED', detail: `folder deeper than ${policy.limits.maxDepth} levels (the policy's limits.maxDepth): its content was not scanned` }));
       },
       onUnreadable: (e, error) => record(null, blockedEntry(e, { code: 'SCAN_ERROR', detail: `folder could not be read: ${error.message}` })),
     }, deps.signal);
@@ -432,7 +432,7 @@ export async function scanDrive(root: string, deps: ScanDeps): Promise<ScanRepor
         if (entry.kind !== 'file') {
           reasons.push({ code: 'NOT_REGULAR_FILE', detail: `a ${entry.kind}, not a regular file: never followed or read` });
         } else if (entry.size > policy.limits.maxFileBytes) {
-          reasons.push({ code: 'LIMIT_EXCEEDED', detail: `${entry.size} bytes, over the policy's ${policy.limits.maxFileBytes}-byte limit per file` });
+          reasons.push({ code: 'LIMIT_EXCEEDED', detail: `${entry.size} bytes, over the policy's limits.maxFileBytes (${policy.limits.maxFileBytes} bytes per file)` });
         } else {
           try {
             outcome = await readAndScan(entry, scanDeps, buffers, (n) => { bytesDone += n; });

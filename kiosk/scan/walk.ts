@@ -78,7 +78,7 @@ export async function* walkDrive(
     for (const name of names) {
       entries++;
       if (entries > limits.maxEntries) {
-        return { code: 'LIMIT_EXCEEDED', detail: `more than ${limits.maxEntries} files and folders on the drive` };
+        return { code: 'LIMIT_EXCEEDED', detail: `more than ${limits.maxEntries} files and folders on the drive, the policy's limits.maxEntries` };
       }
       const abs = Buffer.concat([dir.abs, SLASH, name]);
       const rel = dir.rel.length === 0 ? name : Buffer.concat([dir.rel, SLASH, name]);
@@ -98,7 +98,7 @@ export async function* walkDrive(
       if (entry.kind === 'file') {
         bytes += entry.size;
         if (bytes > limits.maxTotalBytes) {
-          return { code: 'LIMIT_EXCEEDED', detail: `more than ${limits.maxTotalBytes} bytes of files on the drive` };
+          return { code: 'LIMIT_EXCEEDED', detail: `more than ${limits.maxTotalBytes} bytes of files on the drive, the policy's limits.maxTotalBytes` };
         }
       }
       yield entry;
