@@ -57,14 +57,29 @@ export interface WritableSwitch {
   makeReadOnly(): Promise<void>;
 }
 
-async function whileWritable<T>(writable: WritableSwitch | null, work: () => Promise<T>): Promise<T> {
+/**
+ * Runs `work` with the mount writable, then makes it read-only again. A drive
+ * that cannot be made read-only after a manifest was written keeps no
+ * manifest: `undo` takes it off while the mount is still writable, and the
+ * write fails (a manifest on a drive the scan calls rejected must not exist).
+ */
+async function whileWritable<T>(writable: WritableSwitch | null, work: () => Promise<T>, undo?: () => Promise<unknown>): Promise<T> {
   if (!writable) return work();
   await writable.makeWritable();
+  let result: T;
   try {
-    return await work();
-  } finally {
-    await writable.makeReadOnly();
+    result = await work();
+  } catch (error) {
+    await writable.makeReadOnly().catch(() => undefined); // the work's own error is the one to report
+    throw error;
   }
+  try {
+    await writable.makeReadOnly();
+  } catch (cause) {
+    const undone = undo ? await undo().then(() => 'the manifest was taken off it again', () => 'the manifest could NOT be taken off it: do not use this drive') : 'nothing was written';
+    throw new DriveError('MANIFEST_WRITE_FAILED', `the drive could not be made read-only again (${(cause as Error).message}); ${undone}; nothing approved`, { cause });
+  }
+  return result;
 }
 
 export interface FolderTargetOptions {
@@ -99,7 +114,7 @@ export async function openFolderTarget(path: string, options: FolderTargetOption
         return true;
       });
     },
-    writeManifest: (files) => whileWritable(writable, () => writeFolderManifest(path, files)),
+    writeManifest: (files) => whileWritable(writable, () => writeFolderManifest(path, files), () => removeFolderManifest(path, files.map((f) => f.path))),
     async readBack(rel) {
       const folder = await openManifestFolder(path, false).catch(rethrowAs('MANIFEST_WRITE_FAILED', `cannot read the manifest back from ${path}`));
       if (!folder) throw new DriveError('MANIFEST_WRITE_FAILED', `${path} has no ${MANIFEST_FOLDER} folder to read the manifest back from; nothing approved`);

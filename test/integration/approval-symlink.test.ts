@@ -133,6 +133,22 @@ describe('the folder target', () => {
   });
 });
 
+describe('a read-only mount made writable for the manifest', () => {
+  it('keeps no manifest when the drive cannot be made read-only again afterwards', async () => {
+    const root = drive('drive-remount');
+    const calls: string[] = [];
+    const writable = {
+      makeWritable: () => { calls.push('rw'); return Promise.resolve(); },
+      makeReadOnly: () => { calls.push('ro'); return Promise.reject(new Error('mount: /media/x: device is busy')); },
+    };
+    const target = await openFolderTarget(root, { writable });
+    await expect(target.writeManifest(MANIFEST_FILES)).rejects.toMatchObject({ code: 'MANIFEST_WRITE_FAILED' });
+    expect(calls).toEqual(['rw', 'ro']);
+    expect(existsSync(join(root, MANIFEST_PATH))).toBe(false);
+    expect(existsSync(join(root, RECEIPT_PATH))).toBe(false);
+  });
+});
+
 describe('writing an approval', () => {
   it('takes the manifest off the drive again when it cannot be read back', async () => {
     const root = drive('drive-readback');
