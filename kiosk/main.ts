@@ -85,13 +85,11 @@ function defaultAuditDb(configValue: string | undefined): string {
 
 /**
  * The settings' paths, checked before anything starts (no engine, no station):
- * folders that must exist, and the audit log's folder, made when missing.
+ * folders that must exist, and the kiosk's own folders (the work folder, the
+ * audit log's folder), made when missing.
  */
-async function checkSettings(settings: KioskSettings, options: { readonly workDirMade?: boolean } = {}): Promise<void> {
-  if (settings.workDir) {
-    if (options.workDirMade) await makeFolder(settings.workDir, '--work-dir', 0o755);
-    else await requireFolder(settings.workDir, '--work-dir');
-  }
+async function checkSettings(settings: KioskSettings): Promise<void> {
+  if (settings.workDir) await makeFolder(settings.workDir, '--work-dir', 0o700);
   if (settings.rulesDir) await requireFolder(settings.rulesDir, '--rules');
   if (settings.allowlistDir) await requireFolder(settings.allowlistDir, '--allowlist');
   if (settings.clamavDb && settings.clamavDb !== 'test') await requireFolder(settings.clamavDb, '--clamav-db');
@@ -187,8 +185,7 @@ async function run(argv: string[]): Promise<number> {
         },
       });
       const settings = await kioskSettings(values);
-      // In demo mode the work folder holds the demo's drive and key: made when missing.
-      await checkSettings(settings, { workDirMade: values.demo });
+      await checkSettings(settings);
       if (values.watch) await requireFolder(values.watch, '--watch');
       const { runStation } = await import('./station/station.ts');
       return runStation({

@@ -192,7 +192,7 @@ export async function startStation(options: StationOptions & { source: DeviceSou
   const clamavDb = options.clamavDb ?? DEFAULT_CLAMAV_DB;
   const dbPath = options.dbPath === undefined ? DEFAULT_AUDIT_DB : options.dbPath;
   // What every drive will need is checked before the station starts, not at the first drive.
-  if (options.workDir) await requireFolder(options.workDir, '--work-dir');
+  if (options.workDir) await makeFolder(options.workDir, '--work-dir', 0o700);
   if (options.keyPath) await loadSigningKey(options.keyPath);
   if (dbPath !== null) {
     await makeFolder(dirname(dbPath), '--db');
