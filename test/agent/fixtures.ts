@@ -54,6 +54,11 @@ export interface DriveSpec {
   readonly issuedAt?: Date;
   readonly validitySeconds?: number; // seconds
   readonly media?: Partial<MediaIdentity>;
+  /**
+   * Digests the manifest lists instead of the files' own, by path (the rest of the
+   * subject stays true): a manifest signed with one digest right and the other wrong.
+   */
+  readonly listedDigests?: Record<string, { readonly sha256?: string; readonly blake3?: string }>;
 }
 
 export interface Drive {
@@ -69,7 +74,7 @@ export async function makeDrive(spec: DriveSpec, root = tempDir('drive')): Promi
     const bytes = typeof content === 'string' ? Buffer.from(content) : content;
     mkdirSync(dirname(join(root, path)), { recursive: true });
     writeFileSync(join(root, path), bytes);
-    if (!spec.unlisted?.includes(path)) approved.push({ ...(await digestOf(bytes)), path });
+    if (!spec.unlisted?.includes(path)) approved.push({ ...(await digestOf(bytes)), ...spec.listedDigests?.[path], path });
   }
   for (const [path, content] of Object.entries(spec.listedOnly ?? {})) {
     approved.push({ ...(await digestOf(typeof content === 'string' ? Buffer.from(content) : content)), path });

@@ -47,6 +47,18 @@ describe('import: copy-mediation', () => {
     expect(listAll(dest)).toEqual(['README.txt']);
   });
 
+  it('keeps out a file whose listed SHA-256 alone is wrong, and one whose listed BLAKE3 alone is wrong, on the stage threads too', async () => {
+    const large = Buffer.alloc(STAGE_ON_WORKERS_FROM_BYTES, 0x42); // the drive is staged on worker threads
+    const drive = await makeDrive({
+      files: { 'sha-wrong.txt': 'right bytes, wrong SHA-256\n', 'blake-wrong.txt': 'right bytes, wrong BLAKE3\n', 'large.bin': large },
+      listedDigests: { 'sha-wrong.txt': { sha256: 'e'.repeat(64) }, 'blake-wrong.txt': { blake3: 'e'.repeat(64) } },
+    });
+    const dest = tempDir('dest');
+    const { report } = await runImport(drive.root, dest);
+    expect(byPath(report)).toEqual({ 'blake-wrong.txt': 'FILE_HASH_MISMATCH', 'large.bin': 'IMPORTED', 'sha-wrong.txt': 'FILE_HASH_MISMATCH' });
+    expect(listAll(dest)).toEqual(['large.bin']);
+  });
+
   it('stops a file that grows while it is copied and leaves nothing visible', async () => {
     const drive = await makeDrive({ files });
     const dest = tempDir('dest');

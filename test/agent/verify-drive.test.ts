@@ -140,6 +140,20 @@ describe('verify: per-file results', () => {
     expect(codes((await verify(drive.root)).report)).toEqual({ 'README.txt': 'FILE_HASH_MISMATCH', 'firmware/plc-cpu.bin': 'PERMITTED' });
   });
 
+  it('refuses a file whose listed SHA-256 is wrong though its BLAKE3 and size are right, with FILE_HASH_MISMATCH', async () => {
+    const drive = await makeDrive({ files, listedDigests: { 'README.txt': { sha256: 'e'.repeat(64) } } });
+    const { report, log } = await verify(drive.root);
+    expect(codes(report)).toEqual({ 'README.txt': 'FILE_HASH_MISMATCH', 'firmware/plc-cpu.bin': 'PERMITTED' });
+    expect(log.events.find((e) => e.path === 'README.txt')).toMatchObject({ event: 'file.checked', outcome: 'refused', code: 'FILE_HASH_MISMATCH' });
+  });
+
+  it('refuses a file whose listed BLAKE3 is wrong though its SHA-256 and size are right, with FILE_HASH_MISMATCH', async () => {
+    const drive = await makeDrive({ files, listedDigests: { 'README.txt': { blake3: 'e'.repeat(64) } } });
+    const { report, log } = await verify(drive.root);
+    expect(codes(report)).toEqual({ 'README.txt': 'FILE_HASH_MISMATCH', 'firmware/plc-cpu.bin': 'PERMITTED' });
+    expect(log.events.find((e) => e.path === 'README.txt')).toMatchObject({ event: 'file.checked', outcome: 'refused', code: 'FILE_HASH_MISMATCH' });
+  });
+
   it('refuses a file whose size changed with FILE_SIZE_MISMATCH', async () => {
     const drive = await makeDrive({ files });
     writeFileSync(join(drive.root, 'README.txt'), 'hello plant, and more\n');
