@@ -19,7 +19,8 @@ import { EXIT } from './exit-codes.ts';
 import { readLocalFile } from './local-file.ts';
 import { lineNotifier, windowsMsgNotifier, type Notifier } from './notify.ts';
 import { readStoragePolicy, regExe } from './storage-policy.ts';
-import { importDrive, reportClass, verifyDrive, type DriveReport } from './transfer.ts';
+import { reportClass, type DriveReport } from './drive-report.ts';
+import { importDrive, verifyDrive } from './transfer.ts';
 import {
   addKey, CLASH_POLICIES, keyStatus, labelSchema, loadTrustStore, makeStoreFolder, revokeKey, saveTrustStore, setPolicy, type ClashPolicy, type TrustPolicy,
   type TrustStore,

@@ -14,60 +14,27 @@
  */
 import { randomBytes } from 'node:crypto';
 import { release } from 'node:os';
-import { linkSync, lstatSync, mkdirSync, readdirSync, renameSync, rmdirSync, unlinkSync, type BigIntStats, type Stats } from 'node:fs';
+import { linkSync, lstatSync, mkdirSync, readdirSync, renameSync, rmdirSync, unlinkSync, type BigIntStats } from 'node:fs';
 import { constants } from 'node:fs';
-import { lstat, open, readdir, rmdir, stat, unlink } from 'node:fs/promises';
+import { lstat, open, readdir, rmdir, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { collisionKey, escapeForDisplay, type Blake3Factory, type VerifiedManifest } from '../manifest/index.ts';
-import type { AuditSink, DriveRef, LogDigests, LogEvent } from './audit-log.ts';
-import { checkDrive, type Candidate, type DriveCheck, type DriveCheckInput } from './drive-check.ts';
+import { collisionKey, escapeForDisplay, type VerifiedManifest } from '../manifest/index.ts';
+import type { AuditSink, LogDigests, LogEvent } from './audit-log.ts';
+import { checkDrive, type Candidate, type DriveCheck } from './drive-check.ts';
 import { driveRef } from './drive-identity.ts';
 import {
   DESTINATION_PROBLEM_TEXT, destinationNameProblems, hostFlavor, renamedCandidate, resolveInside, STAGING_FOLDER,
   type PathFlavor,
 } from './destination-path.ts';
-import { AgentError, type DriveRefusalCode, type FileRefusalCode } from './errors.ts';
+import { AgentError, type FileRefusalCode } from './errors.ts';
 import type { ClashPolicy } from './trust-store.ts';
 import { fileIdentity, releaseStaged, type StagedCopy } from './stage-file.ts';
 import { createStagePool, inThreadStager, type Stager } from './stage-pool.ts';
 import { SyncfsHelper } from './syncfs-helper.ts';
-
-export type FileOutcome = 'permitted' | 'imported' | 'skipped' | 'refused';
-
-export interface FileResult {
-  /** Path on the drive, escaped for display. */
-  readonly path: string;
-  readonly outcome: FileOutcome;
-  readonly code: 'PERMITTED' | 'IMPORTED' | FileRefusalCode;
-  readonly reason: string;
-  /** Where it was written (import), escaped for display. */
-  readonly destination: string | null;
-  readonly digests: LogDigests | null;
-}
-
-export interface DriveReport {
-  readonly mode: 'verify' | 'import';
-  readonly drive: string;
-  readonly approved: boolean;
-  readonly code: 'APPROVED' | DriveRefusalCode;
-  readonly reason: string;
-  readonly manifestDigest: string | null;
-  readonly keyId: string | null;
-  readonly kiosk: string | null;
-  readonly issuedAt: string | null;
-  readonly expiresAt: string | null;
-  readonly destination: string | null;
-  readonly files: readonly FileResult[];
-  readonly counts: { readonly permitted: number; readonly imported: number; readonly skipped: number; readonly refused: number };
-}
-
-export interface OperationInput extends DriveCheckInput {
-  readonly log: AuditSink;
-  readonly blake3?: Blake3Factory;
-  readonly chunkBytes?: number;
-  /** Test seam: called after each chunk read from a file (see verified-copy.ts). */
-  readonly onChunk?: (path: string, bytesRead: number) => Promise<void> | void;
-}
+import {
+  bytesAndFilesInStep, checkDrivePath, expectedDigests, fileEvent, finish, logDrive, refusedResult, report, type Context, type DriveReport, type FileResult,
+  type OperationInput,
+} from './drive-report.ts';
 
 export interface ImportInput extends OperationInput {
   /**
@@ -83,33 +50,12 @@ export interface ImportInput extends OperationInput {
   readonly flavor?: PathFlavor;
 }
 
-interface Context {
-  readonly log: AuditSink;
-  readonly drive: DriveRef;
-  readonly manifest: VerifiedManifest | null;
-}
-
 /**
  * Files under way at once: enough to keep every stage worker's queue full
  * while the main thread is busy naming and logging a group. A file waiting
  * its turn holds no descriptor and no buffer.
  */
 export const TRANSFER_CONCURRENCY = 48;
-
-function fileEvent(ctx: Context, event: string, r: FileResult): LogEvent {
-  return {
-    event,
-    outcome: r.outcome === 'refused' ? 'refused' : r.outcome === 'skipped' ? 'info' : 'allowed',
-    code: r.code,
-    reason: r.reason,
-    manifestDigest: ctx.manifest?.payloadDigest ?? null,
-    keyId: ctx.manifest?.keyId ?? null,
-    drive: ctx.drive,
-    path: r.path,
-    destination: r.destination,
-    digests: r.digests,
-  };
-}
 
 interface Placed {
   readonly finalPath: string;
@@ -497,67 +443,6 @@ async function decideAll<T>(decisions: DecisionLog, items: readonly T[], each: (
   if (lost) throw lost.reason;
   return settled.map((r) => (r as PromiseFulfilledResult<FileResult>).value);
 }
-
-function logDrive(ctx: Context, check: DriveCheck): void {
-  ctx.log.append({
-    event: 'drive.checked',
-    outcome: check.approved ? 'allowed' : 'refused',
-    code: check.approved ? 'APPROVED' : check.code,
-    reason: check.approved
-      ? `manifest signed by ${check.manifest.keyId} (kiosk ${check.manifest.statement.predicate.kiosk.id}), valid until ${check.manifest.statement.predicate.expiresAt}; media fields matched: ${check.mediaChecked.join(', ') || 'none'}`
-      : check.reason,
-    manifestDigest: check.manifest?.payloadDigest ?? null,
-    keyId: check.manifest?.keyId ?? null,
-    drive: ctx.drive,
-  });
-}
-
-function expectedDigests(c: Candidate): LogDigests {
-  return { sha256: c.subject.digest.sha256, blake3: c.subject.digest.blake3, size: c.subject.annotations.size };
-}
-
-function countResults(files: readonly FileResult[]): DriveReport['counts'] {
-  const counts = { permitted: 0, imported: 0, skipped: 0, refused: 0 };
-  for (const f of files) counts[f.outcome]++;
-  return counts;
-}
-
-function report(mode: DriveReport['mode'], driveDisplay: string, check: DriveCheck, files: FileResult[], destination: string | null): DriveReport {
-  const m = check.manifest;
-  return {
-    mode,
-    drive: driveDisplay,
-    approved: check.approved,
-    code: check.approved ? 'APPROVED' : check.code,
-    reason: check.approved ? 'the manifest is genuine and current' : check.reason,
-    manifestDigest: m?.payloadDigest ?? null,
-    keyId: m?.keyId ?? null,
-    kiosk: m?.statement.predicate.kiosk.id ?? null,
-    issuedAt: m?.statement.predicate.issuedAt ?? null,
-    expiresAt: m?.statement.predicate.expiresAt ?? null,
-    destination,
-    files,
-    counts: countResults(files),
-  };
-}
-
-function finish(ctx: Context, r: DriveReport): DriveReport {
-  const c = r.counts;
-  ctx.log.append({
-    event: `${r.mode}.finished`,
-    outcome: !r.approved || c.permitted + c.imported === 0 ? 'refused' : 'info',
-    code: r.code,
-    reason: `${c.permitted} permitted, ${c.imported} imported, ${c.skipped} skipped, ${c.refused} refused`,
-    manifestDigest: r.manifestDigest,
-    keyId: r.keyId,
-    drive: ctx.drive,
-  });
-  return r;
-}
-
-const refusedResult = (path: string, code: FileRefusalCode, reason: string, digests: LogDigests | null = null): FileResult => ({
-  path, outcome: 'refused', code, reason, destination: null, digests,
-});
 
 /** `verify DRIVE`: checks the drive and reads every listed file once to prove its bytes; writes nothing but the log. */
 export async function verifyDrive(input: OperationInput): Promise<DriveReport> {
@@ -1010,49 +895,6 @@ async function placeFile(names: FolderNames, root: string, relative: string, sta
   return { ok: false, outcome: 'refused', code: 'DESTINATION_CLASH', reason: 'the destination name kept changing' };
 }
 
-/**
- * The order files are started in: the share of bytes started keeps in step
- * with the share of files started, taking the largest files from one end of
- * a size order and the smallest from the other. The main thread's work is
- * per file (names, records) and the stage workers' is per byte (reading,
- * hashing); in name order a drive often holds thousands of small notes in one
- * folder and big images in another, and each side would wait for the other
- * in turn. Results and the report do not depend on this order.
- */
-export function bytesAndFilesInStep<T>(items: readonly T[], size: (item: T) => number): T[] {
-  const sorted = items.map((item, index) => ({ item, index, bytes: size(item) }))
-    .sort((a, b) => b.bytes - a.bytes || a.index - b.index);
-  const total = sorted.reduce((sum, x) => sum + x.bytes, 0);
-  const out: T[] = [];
-  let big = 0;
-  let small = sorted.length - 1;
-  let bytes = 0;
-  while (big <= small) {
-    const takeBig = bytes * sorted.length <= out.length * total; // bytes started / total <= files started / count
-    const next = takeBig ? sorted[big++]! : sorted[small--]!;
-    bytes += next.bytes;
-    out.push(next.item);
-  }
-  return out;
-}
-
-/**
- * The drive path must lead to a folder: a path that does not exist (a typo,
- * a drive pulled before it was read) is DRIVE_NOT_FOUND, not a drive without
- * a manifest (NO_MANIFEST). What it leads to is checked further by the walk.
- */
-export async function checkDrivePath(drive: string): Promise<void> {
-  let stats: Stats;
-  try {
-    stats = await stat(drive);
-  } catch (cause) {
-    const code = (cause as NodeJS.ErrnoException).code;
-    const what = code === 'ENOENT' || code === 'ENOTDIR' ? 'does not exist' : `cannot be read (${code ?? (cause as Error).message})`;
-    throw new AgentError('DRIVE_NOT_FOUND', `${drive}: the drive path ${what}: check the drive letter or mount folder, and that the drive is still inserted`, { cause });
-  }
-  if (!stats.isDirectory()) throw new AgentError('DRIVE_NOT_FOUND', `${drive}: the drive path is not a folder: name the drive's root (E:\\ or its mount folder)`);
-}
-
 /** `import DRIVE --to DIR`: copy-mediation of every permitted file. */
 export async function importDrive(input: ImportInput): Promise<DriveReport> {
   await checkDrivePath(input.drive);
@@ -1226,13 +1068,4 @@ export function syncfsReportsErrors(kernelRelease: string): boolean {
  */
 function platformHasSyncfs(): boolean {
   return process.platform === 'linux' && syncfsReportsErrors(release());
-}
-
-/** Exit-code class of a report (docs/agent.md "Exit codes"). */
-export function reportClass(r: DriveReport): 'all' | 'some' | 'none' {
-  if (!r.approved) return 'none';
-  const passed = r.counts.permitted + r.counts.imported;
-  const notPassed = r.counts.refused + r.counts.skipped;
-  if (passed === 0) return 'none';
-  return notPassed === 0 ? 'all' : 'some';
 }

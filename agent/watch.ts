@@ -18,7 +18,8 @@ import type { DriveInfo, DriveSource } from './drive-sources.ts';
 import { AgentError } from './errors.ts';
 import type { HmiMessage, Notifier } from './notify.ts';
 import { StoragePolicyMonitor, type StoragePolicyReading } from './storage-policy.ts';
-import { importDrive, type DriveReport } from './transfer.ts';
+import type { DriveReport } from './drive-report.ts';
+import { importDrive } from './transfer.ts';
 import { loadTrustStore, type TrustStore } from './trust-store.ts';
 
 export interface DriveWatcherOptions {

@@ -9,7 +9,8 @@
 import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { importDrive, type DriveReport, type ImportInput } from '../../agent/transfer.ts';
+import type { DriveReport } from '../../agent/drive-report.ts';
+import { importDrive, type ImportInput } from '../../agent/transfer.ts';
 import { DEFAULT_IDENTITY, makeDrive, makeTrust, MemoryLog, tempDir } from './fixtures.ts';
 
 const STAGING = '.portcullis-staging';

@@ -1,7 +1,8 @@
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { importDrive, STAGE_ON_WORKERS_FROM_BYTES, syncfsReportsErrors, type DriveReport, type ImportInput } from '../../agent/transfer.ts';
+import type { DriveReport } from '../../agent/drive-report.ts';
+import { importDrive, STAGE_ON_WORKERS_FROM_BYTES, syncfsReportsErrors, type ImportInput } from '../../agent/transfer.ts';
 import type { ClashPolicy } from '../../agent/trust-store.ts';
 import { DEFAULT_IDENTITY, makeDrive, makeTrust, MemoryLog, tempDir } from './fixtures.ts';
 

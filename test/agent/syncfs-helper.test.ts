@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { SyncfsHelper } from '../../agent/syncfs-helper.ts';
-import { bytesAndFilesInStep } from '../../agent/transfer.ts';
+import { bytesAndFilesInStep } from '../../agent/drive-report.ts';
 import { tempDir } from './fixtures.ts';
 
 const alive = (pid: number | undefined): boolean => pid !== undefined && existsSync(`/proc/${pid}`) && !readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z ');

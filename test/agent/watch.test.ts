@@ -7,7 +7,7 @@ import { mountFolderSource, windowsLetterSource, type DriveInfo, type DriveSourc
 import { main } from '../../agent/main.ts';
 import { loadWatchConfig } from '../../agent/watch-config.ts';
 import { lineNotifier, msgArguments, type HmiMessage } from '../../agent/notify.ts';
-import type { DriveReport } from '../../agent/transfer.ts';
+import type { DriveReport } from '../../agent/drive-report.ts';
 import { chooseDestination, DriveWatcher, messageFor, runService } from '../../agent/watch.ts';
 import { DEFAULT_IDENTITY, makeDrive, makeTrust, tempDir, writeTrust } from './fixtures.ts';
 
