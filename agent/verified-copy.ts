@@ -6,10 +6,10 @@
  * that grows is stopped at once; a file that shrinks, changes or cannot be
  * read fails. The caller keeps the sink's bytes only on { ok: true }.
  */
-import { timingSafeEqual } from 'node:crypto';
 import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, type Stats } from 'node:fs';
 import { lstat, open, type FileHandle } from 'node:fs/promises';
 import { DualDigest, wasmBlake3, type Blake3Factory, type FileDigest } from '../manifest/digest.ts';
+import { sameHex } from '../manifest/constant-time.ts';
 
 export const COPY_CHUNK_BYTES = 1024 * 1024; // bytes per read: throughput without holding a file in memory
 
@@ -36,10 +36,6 @@ export interface VerifiedReadOptions {
   readonly expectIdentity?: { readonly dev: number; readonly ino: number };
   /** Called after each chunk with the bytes read so far (tests use it to change the drive mid-copy). */
   readonly onChunk?: (bytesRead: number) => Promise<void> | void;
-}
-
-function sameHex(a: string, b: string): boolean {
-  return a.length === b.length && timingSafeEqual(Buffer.from(a), Buffer.from(b));
 }
 
 const fail = (code: VerifiedReadCode, reason: string, digest: FileDigest | null = null): VerifiedRead => ({ ok: false, code, reason, digest });

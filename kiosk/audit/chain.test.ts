@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { recordHash, type VerifyResult } from './chain.ts';
 import { CHAIN_COLUMNS, LEDGER_TABLES } from './schema.ts';
 import { openAuditStore } from './store.ts';
-import { tamper, writeSampleLog } from './test-log.ts';
+import { tamper, writeSampleLog } from '../../test/support/audit-log-fixture.ts';
 
 const work = mkdtempSync(join(tmpdir(), 'portcullis-audit-chain-'));
 const sample = join(work, 'sample.db');

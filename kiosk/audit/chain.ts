@@ -10,10 +10,11 @@
  * Verification walks the tables merged by seq and names the first record that
  * does not fit, then checks the chain head (a cut tail) and the migrations.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import { canonicalize } from '../../manifest/canonical-json.ts';
 import { CHAIN_COLUMNS, GENESIS_HASH, LEDGER_TABLES, type LedgerTable } from './schema.ts';
+import { sameHex } from '../../manifest/constant-time.ts';
 
 export type ColumnValue = string | number | null;
 export type RowContent = Readonly<Record<string, ColumnValue>>;
@@ -87,9 +88,6 @@ function parseJson(text: unknown): unknown {
   }
 }
 
-function sameHex(a: string, b: string): boolean {
-  return a.length === b.length && timingSafeEqual(Buffer.from(a), Buffer.from(b));
-}
 
 function malformedColumn(row: Record<string, unknown>): string | null {
   for (const [column, value] of Object.entries(row)) {

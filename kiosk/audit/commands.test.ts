@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CSV_COLUMNS, logCommand, logExportCommand, logListCommand, logShowCommand, logVerifyCommand } from './commands.ts';
-import { tamper, writeSampleLog } from './test-log.ts';
+import { tamper, writeSampleLog } from '../../test/support/audit-log-fixture.ts';
 
 const work = mkdtempSync(join(tmpdir(), 'portcullis-audit-cmd-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));

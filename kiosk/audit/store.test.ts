@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { AuditError } from './errors.ts';
 import { MIGRATIONS, SCHEMA_VERSION } from './schema.ts';
 import { openAuditStore } from './store.ts';
-import { beginInput, file, finishInput, RAW_HOSTILE_LABEL, RAW_HOSTILE_NAME, steppingClock, T0, writeSampleLog } from './test-log.ts';
+import { beginInput, file, finishInput, RAW_HOSTILE_LABEL, RAW_HOSTILE_NAME, steppingClock, T0, writeSampleLog } from '../../test/support/audit-log-fixture.ts';
 
 const work = mkdtempSync(join(tmpdir(), 'portcullis-audit-store-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));

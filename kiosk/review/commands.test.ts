@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { reviewCommand, reviewServeCommand, siemCommand } from './commands.ts';
 import { openReviewStore } from './review-store.ts';
 import type { ReviewServer } from './server.ts';
-import { writeReviewFixture } from './test-fixture.ts';
+import { writeReviewFixture } from '../../test/support/review-fixture.ts';
 
 function sink(): { write: (s: string) => void; text: () => string } {
   let out = '';

@@ -2,9 +2,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { formatExport, verifyLogBytes } from '../../agent/audit-log.ts';
+import { formatExport, verifyLogBytes } from '../../manifest/agent-log.ts';
 import { hashPassword, openReviewStore, verifyPassword, type StaffStore } from './review-store.ts';
-import { SCAN_A_MANIFEST, writeReviewFixture } from './test-fixture.ts';
+import { SCAN_A_MANIFEST, writeReviewFixture } from '../../test/support/review-fixture.ts';
 
 describe('review store', () => {
   let dir: string;

@@ -9,7 +9,7 @@ import Database from 'better-sqlite3';
 import { PortcullisError } from '../../manifest/errors.ts';
 import { displayText, escapeForDisplay } from '../../manifest/names.ts';
 import { formatIssues, integer, nullable, object, oneOf, parse, string } from '../../manifest/schema.ts';
-import { OUTCOMES, verifyLogBytes, type LogRecord } from '../../agent/audit-log.ts';
+import { OUTCOMES, verifyLogBytes, type LogRecord } from '../../manifest/agent-log.ts';
 
 export const REVIEW_ERROR_CODES = [
   'REVIEW_OPEN_FAILED',

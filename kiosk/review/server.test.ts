@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { openReviewStore, type StaffStore } from './review-store.ts';
 import { CONTENT_SECURITY_POLICY, SESSION_COOKIE, startReviewServer, type ReviewServer } from './server.ts';
-import { EXPORT_HMI, HMI, parseCsv, writeAgentExport, writeReviewFixture } from './test-fixture.ts';
+import { EXPORT_HMI, HMI, parseCsv, writeAgentExport, writeReviewFixture } from '../../test/support/review-fixture.ts';
 
 interface Reply {
   status: number;

@@ -5,10 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer, type TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writeSampleLog } from '../audit/test-log.ts';
+import { writeSampleLog } from '../../test/support/audit-log-fixture.ts';
 import { openReviewStore } from './review-store.ts';
 import { agentMessage, formatSyslog, frameOctetCounting, openSiemSpool } from './siem.ts';
-import { EXPORT_HMI, HMI, writeAgentExport, writeReviewFixture } from './test-fixture.ts';
+import { EXPORT_HMI, HMI, writeAgentExport, writeReviewFixture } from '../../test/support/review-fixture.ts';
 
 describe('RFC 5424 formatting', () => {
   it('writes the header, the structured data and the message', () => {

@@ -11,13 +11,13 @@ import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { logCommand } from '../../kiosk/audit/commands.ts';
 import { openAuditStore } from '../../kiosk/audit/store.ts';
-import { beginInput, finishInput } from '../../kiosk/audit/test-log.ts';
+import { beginInput, finishInput } from '../support/audit-log-fixture.ts';
 
 const work = mkdtempSync(join(tmpdir(), 'portcullis-audit-crash-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 const STORE = pathToFileURL(join(import.meta.dirname, '../../kiosk/audit/store.ts')).href;
-const FIXTURES = pathToFileURL(join(import.meta.dirname, '../../kiosk/audit/test-log.ts')).href;
+const FIXTURES = pathToFileURL(join(import.meta.dirname, '../support/audit-log-fixture.ts')).href;
 
 /** Starts `node` on an ES module script; argv[1] is the database path. */
 function child(script: string, db: string): ChildProcess {

@@ -8,7 +8,7 @@ import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { tamper, writeSampleLog } from '../../kiosk/audit/test-log.ts';
+import { tamper, writeSampleLog } from '../support/audit-log-fixture.ts';
 import { openAuditStore } from '../../kiosk/audit/store.ts';
 
 const SCRIPT = join(import.meta.dirname, '../../kiosk/audit/verify_audit_chain.py');

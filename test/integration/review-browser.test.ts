@@ -10,7 +10,7 @@ import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openReviewStore, type StaffStore } from '../../kiosk/review/review-store.ts';
 import { startReviewServer, type ReviewServer } from '../../kiosk/review/server.ts';
-import { EXPORT_HMI, HMI, HOSTILE_IMG, HOSTILE_SCRIPT, parseCsv, writeAgentExport, writeReviewFixture } from '../../kiosk/review/test-fixture.ts';
+import { EXPORT_HMI, HMI, HOSTILE_IMG, HOSTILE_SCRIPT, parseCsv, writeAgentExport, writeReviewFixture } from '../support/review-fixture.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const PASSWORD = 'correct horse battery staple';

@@ -16,12 +16,12 @@ import { connect as tlsConnect } from 'node:tls';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openAuditStore } from '../../kiosk/audit/store.ts';
-import { steppingClock } from '../../kiosk/audit/test-log.ts';
+import { steppingClock } from '../support/audit-log-fixture.ts';
 import { EXIT } from '../../kiosk/exit-codes.ts';
 import { siemSendCommand, type SiemSendOptions, type TextSink } from '../../kiosk/review/commands.ts';
 import { openReviewStore } from '../../kiosk/review/review-store.ts';
 import { openSiemSpool } from '../../kiosk/review/siem.ts';
-import { writeReviewFixture } from '../../kiosk/review/test-fixture.ts';
+import { writeReviewFixture } from '../support/review-fixture.ts';
 import { freePort, RSYSLOGD, waitFor } from './rsyslog-harness.ts';
 
 const GTLS_DRIVER = '/usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so';

@@ -12,10 +12,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openAuditStore } from '../../kiosk/audit/store.ts';
-import { steppingClock, tamper } from '../../kiosk/audit/test-log.ts';
+import { steppingClock, tamper } from '../support/audit-log-fixture.ts';
 import { openReviewStore, type StaffStore } from '../../kiosk/review/review-store.ts';
 import { openSiemSpool, type SiemSpool, type SiemTarget } from '../../kiosk/review/siem.ts';
-import { EXPORT_HMI, HMI, writeAgentExport, writeReviewFixture } from '../../kiosk/review/test-fixture.ts';
+import { EXPORT_HMI, HMI, writeAgentExport, writeReviewFixture } from '../support/review-fixture.ts';
 import { freePort, RSYSLOGD, waitFor } from './rsyslog-harness.ts';
 
 

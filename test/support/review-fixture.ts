@@ -5,9 +5,10 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { AuditLog, formatExport, verifyLogBytes } from '../../agent/audit-log.ts';
-import { openAuditStore } from '../audit/store.ts';
-import { beginInput, file, fillSampleLog, finishInput, steppingClock, T0 } from '../audit/test-log.ts';
+import { AuditLog } from '../../agent/audit-log.ts';
+import { formatExport, verifyLogBytes } from '../../manifest/agent-log.ts';
+import { openAuditStore } from '../../kiosk/audit/store.ts';
+import { beginInput, file, fillSampleLog, finishInput, steppingClock, T0 } from './audit-log-fixture.ts';
 
 export const HOSTILE_IMG = '<img src=x onerror=alert(1)>';
 export const HOSTILE_SCRIPT = '<script>alert("x")</script>';
