@@ -20,6 +20,7 @@
  * is named in docs/agent.md.)
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { release } from 'node:os';
 
 /** The shell's loop: one `sync -f` per input line, "ok" or "fail <reason>" per answer. */
 const LOOP = [
@@ -129,4 +130,23 @@ export class SyncfsHelper {
     this.waiting = [];
     for (const w of waiting) w.reject(this.failure);
   }
+}
+
+/** Linux reports writeback errors from syncfs(2) only since 5.8; before that a failed flush looked like success. */
+export function syncfsReportsErrors(kernelRelease: string): boolean {
+  const match = /^(\d+)\.(\d+)/u.exec(kernelRelease);
+  if (!match) return false;
+  const [major, minor] = [Number(match[1]), Number(match[2])];
+  return major > 5 || (major === 5 && minor >= 8);
+}
+
+/**
+ * Whether staged files are flushed per group on this platform: Linux 5.8 or
+ * later has syncfs(2) (`sync -f` through SyncfsHelper, one flush of the
+ * destination's filesystem for a whole group, as `cp` then `sync` does);
+ * elsewhere each staged file is fsynced on its own (Windows: FlushFileBuffers
+ * per file; older Linux: fsync per file).
+ */
+export function platformHasSyncfs(): boolean {
+  return process.platform === 'linux' && syncfsReportsErrors(release());
 }

@@ -13,22 +13,22 @@
  * file placed just before is removed again.
  */
 import { randomBytes } from 'node:crypto';
-import { release } from 'node:os';
-import { lstatSync, mkdirSync, readdirSync, rmdirSync, unlinkSync } from 'node:fs';
+import { unlinkSync } from 'node:fs';
 import { rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { escapeForDisplay, type VerifiedManifest } from '../manifest/index.ts';
+import { escapeForDisplay } from '../manifest/index.ts';
 import type { LogDigests } from './audit-log.ts';
 import { checkDrive, type Candidate, type DriveCheck } from './drive-check.ts';
 import { driveRef } from './drive-identity.ts';
 import {
-  DESTINATION_PROBLEM_TEXT, hostFlavor, resolveInside, STAGING_FOLDER, type PathFlavor,
+  DESTINATION_PROBLEM_TEXT, hostFlavor, resolveInside, type PathFlavor,
 } from './destination-path.ts';
-import { AgentError, type FileRefusalCode } from './errors.ts';
+import type { FileRefusalCode } from './errors.ts';
 import type { ClashPolicy } from './trust-store.ts';
 import { releaseStaged, type StagedCopy } from './stage-file.ts';
-import { createStagePool, inThreadStager, type Stager } from './stage-pool.ts';
-import { SyncfsHelper } from './syncfs-helper.ts';
+import type { Stager } from './stage-pool.ts';
+import { platformHasSyncfs, SyncfsHelper } from './syncfs-helper.ts';
+import { EarlyStager, prepareStaging, stagerFor } from './staging.ts';
 import { decideAll, DecisionLog, type Decided, type PlacementDecision } from './decision-log.ts';
 import {
   checkDestinationRoot, clashResult, existingAt, FolderNames, placeFile, type DestinationRoot, type Placement,
@@ -95,145 +95,6 @@ async function verifyWith(input: OperationInput, early: EarlyStager): Promise<Dr
   }
   files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   return finish(ctx, report('verify', escapeForDisplay(input.drive), check, files, null));
-}
-
-/**
- * Below this many bytes in all, files are staged in the calling thread:
- * starting the workers (each loads the agent's code and its WebAssembly)
- * costs more than hashing that much (measured by bench/agent-startup.ts).
- */
-export const STAGE_ON_WORKERS_FROM_BYTES = 16 * 1024 * 1024; // bytes
-
-/**
- * Where files are read and staged: worker threads (every core) for a drive
- * with enough bytes to pay for them; otherwise, or when a test hook
- * (onChunk, another BLAKE3) is given, since functions cannot cross to a
- * worker, the calling thread. Both run the same stageFile.
- */
-function stagerFor(input: OperationInput, candidates: readonly Candidate[]): Stager {
-  const bytes = candidates.reduce((sum, c) => sum + c.subject.annotations.size, 0);
-  if (!stagesOnWorkers(input, bytes)) {
-    return inThreadStager((request) => ({
-      blake3: input.blake3,
-      onChunk: input.onChunk ? (n) => input.onChunk!(request.name, n) : undefined,
-    }));
-  }
-  return createStagePool();
-}
-
-function stagesOnWorkers(input: OperationInput, bytes: number): boolean {
-  return !input.onChunk && !input.blake3 && bytes >= STAGE_ON_WORKERS_FROM_BYTES;
-}
-
-/**
- * Starts the stage pool's threads as soon as the manifest is verified, when
- * the bytes it lists call for them, so they boot while the drive is walked
- * (about half a second of a large import otherwise spent waiting for them).
- */
-class EarlyStager {
-  private pool: Stager | null = null;
-  private readonly input: OperationInput;
-
-  constructor(input: OperationInput) {
-    this.input = input;
-  }
-
-  start(manifest: VerifiedManifest): void {
-    const listed = manifest.statement.subject.reduce((sum, s) => sum + s.annotations.size, 0);
-    if (this.pool === null && stagesOnWorkers(this.input, listed)) this.pool = createStagePool();
-  }
-
-  /** The started pool, handed over to the caller (who closes it); null if none was started. */
-  take(): Stager | null {
-    const pool = this.pool;
-    this.pool = null;
-    return pool;
-  }
-
-  async discard(): Promise<void> {
-    await this.take()?.close();
-  }
-}
-
-/** The agent's staging folder as it is now: missing, private to the agent, or not (and why). */
-type StagingState =
-  | { readonly kind: 'missing' }
-  | { readonly kind: 'private' }
-  | { readonly kind: 'not-folder'; readonly reason: string }
-  | { readonly kind: 'shared'; readonly reason: string };
-
-/**
- * Whether the staging folder is the agent's alone: a real folder (lstat: not
- * a link or junction), and on POSIX owned by the agent's user with no
- * permission for group or others (mode 700), so nobody else can put, swap or
- * remove a staged file between its hash and its link. Windows: not checked
- * here (Node reports no owner and no ACL); the folder inherits the
- * destination's ACL (docs/agent.md "Copy-mediation").
- */
-function stagingState(staging: string): StagingState {
-  const stats = lstatSync(staging, { throwIfNoEntry: false });
-  if (stats === undefined) return { kind: 'missing' };
-  if (!stats.isDirectory()) return { kind: 'not-folder', reason: 'is not a real folder (a link, junction or file)' };
-  if (process.platform === 'win32') return { kind: 'private' };
-  const uid = process.getuid?.();
-  if (uid !== undefined && stats.uid !== uid) return { kind: 'shared', reason: `belongs to user id ${stats.uid}, not to the agent's (${uid})` };
-  if ((stats.mode & 0o077) !== 0) return { kind: 'shared', reason: `has mode ${(stats.mode & 0o777).toString(8)}: others may reach into it (the agent's own is 700)` };
-  return { kind: 'private' };
-}
-
-/** Creates a private staging folder (mode 700); one that appeared meanwhile is judged by stagingState. */
-function makeStaging(staging: string): void {
-  try {
-    mkdirSync(staging, { mode: 0o700 });
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw new AgentError('DESTINATION_INVALID', `${staging}: cannot create the staging folder (${(error as Error).message})`, { cause: error });
-  }
-}
-
-/**
- * Makes sure the staging folder on the destination volume is the agent's
- * alone, then removes staging files left by a crash. A staging folder someone
- * else could use is replaced by a private one when it is empty (rmdir removes
- * only an empty folder, never follows a link) and refused when it holds
- * anything: its files are kept as evidence, never read or deleted.
- */
-function prepareStaging(root: string): string {
-  const staging = join(root, STAGING_FOLDER);
-  let state = stagingState(staging);
-  if (state.kind === 'missing') {
-    makeStaging(staging);
-    state = stagingState(staging);
-  } else if (state.kind === 'shared') {
-    try {
-      rmdirSync(staging);
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      const why = code === 'ENOTEMPTY' || code === 'EEXIST' ? 'holds files' : `could not be removed (${code ?? (error as Error).message})`;
-      throw new AgentError('DESTINATION_INVALID', `${staging}: the staging folder ${state.reason} and ${why}, so others could have put or swapped files in it: move it aside (keep it as evidence) and import again; the agent creates its own (mode 700)`, { cause: error });
-    }
-    makeStaging(staging);
-    state = stagingState(staging);
-  }
-  if (state.kind !== 'private') {
-    const reason = state.kind === 'missing' ? 'could not be created' : state.reason;
-    throw new AgentError('DESTINATION_INVALID', `${staging}: the staging path ${reason}: remove it; the agent creates its own staging folder (mode 700)`);
-  }
-  let leftovers: string[];
-  try {
-    leftovers = readdirSync(staging);
-  } catch (error) {
-    throw new AgentError('DESTINATION_INVALID', `${staging}: cannot read the staging folder (${(error as Error).message})`, { cause: error });
-  }
-  for (const entry of leftovers) {
-    if (/^[0-9a-f]{32}\.part$/u.test(entry)) {
-      try {
-        unlinkSync(join(staging, entry));
-      } catch {
-        // gone meanwhile
-      }
-    }
-  }
-  return staging;
 }
 
 /** `import DRIVE --to DIR`: copy-mediation of every permitted file. */
@@ -390,23 +251,4 @@ async function importOne(job: ImportJob, c: Candidate): Promise<Decided> {
       }
     }
   });
-}
-
-/** Linux reports writeback errors from syncfs(2) only since 5.8; before that a failed flush looked like success. */
-export function syncfsReportsErrors(kernelRelease: string): boolean {
-  const match = /^(\d+)\.(\d+)/u.exec(kernelRelease);
-  if (!match) return false;
-  const [major, minor] = [Number(match[1]), Number(match[2])];
-  return major > 5 || (major === 5 && minor >= 8);
-}
-
-/**
- * Whether staged files are flushed per group on this platform: Linux 5.8 or
- * later has syncfs(2) (`sync -f` through SyncfsHelper, one flush of the
- * destination's filesystem for a whole group, as `cp` then `sync` does);
- * elsewhere each staged file is fsynced on its own (Windows: FlushFileBuffers
- * per file; older Linux: fsync per file).
- */
-function platformHasSyncfs(): boolean {
-  return process.platform === 'linux' && syncfsReportsErrors(release());
 }

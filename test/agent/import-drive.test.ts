@@ -2,7 +2,9 @@ import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renam
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { DriveReport } from '../../agent/drive-report.ts';
-import { importDrive, STAGE_ON_WORKERS_FROM_BYTES, syncfsReportsErrors, type ImportInput } from '../../agent/transfer.ts';
+import { STAGE_ON_WORKERS_FROM_BYTES } from '../../agent/staging.ts';
+import { syncfsReportsErrors } from '../../agent/syncfs-helper.ts';
+import { importDrive, type ImportInput } from '../../agent/transfer.ts';
 import type { ClashPolicy } from '../../agent/trust-store.ts';
 import { DEFAULT_IDENTITY, makeDrive, makeTrust, MemoryLog, tempDir } from './fixtures.ts';
 

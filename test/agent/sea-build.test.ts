@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { verifyLogBytes } from '../../agent/audit-log.ts';
 import { buildSea, SEA_FUSE, type SeaArtifact } from '../../agent/sea/build.ts';
-import { STAGE_ON_WORKERS_FROM_BYTES } from '../../agent/transfer.ts';
+import { STAGE_ON_WORKERS_FROM_BYTES } from '../../agent/staging.ts';
 import { DEFAULT_IDENTITY, makeDrive, tempDir, writeTrust } from './fixtures.ts';
 
 const BIN = join(import.meta.dirname, '../../agent/bin/portcullis-agent.js');
