@@ -20,7 +20,8 @@ import { readLocalFile } from './local-file.ts';
 import { lineNotifier, windowsMsgNotifier, type Notifier } from './notify.ts';
 import { readStoragePolicy, regExe } from './storage-policy.ts';
 import { reportClass, type DriveReport } from './drive-report.ts';
-import { importDrive, verifyDrive } from './transfer.ts';
+import { importDrive } from './import-drive.ts';
+import { verifyDrive } from './verify-drive.ts';
 import {
   addKey, CLASH_POLICIES, keyStatus, labelSchema, loadTrustStore, makeStoreFolder, revokeKey, saveTrustStore, setPolicy, type ClashPolicy, type TrustPolicy,
   type TrustStore,

@@ -4,7 +4,7 @@
  * poll is the source of truth). The service handles one drive at a time:
  * re-reads the trust store (so changes apply without a restart), imports into
  * the destination, logs, and tells the HMI user. Removing a drive aborts its
- * import; nothing partial is left (transfer.ts). On Windows the service also
+ * import; nothing partial is left (import-drive.ts). On Windows the service also
  * checks, at start and every few minutes, that the removable-storage deny
  * policy is in force, and logs each change (storage-policy.ts).
  */
@@ -19,7 +19,7 @@ import { AgentError } from './errors.ts';
 import type { HmiMessage, Notifier } from './notify.ts';
 import { StoragePolicyMonitor, type StoragePolicyReading } from './storage-policy.ts';
 import type { DriveReport } from './drive-report.ts';
-import { importDrive } from './transfer.ts';
+import { importDrive } from './import-drive.ts';
 import { loadTrustStore, type TrustStore } from './trust-store.ts';
 
 export interface DriveWatcherOptions {

@@ -10,7 +10,7 @@ import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, re
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { DriveReport } from '../../agent/drive-report.ts';
-import { importDrive, type ImportInput } from '../../agent/transfer.ts';
+import { importDrive, type ImportInput } from '../../agent/import-drive.ts';
 import { DEFAULT_IDENTITY, makeDrive, makeTrust, MemoryLog, tempDir } from './fixtures.ts';
 
 const STAGING = '.portcullis-staging';

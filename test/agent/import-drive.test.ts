@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import type { DriveReport } from '../../agent/drive-report.ts';
 import { STAGE_ON_WORKERS_FROM_BYTES } from '../../agent/staging.ts';
 import { syncfsReportsErrors } from '../../agent/syncfs-helper.ts';
-import { importDrive, type ImportInput } from '../../agent/transfer.ts';
+import { importDrive, type ImportInput } from '../../agent/import-drive.ts';
 import type { ClashPolicy } from '../../agent/trust-store.ts';
 import { DEFAULT_IDENTITY, makeDrive, makeTrust, MemoryLog, tempDir } from './fixtures.ts';
 

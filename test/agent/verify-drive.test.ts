@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { MEDIA_ADVICE, type DriveIdentity } from '../../agent/drive-identity.ts';
 import type { DriveReport } from '../../agent/drive-report.ts';
 import { STAGE_ON_WORKERS_FROM_BYTES } from '../../agent/staging.ts';
-import { verifyDrive } from '../../agent/transfer.ts';
+import { verifyDrive } from '../../agent/verify-drive.ts';
 import type { TrustStore } from '../../agent/trust-store.ts';
 import { MANIFEST_PATH } from '../../manifest/index.ts';
 import { DEFAULT_IDENTITY, kioskKey, makeDrive, makeTrust, MemoryLog, otherKey, tempDir, writeTrust } from './fixtures.ts';

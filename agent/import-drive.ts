@@ -1,12 +1,9 @@
 /**
- * The two drive operations and their reports:
- *
- *  - verifyDrive: the drive-level check, then every candidate file is read
- *    once and hashed; nothing is written anywhere but the log.
- *  - importDrive: the drive-level check, then every candidate is streamed
- *    into a staging file on the destination volume while it is hashed, and
- *    only a file whose size and both digests match is fsynced and linked into
- *    place. Never "verify, then copy": the bytes kept are the bytes hashed.
+ * `import DRIVE --to DIR`: the drive-level check, then every candidate is
+ * streamed into a staging file on the destination volume while it is hashed
+ * (staging.ts), and only a file whose size and digests match is named in the
+ * destination (place-file.ts) in a group commit (decision-log.ts). Never
+ * "verify, then copy": the bytes kept are the bytes hashed.
  *
  * Every decision is logged before it takes effect for the HMI user; a log
  * record that cannot be written stops the operation (LOG_WRITE_FAILED) and a
@@ -18,25 +15,21 @@ import { rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { escapeForDisplay } from '../manifest/index.ts';
 import type { LogDigests } from './audit-log.ts';
+import { decideAll, DecisionLog, type Decided, type PlacementDecision } from './decision-log.ts';
+import { DESTINATION_PROBLEM_TEXT, hostFlavor, resolveInside, type PathFlavor } from './destination-path.ts';
 import { checkDrive, type Candidate, type DriveCheck } from './drive-check.ts';
 import { driveRef } from './drive-identity.ts';
-import {
-  DESTINATION_PROBLEM_TEXT, hostFlavor, resolveInside, type PathFlavor,
-} from './destination-path.ts';
-import type { FileRefusalCode } from './errors.ts';
-import type { ClashPolicy } from './trust-store.ts';
-import { releaseStaged, type StagedCopy } from './stage-file.ts';
-import type { Stager } from './stage-pool.ts';
-import { platformHasSyncfs, SyncfsHelper } from './syncfs-helper.ts';
-import { EarlyStager, prepareStaging, stagerFor } from './staging.ts';
-import { decideAll, DecisionLog, type Decided, type PlacementDecision } from './decision-log.ts';
-import {
-  checkDestinationRoot, clashResult, existingAt, FolderNames, placeFile, type DestinationRoot, type Placement,
-} from './place-file.ts';
 import {
   bytesAndFilesInStep, checkDrivePath, expectedDigests, fileEvent, finish, logDrive, refusedResult, report, type Context, type DriveReport, type FileResult,
   type OperationInput,
 } from './drive-report.ts';
+import type { FileRefusalCode } from './errors.ts';
+import { checkDestinationRoot, clashResult, existingAt, FolderNames, placeFile, type DestinationRoot, type Placement } from './place-file.ts';
+import { releaseStaged, type StagedCopy } from './stage-file.ts';
+import type { Stager } from './stage-pool.ts';
+import { EarlyStager, prepareStaging, stagerFor } from './staging.ts';
+import { platformHasSyncfs, SyncfsHelper } from './syncfs-helper.ts';
+import type { ClashPolicy } from './trust-store.ts';
 
 export interface ImportInput extends OperationInput {
   /**
@@ -50,51 +43,6 @@ export interface ImportInput extends OperationInput {
   readonly destination: string;
   readonly clash: ClashPolicy;
   readonly flavor?: PathFlavor;
-}
-
-/** `verify DRIVE`: checks the drive and reads every listed file once to prove its bytes; writes nothing but the log. */
-export async function verifyDrive(input: OperationInput): Promise<DriveReport> {
-  await checkDrivePath(input.drive);
-  const early = new EarlyStager(input);
-  try {
-    return await verifyWith(input, early);
-  } finally {
-    await early.discard(); // a pool started but never handed over: a refused drive, an error
-  }
-}
-
-async function verifyWith(input: OperationInput, early: EarlyStager): Promise<DriveReport> {
-  const check = await checkDrive({ ...input, onVerified: (m) => early.start(m) });
-  const ctx: Context = { log: input.log, drive: driveRef(input.drive, input.identity), manifest: check.manifest };
-  logDrive(ctx, check);
-  const files: FileResult[] = [];
-  if (check.approved) {
-    const decisions = new DecisionLog(ctx.log);
-    const refused = check.refused.map((r) => refusedResult(r.path, r.code, r.reason));
-    files.push(...(await decideAll(decisions, refused, (result) => decisions.submit(fileEvent(ctx, 'file.checked', result), result))));
-    const stager = early.take() ?? stagerFor(input, check.candidates);
-    try {
-      files.push(...(await decideAll(decisions, bytesAndFilesInStep(check.candidates, (c) => c.subject.annotations.size), async (c) => {
-        const read = await stager.stage({
-          name: c.subject.name,
-          source: c.entry.rawPath,
-          expected: expectedDigests(c),
-          expectIdentity: { dev: c.entry.dev, ino: c.entry.ino },
-          stagingPath: null,
-          fsync: false,
-          chunkBytes: input.chunkBytes,
-        }, input.signal);
-        const result: FileResult = read.ok
-          ? { path: c.entry.display, outcome: 'permitted', code: 'PERMITTED', reason: 'listed in the manifest; size, SHA-256 and BLAKE3 match', destination: null, digests: read.digest }
-          : refusedResult(c.entry.display, read.code, read.reason, read.digest);
-        return decisions.submit(fileEvent(ctx, 'file.checked', result), result);
-      })));
-    } finally {
-      await stager.close();
-    }
-  }
-  files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-  return finish(ctx, report('verify', escapeForDisplay(input.drive), check, files, null));
 }
 
 /** `import DRIVE --to DIR`: copy-mediation of every permitted file. */
