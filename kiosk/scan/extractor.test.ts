@@ -13,18 +13,20 @@ import { createExtractor, EXTRACTOR_DEFAULTS, ExtractorError, proveExtractor, sa
 const work = mkdtempSync(join(tmpdir(), 'portcullis-extractor-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-/** The sandbox's command line with `tool` (and its arguments) where libarchive would run. */
+const LIMITS = { cpuSeconds: 5, maxOutputBytes: 1024 * 1024 };
+
+/** The sandbox's command line with `tool` (and its arguments) where the decompressor would run. */
 function sandboxWith(tool: string): string {
-  return `${EXTRACTOR_DEFAULTS.bwrapPath} ${sandboxArgs(EXTRACTOR_DEFAULTS, 'gzip', 5).slice(0, -1).map((a) => `'${a}'`).join(' ')} ${tool}`;
+  return `${EXTRACTOR_DEFAULTS.bwrapPath} ${sandboxArgs(EXTRACTOR_DEFAULTS, [], LIMITS).map((a) => `'${a}'`).join(' ')} ${tool}`;
 }
 
-/** Runs `command` (a program under /usr, no arguments) where bsdcat would run, with `input` on standard input. */
+/** Runs `command` (a program under /usr, no arguments) where a decompressor would run, with `input` on standard input. */
 function inSandbox(command: string, input = 'input bytes\n'): { stdout: string; stderr: string; status: number | null } {
   const path = join(work, 'input');
   writeFileSync(path, input);
   const fd = openSync(path, 'r');
   try {
-    const r = spawnSync(EXTRACTOR_DEFAULTS.bwrapPath, sandboxArgs({ ...EXTRACTOR_DEFAULTS, bsdcatPath: command }, 'gzip', 5), { stdio: [fd, 'pipe', 'pipe'] });
+    const r = spawnSync(EXTRACTOR_DEFAULTS.bwrapPath, sandboxArgs(EXTRACTOR_DEFAULTS, [command], LIMITS), { stdio: [fd, 'pipe', 'pipe'] });
     return { stdout: r.stdout.toString(), stderr: r.stderr.toString(), status: r.status };
   } finally {
     closeSync(fd);
@@ -64,8 +66,8 @@ describe('the extractor\'s sandbox', () => {
     await expect(proveExtractor(createExtractor(), scratch)).resolves.toBeUndefined();
     const missing = createExtractor({ bwrapPath: join(work, 'no-bwrap') });
     await expect(proveExtractor(missing, scratch)).rejects.toBeInstanceOf(ExtractorError);
-    await expect(proveExtractor(missing, scratch)).rejects.toThrow(/bubblewrap and libarchive-tools/);
-    const wrongTool = createExtractor({ bsdcatPath: '/usr/bin/false' });
+    await expect(proveExtractor(missing, scratch)).rejects.toThrow(/bubblewrap.*libarchive-tools/);
+    const wrongTool = createExtractor({ commands: { gzip: ['/usr/bin/false'] } });
     await expect(proveExtractor(wrongTool, scratch)).rejects.toMatchObject({ code: 'EXTRACTOR_UNAVAILABLE' });
   });
 });

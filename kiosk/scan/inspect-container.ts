@@ -14,7 +14,7 @@
  * inspected.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, fstatSync, openSync, readSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, constants, createReadStream, fstatSync, openSync, readSync, unlinkSync, writeSync } from 'node:fs';
 import { lstat, mkdir, realpath, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { DualDigest, NAME_PROBLEM_TEXT, nameFromBytes, pathProblems, type Blake3Factory } from '../../manifest/index.ts';
@@ -22,11 +22,12 @@ import type { Allowlist } from '../allowlist.ts';
 import { allowedType, type Policy } from '../policy.ts';
 import { CONTAINER_SNIFF_BYTES, detectContainer, isCompression, layerContentName, type ContainerFormat } from './container-format.ts';
 import { decideFile, HASH_GATED, type EngineName, type Reason, type TypeScope } from './decide.ts';
-import type { Extraction, Extractor } from './extractor.ts';
+import { extractorOpens, type Extraction, type Extractor } from './extractor.ts';
 import { checkType, extensionsOf, SNIFF_BYTES } from './file-type.ts';
 import type { StreamScanner } from './scan-session.ts';
 import { readTarStream, TarStreamError, type TarMember } from './tar-stream.ts';
-import { checkZipStructure, type ZipListing } from './zip-structure.ts';
+import { zipMembers, ZipExtractError } from './zip-extract.ts';
+import { checkZipStructure, endsWithZip, ZIP_TAIL_BYTES, type ZipListing } from './zip-structure.ts';
 
 const RATIO_FLOOR = 1024 * 1024; // bytes unpacked before the ratio applies: small archives may compress well
 const MAX_REASONS = 24; // member reasons kept per file on the drive; the rest are counted
@@ -159,34 +160,89 @@ async function openContainer(c: HeldContainer, depth: number, budget: Budget, ct
   if (depth > policy.clamav.maxRecursion) {
     throw new Stop(limitReason(c.chain, `containers nested deeper than the policy's clamav.maxRecursion (${policy.clamav.maxRecursion} levels)`));
   }
-  // A zip's central directory, checked by the kiosk itself: the extractor must then give exactly these members.
-  let listing: ZipListing[] | null = null;
-  if (c.format === 'zip') {
-    const checked = zipStructure(c, budget, policy);
-    if ('finding' in checked) {
-      findings.add({ code: checked.finding.code, detail: `${c.chain}: ${checked.finding.detail}` });
+  const timeLeft = (): number => budget.deadline - performance.now();
+  if (timeLeft() <= 0) throw new Stop(limitReason(c.chain, `inspecting took longer than the policy's clamav.maxScanSeconds (${policy.clamav.maxScanSeconds} s)`));
+  if (c.format === 'zip') return openZip(c, depth, budget, ctx, findings);
+  if (c.format === 'tar') return readMembers(c, createReadStream(c.path, { highWaterMark: 1024 * 1024 }), null, depth, budget, ctx, findings);
+  if (c.format === '7z') {
+    const problem = sevenZipEndProblem(c.path);
+    if (problem !== null) {
+      findings.add({ code: 'NOT_INSPECTED', detail: `${c.chain}: ${problem}` });
       return;
     }
-    listing = checked.entries;
   }
-  const seen: ZipListing[] = [];
-  const remainingSeconds = (budget.deadline - performance.now()) / 1000;
-  if (remainingSeconds <= 0) throw new Stop(limitReason(c.chain, `inspecting took longer than the policy's clamav.maxScanSeconds (${policy.clamav.maxScanSeconds} s)`));
-  const extraction = ctx.inspection.extractor.open(c.path, c.format, remainingSeconds);
-  // A parser that hangs is ended at the deadline; its output then ends and the reader stops.
-  const timer = setTimeout(() => extraction.kill(), Math.max(1, budget.deadline - performance.now()));
-  const onAbort = (): void => extraction.kill();
+  if (!isCompression(c.format) && c.format !== '7z' && zipAtEnd(c.path)) {
+    // 7-Zip reads these formats to their own end and ignores what follows; a zip there opens once renamed.
+    findings.add({ code: 'NOT_INSPECTED', detail: `${c.chain}: a zip archive ends this ${c.format} archive (a polyglot): what it holds was not inspected` });
+    return;
+  }
+  if (!extractorOpens(c.format)) {
+    findings.add({ code: 'NOT_INSPECTED', detail: `${c.chain}: this kiosk has no tool to open ${c.format} content, so it cannot be inspected` });
+    return;
+  }
+  const extraction = ctx.inspection.extractor.open(c.path, c.format, {
+    cpuSeconds: timeLeft() / 1000,
+    maxOutputBytes: Math.max(1, policy.clamav.maxScanBytes - budget.bytes),
+  });
+  if (isCompression(c.format)) {
+    // One member, the content, named as gzip or 7-Zip would name it (and judged under the name stored in a gzip header too).
+    const names = [layerContentName(c.name), ...gzipStoredName(c)].filter((n, i, all) => all.indexOf(n) === i);
+    const member: TarMember = { name: Buffer.from(names[0]!), kind: 'file', size: -1, sparse: false, typeflag: '0', body: extraction.output };
+    return readMembers(c, null, { extraction, single: member, otherNames: names.slice(1) }, depth, budget, ctx, findings);
+  }
+  return readMembers(c, extraction.output, { extraction, single: null, otherNames: [] }, depth, budget, ctx, findings);
+}
+
+/** A zip, checked and extracted by the kiosk itself from its central directory. */
+async function openZip(c: HeldContainer, depth: number, budget: Budget, ctx: InspectContext, findings: Findings): Promise<void> {
+  const checked = zipStructure(c, budget, ctx.policy);
+  if ('finding' in checked) {
+    findings.add({ code: checked.finding.code, detail: `${c.chain}: ${checked.finding.detail}` });
+    return;
+  }
+  // Document part rules only for a real OOXML or OpenDocument package (a zip merely named .docx gets the archive rules).
+  const document = c.scope === 'parts' ? documentKind(checked.entries) : null;
+  const held: HeldContainer = c.scope === 'parts' && document === null ? { ...c, scope: 'files' } : c;
+  return readMembers({ ...held, document }, null, { zip: checked.entries }, depth, budget, ctx, findings);
+}
+
+interface Source {
+  readonly extraction?: Extraction;
+  /** A compression layer's one member. */
+  readonly single?: TarMember | null;
+  readonly otherNames?: readonly string[];
+  /** A zip's checked directory, extracted by the kiosk. */
+  readonly zip?: readonly ZipListing[];
+}
+
+/** Reads a container's members (from a tar stream, a zip's directory, or a layer's one member) and judges each. */
+async function readMembers(
+  c: HeldContainer & { document?: DocumentKind | null },
+  tarBytes: AsyncIterable<Uint8Array> | null,
+  source: Source | null,
+  depth: number,
+  budget: Budget,
+  ctx: InspectContext,
+  findings: Findings,
+): Promise<void> {
+  const { policy } = ctx;
+  const extraction = source?.extraction ?? null;
+  // A parser or reader that hangs is ended at the deadline; its output then ends and the reader stops.
+  const stopStream = (): void => {
+    extraction?.kill();
+    if (tarBytes !== null && 'destroy' in tarBytes) (tarBytes as { destroy(): void }).destroy();
+  };
+  const timer = setTimeout(stopStream, Math.max(1, budget.deadline - performance.now()));
+  const onAbort = (): void => stopStream();
   ctx.signal?.addEventListener('abort', onAbort, { once: true });
   let stopped: unknown = null;
   try {
-    if (isCompression(c.format)) {
-      const name = layerContentName(c.name);
-      await judgeMember({ name: Buffer.from(name), kind: 'file', size: -1, sparse: false, typeflag: '0', body: extraction.output }, c, depth, budget, ctx, findings);
-    } else {
-      for await (const member of readTarStream(extraction.output)) {
-        seen.push({ name: member.name, size: member.size });
-        await judgeMember(member, c, depth, budget, ctx, findings);
-      }
+    if (source?.single) {
+      await judgeMember(source.single, c, depth, budget, ctx, findings, source.otherNames ?? []);
+    } else if (source?.zip) {
+      for await (const member of zipMembers(c.path, source.zip)) await judgeMember(member, c, depth, budget, ctx, findings, []);
+    } else if (tarBytes !== null) {
+      for await (const member of readTarStream(tarBytes)) await judgeMember(member, c, depth, budget, ctx, findings, []);
     }
   } catch (error) {
     stopped = error;
@@ -194,32 +250,83 @@ async function openContainer(c: HeldContainer, depth: number, budget: Budget, ct
     clearTimeout(timer);
     ctx.signal?.removeEventListener('abort', onAbort);
   }
-  if (stopped !== null) extraction.kill();
-  const end = await extraction.ended;
+  if (stopped !== null) stopStream();
+  const end = extraction ? await extraction.ended : null;
   ctx.signal?.throwIfAborted();
   if (stopped instanceof Stop) throw stopped;
   if (performance.now() >= budget.deadline) throw new Stop(limitReason(c.chain, `inspecting took longer than the policy's clamav.maxScanSeconds (${policy.clamav.maxScanSeconds} s)`));
-  if (stopped instanceof TarStreamError) {
-    findings.add(extractorReason(c, end, `its extractor's output was malformed (${stopped.message})`));
+  if (stopped instanceof TarStreamError || stopped instanceof ZipExtractError) {
+    const what = end === null ? stopped.message : `its extractor's output was malformed (${stopped.message})`;
+    findings.add(end === null || (end.code === 0 && end.stderr.trim() === '') ? { code: 'NOT_INSPECTED', detail: `${c.chain}: ${what}` } : extractorReason(c, end, null));
     return;
   }
   if (stopped !== null) throw stopped instanceof Error ? stopped : new Error('the archive inspection failed', { cause: stopped });
-  if (end.code !== 0 || end.signal !== null || end.stderr.trim() !== '') {
-    findings.add(extractorReason(c, end, null));
-    return;
-  }
-  // The sandbox parsed hostile bytes: its output is believed only where the kiosk can check it.
-  if (listing !== null && !sameListing(listing, seen)) {
-    findings.add({ code: 'NOT_INSPECTED', detail: `${c.chain}: the members the extractor gave do not match the archive's central directory` });
+  if (end !== null && (end.code !== 0 || end.signal !== null || end.stderr.trim() !== '')) findings.add(extractorReason(c, end, null));
+}
+
+/** What kind of document package a zip is, from the parts its directory lists. */
+type DocumentKind = 'ooxml' | 'odf';
+
+function documentKind(entries: readonly ZipListing[]): DocumentKind | null {
+  const names = entries.map((e) => Buffer.from(e.name).toString('latin1'));
+  if (names.includes('[Content_Types].xml')) return 'ooxml';
+  if (names[0] === 'mimetype' && entries[0]!.method === 0) return 'odf';
+  return null;
+}
+
+/** The folders and files a document's own parts live in: anything else in it is judged as a file in an archive. */
+const DOCUMENT_PARTS: Readonly<Record<DocumentKind, RegExp>> = {
+  ooxml: /^(\[Content_Types\]\.xml$|_rels\/|docProps\/|customXml\/|word\/|xl\/|ppt\/|visio\/)/,
+  odf: /^(mimetype$|content\.xml$|styles\.xml$|meta\.xml$|settings\.xml$|manifest\.rdf$|layout-cache$|META-INF\/|Pictures\/|Thumbnails\/|Configurations2\/|Object [0-9]+\/|ObjectReplacements\/|Basic\/|Scripts\/|Dialogs\/)/,
+};
+
+/** Whether a zip ends the file at `path` (its last ZIP_TAIL_BYTES read). */
+function zipAtEnd(path: string): boolean {
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  try {
+    const size = fstatSync(fd).size;
+    const tail = Buffer.alloc(Math.min(size, ZIP_TAIL_BYTES));
+    const got = readSync(fd, tail, 0, tail.length, size - tail.length);
+    return endsWithZip(tail.subarray(0, got), size);
+  } finally {
+    closeSync(fd);
   }
 }
 
-function sameListing(listed: readonly ZipListing[], seen: readonly ZipListing[]): boolean {
-  if (listed.length !== seen.length) return false;
-  const key = (e: ZipListing): string => `${Buffer.from(e.name).toString('hex')}:${e.size}`;
-  const a = listed.map(key).sort();
-  const b = seen.map(key).sort();
-  return a.every((k, i) => k === b[i]);
+/** 7z: the start header's next-header offset and size must end the file exactly (nothing appended). */
+function sevenZipEndProblem(path: string): string | null {
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  try {
+    const size = fstatSync(fd).size;
+    const head = Buffer.alloc(32);
+    if (readSync(fd, head, 0, 32, 0) !== 32) return 'a 7z archive cut short (truncated)';
+    const end = 32n + head.readBigUInt64LE(12) + head.readBigUInt64LE(20);
+    if (end !== BigInt(size)) return end < BigInt(size) ? `${BigInt(size) - end} bytes follow the 7z archive's end (something appended)` : 'a 7z archive cut short (truncated)';
+    return null;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The file name a gzip header stores (FNAME), which gzip -N and 7-Zip give the content. */
+function gzipStoredName(c: HeldContainer): string[] {
+  if (c.format !== 'gzip') return [];
+  const fd = openSync(c.path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  try {
+    const head = Buffer.alloc(64 * 1024);
+    const got = readSync(fd, head, 0, head.length, 0);
+    const flags = head[3]!;
+    if ((flags & 0x08) === 0) return [];
+    let at = 10;
+    if ((flags & 0x04) !== 0) at += 2 + head.readUInt16LE(10); // FEXTRA
+    const end = head.indexOf(0, at);
+    if (end < 0 || end >= got) return [];
+    const stored = head.subarray(at, end).toString('latin1'); // RFC 1952: ISO 8859-1
+    const base = stored.slice(Math.max(stored.lastIndexOf('/'), stored.lastIndexOf('\\')) + 1);
+    return base === '' ? [] : [base];
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** Why the extractor's end means the container was not fully opened. */
@@ -262,16 +369,26 @@ function zipStructure(c: HeldContainer, budget: Budget, policy: Policy): ReturnT
 }
 
 /** One member: named, bounded, hashed, scanned, judged, and opened when it is a container. */
-async function judgeMember(member: TarMember, parent: HeldContainer, depth: number, budget: Budget, ctx: InspectContext, findings: Findings): Promise<void> {
+async function judgeMember(
+  member: TarMember,
+  parent: HeldContainer & { document?: DocumentKind | null },
+  depth: number,
+  budget: Budget,
+  ctx: InspectContext,
+  findings: Findings,
+  otherNames: readonly string[],
+): Promise<void> {
   const { policy } = ctx;
   const named = nameFromBytes(member.name);
   const text = named.text?.replace(/\/+$/, '') ?? null;
   const chain = `${parent.chain}!/${text === null ? named.display : named.display.replace(/\/+$/, '')}`;
-  if (member.kind === 'directory') return;
-  budget.members++;
+  budget.members++; // folders count too: an archive of a million empty folders is no cheaper to open
   if (budget.members > policy.clamav.maxFilesPerArchive) {
     throw new Stop(limitReason(parent.chain, `more than the policy's clamav.maxFilesPerArchive (${policy.clamav.maxFilesPerArchive}) members`));
   }
+  if (member.kind === 'directory') return;
+  // A document's own parts are judged as parts; anything else inside it as a file in an archive.
+  const scope: Exclude<TypeScope, 'drive'> = parent.scope === 'parts' && parent.document && text !== null && !DOCUMENT_PARTS[parent.document].test(text) ? 'files' : parent.scope;
   const own = new Findings();
   if (text === null) own.add({ code: 'UNSAFE_NAME', detail: 'the name is not valid UTF-8' });
   else for (const p of pathProblems(text).filter((x) => x !== 'RESERVED_FOLDER')) own.add({ code: 'UNSAFE_NAME', detail: NAME_PROBLEM_TEXT[p] });
@@ -293,6 +410,8 @@ async function judgeMember(member: TarMember, parent: HeldContainer, depth: numb
   const digest = await DualDigest.create(ctx.blake3);
   const head = new Uint8Array(CONTAINER_SNIFF_BYTES);
   let headFilled = 0;
+  // The member's last bytes, where a zip appended to it would end (a polyglot inside an archive).
+  const tail = new TailWindow(ZIP_TAIL_BYTES);
   // The member's bytes are kept in a private work file only when its head shows a container.
   const keep: { decided: boolean; format: ContainerFormat | null; path: string | null; fd: number | null } = { decided: false, format: null, path: null, fd: null };
   const early: Uint8Array[] = []; // copies of the first chunks, until the head tells whether to keep the bytes
@@ -325,6 +444,7 @@ async function judgeMember(member: TarMember, parent: HeldContainer, depth: numb
         throw new Stop(limitReason(parent.chain, `unpacks to more than ${policy.archives.maxCompressionRatio} times the size of the file on the drive, the policy's archives.maxCompressionRatio: a decompression bomb`));
       }
       digest.update(chunk);
+      tail.push(chunk);
       if (headFilled < head.length) {
         const take = Math.min(head.length - headFilled, chunk.length);
         head.set(chunk.subarray(0, take), headFilled);
@@ -359,21 +479,34 @@ async function judgeMember(member: TarMember, parent: HeldContainer, depth: numb
     }
     const sniffed = checkType(text ?? named.display, head.subarray(0, Math.min(headFilled, SNIFF_BYTES)));
     if (policy.types.blockMismatch) for (const f of sniffed.findings) own.add(f);
-    if (parent.scope === 'parts' && text !== null && /^(basic|scripts)\//i.test(text)) {
+    if (parent.document === 'odf' && text !== null && /^(basic|scripts)\//i.test(text)) {
       own.add({ code: 'MACRO', detail: 'an OpenDocument macro library' });
     }
-    const decision = decideFile({
+    const finished = digest.finish();
+    const listed = ctx.allowlist.lookup(finished) !== null;
+    // Containers are held to ending where their format ends (tar, gzip, 7z ...); other content must not end in a zip.
+    if (keep.format === null && !listed && endsWithZip(tail.bytes(), digest.bytesSeen)) {
+      own.add({ code: 'NOT_INSPECTED', detail: `a zip archive is appended to this ${sniffed.kind} content (a polyglot): what it holds was not inspected` });
+    }
+    const observed = {
       path: text,
       display: named.display,
       size: digest.bytesSeen,
-      digest: digest.finish(),
+      digest: finished,
       extensions: extensionsOf(text ?? named.display),
       contentKind: sniffed.kind,
       reasons: own.list,
       cleanBy,
-    }, ctx.allowlist, policy, parent.scope);
+    };
+    const decision = decideFile(observed, ctx.allowlist, policy, scope);
     const reasons = parent.exempt ? decision.reasons.filter((r) => !HASH_GATED.has(r.code)) : decision.reasons;
     for (const r of reasons) findings.add({ code: r.code, detail: `${chain}: ${r.detail}` });
+    // The same content under the other name a tool gives it (a gzip header's stored name) is judged too.
+    for (const other of otherNames) {
+      const alias = decideFile({ ...observed, path: other, display: other, extensions: extensionsOf(other), reasons: [] }, ctx.allowlist, policy, scope);
+      const aliasReasons = parent.exempt ? alias.reasons.filter((r) => !HASH_GATED.has(r.code)) : alias.reasons;
+      for (const r of aliasReasons) findings.add({ code: r.code, detail: `${parent.chain}!/${other} (the name stored in its header): ${r.detail}` });
+    }
     // A member that is itself a container is opened in turn, unless an engine already blocked it.
     const engineFinding = own.list.some((r) => r.code !== 'UNSAFE_NAME' && r.code !== 'TYPE_MISMATCH' && !HASH_GATED.has(r.code));
     if (keep.path !== null && keep.format !== null && !engineFinding) {
@@ -383,7 +516,7 @@ async function judgeMember(member: TarMember, parent: HeldContainer, depth: numb
         format: keep.format,
         chain,
         name: basename(text ?? 'member'),
-        scope: memberScope(policy, text ?? '', sniffed.kind, parent.scope),
+        scope: memberScope(policy, text ?? '', sniffed.kind, scope),
         exempt: parent.exempt || decision.allowlistEntry !== null,
       }, depth + 1, budget, ctx, findings);
     }
@@ -396,6 +529,29 @@ async function judgeMember(member: TarMember, parent: HeldContainer, depth: numb
         // already gone
       }
     }
+  }
+}
+
+/** The last `size` bytes of a stream of chunks. */
+class TailWindow {
+  readonly #size: number;
+  #pieces: Uint8Array[] = [];
+  #held = 0;
+
+  constructor(size: number) {
+    this.#size = size;
+  }
+
+  push(chunk: Uint8Array): void {
+    const piece = chunk.length > this.#size ? chunk.subarray(chunk.length - this.#size) : chunk;
+    this.#pieces.push(piece.slice());
+    this.#held += piece.length;
+    while (this.#held - this.#pieces[0]!.length >= this.#size) this.#held -= this.#pieces.shift()!.length;
+  }
+
+  bytes(): Uint8Array {
+    const all = Buffer.concat(this.#pieces);
+    return all.subarray(Math.max(0, all.length - this.#size));
   }
 }
 

@@ -120,3 +120,29 @@ describe('reading the extractor\'s tar stream', () => {
     expect(got).toEqual([true]);
   });
 });
+
+describe('reading tar archives found on a drive', () => {
+  it('reads GNU tar\'s own format, long names included', async () => {
+    const long = `${'deep/'.repeat(30)}file.txt`;
+    const dir = mkdtempSync(join(work, 'gnu-'));
+    mkdirSync(join(dir, long, '..'), { recursive: true });
+    writeFileSync(join(dir, long), 'gnu');
+    const r = spawnSync('tar', ['--format=gnu', '-cf', '-', '-C', dir, long]);
+    expect(r.status).toBe(0);
+    expect((await members(r.stdout)).map((m) => [m.name, m.body])).toEqual([[long, 'gnu']]);
+  });
+
+  it('refuses names two tools would read differently: a GNU long name with a pax path, a NUL in a pax value, a key twice, a global path', async () => {
+    const file = (name: string): Buffer => Buffer.concat([header(name, '0', 1), pad(Buffer.from('a'))]);
+    const gnu = (name: string, type: string, size: number): Buffer => header(name, type, size, (b) => b.write('ustar  \0', 257, 'latin1'));
+    const longName = Buffer.from('readme.txt\0');
+    const paxPath = '16 path=run.ps1\n';
+    const cases = [
+      Buffer.concat([gnu('././@LongLink', 'L', longName.length), pad(longName), header('p', 'x', paxPath.length), pad(Buffer.from(paxPath)), file('x'), END]),
+      Buffer.concat([header('p', 'x', 24), pad(Buffer.from('24 path=readme.txt\0.ps1\n')), file('run.ps1'), END]),
+      Buffer.concat([header('p', 'x', 22), pad(Buffer.from('11 path=a\n11 path=b\n')), file('x'), END]),
+      Buffer.concat([header('g', 'g', paxPath.length), pad(Buffer.from(paxPath)), file('readme.txt'), END]),
+    ];
+    for (const stream of cases) await expect(members(stream)).rejects.toBeInstanceOf(TarStreamError);
+  });
+});

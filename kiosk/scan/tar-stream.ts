@@ -1,15 +1,21 @@
 /**
- * A strict reader for the tar stream the kiosk's extractor writes (bsdtar
- * `--format=pax`: POSIX.1-2001 pax extended headers before ustar headers).
- * Pure: bytes in, members out. The stream comes out of a sandbox that parsed
- * a hostile archive, so it is hostile too: every header checksum, length and
- * record is checked, anything unexpected throws TarStreamError, and sizes are
- * bounded.
+ * A strict reader for tar streams: archives found on a drive (POSIX ustar
+ * and pax, GNU tar's format, pre-POSIX "v7" tar) and the pax stream the
+ * kiosk's sandboxed 7-Zip extraction is repacked as. Pure: bytes in, members
+ * out. The bytes are hostile, so every header checksum, length and record is
+ * checked, sizes are bounded, and anything tools could read two ways throws
+ * TarStreamError (the file is then not inspected, never passed):
  *
- * Layout (POSIX.1-2001 "pax Interchange Format"): 512-byte blocks; a header
- * block, the member's data padded to a block; a pax 'x' header's data is
- * records "<length> <key>=<value>\n" that apply to the next header; the
- * archive ends with two zero blocks.
+ * - a GNU long name and a pax path for one member (libarchive takes one, GNU
+ *   tar and 7-Zip the other); a NUL inside a pax value; a key twice in one
+ *   pax header; a global pax header that sets a path, link path or size
+ *   (GNU tar applies it, libarchive ignores it);
+ * - a lone zero block, or anything but zero bytes after the end-of-archive
+ *   blocks (where `tar -i` would find more members);
+ * - multi-volume and old-GNU long-name members.
+ *
+ * Layout: POSIX.1-2001 (ustar and pax Interchange Format); GNU tar's manual,
+ * "Basic Tar Format" (magic "ustar  \0", types L, K, S, D, V, M, N).
  */
 
 const BLOCK = 512; // bytes
@@ -63,10 +69,15 @@ class ByteSource {
       return false;
     }
     const rest = this.#buffer.subarray(this.#offset);
-    const joined = new Uint8Array(rest.length + step.value.length);
-    joined.set(rest, 0);
-    joined.set(step.value, rest.length);
-    this.#buffer = joined;
+    if (rest.length === 0) {
+      // Nothing left over: take the chunk as it is (the source never reuses a chunk it has given).
+      this.#buffer = step.value;
+    } else {
+      const joined = new Uint8Array(rest.length + step.value.length);
+      joined.set(rest, 0);
+      joined.set(step.value, rest.length);
+      this.#buffer = joined;
+    }
     this.#offset = 0;
     return true;
   }
@@ -137,11 +148,35 @@ function number(block: Uint8Array, at: number, length: number, what: string): nu
   return value;
 }
 
+/** The header checksum: unsigned, or signed as some old tars wrote it (GNU tar accepts both). */
 function checksumOk(block: Uint8Array): boolean {
   const stored = number(block, 148, 8, 'header checksum');
-  let sum = 0;
-  for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : block[i]!;
-  return sum === stored;
+  let unsigned = 0;
+  let signed = 0;
+  for (let i = 0; i < BLOCK; i++) {
+    const b = i >= 148 && i < 156 ? 0x20 : block[i]!;
+    unsigned += b;
+    signed += b > 127 ? b - 256 : b;
+  }
+  return stored === unsigned || stored === signed;
+}
+
+type HeaderFormat = 'posix' | 'gnu' | 'v7';
+
+function headerFormat(block: Uint8Array): HeaderFormat {
+  const magic = text(block.subarray(257, 265));
+  if (magic === 'ustar\u000000') return 'posix';
+  if (magic === 'ustar  \u0000') return 'gnu';
+  if (block.subarray(257, 265).every((b) => b === 0)) return 'v7';
+  throw new TarStreamError('not a ustar, GNU or v7 tar header');
+}
+
+/** The data of a GNU long-name member ('L', 'K'): the name, NUL-terminated. */
+function longName(data: Uint8Array): Uint8Array {
+  const nul = data.indexOf(0);
+  const name = nul < 0 ? data : data.subarray(0, nul);
+  if (nul >= 0 && data.subarray(nul).some((b) => b !== 0)) throw new TarStreamError('bytes after the NUL of a GNU long name');
+  return name.slice();
 }
 
 interface PaxRecords {
@@ -153,6 +188,7 @@ interface PaxRecords {
 
 /** Parses "<length> <key>=<value>\n" records; values are raw bytes. */
 function parsePax(data: Uint8Array, into: PaxRecords): void {
+  const seen = new Set<string>();
   let at = 0;
   while (at < data.length) {
     const space = data.indexOf(0x20, at);
@@ -165,6 +201,9 @@ function parsePax(data: Uint8Array, into: PaxRecords): void {
     if (eq <= 0) throw new TarStreamError('pax record without a key');
     const key = text(record.subarray(0, eq));
     const value = record.subarray(eq + 1, record.length - 1);
+    if (seen.has(key)) throw new TarStreamError(`the pax key ${JSON.stringify(key.slice(0, 40))} twice in one header`);
+    seen.add(key);
+    if (value.includes(0)) throw new TarStreamError(`a NUL byte inside the pax value of ${JSON.stringify(key.slice(0, 40))}`);
     if (key === 'path') into.path = value.slice();
     else if (key === 'linkpath') into.linkpath = value.slice();
     else if (key === 'size') {
@@ -178,6 +217,8 @@ function parsePax(data: Uint8Array, into: PaxRecords): void {
 }
 
 const KINDS: Readonly<Record<string, TarMemberKind>> = { '0': 'file', '\0': 'file', '7': 'file', '5': 'directory', '2': 'symlink', '1': 'hardlink' };
+/** Types that name a special file: no data, judged NOT_REGULAR_FILE. */
+const SPECIAL_TYPES = new Set(['3', '4', '6']);
 
 /**
  * The members of a tar stream, in order. Throws TarStreamError on anything
@@ -185,47 +226,80 @@ const KINDS: Readonly<Record<string, TarMemberKind>> = { '0': 'file', '\0': 'fil
  */
 export async function* readTarStream(chunks: AsyncIterable<Uint8Array>): AsyncGenerator<TarMember> {
   const source = new ByteSource(chunks);
+  const readData = async (size: number, what: string): Promise<Uint8Array> => {
+    const data = await source.exact(Math.ceil(size / BLOCK) * BLOCK);
+    if (data === null) throw new TarStreamError(`the stream ended inside ${what}`);
+    return data.subarray(0, size);
+  };
   try {
     let pax: PaxRecords = { sparse: false };
     let paxPending = false;
+    let gnuName: Uint8Array | null = null;
+    let gnuLink: Uint8Array | null = null;
     for (;;) {
       const block = await source.exact(BLOCK);
       if (block === null) throw new TarStreamError('the stream ended without the end-of-archive blocks');
       if (block.every((b) => b === 0)) {
         const second = await source.exact(BLOCK);
         if (second === null || !second.every((b) => b === 0)) throw new TarStreamError('a lone zero block inside the stream');
-        if (paxPending) throw new TarStreamError('a pax header with no member after it');
+        if (paxPending || gnuName !== null || gnuLink !== null) throw new TarStreamError('an extended header with no member after it');
         if (!(await source.restIsZero())) throw new TarStreamError('data after the end-of-archive blocks');
         return;
       }
       if (!checksumOk(block)) throw new TarStreamError('header checksum mismatch');
-      if (text(block.subarray(257, 263)) !== 'ustar\0' || text(block.subarray(263, 265)) !== '00') {
-        throw new TarStreamError('not a POSIX ustar header');
-      }
+      const format = headerFormat(block);
       const typeflag = String.fromCharCode(block[156]!);
       const headerSize = number(block, 124, 12, 'size');
-      if (typeflag === 'x' || typeflag === 'g') {
+      if (format !== 'v7' && (typeflag === 'x' || typeflag === 'g')) {
         if (headerSize > MAX_PAX_BYTES) throw new TarStreamError(`a pax header of ${headerSize} bytes`);
-        const data = await source.exact(Math.ceil(headerSize / BLOCK) * BLOCK);
-        if (data === null) throw new TarStreamError('the stream ended inside a pax header');
-        if (typeflag === 'g') throw new TarStreamError('a global pax header (not written by the extractor)');
+        const data = await readData(headerSize, 'a pax header');
+        if (typeflag === 'g') {
+          const global: PaxRecords = { sparse: false };
+          parsePax(data, global);
+          if (global.path !== undefined || global.linkpath !== undefined || global.size !== undefined || global.sparse) {
+            throw new TarStreamError('a global pax header that sets a path, link or size (GNU tar applies it, libarchive ignores it)');
+          }
+          continue;
+        }
         if (paxPending) throw new TarStreamError('two pax headers in a row');
-        parsePax(data.subarray(0, headerSize), pax);
+        parsePax(data, pax);
         paxPending = true;
         continue;
       }
-      const prefix = field(block, 345, 155);
+      if (format === 'gnu' && (typeflag === 'L' || typeflag === 'K')) {
+        if (headerSize > MAX_NAME_BYTES) throw new TarStreamError(`a GNU long name of ${headerSize} bytes`);
+        const name = longName(await readData(headerSize, 'a GNU long name'));
+        if (typeflag === 'L') {
+          if (gnuName !== null) throw new TarStreamError('two GNU long names in a row');
+          gnuName = name;
+        } else {
+          if (gnuLink !== null) throw new TarStreamError('two GNU long link names in a row');
+          gnuLink = name;
+        }
+        continue;
+      }
+      if (format === 'gnu' && (typeflag === 'M' || typeflag === 'N')) throw new TarStreamError(`a GNU ${typeflag === 'M' ? 'multi-volume' : 'old long-name'} member`);
+      if (gnuName !== null && pax.path !== undefined) {
+        throw new TarStreamError('a member named by both a GNU long name and a pax path (tools disagree on which counts)');
+      }
+      const prefix = format === 'posix' ? field(block, 345, 155) : new Uint8Array(0);
       const short = field(block, 0, 100);
-      const name = pax.path ?? (prefix.length > 0 ? Buffer.concat([prefix, Buffer.from('/'), short]) : short.slice());
+      const name = pax.path ?? gnuName ?? (prefix.length > 0 ? Buffer.concat([prefix, Buffer.from('/'), short]) : short.slice());
       if (name.length === 0 || name.length > MAX_NAME_BYTES) throw new TarStreamError('a member name that is empty or too long');
-      const kind = KINDS[typeflag] ?? 'other';
+      // GNU dump-directory and volume-label members carry no file; their data is skipped as every tool does.
+      const skipped = format === 'gnu' && (typeflag === 'D' || typeflag === 'V');
+      const sparseType = format === 'gnu' && typeflag === 'S';
+      const kind: TarMemberKind = sparseType ? 'file' : KINDS[typeflag] ?? 'other';
+      if (kind === 'other' && !SPECIAL_TYPES.has(typeflag) && !skipped) throw new TarStreamError(`a member of unknown type ${JSON.stringify(typeflag)}`);
       const size = pax.size ?? headerSize;
-      // Only regular files carry data in a stream bsdtar writes; anything else with data is malformed.
-      const dataBytes = kind === 'file' ? size : headerSize;
-      if (kind !== 'file' && dataBytes !== 0) throw new TarStreamError(`a ${kind} member with ${dataBytes} bytes of data`);
-      const sparse = pax.sparse;
+      // Only regular files (and skipped GNU records) carry data; anything else with data is malformed.
+      const dataBytes = kind === 'file' || skipped ? size : headerSize;
+      if (kind !== 'file' && !skipped && dataBytes !== 0) throw new TarStreamError(`a ${kind} member with ${dataBytes} bytes of data`);
+      const sparse = pax.sparse || sparseType;
       pax = { sparse: false };
       paxPending = false;
+      gnuName = null;
+      gnuLink = null;
       let left = dataBytes;
       const body: AsyncIterable<Uint8Array> = {
         async *[Symbol.asyncIterator]() {
@@ -237,7 +311,7 @@ export async function* readTarStream(chunks: AsyncIterable<Uint8Array>): AsyncGe
           }
         },
       };
-      yield { kind, name, size: kind === 'file' ? size : 0, sparse, typeflag, body };
+      if (!skipped) yield { kind, name, size: kind === 'file' ? size : 0, sparse, typeflag, body };
       // Whatever the consumer left unread is skipped, then the padding.
       while (left > 0) {
         const piece = await source.upTo(Math.min(left, 1024 * 1024));

@@ -118,7 +118,16 @@ describe('a zip at the end of another file', () => {
     expect(endsWithZip(tailOf(zip), zip.length)).toBe(true);
     const mention = Buffer.concat([Buffer.from('text that mentions PK'), Buffer.from([5, 6]), Buffer.alloc(30, 0x41)]);
     expect(endsWithZip(tailOf(mention), mention.length)).toBe(false);
-    const cut = poly.subarray(0, poly.length - 1);
+    const cut = poly.subarray(0, poly.length - 20);
     expect(endsWithZip(tailOf(cut), cut.length)).toBe(false);
+  });
+
+  it('is found with bytes after it and with a ZIP64 end record, as the tools that open it allow', async () => {
+    const zip = await buildZip([{ name: 'a.txt', data: text('x') }]);
+    const tailOf = (file: Uint8Array): Uint8Array => file.subarray(Math.max(0, file.length - ZIP_TAIL_BYTES));
+    const trailing = Buffer.concat([Buffer.from('%PDF-1.4\n'), zip, Buffer.from('\n%%EOF trailer bytes\n')]);
+    expect(endsWithZip(tailOf(trailing), trailing.length)).toBe(true);
+    const zip64 = Buffer.concat([Buffer.from('%PDF-1.4\n'), buildRawZip([{ name: 'z.txt', data: text('z'), zip64: true }], { zip64End: true })]);
+    expect(endsWithZip(tailOf(zip64), zip64.length)).toBe(true);
   });
 });

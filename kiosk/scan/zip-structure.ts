@@ -24,6 +24,8 @@
  * Pure apart from the `read` callback. Layout: PKWARE APPNOTE.TXT 6.3.x.
  */
 
+import { decodeCodepage850 } from '../media/codepage-850.ts';
+
 export interface ZipStructureLimits {
   readonly maxEntries: number; // entries in this archive
   readonly maxEntryBytes: number; // bytes unpacked of one entry
@@ -110,6 +112,9 @@ interface CentralEntry {
   readonly unpacked: number;
   readonly localOffset: number;
   readonly zip64: boolean;
+  readonly madeBy: number; // "version made by": its high byte is the host system (3: Unix)
+  readonly externalAttributes: number;
+  readonly unicodeName: Uint8Array | null; // the Info-ZIP Unicode Path field (0x7075), when present and current
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
@@ -123,9 +128,10 @@ function shown(name: Uint8Array): string {
 }
 
 /** Reads the ZIP64 extended-information extra field (0x0001) over the saturated fields, in APPNOTE order. */
-function zip64Fields(extra: View, fields: { unpacked: number; packed: number; offset: number }, where: string): typeof fields & { found: boolean } {
+function zip64Fields(extra: View, fields: { unpacked: number; packed: number; offset: number }, where: string): typeof fields & { found: boolean; unicodePath: Uint8Array | null } {
   let at = 0;
   let found = false;
+  let unicodePath: Uint8Array | null = null;
   const out = { ...fields };
   while (at + 4 <= extra.bytes.length) {
     const id = extra.u16(at);
@@ -145,17 +151,29 @@ function zip64Fields(extra: View, fields: { unpacked: number; packed: number; of
       if (fields.unpacked === 0xffffffff) out.unpacked = take();
       if (fields.packed === 0xffffffff) out.packed = take();
       if (fields.offset === 0xffffffff) out.offset = take();
+    } else if (id === 0x7075) {
+      // Info-ZIP Unicode Path: version 1, the CRC-32 of the name field it stands for, then the name in UTF-8.
+      if (unicodePath !== null) throw contradiction(`${where}: two Unicode Path extra fields`);
+      if (length < 5 || extra.bytes[at + 4] !== 1) throw contradiction(`${where}: a Unicode Path extra field of an unknown version`);
+      unicodePath = extra.slice(at + 9, length - 5);
     }
     at += 4 + length;
   }
   if (at !== extra.bytes.length) throw contradiction(`${where}: trailing bytes in the extra fields`);
-  return { ...out, found };
+  return { ...out, found, unicodePath };
 }
 
-/** An entry as the central directory lists it: what the extractor must then give, name for name. */
+/** An entry as the central directory lists it, checked against its local header: what the kiosk extracts. */
 export interface ZipListing {
   readonly name: Uint8Array;
+  readonly utf8Name: boolean; // flag bit 11: the name is UTF-8 (else the DOS code page, as Windows reads it)
   readonly size: number; // bytes unpacked
+  readonly packed: number; // bytes of compressed data
+  readonly method: number;
+  readonly crc: number;
+  readonly dataStart: number; // offset of the compressed data in the archive
+  readonly madeBy: number;
+  readonly externalAttributes: number;
 }
 
 /**
@@ -188,6 +206,14 @@ function check(read: ReadAt, size: number, limits: ZipStructureLimits, names: Zi
   // Another end-record signature before this one is no contradiction by itself (a stored inner zip
   // carries its own); an archive appended to another fails the tiling of entries below.
   const eocdAt = tailStart + eocd;
+  // A comment holding zip records is a second table of contents some tools take (libarchive looks for the last
+  // end record in the file's last bytes): refuse it, so every reader sees the one directory the kiosk checks.
+  const comment = tail.bytes.subarray(eocd + EOCD_BYTES);
+  for (const sig of [SIG_LOCAL, SIG_CENTRAL, SIG_EOCD, SIG_EOCD64, SIG_EOCD64_LOCATOR, SIG_DESCRIPTOR]) {
+    const b = Buffer.alloc(4);
+    b.writeUInt32LE(sig);
+    if (Buffer.from(comment).indexOf(b) >= 0) throw contradiction('its comment holds zip records (a second table of contents)');
+  }
   const disk = tail.u16(eocd + 4);
   const cdDisk = tail.u16(eocd + 6);
   let entriesHere = tail.u16(eocd + 8);
@@ -202,10 +228,12 @@ function check(read: ReadAt, size: number, limits: ZipStructureLimits, names: Zi
     const eocd64At = locator.u64(8);
     if (locator.u32(4) !== 0 || locator.u32(16) !== 1) throw new Finding('NOT_INSPECTED', 'a split (multi-disk) zip archive: the kiosk opens only whole archives');
     if (eocd64At + 56 > locatorAt) throw contradiction('the ZIP64 end record is not before its locator');
-    const record = new View(read(eocd64At, locatorAt - eocd64At));
+    // Its fixed part only: the record must end where the locator starts, and nothing else is read.
+    const record = new View(read(eocd64At, 56));
     if (record.u32(0) !== SIG_EOCD64) throw contradiction('the ZIP64 locator points at no ZIP64 end record');
     // The record's own size field counts from after itself (12 bytes); nothing may sit between it and the locator.
     if (record.u64(4) + 12 !== locatorAt - eocd64At) throw contradiction('bytes between the ZIP64 end record and its locator');
+    if (locatorAt - eocd64At !== 56) throw contradiction('a ZIP64 end record with an extensible data sector (not written by any common tool)');
     if (record.u32(16) !== 0 || record.u32(20) !== 0) throw new Finding('NOT_INSPECTED', 'a split (multi-disk) zip archive: the kiosk opens only whole archives');
     const sat = (v: number, max: number, v64: number, what: string): number => {
       if (v !== max && v !== v64) throw contradiction(`the end record and the ZIP64 end record disagree on ${what}`);
@@ -242,7 +270,10 @@ function check(read: ReadAt, size: number, limits: ZipStructureLimits, names: Zi
     const display = shown(name);
     const extra = new View(central.slice(p + 46 + nameLength, extraLength));
     const fields = zip64Fields(extra, { unpacked: central.u32(p + 24), packed: central.u32(p + 20), offset: central.u32(p + 42) }, display);
-    entries.push({ name, display, flags, method, crc, packed: fields.packed, unpacked: fields.unpacked, localOffset: fields.offset, zip64: fields.found });
+    entries.push({
+      name, display, flags, method, crc, packed: fields.packed, unpacked: fields.unpacked, localOffset: fields.offset, zip64: fields.found,
+      madeBy: central.u16(p + 4), externalAttributes: central.u32(p + 38), unicodeName: fields.unicodePath,
+    });
     p += 46 + nameLength + extraLength + commentLength;
   }
   if (p !== cdSize) throw contradiction('bytes after the last central directory entry');
@@ -267,7 +298,7 @@ function check(read: ReadAt, size: number, limits: ZipStructureLimits, names: Zi
     offsets.add(e.localOffset);
   }
   // Every entry's span, from its local header to the end of its data (and descriptor).
-  const spans = entries.map((e) => ({ entry: e, start: e.localOffset, end: localSpanEnd(read, e, cdOffset) }));
+  const spans = entries.map((e) => ({ entry: e, start: e.localOffset, ...localSpan(read, e, cdOffset) }));
   spans.sort((a, b) => a.start - b.start);
   let expected = 0;
   for (const s of spans) {
@@ -276,11 +307,15 @@ function check(read: ReadAt, size: number, limits: ZipStructureLimits, names: Zi
     expected = s.end;
   }
   if (expected !== cdOffset) throw contradiction(`${cdOffset - expected} bytes between the last entry and the central directory belong to no entry (where a hidden entry can sit)`);
-  return entries.map((e) => ({ name: e.name, size: e.unpacked }));
+  const dataStarts = new Map(spans.map((sp) => [sp.entry, sp.dataStart]));
+  return entries.map((e) => ({
+    name: e.name, utf8Name: (e.flags & 0x0800) !== 0, size: e.unpacked, packed: e.packed, method: e.method, crc: e.crc,
+    dataStart: dataStarts.get(e)!, madeBy: e.madeBy, externalAttributes: e.externalAttributes,
+  }));
 }
 
-/** Where an entry's local header, data and data descriptor end; checks the local header against the directory. */
-function localSpanEnd(read: ReadAt, e: CentralEntry, limit: number): number {
+/** Where an entry's data starts and its local header, data and descriptor end; checks the local header against the directory. */
+function localSpan(read: ReadAt, e: CentralEntry, limit: number): { dataStart: number; end: number } {
   if (e.localOffset + 30 > limit) throw contradiction(`${e.display}: its local header is not before the central directory`);
   const fixed = new View(read(e.localOffset, 30));
   if (fixed.u32(0) !== SIG_LOCAL) throw contradiction(`${e.display}: no local header where the central directory says`);
@@ -300,6 +335,12 @@ function localSpanEnd(read: ReadAt, e: CentralEntry, limit: number): number {
   const hasDescriptor = (flags & 0x0008) !== 0;
   const extra = new View(variable.slice(nameLength, extraLength));
   const local = zip64Fields(extra, { unpacked: fixed.u32(22), packed: fixed.u32(18), offset: 0 }, e.display);
+  // A Unicode Path field gives the member another name in tools that honour it (7-Zip, Info-ZIP): both headers
+  // must carry the same one, and it must be the name itself.
+  if (!sameOptionalBytes(local.unicodePath, e.unicodeName)) throw contradiction(`${e.display}: different Unicode Path fields in its local header and the central directory`);
+  if (e.unicodeName !== null && !sameBytes(e.unicodeName, (e.flags & 0x0800) !== 0 ? e.name : Buffer.from(decodeDosName(e.name), 'utf8'))) {
+    throw contradiction(`${e.display}: a Unicode Path field names it ${shown(e.unicodeName)}, another name than its own`);
+  }
   const dataStart = e.localOffset + 30 + nameLength + extraLength;
   let end = dataStart + e.packed;
   if (end > limit) throw contradiction(`${e.display}: its data runs into the central directory (truncated)`);
@@ -307,7 +348,7 @@ function localSpanEnd(read: ReadAt, e: CentralEntry, limit: number): number {
     if (fixed.u32(14) !== e.crc || local.packed !== e.packed || local.unpacked !== e.unpacked) {
       throw contradiction(`${e.display}: different sizes or CRC in its local header and the central directory`);
     }
-    return end;
+    return { dataStart, end };
   }
   // APPNOTE 4.3.9: an optional signature, CRC-32, then sizes of 4 bytes (8 with ZIP64).
   const wide = e.zip64 || local.found;
@@ -322,30 +363,49 @@ function localSpanEnd(read: ReadAt, e: CentralEntry, limit: number): number {
   }
   end += at + 4 + (wide ? 16 : 8);
   if (end > limit) throw contradiction(`${e.display}: its data descriptor runs into the central directory`);
-  return end;
+  return { dataStart, end };
+}
+
+function sameOptionalBytes(a: Uint8Array | null, b: Uint8Array | null): boolean {
+  return a === null || b === null ? a === b : sameBytes(a, b);
+}
+
+/**
+ * A name without the UTF-8 flag, as Windows and 7-Zip read it: in the DOS
+ * code page (code page 437 for the bytes below 0x80 is ASCII; the kiosk shows
+ * the upper half as code page 850 does, which every Western DOS code page
+ * shares for letters). The extension, always ASCII in practice, reads the same
+ * in every code page.
+ */
+export function decodeDosName(name: Uint8Array): string {
+  return decodeCodepage850(name);
 }
 
 /** Bytes of a file's tail that hold any zip end record (22 bytes and a comment of up to 64 KiB). */
 export const ZIP_TAIL_BYTES = EOCD_BYTES + MAX_COMMENT;
 
 /**
- * Whether a zip archive ends this file (`tail` is its last bytes, `size` its
- * size): an end record whose comment runs exactly to the end, whose
+ * Whether a zip archive ends this file, give or take some trailing bytes
+ * (`tail` is its last bytes, `size` its size): an end record with the
+ * fields of a whole archive (disk numbers 0, the same entry counts), whose
  * directory fits before it and, when the tail holds it, starts with a
- * central header. A file that is something else at its head (a PDF, an
- * image) with a zip at its end is a polyglot: renamed to .zip it opens as
- * an archive.
+ * central header, or that a ZIP64 locator precedes. A file that is
+ * something else at its head (a PDF, an image) with a zip at its end is a
+ * polyglot: renamed to .zip, Explorer, 7-Zip, Python and bsdtar open it as
+ * an archive, trailing bytes or not.
  */
 export function endsWithZip(tail: Uint8Array, size: number): boolean {
   if (tail.length < EOCD_BYTES) return false;
   const view = new DataView(tail.buffer, tail.byteOffset, tail.byteLength);
   const base = size - tail.length; // offset of tail[0] in the file
   for (let at = tail.length - EOCD_BYTES; at >= 0; at--) {
-    if (view.getUint32(at, true) !== SIG_EOCD || at + EOCD_BYTES + view.getUint16(at + 20, true) !== tail.length) continue;
+    if (view.getUint32(at, true) !== SIG_EOCD) continue;
+    if (view.getUint16(at + 4, true) !== 0 || view.getUint16(at + 6, true) !== 0) continue;
     const count = view.getUint16(at + 10, true);
+    if (view.getUint16(at + 8, true) !== count) continue;
+    if (at >= 20 && view.getUint32(at - 20, true) === SIG_EOCD64_LOCATOR) return true;
     const cdSize = view.getUint32(at + 12, true);
-    const eocdAt = base + at;
-    if (view.getUint16(at + 8, true) !== count || cdSize > eocdAt) continue;
+    if (cdSize > base + at) continue;
     const cdStart = at - cdSize;
     if (cdStart >= 0 && count > 0 && view.getUint32(cdStart, true) !== SIG_CENTRAL) continue;
     return true;
