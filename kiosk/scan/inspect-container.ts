@@ -240,7 +240,7 @@ async function readMembers(
     if (source?.single) {
       await judgeMember(source.single, c, depth, budget, ctx, findings, source.otherNames ?? []);
     } else if (source?.zip) {
-      for await (const member of zipMembers(c.path, source.zip)) await judgeMember(member, c, depth, budget, ctx, findings, []);
+      for (const member of zipMembers(c.path, source.zip)) await judgeMember(member, c, depth, budget, ctx, findings, []);
     } else if (tarBytes !== null) {
       for await (const member of readTarStream(tarBytes)) await judgeMember(member, c, depth, budget, ctx, findings, []);
     }
