@@ -24,7 +24,7 @@ function held(zip: Uint8Array): { path: string; listing: ZipListing[] } {
 
 async function extract(path: string, listing: ZipListing[]): Promise<Array<[string, string, string]>> {
   const out: Array<[string, string, string]> = [];
-  for await (const m of zipMembers(path, listing)) {
+  for (const m of zipMembers(path, listing)) {
     const parts: Buffer[] = [];
     for await (const c of m.body) parts.push(Buffer.from(c));
     out.push([m.kind, Buffer.from(m.name).toString('utf8'), Buffer.concat(parts).toString('latin1')]);
