@@ -9,6 +9,7 @@ import { type Blake3Factory, type VerifiedManifest } from '../manifest/index.ts'
 import type { AuditSink, DriveRef, LogDigests, LogEvent } from './audit-log.ts';
 import type { Candidate, DriveCheck, DriveCheckInput } from './drive-check.ts';
 import { AgentError, type DriveRefusalCode, type FileRefusalCode } from './errors.ts';
+import type { ExpectedFile } from './verified-copy.ts';
 
 export type FileOutcome = 'permitted' | 'imported' | 'skipped' | 'refused';
 
@@ -86,7 +87,7 @@ export function logDrive(ctx: Context, check: DriveCheck): void {
 }
 
 /** What the manifest lists for a candidate: the size and digests its bytes must have. */
-export function expectedDigests(c: Candidate): LogDigests {
+export function expectedDigests(c: Candidate): ExpectedFile {
   return { sha256: c.subject.digest.sha256, blake3: c.subject.digest.blake3, size: c.subject.annotations.size };
 }
 

@@ -29,7 +29,8 @@ import { releaseStaged, type StagedCopy } from './stage-file.ts';
 import type { Stager } from './stage-pool.ts';
 import { EarlyStager, prepareStaging, stagerFor } from './staging.ts';
 import { platformHasSyncfs, SyncfsHelper } from './syncfs-helper.ts';
-import type { ClashPolicy } from './trust-store.ts';
+import { matchedText, type DigestChoice } from './file-digest.ts';
+import { policyDigests, type ClashPolicy } from './trust-store.ts';
 
 export interface ImportInput extends OperationInput {
   /**
@@ -87,7 +88,7 @@ async function importFiles(input: ImportInput, destination: DestinationRoot, fla
   const refused = check.refused.map((r) => refusedResult(r.path, r.code, r.reason));
   files.push(...(await decideAll(decisions, refused, (result) => decisions.submit(fileEvent(ctx, 'file.refused', result), result))));
   const job: ImportJob = {
-    input, ctx, decisions, root, staging: staging!, flavor, names: new FolderNames(destination), stager, stagingPrefix: randomBytes(8).toString('hex'), stagedCount: 0, open: new Set(),
+    input, ctx, decisions, root, staging: staging!, flavor, names: new FolderNames(destination), stager, digests: policyDigests(input.trust), stagingPrefix: randomBytes(8).toString('hex'), stagedCount: 0, open: new Set(),
   };
   try {
     files.push(...(await decideAll(decisions, bytesAndFilesInStep(check.candidates, (c) => c.subject.annotations.size), (c) => importOne(job, c))));
@@ -109,6 +110,8 @@ interface ImportJob {
   readonly flavor: PathFlavor;
   readonly names: FolderNames;
   readonly stager: Stager;
+  /** The digests computed and checked for every file (the trust store's policy.digests). */
+  readonly digests: DigestChoice;
   /** 16 random hex digits naming this import's staging files. */
   readonly stagingPrefix: string;
   stagedCount: number;
@@ -148,6 +151,7 @@ async function importOne(job: ImportJob, c: Candidate): Promise<Decided> {
     name: c.subject.name,
     source: c.entry.rawPath,
     expected: expectedDigests(c),
+    digests: job.digests,
     expectIdentity: { dev: c.entry.dev, ino: c.entry.ino },
     stagingPath,
     fsync: !job.decisions.flushesStaged, // no filesystem flush follows: each file is made durable itself
@@ -182,7 +186,7 @@ async function importOne(job: ImportJob, c: Candidate): Promise<Decided> {
         path: display,
         outcome: 'imported',
         code: 'IMPORTED',
-        reason: 'listed in the manifest; size, SHA-256 and BLAKE3 matched while it was copied',
+        reason: `listed in the manifest; ${matchedText(job.digests, 'matched')} while it was copied`,
         destination: escapeForDisplay(placed.relative),
         digests,
       };

@@ -16,6 +16,7 @@ import { parseIdentity, type DriveIdentity } from './drive-identity.ts';
 import { drivelistSource, linuxIdentity, mountFolderSource, windowsLetterSource, type DriveSource } from './drive-sources.ts';
 import { AgentError } from './errors.ts';
 import { EXIT } from './exit-codes.ts';
+import { DIGEST_CHOICES, type DigestChoice } from './file-digest.ts';
 import { readLocalFile } from './local-file.ts';
 import { lineNotifier, windowsMsgNotifier, type Notifier } from './notify.ts';
 import { readStoragePolicy, regExe } from './storage-policy.ts';
@@ -23,8 +24,8 @@ import { reportClass, type DriveReport } from './drive-report.ts';
 import { importDrive } from './import-drive.ts';
 import { verifyDrive } from './verify-drive.ts';
 import {
-  addKey, CLASH_POLICIES, keyStatus, labelSchema, loadTrustStore, makeStoreFolder, revokeKey, saveTrustStore, setPolicy, type ClashPolicy, type TrustPolicy,
-  type TrustStore,
+  addKey, CLASH_POLICIES, keyStatus, labelSchema, loadTrustStore, makeStoreFolder, policyDigests, revokeKey, saveTrustStore, setPolicy, type ClashPolicy,
+  type TrustPolicy, type TrustStore,
 } from './trust-store.ts';
 import { loadWatchConfig } from './watch-config.ts';
 import { runService, samePath } from './watch.ts';
@@ -37,6 +38,7 @@ trust store (keys the agent accepts, revocations, local policy):
   trust revoke KEYID --trust FILE [--reason TEXT]
   trust policy --trust FILE [--max-age-hours N] [--destination DIR | --no-destination]
                [--clash refuse|rename|skip] [--media-binding required|optional]
+               [--digests blake3|sha256|both]
 
 drives:
   verify DRIVE --trust FILE [--json] [--identity FILE]
@@ -204,6 +206,7 @@ function trustCommand(args: string[], io: CliIo): number {
       'no-destination': { type: 'boolean' },
       clash: { type: 'string' },
       'media-binding': { type: 'string' },
+      digests: { type: 'string' },
     },
   });
   if (sub === undefined) throw new UsageError('trust needs a subcommand: add, list, revoke or policy');
@@ -267,6 +270,10 @@ function trustCommand(args: string[], io: CliIo): number {
         if (values['media-binding'] !== 'required' && values['media-binding'] !== 'optional') throw new UsageError('--media-binding: expected required or optional');
         patch.requireMediaBinding = values['media-binding'] === 'required';
       }
+      if (values.digests !== undefined) {
+        if (!(DIGEST_CHOICES as readonly string[]).includes(values.digests)) throw new UsageError(`--digests: expected ${DIGEST_CHOICES.join(', ')}`);
+        patch.digests = values.digests as DigestChoice;
+      }
       const store = loadTrustStore(trustPath, { allowMissing: true, now });
       const next = setPolicy(store, patch, now);
       change(next, 'trust.policy-changed', `policy is now ${JSON.stringify(next.policy)}`, null);
@@ -291,7 +298,8 @@ function trustCommand(args: string[], io: CliIo): number {
         io.stdout(`  ${r.keyId}  revoked        (not a trusted key)  ${r.reason ?? ''}\n`);
       }
       const p = store.policy;
-      io.stdout(`policy: max manifest age ${p.maxManifestAgeHours} h, destination ${p.destination ?? '(any: import --to / watch config)'}, clash ${p.clash}, media binding ${p.requireMediaBinding ? 'required' : 'optional'}\n`);
+      const digests = p.digests === undefined ? `${policyDigests(store)} (default)` : p.digests;
+      io.stdout(`policy: max manifest age ${p.maxManifestAgeHours} h, destination ${p.destination ?? '(any: import --to / watch config)'}, clash ${p.clash}, media binding ${p.requireMediaBinding ? 'required' : 'optional'}, digests checked ${digests}\n`);
       return EXIT.OK;
     }
     default:

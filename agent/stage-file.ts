@@ -6,7 +6,8 @@
  */
 import { close, closeSync, constants, fstat, fstatSync, fsync, fsyncSync, open, openSync, unlinkSync, write, writeSync, type BigIntStats } from 'node:fs';
 import { unlink } from 'node:fs/promises';
-import type { Blake3Factory, DualDigest, FileDigest } from '../manifest/digest.ts';
+import type { Blake3Factory } from '../manifest/digest.ts';
+import type { DigestChoice, FileHasher, ReadDigest } from './file-digest.ts';
 import { readVerified, readVerifiedSync, type ExpectedFile, type VerifiedReadCode } from './verified-copy.ts';
 
 export interface StageRequest {
@@ -15,6 +16,8 @@ export interface StageRequest {
   /** The file on the drive (raw bytes of its path, as the walk found it). */
   readonly source: Buffer | string;
   readonly expected: ExpectedFile;
+  /** The digests computed and compared (the trust store's policy.digests). */
+  readonly digests: DigestChoice;
   /** The walk's dev/ino: a file swapped since the walk is refused. */
   readonly expectIdentity: { readonly dev: number; readonly ino: number };
   /** Import: the staging file to create (O_EXCL) and fill; null for verify (read and hash only). */
@@ -42,11 +45,11 @@ export interface StagedCopy {
 export type StageResult =
   | {
       readonly ok: true;
-      readonly digest: FileDigest;
+      readonly digest: ReadDigest;
       /** Import: the staged copy, which the file placed under its name must be; null for verify. */
       readonly staged: StagedCopy | null;
     }
-  | { readonly ok: false; readonly code: StageCode; readonly reason: string; readonly digest: FileDigest | null };
+  | { readonly ok: false; readonly code: StageCode; readonly reason: string; readonly digest: ReadDigest | null };
 
 export interface StageHooks {
   readonly signal?: AbortSignal;
@@ -83,12 +86,12 @@ const closeAsync = (fd: number): Promise<void> => new Promise((resolve, reject) 
 const fstatAsync = (fd: number): Promise<BigIntStats> => new Promise((resolve, reject) => fstat(fd, { bigint: true }, (error, stats) => (error ? reject(error) : resolve(stats))));
 
 const cannotCreate = (error: unknown): StageResult => ({ ok: false, code: 'COPY_FAILED', reason: `cannot create a staging file (${errorText(error)})`, digest: null });
-const flushFailed = (error: unknown, digest: FileDigest): StageResult => ({ ok: false, code: 'COPY_FAILED', reason: `flushing the copy failed (${errorText(error)})`, digest });
+const flushFailed = (error: unknown, digest: ReadDigest): StageResult => ({ ok: false, code: 'COPY_FAILED', reason: `flushing the copy failed (${errorText(error)})`, digest });
 
 /** Reads, hashes and (import) stages one file; on any failure the staging file is removed. */
 export async function stageFile(request: StageRequest, hooks: StageHooks = {}): Promise<StageResult> {
   if (request.stagingPath === null) {
-    const read = await readVerified(request.source, request.expected, { signal: hooks.signal, blake3: hooks.blake3, chunkBytes: request.chunkBytes, expectIdentity: request.expectIdentity, onChunk: hooks.onChunk });
+    const read = await readVerified(request.source, request.expected, { signal: hooks.signal, blake3: hooks.blake3, digests: request.digests, chunkBytes: request.chunkBytes, expectIdentity: request.expectIdentity, onChunk: hooks.onChunk });
     return read.ok ? { ...read, staged: null } : read;
   }
   const stagingPath = request.stagingPath;
@@ -109,6 +112,7 @@ export async function stageFile(request: StageRequest, hooks: StageHooks = {}): 
     const read = await readVerified(request.source, request.expected, {
       signal: hooks.signal,
       blake3: hooks.blake3,
+      digests: request.digests,
       chunkBytes: request.chunkBytes,
       expectIdentity: request.expectIdentity,
       onChunk: hooks.onChunk,
@@ -135,10 +139,10 @@ export async function stageFile(request: StageRequest, hooks: StageHooks = {}): 
 
 /**
  * stageFile with synchronous calls, for a worker thread that does one file at
- * a time (agent/stage-worker.ts). `digest` is a fresh DualDigest; `aborted`
+ * a time (agent/stage-worker.ts). `digest` is a fresh FileHasher for `request.digests`; `aborted`
  * is polled before each read; `scratch` is the thread's read buffer.
  */
-export function stageFileSync(request: StageRequest, digest: DualDigest, aborted: () => boolean, scratch?: Buffer): StageResult {
+export function stageFileSync(request: StageRequest, digest: FileHasher, aborted: () => boolean, scratch?: Buffer): StageResult {
   const options = { aborted, chunkBytes: request.chunkBytes, expectIdentity: request.expectIdentity, scratch };
   if (request.stagingPath === null) {
     const read = readVerifiedSync(request.source, request.expected, digest, options);

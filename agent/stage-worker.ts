@@ -8,7 +8,7 @@
  * started from source text (agent/sea/build.ts).
  */
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
-import { DualDigest, wasmBlake3 } from '../manifest/digest.ts';
+import { FileHasher } from './file-digest.ts';
 import { stageFileSync } from './stage-file.ts';
 import { COPY_CHUNK_BYTES } from './verified-copy.ts';
 import { ANSWER_BATCH, ANSWER_BEFORE_BYTES, type Answer, type FromWorker, type StageJob, type StageWorkerData, type ToWorker } from './stage-protocol.ts';
@@ -40,7 +40,7 @@ if (port) {
         if (job.request.expected.size >= ANSWER_BEFORE_BYTES) send();
         // A Buffer arrives as a plain Uint8Array (structured clone): make it a Buffer path again.
         const source = typeof job.request.source === 'string' ? job.request.source : Buffer.from(job.request.source.buffer, job.request.source.byteOffset, job.request.source.byteLength);
-        const digest = await DualDigest.create(wasmBlake3);
+        const digest = await FileHasher.create(job.request.digests);
         outbox.push({ id: job.id, result: stageFileSync({ ...job.request, source }, digest, () => Atomics.load(flags, slot) !== 0, scratch) });
       } catch (error) {
         outbox.push({ id: job.id, error: error instanceof Error ? (error.stack ?? error.message) : String(error) });

@@ -13,9 +13,10 @@
 import { mkdirSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { keyIdOf, KEY_ID_PATTERN, publicKeyFromPem, publicKeyToPem, type TrustAnchors, type TrustedKey } from '../manifest/index.ts';
-import { array, boolean, formatIssues, integer, nullable, object, oneOf, parse, string, type Infer } from '../manifest/schema.ts';
+import { array, boolean, formatIssues, integer, nullable, object, oneOf, optional, parse, string, type Infer } from '../manifest/schema.ts';
 import { writeFileAtomic } from './atomic-file.ts';
 import { AgentError } from './errors.ts';
+import { DEFAULT_DIGEST_CHOICE, DIGEST_CHOICES, type DigestChoice } from './file-digest.ts';
 import { LocalFileError, readLocalFile } from './local-file.ts';
 
 export const TRUST_FORMAT_VERSION = 1;
@@ -45,6 +46,12 @@ export const policySchema = object({
   clash: oneOf(CLASH_POLICIES),
   /** Refuse a drive unless its identity can be read and matches the manifest's media. */
   requireMediaBinding: boolean(),
+  /**
+   * Which of each file's listed digests are computed and checked: blake3 (the default when absent), sha256, or
+   * both. Absent in stores written before it existed, and left out until an administrator sets it, so an older
+   * agent can still read the store.
+   */
+  digests: optional(oneOf(DIGEST_CHOICES)),
 });
 
 const keySchema = object({
@@ -210,6 +217,11 @@ export function setPolicy(store: TrustStore, patch: Partial<TrustPolicy>, now: D
   const result = parse(policySchema, policy, 'policy');
   if (!result.ok) throw new AgentError('USAGE', formatIssues(result.issues));
   return changed(store, now, { policy: result.value });
+}
+
+/** The digests the policy has the agent check for every file (docs/agent.md "Trust store"). */
+export function policyDigests(store: TrustStore): DigestChoice {
+  return store.policy.digests ?? DEFAULT_DIGEST_CHOICE;
 }
 
 /** The verifier's view: keys with their periods, and the revoked ids. */

@@ -1,15 +1,16 @@
 /**
- * Reads one file from the drive exactly once, hashing every byte with
- * SHA-256 and BLAKE3 in the same pass (manifest's DualDigest, BLAKE3 in
- * WebAssembly) and handing the same bytes to an optional sink (the staging
- * file). It never reads more than one byte past the listed size, so a file
+ * Reads one file from the drive exactly once, hashing every byte with the
+ * digests the policy checks (file-digest.ts: BLAKE3 in WebAssembly by
+ * default, SHA-256, or both in the same pass) and handing the same bytes to
+ * an optional sink (the staging file). It never reads more than one byte past the listed size, so a file
  * that grows is stopped at once; a file that shrinks, changes or cannot be
  * read fails. The caller keeps the sink's bytes only on { ok: true }.
  */
 import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, type Stats } from 'node:fs';
 import { lstat, open, type FileHandle } from 'node:fs/promises';
-import { DualDigest, wasmBlake3, type Blake3Factory, type FileDigest } from '../manifest/digest.ts';
 import { sameHex } from '../manifest/constant-time.ts';
+import type { Blake3Factory } from '../manifest/digest.ts';
+import { checkedDigests, DEFAULT_DIGEST_CHOICE, digestNames, FileHasher, uncheckedNote, type DigestChoice, type ReadDigest } from './file-digest.ts';
 
 export const COPY_CHUNK_BYTES = 1024 * 1024; // bytes per read: throughput without holding a file in memory
 
@@ -22,8 +23,8 @@ export interface ExpectedFile {
 export type VerifiedReadCode = 'FILE_SIZE_MISMATCH' | 'FILE_HASH_MISMATCH' | 'FILE_NOT_REGULAR' | 'FILE_UNREADABLE' | 'COPY_FAILED' | 'ABORTED';
 
 export type VerifiedRead =
-  | { readonly ok: true; readonly digest: FileDigest }
-  | { readonly ok: false; readonly code: VerifiedReadCode; readonly reason: string; readonly digest: FileDigest | null };
+  | { readonly ok: true; readonly digest: ReadDigest }
+  | { readonly ok: false; readonly code: VerifiedReadCode; readonly reason: string; readonly digest: ReadDigest | null };
 
 export interface VerifiedReadOptions {
   /** Receives every chunk after it was hashed; a throw is COPY_FAILED. */
@@ -31,6 +32,8 @@ export interface VerifiedReadOptions {
   readonly signal?: AbortSignal;
   /** BLAKE3 implementation; the agent uses the WebAssembly one (default). */
   readonly blake3?: Blake3Factory;
+  /** The digests computed and compared (default: BLAKE3). */
+  readonly digests?: DigestChoice;
   readonly chunkBytes?: number;
   /** The walk's dev/ino: refuse a file that was swapped since the walk. */
   readonly expectIdentity?: { readonly dev: number; readonly ino: number };
@@ -38,7 +41,7 @@ export interface VerifiedReadOptions {
   readonly onChunk?: (bytesRead: number) => Promise<void> | void;
 }
 
-const fail = (code: VerifiedReadCode, reason: string, digest: FileDigest | null = null): VerifiedRead => ({ ok: false, code, reason, digest });
+const fail = (code: VerifiedReadCode, reason: string, digest: ReadDigest | null = null): VerifiedRead => ({ ok: false, code, reason, digest });
 
 const errorCode = (error: unknown): string => (error as NodeJS.ErrnoException).code ?? (error as Error).message;
 
@@ -81,9 +84,9 @@ class ReadCheck {
   total = 0;
   readonly chunkBytes: number;
   private readonly expected: ExpectedFile;
-  private readonly digest: DualDigest;
+  private readonly digest: FileHasher;
 
-  constructor(expected: ExpectedFile, digest: DualDigest, chunkBytes = COPY_CHUNK_BYTES) {
+  constructor(expected: ExpectedFile, digest: FileHasher, chunkBytes = COPY_CHUNK_BYTES) {
     this.expected = expected;
     this.digest = digest;
     this.chunkBytes = chunkBytes;
@@ -136,11 +139,14 @@ class ReadCheck {
     const result = this.digest.finish();
     const expected = this.expected;
     if (this.total < expected.size) return fail('FILE_SIZE_MISMATCH', `the file ended after ${this.total} of the ${expected.size} bytes the manifest lists`, result);
-    const shaOk = sameHex(result.sha256, expected.sha256);
-    const blakeOk = sameHex(result.blake3, expected.blake3);
-    if (!shaOk || !blakeOk) {
-      const which = !shaOk && !blakeOk ? 'SHA-256 and BLAKE3 differ' : !shaOk ? 'SHA-256 differs' : 'BLAKE3 differs';
-      return fail('FILE_HASH_MISMATCH', `${which} from the manifest: the file changed after the kiosk scanned it`, result);
+    // Every digest computed must match (docs/manifest.md §6.4); one that was not computed is null, never taken as matched.
+    const differ = checkedDigests(this.digest.choice).filter((name) => {
+      const got = result[name];
+      return got === null || !sameHex(got, expected[name]);
+    });
+    if (differ.length > 0) {
+      const which = `${digestNames(differ)} ${differ.length === 2 ? 'differ' : 'differs'}`;
+      return fail('FILE_HASH_MISMATCH', `${which} from the manifest: the file changed after the kiosk scanned it${uncheckedNote(this.digest.choice)}`, result);
     }
     return { ok: true, digest: result };
   }
@@ -159,7 +165,7 @@ export async function readVerified(source: string | Buffer, expected: ExpectedFi
     return openFailure(error);
   }
   try {
-    const check = new ReadCheck(expected, await DualDigest.create(options.blake3 ?? wasmBlake3), options.chunkBytes);
+    const check = new ReadCheck(expected, await FileHasher.create(options.digests ?? DEFAULT_DIGEST_CHOICE, options.blake3), options.chunkBytes);
     const refused = check.opened(await handle.stat(), options.expectIdentity);
     if (refused) return refused;
     const buffer = check.buffer();
@@ -203,9 +209,10 @@ export interface VerifiedReadSyncOptions {
 /**
  * The same read with synchronous calls, for a worker thread that does one
  * file at a time: no round trips through libuv's thread pool, which the
- * event loop of the main thread then has to itself. `digest` is fresh.
+ * event loop of the main thread then has to itself. `digest` is fresh, with
+ * the digests the policy checks.
  */
-export function readVerifiedSync(source: string | Buffer, expected: ExpectedFile, digest: DualDigest, options: VerifiedReadSyncOptions = {}): VerifiedRead {
+export function readVerifiedSync(source: string | Buffer, expected: ExpectedFile, digest: FileHasher, options: VerifiedReadSyncOptions = {}): VerifiedRead {
   if (options.aborted?.()) return fail('ABORTED', 'cancelled before the file was read');
   let fd: number;
   try {

@@ -10,7 +10,9 @@ import {
   bytesAndFilesInStep, checkDrivePath, expectedDigests, fileEvent, finish, logDrive, refusedResult, report, type Context, type DriveReport, type FileResult,
   type OperationInput,
 } from './drive-report.ts';
+import { matchedText } from './file-digest.ts';
 import { EarlyStager, stagerFor } from './staging.ts';
+import { policyDigests } from './trust-store.ts';
 
 /** `verify DRIVE`: checks the drive and reads every listed file once to prove its bytes; writes nothing but the log. */
 export async function verifyDrive(input: OperationInput): Promise<DriveReport> {
@@ -33,19 +35,22 @@ async function verifyWith(input: OperationInput, early: EarlyStager): Promise<Dr
     const refused = check.refused.map((r) => refusedResult(r.path, r.code, r.reason));
     files.push(...(await decideAll(decisions, refused, (result) => decisions.submit(fileEvent(ctx, 'file.checked', result), result))));
     const stager = early.take() ?? stagerFor(input, check.candidates);
+    const digests = policyDigests(input.trust);
+    const permitted = `listed in the manifest; ${matchedText(digests, 'match')}`;
     try {
       files.push(...(await decideAll(decisions, bytesAndFilesInStep(check.candidates, (c) => c.subject.annotations.size), async (c) => {
         const read = await stager.stage({
           name: c.subject.name,
           source: c.entry.rawPath,
           expected: expectedDigests(c),
+          digests,
           expectIdentity: { dev: c.entry.dev, ino: c.entry.ino },
           stagingPath: null,
           fsync: false,
           chunkBytes: input.chunkBytes,
         }, input.signal);
         const result: FileResult = read.ok
-          ? { path: c.entry.display, outcome: 'permitted', code: 'PERMITTED', reason: 'listed in the manifest; size, SHA-256 and BLAKE3 match', destination: null, digests: read.digest }
+          ? { path: c.entry.display, outcome: 'permitted', code: 'PERMITTED', reason: permitted, destination: null, digests: read.digest }
           : refusedResult(c.entry.display, read.code, read.reason, read.digest);
         return decisions.submit(fileEvent(ctx, 'file.checked', result), result);
       })));

@@ -25,9 +25,10 @@ export interface DriveRef {
   readonly capacity: number | null; // bytes
 }
 
+/** The digests of the bytes the agent read; a digest its policy did not compute (did not check) is null. */
 export interface LogDigests {
-  readonly sha256: string;
-  readonly blake3: string;
+  readonly sha256: string | null;
+  readonly blake3: string | null;
   readonly size: number; // bytes
 }
 
@@ -80,7 +81,7 @@ export const recordSchema = object({
   ),
   path: nullable(shortText),
   destination: nullable(shortText),
-  digests: nullable(object({ sha256: hex64, blake3: hex64, size: integer({ min: 0 }) })),
+  digests: nullable(object({ sha256: nullable(hex64), blake3: nullable(hex64), size: integer({ min: 0 }) })),
   outcome: oneOf(OUTCOMES),
   code: string({ min: 1, max: 64, pattern: /^[A-Z][A-Z0-9_]*$/, patternMessage: 'expected an upper-case code' }),
   reason: shortText,
@@ -134,7 +135,7 @@ function jsonInteger(value: number | null): string {
 export function hashedRecordText(body: Omit<LogRecord, 'hash'>): { hash: string; text: string } {
   const { digests: g, drive: v } = body;
   const head = `{"code":${jsonText(body.code)},"destination":${jsonTextOrNull(body.destination)},"digests":${
-    g === null ? 'null' : `{"blake3":${jsonText(g.blake3)},"sha256":${jsonText(g.sha256)},"size":${jsonInteger(g.size)}}`
+    g === null ? 'null' : `{"blake3":${jsonTextOrNull(g.blake3)},"sha256":${jsonTextOrNull(g.sha256)},"size":${jsonInteger(g.size)}}`
   },"drive":${
     v === null
       ? 'null'

@@ -37,6 +37,9 @@ describe('the hash-chained decision log', () => {
     const hostile = ',"hmi":"x","hash":"0", caf\u00e9 \u202e\t\\ \ud83d\ude00';
     log.append({ event: 'drive.checked', outcome: 'refused', code: 'NO_MANIFEST', reason: hostile, drive: { mount: hostile, label: hostile, volumeId: null, filesystem: 'vfat', capacity: null } });
     log.append({ event: 'file.imported', outcome: 'allowed', code: 'IMPORTED', reason: 'ok', path: hostile, destination: `a/${hostile}`, digests: { sha256: 'a'.repeat(64), blake3: 'b'.repeat(64), size: 3 } });
+    // A digest the policy did not compute is null (docs/agent.md "The log").
+    log.append({ event: 'file.checked', outcome: 'allowed', code: 'PERMITTED', reason: 'ok', path: 'a', digests: { sha256: null, blake3: 'b'.repeat(64), size: 3 } });
+    log.append({ event: 'file.checked', outcome: 'allowed', code: 'PERMITTED', reason: 'ok', path: 'b', digests: { sha256: 'a'.repeat(64), blake3: null, size: 3 } });
     const lines = readFileSync(log.path, 'utf8').trimEnd().split('\n');
     for (const line of lines) {
       const record = JSON.parse(line) as LogRecord;
@@ -45,7 +48,7 @@ describe('the hash-chained decision log', () => {
       const { hash, ...body } = record;
       expect(hashedRecordText(body)).toEqual({ hash, text: line });
     }
-    expect(check(`${lines.join('\n')}\n`)).toMatchObject({ ok: true, records: 2 });
+    expect(check(`${lines.join('\n')}\n`)).toMatchObject({ ok: true, records: 4 });
   });
 
   it('refuses to encode a string that is not well-formed Unicode, as canonical JSON does', () => {

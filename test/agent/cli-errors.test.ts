@@ -127,6 +127,7 @@ const CASES: readonly Case[] = [
   ['trust policy with too many hours', () => ['trust', 'policy', '--trust', g.trust, '--max-age-hours', '9999'], 64],
   ['trust policy with an unknown clash policy', () => ['trust', 'policy', '--trust', g.trust, '--clash', 'overwrite'], 64],
   ['trust policy with an unknown media binding', () => ['trust', 'policy', '--trust', g.trust, '--media-binding', 'sometimes'], 64],
+  ['trust policy with unknown digests', () => ['trust', 'policy', '--trust', g.trust, '--digests', 'md5'], 64],
   ['trust policy with both --destination and --no-destination', () => ['trust', 'policy', '--trust', g.trust, '--destination', g.dest, '--no-destination'], 64],
   ['trust policy on a garbage store', () => ['trust', 'policy', '--trust', g.garbage, '--clash', 'skip'], 1],
 

@@ -50,16 +50,22 @@ describe('import: copy-mediation', () => {
     expect(listAll(dest)).toEqual(['README.txt']);
   });
 
-  it('keeps out a file whose listed SHA-256 alone is wrong, and one whose listed BLAKE3 alone is wrong, on the stage threads too', async () => {
+  it('checks the digests the policy names on the stage threads too: with both, a file whose listed SHA-256 alone is wrong and one whose listed BLAKE3 alone is wrong stay out', async () => {
     const large = Buffer.alloc(STAGE_ON_WORKERS_FROM_BYTES, 0x42); // the drive is staged on worker threads
-    const drive = await makeDrive({
+    const spec = {
       files: { 'sha-wrong.txt': 'right bytes, wrong SHA-256\n', 'blake-wrong.txt': 'right bytes, wrong BLAKE3\n', 'large.bin': large },
       listedDigests: { 'sha-wrong.txt': { sha256: 'e'.repeat(64) }, 'blake-wrong.txt': { blake3: 'e'.repeat(64) } },
-    });
-    const dest = tempDir('dest');
-    const { report } = await runImport(drive.root, dest);
+    };
+    const both = tempDir('dest');
+    const { report } = await runImport((await makeDrive(spec)).root, both, { trust: makeTrust({ policy: { digests: 'both' } }) });
     expect(byPath(report)).toEqual({ 'blake-wrong.txt': 'FILE_HASH_MISMATCH', 'large.bin': 'IMPORTED', 'sha-wrong.txt': 'FILE_HASH_MISMATCH' });
-    expect(listAll(dest)).toEqual(['large.bin']);
+    expect(listAll(both)).toEqual(['large.bin']);
+    const sha = tempDir('dest');
+    const bySha = await runImport((await makeDrive(spec)).root, sha, { trust: makeTrust({ policy: { digests: 'sha256' } }) });
+    expect(byPath(bySha.report)).toEqual({ 'blake-wrong.txt': 'IMPORTED', 'large.bin': 'IMPORTED', 'sha-wrong.txt': 'FILE_HASH_MISMATCH' });
+    const byDefault = await runImport((await makeDrive(spec)).root, tempDir('dest'));
+    expect(byPath(byDefault.report)).toEqual({ 'blake-wrong.txt': 'FILE_HASH_MISMATCH', 'large.bin': 'IMPORTED', 'sha-wrong.txt': 'IMPORTED' });
+    expect(byDefault.log.events.find((e) => e.path === 'sha-wrong.txt')).toMatchObject({ event: 'file.imported', digests: { sha256: null } });
   });
 
   it('stops a file that grows while it is copied and leaves nothing visible', async () => {

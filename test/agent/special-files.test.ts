@@ -87,10 +87,10 @@ describe('named pipes where the agent expects a regular file', () => {
     mkfifo(pipe);
     const script = join(dir, 'read-pipe.ts');
     writeFileSync(script, [
-      `import { DualDigest, wasmBlake3 } from ${JSON.stringify(join(AGENT, '../manifest/digest.ts'))};`,
+      `import { FileHasher } from ${JSON.stringify(join(AGENT, 'file-digest.ts'))};`,
       `import { readVerified, readVerifiedSync } from ${JSON.stringify(join(AGENT, 'verified-copy.ts'))};`,
       `const expected = { size: 5, sha256: '0'.repeat(64), blake3: '0'.repeat(64) };`,
-      `const sync = readVerifiedSync(${JSON.stringify(pipe)}, expected, await DualDigest.create(wasmBlake3));`,
+      `const sync = readVerifiedSync(${JSON.stringify(pipe)}, expected, await FileHasher.create('both'));`,
       `const async = await readVerified(${JSON.stringify(pipe)}, expected);`,
       `console.log(JSON.stringify({ sync: sync.ok ? 'ok' : sync.code, async: async.ok ? 'ok' : async.code }));`,
     ].join('\n'));

@@ -14,7 +14,7 @@ async function requestFor(content: Buffer, stagingPath: string | null = null): P
   writeFileSync(path, content);
   const d = await digestOf(content);
   const st = statSync(path);
-  return { name: 'file.bin', source: Buffer.from(path), expected: { size: d.size, sha256: d.sha256, blake3: d.blake3 }, expectIdentity: { dev: st.dev, ino: st.ino }, stagingPath, fsync: false };
+  return { name: 'file.bin', source: Buffer.from(path), expected: { size: d.size, sha256: d.sha256, blake3: d.blake3 }, digests: 'both', expectIdentity: { dev: st.dev, ino: st.ino }, stagingPath, fsync: false };
 }
 
 describe('the stage pool (worker threads)', () => {

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { verifyLogBytes, type LogRecord } from '../../agent/audit-log.ts';
 import { main } from '../../agent/main.ts';
-import { checkTrustStore, loadTrustStore, trustAnchorsOf } from '../../agent/trust-store.ts';
+import { checkTrustStore, emptyTrustStore, loadTrustStore, policyDigests, trustAnchorsOf } from '../../agent/trust-store.ts';
 import { publicKeyToPem } from '../../manifest/index.ts';
 import { kioskKey, makeTrust, otherKey, tempDir } from './fixtures.ts';
 
@@ -68,6 +68,30 @@ describe('trust store commands', () => {
     expect(loadTrustStore(s.trust).policy).toEqual({ maxManifestAgeHours: 8, clash: 'rename', requireMediaBinding: false, destination: s.dir });
     expect(await c.run('trust', 'policy', '--trust', s.trust, '--clash', 'overwrite')).toBe(64);
     expect(await c.run('trust', 'policy', '--trust', s.trust, '--max-age-hours', '9999')).toBe(64);
+  });
+
+  it('sets which digests are checked (policy.digests), refuses an unknown one, and leaves stores without it at BLAKE3', async () => {
+    const s = setup();
+    const c = cli();
+    await c.run('trust', 'add', s.pem, '--trust', s.trust);
+    expect(loadTrustStore(s.trust).policy.digests).toBeUndefined(); // not written until set: older agents still read the store
+    expect(policyDigests(loadTrustStore(s.trust))).toBe('blake3');
+    expect(await c.run('trust', 'policy', '--trust', s.trust, '--digests', 'both')).toBe(0);
+    expect(loadTrustStore(s.trust).policy.digests).toBe('both');
+    expect(await c.run('trust', 'policy', '--trust', s.trust, '--digests', 'md5')).toBe(64);
+    expect(await c.run('trust', 'policy', '--trust', s.trust, '--digests', 'sha256')).toBe(0);
+    expect(policyDigests(loadTrustStore(s.trust))).toBe('sha256');
+  });
+
+  it('reads a store whose policy names sha256 or both, and refuses one naming digests it does not know (TRUST_STORE_INVALID)', () => {
+    const s = setup();
+    const withDigests = (digests: string) => ({ ...emptyTrustStore(new Date()), policy: { ...emptyTrustStore(new Date()).policy, digests } });
+    for (const digests of ['sha256', 'both', 'blake3']) {
+      writeFileSync(s.trust, JSON.stringify(withDigests(digests)));
+      expect(policyDigests(loadTrustStore(s.trust))).toBe(digests);
+    }
+    writeFileSync(s.trust, JSON.stringify(withDigests('md5')));
+    expect(() => loadTrustStore(s.trust)).toThrow(expect.objectContaining({ code: 'TRUST_STORE_INVALID' }));
   });
 
   it('writes atomically: no temporary file is left beside the store', async () => {

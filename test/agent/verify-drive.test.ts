@@ -142,20 +142,6 @@ describe('verify: per-file results', () => {
     expect(codes((await verify(drive.root)).report)).toEqual({ 'README.txt': 'FILE_HASH_MISMATCH', 'firmware/plc-cpu.bin': 'PERMITTED' });
   });
 
-  it('refuses a file whose listed SHA-256 is wrong though its BLAKE3 and size are right, with FILE_HASH_MISMATCH', async () => {
-    const drive = await makeDrive({ files, listedDigests: { 'README.txt': { sha256: 'e'.repeat(64) } } });
-    const { report, log } = await verify(drive.root);
-    expect(codes(report)).toEqual({ 'README.txt': 'FILE_HASH_MISMATCH', 'firmware/plc-cpu.bin': 'PERMITTED' });
-    expect(log.events.find((e) => e.path === 'README.txt')).toMatchObject({ event: 'file.checked', outcome: 'refused', code: 'FILE_HASH_MISMATCH' });
-  });
-
-  it('refuses a file whose listed BLAKE3 is wrong though its SHA-256 and size are right, with FILE_HASH_MISMATCH', async () => {
-    const drive = await makeDrive({ files, listedDigests: { 'README.txt': { blake3: 'e'.repeat(64) } } });
-    const { report, log } = await verify(drive.root);
-    expect(codes(report)).toEqual({ 'README.txt': 'FILE_HASH_MISMATCH', 'firmware/plc-cpu.bin': 'PERMITTED' });
-    expect(log.events.find((e) => e.path === 'README.txt')).toMatchObject({ event: 'file.checked', outcome: 'refused', code: 'FILE_HASH_MISMATCH' });
-  });
-
   it('refuses a file whose size changed with FILE_SIZE_MISMATCH', async () => {
     const drive = await makeDrive({ files });
     writeFileSync(join(drive.root, 'README.txt'), 'hello plant, and more\n');
@@ -223,5 +209,40 @@ describe('verify: per-file results', () => {
     } finally {
       execFileSync('umount', ['-l', join(drive.root, 'firmware')]);
     }
+  });
+});
+
+describe('verify: which of the listed digests are checked (policy.digests)', () => {
+  // One file with the right bytes and size whose manifest lists a wrong SHA-256, one with a wrong BLAKE3.
+  const oneWrong = { 'sha-wrong.txt': { sha256: 'e'.repeat(64) }, 'blake-wrong.txt': { blake3: 'e'.repeat(64) } };
+  const wrongFiles = { 'sha-wrong.txt': 'right bytes, wrong SHA-256\n', 'blake-wrong.txt': 'right bytes, wrong BLAKE3\n' };
+  const recordOf = (log: MemoryLog, path: string) => log.events.find((e) => e.path === path && e.event === 'file.checked');
+  /** Which digests a file's record holds: 'hex' for a computed one, null for one not computed. */
+  const computed = (log: MemoryLog, path: string) => {
+    const d = recordOf(log, path)?.digests;
+    const kind = (v: string | null | undefined): 'hex' | null | 'other' => (v === null ? null : typeof v === 'string' && /^[0-9a-f]{64}$/u.test(v) ? 'hex' : 'other');
+    return { sha256: kind(d?.sha256), blake3: kind(d?.blake3) };
+  };
+
+  it('checks BLAKE3 only by default: a wrong BLAKE3 is FILE_HASH_MISMATCH, a wrong SHA-256 passes and its record names SHA-256 as not computed', async () => {
+    const drive = await makeDrive({ files: wrongFiles, listedDigests: oneWrong });
+    const { report, log } = await verify(drive.root);
+    expect(codes(report)).toEqual({ 'blake-wrong.txt': 'FILE_HASH_MISMATCH', 'sha-wrong.txt': 'PERMITTED' });
+    expect(computed(log, 'sha-wrong.txt')).toEqual({ sha256: null, blake3: 'hex' });
+    expect(computed(log, 'blake-wrong.txt')).toEqual({ sha256: null, blake3: 'hex' });
+  });
+
+  it('checks SHA-256 only when the policy says sha256: a wrong SHA-256 is FILE_HASH_MISMATCH, a wrong BLAKE3 passes and its record names BLAKE3 as not computed', async () => {
+    const drive = await makeDrive({ files: wrongFiles, listedDigests: oneWrong });
+    const { report, log } = await verify(drive.root, makeTrust({ policy: { digests: 'sha256' } }));
+    expect(codes(report)).toEqual({ 'blake-wrong.txt': 'PERMITTED', 'sha-wrong.txt': 'FILE_HASH_MISMATCH' });
+    expect(computed(log, 'blake-wrong.txt')).toEqual({ sha256: 'hex', blake3: null });
+  });
+
+  it('checks both when the policy says both: a file whose listed SHA-256 alone is wrong, and one whose listed BLAKE3 alone is wrong, are each FILE_HASH_MISMATCH', async () => {
+    const drive = await makeDrive({ files: { ...wrongFiles, 'README.txt': 'hello plant\n' }, listedDigests: oneWrong });
+    const { report, log } = await verify(drive.root, makeTrust({ policy: { digests: 'both' } }));
+    expect(codes(report)).toEqual({ 'README.txt': 'PERMITTED', 'blake-wrong.txt': 'FILE_HASH_MISMATCH', 'sha-wrong.txt': 'FILE_HASH_MISMATCH' });
+    expect(computed(log, 'README.txt')).toEqual({ sha256: 'hex', blake3: 'hex' });
   });
 });
