@@ -23,12 +23,17 @@ interface VectorLine {
   expected: string;
   got: string;
   ok: boolean;
+  checked?: string;
+  notChecked?: string[];
 }
+
+type DigestChoice = 'sha256' | 'blake3' | 'both';
 
 interface VectorsFile {
   now: string;
   valid: { file: string; keyId: string; payloadDigest: string }[];
   invalid: { file: string; code: string; now?: string }[];
+  fileChecks: { manifest: string; files: { subject: string; file: string; expected: Record<DigestChoice, string> }[] };
 }
 
 function isExecError(e: unknown): e is { status: number | null; stdout: string; stderr: string } {
@@ -65,7 +70,7 @@ describe('the independent Python manifest verifier', () => {
   });
 
   it('reports a result for every vector listed in vectors.json', () => {
-    const listed = [...vectors.valid.map((v) => v.file), ...vectors.invalid.map((v) => v.file)];
+    const listed = [...vectors.valid.map((v) => v.file), ...vectors.invalid.map((v) => v.file), ...vectors.fileChecks.files.map((f) => f.file)];
     expect(results.map((r) => r.file)).toEqual(listed);
   });
 
@@ -92,7 +97,26 @@ describe('the independent Python manifest verifier', () => {
   });
 
   it('ends with a summary line reporting 0 failed', () => {
-    expect(summary).toBe(`${vectors.valid.length + vectors.invalid.length} passed, 0 failed`);
+    expect(summary).toBe(`${vectors.valid.length + vectors.invalid.length + vectors.fileChecks.files.length} passed, 0 failed`);
+  });
+
+  it('checks every file against its subject with the one digest it supports (SHA-256) and decides as the vectors expect for sha256, naming BLAKE3 as not checked', () => {
+    expect(vectors.fileChecks.files.length).toBeGreaterThanOrEqual(5);
+    for (const f of vectors.fileChecks.files) {
+      const r = results.find((x) => x.file === f.file);
+      expect(r, f.file).toMatchObject({ checked: 'sha256', notChecked: ['blake3'], expected: f.expected.sha256, got: f.expected.sha256, ok: true });
+    }
+  });
+
+  it('refuses a file whose listed SHA-256 differs, and passes one whose listed BLAKE3 alone differs, with --check-file (exit 1 for any refusal)', () => {
+    const manifest = path.join(vectorsDir, vectors.fileChecks.manifest);
+    const key = path.join(vectorsDir, 'keys', 'alpha.pub.pem');
+    const file = (name: string): string => `${name}=${path.join(vectorsDir, 'files', name)}`;
+    const refused = runVerifier(['--envelope', manifest, '--key', key, '--now', vectors.now, '--check-file', file('sha256-wrong.bin'), '--check-file', file('blake3-wrong.bin')]);
+    expect(refused.status).toBe(1);
+    expect((JSON.parse(refused.stdout) as { files: { name: string; code: string }[] }).files.map((f) => [f.name, f.code])).toEqual([['sha256-wrong.bin', 'FILE_HASH_MISMATCH'], ['blake3-wrong.bin', 'OK']]);
+    const passed = runVerifier(['--envelope', manifest, '--key', key, '--now', vectors.now, '--check-file', file('blake3-wrong.bin')]);
+    expect(passed.status).toBe(0);
   });
 
   it('verifies a single envelope from the command line and prints its signer', () => {

@@ -8,6 +8,7 @@ Usage:
   verify_manifest.py --vectors DIR
   verify_manifest.py --envelope FILE --key PEM [--key PEM ...] --now TIME
                      [--revoked KEYID ...] [--skew SECONDS] [--max-bytes N]
+                     [--check-file NAME=PATH ...]
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import argparse
 import base64
 import binascii
 import hashlib
+import hmac
 import json
 import os
 import re
@@ -848,6 +850,45 @@ def verify_envelope(
 # Command line
 
 
+# ---------------------------------------------------------------------------
+# §6.4 Checking a file against its subject
+
+
+def supported_digests() -> tuple[str, ...]:
+    """The digests this verifier computes: SHA-256 (hashlib); BLAKE3 too when the optional `blake3` package is there."""
+    try:
+        import blake3  # type: ignore[import-not-found]  # noqa: F401
+    except ImportError:
+        return ("sha256",)
+    return ("sha256", "blake3")
+
+
+def _digest_hex(name: str, data: bytes) -> str:
+    if name == "sha256":
+        return hashlib.sha256(data).hexdigest()
+    import blake3  # type: ignore[import-not-found]
+
+    return blake3.blake3(data).hexdigest()
+
+
+def check_file(subject: Any, data: bytes, digests: tuple[str, ...]) -> tuple[str, list[str]]:
+    """§6.4: "OK", FILE_SIZE_MISMATCH or FILE_HASH_MISMATCH for the bytes kept, and the digests not checked."""
+    unchecked = [n for n in ("sha256", "blake3") if n not in digests]
+    if not digests:
+        raise ValueError("a verifier checks at least one digest")
+    if len(data) != int(subject["annotations"]["size"]):
+        return "FILE_SIZE_MISMATCH", unchecked
+    for name in digests:
+        if not hmac.compare_digest(_digest_hex(name, data), subject["digest"][name]):
+            return "FILE_HASH_MISMATCH", unchecked
+    return "OK", unchecked
+
+
+def _choice(digests: tuple[str, ...]) -> str:
+    """The name vectors.json gives a set of checked digests: sha256, blake3 or both."""
+    return "both" if len(digests) == 2 else digests[0]
+
+
 def read_envelope(path: str, size_limit: int) -> bytes:
     with open(path, "rb") as f:
         return f.read(size_limit + 1)  # step 1 only needs to know it is longer
@@ -901,12 +942,12 @@ def run_vectors(directory: str) -> int:
 
     passed = failed = 0
 
-    def report(file: str, expected: str, got: str, detail: str) -> None:
+    def report(file: str, expected: str, got: str, detail: str, extra: dict[str, Any] | None = None) -> None:
         nonlocal passed, failed
         ok = expected == got
         passed += ok
         failed += not ok
-        line = {"file": file, "expected": expected, "got": got, "ok": ok}
+        line = {"file": file, "expected": expected, "got": got, "ok": ok, **(extra or {})}
         if not ok and detail:
             line["detail"] = detail
         print(json.dumps(line, ensure_ascii=False), flush=True)
@@ -931,6 +972,25 @@ def run_vectors(directory: str) -> int:
         except VerifyError as e:
             got, detail = e.code, e.detail
         report(v["file"], v["code"], got, detail)
+
+    file_checks = vectors.get("fileChecks")
+    if file_checks:
+        digests = supported_digests()
+        choice = _choice(digests)
+        try:
+            manifest = verify_envelope(read_envelope(os.path.join(directory, file_checks["manifest"]), DEFAULT_SIZE_LIMIT), trust, default_now, skew)
+            subjects = {s["name"]: s for s in manifest.statement["subject"]}
+        except VerifyError as e:
+            subjects, manifest_problem = {}, e.code
+        for f in file_checks["files"]:
+            expected = f["expected"][choice]
+            subject = subjects.get(f["subject"])
+            if subject is None:
+                report(f["file"], expected, "NO_SUBJECT", "" if subjects else manifest_problem)
+                continue
+            with open(os.path.join(directory, f["file"]), "rb") as fh:
+                got, unchecked = check_file(subject, fh.read(), digests)
+            report(f["file"], expected, got, "", {"checked": choice, "notChecked": unchecked})
 
     print(f"{passed} passed, {failed} failed", flush=True)
     return 0 if failed == 0 else 1
@@ -960,18 +1020,39 @@ def run_single(args: argparse.Namespace) -> int:
     except VerifyError as e:
         print(json.dumps({"valid": False, "code": e.code, "message": e.detail}, ensure_ascii=False))
         return 1
-    print(
-        json.dumps(
-            {
-                "valid": True,
-                "keyId": result.key_id,
-                "payloadDigest": result.payload_digest,
-                "statement": to_output_json(result.statement),
-            },
-            ensure_ascii=False,
-        )
-    )
-    return 0
+    out: dict[str, Any] = {
+        "valid": True,
+        "keyId": result.key_id,
+        "payloadDigest": result.payload_digest,
+        "statement": to_output_json(result.statement),
+    }
+    refused = False
+    if args.check_file:
+        # §6.4: each NAME=PATH is checked against the subject NAME; a name the manifest does not list is refused.
+        digests = supported_digests()
+        subjects = {s["name"]: s for s in result.statement["subject"]}
+        files = []
+        for item in args.check_file:
+            name, sep, path = item.partition("=")
+            if not sep:
+                sys.stderr.write(f"--check-file expects NAME=PATH, got {item!r}\n")
+                return 2
+            try:
+                with open(path, "rb") as fh:
+                    data = fh.read()
+            except OSError as e:
+                sys.stderr.write(f"cannot read {path}: {e}\n")
+                return 2
+            if name not in subjects:
+                files.append({"name": name, "code": "FILE_UNLISTED", "checked": list(digests), "notChecked": []})
+                refused = True
+                continue
+            code, unchecked = check_file(subjects[name], data, digests)
+            refused = refused or code != "OK"
+            files.append({"name": name, "code": code, "checked": list(digests), "notChecked": unchecked})
+        out["files"] = files
+    print(json.dumps(out, ensure_ascii=False))
+    return 1 if refused else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -983,6 +1064,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--now", metavar="TIME", help="current time, YYYY-MM-DDTHH:MM:SSZ")
     ap.add_argument("--skew", type=int, default=DEFAULT_SKEW_SECONDS, help="clock-skew allowance in seconds (default 300)")
     ap.add_argument("--max-bytes", type=int, default=DEFAULT_SIZE_LIMIT, help="envelope size limit (default 64 MiB)")
+    ap.add_argument("--check-file", metavar="NAME=PATH", action="append", help="check a file against the subject NAME (§6.4; repeatable)")
     args = ap.parse_args(argv)
     if args.vectors:
         return run_vectors(args.vectors)

@@ -11,6 +11,7 @@ import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { canonicalize } from '../../manifest/canonical-json.ts';
+import { hashWasmBlake3 } from '../../manifest/digest.ts';
 import { encodeBase64, IN_TOTO_PAYLOAD_TYPE, preAuthEncoding } from '../../manifest/dsse.ts';
 import type { ManifestErrorCode } from '../../manifest/errors.ts';
 import { publicKeyToPem, signingKeyFromSeed, type SigningKey } from '../../manifest/keys.ts';
@@ -244,17 +245,83 @@ export function buildVectors(): { valid: ValidVector[]; invalid: InvalidVector[]
   return { valid, invalid };
 }
 
+/**
+ * File-check vectors (docs/manifest.md §6.4): one manifest whose subjects
+ * are files of `files/`, each listed with its true digests and size or with
+ * exactly one of them wrong, and what a verifier must decide for each file by
+ * the digests it checks.
+ */
+export type FileCheckOutcome = 'OK' | 'FILE_HASH_MISMATCH' | 'FILE_SIZE_MISMATCH';
+export interface FileCheckVector {
+  readonly name: string;
+  readonly description: string;
+  readonly bytes: Uint8Array;
+  /** What the subject lists instead of the file's own values. */
+  readonly listed?: { readonly sha256?: string; readonly blake3?: string; readonly size?: number };
+  /** By the digests a verifier checks: SHA-256 only, BLAKE3 only, both. */
+  readonly expected: { readonly sha256: FileCheckOutcome; readonly blake3: FileCheckOutcome; readonly both: FileCheckOutcome };
+}
+
+/** 5 000 bytes of the BLAKE3 test-vector input pattern (byte i is i mod 251): several 1 KiB chunks. */
+const patternBytes = Uint8Array.from({ length: 5000 }, (_, i) => i % 251);
+
+export function fileCheckVectors(): FileCheckVector[] {
+  const wrong = hex('a digest of no file in these vectors');
+  const sizeWrong = enc('the size listed for this file is one byte too large\n');
+  return [
+    { name: 'both-right.bin', description: 'listed with its true size and both digests', bytes: patternBytes, expected: { sha256: 'OK', blake3: 'OK', both: 'OK' } },
+    { name: 'empty.bin', description: 'an empty file listed with its true digests', bytes: new Uint8Array(0), expected: { sha256: 'OK', blake3: 'OK', both: 'OK' } },
+    {
+      name: 'sha256-wrong.bin', description: 'true size and BLAKE3, a SHA-256 of other bytes', bytes: enc('the SHA-256 listed for this file is wrong\n'),
+      listed: { sha256: wrong }, expected: { sha256: 'FILE_HASH_MISMATCH', blake3: 'OK', both: 'FILE_HASH_MISMATCH' },
+    },
+    {
+      name: 'blake3-wrong.bin', description: 'true size and SHA-256, a BLAKE3 of other bytes', bytes: enc('the BLAKE3 listed for this file is wrong\n'),
+      listed: { blake3: wrong }, expected: { sha256: 'OK', blake3: 'FILE_HASH_MISMATCH', both: 'FILE_HASH_MISMATCH' },
+    },
+    {
+      name: 'both-wrong.bin', description: 'true size, both digests of other bytes (same length)', bytes: enc('both digests listed for this file are wrong\n'),
+      listed: { sha256: wrong, blake3: wrong }, expected: { sha256: 'FILE_HASH_MISMATCH', blake3: 'FILE_HASH_MISMATCH', both: 'FILE_HASH_MISMATCH' },
+    },
+    {
+      name: 'size-wrong.bin', description: 'true digests, a size one byte larger: the size is checked whatever the digests', bytes: sizeWrong,
+      listed: { size: sizeWrong.length + 1 }, expected: { sha256: 'FILE_SIZE_MISMATCH', blake3: 'FILE_SIZE_MISMATCH', both: 'FILE_SIZE_MISMATCH' },
+    },
+  ];
+}
+
+/** The manifest of the file-check vectors, signed by alpha: its subjects as each vector lists them. */
+export async function fileCheckManifest(): Promise<Uint8Array> {
+  const subjects: Statement['subject'] = [];
+  for (const v of fileCheckVectors()) {
+    const blake3 = await hashWasmBlake3();
+    blake3.update(v.bytes);
+    subjects.push({
+      name: v.name,
+      digest: { blake3: v.listed?.blake3 ?? blake3.digestHex(), sha256: v.listed?.sha256 ?? createHash('sha256').update(v.bytes).digest('hex') },
+      annotations: { size: v.listed?.size ?? v.bytes.length },
+    });
+  }
+  subjects.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const base = baseStatement();
+  return signManifest({ ...base, subject: subjects, predicate: { ...base.predicate, blocked: [] } }, keys.alpha);
+}
+
 export function keyIdOfName(name: KeyName): string {
   return keys[name].keyId;
 }
 
 /** Every file of the vector folder, path relative to it, with its bytes. */
-export function renderVectorFiles(): Map<string, Uint8Array> {
+export async function renderVectorFiles(): Promise<Map<string, Uint8Array>> {
   const { valid, invalid } = buildVectors();
+  const fileChecks = fileCheckVectors();
+  const fileManifest = await fileCheckManifest();
+  valid.push({ name: 'file-checks', description: 'the manifest of the file-check vectors (fileChecks, §6.4)', bytes: fileManifest, signers: ['alpha'], fromSigner: true });
   const files = new Map<string, Uint8Array>();
   for (const name of KEY_NAMES) files.set(`keys/${name}.pub.pem`, enc(publicKeyToPem(keys[name].publicKey)));
   for (const v of valid) files.set(`valid/${v.name}.dsse.json`, v.bytes);
   for (const v of invalid) files.set(`invalid/${v.name}.dsse.json`, v.bytes);
+  for (const v of fileChecks) files.set(`files/${v.name}`, v.bytes);
   const index = {
     comment: 'Portcullis manifest test vectors. Keys derive from fixed TEST-ONLY seeds (test/vectors/generate.ts). See docs/manifest.md §Test vectors.',
     now: VECTOR_NOW,
@@ -270,6 +337,11 @@ export function renderVectorFiles(): Map<string, Uint8Array> {
       payloadDigest: `sha256:${createHash('sha256').update(Buffer.from((JSON.parse(new TextDecoder().decode(v.bytes)) as { payload: string }).payload, 'base64')).digest('hex')}`,
     })),
     invalid: invalid.map((v) => ({ file: `invalid/${v.name}.dsse.json`, description: v.description, code: v.code, ...(v.now ? { now: v.now } : {}) })),
+    fileChecks: {
+      comment: 'docs/manifest.md §6.4: the expected decision for each file by the digests a verifier checks (sha256 only, blake3 only, both); OK means the file may pass.',
+      manifest: 'valid/file-checks.dsse.json',
+      files: fileChecks.map((v) => ({ subject: v.name, file: `files/${v.name}`, description: v.description, expected: v.expected })),
+    },
   };
   files.set('vectors.json', enc(`${JSON.stringify(index, null, 2)}\n`));
   return files;
@@ -287,7 +359,7 @@ async function listFiles(dir: string, prefix = ''): Promise<string[]> {
 
 /** Names of files that differ from (or are missing in, or extra on) disk. */
 export async function diffVectorFiles(dir = VECTOR_DIR): Promise<string[]> {
-  const want = renderVectorFiles();
+  const want = await renderVectorFiles();
   const differ: string[] = [];
   for (const [rel, bytes] of want) {
     const have = await readFile(join(dir, rel)).catch(() => null);
@@ -306,10 +378,11 @@ if (import.meta.main) {
     } else console.log('vectors match the generator');
   } else {
     await rm(VECTOR_DIR, { recursive: true, force: true });
-    for (const [rel, bytes] of renderVectorFiles()) {
+    const files = await renderVectorFiles();
+    for (const [rel, bytes] of files) {
       await mkdir(dirname(join(VECTOR_DIR, rel)), { recursive: true });
       await writeFile(join(VECTOR_DIR, rel), bytes);
     }
-    console.log(`wrote ${renderVectorFiles().size} files to ${VECTOR_DIR}`);
+    console.log(`wrote ${files.size} files to ${VECTOR_DIR}`);
   }
 }
