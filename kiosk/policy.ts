@@ -16,7 +16,7 @@ export const DEFAULT_POLICY_PATH = fileURLToPath(new URL('../rules/policy/defaul
 export const CLAMD_MAX_FILE_BYTES = 2 * 1024 ** 3 - 1024 ** 2; // bytes
 const identifier = string({ min: 1, max: 64, pattern: /^[A-Za-z0-9][A-Za-z0-9._-]*$/, patternMessage: 'expected letters, digits, ".", "_" or "-"' });
 const extension = string({ pattern: /^\.[a-z0-9_+-]{1,24}$/, patternMessage: 'expected a lower-case extension with its dot, like ".bin"' });
-const contentKind = oneOf(['pe', 'elf', 'macho', 'shell-script', 'lnk', 'pdf', 'zip', 'ole2', 'rar', '7z', 'gzip', 'cab', 'png', 'jpeg', 'gif', 'rtf', 'text', 'binary']);
+const contentKind = oneOf(['pe', 'elf', 'macho', 'shell-script', 'lnk', 'pdf', 'ole2', 'rtf', 'zip', 'tar', '7z', 'rar', 'cab', 'cpio', 'ar', 'iso9660', 'xar', 'lha', 'gzip', 'bzip2', 'xz', 'zstd', 'lz4', 'lzma', 'compress', 'lzip', 'png', 'jpeg', 'gif', 'bmp', 'tiff', 'ico', 'webp', 'dwg', 'text', 'binary']);
 const containerFormat = oneOf(CONTAINER_FORMATS);
 
 export const policySchema = object({
