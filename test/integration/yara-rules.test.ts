@@ -13,6 +13,7 @@ import { compileWithYarac } from '../../kiosk/yara/yarac.ts';
 import { runTool } from '../../kiosk/yara/run-tool.ts';
 import { loadRuleSet, STAGED_PREFIX } from '../../kiosk/yara/rule-set.ts';
 import type { RuleSet } from '../../kiosk/yara/rule-set.ts';
+import { ddeDocx, equationOleObject, externalTemplateDocx, fieldsAndLinksDocx, packageDoc, packageDocx, packageOleObject, packageRtf } from '../fixtures/hostile/active-content.ts';
 
 const RULES = join(import.meta.dirname, '../../rules/yara');
 const SAMPLES = join(RULES, 'tests/samples');
@@ -190,6 +191,62 @@ const generated: { name: string; bytes: () => Promise<Uint8Array> | Uint8Array; 
     clamav: [],
     why: '4 MiB of pseudo-random bytes: short strings must not match by chance',
   })),
+  {
+    name: 'package-oleobject.bin',
+    bytes: () => packageOleObject('setup.exe', fakePe('setup')),
+    yara: ['Portcullis_Office_OLE_Package_Object'],
+    clamav: ['Portcullis_Office_OLE_Package_Object'],
+    why: 'an OLE Package object as word/embeddings/oleObject1.bin holds it: a compound file with an Ole10Native stream',
+  },
+  {
+    name: 'package-objectpool.doc',
+    bytes: () => packageDoc('run.bat', Buffer.from('@echo off\r\necho hello\r\n')),
+    yara: ['Portcullis_Office_OLE_Package_Object'],
+    clamav: ['Portcullis_Office_OLE_Package_Object'],
+    why: 'a legacy .doc whose ObjectPool holds a Package object',
+  },
+  {
+    name: 'package-equation.bin',
+    bytes: () => equationOleObject(),
+    yara: [],
+    clamav: [],
+    why: 'an embedded Equation 3.0 object: OLE streams (\\x01Ole, \\x01CompObj), no Package',
+  },
+  {
+    name: 'package-report.docx',
+    bytes: () => packageDocx('setup.exe', fakePe('setup')),
+    yara: [],
+    clamav: ['Portcullis_Office_OLE_Package_Object'],
+    why: 'a .docx embedding a Package object: clamd unpacks the document, libyara sees deflated parts',
+  },
+  {
+    name: 'package-generated.rtf',
+    bytes: () => packageRtf('run.ps1', Buffer.from('Write-Host hello\r\n')),
+    yara: ['Portcullis_RTF_Package_Object'],
+    clamav: ['Portcullis_RTF_Package_Object'],
+    why: 'an RTF with a Package object in objdata, as the red team built it (review finding 10)',
+  },
+  {
+    name: 'dde-report.docx',
+    bytes: () => ddeDocx(),
+    yara: [],
+    clamav: ['Portcullis_Office_DDE_Field'],
+    why: 'a .docx with a DDEAUTO field (review finding 11): only clamd unpacks word/document.xml',
+  },
+  {
+    name: 'dde-fields-and-links.docx',
+    bytes: () => fieldsAndLinksDocx(),
+    yara: [],
+    clamav: [],
+    why: 'a .docx with a table of contents field, a hyperlink and text naming DDE',
+  },
+  {
+    name: 'rels-template.docx',
+    bytes: () => externalTemplateDocx(),
+    yara: [],
+    clamav: ['Portcullis_Office_External_Template_Or_OLE_Link'],
+    why: 'a .docx attaching a template on a remote share (review finding 11)',
+  },
   {
     name: 'cradle-in.zip',
     bytes: async () => zipOne('update.ps1', await readFile(join(SAMPLES, 'ps-cradle.ps1'))),
