@@ -210,7 +210,8 @@ export const EXECUTABLE_KINDS: ReadonlySet<ContentKind> = new Set(['pe', 'elf', 
 /** Extensions that may hold an executable kind without being a mismatch. */
 const EXECUTABLE_EXTENSIONS: ReadonlyMap<string, readonly ContentKind[]> = new Map([
   ['.exe', ['pe']], ['.dll', ['pe']], ['.sys', ['pe']], ['.ocx', ['pe']], ['.cpl', ['pe']], ['.scr', ['pe']],
-  ['.drv', ['pe']], ['.efi', ['pe']], ['.mui', ['pe']], ['.com', ['pe', 'binary']],
+  // A DOS .com is raw machine code, printable or not (the EICAR test file is one).
+  ['.drv', ['pe']], ['.efi', ['pe']], ['.mui', ['pe']], ['.com', ['pe', 'binary', 'text']],
   ['.so', ['elf']], ['.elf', ['elf']], ['.axf', ['elf']], ['.out', ['elf']], ['.ko', ['elf']],
   ['.sh', ['shell-script', 'text']], ['.py', ['shell-script', 'text']], ['.pl', ['shell-script', 'text']],
   ['.lnk', ['lnk']], ['.dylib', ['macho']],

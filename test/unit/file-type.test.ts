@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
+import { EICAR } from '../../kiosk/clamav/test-database.ts';
 import { DEFAULT_POLICY_PATH, loadPolicy, parsePolicy } from '../../kiosk/policy.ts';
 import { checkType, CONTENT_KINDS, extensionsOf, looksText, promisesContent, sniffContent } from '../../kiosk/scan/file-type.ts';
 import { bzip2, lzmaAlone, xz, zstd } from '../fixtures/archives/debian-tools.ts';
@@ -54,6 +55,8 @@ describe('type checks', () => {
     expect(checkType('recipe.csv', bytes('a,b\n')).findings).toEqual([]);
     expect(checkType('empty.txt', new Uint8Array()).findings).toEqual([]);
     expect(checkType('plc.bin', bytes([1, 2, 3, 0])).findings).toEqual([]);
+    // A DOS program may be printable machine code: the EICAR test file is a valid .com.
+    expect(checkType('eicar.com', EICAR).findings).toEqual([]);
     expect(checkType('version.1.2.txt', bytes('1.2')).findings).toEqual([]);
   });
 });
