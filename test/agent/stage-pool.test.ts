@@ -1,9 +1,11 @@
-import { existsSync, statSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { closeSync, existsSync, fstatSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createStagePool } from '../../agent/stage-pool.ts';
 import { ANSWER_BATCH, IN_FLIGHT } from '../../agent/stage-protocol.ts';
-import type { StageRequest } from '../../agent/stage-file.ts';
+import { fileIdentity, type StageRequest, type StagedCopy } from '../../agent/stage-file.ts';
 import { digestOf, tempDir } from './fixtures.ts';
 
 const pool = createStagePool(2);
@@ -147,5 +149,46 @@ describe('the stage pool: answers in batches', () => {
     } finally {
       await one.close();
     }
+  });
+});
+
+describe('the stage pool: staged copies belong to the calling thread', () => {
+  it('keeps a staged copy the calling thread holds open when the pool and its threads end', async () => {
+    const one = createStagePool(1);
+    const request = await requestFor(Buffer.from('held across the end of the pool'), join(tempDir('staging'), 'held.part'));
+    const result = await one.stage(request);
+    expect(result).toMatchObject({ ok: true });
+    const staged = (result as { staged: StagedCopy }).staged;
+    await one.close(); // the worker that opened the copy exits
+    try {
+      expect(fileIdentity(fstatSync(staged.fd, { bigint: true }))).toBe(staged.identity);
+    } finally {
+      closeSync(staged.fd);
+    }
+  });
+
+  it('stages and hands over many copies without Node warning that a descriptor was opened twice', async () => {
+    // A child process, so that the worker's warnings (written to the process's stderr) can be read.
+    const script = join(tempDir('fd-warning'), 'stage-many.ts');
+    writeFileSync(script, [
+      `import { closeSync, statSync, writeFileSync } from 'node:fs';`,
+      `import { join } from 'node:path';`,
+      `import { createStagePool } from ${JSON.stringify(join(import.meta.dirname, '../../agent/stage-pool.ts'))};`,
+      `import { digestOf, tempDir } from ${JSON.stringify(join(import.meta.dirname, 'fixtures.ts'))};`,
+      `const pool = createStagePool(1);`,
+      `const dir = tempDir('many');`,
+      `let ok = 0;`,
+      `for (let i = 0; i < 40; i++) {`,
+      `  const source = join(dir, 'f' + i); const content = Buffer.from('file ' + i); writeFileSync(source, content);`,
+      `  const d = await digestOf(content); const st = statSync(source);`,
+      `  const r = await pool.stage({ name: 'f', source, expected: { size: d.size, sha256: d.sha256, blake3: d.blake3 }, digests: 'blake3', expectIdentity: { dev: st.dev, ino: st.ino }, stagingPath: join(dir, i + '.part'), fsync: false });`,
+      `  if (r.ok && r.staged) { ok++; closeSync(r.staged.fd); } // named and released on this thread, as an import does`,
+      `}`,
+      `await pool.close();`,
+      `console.log(ok);`,
+    ].join('\n'));
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [script], { timeout: 60_000 });
+    expect(stdout.trim()).toBe('40');
+    expect(stderr.split('\n').filter((line) => line.includes('Warning'))).toEqual([]);
   });
 });
