@@ -20,11 +20,12 @@ import { basename, join } from 'node:path';
 import { DualDigest, NAME_PROBLEM_TEXT, nameFromBytes, pathProblems, type Blake3Factory } from '../../manifest/index.ts';
 import type { Allowlist } from '../allowlist.ts';
 import { allowedType, type Policy } from '../policy.ts';
-import { CONTAINER_SNIFF_BYTES, detectContainer, isCompression, layerContentName, type ContainerFormat } from './container-format.ts';
+import { CONTAINER_SNIFF_BYTES, detectContainers, isCompression, layerContentName, type ContainerFormat } from './container-format.ts';
 import { decideFile, HASH_GATED, type EngineName, type Reason, type TypeScope } from './decide.ts';
 import { extractorOpens, type Extraction, type Extractor } from './extractor.ts';
 import { checkType, extensionsOf, SNIFF_BYTES } from './file-type.ts';
 import type { StreamScanner } from './scan-session.ts';
+import { EmbeddedArchiveFinder, hiddenArchiveReason } from './embedded-archive.ts';
 import { readTarStream, TarStreamError, type TarMember } from './tar-stream.ts';
 import { zipMembers, ZipExtractError } from './zip-extract.ts';
 import { checkZipStructure, endsWithZip, ZIP_TAIL_BYTES, type ZipListing } from './zip-structure.ts';
@@ -412,12 +413,19 @@ async function judgeMember(
   let headFilled = 0;
   // The member's last bytes, where a zip appended to it would end (a polyglot inside an archive).
   const tail = new TailWindow(ZIP_TAIL_BYTES);
+  const hidden = new EmbeddedArchiveFinder(); // used only when the member is no container itself
   // The member's bytes are kept in a private work file only when its head shows a container.
   const keep: { decided: boolean; format: ContainerFormat | null; path: string | null; fd: number | null } = { decided: false, format: null, path: null, fd: null };
   const early: Uint8Array[] = []; // copies of the first chunks, until the head tells whether to keep the bytes
   const decide = (): void => {
     keep.decided = true;
-    keep.format = detectContainer(head.subarray(0, headFilled));
+    const formats = detectContainers(head.subarray(0, headFilled));
+    keep.format = formats[0] ?? null;
+    // A head two formats claim is read differently by different tools: it is not opened at all.
+    if (formats.length > 1) {
+      own.add({ code: 'NOT_INSPECTED', detail: `its first bytes are both ${formats.join(' and ')} content: tools would read it differently, so it is not opened` });
+      keep.format = null;
+    }
     if (keep.format !== null) {
       const file = ctx.inspection.folder.create();
       keep.path = file.path;
@@ -445,6 +453,7 @@ async function judgeMember(
       }
       digest.update(chunk);
       tail.push(chunk);
+      hidden.push(chunk);
       if (headFilled < head.length) {
         const take = Math.min(head.length - headFilled, chunk.length);
         head.set(chunk.subarray(0, take), headFilled);
@@ -487,6 +496,9 @@ async function judgeMember(
     // Containers are held to ending where their format ends (tar, gzip, 7z ...); other content must not end in a zip.
     if (keep.format === null && !listed && endsWithZip(tail.bytes(), digest.bytesSeen)) {
       own.add({ code: 'NOT_INSPECTED', detail: `a zip archive is appended to this ${sniffed.kind} content (a polyglot): what it holds was not inspected` });
+    } else if (keep.format === null && !listed) {
+      hidden.finish();
+      if (hidden.found !== null) own.add(hiddenArchiveReason(hidden.found));
     }
     const observed = {
       path: text,

@@ -12,8 +12,9 @@ import {
   DualDigest, NAME_PROBLEM_TEXT, pathProblems, type Blake3Factory,
 } from '../../manifest/index.ts';
 import type { Allowlist } from '../allowlist.ts';
-import type { LoadedPolicy } from '../policy.ts';
-import { detectContainer, type ContainerFormat } from './container-format.ts';
+import { allowedType, controlledClass, type LoadedPolicy } from '../policy.ts';
+import { detectContainers, type ContainerFormat } from './container-format.ts';
+import { EmbeddedArchiveFinder, hiddenArchiveReason } from './embedded-archive.ts';
 import { decideFile, settleDrive, type Decision, type DriveReason, type DriveReasonCode, type EngineName, type Observation, type Reason } from './decide.ts';
 import { checkType, extensionsOf, SNIFF_BYTES, type ContentKind } from './file-type.ts';
 import { inspectContainer, memberScope, type Inspection } from './inspect-container.ts';
@@ -176,6 +177,14 @@ function engineDetail(signature: string, policy: LoadedPolicy['policy']): string
   return `${signature}: over the policy's ${setting} (${String(value)})`;
 }
 
+/** Whether a file could pass for what its name says (not controlled, an allowed type): only those are searched for hidden archives. */
+function mayPassByName(entry: WalkEntry, policy: LoadedPolicy['policy']): boolean {
+  if (entry.path === null) return false;
+  const extensions = extensionsOf(entry.path);
+  if (controlledClass(policy, entry.path, extensions, null) !== null) return false;
+  return allowedType(policy, extensions, extensions.length === 0 ? 'text' : null, false) !== null;
+}
+
 function writeChunk(fd: number, chunk: Uint8Array): void {
   for (let at = 0; at < chunk.length; ) at += writeSync(fd, chunk, at);
 }
@@ -240,7 +249,9 @@ async function readAndScan(entry: WalkEntry, deps: ScanDeps, buffers: ReadBuffer
     const head = new Uint8Array(Math.min(SNIFF_BYTES, stat.size));
     let headFilled = 0;
     let overLimit = false;
-    const container: { format: ContainerFormat | null; path: string | null; fd: number | null } = { format: null, path: null, fd: null };
+    const container: { format: ContainerFormat | null; ambiguous: ContainerFormat[] | null; path: string | null; fd: number | null } = { format: null, ambiguous: null, path: null, fd: null };
+    // A file that may pass by its name is searched for archives hidden inside it (7-Zip opens those).
+    let hidden: EmbeddedArchiveFinder | null = mayPassByName(entry, policy) ? new EmbeddedArchiveFinder() : null;
     // The file's last bytes, where a zip appended to something else would end.
     const tail = new Uint8Array(Math.min(stat.size, ZIP_TAIL_BYTES));
     const tailFrom = stat.size - tail.length;
@@ -275,13 +286,18 @@ async function readAndScan(entry: WalkEntry, deps: ScanDeps, buffers: ReadBuffer
         }
         if (digest.bytesSeen === 0) {
           // A container (by its bytes, not its name) is kept whole in the work folder, to be opened after the scan.
-          container.format = detectContainer(chunk.subarray(0, CONTAINER_HEAD_BYTES));
-          if (container.format !== null && deps.inspection) {
+          const formats = detectContainers(chunk.subarray(0, CONTAINER_HEAD_BYTES));
+          container.format = formats[0] ?? null;
+          // A head two formats claim is read differently by different tools: it is not opened at all.
+          if (formats.length > 1) container.ambiguous = formats;
+          else if (container.format !== null && deps.inspection) {
             const file = deps.inspection.folder.create();
             container.path = file.path;
             container.fd = file.fd;
           }
         }
+        if (container.format !== null) hidden = null;
+        hidden?.push(chunk);
         if (container.fd !== null) writeChunk(container.fd, chunk);
         const chunkEnd = digest.bytesSeen + chunk.length;
         if (chunkEnd > tailFrom) {
@@ -318,11 +334,18 @@ async function readAndScan(entry: WalkEntry, deps: ScanDeps, buffers: ReadBuffer
         return { digest: null, head, reasons, cleanBy: new Set() };
       }
       const finished = digest.finish();
-      if (container.format === null && endsWithZip(tail, stat.size) && deps.allowlist.lookup(finished) === null) {
+      // An allowlisted file (a vendor's self-extracting installer) is vouched for as it is; asked only when something was found.
+      const listed = (): boolean => deps.allowlist.lookup(finished) !== null;
+      hidden?.finish();
+      if (container.format === null && endsWithZip(tail, stat.size) && !listed()) {
         reasons.push({ code: 'NOT_INSPECTED', detail: `a zip archive is appended to this ${checkType(entry.path ?? entry.display, head).kind} file (a polyglot): what it holds was not inspected` });
+      } else if (hidden?.found && !listed()) {
+        reasons.push(hiddenArchiveReason(hidden.found));
       }
       // Everything inside a container is judged too, unless an engine already blocked the file.
-      if (container.format !== null && !reasons.some((r) => r.code !== 'MACRO')) {
+      if (container.ambiguous !== null) {
+        reasons.push({ code: 'NOT_INSPECTED', detail: `its first bytes are both ${container.ambiguous.join(' and ')} content: tools would read it differently, so it is not opened` });
+      } else if (container.format !== null && !reasons.some((r) => r.code !== 'MACRO')) {
         const inside = await inspectHeld(entry, container.format, container.path, stat.size, head, finished, deps);
         // ClamAV's macro alert on a container the kiosk opens is decided member by member (an allowlisted
         // part may have macros); a container that could not be opened is blocked by its own reason.
