@@ -8,6 +8,7 @@
  * format 1.1, RFC 8878 (zstd), the LZ4 frame format 1.6, LZMA-alone (the
  * 13-byte header of `xz --format=lzma`), compress(1), cpio, ar, ISO 9660.
  */
+import { constants as zlibConstants, crc32, inflateRawSync, zstdDecompressSync } from 'node:zlib';
 
 /** Archive formats: members with names. */
 export type ArchiveFormat = 'zip' | 'tar' | '7z' | 'rar' | 'cab' | 'cpio' | 'ar' | 'iso9660' | 'xar' | 'lha';
@@ -182,6 +183,175 @@ export function detectContainers(head: Uint8Array): ContainerFormat[] {
 export function detectContainer(head: Uint8Array): ContainerFormat | null {
   for (const [format, test] of DETECTORS) if (test(head)) return format;
   return null;
+}
+
+/**
+ * Bytes at the start of a file 7-Zip searches for an archive that does not
+ * start at byte 0, when nothing opens at byte 0 (a PNG, a PDF, text):
+ * 7-Zip 26.02 opens a 7z, zip, ustar tar, gzip, bzip2, xz, zstd or cab found
+ * at any offset below 8 MiB ("Offset = ..."), so a picture or a text file
+ * carries an archive the kiosk never opened. Twice the measured window.
+ */
+export const ARCHIVE_SEARCH_BYTES = 16 * 1024 * 1024;
+
+/** An archive found after byte 0 of a file. */
+export interface EmbeddedArchive {
+  readonly format: ContainerFormat;
+  readonly offset: number;
+}
+
+/** Bytes after a candidate's start the checks may look at: a zstd block is at most 128 KiB. */
+const LOOKAHEAD = 128 * 1024 + 64;
+/** gzip and zstd candidates decoded per file; random data has about one in 16 MiB. */
+const MAX_DECODES = 64;
+
+/** The CRC-32 (ISO-HDLC, as zip, gzip, xz and 7z use it) of `bytes`. */
+function crc32Of(bytes: Uint8Array): number {
+  return crc32(bytes) >>> 0;
+}
+
+/** A gzip member header (RFC 1952 2.3.1) whose deflate data decodes for as far as the bytes go. */
+function gzipAt(b: Uint8Array): boolean {
+  if (b.length < 18) return false;
+  const flags = b[3]!;
+  if ((flags & 0xe0) !== 0 || ![0, 2, 4].includes(b[8]!) || (b[9]! > 13 && b[9] !== 255)) return false;
+  let at = 10;
+  if (flags & 0x04) at += 2 + (b[at]! | (b[at + 1]! << 8)); // FEXTRA
+  for (const bit of [0x08, 0x10]) if (flags & bit) { while (at < b.length && b[at] !== 0) at++; at++; } // FNAME, FCOMMENT
+  if (flags & 0x02) at += 2; // FHCRC
+  if (at >= b.length) return false;
+  return decodes(() => inflateRawSync(b.subarray(at), { finishFlush: zlibConstants.Z_SYNC_FLUSH, maxOutputLength: 1024 * 1024 }));
+}
+
+/** A zstd frame header (RFC 8878 3.1.1.1) with a sane window and first block, whose blocks decode for as far as the bytes go. */
+function zstdAt(b: Uint8Array): boolean {
+  if (b.length < 8) return false;
+  const descriptor = b[4]!;
+  if ((descriptor & 0x08) !== 0) return false; // reserved bit
+  const singleSegment = (descriptor & 0x20) !== 0;
+  if (!singleSegment && (b[5]! >> 3) > 31 - 10) return false; // window exponent
+  return decodes(() => zstdDecompressSync(b, { finishFlush: zlibConstants.ZSTD_e_flush, maxOutputLength: 1024 * 1024 }));
+}
+
+/**
+ * A bzip2 stream with a first block (an empty stream carries nothing):
+ * "BZh1".."BZh9", the block magic 0x314159265359, its CRC, then a block
+ * that is not randomised and whose origPtr fits the block size. Text that
+ * quotes the magic fails here: its next bytes give an origPtr in the millions.
+ */
+function bzip2At(b: Uint8Array): boolean {
+  if (b.length < 20 || b[3]! < 0x31 || b[3]! > 0x39 || !startsWith(b, [0x31, 0x41, 0x59, 0x26, 0x53, 0x59], 4)) return false;
+  const bits = (b[14]! << 24) | (b[15]! << 16) | (b[16]! << 8) | b[17]!; // randomised (1), origPtr (24), then the used map
+  const randomised = bits >>> 31;
+  const origPtr = (bits >>> 7) & 0xffffff;
+  return randomised === 0 && origPtr < (b[3]! - 0x30) * 100_000;
+}
+
+function decodes(decode: () => unknown): boolean {
+  try {
+    decode();
+    return true;
+  } catch (error) {
+    // Output beyond the bound means the data decodes: it is an archive.
+    return error instanceof RangeError;
+  }
+}
+
+/** The checks for an archive starting at `b[0]`, by format: each stricter than its magic, as 7-Zip opens only what parses. */
+const EMBEDDED: ReadonlyArray<readonly [ContainerFormat, readonly number[], (b: Uint8Array) => boolean]> = [
+  // 7z: signature, version 0.x, and the start header's CRC over the next-header fields.
+  ['7z', [0x37, 0x7a, 0xbc, 0xaf, 0x27, 0x1c], (b) => b.length >= 32 && b[6] === 0 && u32le(b, 8) === crc32Of(b.subarray(12, 32))],
+  // xz: magic, stream flags, and their CRC-32 (.xz file format 1.1, 2.1.1).
+  ['xz', [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00], (b) => b.length >= 12 && b[6] === 0 && b[7]! <= 0x0f && u32le(b, 8) === crc32Of(b.subarray(6, 8))],
+  ['bzip2', ascii('BZh'), bzip2At],
+  ['gzip', [0x1f, 0x8b, 0x08], gzipAt],
+  ['zstd', [0x28, 0xb5, 0x2f, 0xfd], zstdAt],
+  // Microsoft cabinet: reserved fields zero, version 1.3, a sane size and file table, at least one folder and file.
+  ['cab', [...ascii('MSCF'), 0, 0, 0, 0], (b) => b.length >= 36 && u32le(b, 12) === 0 && u32le(b, 20) === 0 && b[24] === 3 && b[25] === 1 && u32le(b, 8) >= 36 && u32le(b, 16) < u32le(b, 8) && (b[26]! | b[27]! << 8) > 0 && (b[28]! | b[29]! << 8) > 0],
+  // RAR 4 (marker, then the main header, type 0x73) and RAR 5 (marker, then a header CRC and size).
+  ['rar', ascii('Rar!\x1a\x07'), (b) => (startsWith(b, [0x00], 6) && b[9] === 0x73) || (startsWith(b, [0x01, 0x00], 6) && b.length >= 13)],
+  // Zip local header: a version a zip tool writes, a known method, a name of printable length with no NUL.
+  ['zip', [0x50, 0x4b, 0x03, 0x04], (b) => {
+    if (b.length < 31 || b[5] !== 0 || b[4]! > 63 || ![0, 8, 9, 12, 14, 93, 95, 98, 99].includes(b[8]! | (b[9]! << 8))) return false;
+    const nameLength = b[26]! | (b[27]! << 8);
+    return nameLength > 0 && nameLength <= 1024 && 30 + nameLength <= b.length && !b.subarray(30, 30 + nameLength).includes(0);
+  }],
+];
+
+/**
+ * Searches a file's bytes, pushed in order, for an archive that starts after
+ * byte 0 the way 7-Zip finds one (ARCHIVE_SEARCH_BYTES): the formats above,
+ * and a tar header carrying the ustar magic (7-Zip does not search for v7
+ * tar, LZMA-alone or lz4). Pure and bounded: it keeps at most LOOKAHEAD bytes
+ * between pushes and decodes at most that much of a gzip or zstd candidate.
+ * A file that opens at byte 0 as its own format in 7-Zip (a program, an
+ * OLE2 document, a container) is searched no further there; which files to
+ * search is the caller's choice.
+ */
+export class EmbeddedArchiveSearch {
+  #window = new Uint8Array(0); // bytes not yet searched as candidate starts, and the lookahead behind them
+  #windowAt = 0; // file offset of #window[0]
+  #seen = 0;
+  #found: EmbeddedArchive | null = null;
+  #decodes = MAX_DECODES; // gzip and zstd candidates still to be decoded
+  readonly limit: number; // bytes of the file searched for a start
+
+  constructor(limit = ARCHIVE_SEARCH_BYTES) {
+    this.limit = limit;
+  }
+
+  /** The next bytes of the file. */
+  push(chunk: Uint8Array): void {
+    const start = this.#seen;
+    this.#seen += chunk.length;
+    if (this.#found !== null || this.#windowAt >= this.limit) return;
+    // Only bytes a candidate or its lookahead can use are kept.
+    const useful = chunk.subarray(0, Math.max(0, Math.min(chunk.length, this.limit + LOOKAHEAD - start)));
+    const joined = new Uint8Array(this.#window.length + useful.length);
+    joined.set(this.#window);
+    joined.set(useful, this.#window.length);
+    const checkable = joined.length - LOOKAHEAD;
+    if (checkable > 0) this.#search(joined, checkable);
+    const keepFrom = Math.max(0, checkable);
+    this.#window = joined.slice(keepFrom);
+    this.#windowAt += keepFrom;
+  }
+
+  /** The file has ended: the last bytes are searched with what follows them. The first archive found, or null. */
+  end(): EmbeddedArchive | null {
+    if (this.#found === null && this.#windowAt < this.limit) this.#search(this.#window, this.#window.length);
+    this.#window = new Uint8Array(0);
+    return this.#found;
+  }
+
+  /** The first archive found so far, or null. */
+  get found(): EmbeddedArchive | null {
+    return this.#found;
+  }
+
+  /** Checks every candidate start in `bytes[0, count)` (with the rest of `bytes` behind it). */
+  #search(bytes: Uint8Array, count: number): void {
+    const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+    const last = Math.min(count, this.limit - this.#windowAt);
+    const first: { at: number; format: ContainerFormat | null } = { at: Infinity, format: null };
+    const consider = (at: number, format: ContainerFormat): void => {
+      if (at < first.at && this.#windowAt + at > 0) Object.assign(first, { at, format });
+    };
+    for (const [f, magic, accepts] of EMBEDDED) {
+      const needle = Uint8Array.from(magic);
+      for (let at = buffer.indexOf(needle); at >= 0 && at < Math.min(last, first.at); at = buffer.indexOf(needle, at + 1)) {
+        // A file of many gzip or zstd look-alikes must not buy unbounded decoding: past the budget, a candidate counts.
+        const decoded = f === 'gzip' || f === 'zstd';
+        if (decoded && this.#decodes-- <= 0) consider(at, f);
+        else if (accepts(bytes.subarray(at, at + LOOKAHEAD))) consider(at, f);
+      }
+    }
+    const ustar = Uint8Array.from(ascii('ustar'));
+    for (let m = buffer.indexOf(ustar, 257); m >= 0 && m - 257 < Math.min(last, first.at); m = buffer.indexOf(ustar, m + 1)) {
+      if (looksTarHeader(bytes.subarray(m - 257, m - 257 + 512))) consider(m - 257, 'tar');
+    }
+    if (first.format !== null) this.#found = { format: first.format, offset: this.#windowAt + first.at };
+  }
 }
 
 /** Extensions a compression layer adds, and what the layer's content is called once removed. */
