@@ -24,7 +24,7 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
 /** The Node release the executables are made from (scripts/setup.sh installs the same one). */
@@ -62,8 +62,11 @@ const sha256Of = (path: string): string => createHash('sha256').update(readFileS
 /** Step 1: one CommonJS file; drivelist (a native addon, Linux/macOS source only) stays out. */
 async function bundle(out: string): Promise<string> {
   const { build } = await import('esbuild');
-  // One CommonJS file per entry, for the pinned Node; bundled packages keep their licence headers.
+  // One CommonJS file per entry, for the pinned Node; bundled packages keep their licence headers. Paths in the
+  // bundle's comments and module keys are relative to the checkout (absWorkingDir), never to the folder the build
+  // was started from, so the same commit bundles to the same bytes from any checkout and any cwd.
   const common = {
+    absWorkingDir: repoRoot,
     bundle: true,
     platform: 'node',
     format: 'cjs',
@@ -92,9 +95,12 @@ function makeBlob(out: string, main: string): string {
   }
   const blob = join(out, 'sea-prep.blob');
   const config = join(out, 'sea-config.json');
+  if (dirname(main) !== out) throw new Error(`the bundle ${main} must be in the output folder ${out}`);
   // No snapshot or code cache: both are tied to the building platform, and one blob serves Linux and Windows.
-  writeFileSync(config, JSON.stringify({ main, output: blob, disableExperimentalSEAWarning: true, useSnapshot: false, useCodeCache: false }));
-  execFileSync(process.execPath, ['--experimental-sea-config', config], { stdio: ['ignore', 'ignore', 'inherit'] });
+  // The blob records `main` as given: a name relative to the output folder (the command runs there), never an
+  // absolute path, which made two checkouts of one commit build different executables.
+  writeFileSync(config, JSON.stringify({ main: basename(main), output: basename(blob), disableExperimentalSEAWarning: true, useSnapshot: false, useCodeCache: false }));
+  execFileSync(process.execPath, ['--experimental-sea-config', basename(config)], { cwd: out, stdio: ['ignore', 'ignore', 'inherit'] });
   return blob;
 }
 

