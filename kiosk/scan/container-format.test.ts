@@ -102,13 +102,13 @@ describe('container detection like the tools that open them', () => {
       copy.writeUInt32LE(dict, 1);
       return copy;
     };
-    for (const dict of [1, 2 ** 10, 3 * 2 ** 11, 2 ** 31, 3 * 2 ** 30, 0xffffffff]) expect(detectContainer(withDict(dict)), `dictionary ${dict}`).toBe('lzma');
+    for (const dict of [2 ** 12, 3 * 2 ** 11, 2 ** 31, 3 * 2 ** 30, 0xffffffff]) expect(detectContainer(withDict(dict)), `dictionary ${dict}`).toBe('lzma');
     const known = Buffer.from(stream);
     known.writeBigUInt64LE(13n, 5);
     expect(detectContainer(known)).toBe('lzma');
   });
 
-  it('refuses LZMA-alone look-alikes the tools refuse: an odd dictionary size, a range coder not starting at 0, a properties byte of 225 or a size of 2^56', () => {
+  it('refuses LZMA-alone look-alikes the tools refuse: an odd or tiny dictionary size, a range coder not starting at 0, a properties byte of 225 or a size of 2^56', () => {
     const stream = Buffer.from(tool('xz', ['--format=lzma', '-c']));
     const changed = (change: (b: Buffer) => void): Buffer => {
       const copy = Buffer.from(stream);
@@ -117,6 +117,8 @@ describe('container detection like the tools that open them', () => {
     };
     expect(detectContainer(changed((b) => b.writeUInt32LE(100_000, 1)))).toBeNull();
     expect(detectContainer(changed((b) => b.writeUInt32LE(0, 1)))).toBeNull();
+    // Under 4 KiB: no encoder writes one, xz -d and libarchive refuse it (7-Zip alone would take it).
+    expect(detectContainer(changed((b) => b.writeUInt32LE(2 ** 10, 1)))).toBeNull();
     expect(detectContainer(changed((b) => { b[13] = 1; }))).toBeNull();
     expect(detectContainer(changed((b) => { b[0] = 225; }))).toBeNull();
     expect(detectContainer(changed((b) => b.writeBigUInt64LE(2n ** 56n, 5)))).toBeNull();
@@ -178,6 +180,8 @@ describe('container detection like the tools that open them', () => {
     expect(detectContainers(tar)).toEqual(['tar', 'lzma']);
     expect(detectContainer(tar)).toBe('tar');
     expect(detectContainers(gzipSync('x'))).toEqual(['gzip']);
+    // A first file with a two-letter name ("a0": 0x30 after the first byte, then NULs) is a tar only.
+    expect(detectContainers(buildTar([{ name: 'a0', data: Buffer.from('hello\n') }]))).toEqual(['tar']);
     expect(detectContainers(bytes('hello'))).toEqual([]);
   });
 });

@@ -46,9 +46,12 @@ const ascii = (text: string): number[] => [...text].map((c) => c.charCodeAt(0));
  * dictionary size, an uncompressed size that is known or all ones, then the
  * range coder, whose first byte is always 0. Accepted as the tools accept it:
  * any properties byte lc + lp * 9 + pb * 45 < 225 (liblzma, libarchive,
- * 7-Zip), a dictionary size 7-Zip's CheckDicSize and liblzma's "picky"
- * auto-decoder take (1, 2^n, 3 * 2^n, or all ones), and a known size below
- * 2^56 (7-Zip's bound; liblzma's is 2^38).
+ * 7-Zip), a dictionary size of the forms 7-Zip's CheckDicSize and liblzma's
+ * auto-decoder take (2^n, 3 * 2^n, or all ones) and every encoder writes (4
+ * KiB or more: xz, the LZMA SDK and 7-Zip round smaller ones up; `xz -d`
+ * and libarchive refuse them), and a known size below 2^56 (7-Zip's bound;
+ * liblzma's is 2^38). Smaller dictionaries would make a tar whose first
+ * file has a two-letter name like "a0" look like an LZMA header too.
  */
 function looksLzmaAlone(head: Uint8Array): boolean {
   if (head.length < 13 + 5) return false; // the header and the range coder's 5 start bytes
@@ -61,9 +64,9 @@ function looksLzmaAlone(head: Uint8Array): boolean {
 }
 
 function saneDictionary(dict: number): boolean {
-  if (dict === 1 || dict === 0xffffffff) return true;
-  for (let n = 1; n <= 31; n++) if (dict === 2 ** n) return true;
-  for (let n = 0; n <= 30; n++) if (dict === 3 * 2 ** n) return true;
+  if (dict === 0xffffffff) return true;
+  for (let n = 12; n <= 31; n++) if (dict === 2 ** n) return true;
+  for (let n = 11; n <= 30; n++) if (dict === 3 * 2 ** n) return true;
   return false;
 }
 
