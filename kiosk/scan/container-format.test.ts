@@ -4,11 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { deflateRawSync, gzipSync, zstdCompressSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { bzip2, cabinet, sevenZip as sevenZipOf, xz } from '../../test/fixtures/archives/debian-tools.ts';
 import { buildTar } from '../../test/fixtures/archives/tar.ts';
-import { buildZip } from '../../test/fixtures/archives/zip.ts';
-import { gradientPng, simplePdf } from '../../test/fixtures/hostile/documents.ts';
-import { detectContainer, detectContainers, EmbeddedArchiveSearch, layerContentName } from './container-format.ts';
+import { detectContainer, detectContainers, layerContentName } from './container-format.ts';
 
 const bytes = (...parts: Array<string | number[]>): Uint8Array =>
   Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p, 'latin1') : Buffer.from(p))));
@@ -196,114 +193,3 @@ describe('the name of a compression layer\'s content', () => {
     expect(layerContentName('.gz')).toBe('.gz');
   });
 });
-
-/** What 7-Zip opens in `bytes`, as `7zz l` reports it: the format and its offset, or null. */
-function sevenZipSees(bytes: Uint8Array, name = 'file.png'): { type: string; offset: number } | null {
-  const dir = mkdtempSync(join(tmpdir(), 'container-format-7z-'));
-  try {
-    writeFileSync(join(dir, name), bytes);
-    const out = spawnSync('7zz', ['l', name], { cwd: dir, encoding: 'utf8' }).stdout;
-    const type = /^Type = (.+)$/m.exec(out)?.[1];
-    return type === undefined ? null : { type: type.toLowerCase(), offset: Number(/^Offset = (\d+)$/m.exec(out)?.[1] ?? 0) };
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-/** Pushes `bytes` in chunks of `size` (so candidates straddle pushes) and ends the search. */
-function searchIn(bytes: Uint8Array, size = 1000, limit?: number): ReturnType<EmbeddedArchiveSearch['end']> {
-  const search = new EmbeddedArchiveSearch(limit);
-  for (let at = 0; at < bytes.length; at += size) search.push(bytes.subarray(at, at + size));
-  return search.end();
-}
-
-const PICTURE = gradientPng(16);
-const SCRIPT = Buffer.from('Start-Process calc.exe\r\n');
-
-describe('archives that start after byte 0, as 7-Zip finds them', () => {
-  const archives = (): Array<[string, Uint8Array]> => [
-    ['7z', sevenZipOf([['run.ps1', SCRIPT]])],
-    ['tar', buildTar([{ name: 'run.ps1', data: SCRIPT }])],
-    ['gzip', gzipSync(SCRIPT)],
-    ['bzip2', bzip2(SCRIPT)],
-    ['xz', xz(SCRIPT)],
-    ['zstd', zstdCompressSync(SCRIPT)],
-    ['cab', cabinet([['run.ps1', SCRIPT]])],
-  ];
-
-  it('finds every format 7-Zip opens at an offset inside a picture, at the offset 7-Zip names', async () => {
-    const cases = [...archives(), ['zip', await buildZip([{ name: 'run.ps1', data: SCRIPT }])] as [string, Uint8Array]];
-    for (const [format, archive] of cases) {
-      const file = Buffer.concat([PICTURE, archive]);
-      expect(sevenZipSees(file), `7-Zip on a PNG with ${format}`).toEqual({ type: format, offset: PICTURE.length });
-      expect(searchIn(file), format).toEqual({ format, offset: PICTURE.length });
-    }
-  });
-
-  it('finds an archive after a text head longer than the type check reads, one across pushes, and one that ends the file', () => {
-    const notes = Buffer.from('Shift notes, line 3: all pumps nominal.\r\n'.repeat(150));
-    const sevenZ = sevenZipOf([['run.ps1', SCRIPT]]);
-    expect(searchIn(Buffer.concat([notes, sevenZ]), 4096)).toEqual({ format: '7z', offset: notes.length });
-    expect(searchIn(Buffer.concat([notes, sevenZ]), 7)).toEqual({ format: '7z', offset: notes.length });
-    expect(searchIn(Buffer.concat([notes, sevenZ, notes]), 1 << 20)).toEqual({ format: '7z', offset: notes.length });
-  });
-
-  it('leaves alone what 7-Zip does not search for: v7 tar, LZMA-alone, lz4, and an archive at byte 0', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'container-format-v7-'));
-    let v7: Uint8Array;
-    try {
-      writeFileSync(join(dir, 'run.ps1'), SCRIPT);
-      v7 = tool('tar', ['--format=v7', '-cf', '-', 'run.ps1'], '', dir);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-    for (const [what, archive] of [['v7 tar', v7], ['LZMA-alone', tool('xz', ['--format=lzma', '-c'], SCRIPT)], ['lz4', tool('lz4', ['-c', '-q'], SCRIPT)]] as const) {
-      const file = Buffer.concat([PICTURE, archive]);
-      expect(sevenZipSees(file), what).toBeNull();
-      expect(searchIn(file), what).toBeNull();
-    }
-    expect(searchIn(gzipSync(SCRIPT))).toBeNull();
-  });
-
-  it('stops at its window: an archive starting past it is not looked for', () => {
-    const filler = Buffer.alloc(64 * 1024, 0x61);
-    expect(searchIn(Buffer.concat([filler, gzipSync(SCRIPT)]), 4096, 32 * 1024)).toBeNull();
-    expect(searchIn(Buffer.concat([filler, gzipSync(SCRIPT)]), 4096, 128 * 1024)).toEqual({ format: 'gzip', offset: filler.length });
-  });
-
-  it('does not take magic numbers without the structure behind them for an archive', () => {
-    const junk = Buffer.from(Array.from({ length: 4000 }, (_, i) => (i * 7919 + 13) % 251));
-    const lookAlikes: Array<[string, Uint8Array]> = [
-      ['7z signature, wrong start header CRC', Buffer.concat([Buffer.from([0x37, 0x7a, 0xbc, 0xaf, 0x27, 0x1c, 0, 4]), junk])],
-      ['xz magic, wrong flags CRC', Buffer.concat([Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00, 0, 4, 1, 2, 3, 4]), junk])],
-      ['gzip header, then no deflate data', Buffer.concat([Buffer.from([0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 3]), junk])],
-      ['zstd magic, then no frame', Buffer.concat([Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0x04, 0x58]), junk])],
-      ['bzip2 magic quoted in text', Buffer.from('notes: a bzip2 block starts BZh91AY&SY then the data\r\n')],
-      ['zip signature, then no header', Buffer.concat([Buffer.from('PK\u0003\u0004', 'latin1'), Buffer.alloc(40)])],
-      ['"ustar" in text', Buffer.from(`${'x'.repeat(300)}ustar${'y'.repeat(600)}`)],
-    ];
-    for (const [what, bytes] of lookAlikes) expect(searchIn(Buffer.concat([PICTURE, bytes])), what).toBeNull();
-    for (const seed of [1, 2, 3]) expect(searchIn(pseudoRandom(4 * 1024 * 1024, seed), 1 << 20), `random ${seed}`).toBeNull();
-    expect(searchIn(simplePdf(['Line 3 manual', 'Torque 40 Nm']))).toBeNull();
-  });
-
-  it('counts a candidate as found once a file has spent its decoding budget on gzip look-alikes', () => {
-    const lookAlike = Buffer.concat([Buffer.from([0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 3]), Buffer.from([0xff, 0xff, 0xff, 0xff])]);
-    const file = Buffer.concat([PICTURE, ...Array.from({ length: 100 }, () => lookAlike)]);
-    expect(searchIn(file)?.format).toBe('gzip');
-    expect(searchIn(Buffer.concat([PICTURE, ...Array.from({ length: 10 }, () => lookAlike)]))).toBeNull();
-  });
-});
-
-/** Deterministic pseudo-random bytes (xorshift32). */
-function pseudoRandom(size: number, seed: number): Uint8Array {
-  const out = Buffer.alloc(size);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < size; i += 4) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out.writeUInt32LE(x >>> 0, i);
-  }
-  return out;
-}
