@@ -20,11 +20,23 @@ fail() { printf 'windows-smoke: FAIL: %s\n' "$*" >&2; exit 1; }
 # Mounts left by an interrupted run go first (never delete through them).
 umount "$chroot_dir/work" 2>/dev/null || true
 umount "$chroot_dir/proc" 2>/dev/null || true
-if [ ! -x "$chroot_dir/usr/bin/wine" ]; then
+
+# A chroot is good when debootstrap finished (it removes its own debootstrap/ folder last) and Wine is
+# there. /usr/bin/wine is a link to /etc/alternatives/wine, an absolute link that resolves only inside the
+# chroot, so it is followed there: the test from outside (-x on the host's path) always failed, and the
+# chroot was fetched again on every run.
+chroot_ok() {
+  [ -x "$chroot_dir/bin/sh" ] && [ ! -e "$chroot_dir/debootstrap" ] &&
+    chroot "$chroot_dir" /bin/sh -c 'test -x /usr/bin/wine && test -x /usr/lib/wine/wine64 && test -x "$(readlink -f /usr/bin/wine)"' 2>/dev/null
+}
+if chroot_ok; then
+  printf 'windows-smoke: reusing the Wine chroot %s\n' "$chroot_dir" >&2
+else
   # One retry: a mirror hiccup should not fail the suite; a second failure does.
   for attempt in 1 2; do
+    printf 'windows-smoke: building the Wine chroot %s (debootstrap of Debian trixie, attempt %d)\n' "$chroot_dir" "$attempt" >&2
     rm -rf "$chroot_dir"
-    if debootstrap --variant=minbase --include=wine64,wine trixie "$chroot_dir" http://deb.debian.org/debian > "$root/var/debootstrap.log" 2>&1; then break; fi
+    if debootstrap --variant=minbase --include=wine64,wine trixie "$chroot_dir" http://deb.debian.org/debian > "$root/var/debootstrap.log" 2>&1 && chroot_ok; then break; fi
     [ "$attempt" -eq 2 ] && { tail -n 20 "$root/var/debootstrap.log" >&2; fail "debootstrap of Debian trixie (for Wine 10) failed twice"; }
   done
 fi

@@ -7,12 +7,20 @@
  * per-file codes, byte-identical copies and the log chain.
  */
 import { spawnSync } from 'node:child_process';
+import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 describe('portcullis-agent.exe on Windows (Wine)', () => {
   it('verifies and imports a signed drive byte for byte, keeps the unlisted file out, and writes a log that verifies', () => {
+    // A complete chroot from an earlier run is reused, never fetched again (its root keeps its inode).
+    const chroot = join(import.meta.dirname, '../../var/wine-trixie');
+    const before = existsSync(join(chroot, 'usr/lib/wine/wine64')) && !existsSync(join(chroot, 'debootstrap')) ? statSync(chroot).ino : null;
     const run = spawnSync('bash', [join(import.meta.dirname, '../../scripts/windows-smoke.sh')], { encoding: 'utf8', timeout: 900_000 });
+    if (before !== null) {
+      expect(run.stderr).toContain('windows-smoke: reusing the Wine chroot');
+      expect(statSync(chroot).ino).toBe(before);
+    }
     expect(run.stderr.split('\n').filter((l) => l.startsWith('windows-smoke: FAIL'))).toEqual([]);
     expect(run.status).toBe(0);
     expect(run.stdout).toMatch(/^windows-smoke: portcullis-agent\.exe under wine-10/mu);
