@@ -59,5 +59,15 @@ describe('archives hidden inside other files', () => {
     for (let i = 0; i < 4; i++) expect(find(randomBytes(16 * 1024 * 1024))).toBeNull();
     expect(find(deflateSync(randomBytes(4 * 1024 * 1024)))).toBeNull();
     expect(find(Buffer.from('Notes: 7z, ustar, MSCF, Rar!, BZh9, PK and xz are archive magic numbers.\n'.repeat(1000)))).toBeNull();
+    expect(find(Buffer.from('a bzip2 block starts BZh91AY&SY then its data\r\n'.repeat(100)))).toBeNull();
+    const junk = randomBytes(64 * 1024);
+    expect(find(Buffer.concat([Buffer.from([0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 3]), junk]))).toBeNull(); // a gzip header, then no deflate data
+    expect(find(Buffer.concat([Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0x04, 0x58]), junk]))).toBeNull(); // zstd magic, then no frame
+  });
+
+  it('looks where 7-Zip looks: an archive starting past the first 8 MiB opens nowhere and is not searched for', () => {
+    const archive = sevenZip([['run.ps1', payload]]);
+    expect(find(hide(archive, 8 * 1024 * 1024 - 100))?.format).toBe('7z');
+    expect(find(hide(archive, 9 * 1024 * 1024))).toBeNull();
   });
 });

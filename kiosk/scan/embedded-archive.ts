@@ -12,11 +12,26 @@
  * trip it. Fed the same chunks the scan reads, with a small carry between
  * chunks, so a header split across two reads is still seen.
  */
-import { crc32 } from 'node:zlib';
+import { constants as zlib, crc32, inflateRawSync, zstdDecompressSync } from 'node:zlib';
 
 export type EmbeddedFormat = '7z' | 'xz' | 'tar' | 'cab' | 'rar' | 'bzip2' | 'gzip' | 'zstd' | 'zip' | 'arj';
 
-const WINDOW = 4096; // bytes a header check may need past the signature (an ARJ header is at most 2,600)
+const WINDOW = 16 * 1024; // bytes a header check may look at past the signature (an ARJ header is at most 2,600)
+/** 7-Zip looks for an archive at any offset below 8 MiB (measured with 7-Zip 26.02); past that nothing opens it. */
+export const EMBEDDED_SEARCH_BYTES = 8 * 1024 * 1024 + WINDOW;
+const MAX_DECODES = 64; // gzip and zstd candidates decoded per file; more look-alikes count as an archive
+
+/** Whether compressed data decodes for as far as the bytes go (truncated is fine, broken is not). */
+function decodes(decode: () => unknown): boolean {
+  try {
+    decode();
+    return true;
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    // Output beyond the bound means the data decodes: it is a stream.
+    return code === 'ERR_BUFFER_TOO_LARGE';
+  }
+}
 const TAR_BACK = 257; // the tar magic sits 257 bytes into its header
 
 const ascii = (text: string): Buffer => Buffer.from(text, 'latin1');
@@ -26,7 +41,7 @@ const has = (b: Uint8Array, at: number, n: number): boolean => at >= 0 && at + n
 const same = (b: Uint8Array, at: number, sig: Uint8Array): boolean => has(b, at, sig.length) && sig.every((x, i) => b[at + i] === x);
 
 /** A header check: where the signature starts (`at`), whether a valid header of the format begins there. */
-type Check = (b: Uint8Array, at: number) => boolean;
+type Check = (b: Uint8Array, at: number, budget: { decodes: number }) => boolean;
 
 const ZIP_METHODS = new Set([0, 8, 9, 12, 14, 93, 95, 98, 99]);
 
@@ -62,18 +77,26 @@ const CHECKS: ReadonlyArray<{ format: EmbeddedFormat; signature: Buffer; check: 
   { format: 'rar', signature: ascii('Rar!\u001a\u0007'), check: (b, at) => has(b, at, 8) && (b[at + 6] === 0 || (b[at + 6] === 1 && b[at + 7] === 0)) },
   {
     format: 'bzip2', signature: ascii('BZh'),
-    // A block size digit, then a block's magic (pi) or the end-of-stream magic (sqrt(pi)).
-    check: (b, at) => has(b, at, 10) && b[at + 3]! >= 0x31 && b[at + 3]! <= 0x39 && (same(b, at + 4, Buffer.from([0x31, 0x41, 0x59, 0x26, 0x53, 0x59])) || same(b, at + 4, Buffer.from([0x17, 0x72, 0x45, 0x38, 0x50, 0x90]))),
+    // A block size digit, a first block's magic (pi), not randomised, and an origPtr inside the block
+    // (text that quotes the magic gives one in the millions; an empty stream carries nothing).
+    check: (b, at) => {
+      if (!has(b, at, 18) || b[at + 3]! < 0x31 || b[at + 3]! > 0x39 || !same(b, at + 4, Buffer.from([0x31, 0x41, 0x59, 0x26, 0x53, 0x59]))) return false;
+      const bits = ((b[at + 14]! << 24) | (b[at + 15]! << 16) | (b[at + 16]! << 8) | b[at + 17]!) >>> 0;
+      return bits >>> 31 === 0 && ((bits >>> 7) & 0xffffff) < (b[at + 3]! - 0x30) * 100_000;
+    },
   },
   {
     format: 'gzip', signature: Buffer.from([0x1f, 0x8b, 0x08]),
-    // RFC 1952: reserved flag bits zero, XFL 0, 2 or 4, a known OS.
-    check: (b, at) => has(b, at, 10) && (b[at + 3]! & 0xe0) === 0 && [0, 2, 4].includes(b[at + 8]!) && (b[at + 9]! <= 13 || b[at + 9] === 255),
+    // RFC 1952: reserved flag bits zero, XFL 0, 2 or 4, a known OS, and deflate data that decodes (plain header fields only).
+    check: (b, at, budget) =>
+      has(b, at, 10) && (b[at + 3]! & 0xe0) === 0 && [0, 2, 4].includes(b[at + 8]!) && (b[at + 9]! <= 13 || b[at + 9] === 255) &&
+      (budget.decodes++ >= MAX_DECODES || (b[at + 3]! & 0x1e) !== 0 ||
+        decodes(() => inflateRawSync(b.subarray(at + 10), { finishFlush: zlib.Z_SYNC_FLUSH, maxOutputLength: 1024 * 1024 }))),
   },
   {
     format: 'zstd', signature: Buffer.from([0x28, 0xb5, 0x2f, 0xfd]),
     // RFC 8878: the frame header's reserved bit zero, a window within limits, then a block header of a real type and size.
-    check: (b, at) => {
+    check: (b, at, budget) => {
       if (!has(b, at, 5)) return false;
       const fhd = b[at + 4]!;
       if ((fhd & 0x08) !== 0) return false;
@@ -87,7 +110,9 @@ const CHECKS: ReadonlyArray<{ format: EmbeddedFormat; signature: Buffer; check: 
       p += [singleSegment ? 1 : 0, 2, 4, 8][fhd >> 6]!; // frame content size
       if (!has(b, p, 3)) return false;
       const block = b[p]! | (b[p + 1]! << 8) | (b[p + 2]! << 16);
-      return ((block >> 1) & 3) !== 3 && block >> 3 <= 128 * 1024;
+      if (((block >> 1) & 3) === 3 || block >> 3 > 128 * 1024) return false;
+      return budget.decodes++ >= MAX_DECODES ||
+        decodes(() => zstdDecompressSync(b.subarray(at), { finishFlush: zlib.ZSTD_e_flush, maxOutputLength: 1024 * 1024 }));
     },
   },
   {
@@ -123,6 +148,8 @@ export class EmbeddedArchiveFinder {
   #carryStart = 0; // offset in the file of #carry[0]
   #checkedUpTo = 0; // signatures starting before this file offset were checked
   #found: { format: EmbeddedFormat; offset: number } | null = null;
+  #seen = 0; // bytes pushed
+  readonly #budget = { decodes: 0 };
 
   get found(): { readonly format: EmbeddedFormat; readonly offset: number } | null {
     return this.#found;
@@ -130,7 +157,9 @@ export class EmbeddedArchiveFinder {
 
   /** `chunk` follows the previous one in the file (each is valid only during the call). */
   push(chunk: Uint8Array): void {
-    if (this.#found !== null) return;
+    if (this.#found !== null || this.#seen >= EMBEDDED_SEARCH_BYTES) return;
+    chunk = chunk.subarray(0, EMBEDDED_SEARCH_BYTES - this.#seen);
+    this.#seen += chunk.length;
     const buffer = this.#carry.length === 0 ? chunk : Buffer.concat([this.#carry, chunk]);
     const limit = Math.max(0, buffer.length - WINDOW); // a signature before this can be checked in full now
     this.#search(buffer, limit);
@@ -152,7 +181,7 @@ export class EmbeddedArchiveFinder {
     let best: { format: EmbeddedFormat; offset: number } | null = null;
     for (const { format, signature, check } of CHECKS) {
       for (let at = view.indexOf(signature, from); at >= 0 && at < limit; at = view.indexOf(signature, at + 1)) {
-        if (check(buffer, at)) {
+        if (check(buffer, at, this.#budget)) {
           const offset = this.#carryStart + (format === 'tar' ? at - TAR_BACK : at); // where the archive starts
           if (best === null || offset < best.offset) best = { format, offset };
           break;

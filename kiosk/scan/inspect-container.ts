@@ -486,7 +486,7 @@ async function judgeMember(
       if (answer.status === 'found') own.add({ code: answer.reason, detail: answer.signature });
       if (answer.status === 'clean' || answer.reason === 'MACRO') for (const e of ctx.scanner!.engines) cleanBy.add(e);
     }
-    const sniffed = checkType(text ?? named.display, head.subarray(0, Math.min(headFilled, SNIFF_BYTES)));
+    const sniffed = checkType(text ?? named.display, head.subarray(0, Math.min(headFilled, SNIFF_BYTES)), digest.bytesSeen);
     if (policy.types.blockMismatch) for (const f of sniffed.findings) own.add(f);
     if (parent.document === 'odf' && text !== null && /^(basic|scripts)\//i.test(text)) {
       own.add({ code: 'MACRO', detail: 'an OpenDocument macro library' });

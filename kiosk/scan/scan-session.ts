@@ -201,7 +201,7 @@ function removeQuietly(path: string): void {
 async function inspectHeld(entry: WalkEntry, format: ContainerFormat, path: string | null, size: number, head: Uint8Array, digest: { sha256: string; blake3: string }, deps: ScanDeps): Promise<Reason[]> {
   const { policy } = deps.policy;
   const name = entry.path ?? entry.display;
-  const kind = checkType(name, head).kind;
+  const kind = checkType(name, head, size).kind;
   // A container blocked for what it is (an .xlsm, an unlisted archive type) stays blocked whatever it holds:
   // its members are not opened, unless its hash is allowlisted.
   const itself = decideFile({ path: entry.path, display: entry.display, size, digest, extensions: extensionsOf(name), contentKind: kind, reasons: [], cleanBy: new Set(deps.scanner?.engines ?? []) }, deps.allowlist, policy);
@@ -469,7 +469,7 @@ export async function scanDrive(root: string, deps: ScanDeps): Promise<ScanRepor
             if (signal.aborted) return;
             outcome = { ...outcome, reasons: [{ code: 'SCAN_ERROR', detail: (error as Error).message }] };
           }
-          const type = checkType(entry.path ?? entry.display, outcome.head);
+          const type = checkType(entry.path ?? entry.display, outcome.head, entry.size);
           kind = type.kind;
           if (policy.types.blockMismatch) for (const f of type.findings) reasons.push({ code: f.code, detail: f.detail });
         }
