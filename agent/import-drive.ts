@@ -24,6 +24,7 @@ import {
   type OperationInput,
 } from './drive-report.ts';
 import type { FileRefusalCode } from './errors.ts';
+import type { Progress } from './operator-status.ts';
 import { checkDestinationRoot, clashResult, existingAt, FolderNames, placeFile, type DestinationRoot, type Placement } from './place-file.ts';
 import { releaseStaged, type StagedCopy } from './stage-file.ts';
 import type { Stager } from './stage-pool.ts';
@@ -44,6 +45,8 @@ export interface ImportInput extends OperationInput {
   readonly destination: string;
   readonly clash: ClashPolicy;
   readonly flavor?: PathFlavor;
+  /** Called after each listed file was read and checked (not yet committed): for the operator's progress. */
+  readonly onProgress?: (progress: Progress) => void;
 }
 
 /** `import DRIVE --to DIR`: copy-mediation of every permitted file. */
@@ -91,7 +94,15 @@ async function importFiles(input: ImportInput, destination: DestinationRoot, fla
     input, ctx, decisions, root, staging: staging!, flavor, names: new FolderNames(destination), stager, digests: policyDigests(input.trust), stagingPrefix: randomBytes(8).toString('hex'), stagedCount: 0, open: new Set(),
   };
   try {
-    files.push(...(await decideAll(decisions, bytesAndFilesInStep(check.candidates, (c) => c.subject.annotations.size), (c) => importOne(job, c))));
+    const progress = { filesDone: 0, filesTotal: check.candidates.length, bytesDone: 0, bytesTotal: check.candidates.reduce((sum, c) => sum + c.subject.annotations.size, 0) };
+    const each = async (c: Candidate): Promise<Decided> => {
+      const decided = await importOne(job, c);
+      progress.filesDone++;
+      progress.bytesDone += c.subject.annotations.size;
+      input.onProgress?.({ ...progress });
+      return decided;
+    };
+    files.push(...(await decideAll(decisions, bytesAndFilesInStep(check.candidates, (c) => c.subject.annotations.size), each)));
   } finally {
     for (const copy of job.open) releaseStaged(copy); // staged copies a failed commit never got to: closed here
     await (helper as SyncfsHelper | null)?.close();

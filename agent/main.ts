@@ -462,6 +462,7 @@ async function watchCommand(args: string[], io: CliIo): Promise<number> {
         onReport: (r) => printReport(r, false, io),
         storagePolicy,
         say: (line) => io.stdout(`${line}\n`),
+        statusFolder: config.statusFolder,
       },
       signal,
     ),

@@ -11,7 +11,8 @@ import { escapeForDisplay } from '../manifest/index.ts';
 import { systemTool } from './drive-identity.ts';
 
 export interface HmiMessage {
-  readonly level: 'ok' | 'partial' | 'refused' | 'error';
+  /** info: a drive is being checked (the notice at the start); the others end a drive. */
+  readonly level: 'info' | 'ok' | 'partial' | 'refused' | 'error';
   readonly title: string;
   readonly text: string;
 }
@@ -28,11 +29,13 @@ export function messageLine(message: HmiMessage): string {
   return escapeForDisplay(`${message.title}: ${message.text}`.replace(/\s+/gu, ' '));
 }
 
+const NOTICE_SECONDS = 30; // seconds the start notice stays up (the summary replaces it as the news)
+
 /** Arguments for msg.exe: all sessions, a timeout, the escaped and clipped text (no shell is involved). */
 export function msgArguments(message: HmiMessage): string[] {
   let text = messageLine(message);
   if (text.length > MSG_MAX_CHARS) text = `${text.slice(0, MSG_MAX_CHARS - 3)}...`;
-  return ['*', `/TIME:${MSG_SECONDS}`, text];
+  return ['*', `/TIME:${message.level === 'info' ? NOTICE_SECONDS : MSG_SECONDS}`, text];
 }
 
 export function lineNotifier(write: (line: string) => void): Notifier {

@@ -28,6 +28,11 @@ export const watchConfigSchema = object({
   mountFolders: optional(array(pathString, { max: 16 })),
   pollIntervalSeconds: optional(integer({ min: 1, max: 60 })), // seconds between drive polls
   settleSeconds: optional(integer({ min: 0, max: 60 })), // seconds to wait after a drive appears before reading it
+  /**
+   * The folder the HMI user may read (not the log): the current state (status.txt, status.json) and each
+   * drive's report with every file's outcome in plain words (operator-status.ts); null or absent: none.
+   */
+  statusFolder: optional(nullable(pathString)),
   /** How the HMI user is told: msg (Windows msg.exe), log (a log line), auto. */
   notify: optional(oneOf(['auto', 'msg', 'log'] as const)),
   /**
@@ -48,6 +53,7 @@ export interface WatchConfig {
   readonly pollIntervalMs: number;
   readonly settleMs: number;
   readonly notify: 'auto' | 'msg' | 'log';
+  readonly statusFolder: string | null;
   readonly requireStoragePolicy: boolean;
 }
 
@@ -80,6 +86,7 @@ export function loadWatchConfig(path: string): WatchConfig {
     pollIntervalMs: (c.pollIntervalSeconds ?? 2) * 1000,
     settleMs: (c.settleSeconds ?? 2) * 1000,
     notify: c.notify ?? 'auto',
+    statusFolder: c.statusFolder ? resolve(base, c.statusFolder) : null,
     requireStoragePolicy: c.requireStoragePolicy ?? true,
   };
 }

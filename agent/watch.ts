@@ -17,6 +17,7 @@ import { driveRef } from './drive-identity.ts';
 import type { DriveInfo, DriveSource } from './drive-sources.ts';
 import { AgentError } from './errors.ts';
 import type { HmiMessage, Notifier } from './notify.ts';
+import { driveName, StatusFolder, summarize } from './operator-status.ts';
 import { StoragePolicyMonitor, type StoragePolicyReading } from './storage-policy.ts';
 import type { DriveReport } from './drive-report.ts';
 import { importDrive } from './import-drive.ts';
@@ -116,6 +117,8 @@ export interface ServiceOptions {
   readonly storagePolicy?: StoragePolicyCheck | null;
   /** Lines for the watch output (the service's stdout). */
   readonly say?: (line: string) => void;
+  /** The folder users may read for the current state and each drive's report (operator-status.ts); null: none. */
+  readonly statusFolder?: string | null;
 }
 
 export interface StoragePolicyCheck {
@@ -141,13 +144,23 @@ export function samePath(a: string, b: string): boolean {
   return resolve(a) === resolve(b);
 }
 
-export function messageFor(report: DriveReport): HmiMessage {
-  const c = report.counts;
-  if (!report.approved) return { level: 'refused', title: 'Portcullis: drive refused', text: `${report.code}: ${report.reason}` };
-  if (c.imported === 0) return { level: 'refused', title: 'Portcullis: nothing imported', text: `${c.refused} file(s) refused, ${c.skipped} skipped. Ask security staff; the log names each file.` };
-  const where = report.destination ?? 'the destination folder';
-  if (c.refused + c.skipped === 0) return { level: 'ok', title: 'Portcullis: drive imported', text: `${c.imported} file(s) checked and copied to ${where}.` };
-  return { level: 'partial', title: 'Portcullis: drive partly imported', text: `${c.imported} file(s) copied to ${where}; ${c.refused} refused, ${c.skipped} skipped (see the log).` };
+/**
+ * The summary the HMI user is shown at the end of a drive, in plain words:
+ * what was copied, what was not and why (the first few), and where the full
+ * per-file report is. The code of a refused drive is kept for staff.
+ */
+export function messageFor(report: DriveReport, drive = report.drive, reportPath: string | null = null): HmiMessage {
+  const { state, text } = summarize(report, drive);
+  const full = reportPath === null ? '' : ` Full list: ${reportPath}`;
+  if (!report.approved) return { level: 'refused', title: 'Portcullis: drive refused', text: `${text} (${report.code})${full}` };
+  if (state === 'refused') return { level: 'refused', title: 'Portcullis: nothing imported', text: `${text}${full}` };
+  if (state === 'done') return { level: 'ok', title: 'Portcullis: drive imported', text: `${text}${full}` };
+  return { level: 'partial', title: 'Portcullis: drive partly imported', text: `${text}${full}` };
+}
+
+/** The notice when a drive is seen, before anything is read from it. */
+export function noticeFor(drive: DriveInfo): HmiMessage {
+  return { level: 'info', title: `Portcullis: checking drive ${driveName({ mount: drive.mount, label: drive.identity?.label ?? null })}`, text: 'Do not remove the drive until the result appears.' };
 }
 
 /** Runs the service until `signal` aborts. Returns when every started import has ended. */
@@ -160,10 +173,16 @@ export async function runService(options: ServiceOptions, signal: AbortSignal): 
     options.log.append({ event, outcome, code, reason, drive: drive ? driveRef(drive.mount, drive.identity) : null });
   };
 
+  const status = options.statusFolder ? new StatusFolder({ folder: options.statusFolder, clock, say: options.say }) : null;
+
   const handle = async (drive: DriveInfo, controller: AbortController): Promise<void> => {
+    const described = { mount: drive.mount, label: drive.identity?.label ?? null };
     try {
       if (options.settleMs > 0) await sleep(options.settleMs, undefined, { signal: controller.signal }).catch(() => undefined);
       if (controller.signal.aborted) return;
+      // Told before the first byte is read: the user must not pull the drive while it is checked.
+      status?.checking(described);
+      await options.notifier.notify(noticeFor(drive));
       const trust = loadTrustStore(options.trustPath);
       const destination = chooseDestination(options.destination, trust);
       const report = await importDrive({
@@ -175,9 +194,11 @@ export async function runService(options: ServiceOptions, signal: AbortSignal): 
         clash: trust.policy.clash,
         log: options.log,
         signal: controller.signal,
+        onProgress: status ? (p) => status.progress(described, p) : undefined,
       });
       options.onReport?.(report);
-      await options.notifier.notify(messageFor(report));
+      const reportPath = status?.finished(described, report) ?? null;
+      await options.notifier.notify(messageFor(report, driveName(described), reportPath));
     } catch (error) {
       const code: string = error instanceof PortcullisError ? String(error.code) : 'INTERNAL_ERROR';
       const reason = error instanceof Error ? error.message : String(error);
@@ -186,6 +207,7 @@ export async function runService(options: ServiceOptions, signal: AbortSignal): 
       } catch {
         // the log itself failed: the notice below is all that is left
       }
+      status?.failed(described, code);
       await options.notifier.notify({ level: 'error', title: 'Portcullis: drive not processed', text: `${code}: nothing was imported. Call security staff.` });
     } finally {
       active.delete(drive.key);

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
@@ -8,6 +8,7 @@ import { main } from '../../agent/main.ts';
 import { loadWatchConfig } from '../../agent/watch-config.ts';
 import { lineNotifier, msgArguments, type HmiMessage } from '../../agent/notify.ts';
 import type { DriveReport } from '../../agent/drive-report.ts';
+import { StatusFolder } from '../../agent/operator-status.ts';
 import { chooseDestination, DriveWatcher, messageFor, runService } from '../../agent/watch.ts';
 import { DEFAULT_IDENTITY, makeDrive, makeTrust, tempDir, writeTrust } from './fixtures.ts';
 
@@ -95,7 +96,8 @@ describe('service mode', () => {
     renameSync(drive.root, join(mountRoot, 'USB-STICK')); // a mount appears in one step
     await until(() => reports.length === 1);
     expect(readFileSync(join(dest, 'fw/plc.bin'), 'utf8')).toBe('firmware');
-    expect(messages[0]).toContain('Portcullis: drive imported: 2 file(s) checked and copied');
+    expect(messages[0]).toMatch(/^\[HMI info\] Portcullis: checking drive /u); // before anything was read
+    expect(messages[1]).toMatch(/^\[HMI ok\] Portcullis: drive imported/u);
     rmSync(join(mountRoot, 'USB-STICK'), { recursive: true });
     await until(() => readFileSync(logPath, 'utf8').includes('drive.removed'));
     controller.abort();
@@ -149,11 +151,74 @@ describe('service mode', () => {
       controller.signal,
     );
     source.drives.push({ key: 'E', mount: drive.root, identity: { ...DEFAULT_IDENTITY, label: 'OTHER' } });
-    await until(() => messages.length === 1);
+    await until(() => messages.length === 2);
     controller.abort();
     await service;
-    expect(messages[0]?.level).toBe('refused');
-    expect(messages[0]?.text).toContain('MEDIA_MISMATCH');
+    expect(messages.map((m) => m.level)).toEqual(['info', 'refused']);
+    expect(messages[1]?.text).toContain('MEDIA_MISMATCH');
+  });
+
+  it('tells the HMI user a drive is being checked, then what was copied and what was not, and leaves a per-file report users can read', async () => {
+    const source = fakeSource();
+    const drive = await makeDrive({ files: { 'README.txt': 'hello', 'tools/extra.exe': 'MZ', 'fw/plc.bin': 'firmware' }, unlisted: ['tools/extra.exe'] });
+    const statusFolder = join(tempDir('status'), 'Status');
+    const messages: HmiMessage[] = [];
+    const states: string[] = [];
+    const controller = new AbortController();
+    const service = runService(
+      {
+        source, trustPath: writeTrust(), destination: tempDir('inbox'), log: new AuditLog(join(tempDir('log'), 'l.jsonl'), { hmi: 'HMI' }),
+        notifier: {
+          notify: (m) => {
+            messages.push(m);
+            // What a user's helper would see at that moment.
+            states.push((JSON.parse(readFileSync(join(statusFolder, 'status.json'), 'utf8')) as { state: string }).state);
+            return Promise.resolve();
+          },
+        },
+        intervalMs: 50, settleMs: 0, statusFolder,
+      },
+      controller.signal,
+    );
+    source.drives.push({ key: 'E', mount: drive.root, identity: DEFAULT_IDENTITY });
+    await until(() => messages.length === 2);
+    controller.abort();
+    await service;
+    expect(messages.map((m) => m.level)).toEqual(['info', 'partial']);
+    expect(states).toEqual(['checking', 'partial']);
+    expect(messages[1]?.text).toContain('tools/extra.exe'); // the file that stayed out is named, with where the full list is
+    expect(messages[1]?.text).toContain(join(statusFolder, 'reports'));
+    const status = JSON.parse(readFileSync(join(statusFolder, 'status.json'), 'utf8')) as { state: string; report: string };
+    const report = readFileSync(status.report, 'utf8');
+    expect(report).toBe(readFileSync(join(statusFolder, 'latest.txt'), 'utf8'));
+    expect(report.split('\r\n').filter((l) => l.startsWith('NOT COPIED')).map((l) => /\(([A-Z_]+)\)$/u.exec(l)?.[1])).toEqual(['FILE_UNLISTED']);
+    expect(report.split('\r\n').filter((l) => l.startsWith('copied')).length).toBe(2);
+    // Readable by anyone on POSIX (on Windows the installer gives Users read on the folder).
+    for (const file of ['status.json', 'status.txt', 'latest.txt']) expect(statSync(join(statusFolder, file)).mode & 0o004).toBe(0o004);
+  });
+});
+
+describe('the operator status folder', () => {
+  it('writes progress while files are checked, at most once a second, and always the last file', () => {
+    const folder = join(tempDir('status'), 'Status');
+    const status = new StatusFolder({ folder });
+    const drive = { mount: 'E:\\', label: 'LINE3' };
+    const read = () => JSON.parse(readFileSync(join(folder, 'status.json'), 'utf8')) as { state: string; progress: { filesDone: number } | null };
+    status.checking(drive);
+    expect(read()).toMatchObject({ state: 'checking', progress: null });
+    status.progress(drive, { filesDone: 1, filesTotal: 3, bytesDone: 10, bytesTotal: 30 });
+    expect(read()).toMatchObject({ state: 'importing', progress: { filesDone: 1 } });
+    status.progress(drive, { filesDone: 2, filesTotal: 3, bytesDone: 20, bytesTotal: 30 }); // within the second: skipped
+    expect(read().progress?.filesDone).toBe(1);
+    status.progress(drive, { filesDone: 3, filesTotal: 3, bytesDone: 30, bytesTotal: 30 }); // the last one is always written
+    expect(read().progress?.filesDone).toBe(3);
+  });
+
+  it('never stops an import when the status folder cannot be written, and says so on the service output', () => {
+    const said: string[] = [];
+    const status = new StatusFolder({ folder: '/proc/portcullis-status', say: (l) => said.push(l) });
+    expect(() => status.checking({ mount: 'E:\\', label: null })).not.toThrow();
+    expect(said.length).toBe(1);
   });
 });
 
@@ -194,6 +259,10 @@ describe('service configuration and messages', () => {
     expect(messageFor({ ...base, counts: { permitted: 0, imported: 2, skipped: 0, refused: 1 } }).level).toBe('partial');
     expect(messageFor({ ...base, counts: { permitted: 0, imported: 0, skipped: 0, refused: 1 } }).level).toBe('refused');
     expect(messageFor({ ...base, approved: false, code: 'KEY_REVOKED', counts: { permitted: 0, imported: 0, skipped: 0, refused: 0 } }).text).toContain('KEY_REVOKED');
+    // Refused files are named in the summary (up to three, then a count).
+    const refused = (n: number) => ({ path: `f${n}.bin`, outcome: 'refused', code: 'FILE_HASH_MISMATCH', reason: 'r', destination: null, digests: null }) as const;
+    const five = messageFor({ ...base, files: [1, 2, 3, 4, 5].map(refused), counts: { permitted: 0, imported: 1, skipped: 0, refused: 5 } }).text;
+    expect(['f1.bin', 'f2.bin', 'f3.bin', 'f4.bin'].map((f) => five.includes(f))).toEqual([true, true, true, false]);
   });
 });
 
