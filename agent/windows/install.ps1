@@ -52,6 +52,10 @@
     One or more kiosk public key PEM files to trust (portcullis-kiosk keygen).
 .PARAMETER Destination
     The folder imported files go to.
+.PARAMETER StatusFolder
+    The folder the HMI user may read (not the log): the service's current
+    state and a report per drive with every file's outcome in plain words.
+    SYSTEM and Administrators write, Users read.
 .PARAMETER SkipStoragePolicy
     Do not set the removable-storage deny policy (for a pilot only).
 .PARAMETER Force
@@ -80,6 +84,7 @@ param(
     [string] $InstallDir = (Join-Path $env:ProgramFiles 'Portcullis'),
     [string] $DataDir = (Join-Path $env:ProgramData 'Portcullis'),
     [string] $Destination = 'C:\Portcullis\Inbox',
+    [string] $StatusFolder = 'C:\Portcullis\Status',
     [string] $ServiceName = 'PortcullisAgent',
     [switch] $SkipStoragePolicy,
     # On a first install, accept a configuration, trust store or policy record already present in
@@ -241,6 +246,8 @@ if ($destinationParent -and ((Split-Path -Parent $destinationParent) -ne '')) {
     Install-Folder $destinationParent @("${SidSystem}:(OI)(CI)F", "${SidAdmins}:(OI)(CI)F", "${SidUsers}:(OI)(CI)RX")
 }
 Install-Folder $Destination @("${SidSystem}:(OI)(CI)F", "${SidAdmins}:(OI)(CI)F", "${SidUsers}:(OI)(CI)RX")
+# What the HMI user reads instead of the log: the state and each drive's report (users read only).
+Install-Folder $StatusFolder @("${SidSystem}:(OI)(CI)F", "${SidAdmins}:(OI)(CI)F", "${SidUsers}:(OI)(CI)RX")
 
 $service = Get-Service -Name $ServiceName -ErrorAction SilentlyContinue
 $firstInstall = $null -eq $service
@@ -338,7 +345,7 @@ if ($xmlChanged -and $PSCmdlet.ShouldProcess($wrapperXml, 'Write service wrapper
 if (-not (Test-Path -LiteralPath $configPath)) {
     $config = [ordered]@{
         formatVersion = 1; trust = 'trust.json'; log = 'portcullis-agent.log.jsonl'; destination = $Destination
-        hmiName = $null; source = 'auto'; pollIntervalSeconds = 2; settleSeconds = 2; notify = 'auto'
+        hmiName = $null; source = 'auto'; pollIntervalSeconds = 2; settleSeconds = 2; notify = 'auto'; statusFolder = $StatusFolder
         # The service checks that Deny_All = 1 is in force, also with -SkipStoragePolicy (a GPO may set it).
         requireStoragePolicy = $true
     }

@@ -9,12 +9,14 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { STORAGE_POLICY_KEY, STORAGE_POLICY_VALUE } from '../../agent/storage-policy.ts';
+import type { OperatorState } from '../../agent/operator-status.ts';
 import { loadWatchConfig } from '../../agent/watch-config.ts';
 import { tempDir } from './fixtures.ts';
 
 const DIR = join(import.meta.dirname, '../../agent/windows');
 const install = readFileSync(join(DIR, 'install.ps1'), 'utf8');
 const uninstall = readFileSync(join(DIR, 'uninstall.ps1'), 'utf8');
+const statusTray = readFileSync(join(DIR, 'status-tray.ps1'), 'utf8');
 
 const CLOSER: Record<string, string> = { '(': ')', '{': '}', '[': ']' };
 const lineAt = (src: string, index: number): number => src.slice(0, index).split('\n').length;
@@ -110,6 +112,7 @@ describe('install.ps1 and uninstall.ps1', () => {
   it.each([
     ['install.ps1', install],
     ['uninstall.ps1', uninstall],
+    ['status-tray.ps1', statusTray],
   ])('%s has balanced brackets, closed strings and no "$name:" trap', (_name, src) => {
     expect(scriptProblems(src)).toEqual([]);
   });
@@ -163,12 +166,26 @@ describe('install.ps1 and uninstall.ps1', () => {
         const m = /^\s*(\w+) = (.+?)\s*$/u.exec(pair);
         if (!m) continue;
         const [, key, raw] = m as unknown as [string, string, string];
-        const literal: Record<string, unknown> = { $null: null, $true: true, $false: false, $Destination: 'C:\\Portcullis\\Inbox' };
+        const literal: Record<string, unknown> = { $null: null, $true: true, $false: false, $Destination: 'C:\\Portcullis\\Inbox', $StatusFolder: 'C:\\Portcullis\\Status' };
         config[key] = raw in literal ? literal[raw] : /^\d+$/u.test(raw) ? Number(raw) : /^'(.*)'$/u.exec(raw)?.[1] ?? `unparsed ${raw}`;
       }
     }
     const path = join(tempDir('cfg'), 'config.json');
     writeFileSync(path, JSON.stringify(config));
-    expect(loadWatchConfig(path)).toMatchObject({ source: 'auto', notify: 'auto', requireStoragePolicy: true });
+    const loaded = loadWatchConfig(path);
+    expect(loaded).toMatchObject({ source: 'auto', notify: 'auto', requireStoragePolicy: true });
+    expect(loaded.statusFolder).toMatch(/Portcullis\\Status$/u); // resolved beside the config on Linux; absolute on Windows
+  });
+});
+
+describe('status-tray.ps1 (the per-user helper)', () => {
+  it('reads the status the service writes (the same folder, file and states) and only reads it', () => {
+    expect(statusTray).toContain("[string] $StatusFolder = 'C:\\Portcullis\\Status'");
+    expect(statusTray).toContain("Join-Path $StatusFolder 'status.json'");
+    expect(statusTray).toContain("Join-Path $StatusFolder 'latest.txt'");
+    const states = [...statusTray.matchAll(/^\s+'(\w+)' \{ '(?:Info|Warning|Error)' \}$/gmu)].map((m) => m[1]);
+    const written: OperatorState[] = ['checking', 'done', 'partial', 'refused', 'error'];
+    expect(states).toEqual(written);
+    expect(statusTray).not.toMatch(/Set-Content|Out-File|Remove-Item|New-Item|Invoke-Expression|\biex\b/iu);
   });
 });
