@@ -19,6 +19,7 @@ import { EXIT } from './exit-codes.ts';
 import { DIGEST_CHOICES, type DigestChoice } from './file-digest.ts';
 import { readLocalFile } from './local-file.ts';
 import { lineNotifier, windowsMsgNotifier, type Notifier } from './notify.ts';
+import { setupHmi } from './setup-hmi.ts';
 import { readStoragePolicy, regExe } from './storage-policy.ts';
 import { reportClass, type DriveReport } from './drive-report.ts';
 import { importDrive } from './import-drive.ts';
@@ -44,6 +45,9 @@ drives:
   verify DRIVE --trust FILE [--json] [--identity FILE]
   import DRIVE --to DIR --trust FILE [--json] [--identity FILE]
   watch --config FILE
+
+installation (the MSI runs it; install.ps1 does the same itself):
+  setup --config FILE --destination DIR [--status-folder DIR] [--trust-bundle FILE]
 
 log:
   log verify --log FILE [--json]
@@ -73,7 +77,7 @@ class UsageError extends AgentError {
 }
 
 /** The commands `help COMMAND` and a usage error's hint know (the usage text's first words). */
-const COMMANDS = ['trust', 'verify', 'import', 'watch', 'log'] as const;
+const COMMANDS = ['trust', 'verify', 'import', 'watch', 'setup', 'log'] as const;
 
 /**
  * The usage lines of one command (`trust add`, or every `trust` subcommand
@@ -470,6 +474,28 @@ async function watchCommand(args: string[], io: CliIo): Promise<number> {
   return EXIT.OK;
 }
 
+function setupCommand(args: string[], io: CliIo): number {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    strict: true,
+    options: { config: { type: 'string' }, destination: { type: 'string' }, 'status-folder': { type: 'string' }, 'trust-bundle': { type: 'string' }, hmi: { type: 'string' } },
+  });
+  if (positionals.length !== 0) throw new UsageError('setup takes no positional arguments');
+  const config = resolve(need(values.config, '--config FILE'));
+  const destination = resolve(need(values.destination, '--destination DIR'));
+  // An empty value is what an installer passes for a property nobody set: the same as none.
+  const trustBundle = values['trust-bundle'] ? resolve(values['trust-bundle']) : null;
+  setupHmi({
+    config, destination, trustBundle,
+    statusFolder: values['status-folder'] ? resolve(values['status-folder']) : null,
+    now: (io.clock ?? (() => new Date()))(),
+    log: (trustPath) => logFor(trustPath, values, io),
+    say: (line) => io.stdout(`${displayText(line)}\n`),
+  });
+  return EXIT.OK;
+}
+
 /** `help`, `help COMMAND`, `--help`/`-h` anywhere: the usage on stdout, exit 0; `help` with anything else is a usage error. */
 function helpAsked(argv: readonly string[]): boolean {
   const [command, ...rest] = argv;
@@ -496,6 +522,8 @@ async function run(argv: string[], io: CliIo): Promise<number> {
       return driveCommand(command, rest, io);
     case 'watch':
       return watchCommand(rest, io);
+    case 'setup':
+      return setupCommand(rest, io);
     case 'log':
       return logCommand(rest, io);
     case undefined:

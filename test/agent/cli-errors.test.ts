@@ -128,6 +128,9 @@ const CASES: readonly Case[] = [
   ['trust policy with an unknown clash policy', () => ['trust', 'policy', '--trust', g.trust, '--clash', 'overwrite'], 64],
   ['trust policy with an unknown media binding', () => ['trust', 'policy', '--trust', g.trust, '--media-binding', 'sometimes'], 64],
   ['trust policy with unknown digests', () => ['trust', 'policy', '--trust', g.trust, '--digests', 'md5'], 64],
+  ['setup without --config', () => ['setup', '--destination', g.dest], 64],
+  ['setup without --destination', () => ['setup', '--config', join(g.dest, 'config.json')], 64],
+  ['setup with a positional argument', () => ['setup', 'extra', '--config', join(g.dest, 'config.json'), '--destination', g.dest], 64],
   ['trust policy with both --destination and --no-destination', () => ['trust', 'policy', '--trust', g.trust, '--destination', g.dest, '--no-destination'], 64],
   ['trust policy on a garbage store', () => ['trust', 'policy', '--trust', g.garbage, '--clash', 'skip'], 1],
 
