@@ -12,8 +12,8 @@ import { createReadStream } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { ClamdClient } from '../kiosk/clamav/client.ts';
-import { startTestClamd } from '../kiosk/clamav/test-clamd.ts';
+import type { ClamdClient } from '../kiosk/engines/clamav/client.ts';
+import { startTestClamd } from '../test/support/test-clamd.ts';
 
 const MiB = 1024 * 1024;
 

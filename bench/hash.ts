@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DualDigest, hashWasmBlake3, wasmBlake3, type Blake3Factory } from '../manifest/index.ts';
-import { hashFile, loadNativeBlake3, READ_CHUNK_BYTES } from '../kiosk/hash-file.ts';
+import { hashFile, loadNativeBlake3, READ_CHUNK_BYTES } from '../kiosk/engines/hash-file.ts';
 import { simdBlake3 } from '../manifest/blake3-simd/index.ts';
 
 const { values } = parseArgs({ options: { mib: { type: 'string', default: '1024' } } });

@@ -18,11 +18,11 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { buildAllowlist } from '../kiosk/allowlist.ts';
-import { DEFAULT_RULES_DIR, startEngines } from '../kiosk/engines.ts';
-import { preferredBlake3 } from '../kiosk/hash-file.ts';
-import { loadPolicy, parsePolicy } from '../kiosk/policy.ts';
-import { scanCommand } from '../kiosk/scan/scan-command.ts';
+import { buildAllowlist } from '../kiosk/core/allowlist.ts';
+import { DEFAULT_RULES_DIR, startEngines } from '../kiosk/engines/engines.ts';
+import { preferredBlake3 } from '../kiosk/engines/hash-file.ts';
+import { loadPolicy, parsePolicy } from '../kiosk/core/policy.ts';
+import { scanCommand } from '../kiosk/cli/scan-command.ts';
 import { scanDrive } from '../kiosk/scan/scan-session.ts';
 import { KIOSK_NODE_FLAGS } from '../scripts/node-guard.js';
 import { median } from './median.ts';

@@ -17,9 +17,9 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { gzipSync } from 'node:zlib';
-import { loadRuleSet, stageRuleSet } from '../kiosk/yara/rule-set.ts';
-import { compileWithYarac } from '../kiosk/yara/yarac.ts';
-import { runTool } from '../kiosk/yara/run-tool.ts';
+import { loadRuleSet, stageRuleSet } from '../kiosk/engines/yara/rule-set.ts';
+import { compileWithYarac } from '../kiosk/engines/yara/yarac.ts';
+import { runTool } from '../kiosk/engines/run-tool.ts';
 
 const { values: args } = parseArgs({
   options: {

@@ -16,15 +16,15 @@ import { fileURLToPath } from 'node:url';
 import { main as agentMain } from '../agent/main.ts';
 import { escapeForDisplay } from '../manifest/index.ts';
 import { openAuditStore } from './audit/store.ts';
-import { manifestTime } from './build-statement.ts';
-import { EICAR } from './clamav/test-database.ts';
-import { generateKeyFiles } from './keygen.ts';
-import { readVolumeIdentity } from './media/identity.ts';
-import { openImageReadOnly } from './media/image-access.ts';
-import { buildDriveImage } from './media/image-builder.ts';
-import { makeFolder } from './path-option.ts';
+import { manifestTime } from './core/build-statement.ts';
+import { EICAR } from './engines/clamav/test-database.ts';
+import { generateKeyFiles } from './cli/keygen.ts';
+import { readVolumeIdentity } from './drive/identity.ts';
+import { openImageReadOnly } from './drive/image-access.ts';
+import { buildDriveImage } from '../test/support/image-builder.ts';
+import { makeFolder } from './cli/path-option.ts';
 import { scanTextLines } from './scan/report.ts';
-import { runScan } from './scan/scan-command.ts';
+import { runScan } from './cli/scan-command.ts';
 
 export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 

@@ -7,9 +7,9 @@ import { stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
 import { displayText, PortcullisError } from '../manifest/index.ts';
-import { EXIT } from './exit-codes.ts';
+import { EXIT } from './core/exit-codes.ts';
 import { DEFAULT_AUDIT_DB, loadKioskConfig, loadKioskConfigSync, type KioskConfig } from './config.ts';
-import { makeFolder, PathError, requireFolder } from './path-option.ts';
+import { makeFolder, PathError, requireFolder } from './cli/path-option.ts';
 // Each command's modules are imported when it runs: the station alone (Ink, React) takes
 // most of a second to load, which every `log`, `keygen` or usage error would pay.
 
@@ -135,7 +135,7 @@ async function run(argv: string[]): Promise<number> {
     case 'keygen': {
       const { values } = parseArgs({ args: rest, options: { out: { type: 'string' } }, strict: true });
       if (!values.out) throw new UsageError('keygen needs --out DIR');
-      const { generateKeyFiles } = await import('./keygen.ts');
+      const { generateKeyFiles } = await import('./cli/keygen.ts');
       const key = await generateKeyFiles(values.out);
       console.log(`key id ${key.keyId}`);
       console.log(`private key ${key.privateKeyPath} (mode 0600: keep it on the kiosk)`);
@@ -157,7 +157,7 @@ async function run(argv: string[]): Promise<number> {
         },
       });
       if (positionals.length !== 1) throw new UsageError('scan needs exactly one PATH (the mounted drive, or an image with --image)');
-      const { parseUsb, scanCommand } = await import('./scan/scan-command.ts');
+      const { parseUsb, scanCommand } = await import('./cli/scan-command.ts');
       const usb = values.usb ? parseUsb(values.usb) : null;
       const settings = await kioskSettings(values);
       // Bad input is refused here, before the audit log records a scan or an engine starts.
@@ -196,15 +196,15 @@ async function run(argv: string[]): Promise<number> {
       });
     }
     case 'log': {
-      const { logCommand } = await import('./audit/commands.ts');
+      const { logCommand } = await import('./cli/log-command.ts');
       return logCommand(rest, {}, { db: defaultAuditDb });
     }
     case 'review': {
-      const { reviewCommand } = await import('./review/commands.ts');
+      const { reviewCommand } = await import('./cli/review-command.ts');
       return reviewCommand(rest);
     }
     case 'siem': {
-      const { siemCommand } = await import('./review/commands.ts');
+      const { siemCommand } = await import('./cli/review-command.ts');
       return siemCommand(rest);
     }
     case 'demo': {

@@ -5,9 +5,9 @@
  * The kiosk re-reads what it wrote and verifies it before reporting success.
  */
 import { MANIFEST_PATH, RECEIPT_PATH, signManifest, verifyManifest, type Predicate, type SigningKey, type Statement } from '../../manifest/index.ts';
-import { buildStatement, type ApprovedFile } from '../build-statement.ts';
-import type { Decision } from '../scan/decide.ts';
-import { DriveError, type DriveTarget } from './drive-target.ts';
+import { buildStatement, type ApprovedFile } from '../core/build-statement.ts';
+import type { Decision } from '../core/decide.ts';
+import { DriveError, type DriveTarget } from '../drive/drive-target.ts';
 
 export interface ApprovalInput {
   readonly decision: Decision;

@@ -6,7 +6,7 @@
  * escape again, since a tampered database may hold anything.
  */
 import type Database from 'better-sqlite3';
-import type { DriveVerdict, FileVerdict } from '../scan/decide.ts';
+import type { DriveVerdict, FileVerdict } from '../core/decide.ts';
 
 export const SCAN_STATUSES = ['approved', 'partial', 'rejected', 'interrupted'] as const;
 export type ScanStatus = DriveVerdict | 'interrupted';

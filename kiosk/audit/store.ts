@@ -16,7 +16,7 @@ import Database from 'better-sqlite3';
 import { canonicalize, type JsonValue } from '../../manifest/canonical-json.ts';
 import { displayText } from '../../manifest/names.ts';
 import type { Predicate } from '../../manifest/statement.ts';
-import type { Decision, DriveVerdict, FileDecision } from '../scan/decide.ts';
+import type { Decision, DriveVerdict, FileDecision } from '../core/decide.ts';
 import type { ScanReport } from '../scan/scan-session.ts';
 import { recordHash, verifyLedger, type ColumnValue, type RowContent, type VerifyOptions, type VerifyResult } from './chain.ts';
 import { AuditError } from './errors.ts';

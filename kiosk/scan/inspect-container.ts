@@ -18,17 +18,17 @@ import { closeSync, constants, createReadStream, fstatSync, openSync, readSync, 
 import { lstat, mkdir, realpath, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { DualDigest, NAME_PROBLEM_TEXT, nameFromBytes, pathProblems, type Blake3Factory } from '../../manifest/index.ts';
-import type { Allowlist } from '../allowlist.ts';
-import { allowedType, type Policy } from '../policy.ts';
-import { CONTAINER_SNIFF_BYTES, detectContainers, isCompression, layerContentName, type ContainerFormat } from './container-format.ts';
-import { decideFile, HASH_GATED, type EngineName, type Reason, type TypeScope } from './decide.ts';
-import { extractorOpens, type Extraction, type Extractor } from './extractor.ts';
-import { checkType, extensionsOf, SNIFF_BYTES } from './file-type.ts';
+import type { Allowlist } from '../core/allowlist.ts';
+import { allowedType, type Policy } from '../core/policy.ts';
+import { CONTAINER_SNIFF_BYTES, detectContainers, isCompression, layerContentName, type ContainerFormat } from '../core/container-format.ts';
+import { decideFile, HASH_GATED, type EngineName, type Reason, type TypeScope } from '../core/decide.ts';
+import { extractorOpens, type Extraction, type Extractor } from '../engines/extractor.ts';
+import { checkType, extensionsOf, SNIFF_BYTES } from '../core/file-type.ts';
 import type { StreamScanner } from './scan-session.ts';
-import { EmbeddedArchiveFinder, hiddenArchiveReason } from './embedded-archive.ts';
-import { readTarStream, TarStreamError, type TarMember } from './tar-stream.ts';
+import { EmbeddedArchiveFinder, hiddenArchiveReason } from '../core/embedded-archive.ts';
+import { readTarStream, TarStreamError, type TarMember } from '../core/tar-stream.ts';
 import { zipMembers, ZipExtractError } from './zip-extract.ts';
-import { checkZipStructure, endsWithZip, ZIP_TAIL_BYTES, type ZipListing } from './zip-structure.ts';
+import { checkZipStructure, endsWithZip, ZIP_TAIL_BYTES, type ZipListing } from '../core/zip-structure.ts';
 
 const RATIO_FLOOR = 1024 * 1024; // bytes unpacked before the ratio applies: small archives may compress well
 const MAX_REASONS = 24; // member reasons kept per file on the drive; the rest are counted

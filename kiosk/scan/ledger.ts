@@ -16,8 +16,8 @@ import { rmSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { collisionKey, PortcullisError, type EntryKind } from '../../manifest/index.ts';
-import type { AllowlistEntry } from '../allowlist.ts';
-import type { FileDecision, FileVerdict, Reason } from './decide.ts';
+import type { AllowlistEntry } from '../core/allowlist.ts';
+import type { FileDecision, FileVerdict, Reason } from '../core/decide.ts';
 import type { WalkEntry } from './walk.ts';
 
 const PAGE_ROWS = 256; // rows per read and per write batch

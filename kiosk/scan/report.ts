@@ -3,8 +3,8 @@
  * and for programs (the documented --json shape).
  */
 import { displayText, type Predicate } from '../../manifest/index.ts';
-import { EXIT } from '../exit-codes.ts';
-import type { Decision, DriveVerdict, FileDecision } from './decide.ts';
+import { EXIT } from '../core/exit-codes.ts';
+import type { Decision, DriveVerdict, FileDecision } from '../core/decide.ts';
 import type { ScanReport } from './scan-session.ts';
 
 export interface ScanSummaryInput {

@@ -11,16 +11,16 @@ import { tmpdir } from 'node:os';
 import {
   DualDigest, NAME_PROBLEM_TEXT, pathProblems, type Blake3Factory,
 } from '../../manifest/index.ts';
-import type { Allowlist } from '../allowlist.ts';
-import { allowedType, controlledClass, type LoadedPolicy } from '../policy.ts';
-import { detectContainers, type ContainerFormat } from './container-format.ts';
-import { EmbeddedArchiveFinder, hiddenArchiveReason } from './embedded-archive.ts';
-import { decideFile, settleDrive, type Decision, type DriveReason, type DriveReasonCode, type EngineName, type Observation, type Reason } from './decide.ts';
-import { checkType, extensionsOf, SNIFF_BYTES, type ContentKind } from './file-type.ts';
+import type { Allowlist } from '../core/allowlist.ts';
+import { allowedType, controlledClass, type LoadedPolicy } from '../core/policy.ts';
+import { detectContainers, type ContainerFormat } from '../core/container-format.ts';
+import { EmbeddedArchiveFinder, hiddenArchiveReason } from '../core/embedded-archive.ts';
+import { decideFile, settleDrive, type Decision, type DriveReason, type DriveReasonCode, type EngineName, type Observation, type Reason } from '../core/decide.ts';
+import { checkType, extensionsOf, SNIFF_BYTES, type ContentKind } from '../core/file-type.ts';
 import { inspectContainer, memberScope, type Inspection } from './inspect-container.ts';
 import { ScanLedger, ScanLedgerError, type LedgerEntry } from './ledger.ts';
 import { walkDrive, type WalkEntry } from './walk.ts';
-import { endsWithZip, ZIP_TAIL_BYTES } from './zip-structure.ts';
+import { endsWithZip, ZIP_TAIL_BYTES } from '../core/zip-structure.ts';
 
 export const CHUNK_BYTES = 1024 * 1024; // bytes per read
 

@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { buildRawZip } from '../../test/fixtures/archives/zip-raw.ts';
 import { buildZip } from '../../test/fixtures/archives/zip.ts';
 import { zipMembers, ZipExtractError } from './zip-extract.ts';
-import { checkZipStructure, type ZipListing } from './zip-structure.ts';
+import { checkZipStructure, type ZipListing } from '../core/zip-structure.ts';
 
 const work = mkdtempSync(join(tmpdir(), 'portcullis-zip-extract-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));

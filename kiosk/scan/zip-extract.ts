@@ -11,8 +11,8 @@
  */
 import { createReadStream } from 'node:fs';
 import { createInflateRaw, crc32 } from 'node:zlib';
-import type { TarMember, TarMemberKind } from './tar-stream.ts';
-import { decodeDosName, type ZipListing } from './zip-structure.ts';
+import type { TarMember, TarMemberKind } from '../core/tar-stream.ts';
+import { decodeDosName, type ZipListing } from '../core/zip-structure.ts';
 
 export class ZipExtractError extends Error {
   override readonly name = 'ZipExtractError';

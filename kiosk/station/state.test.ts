@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { Decision } from '../scan/decide.ts';
+import type { Decision } from '../core/decide.ts';
 import { initialState, reduce, resultView, type EngineStatus, type StationDrive, type StationEvent, type StationState } from './state.ts';
 
 const engines: EngineStatus = { clamavDatabase: 'test', clamavDatabaseTime: '2026-01-01T00:00:00Z', ruleSet: null, note: null };

@@ -7,7 +7,7 @@
  */
 import { Box, Text, useInput, useStdin, useStdout } from 'ink';
 import React from 'react';
-import type { DriveVerdict, ReasonCode } from '../scan/decide.ts';
+import type { DriveVerdict, ReasonCode } from '../core/decide.ts';
 import { shownText } from './device.ts';
 import type { EngineStatus, KeyPress, ProgressView, ResultView, Screen, StationDrive, StationEvent, StationState } from './state.ts';
 

@@ -5,7 +5,7 @@
  * with a message the technician can act on. Checked in this order because a
  * BitLocker volume also looks like a FAT boot sector.
  */
-import { sniffFilesystem } from '../media/identity.ts';
+import { sniffFilesystem } from '../drive/identity.ts';
 import type { BlockDeviceRecord, StationErrorCode } from './device.ts';
 
 export const SECTOR_BYTES = 512;

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { buildStatement, type ApprovedFile } from '../../kiosk/build-statement.ts';
+import { buildStatement, type ApprovedFile } from '../../kiosk/core/build-statement.ts';
 import {
   DualDigest, MANIFEST_PATH, publicKeyToPem, signManifest, wasmBlake3, type BlockedFile, type MediaIdentity, type SigningKey,
   type Statement,

@@ -11,8 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { MANIFEST_PATH, verifyManifest } from '../../manifest/index.ts';
-import { generateKeyFiles, loadSigningKey } from '../../kiosk/keygen.ts';
-import { runScan } from '../../kiosk/scan/scan-command.ts';
+import { generateKeyFiles, loadSigningKey } from '../../kiosk/cli/keygen.ts';
+import { runScan } from '../../kiosk/cli/scan-command.ts';
 
 const work = mkdtempSync(join(tmpdir(), 'ro-mount-'));
 const mounts: string[] = [];

@@ -11,10 +11,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MANIFEST_PATH, RECEIPT_PATH } from '../../manifest/index.ts';
-import { DriveError, openFolderTarget } from '../../kiosk/approval/drive-target.ts';
+import { DriveError, openFolderTarget } from '../../kiosk/drive/drive-target.ts';
 import { writeApproval } from '../../kiosk/approval/write-approval.ts';
-import { generateKeyFiles, loadSigningKey } from '../../kiosk/keygen.ts';
-import { runScan } from '../../kiosk/scan/scan-command.ts';
+import { generateKeyFiles, loadSigningKey } from '../../kiosk/cli/keygen.ts';
+import { runScan } from '../../kiosk/cli/scan-command.ts';
 
 const work = mkdtempSync(join(tmpdir(), 'approval-symlink-'));
 let keyPath: string;

@@ -12,11 +12,11 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MANIFEST_PATH, verifyManifest } from '../../manifest/index.ts';
 import { openAuditStore } from '../../kiosk/audit/store.ts';
-import { EICAR } from '../../kiosk/clamav/test-database.ts';
-import { generateKeyFiles, loadSigningKey } from '../../kiosk/keygen.ts';
-import { buildDriveImage, type ImageFilesystem } from '../../kiosk/media/image-builder.ts';
-import { readFileFromImage, writeFilesToImage } from '../../kiosk/media/image-access.ts';
-import { runScan } from '../../kiosk/scan/scan-command.ts';
+import { EICAR } from '../../kiosk/engines/clamav/test-database.ts';
+import { generateKeyFiles, loadSigningKey } from '../../kiosk/cli/keygen.ts';
+import { buildDriveImage, type ImageFilesystem } from '../support/image-builder.ts';
+import { readFileFromImage, writeFilesToImage } from '../../kiosk/drive/image-access.ts';
+import { runScan } from '../../kiosk/cli/scan-command.ts';
 import type { SigningKey } from '../../manifest/keys.ts';
 
 const work = mkdtempSync(join(tmpdir(), 'approval-it-'));

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { logCommand } from '../../kiosk/audit/commands.ts';
+import { logCommand } from '../../kiosk/cli/log-command.ts';
 import { openAuditStore } from '../../kiosk/audit/store.ts';
 import { beginInput, finishInput } from '../support/audit-log-fixture.ts';
 

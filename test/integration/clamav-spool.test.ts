@@ -10,9 +10,9 @@ import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { SpoolScanner } from '../../kiosk/clamav/spool.ts';
-import { scannerErrorCodeOf, startTestClamd, type TestClamd } from '../../kiosk/clamav/test-clamd.ts';
-import { EICAR, TEST_SIGNATURES } from '../../kiosk/clamav/test-database.ts';
+import { SpoolScanner } from '../../kiosk/engines/clamav/spool.ts';
+import { scannerErrorCodeOf, startTestClamd, type TestClamd } from '../support/test-clamd.ts';
+import { EICAR, TEST_SIGNATURES } from '../../kiosk/engines/clamav/test-database.ts';
 
 let clamd: TestClamd;
 const extra: TestClamd[] = [];

@@ -10,10 +10,10 @@ import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ScannerError } from '../../kiosk/clamav/errors.ts';
-import { connectClamd, startClamd } from '../../kiosk/clamav/supervisor.ts';
-import { scannerErrorCodeOf, startTestClamd, type TestClamd } from '../../kiosk/clamav/test-clamd.ts';
-import { EICAR, TEST_SIGNATURES, writeTestDatabase } from '../../kiosk/clamav/test-database.ts';
+import { ScannerError } from '../../kiosk/engines/clamav/errors.ts';
+import { connectClamd, startClamd } from '../../kiosk/engines/clamav/supervisor.ts';
+import { scannerErrorCodeOf, startTestClamd, type TestClamd } from '../support/test-clamd.ts';
+import { EICAR, TEST_SIGNATURES, writeTestDatabase } from '../../kiosk/engines/clamav/test-database.ts';
 
 let scratch: string;
 const started: TestClamd[] = [];

@@ -7,10 +7,10 @@
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ClamdClient, classifyClamdSignature, type ScanResult } from '../../kiosk/clamav/client.ts';
-import { SpoolScanner } from '../../kiosk/clamav/spool.ts';
-import { scannerErrorCodeOf, startTestClamd, type TestClamd } from '../../kiosk/clamav/test-clamd.ts';
-import { EICAR, MALWARE_MARKER, TEST_SIGNATURES, YARA_MARKER } from '../../kiosk/clamav/test-database.ts';
+import { ClamdClient, classifyClamdSignature, type ScanResult } from '../../kiosk/engines/clamav/client.ts';
+import { SpoolScanner } from '../../kiosk/engines/clamav/spool.ts';
+import { scannerErrorCodeOf, startTestClamd, type TestClamd } from '../support/test-clamd.ts';
+import { EICAR, MALWARE_MARKER, TEST_SIGNATURES, YARA_MARKER } from '../../kiosk/engines/clamav/test-database.ts';
 import {
   cleanZip,
   eicarZip,

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
-import { generateKeyFiles } from '../../kiosk/keygen.ts';
+import { generateKeyFiles } from '../../kiosk/cli/keygen.ts';
 
 const MAIN = join(import.meta.dirname, '../../kiosk/main.ts');
 const CASE_TIMEOUT_MS = 20_000; // a case that hangs (a busy loop, a server that started) fails

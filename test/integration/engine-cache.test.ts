@@ -2,8 +2,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createEngineCache, DEFAULT_RULES_DIR } from '../../kiosk/engines.ts';
-import { loadPolicy } from '../../kiosk/policy.ts';
+import { createEngineCache, DEFAULT_RULES_DIR } from '../../kiosk/engines/engines.ts';
+import { loadPolicy } from '../../kiosk/core/policy.ts';
 
 const work = mkdtempSync(join(tmpdir(), 'engine-cache-'));
 const cache = createEngineCache(work);

@@ -11,9 +11,9 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_POLICY_PATH } from '../../kiosk/policy.ts';
-import { ENGINE_FAILURES, type DriveReason, type FileDecision } from '../../kiosk/scan/decide.ts';
-import { runScan } from '../../kiosk/scan/scan-command.ts';
+import { DEFAULT_POLICY_PATH } from '../../kiosk/core/policy.ts';
+import { ENGINE_FAILURES, type DriveReason, type FileDecision } from '../../kiosk/core/decide.ts';
+import { runScan } from '../../kiosk/cli/scan-command.ts';
 import { buildHostileCorpus, describeExpectation, DRIVES, driveRoot, type Case, type Drive } from '../fixtures/hostile/corpus.ts';
 import { macroWorkbook, plainWorkbook } from '../fixtures/office/vba.ts';
 

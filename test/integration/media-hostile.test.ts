@@ -8,12 +8,12 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openFileBlockDevice } from '../../kiosk/media/block-device.ts';
-import { MediaError } from '../../kiosk/media/errors.ts';
-import { openExfatVolume } from '../../kiosk/media/exfat-volume.ts';
-import { openFatVolume, type FatVolume } from '../../kiosk/media/fat-volume.ts';
-import { openImageReadOnly, readFileFromImage } from '../../kiosk/media/image-access.ts';
-import { buildDriveImage, type ImageFilesystem } from '../../kiosk/media/image-builder.ts';
+import { openFileBlockDevice } from '../../kiosk/drive/block-device.ts';
+import { MediaError } from '../../kiosk/drive/errors.ts';
+import { openExfatVolume } from '../../kiosk/drive/exfat-volume.ts';
+import { openFatVolume, type FatVolume } from '../../kiosk/drive/fat-volume.ts';
+import { openImageReadOnly, readFileFromImage } from '../../kiosk/drive/image-access.ts';
+import { buildDriveImage, type ImageFilesystem } from '../support/image-builder.ts';
 
 const work = mkdtempSync(join(tmpdir(), 'portcullis-media-hostile-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));

@@ -7,12 +7,12 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { openFileBlockDevice } from '../../kiosk/media/block-device.ts';
-import { MediaError } from '../../kiosk/media/errors.ts';
-import { openFatVolume } from '../../kiosk/media/fat-volume.ts';
-import { buildDriveImage } from '../../kiosk/media/image-builder.ts';
-import { readVolumeIdentity, readVolumeIdentityWithBlkid } from '../../kiosk/media/identity.ts';
-import { toolEnvironment } from '../../kiosk/media/run-tool.ts';
+import { openFileBlockDevice } from '../../kiosk/drive/block-device.ts';
+import { MediaError } from '../../kiosk/drive/errors.ts';
+import { openFatVolume } from '../../kiosk/drive/fat-volume.ts';
+import { buildDriveImage } from '../support/image-builder.ts';
+import { readVolumeIdentity, readVolumeIdentityWithBlkid } from '../../kiosk/drive/identity.ts';
+import { toolEnvironment } from '../../kiosk/drive/run-tool.ts';
 
 const work = mkdtempSync(join(tmpdir(), 'portcullis-media-id-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));

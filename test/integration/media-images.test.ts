@@ -10,13 +10,13 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openFileBlockDevice } from '../../kiosk/media/block-device.ts';
-import { mountOptions, probeExfatFuse } from '../../kiosk/media/exfat-fuse.ts';
-import { openFatVolume } from '../../kiosk/media/fat-volume.ts';
-import { openImageReadOnly, readFileFromImage, type OpenedImage } from '../../kiosk/media/image-access.ts';
-import { buildDriveImage, type DriveImageSpec, type ImageFilesystem } from '../../kiosk/media/image-builder.ts';
-import { readVolumeIdentity } from '../../kiosk/media/identity.ts';
-import { toolEnvironment } from '../../kiosk/media/run-tool.ts';
+import { openFileBlockDevice } from '../../kiosk/drive/block-device.ts';
+import { mountOptions, probeExfatFuse } from '../../kiosk/drive/exfat-fuse.ts';
+import { openFatVolume } from '../../kiosk/drive/fat-volume.ts';
+import { openImageReadOnly, readFileFromImage, type OpenedImage } from '../../kiosk/drive/image-access.ts';
+import { buildDriveImage, type DriveImageSpec, type ImageFilesystem } from '../support/image-builder.ts';
+import { readVolumeIdentity } from '../../kiosk/drive/identity.ts';
+import { toolEnvironment } from '../../kiosk/drive/run-tool.ts';
 
 const NFC = 'caf\u00e9.txt';
 const NFD = 'cafe\u0301.txt';

@@ -9,8 +9,8 @@ import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { MANIFEST_PATH } from '../../manifest/index.ts';
 import { openAuditStore } from '../../kiosk/audit/store.ts';
-import { generateKeyFiles } from '../../kiosk/keygen.ts';
-import { DEFAULT_CLAMAV_DB, runScan } from '../../kiosk/scan/scan-command.ts';
+import { generateKeyFiles } from '../../kiosk/cli/keygen.ts';
+import { DEFAULT_CLAMAV_DB, runScan } from '../../kiosk/cli/scan-command.ts';
 
 const quiet = { out: () => undefined, err: () => undefined };
 

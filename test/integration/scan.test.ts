@@ -8,14 +8,14 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildAllowlist, type Allowlist } from '../../kiosk/allowlist.ts';
-import { EICAR } from '../../kiosk/clamav/test-database.ts';
-import { DEFAULT_RULES_DIR, startEngines, type Engines } from '../../kiosk/engines.ts';
-import { preferredBlake3 } from '../../kiosk/hash-file.ts';
-import { loadPolicy, parsePolicy, type LoadedPolicy } from '../../kiosk/policy.ts';
+import { buildAllowlist, type Allowlist } from '../../kiosk/core/allowlist.ts';
+import { EICAR } from '../../kiosk/engines/clamav/test-database.ts';
+import { DEFAULT_RULES_DIR, startEngines, type Engines } from '../../kiosk/engines/engines.ts';
+import { preferredBlake3 } from '../../kiosk/engines/hash-file.ts';
+import { loadPolicy, parsePolicy, type LoadedPolicy } from '../../kiosk/core/policy.ts';
 import { openAuditStore } from '../../kiosk/audit/store.ts';
-import type { FileDecision } from '../../kiosk/scan/decide.ts';
-import { runScan, scanCommand } from '../../kiosk/scan/scan-command.ts';
+import type { FileDecision } from '../../kiosk/core/decide.ts';
+import { runScan, scanCommand } from '../../kiosk/cli/scan-command.ts';
 import { scanDrive, type ScanReport } from '../../kiosk/scan/scan-session.ts';
 import { eicarZip, encryptedZip, nestZip, overlappingZip, zeroBombZip } from '../fixtures/archives/corpus.ts';
 

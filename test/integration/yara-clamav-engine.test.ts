@@ -13,12 +13,12 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { canarySample, CANARY_SIGNATURE } from '../../kiosk/yara/canary.ts';
-import { probeClamavRules } from '../../kiosk/yara/clamav-probe.ts';
-import { YaraRuleError } from '../../kiosk/yara/errors.ts';
-import { loadRuleSet, stageRuleSet } from '../../kiosk/yara/rule-set.ts';
-import type { RuleSet } from '../../kiosk/yara/rule-set.ts';
-import { runTool } from '../../kiosk/yara/run-tool.ts';
+import { canarySample, CANARY_SIGNATURE } from '../../kiosk/engines/yara/canary.ts';
+import { probeClamavRules } from '../../kiosk/engines/yara/clamav-probe.ts';
+import { YaraRuleError } from '../../kiosk/engines/yara/errors.ts';
+import { loadRuleSet, stageRuleSet } from '../../kiosk/engines/yara/rule-set.ts';
+import type { RuleSet } from '../../kiosk/engines/yara/rule-set.ts';
+import { runTool } from '../../kiosk/engines/run-tool.ts';
 
 const RULES = join(import.meta.dirname, '../../rules/yara');
 const PROBE = { clamscanPath: 'clamscan', timeoutMs: 30_000 };

@@ -8,10 +8,10 @@ import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CANARY_SIGNATURE } from '../../kiosk/yara/canary.ts';
-import { YaraRuleError } from '../../kiosk/yara/errors.ts';
-import type { YaraRuleErrorCode } from '../../kiosk/yara/errors.ts';
-import { findRuleBySignature, loadRuleSet, stageRuleSet } from '../../kiosk/yara/rule-set.ts';
+import { CANARY_SIGNATURE } from '../../kiosk/engines/yara/canary.ts';
+import { YaraRuleError } from '../../kiosk/engines/yara/errors.ts';
+import type { YaraRuleErrorCode } from '../../kiosk/engines/yara/errors.ts';
+import { findRuleBySignature, loadRuleSet, stageRuleSet } from '../../kiosk/engines/yara/rule-set.ts';
 
 const RULES = join(import.meta.dirname, '../../rules/yara');
 const BAD = join(RULES, 'tests/bad');

@@ -9,10 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32, deflateRawSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { compileWithYarac } from '../../kiosk/yara/yarac.ts';
-import { runTool } from '../../kiosk/yara/run-tool.ts';
-import { loadRuleSet, STAGED_PREFIX } from '../../kiosk/yara/rule-set.ts';
-import type { RuleSet } from '../../kiosk/yara/rule-set.ts';
+import { compileWithYarac } from '../../kiosk/engines/yara/yarac.ts';
+import { runTool } from '../../kiosk/engines/run-tool.ts';
+import { loadRuleSet, STAGED_PREFIX } from '../../kiosk/engines/yara/rule-set.ts';
+import type { RuleSet } from '../../kiosk/engines/yara/rule-set.ts';
 import { ddeDocx, equationOleObject, externalTemplateDocx, fieldsAndLinksDocx, packageDoc, packageDocx, packageOleObject, packageRtf } from '../fixtures/hostile/active-content.ts';
 
 const RULES = join(import.meta.dirname, '../../rules/yara');

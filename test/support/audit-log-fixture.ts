@@ -5,7 +5,7 @@
  * only triggers dropped, foreign keys and CHECK constraints off).
  */
 import Database from 'better-sqlite3';
-import type { FileDecision } from '../../kiosk/scan/decide.ts';
+import type { FileDecision } from '../../kiosk/core/decide.ts';
 import { openAuditStore, type AuditStore, type BeginScanInput, type FinishScanInput } from '../../kiosk/audit/store.ts';
 
 export const T0 = Date.parse('2025-03-01T08:00:00.000Z');
