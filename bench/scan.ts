@@ -13,15 +13,17 @@
  * The test signature database is tiny; a full production database makes
  * clamd (and so every ClamAV number) slower in absolute terms.
  */
+import { loadPolicy } from '../kiosk/rules-files.ts';
+import { DEFAULT_RULES_DIR } from '../kiosk/config.ts';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { buildAllowlist } from '../kiosk/core/allowlist.ts';
-import { DEFAULT_RULES_DIR, startEngines } from '../kiosk/engines/engines.ts';
+import { startEngines } from '../kiosk/engines/engines.ts';
 import { preferredBlake3 } from '../kiosk/engines/hash-file.ts';
-import { loadPolicy, parsePolicy } from '../kiosk/core/policy.ts';
+import { parsePolicy } from '../kiosk/core/policy.ts';
 import { scanCommand } from '../kiosk/cli/scan-command.ts';
 import { scanDrive } from '../kiosk/scan/scan-session.ts';
 import { KIOSK_NODE_FLAGS } from '../scripts/node-guard.js';

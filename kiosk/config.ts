@@ -35,6 +35,23 @@ export class ConfigError extends PortcullisError<'CONFIG_INVALID' | 'CONFIG_UNRE
  */
 export const DEFAULT_AUDIT_DB = resolve(dirname(fileURLToPath(import.meta.url)), '../var/kiosk/audit.db');
 
+/**
+ * The kiosk's defaults in one place: what a setting is when neither the
+ * command line, the config file nor the environment names it.
+ */
+export const KIOSK_DEFAULTS = {
+  policyPath: fileURLToPath(new URL('../rules/policy/default.json', import.meta.url)),
+  allowlistDir: fileURLToPath(new URL('../rules/allowlist/', import.meta.url)),
+  rulesDir: fileURLToPath(new URL('../rules/yara/', import.meta.url)),
+  clamavDb: '/var/lib/clamav', // Debian's ClamAV database folder; "test" is the project's test database
+  auditDb: DEFAULT_AUDIT_DB,
+} as const;
+
+/** Where the YARA rules are read from unless --rules says otherwise. */
+export const DEFAULT_RULES_DIR = KIOSK_DEFAULTS.rulesDir;
+/** The production ClamAV database folder. */
+export const PRODUCTION_CLAMAV_DB = KIOSK_DEFAULTS.clamavDb;
+
 /** Reads and checks a config file; relative paths in it are relative to the file. */
 export async function loadKioskConfig(file: string): Promise<KioskConfig> {
   let text: string;

@@ -10,6 +10,7 @@ import { displayText, PortcullisError } from '../manifest/index.ts';
 import { EXIT } from './core/exit-codes.ts';
 import { DEFAULT_AUDIT_DB, loadKioskConfig, loadKioskConfigSync, type KioskConfig } from './config.ts';
 import { makeFolder, PathError, requireFolder } from './cli/path-option.ts';
+import { UsageError } from './core/errors.ts';
 // Each command's modules are imported when it runs: the station alone (Ink, React) takes
 // most of a second to load, which every `log`, `keygen` or usage error would pay.
 
@@ -38,11 +39,7 @@ commands:
 exit codes: 0 ok / approved, 10 partial, 20 rejected, 1 failed, 64 usage error,
             70 internal error (a bug)`;
 
-export class UsageError extends PortcullisError<'USAGE'> {
-  constructor(message: string) {
-    super('USAGE', message);
-  }
-}
+export { UsageError } from './core/errors.ts';
 
 /** Options shared by `scan` and `run`: where the kiosk's key, log, databases and rules live. */
 const KIOSK_SETTING_OPTIONS = {

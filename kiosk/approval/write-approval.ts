@@ -7,7 +7,7 @@
 import { MANIFEST_PATH, RECEIPT_PATH, signManifest, verifyManifest, type Predicate, type SigningKey, type Statement } from '../../manifest/index.ts';
 import { buildStatement, type ApprovedFile } from '../core/build-statement.ts';
 import type { Decision } from '../core/decide.ts';
-import { DriveError, type DriveTarget } from '../drive/drive-target.ts';
+import { DriveError, type DriveTarget } from '../core/ports.ts';
 
 export interface ApprovalInput {
   readonly decision: Decision;

@@ -2,7 +2,8 @@ import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CSV_COLUMNS, logCommand, logExportCommand, logListCommand, logShowCommand, logVerifyCommand } from './log-command.ts';
+import { CSV_COLUMNS } from '../audit/export.ts';
+import { logCommand, logExportCommand, logListCommand, logShowCommand, logVerifyCommand } from './log-command.ts';
 import { tamper, writeSampleLog } from '../../test/support/audit-log-fixture.ts';
 
 const work = mkdtempSync(join(tmpdir(), 'portcullis-audit-cmd-'));

@@ -10,9 +10,11 @@ import { parseArgs } from 'node:util';
 import { PortcullisError } from '../../manifest/errors.ts';
 import { EXIT } from '../core/exit-codes.ts';
 import type { ChainAnchor, VerifyResult } from '../audit/chain.ts';
-import { csvRecord } from '../audit/csv.ts';
-import { SCAN_STATUSES, type ScanDetail, type ScanFilter, type ScanStatus, type ScanSummary } from '../audit/queries.ts';
+import type { ScanDetail, ScanStatus, ScanSummary } from '../audit/queries.ts';
 import { displayText, openAuditStore, type AuditStore } from '../audit/store.ts';
+import { CSV_COLUMNS, parseFilter, scanCsvRows, type LogFilterOptions } from '../audit/export.ts';
+import { csvRecord } from '../audit/csv.ts';
+import { UsageError } from '../core/errors.ts';
 
 export const LOG_USAGE = `usage: portcullis-kiosk log <command> [--db FILE | --config FILE] [options]
 
@@ -53,17 +55,6 @@ export interface LogStreams {
   readonly stderr?: TextSink;
 }
 
-/** Filters as typed on the command line; checked here (bad values exit 64). */
-export interface LogFilterOptions {
-  readonly since?: string;
-  readonly until?: string;
-  readonly verdict?: string;
-  readonly operator?: string;
-  readonly serial?: string;
-  readonly file?: string;
-  readonly limit?: string | number;
-}
-
 export interface LogVerifyOptions extends LogStreams {
   readonly db?: string;
   readonly anchor?: string;
@@ -88,11 +79,6 @@ export interface LogExportOptions extends LogStreams, LogFilterOptions {
 
 const DEFAULT_LIST_LIMIT = 50; // scans
 
-class LogUsageError extends PortcullisError<'USAGE'> {
-  constructor(message: string) {
-    super('USAGE', message);
-  }
-}
 
 /** Runs one command body and turns its errors into exit codes. */
 function runCommand(streams: LogStreams, body: (out: TextSink) => number): number {
@@ -100,7 +86,7 @@ function runCommand(streams: LogStreams, body: (out: TextSink) => number): numbe
   try {
     return body(streams.stdout ?? process.stdout);
   } catch (error) {
-    if (error instanceof LogUsageError) {
+    if (error instanceof UsageError) {
       err.write(`portcullis-kiosk log: ${error.message}\n\n${LOG_USAGE}\n`);
       return EXIT.USAGE;
     }
@@ -113,60 +99,13 @@ function runCommand(streams: LogStreams, body: (out: TextSink) => number): numbe
 }
 
 function withStore<T>(db: string | undefined, use: (store: AuditStore) => T): T {
-  if (!db) throw new LogUsageError('--db FILE is required (or a kiosk config with auditDb)');
+  if (!db) throw new UsageError('--db FILE is required (or a kiosk config with auditDb)');
   const store = openAuditStore(db, { readonly: true });
   try {
     return use(store);
   } finally {
     store.close();
   }
-}
-
-const DATE_ONLY = /^(\d{4})-(\d{2})-(\d{2})$/;
-const DATE_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?(Z|[+-]\d{2}:\d{2})?$/;
-
-function parseTime(flag: string, value: string, endOfDay: boolean): Date {
-  const dateOnly = DATE_ONLY.exec(value);
-  let time: Date;
-  if (dateOnly) {
-    time = new Date(`${value}T00:00:00Z`);
-    if (!Number.isNaN(time.getTime()) && time.toISOString().slice(0, 10) !== value) time = new Date(NaN); // 2025-02-30
-    if (endOfDay) time = new Date(time.getTime() + 24 * 3600 * 1000);
-  } else if (DATE_TIME.test(value)) {
-    time = new Date(/(Z|[+-]\d{2}:\d{2})$/.test(value) ? value : `${value}Z`);
-  } else {
-    time = new Date(NaN);
-  }
-  if (Number.isNaN(time.getTime())) throw new LogUsageError(`${flag} ${JSON.stringify(displayText(value))}: expected YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS][Z|+HH:MM]`);
-  return time;
-}
-
-function parseLimit(value: string | number): number {
-  const text = String(value);
-  if (!/^[1-9][0-9]{0,8}$/.test(text)) throw new LogUsageError(`--limit ${JSON.stringify(displayText(text))}: expected a whole number from 1`);
-  return Number(text);
-}
-
-/** Checks the filter options; exported for the review server, which takes the same filters. */
-export function parseFilter(options: LogFilterOptions, defaultLimit?: number): ScanFilter {
-  const filter: { -readonly [K in keyof ScanFilter]: ScanFilter[K] } = {};
-  if (options.since !== undefined) filter.since = parseTime('--since', options.since, false);
-  if (options.until !== undefined) filter.until = parseTime('--until', options.until, true);
-  if (options.verdict !== undefined) {
-    if (!(SCAN_STATUSES as readonly string[]).includes(options.verdict)) {
-      throw new LogUsageError(`--verdict ${JSON.stringify(displayText(options.verdict))}: expected one of ${SCAN_STATUSES.join(', ')}`);
-    }
-    filter.status = options.verdict as ScanStatus;
-  }
-  if (options.operator !== undefined) filter.operatorId = displayText(options.operator);
-  if (options.serial !== undefined) filter.serial = displayText(options.serial);
-  if (options.file !== undefined) {
-    if (options.file.length === 0) throw new LogUsageError('--file needs a name or a hash');
-    filter.file = displayText(options.file);
-  }
-  if (options.limit !== undefined) filter.limit = parseLimit(options.limit);
-  else if (defaultLimit !== undefined) filter.limit = defaultLimit;
-  return filter;
 }
 
 /** A deep copy with every string escaped for display. */
@@ -186,7 +125,7 @@ function show(value: string | number | null | undefined): string {
 
 function parseAnchor(value: string): ChainAnchor {
   const match = /^([1-9][0-9]{0,14}):([0-9a-f]{64})$/.exec(value);
-  if (!match) throw new LogUsageError(`--anchor ${JSON.stringify(displayText(value))}: expected SEQ:HASH (a record number, a colon and 64 lowercase hex characters)`);
+  if (!match) throw new UsageError(`--anchor ${JSON.stringify(displayText(value))}: expected SEQ:HASH (a record number, a colon and 64 lowercase hex characters)`);
   return { seq: Number(match[1]), hash: match[2]! };
 }
 
@@ -304,7 +243,7 @@ function allowlistText(f: ScanDetail['files'][number]): string {
 /** `log show SCAN_ID --db FILE [--json]`: 1 when the scan is not in the log. */
 export function logShowCommand(options: LogShowOptions): number {
   return runCommand(options, (out) => {
-    if (!options.scanId) throw new LogUsageError('show needs a SCAN_ID');
+    if (!options.scanId) throw new UsageError('show needs a SCAN_ID');
     const scan = withStore(options.db, (store) => store.getScan(options.scanId!));
     if (!scan) {
       (options.stderr ?? process.stderr).write(`portcullis-kiosk log: no scan ${JSON.stringify(displayText(options.scanId))} in the audit log\n`);
@@ -315,44 +254,10 @@ export function logShowCommand(options: LogShowOptions): number {
   });
 }
 
-export const CSV_COLUMNS = [
-  'scan_id', 'status', 'kiosk_id', 'operator_id', 'started_at', 'finished_at',
-  'usb_vendor_id', 'usb_product_id', 'usb_serial', 'usb_manufacturer', 'usb_product',
-  'filesystem', 'volume_id', 'label', 'capacity', 'drive_reasons',
-  'clamav_version', 'clamav_db_version', 'clamav_db_time', 'yara_engine', 'yara_rule_set_digest', 'yara_rule_count',
-  'policy_id', 'policy_digest', 'allowlist_version', 'allowlist_digest',
-  'files_scanned', 'bytes_scanned', 'total_ms', 'manifest_digest', 'manifest_key_id', 'manifest_expires_at',
-  'file_path', 'file_size', 'file_sha256', 'file_blake3', 'file_verdict', 'file_controlled_class', 'file_allowlist_entry', 'file_reasons',
-] as const;
-
-const reasonsCell = (reasons: ScanDetail['driveReasons']): string => reasons.map((r) => `${r.code}: ${r.detail}`).join(' | ');
-
-/** The CSV rows of one scan: one per file, or one with empty file columns when it has none. */
-export function scanCsvRows(scan: ScanDetail): string {
-  const d = scan.device;
-  const e = scan.engines;
-  const scanCells: Array<string | number | null> = [
-    scan.scanId, scan.status, scan.kioskId, scan.operatorId, scan.startedAt, scan.finishedAt,
-    d?.usb?.vendorId ?? null, d?.usb?.productId ?? null, d?.usb?.serial ?? null, d?.usb?.manufacturer ?? null, d?.usb?.product ?? null,
-    d?.filesystem ?? null, d?.volumeId ?? null, d?.label ?? null, d?.capacity ?? null, reasonsCell(scan.driveReasons),
-    e?.clamav?.version ?? null, e?.clamav?.databaseVersion ?? null, e?.clamav?.databaseTime ?? null,
-    e?.yara?.engine ?? null, e?.yara?.ruleSetDigest ?? null, e?.yara?.ruleCount ?? null,
-    scan.policy?.id ?? null, scan.policy?.digest ?? null, scan.allowlist?.version ?? null, scan.allowlist?.digest ?? null,
-    scan.stats?.files ?? null, scan.stats?.bytes ?? null, scan.durations?.totalMs ?? null,
-    scan.manifest?.digest ?? null, scan.manifest?.keyId ?? null, scan.manifest?.expiresAt ?? null,
-  ];
-  const fileRows: Array<Array<string | number | null>> = scan.files.length === 0
-    ? [[null, null, null, null, null, null, null, null]]
-    : scan.files.map((f) => [f.path, f.size, f.sha256, f.blake3, f.verdict, f.controlledClass, f.allowlistEntry ? allowlistText(f) : null, reasonsCell(f.reasons)]);
-  // Every text cell is escaped: drive-supplied names, labels and serials never reach a spreadsheet raw.
-  const escaped = (cells: Array<string | number | null>): Array<string | number | null> => cells.map((c) => (typeof c === 'string' ? displayText(c) : c));
-  return fileRows.map((fileCells) => csvRecord(escaped([...scanCells, ...fileCells]))).join('');
-}
-
 /** `log export --db FILE --format csv|json [filters]`: oldest first, written scan by scan. */
 export function logExportCommand(options: LogExportOptions): number {
   return runCommand(options, (out) => {
-    if (options.format !== 'csv' && options.format !== 'json') throw new LogUsageError('export needs --format csv or --format json');
+    if (options.format !== 'csv' && options.format !== 'json') throw new UsageError('export needs --format csv or --format json');
     const format = options.format;
     const filter = parseFilter(options);
     withStore(options.db, (store) => {
@@ -410,7 +315,7 @@ export function logCommand(argv: readonly string[], streams: LogStreams = {}, de
         }
         case 'show': {
           const { values, positionals } = parseArgs({ args: rest, strict: true, allowPositionals: true, options: { db, config, json } });
-          if (positionals.length !== 1) throw new LogUsageError('show needs exactly one SCAN_ID');
+          if (positionals.length !== 1) throw new UsageError('show needs exactly one SCAN_ID');
           return logShowCommand({ ...streams, ...values, db: dbOf(values), scanId: positionals[0]! });
         }
         case 'export': {
@@ -418,12 +323,12 @@ export function logCommand(argv: readonly string[], streams: LogStreams = {}, de
           return logExportCommand({ ...streams, ...values, db: dbOf(values) });
         }
         case undefined:
-          throw new LogUsageError('log needs a command: verify, list, show or export');
+          throw new UsageError('log needs a command: verify, list, show or export');
         default:
-          throw new LogUsageError(`unknown log command ${JSON.stringify(displayText(command))}`);
+          throw new UsageError(`unknown log command ${JSON.stringify(displayText(command))}`);
       }
     } catch (error) {
-      if (error instanceof TypeError && 'code' in error && String(error.code).startsWith('ERR_PARSE_ARGS')) throw new LogUsageError(error.message);
+      if (error instanceof TypeError && 'code' in error && String(error.code).startsWith('ERR_PARSE_ARGS')) throw new UsageError(error.message);
       throw error;
     }
   });

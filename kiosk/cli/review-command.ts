@@ -13,6 +13,7 @@ import { EXIT } from '../core/exit-codes.ts';
 import { openReviewStore, ReviewError } from '../review/review-store.ts';
 import { startReviewServer, type ReviewServer } from '../review/server.ts';
 import { openSiemSpool, SiemError, type SiemTarget } from '../review/siem.ts';
+import { UsageError } from '../core/errors.ts';
 
 export const REVIEW_USAGE = `usage:
   portcullis-kiosk review --db AUDIT.db --review-db REVIEW.db [--host 127.0.0.1] [--port 8765] [--public-name NAME[:PORT]]...
@@ -30,11 +31,6 @@ export interface Streams {
   readonly stderr?: TextSink;
 }
 
-class UsageError extends PortcullisError<'USAGE'> {
-  constructor(message: string) {
-    super('USAGE', message);
-  }
-}
 
 async function run(streams: Streams, body: (out: TextSink) => Promise<number>): Promise<number> {
   const err = streams.stderr ?? process.stderr;

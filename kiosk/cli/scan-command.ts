@@ -8,21 +8,24 @@
  *     a write that fails turns the drive rejected;
  *  5. record the whole outcome in one audit transaction.
  */
+import { loadAllowlist } from '../rules-files.ts';
+import { loadPolicy } from '../rules-files.ts';
+import { DEFAULT_RULES_DIR, PRODUCTION_CLAMAV_DB } from '../config.ts';
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { PortcullisError, type SigningKey } from '../../manifest/index.ts';
-import { loadAllowlist, type Allowlist } from '../core/allowlist.ts';
+import { type Allowlist } from '../core/allowlist.ts';
 import { DEFAULT_AUDIT_DB } from '../config.ts';
 import { DriveError, openFolderTarget, openImageTarget, type DriveTarget, type UsbIdentity, type WritableSwitch } from '../drive/drive-target.ts';
 import { writeApproval, type IssuedManifest } from '../approval/write-approval.ts';
 import { openAuditStore, type AuditStore } from '../audit/store.ts';
-import { DEFAULT_RULES_DIR, PRODUCTION_CLAMAV_DB, startEngines, type EngineCache, type Engines } from '../engines/engines.ts';
+import { startEngines, type EngineCache, type Engines } from '../engines/engines.ts';
 import { preferredBlake3 } from '../engines/hash-file.ts';
 import { loadSigningKey } from './keygen.ts';
 import { makeFolder } from './path-option.ts';
-import { loadPolicy, type LoadedPolicy } from '../core/policy.ts';
+import { type LoadedPolicy } from '../core/policy.ts';
 import { blockPassing, ENGINE_FAILURES, type Decision, type DriveReason } from '../core/decide.ts';
 import { ScanLedgerError } from '../scan/ledger.ts';
 import { exitCodeFor, scanJsonLines, scanTextLines, type ScanSummaryInput } from '../scan/report.ts';

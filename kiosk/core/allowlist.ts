@@ -4,13 +4,9 @@
  * every hash. A controlled file passes only when its hash is listed here.
  */
 import { createHash } from 'node:crypto';
-import { readdir, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { PortcullisError } from '../../manifest/index.ts';
 import { array, formatIssues, nullable, object, optional, parse, string, type Infer } from '../../manifest/schema.ts';
 
-export const DEFAULT_ALLOWLIST_DIR = fileURLToPath(new URL('../../rules/allowlist/', import.meta.url));
 
 const text = (max: number) => string({ min: 1, max });
 const hex64 = string({ pattern: /^[0-9a-f]{64}$/, patternMessage: 'expected 64 lowercase hex characters' });
@@ -96,13 +92,3 @@ export function buildAllowlist(files: ReadonlyArray<{ name: string; bytes: Uint8
   };
 }
 
-export async function loadAllowlist(dir: string = DEFAULT_ALLOWLIST_DIR): Promise<Allowlist> {
-  let names: string[];
-  try {
-    names = (await readdir(dir)).filter((n) => n.endsWith('.json'));
-  } catch (cause) {
-    throw new AllowlistError('ALLOWLIST_UNREADABLE', `cannot read the allowlist folder ${dir}: ${(cause as Error).message}`, { cause });
-  }
-  const files = await Promise.all(names.map(async (name) => ({ name, bytes: await readFile(join(dir, name)) })));
-  return buildAllowlist(files);
-}

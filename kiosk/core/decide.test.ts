@@ -1,6 +1,7 @@
+import { loadPolicy } from '../rules-files.ts';
 import { describe, expect, it } from 'vitest';
 import { buildAllowlist, EMPTY_ALLOWLIST } from './allowlist.ts';
-import { loadPolicy } from './policy.ts';
+
 import { decide, decideFile, type EngineName, type Observation, type Reason } from './decide.ts';
 import { extensionsOf } from './file-type.ts';
 

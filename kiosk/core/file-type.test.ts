@@ -1,8 +1,9 @@
+import { DEFAULT_POLICY_PATH, loadPolicy } from '../rules-files.ts';
 import { readFile } from 'node:fs/promises';
 import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { EICAR } from '../engines/clamav/test-database.ts';
-import { DEFAULT_POLICY_PATH, loadPolicy, parsePolicy } from './policy.ts';
+import { parsePolicy } from './policy.ts';
 import { checkType, CONTENT_KINDS, extensionsOf, looksText, promisesContent, sniffContent } from './file-type.ts';
 import { bzip2, lzmaAlone, xz, zstd } from '../../test/fixtures/archives/debian-tools.ts';
 import { buildTar } from '../../test/fixtures/archives/tar.ts';

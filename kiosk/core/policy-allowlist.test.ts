@@ -1,6 +1,8 @@
+import { loadAllowlist } from '../rules-files.ts';
+import { loadPolicy } from '../rules-files.ts';
 import { describe, expect, it } from 'vitest';
-import { buildAllowlist, loadAllowlist } from './allowlist.ts';
-import { loadPolicy, parsePolicy } from './policy.ts';
+import { buildAllowlist } from './allowlist.ts';
+import { parsePolicy } from './policy.ts';
 
 const enc = (v: unknown): Uint8Array => new TextEncoder().encode(JSON.stringify(v));
 

@@ -4,13 +4,10 @@
  * field by dot-path. Default: rules/policy/default.json.
  */
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import { fileURLToPath } from 'node:url';
 import { PortcullisError } from '../../manifest/index.ts';
 import { CONTAINER_FORMATS } from './container-format.ts';
 import { array, boolean, formatIssues, integer, object, oneOf, parse, string, type Infer } from '../../manifest/schema.ts';
 
-export const DEFAULT_POLICY_PATH = fileURLToPath(new URL('../../rules/policy/default.json', import.meta.url));
 
 /** clamd refuses MaxFileSize, MaxScanSize and StreamMaxLength above this. */
 export const CLAMD_MAX_FILE_BYTES = 2 * 1024 ** 3 - 1024 ** 2; // bytes
@@ -105,15 +102,6 @@ export function parsePolicy(bytes: Uint8Array, source: string): LoadedPolicy {
   return { policy: result.value, digest: `sha256:${createHash('sha256').update(bytes).digest('hex')}`, path: source };
 }
 
-export async function loadPolicy(path: string = DEFAULT_POLICY_PATH): Promise<LoadedPolicy> {
-  let bytes: Buffer;
-  try {
-    bytes = await readFile(path);
-  } catch (cause) {
-    throw new PolicyError('POLICY_UNREADABLE', `cannot read the policy ${path}: ${(cause as Error).message}`, { cause });
-  }
-  return parsePolicy(bytes, path);
-}
 
 /**
  * The size clamd skips embedded files above (its MaxFileSize): it must also

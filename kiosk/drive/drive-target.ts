@@ -8,32 +8,11 @@ import { constants } from 'node:fs';
 import { lstat, mkdir, open, readFile, rename, stat, statfs, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { escapeForDisplay, MANIFEST_PATH, PortcullisError, RECEIPT_PATH, type MediaIdentity } from '../../manifest/index.ts';
+import { DriveError, type DriveErrorCode, type DriveTarget, type UsbIdentity, type WritableSwitch } from '../core/ports.ts';
 import { readVolumeIdentity } from './identity.ts';
+
+export { DriveError, type DriveErrorCode, type DriveTarget, type UsbIdentity, type WritableSwitch } from '../core/ports.ts';
 import { openImageReadOnly, readFileFromImage, removeFromImage, writeFilesToImage } from './image-access.ts';
-
-export type DriveErrorCode = 'MEDIA_FULL' | 'MANIFEST_WRITE_FAILED' | 'MANIFEST_FOLDER_UNSAFE' | 'DRIVE_UNREADABLE';
-export class DriveError extends PortcullisError<DriveErrorCode> {}
-
-export interface UsbIdentity {
-  readonly vendorId: string; // 4 lowercase hex digits
-  readonly productId: string;
-  readonly serial: string | null;
-}
-
-export interface DriveTarget {
-  /** Folder the scan walks: read-only in spirit (mount ro, or an extraction). */
-  readonly root: string;
-  readonly media: MediaIdentity;
-  /** Entries on the volume the scan cannot see under `root` as themselves: blocked as unsafe names. */
-  readonly unseen: ReadonlyArray<{ display: string; detail: string }>;
-  readonly description: string;
-  /** Removes an old manifest and receipt; true when something was there. */
-  removeManifest(): Promise<boolean>;
-  /** Writes the files all-or-nothing, synced to the device. */
-  writeManifest(files: ReadonlyArray<{ path: string; content: Uint8Array }>): Promise<void>;
-  readBack(path: string): Promise<Uint8Array>;
-  close(): Promise<void>;
-}
 
 /** Drive labels and serials are hostile: escaped and bounded before they enter a manifest. */
 function safeText(text: string | null, max: number): string | null {
@@ -49,12 +28,6 @@ function usbPart(usb: UsbIdentity | null): MediaIdentity['usb'] {
 function isFull(error: unknown): boolean {
   const code = (error as NodeJS.ErrnoException).code;
   return code === 'ENOSPC' || code === 'EDQUOT' || (error instanceof PortcullisError && error.code === 'MEDIA_FULL');
-}
-
-/** Switches a read-only mount to read-write and back (the station's remount). */
-export interface WritableSwitch {
-  makeWritable(): Promise<void>;
-  makeReadOnly(): Promise<void>;
 }
 
 /**

@@ -17,19 +17,16 @@ import { ScannerError } from './clamav/errors.ts';
 import type { ScanResult } from './clamav/protocol.ts';
 import { SpoolScanner, spoolFolderProblem } from './clamav/spool.ts';
 import { createExtractor, ExtractorError, proveExtractor } from './extractor.ts';
-import { InspectionFolder, type Inspection } from '../scan/inspect-container.ts';
+import { InspectionFolder } from './inspection-folder.ts';
 import { startClamd, type ConnectedClamd, type RunningClamd } from './clamav/supervisor.ts';
 import { EICAR, TEST_DATABASE_DESCRIPTION, writeTestDatabase } from './clamav/test-database.ts';
 import { manifestTime } from '../core/build-statement.ts';
 import { clamdFileLimit, type Policy } from '../core/policy.ts';
-import type { ScannerFailure, StreamScanner, StreamScanResult } from '../scan/scan-session.ts';
+import type { Inspection, ScannerFailure, StreamScanner, StreamScanResult } from '../core/ports.ts';
 import { canarySample } from './yara/canary.ts';
 import { describeDeadRules, proveRulesLive } from './yara/liveness.ts';
 import { loadRuleSet, stageRuleSet, type RuleSet } from './yara/rule-set.ts';
-import { fileURLToPath } from 'node:url';
 
-export const DEFAULT_RULES_DIR = fileURLToPath(new URL('../../rules/yara/', import.meta.url));
-export const PRODUCTION_CLAMAV_DB = '/var/lib/clamav';
 
 /**
  * CLAMAV_DB_UNCHECKED_RULES: the ClamAV database folder holds YARA files, which would reach clamd without the rule loader.

@@ -28,6 +28,9 @@ import { closeSync, constants, openSync, rmSync, writeFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { PortcullisError } from '../../manifest/index.ts';
 import type { ContainerFormat } from '../core/container-format.ts';
+import type { ExtractionEnd, ExtractionLimits, Extractor } from '../core/ports.ts';
+
+export type { Extraction, ExtractionEnd, ExtractionLimits, Extractor } from '../core/ports.ts';
 
 export type ExtractorErrorCode = 'EXTRACTOR_UNAVAILABLE';
 export class ExtractorError extends PortcullisError<ExtractorErrorCode> {}
@@ -69,38 +72,6 @@ const SHELL = '/usr/bin/sh';
 /** Whether the extractor has a tool for `format` (zip and tar are the kiosk's own). */
 export function extractorOpens(format: ContainerFormat, options: ExtractorOptions = {}): boolean {
   return (options.commands?.[format] ?? DECOMPRESSORS[format]) !== undefined || SEVEN_ZIP_TYPES[format] !== undefined;
-}
-
-/** What the sandboxed parser said when it ended. */
-export interface ExtractionEnd {
-  readonly code: number | null;
-  readonly signal: NodeJS.Signals | null;
-  /** Its standard error (the first 4 KiB), where libarchive names what it could not read. */
-  readonly stderr: string;
-  /** True when the kiosk ended it (a limit, a stop), not the parser itself. */
-  readonly killed: boolean;
-}
-
-export interface Extraction {
-  /** The pax tar stream (archives) or the decompressed bytes (compression layers). */
-  readonly output: AsyncIterable<Uint8Array>;
-  /** Settles once the process has exited. Never rejects. */
-  readonly ended: Promise<ExtractionEnd>;
-  /** Ends the parser now (a limit was crossed, or the scan stops). */
-  kill(): void;
-}
-
-export interface ExtractionLimits {
-  readonly cpuSeconds: number; // s of CPU for the parser
-  readonly maxOutputBytes: number; // bytes the parser may write to its tmpfs (7-Zip), and per file
-}
-
-export interface Extractor {
-  /**
-   * Opens the container at `path` (a regular file in the kiosk's work folder).
-   * A compression layer's output is its content; an archive's is a pax tar stream of its members.
-   */
-  open(path: string, format: ContainerFormat, limits: ExtractionLimits): Extraction;
 }
 
 const STDERR_KEPT = 4096; // bytes
@@ -154,6 +125,7 @@ function commandFor(format: ContainerFormat, options: ExtractorOptions, limits: 
 export function createExtractor(options: ExtractorOptions = {}): Extractor {
   const resolved = { ...EXTRACTOR_DEFAULTS, ...options };
   return {
+    opens: (format) => extractorOpens(format, options),
     open(path, format, limits) {
       const command = commandFor(format, options, limits);
       if (command === null) {

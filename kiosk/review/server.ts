@@ -15,7 +15,7 @@ import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { PortcullisError } from '../../manifest/errors.ts';
 import { formatIssues, object, optional, parse, string } from '../../manifest/schema.ts';
-import { CSV_COLUMNS, parseFilter, scanCsvRows } from '../cli/log-command.ts';
+import { CSV_COLUMNS, parseFilter, scanCsvRows } from '../audit/export.ts';
 import { csvRecord } from '../audit/csv.ts';
 import { getScan, listScans, scanIds, type ScanFilter } from '../audit/queries.ts';
 import type { VerifyResult } from '../audit/chain.ts';

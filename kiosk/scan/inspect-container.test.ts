@@ -4,6 +4,7 @@
  * holding "EVIL" malware; clamd's part is proven in
  * test/integration/hostile-content.test.ts.
  */
+import { loadPolicy } from '../rules-files.ts';
 import { createHash } from 'node:crypto';
 import { closeSync, mkdtempSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,10 +17,11 @@ import { buildTar } from '../../test/fixtures/archives/tar.ts';
 import { buildZip } from '../../test/fixtures/archives/zip.ts';
 import { lz4, sevenZip as sevenZipOf } from '../../test/fixtures/archives/debian-tools.ts';
 import { buildAllowlist, EMPTY_ALLOWLIST, type Allowlist } from '../core/allowlist.ts';
-import { loadPolicy, type Policy } from '../core/policy.ts';
+import { type Policy } from '../core/policy.ts';
 import { detectContainer } from '../core/container-format.ts';
 import { createExtractor, type Extractor } from '../engines/extractor.ts';
-import { inspectContainer, InspectionFolder, type HeldContainer } from './inspect-container.ts';
+import { InspectionFolder } from '../engines/inspection-folder.ts';
+import { inspectContainer, type HeldContainer } from './inspect-container.ts';
 import type { StreamScanner } from './scan-session.ts';
 
 const { policy: base } = await loadPolicy();
@@ -129,6 +131,7 @@ describe('inspecting containers with the sandboxed extractor', () => {
 
   it('blocks a container whose extractor writes a malformed stream, or complains', async () => {
     const garbage: Extractor = {
+      opens: () => true,
       open() {
         const out = new PassThrough();
         out.end(Buffer.alloc(700, 0x41));
@@ -138,6 +141,7 @@ describe('inspecting containers with the sandboxed extractor', () => {
     const sevenZip = sevenZipOf([['a.txt', text('x')]]);
     expect((await inspect(sevenZip, 'a.7z', { extractor: garbage })).map(([c]) => c)).toEqual(['NOT_INSPECTED']);
     const complaining: Extractor = {
+      opens: () => true,
       open() {
         const out = new PassThrough();
         out.end(text('plain content'));
@@ -149,6 +153,7 @@ describe('inspecting containers with the sandboxed extractor', () => {
 
   it('ends an extractor that outlives the policy\'s scan time', async () => {
     const hanging: Extractor = {
+      opens: () => true,
       open() {
         const out = new PassThrough();
         let killed = false;

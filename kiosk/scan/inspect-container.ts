@@ -13,18 +13,15 @@
  * error output: the file is blocked, and the reason names what was not
  * inspected.
  */
-import { randomBytes } from 'node:crypto';
 import { closeSync, constants, createReadStream, fstatSync, openSync, readSync, unlinkSync, writeSync } from 'node:fs';
-import { lstat, mkdir, realpath, rm } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { basename } from 'node:path';
 import { DualDigest, NAME_PROBLEM_TEXT, nameFromBytes, pathProblems, type Blake3Factory } from '../../manifest/index.ts';
 import type { Allowlist } from '../core/allowlist.ts';
 import { allowedType, type Policy } from '../core/policy.ts';
 import { CONTAINER_SNIFF_BYTES, detectContainers, isCompression, layerContentName, type ContainerFormat } from '../core/container-format.ts';
 import { decideFile, HASH_GATED, type EngineName, type Reason, type TypeScope } from '../core/decide.ts';
-import { extractorOpens, type Extraction, type Extractor } from '../engines/extractor.ts';
+import type { Extraction, Inspection, StreamScanner } from '../core/ports.ts';
 import { checkType, extensionsOf, SNIFF_BYTES } from '../core/file-type.ts';
-import type { StreamScanner } from './scan-session.ts';
 import { EmbeddedArchiveFinder, hiddenArchiveReason } from '../core/embedded-archive.ts';
 import { readTarStream, TarStreamError, type TarMember } from '../core/tar-stream.ts';
 import { zipMembers, ZipExtractError } from './zip-extract.ts';
@@ -32,41 +29,6 @@ import { checkZipStructure, endsWithZip, ZIP_TAIL_BYTES, type ZipListing } from 
 
 const RATIO_FLOOR = 1024 * 1024; // bytes unpacked before the ratio applies: small archives may compress well
 const MAX_REASONS = 24; // member reasons kept per file on the drive; the rest are counted
-
-/** A private folder in the kiosk's work folder for the containers being opened. */
-export class InspectionFolder {
-  readonly dir: string;
-  readonly #prefix = randomBytes(8).toString('hex');
-  #count = 0;
-
-  private constructor(dir: string) {
-    this.dir = dir;
-  }
-
-  /** Makes `dir` afresh, not recursively, and refuses it unless it is then a real folder of this account with mode 0700. */
-  static async create(dir: string): Promise<InspectionFolder> {
-    await rm(dir, { recursive: true, force: true }); // leftovers of a kiosk that was killed
-    await mkdir(dir, { mode: 0o700 });
-    const made = await lstat(dir);
-    const uid = process.getuid?.();
-    if (!made.isDirectory() || (made.mode & 0o777) !== 0o700 || (uid !== undefined && made.uid !== uid)) {
-      throw new Error(`the inspection folder ${dir} is not a private folder of the kiosk: refusing to use it`);
-    }
-    return new InspectionFolder(await realpath(dir));
-  }
-
-  /** A new private file (O_EXCL, O_NOFOLLOW, 0600) for one container's bytes. */
-  create(): { path: string; fd: number } {
-    const path = join(this.dir, `${this.#prefix}${(this.#count++).toString(16).padStart(8, '0')}.container`);
-    const fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
-    return { path, fd };
-  }
-}
-
-export interface Inspection {
-  readonly extractor: Extractor;
-  readonly folder: InspectionFolder;
-}
 
 export interface InspectContext {
   readonly inspection: Inspection;
@@ -177,7 +139,7 @@ async function openContainer(c: HeldContainer, depth: number, budget: Budget, ct
     findings.add({ code: 'NOT_INSPECTED', detail: `${c.chain}: a zip archive ends this ${c.format} archive (a polyglot): what it holds was not inspected` });
     return;
   }
-  if (!extractorOpens(c.format)) {
+  if (!ctx.inspection.extractor.opens(c.format)) {
     findings.add({ code: 'NOT_INSPECTED', detail: `${c.chain}: this kiosk has no tool to open ${c.format} content, so it cannot be inspected` });
     return;
   }

@@ -4,6 +4,7 @@
  * be copies, and a buffer a scanner stopped reading from must never be handed
  * to the next file. The real scanner is in test/integration/scan.test.ts.
  */
+import { loadPolicy } from '../rules-files.ts';
 import { createHash } from 'node:crypto';
 import { appendFileSync, mkdirSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,7 +12,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildAllowlist } from '../core/allowlist.ts';
 import { preferredBlake3 } from '../engines/hash-file.ts';
-import { loadPolicy, parsePolicy, type LoadedPolicy } from '../core/policy.ts';
+import { parsePolicy, type LoadedPolicy } from '../core/policy.ts';
 import { CHUNK_BYTES, scanDrive, type StreamScanner, type StreamScanResult } from './scan-session.ts';
 import { buildZip } from '../../test/fixtures/archives/zip.ts';
 
@@ -205,7 +206,6 @@ describe('a file that changes while it is read', () => {
     }
   });
 });
-
 
 describe('what the read loop keeps for the inspection', () => {
   const clean: StreamScanner = {

@@ -15,32 +15,17 @@ import type { Allowlist } from '../core/allowlist.ts';
 import { allowedType, controlledClass, type LoadedPolicy } from '../core/policy.ts';
 import { detectContainers, type ContainerFormat } from '../core/container-format.ts';
 import { EmbeddedArchiveFinder, hiddenArchiveReason } from '../core/embedded-archive.ts';
-import { decideFile, settleDrive, type Decision, type DriveReason, type DriveReasonCode, type EngineName, type Observation, type Reason } from '../core/decide.ts';
+import { decideFile, settleDrive, type Decision, type DriveReason, type EngineName, type Observation, type Reason } from '../core/decide.ts';
 import { checkType, extensionsOf, SNIFF_BYTES, type ContentKind } from '../core/file-type.ts';
-import { inspectContainer, memberScope, type Inspection } from './inspect-container.ts';
+import { inspectContainer, memberScope } from './inspect-container.ts';
+import type { Inspection, ScannerFailure, StreamScanner } from '../core/ports.ts';
 import { ScanLedger, ScanLedgerError, type LedgerEntry } from './ledger.ts';
 import { walkDrive, type WalkEntry } from './walk.ts';
 import { endsWithZip, ZIP_TAIL_BYTES } from '../core/zip-structure.ts';
 
 export const CHUNK_BYTES = 1024 * 1024; // bytes per read
 
-export type StreamScanResult =
-  | { readonly status: 'clean' }
-  | { readonly status: 'found'; readonly signature: string; readonly reason: 'MALWARE' | 'YARA_MATCH' | 'LIMIT_EXCEEDED' | 'ENCRYPTED' | 'MACRO' | 'NOT_INSPECTED' };
-
-/** A scanner that takes the file's bytes as they are read (clamd, through a spool file or INSTREAM). */
-export interface StreamScanner {
-  /** Engines whose verdict a clean answer stands for. */
-  readonly engines: readonly EngineName[];
-  /** Each chunk is valid only until the next one is pulled (the reader reuses its buffer): copy what must be kept. */
-  scanStream(chunks: AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<StreamScanResult>;
-}
-
-/** A scanner failure that must reject the drive (down, timeout, protocol). */
-export interface ScannerFailure {
-  readonly code: DriveReasonCode;
-  readonly detail: string;
-}
+export type { ScannerFailure, StreamScanner, StreamScanResult } from '../core/ports.ts';
 
 export interface ScanProgress {
   readonly phase: 'walking' | 'scanning' | 'done';

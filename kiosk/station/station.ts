@@ -7,6 +7,7 @@
  * scan through its AbortSignal and approves nothing. `--demo` runs the same
  * station on the fixture source with the demo drive image, and ends by itself.
  */
+import { loadPolicy } from '../rules-files.ts';
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -22,7 +23,7 @@ import { generateKeyFiles, loadSigningKey } from '../cli/keygen.ts';
 import { createEngineCache } from '../engines/engines.ts';
 import { buildDriveImage } from '../../test/support/image-builder.ts';
 import { makeFolder, requireFolder } from '../cli/path-option.ts';
-import { loadPolicy } from '../core/policy.ts';
+
 import type { DriveReason } from '../core/decide.ts';
 import { DEFAULT_AUDIT_DB, DEFAULT_CLAMAV_DB, runScan, type ScanCommandOptions, type ScanOutcome } from '../cli/scan-command.ts';
 import { checkDevice, describeDevice, OPEN_DEVICE_POLICY, parseDevicePolicy, shownText, StationError, usbIdentityOf, type DevicePolicy, type DeviceRecord, type PartitionRecord } from './device.ts';

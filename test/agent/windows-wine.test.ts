@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 describe('portcullis-agent.exe on Windows (Wine)', () => {
-  it('verifies and imports a signed drive byte for byte, keeps the unlisted file out, and writes a log that verifies', () => {
+  it('verifies and imports a signed drive byte for byte, keeps the unlisted file out, writes a log that verifies, and installs and removes the MSI silently', () => {
     // A complete chroot from an earlier run is reused, never fetched again (its root keeps its inode).
     const chroot = join(import.meta.dirname, '../../var/wine-trixie');
     const before = existsSync(join(chroot, 'usr/lib/wine/wine64')) && !existsSync(join(chroot, 'debootstrap')) ? statSync(chroot).ino : null;
@@ -24,5 +24,6 @@ describe('portcullis-agent.exe on Windows (Wine)', () => {
     expect(run.stderr.split('\n').filter((l) => l.startsWith('windows-smoke: FAIL'))).toEqual([]);
     expect(run.status).toBe(0);
     expect(run.stdout).toMatch(/^windows-smoke: portcullis-agent\.exe under wine-10/mu);
+    expect(run.stdout).toMatch(/^windows-smoke: portcullis-agent\.msi under Wine msiexec \/qn: /mu);
   }, 900_000);
 });

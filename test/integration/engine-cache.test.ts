@@ -1,9 +1,10 @@
+import { loadPolicy } from '../../kiosk/rules-files.ts';
+import { DEFAULT_RULES_DIR } from '../../kiosk/config.ts';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createEngineCache, DEFAULT_RULES_DIR } from '../../kiosk/engines/engines.ts';
-import { loadPolicy } from '../../kiosk/core/policy.ts';
+import { createEngineCache } from '../../kiosk/engines/engines.ts';
 
 const work = mkdtempSync(join(tmpdir(), 'engine-cache-'));
 const cache = createEngineCache(work);

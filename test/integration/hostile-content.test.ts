@@ -5,13 +5,14 @@
  * scanned once under its policy (one engine start per policy); every file must
  * get the verdict expected.tsv names, and a failure prints every mismatch.
  */
+import { DEFAULT_POLICY_PATH } from '../../kiosk/rules-files.ts';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_POLICY_PATH } from '../../kiosk/core/policy.ts';
+
 import { ENGINE_FAILURES, type DriveReason, type FileDecision } from '../../kiosk/core/decide.ts';
 import { runScan } from '../../kiosk/cli/scan-command.ts';
 import { buildHostileCorpus, describeExpectation, DRIVES, driveRoot, type Case, type Drive } from '../fixtures/hostile/corpus.ts';

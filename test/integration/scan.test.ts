@@ -2,6 +2,8 @@
  * The kiosk's scan, end to end, against the real clamd (Debian's) with the
  * project's test database and the real YARA rules, on generated drive trees.
  */
+import { loadPolicy } from '../../kiosk/rules-files.ts';
+import { DEFAULT_RULES_DIR } from '../../kiosk/config.ts';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -10,9 +12,9 @@ import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildAllowlist, type Allowlist } from '../../kiosk/core/allowlist.ts';
 import { EICAR } from '../../kiosk/engines/clamav/test-database.ts';
-import { DEFAULT_RULES_DIR, startEngines, type Engines } from '../../kiosk/engines/engines.ts';
+import { startEngines, type Engines } from '../../kiosk/engines/engines.ts';
 import { preferredBlake3 } from '../../kiosk/engines/hash-file.ts';
-import { loadPolicy, parsePolicy, type LoadedPolicy } from '../../kiosk/core/policy.ts';
+import { parsePolicy, type LoadedPolicy } from '../../kiosk/core/policy.ts';
 import { openAuditStore } from '../../kiosk/audit/store.ts';
 import type { FileDecision } from '../../kiosk/core/decide.ts';
 import { runScan, scanCommand } from '../../kiosk/cli/scan-command.ts';

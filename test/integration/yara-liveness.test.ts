@@ -5,6 +5,8 @@
  * reach clamd, and the per-rule probes catching rules that load and never
  * match, also when nothing is printed.
  */
+import { loadPolicy } from '../../kiosk/rules-files.ts';
+import { DEFAULT_RULES_DIR } from '../../kiosk/config.ts';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, opendir, readdir, readFile, rm, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -15,8 +17,8 @@ import { ClamdClient } from '../../kiosk/engines/clamav/client.ts';
 import { ScannerError } from '../../kiosk/engines/clamav/errors.ts';
 import { startClamd } from '../../kiosk/engines/clamav/supervisor.ts';
 import { renderTestSignatures, renderUnsignedDatabase } from '../../kiosk/engines/clamav/test-database.ts';
-import { DEFAULT_RULES_DIR, EngineError, startEngines } from '../../kiosk/engines/engines.ts';
-import { loadPolicy, type Policy } from '../../kiosk/core/policy.ts';
+import { EngineError, startEngines } from '../../kiosk/engines/engines.ts';
+import { type Policy } from '../../kiosk/core/policy.ts';
 import { canarySample, CANARY_RULE, CANARY_SIGNATURE } from '../../kiosk/engines/yara/canary.ts';
 import { probeClamavRules } from '../../kiosk/engines/yara/clamav-probe.ts';
 import { YaraRuleError } from '../../kiosk/engines/yara/errors.ts';
