@@ -65,9 +65,27 @@ export interface CliIo {
   readonly clock?: () => Date;
 }
 
+/**
+ * Writes to a standard stream that may not be there: a process started
+ * without standard handles (an MSI custom action, a scheduled task) throws
+ * EBADF on the first use of process.stdout or process.stderr, which had turned
+ * a successful `setup` under msiexec into exit code 1. Its output is lost; the
+ * exit code and the log still say what happened.
+ */
+export function writeIfPresent(stream: () => NodeJS.WriteStream, text: string): void {
+  try {
+    const s = stream();
+    // A handle that is there but cannot be written reports EBADF later, as an 'error' event: never a crash.
+    if (s.listenerCount('error') === 0) s.on('error', () => undefined);
+    s.write(text);
+  } catch {
+    // no such stream
+  }
+}
+
 const processIo: CliIo = {
-  stdout: (text) => void process.stdout.write(text),
-  stderr: (text) => void process.stderr.write(text),
+  stdout: (text) => writeIfPresent(() => process.stdout, text),
+  stderr: (text) => writeIfPresent(() => process.stderr, text),
 };
 
 class UsageError extends AgentError {

@@ -49,6 +49,7 @@ cp "$root/var/sea/portcullis-agent.exe" "$work/"
 mkdir -p "$chroot_dir/work"
 cleanup() {
   chroot "$chroot_dir" env -i PATH=/usr/bin:/bin WINEPREFIX=/work/prefix wineserver -k 2>/dev/null || true
+  chroot "$chroot_dir" env -i PATH=/usr/bin:/bin WINEPREFIX=/work/msi-prefix wineserver -k 2>/dev/null || true
   umount "$chroot_dir/work" 2>/dev/null || true
   umount "$chroot_dir/proc" 2>/dev/null || true
 }
@@ -99,3 +100,60 @@ done
   if (!r.ok) { console.error(JSON.stringify(r)); process.exit(1); }
 ' "$root" "$work" || fail "the log written on Windows does not verify on Linux"
 echo "windows-smoke: portcullis-agent.exe under $(chroot "$chroot_dir" wine --version): help, verify, import (byte-identical, unlisted file kept out) and log verify all as expected"
+
+# The MSI (agent/windows/build-msi.ts) under Wine's msiexec, silently, in a fresh prefix. Wine has no .NET,
+# so WinSW cannot run and no service can be started here: the wrapper is a stand-in file. So (1) the MSI as
+# shipped, which starts the service, must fail and roll its files back; (2) the same MSI built not to start
+# it installs the files, registers the service, runs the set-up custom action (trust store from TRUSTBUNDLE,
+# configuration with DESTINATION) and writes the policy; (3) its uninstall removes the service, the files and
+# the policy values, and keeps the data folder (configuration, trust store, log: evidence).
+msi_work="$work/msi"
+mkdir -p "$msi_work"
+printf 'stand-in for WinSW: Wine cannot run the real one\r\n' > "$msi_work/wrapper.exe"
+wrapper_sha="$(sha256sum "$msi_work/wrapper.exe" | cut -c1-64)"
+"$node" "$root/agent/windows/build-msi.ts" --agent-exe "$work/portcullis-agent.exe" --service-wrapper "$msi_work/wrapper.exe" --service-wrapper-sha256 "$wrapper_sha" --out "$msi_work/shipped.msi" > /dev/null
+"$node" "$root/agent/windows/build-msi.ts" --agent-exe "$work/portcullis-agent.exe" --service-wrapper "$msi_work/wrapper.exe" --service-wrapper-sha256 "$wrapper_sha" --out "$msi_work/no-start.msi" --no-start-service > /dev/null
+cp "$work/trust.json" "$msi_work/bundle-trust.json"
+msi() {
+  chroot "$chroot_dir" env -i PATH=/usr/bin:/bin HOME=/root LANG=C.UTF-8 XDG_RUNTIME_DIR=/work/xdg WINEPREFIX=/work/msi-prefix WINEDEBUG=-all \
+    wine "$@" 2>> "$work/msi-stderr.txt"
+}
+drive_c="$work/msi-prefix/drive_c"
+set +e
+msi msiexec /i 'Z:\work\msi\shipped.msi' /qn 'TRUSTBUNDLE=Z:\work\msi\bundle-trust.json' /l*v 'Z:\work\msi\shipped.log'; shipped_rc=$?
+set -e
+[ "$shipped_rc" -ne 0 ] || fail "the shipped MSI installed although its service cannot start under Wine"
+[ ! -e "$drive_c/Program Files/Portcullis/portcullis-agent.exe" ] || fail "a failed install left portcullis-agent.exe behind (no rollback)"
+rm -rf "$work/msi-prefix"
+set +e
+msi msiexec /i 'Z:\work\msi\no-start.msi' /qn 'TRUSTBUNDLE=Z:\work\msi\bundle-trust.json' 'DESTINATION=C:\Plant\Inbox' /l*v 'Z:\work\msi\install.log'; install_rc=$?
+msi reg query 'HKLM\System\CurrentControlSet\Services\PortcullisAgent' > "$msi_work/service.txt"; service_rc=$?
+msi reg query 'HKLM\Software\Policies\Microsoft\Windows\RemovableStorageDevices' /v Deny_All > "$msi_work/policy.txt"; policy_rc=$?
+set -e
+[ "$install_rc" -eq 0 ] || fail "msiexec /i of the MSI exited $install_rc (see $msi_work/install.log)"
+cmp -s "$work/portcullis-agent.exe" "$drive_c/Program Files/Portcullis/portcullis-agent.exe" || fail "the installed portcullis-agent.exe differs from the one built"
+for f in portcullis-agent-service.exe portcullis-agent-service.xml status-tray.ps1; do [ -f "$drive_c/Program Files/Portcullis/$f" ] || fail "$f was not installed"; done
+[ "$service_rc" -eq 0 ] && grep -qi 'ImagePath.*portcullis-agent-service.exe' "$msi_work/service.txt" && grep -qi 'ObjectName.*LocalSystem' "$msi_work/service.txt" && grep -qiE 'Start[[:space:]]+REG_DWORD[[:space:]]+0x2' "$msi_work/service.txt" ||
+  fail "the service PortcullisAgent is not registered as an automatic LocalSystem service running portcullis-agent-service.exe"
+[ "$policy_rc" -eq 0 ] && grep -qiE 'Deny_All[[:space:]]+REG_DWORD[[:space:]]+0x1' "$msi_work/policy.txt" || fail "the removable-storage deny policy was not set"
+[ -d "$drive_c/Plant/Inbox" ] && [ -d "$drive_c/Portcullis/Status" ] || fail "the destination (DESTINATION) or the status folder was not created"
+"$node" -e '
+  const fs = require("fs");
+  const data = process.argv[1] + "/ProgramData/Portcullis/";
+  const config = JSON.parse(fs.readFileSync(data + "config.json", "utf8"));
+  if (config.destination !== String.raw`C:\Plant\Inbox` || config.statusFolder !== String.raw`C:\Portcullis\Status`) throw new Error("config: " + JSON.stringify(config));
+  const trust = JSON.parse(fs.readFileSync(data + "trust.json", "utf8"));
+  const bundle = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
+  if (JSON.stringify(trust.keys.map((k) => k.keyId)) !== JSON.stringify(bundle.keys.map((k) => k.keyId))) throw new Error("trust store differs from the bundle");
+' "$drive_c" "$msi_work/bundle-trust.json" || fail "the set-up custom action did not write the configuration and trust store from the properties"
+set +e
+msi msiexec /x 'Z:\work\msi\no-start.msi' /qn /l*v 'Z:\work\msi\uninstall.log'; uninstall_rc=$?
+msi reg query 'HKLM\System\CurrentControlSet\Services\PortcullisAgent' > /dev/null; service_after=$?
+msi reg query 'HKLM\Software\Policies\Microsoft\Windows\RemovableStorageDevices' /v Deny_All > /dev/null; policy_after=$?
+set -e
+[ "$uninstall_rc" -eq 0 ] || fail "msiexec /x exited $uninstall_rc (see $msi_work/uninstall.log)"
+[ ! -e "$drive_c/Program Files/Portcullis" ] || fail "the uninstall left $(ls "$drive_c/Program Files/Portcullis" | tr '\n' ' ')in Program Files\Portcullis"
+[ "$service_after" -ne 0 ] || fail "the uninstall left the service PortcullisAgent registered"
+[ "$policy_after" -ne 0 ] || fail "the uninstall left Deny_All behind"
+[ -f "$drive_c/ProgramData/Portcullis/portcullis-agent.log.jsonl" ] && [ -f "$drive_c/ProgramData/Portcullis/trust.json" ] || fail "the uninstall removed the data folder (the log is evidence)"
+echo "windows-smoke: portcullis-agent.msi under Wine msiexec /qn: the shipped MSI fails closed and rolls back when its service cannot start; built not to start it, it installs the files and the LocalSystem service, sets the policy, writes the trust store and configuration from TRUSTBUNDLE and DESTINATION, and its uninstall removes the service, files and policy and keeps the data"

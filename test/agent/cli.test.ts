@@ -3,7 +3,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { main } from '../../agent/main.ts';
+import { PassThrough } from 'node:stream';
+import { main, writeIfPresent } from '../../agent/main.ts';
 import { DEFAULT_IDENTITY, makeDrive, tempDir, writeTrust } from './fixtures.ts';
 
 const exec = promisify(execFile);
@@ -123,5 +124,19 @@ describe('portcullis-agent exit codes', () => {
     expect(good.stdout).toContain('APPROVED');
     await expect(exec(process.execPath, [bin, 'verify', s.drive.root, '--trust', s.trust])).rejects.toMatchObject({ code: 20 });
     await expect(exec(process.execPath, [bin, 'nope'])).rejects.toMatchObject({ code: 64 });
+  });
+});
+
+describe('standard streams that are not there', () => {
+  it('writes nothing and goes on when a process has no stdout or stderr (an MSI custom action has none)', async () => {
+    const missing = (): NodeJS.WriteStream => {
+      throw Object.assign(new Error('open EBADF'), { code: 'EBADF' });
+    };
+    expect(() => writeIfPresent(missing, 'x')).not.toThrow();
+    // A handle that is there but fails reports it later, as an error event: it must not crash the process.
+    const broken = new PassThrough() as unknown as NodeJS.WriteStream;
+    writeIfPresent(() => broken, 'x');
+    broken.emit('error', Object.assign(new Error('write EBADF'), { code: 'EBADF' }));
+    await new Promise((resolve) => setImmediate(resolve));
   });
 });
