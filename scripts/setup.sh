@@ -23,7 +23,7 @@ debian_packages=(
   zstd lz4 xz-utils bzip2 7zip gcab
   dosfstools exfatprogs exfat-fuse fusefat mtools fuse3
   b3sum python3 python3-nacl make g++
-  osslsigncode time debootstrap
+  osslsigncode msitools wixl time debootstrap
   rsyslog rsyslog-gnutls chromium
 )
 
