@@ -121,6 +121,13 @@ describe('inspecting containers with the sandboxed extractor', () => {
 
     const small: Policy = { ...base, clamav: { ...base.clamav, maxEmbeddedFileBytes: 1024 * 1024 }, archives: { ...base.archives, maxCompressionRatio: 1_000_000 } };
     expect((await inspect(gzipSync(Buffer.alloc(2 * 1024 * 1024, 0x41)), 'big.txt.gz', { policy: small }))[0]?.[1]).toMatch(/clamav\.maxEmbeddedFileBytes/);
+    // A member whose header declares too many bytes is stopped before a byte of it is read.
+    const declared = await inspect(buildTar([{ name: 'big.txt', data: Buffer.alloc(2 * 1024 * 1024, 0x41) }]), 'declared.tar', { policy: small });
+    expect(declared[0]?.[1]).toMatch(/2097152 bytes, over the policy's clamav\.maxEmbeddedFileBytes/);
+    // Everything unpacked from one file counts against clamav.maxScanBytes, member after member.
+    const total: Policy = { ...base, clamav: { ...base.clamav, maxScanBytes: 1024 * 1024 }, archives: { ...base.archives, maxCompressionRatio: 1_000_000 } };
+    const two = buildTar([{ name: 'a.txt', data: Buffer.alloc(700 * 1024, 0x41) }, { name: 'b.txt', data: Buffer.alloc(700 * 1024, 0x42) }]);
+    expect((await inspect(two, 'two.tar', { policy: total }))[0]?.[1]).toMatch(/clamav\.maxScanBytes/);
   });
 
   it('blocks a container the extractor cannot read in full, with libarchive\'s own words', async () => {
