@@ -175,7 +175,8 @@ export class StatusFolder {
   private readonly folder: string;
   private readonly clock: () => Date;
   private readonly say: (line: string) => void;
-  private lastProgress = 0;
+  /** performance.now() of the last progress written; none yet: the first is always written. */
+  private lastProgress = Number.NEGATIVE_INFINITY;
 
   constructor(options: StatusFolderOptions) {
     this.folder = options.folder;
@@ -184,7 +185,7 @@ export class StatusFolder {
   }
 
   checking(drive: DriveDescription): void {
-    this.lastProgress = 0;
+    this.lastProgress = Number.NEGATIVE_INFINITY;
     this.write({ state: 'checking', drive: driveName(drive), text: `Checking drive ${driveName(drive)}: do not remove it until the result appears.`, progress: null, report: null });
   }
 
