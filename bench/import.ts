@@ -127,47 +127,65 @@ function settle(): void {
   execFileSync('sh', ['-c', `find "${drive}" -type f -exec cat {} + > /dev/null`]); // the drive from page cache for both alike
   spawnSync(agentCommand[0]!, [...agentCommand.slice(1), 'help'], { stdio: 'ignore' }); // and the agent's code
 }
-function seconds(fn: () => void): number {
+/** Busy CPU time of the whole machine so far (/proc/stat: all but idle and iowait), in seconds. */
+function machineBusySeconds(): number {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/u).slice(1).map(Number);
+  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = fields;
+  return (user + nice + system + irq + softirq + steal) / 100; // USER_HZ
+}
+
+/**
+ * Runs one side under /usr/bin/time: its wall time, its own CPU time (user and system, children
+ * included), and the CPU time the rest of the machine used meanwhile (kernel writeback threads, and
+ * other people's work on a shared machine: what makes wall times on 2 cores drift).
+ */
+function measure(command: string, args: readonly string[]): { wall: number; cpu: number; rest: number } {
+  const out = join(work, 'time.txt');
+  const busy = machineBusySeconds();
   const t = performance.now();
-  fn();
-  return (performance.now() - t) / 1000;
+  const r = spawnSync('/usr/bin/time', ['-f', '%U %S', '-o', out, command, ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const wall = (performance.now() - t) / 1000;
+  if (r.status !== 0) throw new Error(`${command} ${args.join(' ')} exited ${String(r.status)}`);
+  const [user, sys] = readFileSync(out, 'utf8').trim().split('\n').at(-1)!.split(' ').map(Number) as [number, number];
+  return { wall, cpu: user + sys, rest: Math.max(0, machineBusySeconds() - busy - user - sys) };
 }
 const times = { agent: [] as number[], copy: [] as number[], bare: [] as number[] };
+const cpu = { agent: [] as number[], copy: [] as number[], bare: [] as number[] };
+const rest: number[] = [];
+const record = (side: keyof typeof times, m: { wall: number; cpu: number; rest: number }): void => {
+  times[side].push(m.wall);
+  cpu[side].push(m.cpu);
+  rest.push(m.rest / m.wall);
+};
 for (let run = 0; run < Number(values.runs); run++) {
   const copyDest = join(work, `copy-${run}`);
   settle();
-  times.copy.push(seconds(() => {
-    execFileSync('cp', ['-r', drive, copyDest]);
-    execFileSync('sync', ['-f', copyDest]);
-  }));
+  record('copy', measure('sh', ['-c', 'cp -r "$1" "$2" && sync -f "$2"', 'copy', drive, copyDest]));
   rmSync(copyDest, { recursive: true, force: true });
   const bareDest = join(work, `bare-${run}`);
   settle();
-  times.bare.push(seconds(() => execFileSync(process.execPath, [join(import.meta.dirname, 'bare-copy.ts'), drive, bareDest, '--digests', digests], { stdio: ['ignore', 'ignore', 'inherit'] })));
+  record('bare', measure(process.execPath, [join(import.meta.dirname, 'bare-copy.ts'), drive, bareDest, '--digests', digests]));
   rmSync(bareDest, { recursive: true, force: true });
   const importDest = join(work, `import-${run}`);
   execFileSync('mkdir', [importDest]);
   settle();
-  let status: number | null = null;
-  const s = seconds(() => {
-    const r = spawnSync(agentCommand[0]!, [...agentCommand.slice(1), 'import', drive, '--to', importDest, '--trust', trust, '--identity', identity, '--log', join(work, 'agent.log.jsonl')], { stdio: ['ignore', 'ignore', 'inherit'] });
-    status = r.status;
-  });
-  if (status !== 0) throw new Error(`agent import exited ${String(status)}`);
-  times.agent.push(s);
+  record('agent', measure(agentCommand[0]!, [...agentCommand.slice(1), 'import', drive, '--to', importDest, '--trust', trust, '--identity', identity, '--log', join(work, 'agent.log.jsonl')]));
   rmSync(importDest, { recursive: true, force: true });
 }
 rmSync(work, { recursive: true, force: true });
 
 const mib = tree.bytes / 1048576;
-const line = (name: string, xs: number[]): string =>
-  `${name.padEnd(27)} median ${median(xs).toFixed(2).padStart(6)} s  ${(mib / median(xs)).toFixed(0).padStart(5)} MiB/s   best ${Math.min(...xs).toFixed(2)} s   runs ${xs.map((x) => x.toFixed(1)).join(' ')}`;
+const line = (name: string, side: keyof typeof times): string => {
+  const xs = times[side];
+  return `${name.padEnd(27)} median ${median(xs).toFixed(2).padStart(6)} s  ${(mib / median(xs)).toFixed(0).padStart(5)} MiB/s   best ${Math.min(...xs).toFixed(2)} s   runs ${xs.map((x) => x.toFixed(1)).join(' ')}   CPU ${median(cpu[side]).toFixed(2)} s`;
+};
 console.log(`tree: ${tree.files} files, ${mib.toFixed(0)} MiB; ${process.version}; agent: ${agentCommand.join(' ')}; digests checked: ${digests}`);
 console.log(dropCaches ? 'page cache written back and dropped before each run, then the drive read in again' : 'page cache kept between runs (not root, or --keep-cache): runs drift as the disk tires');
 console.log(pageReporting?.note ?? 'free page reporting left as it is (not root, not a VM that reports, or --keep-page-reporting)');
-console.log(line('plain copy (cp -r + sync)', times.copy));
-console.log(line('bare hashing copy (floor)', times.bare));
-console.log(line('agent import (verified)', times.agent));
+console.log(line('plain copy (cp -r + sync)', 'copy'));
+console.log(line('bare hashing copy (floor)', 'bare'));
+console.log(line('agent import (verified)', 'agent'));
+console.log(`the rest of the machine (writeback, other work) was busy ${(median(rest) * 100).toFixed(0)}% of one core during the runs (median; runs ${rest.map((x) => (x * 100).toFixed(0)).join(' ')}%): on 2 cores, more than a few % makes the CPU-bound sides slower`);
 const ratios = (xs: number[], ys: number[]): number[] => xs.map((x, i) => x / ys[i]!);
 const pairs = ratios(times.agent, times.copy);
 console.log(`import / plain copy, run by run: ${pairs.map((r) => r.toFixed(2)).join(' ')}`);
