@@ -1,6 +1,7 @@
 // Lint: typescript-eslint's type-aware recommended rules on every .ts file.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
+import { LAYER_RULES } from './scripts/layers.js';
 
 export default tseslint.config(
   { ignores: ['node_modules/**', '.tools/**', 'var/**', 'coverage/**'] },
@@ -19,6 +20,8 @@ export default tseslint.config(
       'no-control-regex': 'off',
     },
   },
+  // The layers: what each folder may import (scripts/layers.js, docs/architecture.md).
+  ...LAYER_RULES,
   {
     files: ['**/*.js'],
     extends: [tseslint.configs.disableTypeChecked],

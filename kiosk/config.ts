@@ -17,7 +17,6 @@ export const kioskConfigSchema = object({
   keyPath: optional(path), // the kiosk's private signing key (mode 0600)
   auditDb: optional(path), // the SQLite audit log
   clamavDb: optional(path), // ClamAV database folder, or "test"
-  clamdSocket: optional(path), // an already running clamd instead of the kiosk's own
   rulesDir: optional(path),
   policyPath: optional(path),
   allowlistDir: optional(path),
@@ -95,7 +94,6 @@ function parseKioskConfig(text: string, file: string): KioskConfig {
     ...(c.keyPath ? { keyPath: at(c.keyPath) } : {}),
     ...(c.auditDb ? { auditDb: at(c.auditDb) } : {}),
     ...(c.clamavDb ? { clamavDb: at(c.clamavDb) } : {}),
-    ...(c.clamdSocket ? { clamdSocket: at(c.clamdSocket) } : {}),
     ...(c.rulesDir ? { rulesDir: at(c.rulesDir) } : {}),
     ...(c.policyPath ? { policyPath: at(c.policyPath) } : {}),
     ...(c.allowlistDir ? { allowlistDir: at(c.allowlistDir) } : {}),

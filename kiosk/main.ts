@@ -20,12 +20,11 @@ commands:
   keygen --out DIR     create DIR/kiosk.key (mode 0600, never overwritten) and DIR/kiosk.pub.pem
   scan PATH [--image] [--key FILE] [--json] [--db FILE] [--kiosk-id ID] [--operator ID]
        [--usb VID:PID[:SERIAL]] [--clamav-db DIR|test] [--rules DIR] [--policy FILE]
-       [--allowlist DIR] [--clamd-socket PATH] [--work-dir DIR] [--no-write] [--config FILE]
+       [--allowlist DIR] [--work-dir DIR] [--no-write] [--config FILE]
                        scan a mounted drive (or a folder, or an image with --image); with
                        a key, write the signed manifest onto an approved or partial drive
-  run [--demo] [--watch DIR] [--device-policy FILE] [--config FILE] [--key FILE] [--db FILE] [...]
+  run [--watch DIR] [--device-policy FILE] [--config FILE] [--key FILE] [--db FILE] [...]
                        the station: drive detection, device checks, the technician's screen;
-                       --demo simulates inserting the demo drive (no USB hardware needed)
   log verify|list|show|export --db FILE [...]
                        the audit log: verify its hash chain, list, show and export scans
   review --db AUDIT --review-db FILE [--host H] [--port P]
@@ -33,7 +32,6 @@ commands:
                        review user add NAME | review token | review import-agent-log FILE...
   siem send --db AUDIT --spool FILE --target HOST:PORT [--tls --ca FILE] [--follow S]
                        RFC 5424 syslog of the audit log to the SIEM, spooled, none lost
-  demo [--dir DIR]     run the built-in demo
   help                 this text
 
 exit codes: 0 ok / approved, 10 partial, 20 rejected, 1 failed, 64 usage error,
@@ -51,7 +49,6 @@ const KIOSK_SETTING_OPTIONS = {
   rules: { type: 'string' },
   policy: { type: 'string' },
   allowlist: { type: 'string' },
-  'clamd-socket': { type: 'string' },
   'work-dir': { type: 'string' },
 } as const;
 
@@ -65,7 +62,6 @@ interface KioskSettings {
   rulesDir?: string;
   policyPath?: string;
   allowlistDir?: string;
-  clamdSocket?: string;
   workDir?: string;
 }
 
@@ -119,7 +115,6 @@ async function kioskSettings(values: KioskSettingValues): Promise<KioskSettings>
     rulesDir: values.rules ?? config.rulesDir,
     policyPath: values.policy ?? config.policyPath,
     allowlistDir: values.allowlist ?? config.allowlistDir,
-    clamdSocket: values['clamd-socket'] ?? config.clamdSocket,
     workDir: values['work-dir'] ?? config.workDir,
   };
   // Only settings that were given: an absent one keeps the command's own default.
@@ -176,7 +171,6 @@ async function run(argv: string[]): Promise<number> {
         strict: true,
         options: {
           ...KIOSK_SETTING_OPTIONS,
-          demo: { type: 'boolean', default: false },
           watch: { type: 'string' },
           'device-policy': { type: 'string' },
         },
@@ -184,9 +178,8 @@ async function run(argv: string[]): Promise<number> {
       const settings = await kioskSettings(values);
       await checkSettings(settings);
       if (values.watch) await requireFolder(values.watch, '--watch');
-      const { runStation } = await import('./station/station.ts');
+      const { runStation } = await import('./cli/run-command.ts');
       return runStation({
-        demo: values.demo,
         ...(values.watch ? { watchFolder: values.watch } : {}),
         ...(values['device-policy'] ? { devicePolicyPath: values['device-policy'] } : {}),
         ...settings,
@@ -204,12 +197,9 @@ async function run(argv: string[]): Promise<number> {
       const { siemCommand } = await import('./cli/review-command.ts');
       return siemCommand(rest);
     }
-    case 'demo': {
-      const { values } = parseArgs({ args: rest, options: { dir: { type: 'string' } }, strict: true });
-      const { runDemo } = await import('./demo.ts');
-      const result = await runDemo(values.dir ? { dir: values.dir } : {});
-      return result.ok ? EXIT.OK : EXIT.FAILURE;
-    }
+    case 'demo':
+      // The demos run both programs with test data: they are the project's harness, not the kiosk's.
+      throw new UsageError('the demo is ./portcullis demo (the kiosk and the HMI agent) or ./portcullis demo station (the station\'s screen)');
     case undefined:
       console.error(USAGE); // a usage error: the text goes where errors go
       return EXIT.USAGE;

@@ -40,7 +40,6 @@ export interface ScanCommandOptions {
   readonly rulesDir?: string;
   readonly policyPath?: string;
   readonly allowlistDir?: string;
-  readonly clamdSocket?: string;
   readonly workDir?: string;
   /** The kiosk's private key; without it (or with noWrite) nothing is written to the drive. */
   readonly keyPath?: string;
@@ -139,7 +138,6 @@ export async function runScan(options: ScanCommandOptions): Promise<ScanOutcome>
         clamavDb,
         rulesDir: options.rulesDir ?? DEFAULT_RULES_DIR,
         policy: policy.policy,
-        ...(options.clamdSocket ? { clamdSocket: options.clamdSocket } : {}),
         onStatus: (line: string) => { if (!options.json) err(`engines: ${line}`); },
       };
       engines = options.engineCache

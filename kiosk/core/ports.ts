@@ -7,6 +7,7 @@
 import { PortcullisError, type MediaIdentity } from '../../manifest/index.ts';
 import type { ContainerFormat } from './container-format.ts';
 import type { DriveReasonCode, EngineName } from './decide.ts';
+import type { DeviceRecord } from './device.ts';
 
 export type StreamScanResult =
   | { readonly status: 'clean' }
@@ -101,5 +102,40 @@ export interface DriveTarget {
 export interface WritableSwitch {
   makeWritable(): Promise<void>;
   makeReadOnly(): Promise<void>;
+}
+
+
+/** Where insertions and removals come from (drive/usb-source.ts on a kiosk, drive/device-source.ts's fixture source in tests). */
+export type DeviceSourceEvent =
+  | { readonly type: 'attach'; readonly device: DeviceRecord }
+  | { readonly type: 'detach'; readonly id: string };
+
+export interface DeviceSource {
+  /** Starts reporting. The fixture source reports devices already inserted; the real one treats devices present at start-up as the baseline. */
+  start(listener: (event: DeviceSourceEvent) => void): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** Mounts a drive's volume read-only (drive/mount.ts): the station's only way to a real drive's files. */
+export interface MountedVolume {
+  readonly path: string;
+  makeWritable(): Promise<void>;
+  makeReadOnly(): Promise<void>;
+  unmount(): Promise<void>;
+}
+
+export interface MountAdapter {
+  mount(device: string, filesystem: 'vfat' | 'exfat'): Promise<MountedVolume>;
+}
+
+
+/** How far a scan is: what the station shows while it runs. */
+export interface ScanProgress {
+  readonly phase: 'walking' | 'scanning' | 'done';
+  readonly filesTotal: number;
+  readonly bytesTotal: number; // bytes
+  readonly filesDone: number;
+  readonly bytesDone: number; // bytes
+  readonly current: string | null; // escaped path of a file being read
 }
 

@@ -11,6 +11,7 @@ import { openExfatVolume } from './exfat-volume.ts';
 import { runToolOrThrow } from './run-tool.ts';
 import { openFatVolume } from './fat-volume.ts';
 import type { FilesystemKind } from './volume.ts';
+import { sniffFilesystem } from '../core/volume-check.ts';
 
 export interface VolumeIdentity {
   readonly filesystem: FilesystemKind;
@@ -28,14 +29,7 @@ export function formatVolumeId(id: number): string {
   return `${hex.slice(0, 4)}-${hex.slice(4)}`;
 }
 
-/** Which filesystem a boot sector announces, or null when it is neither FAT nor exFAT. */
-export function sniffFilesystem(sector: Uint8Array): 'fat' | 'exfat' | null {
-  if (sector.length < 512 || sector[510] !== 0x55 || sector[511] !== 0xaa) return null;
-  if (new TextDecoder('latin1').decode(sector.subarray(3, 11)) === 'EXFAT   ') return 'exfat';
-  const bytesPerSector = (sector[11] ?? 0) | ((sector[12] ?? 0) << 8);
-  if ((sector[0] === 0xeb || sector[0] === 0xe9) && [512, 1024, 2048, 4096].includes(bytesPerSector)) return 'fat';
-  return null;
-}
+export { sniffFilesystem } from '../core/volume-check.ts';
 
 /** Reads the identity of the volume on `device`; MEDIA_UNRECOGNIZED when it is neither FAT nor exFAT. */
 export function identifyVolume(device: BlockDevice): VolumeIdentity {

@@ -42,11 +42,6 @@ export interface EngineOptions {
   /** Kiosk-owned folder for clamd's config, socket, staged database and temp files. */
   readonly workDir: string;
   readonly policy: Policy;
-  /**
-   * An already running clamd: refused (ENGINE_NOT_READY). The kiosk cannot see what it loaded
-   * nor stage the per-start rule probes into it, so its rules cannot be proven live.
-   */
-  readonly clamdSocket?: string;
   readonly disableCache?: boolean;
   /**
    * How file bytes reach the kiosk's own clamd: "spool" (default) writes them to a
@@ -127,13 +122,6 @@ function databaseTime(text: string | null): string | null {
 
 export async function startEngines(options: EngineOptions): Promise<Engines> {
   const status = options.onStatus ?? (() => undefined);
-  if (options.clamdSocket) {
-    throw new EngineError(
-      'ENGINE_NOT_READY',
-      `a clamd the kiosk did not start (${options.clamdSocket}) cannot be proven to run only the checked YARA rules, all of them live: ` +
-        'the kiosk cannot see its load errors nor stage its per-start rule probes into it; let the kiosk start its own clamd (no --clamd-socket)',
-    );
-  }
   const workDir = resolve(options.workDir);
   // The spool's files are named to clamd in a SCAN command: say so now, before clamd is started.
   const spoolProblem = options.clamdTransport !== 'instream' ? spoolFolderProblem(join(workDir, 'spool')) : null;
@@ -288,7 +276,7 @@ export function createEngineCache(workDir: string): EngineCache {
   return {
     async get(options) {
       // clamd's limits come from the policy, so a changed policy means new engines.
-      const want = JSON.stringify([options.clamavDb, options.rulesDir, options.clamdSocket ?? null, options.policy, options.disableCache ?? false, options.clamdTransport ?? 'spool']);
+      const want = JSON.stringify([options.clamavDb, options.rulesDir, options.policy, options.disableCache ?? false, options.clamdTransport ?? 'spool']);
       if (current && want === key) {
         const engines = await current.catch(() => null);
         if (engines && (await engines.clamd.client.ping().then(() => true, () => false))) return engines;

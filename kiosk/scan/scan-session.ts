@@ -18,23 +18,14 @@ import { EmbeddedArchiveFinder, hiddenArchiveReason } from '../core/embedded-arc
 import { decideFile, settleDrive, type Decision, type DriveReason, type EngineName, type Observation, type Reason } from '../core/decide.ts';
 import { checkType, extensionsOf, SNIFF_BYTES, type ContentKind } from '../core/file-type.ts';
 import { inspectContainer, memberScope } from './inspect-container.ts';
-import type { Inspection, ScannerFailure, StreamScanner } from '../core/ports.ts';
+import type { Inspection, ScannerFailure, ScanProgress, StreamScanner } from '../core/ports.ts';
 import { ScanLedger, ScanLedgerError, type LedgerEntry } from './ledger.ts';
 import { walkDrive, type WalkEntry } from './walk.ts';
 import { endsWithZip, ZIP_TAIL_BYTES } from '../core/zip-structure.ts';
 
 export const CHUNK_BYTES = 1024 * 1024; // bytes per read
 
-export type { ScannerFailure, StreamScanner, StreamScanResult } from '../core/ports.ts';
-
-export interface ScanProgress {
-  readonly phase: 'walking' | 'scanning' | 'done';
-  readonly filesTotal: number;
-  readonly bytesTotal: number; // bytes
-  readonly filesDone: number;
-  readonly bytesDone: number; // bytes
-  readonly current: string | null; // escaped path of a file being read
-}
+export type { ScannerFailure, ScanProgress, StreamScanner, StreamScanResult } from '../core/ports.ts';
 
 export interface ScanDeps {
   readonly policy: LoadedPolicy;

@@ -1,83 +1,22 @@
 /**
- * `portcullis-kiosk run [--demo]`: the station. A device source reports
- * insertions and removals; each device is checked (BadUSB, allow/deny list,
- * partitions, filesystem) before anything is mounted; an accepted drive is
- * scanned with `runScan` (engines, manifest, audit log) while the Ink screen
- * follows the state machine in state.ts. A drive pulled mid-scan aborts the
- * scan through its AbortSignal and approves nothing. `--demo` runs the same
- * station on the fixture source with the demo drive image, and ends by itself.
+ * The station: a device source reports insertions and removals; each device
+ * is checked (BadUSB, allow/deny list, partitions, filesystem) before
+ * anything is mounted; an accepted drive is scanned while the screen follows
+ * the state machine in core/station-state.ts. A drive pulled mid-scan aborts
+ * the scan through its AbortSignal and approves nothing. Everything it needs
+ * from the world (the source, the mounter, the scan, the engines' status)
+ * comes in through StationDeps: the command line wires the real ones
+ * (cli/run-command.ts), tests their own.
  */
-import { loadPolicy } from '../rules-files.ts';
-import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { render, renderToString, type Instance } from 'ink';
-import React from 'react';
-import { PortcullisError } from '../../manifest/index.ts';
+import { open } from 'node:fs/promises';
+import { PortcullisError, type Predicate } from '../../manifest/index.ts';
 import { openAuditStore } from '../audit/store.ts';
-import { manifestTime } from '../core/build-statement.ts';
-import { DEMO_FILES, PROJECT_ROOT } from '../demo.ts';
-import { EXIT } from '../core/exit-codes.ts';
-import { generateKeyFiles, loadSigningKey } from '../cli/keygen.ts';
-import { createEngineCache } from '../engines/engines.ts';
-import { buildDriveImage } from '../../test/support/image-builder.ts';
-import { makeFolder, requireFolder } from '../cli/path-option.ts';
-
-import type { DriveReason } from '../core/decide.ts';
-import { DEFAULT_AUDIT_DB, DEFAULT_CLAMAV_DB, runScan, type ScanCommandOptions, type ScanOutcome } from '../cli/scan-command.ts';
-import { checkDevice, describeDevice, OPEN_DEVICE_POLICY, parseDevicePolicy, shownText, StationError, usbIdentityOf, type DevicePolicy, type DeviceRecord, type PartitionRecord } from './device.ts';
-import { FixtureDeviceSource, loadDeviceFixture, withImageDrive, type DeviceSource, type DeviceSourceEvent } from './device-source.ts';
-import { createMountAdapter, type MountAdapter, type MountedVolume } from './mount.ts';
-import { initialState, reduce, resultView, type EngineStatus, type ResultView, type StationEvent, type StationState } from './state.ts';
-import { SCREEN_COLUMNS, StationApp, StationView, type StationStore } from './ui.ts';
-import { checkLayout, checkVolume, SECTOR_BYTES, type VolumeCheck } from './volume-check.ts';
-
-/** Where a real kiosk mounts drives: a folder the kiosk owns. */
-export const DEFAULT_MOUNT_DIR = '/run/portcullis/media';
-export const FIXTURES_DIR = new URL('./fixtures/', import.meta.url).pathname;
-/** The test database's build time (kiosk/engines.ts writes it with this date). */
-const TEST_DATABASE_TIME = '2026-01-01T00:00:00Z';
-
-export interface StationOptions {
-  /** Fixture source, the demo drive image, the test database, a fresh key; ends by itself. */
-  readonly demo?: boolean;
-  /** Where insertions come from; default: the real USB source (or the fixture source in demo mode). */
-  readonly source?: DeviceSource;
-  /** Watch this folder for drive images instead of the USB bus (image-folder-source.ts). */
-  readonly watchFolder?: string;
-  /** Mounts real partitions; required for devices that are not images. */
-  readonly mounter?: MountAdapter;
-  readonly devicePolicy?: DevicePolicy;
-  /** JSON file with the device allow/deny list (devicePolicySchema). */
-  readonly devicePolicyPath?: string;
-  readonly policyPath?: string;
-  readonly allowlistDir?: string;
-  readonly rulesDir?: string;
-  readonly clamavDb?: string;
-  readonly clamdSocket?: string;
-  readonly keyPath?: string;
-  /** Audit database; null disables the log (tests only). */
-  readonly dbPath?: string | null;
-  readonly kioskId?: string;
-  /** Working folder (demo image, keys, engine scratch). */
-  readonly workDir?: string;
-  /** Ink's streams; default process.stdout/stdin. */
-  readonly stdout?: NodeJS.WriteStream;
-  readonly stdin?: NodeJS.ReadStream;
-  /** false: no screen (tests drive the state directly). */
-  readonly render?: boolean;
-  /** Stops a running station (default: SIGTERM/SIGINT). */
-  readonly signal?: AbortSignal;
-  /** Demo: how long the result stays before the simulated removal. */
-  readonly demoPauseMs?: number; // ms
-  readonly onState?: (state: StationState) => void;
-  /** Called with every line that would otherwise disturb the screen (engine status). */
-  readonly log?: (line: string) => void;
-  readonly now?: () => Date;
-  /** The scan; replaceable in tests. */
-  readonly scan?: (options: ScanCommandOptions) => Promise<ScanOutcome>;
-}
+import type { Decision, DriveReason } from '../core/decide.ts';
+import { checkDevice, describeDevice, StationError, usbIdentityOf, type DevicePolicy, type DeviceRecord, type PartitionRecord } from '../core/device.ts';
+import type { DeviceSource, DeviceSourceEvent, MountAdapter, MountedVolume, ScanProgress, UsbIdentity, WritableSwitch } from '../core/ports.ts';
+import { initialState, reduce, resultView, type EngineStatus, type ResultView, type StationEvent, type StationState } from '../core/station-state.ts';
+import { checkLayout, checkVolume, SECTOR_BYTES, type VolumeCheck } from '../core/volume-check.ts';
+import type { StationStore } from './ui.ts';
 
 /** One accepted drive: which volume to scan and how. */
 interface Accepted {
@@ -118,23 +57,9 @@ export async function admitDevice(record: DeviceRecord, policy: DevicePolicy, re
   return { ok: true, accepted: { record, partition, filesystem: volume.filesystem } };
 }
 
-async function engineStatusFor(clamavDb: string): Promise<EngineStatus> {
-  if (clamavDb === 'test') {
-    return { clamavDatabase: 'Portcullis TEST database', clamavDatabaseTime: TEST_DATABASE_TIME, ruleSet: null, note: 'test database: EICAR and test patterns only, not real signatures' };
-  }
-  // The newest signature file's time stands for the database's age until clamd reports its own.
-  const names = await readdir(clamavDb).catch(() => [] as string[]);
-  let newest: Date | null = null;
-  for (const name of names.filter((n) => /\.(cvd|cld)$/.test(n))) {
-    const t = (await stat(join(clamavDb, name)).catch(() => null))?.mtime ?? null;
-    if (t && (!newest || t > newest)) newest = t;
-  }
-  return { clamavDatabase: names.length > 0 ? clamavDb : `missing (${clamavDb})`, clamavDatabaseTime: newest ? manifestTime(newest) : null, ruleSet: null, note: names.length > 0 ? null : 'no ClamAV database: every drive will be refused until one is imported' };
-}
-
-function enginesFromScan(previous: EngineStatus, outcome: ScanOutcome): EngineStatus {
-  const c = outcome.summary.engines.clamav;
-  const y = outcome.summary.engines.yara;
+function enginesFromScan(previous: EngineStatus, outcome: StationScanOutcome): EngineStatus {
+  const c = outcome.engines.clamav;
+  const y = outcome.engines.yara;
   return {
     clamavDatabase: c ? `${c.version}, database ${c.databaseVersion ?? 'unversioned'}` : previous.clamavDatabase,
     clamavDatabaseTime: c?.databaseTime ?? previous.clamavDatabaseTime,
@@ -143,68 +68,60 @@ function enginesFromScan(previous: EngineStatus, outcome: ScanOutcome): EngineSt
   };
 }
 
-/** `--device-policy FILE`: the device allow/deny list, checked strictly; errors name the file. */
-export async function loadDevicePolicy(path: string): Promise<DevicePolicy> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (cause) {
-    const why = (cause as NodeJS.ErrnoException).code ?? (cause as Error).message;
-    throw new StationError('DEVICE_POLICY_UNREADABLE', `cannot read the device policy ${shownText(path)} (${why}): check --device-policy`, { cause });
-  }
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (cause) {
-    throw new StationError('DEVICE_POLICY_INVALID', `${shownText(path)}: not JSON (${(cause as Error).message}): correct the device policy file`, { cause });
-  }
-  return parseDevicePolicy(value, shownText(path));
-}
-
-/** The demo drive (kiosk/demo.ts's files) as a FAT32 image, a key and the demo allowlist. */
-export async function prepareDemo(dir: string): Promise<{ image: string; keyPath: string; allowlistDir: string }> {
-  await makeFolder(dir, '--work-dir', 0o755);
-  const image = join(dir, 'drive.img');
-  await buildDriveImage(image, { filesystem: 'fat32', sizeMiB: 34, label: 'LINE3', volumeId: '1A2B-3C4D', files: DEMO_FILES.map((f) => ({ path: f.path, content: f.content })) });
-  const keys = await generateKeyFiles(join(dir, 'kiosk-keys'));
-  const allowlistDir = join(dir, 'allowlist');
-  await mkdir(allowlistDir, { recursive: true });
-  const firmware = DEMO_FILES.find((f) => f.path === 'firmware/plc-cpu-v2.8.1.bin')!.content;
-  await writeFile(join(allowlistDir, 'demo-vendor.json'), `${JSON.stringify({
-    version: 'demo-1',
-    owner: 'Demo PLC vendor (demo data)',
-    entries: [{ vendor: 'Demo Automation', product: 'PLC CPU 1500', version: '2.8.1', file: 'plc-cpu-v2.8.1.bin', sha256: createHash('sha256').update(firmware).digest('hex'), source: 'demo: computed from the demo firmware' }],
-  }, null, 2)}\n`);
-  return { image, keyPath: keys.privateKeyPath, allowlistDir };
-}
-
 export interface Station extends StationStore {
   /** Resolves when the station has stopped (every scan finished or aborted). */
   readonly done: Promise<void>;
   stop(): Promise<void>;
 }
 
-/** The station without its screen and without a process: for runStation and for tests. */
-export async function startStation(options: StationOptions & { source: DeviceSource }): Promise<Station> {
-  const now = options.now ?? (() => new Date());
-  const log = options.log ?? (() => undefined);
-  const policy = await loadPolicy(options.policyPath);
-  const devicePolicy = options.devicePolicy ?? (options.devicePolicyPath ? await loadDevicePolicy(options.devicePolicyPath) : OPEN_DEVICE_POLICY);
-  const clamavDb = options.clamavDb ?? DEFAULT_CLAMAV_DB;
-  const dbPath = options.dbPath === undefined ? DEFAULT_AUDIT_DB : options.dbPath;
-  // What every drive will need is checked before the station starts, not at the first drive.
-  if (options.workDir) await makeFolder(options.workDir, '--work-dir', 0o700);
-  if (options.keyPath) await loadSigningKey(options.keyPath);
-  if (dbPath !== null) {
-    await makeFolder(dirname(dbPath), '--db');
-    openAuditStore(dbPath).close();
-  }
-  const scan = options.scan ?? runScan;
-  // One set of engines for the station's life: clamd with a production database
-  // takes tens of seconds and about 1 GB to start, not something to do per drive.
-  const engineDir = await mkdtemp(join(options.workDir ?? tmpdir(), 'portcullis-station-engines-'));
-  const engineCache = createEngineCache(engineDir);
-  let state = initialState(await engineStatusFor(clamavDb), policy.policy.operator.required);
+/** The scan the station runs for one accepted drive (cli/run-command.ts wires the real one). */
+export interface StationScanRequest {
+  readonly path: string; // the mounted folder, or the image file
+  readonly image: boolean;
+  readonly usb: UsbIdentity | null;
+  /** A real drive's mount, switched read-write only around writing the manifest. */
+  readonly writable?: WritableSwitch;
+  readonly device?: string;
+  readonly operatorId: string | null;
+  readonly signal: AbortSignal;
+  readonly onProgress: (progress: ScanProgress) => void;
+}
+
+export interface StationScanOutcome {
+  readonly decision: Decision;
+  readonly expiresAt: string | null;
+  readonly scanId: string;
+  readonly engines: Partial<Predicate['engines']>;
+  /** Releases the scan's ledger once the result is read. */
+  close(): void;
+}
+
+/** What the station needs from the world: passed in by the command line (cli/run-command.ts) or a test. */
+export interface StationDeps {
+  readonly source: DeviceSource;
+  /** Mounts real partitions; required for devices that are not images. */
+  readonly mounter?: MountAdapter;
+  readonly devicePolicy: DevicePolicy;
+  readonly operatorRequired: boolean;
+  /** What the header shows about the engines before the first scan. */
+  readonly engines: EngineStatus;
+  readonly scan: (request: StationScanRequest) => Promise<StationScanOutcome>;
+  /** Audit database for device events; null: none (tests). */
+  readonly dbPath: string | null;
+  readonly readSector?: (path: string) => Promise<Uint8Array>;
+  readonly onState?: (state: StationState) => void;
+  readonly log?: (line: string) => void;
+  readonly now?: () => Date;
+  /** Called once the station has stopped (the command line releases its engines). */
+  readonly onStop?: () => Promise<void>;
+}
+
+/** The station without its screen and without a process: for the command line and for tests. */
+export async function createStation(deps: StationDeps): Promise<Station> {
+  const now = deps.now ?? (() => new Date());
+  const log = deps.log ?? (() => undefined);
+  const dbPath = deps.dbPath;
+  let state = initialState(deps.engines, deps.operatorRequired);
   const listeners = new Set<() => void>();
   const accepted = new Map<string, Accepted>();
   const present = new Set<string>(); // attached and not detached since
@@ -217,7 +134,7 @@ export async function startStation(options: StationOptions & { source: DeviceSou
   const dispatch = (event: StationEvent): void => {
     if (stopped) return;
     state = reduce(state, event);
-    options.onState?.(state);
+    deps.onState?.(state);
     for (const l of listeners) l();
     effects();
   };
@@ -272,39 +189,26 @@ export async function startStation(options: StationOptions & { source: DeviceSou
     try {
       let path = drive.partition.device;
       if (!drive.partition.image) {
-        if (!options.mounter) throw new StationError('MOUNT_FAILED', 'no mount adapter configured for real drives');
-        mounted = await options.mounter.mount(drive.partition.device, drive.filesystem);
+        if (!deps.mounter) throw new StationError('MOUNT_FAILED', 'no mount adapter configured for real drives');
+        mounted = await deps.mounter.mount(drive.partition.device, drive.filesystem);
         path = mounted.path;
       }
-      const outcome = await scan({
+      const outcome = await deps.scan({
         path,
         image: drive.partition.image === true,
-        json: true,
-        clamavDb,
         usb: usbIdentityOf(drive.record),
         // A real drive stays mounted read-only except around writing the manifest.
         ...(mounted ? { writable: mounted, device: drive.partition.device } : {}),
         operatorId,
-        dbPath,
         signal,
-        now,
-        err: log,
-        out: log,
         onProgress: (progress) => dispatch({ type: 'progress', id, progress, at: Date.now() }),
-        ...(options.keyPath ? { keyPath: options.keyPath } : {}),
-        ...(options.policyPath ? { policyPath: options.policyPath } : {}),
-        ...(options.allowlistDir ? { allowlistDir: options.allowlistDir } : {}),
-        ...(options.rulesDir ? { rulesDir: options.rulesDir } : {}),
-        ...(options.clamdSocket ? { clamdSocket: options.clamdSocket } : {}),
-        ...(options.kioskId ? { kioskId: options.kioskId } : {}),
-        engineCache,
       });
       let result: ResultView;
       try {
         if (signal.aborted) return; // pulled mid-scan: the screen already says nothing was approved
-        result = resultView(outcome.summary.report.decision, outcome.manifest?.expiresAt ?? null, { scanId: outcome.scanId, operatorId });
+        result = resultView(outcome.decision, outcome.expiresAt, { scanId: outcome.scanId, operatorId });
       } finally {
-        outcome.summary.report.close();
+        outcome.close();
       }
       dispatch({ type: 'engines', engines: enginesFromScan(state.engines, outcome) });
       dispatch({ type: 'finished', id, result });
@@ -329,7 +233,7 @@ export async function startStation(options: StationOptions & { source: DeviceSou
     }
     const record = event.device;
     present.add(record.id);
-    admitDevice(record, devicePolicy).then((admission) => {
+    admitDevice(record, deps.devicePolicy, deps.readSector).then((admission) => {
       // Pulled out while it was being checked: nothing to show.
       if (!present.has(record.id)) return;
       const label = describeDevice(record);
@@ -345,7 +249,7 @@ export async function startStation(options: StationOptions & { source: DeviceSou
       dispatch({ type: 'inserted', drive: { id: record.id, label: describeDevice(record), refusal: { code: 'VOLUME_UNREADABLE', message: `the device could not be checked: ${(error as Error).message}` } } });
     });
   };
-  await options.source.start(onSourceEvent);
+  await deps.source.start(onSourceEvent);
 
   const station: Station = {
     getState: () => state,
@@ -361,10 +265,9 @@ export async function startStation(options: StationOptions & { source: DeviceSou
       running?.abort.abort();
       running = null;
       stopped = true;
-      await options.source.stop();
+      await deps.source.stop();
       await previousScan.catch(() => undefined);
-      await engineCache.invalidate();
-      await rm(engineDir, { recursive: true, force: true });
+      await deps.onStop?.();
       resolveDone();
       return done;
     },
@@ -390,92 +293,4 @@ export function waitForState(station: StationStore, predicate: (state: StationSt
       resolvePromise(station.getState());
     });
   });
-}
-
-const STOP_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
-
-/** `portcullis-kiosk run [--demo]`; returns the exit code. */
-export async function runStation(options: StationOptions = {}): Promise<number> {
-  let stopHandler: (() => void) | null = null;
-  let source = options.source;
-  let stationOptions: StationOptions = options;
-  let demoDevice: DeviceRecord | null = null;
-  if (options.demo) {
-    const dir = resolve(options.workDir ?? join(PROJECT_ROOT, 'var', 'demo-station', manifestTime(new Date()).replace(/:/g, '')));
-    const demo = await prepareDemo(dir);
-    demoDevice = await withImageDrive(await loadDeviceFixture(join(FIXTURES_DIR, 'plain-stick.json'), 'demo-stick'), demo.image);
-    source ??= new FixtureDeviceSource();
-    stationOptions = {
-      clamavDb: 'test',
-      keyPath: demo.keyPath,
-      allowlistDir: demo.allowlistDir,
-      dbPath: join(dir, 'kiosk-audit.db'),
-      kioskId: 'demo-kiosk',
-      ...options,
-    };
-  }
-  if (!source && options.watchFolder) {
-    await requireFolder(options.watchFolder, '--watch');
-    const { createImageFolderSource } = await import('./image-folder-source.ts');
-    source = createImageFolderSource(resolve(options.watchFolder));
-  }
-  if (!source) {
-    const { createUsbDeviceSource } = await import('./usb-source.ts');
-    source = createUsbDeviceSource();
-    // A real kiosk mounts under a folder it owns (docs/station.md), as the station's own user.
-    stationOptions = { mounter: createMountAdapter({ baseDir: DEFAULT_MOUNT_DIR, who: { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 } }), ...stationOptions };
-  }
-  const station = await startStation({ ...stationOptions, source });
-  let ink: Instance | null = null;
-  let unsubscribe: (() => void) | null = null;
-  const stdout = options.stdout ?? process.stdout;
-  if (options.render !== false && !stdout.isTTY) {
-    // Not a terminal (a pipe, a log, CI): each new screen is written once, as text.
-    let lastKey = '';
-    const write = (): void => {
-      const st = station.getState();
-      const screen = st.screen;
-      const key = `${screen.kind}|${screen.kind === 'idle' ? '' : screen.drive.id}|${st.queue.length}|${screen.kind === 'scanning' ? screen.progress?.phase ?? 'starting' : ''}`;
-      if (key === lastKey) return;
-      lastKey = key;
-      stdout.write(`${renderToString(React.createElement(StationView, { state: st, now: station.now() }), { columns: SCREEN_COLUMNS })}\n\n`);
-    };
-    write();
-    unsubscribe = station.subscribe(write);
-  } else if (options.render !== false) {
-    ink = render(React.createElement(StationApp, { store: station }), {
-      stdout,
-      stdin: options.stdin ?? process.stdin,
-      exitOnCtrlC: false, // the kiosk keeps running; systemd stops it
-      patchConsole: false,
-    });
-  }
-  try {
-    if (demoDevice && source instanceof FixtureDeviceSource) {
-      const device = demoDevice;
-      source.insert(device);
-      const final = await waitForState(station, (s) => ['result', 'refused', 'removed-mid-scan'].includes(s.screen.kind), 300_000);
-      await new Promise((r) => setTimeout(r, options.demoPauseMs ?? 4000));
-      source.remove(device.id);
-      await waitForState(station, (s) => s.screen.kind === 'idle');
-      const verdict = final.screen.kind === 'result' ? final.screen.result.verdict : null;
-      // The demo drive holds blocked files beside clean ones: partial is the right answer.
-      return verdict === 'partial' ? EXIT.OK : EXIT.FAILURE;
-    }
-    // Stop signals stay handled (repeats ignored) until the clean-up below is done: a second
-    // SIGTERM (a service manager signals the whole group; the launcher forwards one too) must not
-    // kill the kiosk with a drive mounted and clamd running.
-    await new Promise<void>((resolveStop) => {
-      const stop = (): void => resolveStop();
-      options.signal?.addEventListener('abort', stop, { once: true });
-      if (!options.signal) for (const name of STOP_SIGNALS) process.on(name, stop);
-      stopHandler = stop;
-    });
-    return EXIT.OK;
-  } finally {
-    await station.stop();
-    unsubscribe?.();
-    ink?.unmount();
-    if (stopHandler) for (const name of STOP_SIGNALS) process.off(name, stopHandler);
-  }
 }

@@ -2,7 +2,7 @@ import { render } from 'ink-testing-library';
 import React from 'react';
 import { afterEach, describe, expect, it } from 'vitest';
 import { cleanup } from 'ink-testing-library';
-import { initialState, reduce, type EngineStatus, type ResultView, type StationDrive, type StationEvent, type StationState } from './state.ts';
+import { initialState, reduce, type EngineStatus, type ResultView, type StationDrive, type StationEvent, type StationState } from '../core/station-state.ts';
 import { bigText, StationApp, StationView, type StationStore } from './ui.ts';
 
 const h = React.createElement;

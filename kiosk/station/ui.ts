@@ -8,8 +8,8 @@
 import { Box, Text, useInput, useStdin, useStdout } from 'ink';
 import React from 'react';
 import type { DriveVerdict, ReasonCode } from '../core/decide.ts';
-import { shownText } from './device.ts';
-import type { EngineStatus, KeyPress, ProgressView, ResultView, Screen, StationDrive, StationEvent, StationState } from './state.ts';
+import { shownText } from '../core/device.ts';
+import type { EngineStatus, KeyPress, ProgressView, ResultView, Screen, StationDrive, StationEvent, StationState } from '../core/station-state.ts';
 
 const h = React.createElement;
 export const SCREEN_COLUMNS = 80;

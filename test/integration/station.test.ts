@@ -13,9 +13,11 @@ import { MANIFEST_PATH } from '../../manifest/index.ts';
 import { openAuditStore } from '../../kiosk/audit/store.ts';
 import { readFileFromImage } from '../../kiosk/drive/image-access.ts';
 import { runScan, type ScanCommandOptions, type ScanOutcome } from '../../kiosk/cli/scan-command.ts';
-import { FixtureDeviceSource, loadDeviceFixture, withImageDrive } from '../../kiosk/station/device-source.ts';
-import { FIXTURES_DIR, prepareDemo, runStation, startStation, waitForState, type StationOptions } from '../../kiosk/station/station.ts';
-import type { StationState } from '../../kiosk/station/state.ts';
+import { FixtureDeviceSource, loadDeviceFixture, withImageDrive } from '../../kiosk/drive/device-source.ts';
+import { startStation, type StationOptions } from '../../kiosk/cli/run-command.ts';
+import { waitForState } from '../../kiosk/station/station.ts';
+import { FIXTURES_DIR, prepareDemo, runDemoStation } from '../demo/station-demo.ts';
+import type { StationState } from '../../kiosk/core/station-state.ts';
 
 let dir: string;
 let demo: Awaited<ReturnType<typeof prepareDemo>>;
@@ -261,7 +263,7 @@ describe('portcullis-kiosk run --demo', () => {
   it('inserts the demo drive, shows the scan and the PARTIAL result on the screen, removes it and ends by itself', async () => {
     const out = Object.assign(new EventEmitter(), { columns: 80, rows: 25, isTTY: false, frames: [] as string[], write(chunk: string) { out.frames.push(chunk); return true; } });
     const stdin = Object.assign(new PassThrough(), { isTTY: false });
-    const code = await runStation({ demo: true, workDir: join(dir, 'run-demo'), demoPauseMs: 0, stdout: out as unknown as NodeJS.WriteStream, stdin: stdin as unknown as NodeJS.ReadStream });
+    const code = await runDemoStation({ workDir: join(dir, 'run-demo'), demoPauseMs: 0, stdout: out as unknown as NodeJS.WriteStream, stdin: stdin as unknown as NodeJS.ReadStream });
     expect(code).toBe(0);
     const text = out.frames.join('');
     expect(text).toContain('Plug in the USB drive');

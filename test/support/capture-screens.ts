@@ -6,10 +6,10 @@
 import { renderToString } from 'ink';
 import React from 'react';
 import { readFileSync } from 'node:fs';
-import { checkDevice, describeDevice, OPEN_DEVICE_POLICY } from './device.ts';
-import { recordFromRecorded } from './device-record.ts';
-import { initialState, reduce, type EngineStatus, type StationDrive, type StationEvent, type StationState } from './state.ts';
-import { StationView } from './ui.ts';
+import { checkDevice, describeDevice, OPEN_DEVICE_POLICY } from '../../kiosk/core/device.ts';
+import { recordFromRecorded } from '../../kiosk/drive/device-record.ts';
+import { initialState, reduce, type EngineStatus, type StationDrive, type StationEvent, type StationState } from '../../kiosk/core/station-state.ts';
+import { StationView } from '../../kiosk/station/ui.ts';
 const NOW = new Date('2026-11-23T12:00:00Z');
 const engines: EngineStatus = { clamavDatabase: 'ClamAV 1.4.6, database 1', clamavDatabaseTime: '2026-01-01T00:00:00Z', ruleSet: 'sha256:c42dbfaa5ca4... (14 rules)', note: 'test database: EICAR and test patterns only, not real signatures' };
 const show = (title: string, s: StationState): void => console.log(`### ${title}\n\n\`\`\`text\n${renderToString(React.createElement(StationView, { state: s, now: NOW, timeZone: 'Europe/Berlin' }), { columns: 80 })}\n\`\`\`\n`);
@@ -24,7 +24,7 @@ show('Scanning', run(idle, { type: 'inserted', drive },
   { type: 'progress', id: 'a', at: 40_000, progress: { ...base, phase: 'scanning', filesDone: 412, bytesDone: 1_300_000_000, current: 'projects/Line3/HMI/screens/overview.pdl' } }));
 show('Scanning a file with a hostile name (ESC sequences, CR, right-to-left override)', run(idle, { type: 'inserted', drive },
   { type: 'progress', id: 'a', at: 0, progress: { ...base, phase: 'scanning', filesDone: 3, bytesDone: 1000, current: 'evil\u001b[2J\u001b[H\u001b[31mred\r\u202egpj.exe' } }));
-const kb = recordFromRecorded(JSON.parse(readFileSync(new URL('./fixtures/keyboard-stick.json', import.meta.url), 'utf8')) as unknown, 'kbd');
+const kb = recordFromRecorded(JSON.parse(readFileSync(new URL('../fixtures/devices/keyboard-stick.json', import.meta.url), 'utf8')) as unknown, 'kbd');
 const c = checkDevice(kb, OPEN_DEVICE_POLICY);
 show('Refused: a keyboard-in-a-stick (fixtures/keyboard-stick.json)', run(idle, { type: 'inserted', drive: { id: 'k', label: describeDevice(kb), refusal: c.ok ? null : { code: c.code, message: c.message } } }));
 show('Drive pulled out mid-scan', run(idle, { type: 'inserted', drive }, { type: 'removed', id: 'a' }));

@@ -13,20 +13,20 @@ import { createHash } from 'node:crypto';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { main as agentMain } from '../agent/main.ts';
-import { escapeForDisplay } from '../manifest/index.ts';
-import { openAuditStore } from './audit/store.ts';
-import { manifestTime } from './core/build-statement.ts';
-import { EICAR } from './engines/clamav/test-database.ts';
-import { generateKeyFiles } from './cli/keygen.ts';
-import { readVolumeIdentity } from './drive/identity.ts';
-import { openImageReadOnly } from './drive/image-access.ts';
-import { buildDriveImage } from '../test/support/image-builder.ts';
-import { makeFolder } from './cli/path-option.ts';
-import { scanTextLines } from './scan/report.ts';
-import { runScan } from './cli/scan-command.ts';
+import { main as agentMain } from '../../agent/main.ts';
+import { escapeForDisplay } from '../../manifest/index.ts';
+import { openAuditStore } from '../../kiosk/audit/store.ts';
+import { manifestTime } from '../../kiosk/core/build-statement.ts';
+import { EICAR } from '../../kiosk/engines/clamav/test-database.ts';
+import { generateKeyFiles } from '../../kiosk/cli/keygen.ts';
+import { readVolumeIdentity } from '../../kiosk/drive/identity.ts';
+import { openImageReadOnly } from '../../kiosk/drive/image-access.ts';
+import { buildDriveImage } from '../support/image-builder.ts';
+import { makeFolder } from '../../kiosk/cli/path-option.ts';
+import { scanTextLines } from '../../kiosk/scan/report.ts';
+import { runScan } from '../../kiosk/cli/scan-command.ts';
 
-export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
 /** Deterministic filler bytes for demo files. */
 function patterned(size: number, seed: number): Uint8Array {

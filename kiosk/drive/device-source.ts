@@ -5,18 +5,11 @@
  * tests and the demo (this machine has no USB bus).
  */
 import { readFile, stat } from 'node:fs/promises';
-import type { DeviceRecord } from './device.ts';
+import type { DeviceRecord } from '../core/device.ts';
 import { recordFromRecorded } from './device-record.ts';
+import type { DeviceSource, DeviceSourceEvent } from '../core/ports.ts';
 
-export type DeviceSourceEvent =
-  | { readonly type: 'attach'; readonly device: DeviceRecord }
-  | { readonly type: 'detach'; readonly id: string };
-
-export interface DeviceSource {
-  /** Starts reporting. The fixture source reports devices already inserted; the real one treats devices present at start-up as the baseline. */
-  start(listener: (event: DeviceSourceEvent) => void): Promise<void>;
-  stop(): Promise<void>;
-}
+export type { DeviceSource, DeviceSourceEvent } from '../core/ports.ts';
 
 /** Insertions and removals made by hand (tests, demo). */
 export class FixtureDeviceSource implements DeviceSource {

@@ -8,7 +8,10 @@
 import { execFile } from 'node:child_process';
 import { mkdir, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { StationError } from './device.ts';
+import { StationError } from '../core/device.ts';
+import type { MountAdapter } from '../core/ports.ts';
+
+export type { MountAdapter, MountedVolume } from '../core/ports.ts';
 
 /** Options every kiosk mount carries: the drive is hostile. */
 export const MOUNT_FLAGS = ['nosuid', 'nodev', 'noexec', 'noatime'] as const;
@@ -44,17 +47,6 @@ export const runTool: RunTool = (command, args) => new Promise((resolve, reject)
     else resolve();
   });
 });
-
-export interface MountedVolume {
-  readonly path: string;
-  makeWritable(): Promise<void>;
-  makeReadOnly(): Promise<void>;
-  unmount(): Promise<void>;
-}
-
-export interface MountAdapter {
-  mount(device: string, filesystem: 'vfat' | 'exfat'): Promise<MountedVolume>;
-}
 
 export function createMountAdapter(options: { baseDir: string; who: MountIdentity; run?: RunTool }): MountAdapter {
   const run = options.run ?? runTool;

@@ -5,8 +5,16 @@
  * with a message the technician can act on. Checked in this order because a
  * BitLocker volume also looks like a FAT boot sector.
  */
-import { sniffFilesystem } from '../drive/identity.ts';
 import type { BlockDeviceRecord, StationErrorCode } from './device.ts';
+
+/** Which filesystem a boot sector announces, or null when it is neither FAT nor exFAT. */
+export function sniffFilesystem(sector: Uint8Array): 'fat' | 'exfat' | null {
+  if (sector.length < 512 || sector[510] !== 0x55 || sector[511] !== 0xaa) return null;
+  if (new TextDecoder('latin1').decode(sector.subarray(3, 11)) === 'EXFAT   ') return 'exfat';
+  const bytesPerSector = (sector[11] ?? 0) | ((sector[12] ?? 0) << 8);
+  if ((sector[0] === 0xeb || sector[0] === 0xe9) && [512, 1024, 2048, 4096].includes(bytesPerSector)) return 'fat';
+  return null;
+}
 
 export const SECTOR_BYTES = 512;
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { Decision } from '../core/decide.ts';
-import { initialState, reduce, resultView, type EngineStatus, type StationDrive, type StationEvent, type StationState } from './state.ts';
+import type { Decision } from './decide.ts';
+import { initialState, reduce, resultView, type EngineStatus, type StationDrive, type StationEvent, type StationState } from './station-state.ts';
 
 const engines: EngineStatus = { clamavDatabase: 'test', clamavDatabaseTime: '2026-01-01T00:00:00Z', ruleSet: null, note: null };
 const A: StationDrive = { id: 'a', label: '0781:5567 SanDisk Cruzer Blade', refusal: null };

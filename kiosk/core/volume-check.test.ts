@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { mountArgs, mountPointFor, remountArgs } from './mount.ts';
+import { mountArgs, mountPointFor, remountArgs } from '../drive/mount.ts';
 import { checkLayout, checkVolume, classifyVolume } from './volume-check.ts';
 
 function sector(at: number, bytes: number[] | string, opts: { signature?: boolean; fatBpb?: boolean } = {}): Uint8Array {

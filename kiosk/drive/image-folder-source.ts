@@ -10,7 +10,7 @@
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
-import type { DeviceRecord } from './device.ts';
+import type { DeviceRecord } from '../core/device.ts';
 import { recordFromRecorded } from './device-record.ts';
 import { withImageDrive, type DeviceSource, type DeviceSourceEvent } from './device-source.ts';
 

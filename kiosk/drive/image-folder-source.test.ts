@@ -21,7 +21,7 @@ describe('createImageFolderSource', () => {
     await source.start((e) => events.push(e));
     try {
       const image = join(dir, 'stick.img');
-      await copyFile(new URL('./fixtures/keyboard-stick.json', import.meta.url), `${image}.device.json`);
+      await copyFile(new URL('../../test/fixtures/devices/keyboard-stick.json', import.meta.url), `${image}.device.json`);
       await writeFile(image, new Uint8Array(4096));
       await writeFile(join(dir, 'notes.txt'), 'not an image');
       await until(() => events.length === 1);

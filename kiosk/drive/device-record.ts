@@ -6,7 +6,7 @@
  * partitions. Every value crossing in is checked; a malformed one refuses the
  * record (DEVICE_RECORD_INVALID), it is never guessed.
  */
-import { StationError, type BlockDeviceRecord, type DeviceRecord, type PartitionRecord, type UsbInterfaceRecord } from './device.ts';
+import { StationError, type BlockDeviceRecord, type DeviceRecord, type PartitionRecord, type UsbInterfaceRecord } from '../core/device.ts';
 
 type Json = Record<string, unknown>;
 

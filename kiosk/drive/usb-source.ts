@@ -9,7 +9,7 @@
  */
 import { execFile } from 'node:child_process';
 import { access } from 'node:fs/promises';
-import { StationError, type BlockDeviceRecord, type DeviceRecord } from './device.ts';
+import { StationError, type BlockDeviceRecord, type DeviceRecord } from '../core/device.ts';
 import { drivesFrom, recordFromWebUsb, type WebUsbDeviceLike } from './device-record.ts';
 import type { DeviceSource, DeviceSourceEvent } from './device-source.ts';
 

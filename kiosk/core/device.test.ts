@@ -2,9 +2,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { checkDevice, OPEN_DEVICE_POLICY, parseDevicePolicy, StationError, type DevicePolicy, type DeviceRecord } from './device.ts';
-import { recordFromRecorded, recordFromWebUsb } from './device-record.ts';
+import { recordFromRecorded, recordFromWebUsb } from '../drive/device-record.ts';
 
-const FIXTURES = join(import.meta.dirname, 'fixtures');
+const FIXTURES = join(import.meta.dirname, '../../test/fixtures/devices');
 const recorded = (name: string): Record<string, unknown> => JSON.parse(readFileSync(join(FIXTURES, `${name}.json`), 'utf8')) as Record<string, unknown>;
 const fixture = (name: string): DeviceRecord => recordFromRecorded(recorded(name), name);
 const policy = (p: Partial<DevicePolicy>): DevicePolicy => ({ ...OPEN_DEVICE_POLICY, id: 'test', ...p });

@@ -7,8 +7,8 @@
  * One drive at a time: a second drive waits in `queue` and is taken when the
  * first one is removed. A drive removed mid-scan approves nothing.
  */
-import type { Decision, DriveReason, DriveVerdict, ReasonCode } from '../core/decide.ts';
-import type { ScanProgress } from '../scan/scan-session.ts';
+import type { Decision, DriveReason, DriveVerdict, ReasonCode } from './decide.ts';
+import type { ScanProgress } from './ports.ts';
 import { shownText } from './device.ts';
 
 export interface EngineStatus {
