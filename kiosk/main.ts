@@ -24,7 +24,8 @@ commands:
                        scan a mounted drive (or a folder, or an image with --image); with
                        a key, write the signed manifest onto an approved or partial drive
   run [--watch DIR] [--device-policy FILE] [--config FILE] [--key FILE] [--db FILE] [...]
-                       the station: drive detection, device checks, the technician's screen;
+      [--report-only]  the station: drive detection, device checks, the technician's screen;
+                       it needs a key (--report-only: check and log, approve nothing)
   log verify|list|show|export --db FILE [...]
                        the audit log: verify its hash chain, list, show and export scans
   review --db AUDIT --review-db FILE [--host H] [--port P]
@@ -173,6 +174,7 @@ async function run(argv: string[]): Promise<number> {
           ...KIOSK_SETTING_OPTIONS,
           watch: { type: 'string' },
           'device-policy': { type: 'string' },
+          'report-only': { type: 'boolean' },
         },
       });
       const settings = await kioskSettings(values);
@@ -182,6 +184,7 @@ async function run(argv: string[]): Promise<number> {
       return runStation({
         ...(values.watch ? { watchFolder: values.watch } : {}),
         ...(values['device-policy'] ? { devicePolicyPath: values['device-policy'] } : {}),
+        ...(values['report-only'] ? { reportOnly: true } : {}),
         ...settings,
       });
     }

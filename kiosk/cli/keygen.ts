@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { generateSigningKey, PortcullisError, publicKeyToPem, signingKeyFromPem, signingKeyToPem, type SigningKey } from '../../manifest/index.ts';
 import { makeFolder } from './path-option.ts';
 
-export type KeyFileErrorCode = 'KEY_EXISTS' | 'KEY_UNREADABLE' | 'KEY_PERMISSIONS' | 'KEY_WRITE_FAILED';
+export type KeyFileErrorCode = 'KEY_EXISTS' | 'KEY_UNREADABLE' | 'KEY_PERMISSIONS' | 'KEY_WRITE_FAILED' | 'KEY_REQUIRED';
 export class KeyFileError extends PortcullisError<KeyFileErrorCode> {}
 
 export const PRIVATE_KEY_FILE = 'kiosk.key';

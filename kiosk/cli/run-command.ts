@@ -22,7 +22,7 @@ import { createEngineCache } from '../engines/engines.ts';
 import { loadPolicy } from '../rules-files.ts';
 import { createStation, type Station } from '../station/station.ts';
 import { SCREEN_COLUMNS, StationApp, StationView } from '../station/ui.ts';
-import { loadSigningKey } from './keygen.ts';
+import { KeyFileError, loadSigningKey } from './keygen.ts';
 import { makeFolder, requireFolder } from './path-option.ts';
 import { DEFAULT_AUDIT_DB, DEFAULT_CLAMAV_DB, runScan, type ScanCommandOptions, type ScanOutcome } from './scan-command.ts';
 
@@ -46,6 +46,8 @@ export interface StationOptions {
   readonly rulesDir?: string;
   readonly clamavDb?: string;
   readonly keyPath?: string;
+  /** Run without a key: drives are checked and logged, no approval is written, and the screen says so. */
+  readonly reportOnly?: boolean;
   /** Audit database; null disables the log (tests only). */
   readonly dbPath?: string | null;
   readonly kioskId?: string;
@@ -110,7 +112,11 @@ export async function startStation(options: StationOptions & { source: DeviceSou
   const now = options.now ?? (() => new Date());
   // What every drive will need is checked before the station starts, not at the first drive.
   if (options.workDir) await makeFolder(options.workDir, '--work-dir', 0o700);
+  // A station that cannot sign would show APPROVED for drives every HMI then refuses.
   if (options.keyPath) await loadSigningKey(options.keyPath);
+  else if (!options.reportOnly) {
+    throw new KeyFileError('KEY_REQUIRED', 'the station signs the approvals HMIs check and has no signing key: give --key FILE (or keyPath in the config file, or PORTCULLIS_KIOSK_KEY); --report-only runs a station that writes no approval');
+  }
   if (dbPath !== null) {
     await makeFolder(dirname(dbPath), '--db');
     openAuditStore(dbPath).close();

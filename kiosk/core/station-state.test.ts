@@ -137,5 +137,12 @@ describe('resultView', () => {
     expect(v.blocked).toEqual([{ display: 'x.exe', codes: ['MALWARE'] }]);
     expect(v.engineFailure).toBeNull();
     expect(v.expiresAt).toBeNull();
+    expect(v.signed).toBe(false);
+  });
+
+  it('calls a drive signed only when an approval with an expiry was written', () => {
+    const d: Decision = { verdict: 'approved', driveReasons: [], files: [] };
+    expect(resultView(d, '2026-11-24T00:00:00Z').signed).toBe(true);
+    expect(resultView(d, null).signed).toBe(false);
   });
 });

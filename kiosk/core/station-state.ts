@@ -45,6 +45,8 @@ export interface ResultView {
   readonly passing: number;
   readonly total: number;
   readonly expiresAt: string | null; // RFC 3339
+  /** A signed approval was written onto the drive (false on a report-only station, and for a rejected drive). */
+  readonly signed: boolean;
   /** The scan's id in the audit log (null when the scan never started); what staff look up. */
   readonly scanId: string | null;
   /** Who scanned the drive (the badge), or null when the policy asks for none. */
@@ -181,7 +183,7 @@ export function reduce(state: StationState, event: StationEvent): StationState {
         screen: {
           kind: 'result',
           drive: screen.drive,
-          result: { verdict: 'rejected', engineFailure: event.reason, driveReasons: [event.reason], blocked: [], blockedCount: 0, passing: 0, total: 0, expiresAt: null, scanId: null, operatorId: screen.operatorId },
+          result: { verdict: 'rejected', engineFailure: event.reason, driveReasons: [event.reason], blocked: [], blockedCount: 0, passing: 0, total: 0, expiresAt: null, signed: false, scanId: null, operatorId: screen.operatorId },
         },
       };
   }
@@ -212,6 +214,7 @@ export function resultView(decision: Decision, expiresAt: string | null, scan: {
     passing: total - blockedCount,
     total,
     expiresAt: decision.verdict === 'rejected' ? null : expiresAt,
+    signed: decision.verdict !== 'rejected' && expiresAt !== null,
     scanId: scan.scanId,
     operatorId: scan.operatorId,
   };

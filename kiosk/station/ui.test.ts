@@ -30,7 +30,7 @@ function expectFits(text: string): void {
 
 const run = (state: StationState, ...events: StationEvent[]): StationState => events.reduce(reduce, state);
 const partial: ResultView = {
-  verdict: 'partial', engineFailure: null, driveReasons: [], blockedCount: 4, passing: 3, total: 7, expiresAt: '2026-11-24T00:00:00Z', scanId: null, operatorId: null,
+  verdict: 'partial', engineFailure: null, driveReasons: [], blockedCount: 4, passing: 3, total: 7, expiresAt: '2026-11-24T00:00:00Z', signed: true, scanId: null, operatorId: null,
   blocked: [
     { display: 'tools/update-notes.txt', codes: ['MALWARE'] },
     { display: 'docs/Manual.pdf', codes: ['TYPE_MISMATCH'] },
@@ -129,10 +129,23 @@ describe('screens', () => {
     const a = frame(run(idle, { type: 'inserted', drive }, { type: 'finished', id: 'a', result: { ...partial, verdict: 'approved', blocked: [], passing: 7 } }));
     for (const row of bigText('APPROVED')) expect(a).toContain(row.trimEnd());
     expect(a).toContain('All 7 files may go onto plant equipment.');
-    const r = frame(run(idle, { type: 'inserted', drive }, { type: 'finished', id: 'a', result: { ...partial, verdict: 'rejected', expiresAt: null, driveReasons: [{ code: 'NO_FILES', detail: 'no file on the drive may pass' }] } }));
+    const r = frame(run(idle, { type: 'inserted', drive }, { type: 'finished', id: 'a', result: { ...partial, verdict: 'rejected', expiresAt: null, signed: false, driveReasons: [{ code: 'NO_FILES', detail: 'no file on the drive may pass' }] } }));
     for (const row of bigText('REJECTED')) expect(r).toContain(row.trimEnd());
     expect(r).toContain('NO_FILES: no file on the drive may pass');
     expect(r).not.toContain('valid until');
+  });
+
+  it('result on a report-only station: CHECKED, never APPROVED or PARTIAL, and it says the HMIs will refuse the drive', () => {
+    for (const verdict of ['approved', 'partial'] as const) {
+      const f = frame(run(idle, { type: 'inserted', drive }, { type: 'finished', id: 'a', result: { ...partial, verdict, expiresAt: null, signed: false } }));
+      for (const row of bigText('CHECKED')) expect(f).toContain(row.trimEnd());
+      for (const word of ['APPROVED', 'PARTIAL']) for (const row of bigText(word)) expect(f).not.toContain(row.trimEnd());
+      expect(f).toContain('NO approval was written');
+      expect(f).toContain('HMIs will refuse every file on this drive. 3 of 7 files would have passed.');
+      expect(f).not.toContain('may go onto plant equipment');
+      expect(f).not.toContain('valid until');
+      expectFits(f);
+    }
   });
 
   it('result: more blocked files than fit are counted, never overflowing 25 rows', () => {

@@ -40,8 +40,10 @@ const FONT: Record<string, readonly string[]> = {
   D: ['#### ', '#   #', '#   #', '#   #', '#### '],
   E: ['#####', '#    ', '#### ', '#    ', '#####'],
   F: ['#####', '#    ', '#### ', '#    ', '#    '],
+  H: ['#   #', '#   #', '#####', '#   #', '#   #'],
   I: ['#####', '  #  ', '  #  ', '  #  ', '#####'],
   J: ['#####', '   # ', '   # ', '#  # ', ' ##  '],
+  K: ['#   #', '#  # ', '###  ', '#  # ', '#   #'],
   L: ['#    ', '#    ', '#    ', '#    ', '#####'],
   M: ['#   #', '## ##', '# # #', '#   #', '#   #'],
   O: [' ### ', '#   #', '#   #', '#   #', ' ### '],
@@ -204,10 +206,17 @@ function ResultScreen({ drive, result, reservedRows, timeZone }: { drive: Statio
     rows.push(line('  Call maintenance: the kiosk needs attention before the next drive.'));
     if (scan) rows.push(scan);
   } else {
-    rows.push(h(Banner, { word: VERDICT_WORD[result.verdict], color: VERDICT_COLOR[result.verdict] }));
-    if (result.verdict === 'approved') rows.push(line(`  All ${result.total} files may go onto plant equipment.`, { bold: true }));
-    else if (result.verdict === 'partial') rows.push(line(`  ${result.passing} of ${result.total} files may pass; ${result.blockedCount} blocked (HMIs will refuse them):`, { bold: true }));
-    else rows.push(line('  Nothing on this drive may pass.', { bold: true }));
+    if (result.verdict !== 'rejected' && !result.signed) {
+      // A report-only station: the files were checked, but no approval exists for an HMI to honour.
+      rows.push(h(Banner, { word: 'CHECKED', color: 'yellow' }));
+      rows.push(line('  Report only: NO approval was written (this station has no signing key).', { bold: true, color: 'yellow' }));
+      rows.push(line(`  HMIs will refuse every file on this drive. ${result.passing} of ${result.total} files would have passed.`));
+    } else {
+      rows.push(h(Banner, { word: VERDICT_WORD[result.verdict], color: VERDICT_COLOR[result.verdict] }));
+      if (result.verdict === 'approved') rows.push(line(`  All ${result.total} files may go onto plant equipment.`, { bold: true }));
+      else if (result.verdict === 'partial') rows.push(line(`  ${result.passing} of ${result.total} files may pass; ${result.blockedCount} blocked (HMIs will refuse them):`, { bold: true }));
+      else rows.push(line('  Nothing on this drive may pass.', { bold: true }));
+    }
     const reasons = result.driveReasons.length > DRIVE_REASONS_SHOWN ? result.driveReasons.slice(0, DRIVE_REASONS_SHOWN - 1) : result.driveReasons;
     for (const r of reasons) rows.push(line(`  ${r.code}: ${fit(shownText(r.detail), 64)}`));
     if (reasons.length < result.driveReasons.length) rows.push(line(`  ... and ${result.driveReasons.length - reasons.length} more reasons (in the audit log)`));

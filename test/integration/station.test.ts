@@ -93,6 +93,21 @@ describe('the station on real filesystem images', () => {
     store.close();
   });
 
+  it('will not start without a signing key unless it is asked to report only, and then shows CHECKED with no manifest on the drive', async () => {
+    const source = new FixtureDeviceSource();
+    await expect(startStation({ clamavDb: 'test', allowlistDir: demo.allowlistDir, dbPath: join(dir, 'nokey.db'), render: false, source })).rejects.toMatchObject({ code: 'KEY_REQUIRED' });
+    const s = await startStation({ clamavDb: 'test', allowlistDir: demo.allowlistDir, dbPath: join(dir, 'report-only.db'), render: false, source, reportOnly: true });
+    const image = await imageCopy('report-only');
+    source.insert(await fixture('plain-stick', 'stick-r', image));
+    const shown = await waitForState(s, (st) => st.screen.kind === 'result');
+    await s.stop();
+    if (shown.screen.kind !== 'result') throw new Error(`screen ${shown.screen.kind}`);
+    expect(shown.screen.result.verdict).toBe('partial');
+    expect(shown.screen.result.signed).toBe(false);
+    expect(shown.screen.result.expiresAt).toBeNull();
+    await expect(readFileFromImage(image, MANIFEST_PATH)).rejects.toThrow();
+  });
+
   it('refuses a keyboard-in-a-stick as BadUSB without scanning it, and logs the refusal', async () => {
     const source = new FixtureDeviceSource();
     const rec = recordingScan();
