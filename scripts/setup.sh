@@ -16,7 +16,7 @@ declare -A node_integrity=(
 )
 # Debian packages: scanners (clamdscan is the scan bench's reference), the archive extractor
 # and its sandbox (libarchive-tools, bubblewrap), filesystem tools, archivers the tests make
-# hostile archives with, log receiver, browser for review tests.
+# hostile archives with, log receiver, browser for review tests, PostgreSQL for the central review.
 debian_packages=(
   clamav clamav-daemon clamdscan yara
   libarchive-tools bubblewrap
@@ -24,7 +24,7 @@ debian_packages=(
   dosfstools exfatprogs exfat-fuse fusefat mtools fuse3
   b3sum python3 python3-nacl make g++
   osslsigncode msitools wixl time debootstrap
-  rsyslog rsyslog-gnutls chromium
+  rsyslog rsyslog-gnutls chromium postgresql
 )
 
 log() { printf 'setup: %s\n' "$*" >&2; }
