@@ -1,32 +1,68 @@
 /**
  * The real device source for a kiosk: the `usb` package's connect and
  * disconnect events (usb 3, WebUSB-style devices with every configuration's
- * interfaces), drivelist for the block device a USB device brought, lsblk for
- * its partitions. Devices behind a hub that arrive in the same plug are
- * grouped under the hub, so a hub hiding a network adapter is seen whole.
- * Not tested here (no USB bus); the records it builds are the same shape the
- * fixture tests cover.
+ * interfaces), drivelist for the block devices, sysfs to tell which USB device
+ * brought which block device, lsblk for their partitions. Devices behind a hub
+ * that arrive in the same plug are grouped under the hub, so a hub hiding a
+ * network adapter is seen whole; one that shows a new device after the group
+ * was reported is reported again, whole. Run for real by the kiosk image's
+ * QEMU test (test/image/, docs/image.md); the pure parts are tested beside it.
  */
 import { execFile } from 'node:child_process';
-import { access } from 'node:fs/promises';
-import { StationError, type BlockDeviceRecord, type DeviceRecord } from '../core/device.ts';
+import { access, realpath } from 'node:fs/promises';
+import { basename } from 'node:path';
+import { StationError, USB_CLASS, type BlockDeviceRecord, type DeviceRecord } from '../core/device.ts';
 import { drivesFrom, recordFromWebUsb, type WebUsbDeviceLike } from './device-record.ts';
 import type { DeviceSource, DeviceSourceEvent } from './device-source.ts';
 
-/** Time for the kernel to create the block devices after a connect, and for a hub's children to arrive. */
+/** Quiet time after the last device of a plug arrives (a hub's devices come one by one) before it is reported. */
 export const SETTLE_MS = 2500; // ms
+/** How long a mass-storage device may take to bring its disk and partitions (SCSI scan, partition table). */
+export const BLOCK_DEVICE_WAIT_MS = 20_000; // ms
+const BLOCK_DEVICE_POLL_MS = 500; // ms
 /** Where Linux lists USB devices (libusb reads it). */
 const USB_SYSFS = '/sys/bus/usb/devices';
 
 type UsbDevice = WebUsbDeviceLike & { readonly bus: string; readonly ports: readonly number[] };
 
-function portPath(d: UsbDevice): string {
+/** The device's sysfs name, as the kernel writes it: bus, then the port path ("2-1", "2-3.1"). */
+export function portPath(d: { readonly bus: string; readonly ports: readonly number[] }): string {
   return `${d.bus}-${d.ports.join('.')}`;
 }
 
+/**
+ * Whether the block device at `sysfsPath` (the real path of /sys/block/sdX)
+ * belongs to USB device `usbId`: the path runs through one of that device's own
+ * interfaces ("/2-1/2-1:1.0/host2/..."). Exact per bus and port, unlike a
+ * /dev/disk/by-path name, which drops the bus number.
+ */
+export function ownsBlockDevice(sysfsPath: string, usbId: string): boolean {
+  return sysfsPath.includes(`/${usbId}:`);
+}
+
+/**
+ * The plug a device came in with: its top-most ancestor among the devices
+ * plugged in since the start (`plugged`: a hub brought to the gate), or itself.
+ * The kiosk's own hubs, present at start-up, are never a plug: a stick in a
+ * port behind one is a plug of its own.
+ */
+export function plugRoot(id: string, plugged: Iterable<string>): string {
+  let root = id;
+  for (const other of plugged) if (other !== id && id.startsWith(`${other}.`) && other.length < root.length) root = other;
+  return root;
+}
+
+/** True when any configuration of the device has a mass-storage interface: it will bring a disk. */
+export function hasMassStorage(d: WebUsbDeviceLike): boolean {
+  return d.configurations.some((c) => c.interfaces.some((i) => i.alternates.some((a) => a.interfaceClass === USB_CLASS.massStorage)));
+}
+
+/** Partitions come as children only in lsblk's tree, which needs a tree column: without NAME, lsblk lists flat. */
+export const LSBLK_ARGS = ['-J', '-b', '--tree=PATH', '-o', 'PATH,TYPE,FSTYPE,LABEL,MOUNTPOINT'] as const;
+
 function lsblk(): Promise<unknown> {
   return new Promise((resolve) => {
-    execFile('lsblk', ['-J', '-b', '-o', 'PATH,TYPE,FSTYPE,LABEL,MOUNTPOINT'], { timeout: 10_000 }, (error, stdout) => {
+    execFile('lsblk', [...LSBLK_ARGS], { timeout: 10_000 }, (error, stdout) => {
       if (error) resolve(undefined);
       else {
         try {
@@ -39,16 +75,42 @@ function lsblk(): Promise<unknown> {
   });
 }
 
-/** drivelist's by-path device names carry the USB port path: "...-usb-0:2.1:1.0-scsi-...". */
-async function drivesOn(ports: string): Promise<BlockDeviceRecord[]> {
+/** The block devices USB device `usbId` brought: drivelist's USB drives whose sysfs path runs through its interfaces. */
+async function drivesOf(usbId: string): Promise<BlockDeviceRecord[]> {
   const drivelist = await import('drivelist');
-  const drives = (await drivelist.list()).filter((d) => d.isUSB && d.devicePath?.includes(`-usb-0:${ports}:`));
-  return drivesFrom(drives, await lsblk(), `drivelist(${ports})`);
+  const mine = [];
+  for (const d of await drivelist.list()) {
+    if (!d.isUSB) continue;
+    const sysfs = await realpath(`/sys/block/${basename(d.device)}`).catch(() => '');
+    if (ownsBlockDevice(sysfs, usbId)) mine.push(d);
+  }
+  return drivesFrom(mine, await lsblk(), `drivelist(${usbId})`);
+}
+
+/**
+ * A mass-storage device's drives once they have settled: its disk and partitions
+ * appear some time after the USB connect (seconds under emulation), so the list
+ * is read until it is there and the same twice in a row, or the wait is over.
+ */
+async function settledDrivesOf(usbId: string, storage: boolean, present: () => boolean): Promise<BlockDeviceRecord[]> {
+  let drives = await drivesOf(usbId);
+  if (!storage) return drives;
+  const deadline = Date.now() + BLOCK_DEVICE_WAIT_MS;
+  for (;;) {
+    if (!present() || Date.now() > deadline) return drives;
+    await new Promise((r) => setTimeout(r, BLOCK_DEVICE_POLL_MS));
+    const again = await drivesOf(usbId);
+    if (drives.length > 0 && JSON.stringify(again) === JSON.stringify(drives)) return drives;
+    drives = again;
+  }
 }
 
 export function createUsbDeviceSource(): DeviceSource {
   let stopped = false;
   const known = new Map<string, UsbDevice>();
+  const baseline = new Set<string>(); // present at start-up: the kiosk's own devices and hubs
+  const timers = new Map<string, NodeJS.Timeout>(); // plug root -> its settle timer
+  const reported = new Set<string>(); // plug roots reported as attached
   let remove: (() => void) | null = null;
   return {
     async start(listener: (event: DeviceSourceEvent) => void) {
@@ -63,27 +125,46 @@ export function createUsbDeviceSource(): DeviceSource {
       });
       const build = async (root: UsbDevice): Promise<DeviceRecord> => {
         const id = portPath(root);
+        const present = (): boolean => !stopped && known.get(id) === root;
         const children = [...known.values()].filter((d) => d !== root && portPath(d).startsWith(`${id}.`));
-        const childRecords = await Promise.all(children.map(async (c) => recordFromWebUsb(c, portPath(c), [], await drivesOn(c.ports.join('.')))));
-        return recordFromWebUsb(root, id, childRecords, await drivesOn(root.ports.join('.')));
+        const childRecords = await Promise.all(children.map(async (c) => recordFromWebUsb(c, portPath(c), [], await settledDrivesOf(portPath(c), hasMassStorage(c), present))));
+        return recordFromWebUsb(root, id, childRecords, await settledDrivesOf(id, hasMassStorage(root), present));
+      };
+      const report = (id: string): void => {
+        timers.delete(id);
+        const device = known.get(id);
+        if (stopped || !device) return;
+        reported.add(id);
+        build(device).then((record) => {
+          if (known.get(id) === device && reported.has(id)) listener({ type: 'attach', device: record });
+        }, (error: unknown) => {
+          listener({ type: 'attach', device: { id, vendorId: '0000', productId: '0000', serial: null, manufacturer: null, product: `unreadable device: ${(error as Error).message}`, deviceClass: 0, interfaces: [], children: [], drives: [] } });
+        });
       };
       const onConnect = (event: Event): void => {
         const device = (event as Event & { device: UsbDevice }).device;
-        known.set(portPath(device), device);
-        setTimeout(() => {
-          if (stopped || !known.has(portPath(device))) return;
-          // A device behind a hub that is itself new is reported with the hub.
-          const parent = [...known.values()].find((d) => d !== device && portPath(device).startsWith(`${portPath(d)}.`));
-          if (parent) return;
-          build(device).then((record) => listener({ type: 'attach', device: record }), (error: unknown) => {
-            listener({ type: 'attach', device: { id: portPath(device), vendorId: '0000', productId: '0000', serial: null, manufacturer: null, product: `unreadable device: ${(error as Error).message}`, deviceClass: 0, interfaces: [], children: [], drives: [] } });
-          });
-        }, SETTLE_MS);
+        const id = portPath(device);
+        known.set(id, device);
+        // Every device of a plug (a hub and what is behind it) restarts the plug's quiet time.
+        const root = plugRoot(id, [...known.keys()].filter((k) => !baseline.has(k)));
+        if (reported.has(root)) {
+          // A device that appears behind a plug already reported (a hub that shows a keyboard
+          // later): the plug is taken back and reported again, whole, with it.
+          reported.delete(root);
+          listener({ type: 'detach', id: root });
+        }
+        clearTimeout(timers.get(root));
+        timers.set(root, setTimeout(() => report(root), SETTLE_MS));
       };
       const onDisconnect = (event: Event): void => {
         const device = (event as Event & { device: UsbDevice }).device;
-        known.delete(portPath(device));
-        listener({ type: 'detach', id: portPath(device) });
+        const id = portPath(device);
+        known.delete(id);
+        baseline.delete(id);
+        clearTimeout(timers.get(id));
+        timers.delete(id);
+        reported.delete(id);
+        listener({ type: 'detach', id });
       };
       usb.addEventListener('connect', onConnect);
       usb.addEventListener('disconnect', onDisconnect);
@@ -92,10 +173,15 @@ export function createUsbDeviceSource(): DeviceSource {
         usb.removeEventListener('disconnect', onDisconnect);
       };
       // Devices present at start-up (the kiosk's own keyboard, its hubs) are the baseline, not insertions.
-      for (const device of (await usb.getDevices()) as unknown as UsbDevice[]) known.set(portPath(device), device);
+      for (const device of (await usb.getDevices()) as unknown as UsbDevice[]) {
+        known.set(portPath(device), device);
+        baseline.add(portPath(device));
+      }
     },
     stop() {
       stopped = true;
+      for (const t of timers.values()) clearTimeout(t);
+      timers.clear();
       remove?.();
       return Promise.resolve();
     },
