@@ -26,6 +26,11 @@ debian_packages=(
   osslsigncode msitools wixl time debootstrap
   rsyslog rsyslog-gnutls chromium postgresql
 )
+# `--image` (./portcullis image ...): the kiosk disk image's build and QEMU test (docs/image.md).
+image_packages=(
+  mmdebstrap qemu-system-x86 qemu-utils e2fsprogs fdisk grub-efi-amd64-bin grub-pc-bin ovmf
+)
+[ "${1:-}" = --image ] && debian_packages+=("${image_packages[@]}")
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 
