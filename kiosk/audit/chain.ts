@@ -10,30 +10,13 @@
  * Verification walks the tables merged by seq and names the first record that
  * does not fit, then checks the chain head (a cut tail) and the migrations.
  */
-import { createHash } from 'node:crypto';
+import { recordHash, type RowContent } from '../../manifest/audit-record.ts';
 import type Database from 'better-sqlite3';
-import { canonicalize } from '../../manifest/canonical-json.ts';
-import { CHAIN_COLUMNS, GENESIS_HASH, LEDGER_TABLES, type LedgerTable } from './schema.ts';
+import { GENESIS_HASH, LEDGER_TABLES, type LedgerTable } from './schema.ts';
 import { sameHex } from '../../manifest/constant-time.ts';
 
-export type ColumnValue = string | number | null;
-export type RowContent = Readonly<Record<string, ColumnValue>>;
-
-/** The hashed object's "row": every content column whose value is not NULL. */
-export function hashedColumns(row: RowContent): Record<string, string | number> {
-  const out: Record<string, string | number> = {};
-  for (const [column, value] of Object.entries(row)) {
-    if ((CHAIN_COLUMNS as readonly string[]).includes(column) || value === null) continue;
-    out[column] = value;
-  }
-  return out;
-}
-
-/** The record hash, lowercase hex; throws TypeError when a value cannot be canonical JSON. */
-export function recordHash(table: string, seq: number, prevHash: string, row: RowContent): string {
-  const body = canonicalize({ table, seq, prev: prevHash, row: hashedColumns(row) });
-  return createHash('sha256').update(body, 'utf8').digest('hex');
-}
+// The record and its hash are the format the kiosk shares with the central review (manifest/audit-record.ts).
+export { hashedColumns, recordHash, type ColumnValue, type RowContent } from '../../manifest/audit-record.ts';
 
 export type ChainBreakCode =
   | 'SEQ_GAP' // records are missing before this one

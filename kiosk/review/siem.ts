@@ -17,62 +17,19 @@ import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import Database from 'better-sqlite3';
 import { PortcullisError } from '../../manifest/errors.ts';
-import { displayText, openAuditStore } from '../audit/store.ts';
+import { agentMessageId, agentSeverity, formatSyslog, frameOctetCounting, SEVERITY, type FormatOptions, type SyslogMessage } from '../../manifest/syslog.ts';
+import { openAuditStore } from '../audit/store.ts';
+import type { LogRecord } from '../../manifest/agent-log.ts';
 import type { AgentRecord, StaffStore } from './review-store.ts';
 
 export type SiemErrorCode = 'SIEM_SPOOL_FAILED' | 'SIEM_SEND_FAILED' | 'SIEM_CONFIG_INVALID';
 export class SiemError extends PortcullisError<SiemErrorCode> {}
 
-/** SD-ID of Portcullis' structured data. 32473 is the documentation enterprise number (RFC 5612); set your own. */
-export const DEFAULT_SD_ID = 'portcullis@32473';
-const FACILITY_LOG_AUDIT = 13; // RFC 5424 table 1: "log audit"
 const BATCH = 2_000; // chain records per collect step; messages per delivery connection
 const CONNECT_TIMEOUT_MS = 10_000; // ms
 
-export const SEVERITY = { alert: 1, critical: 2, error: 3, warning: 4, notice: 5, info: 6 } as const;
-
-export interface SyslogMessage {
-  readonly time: string; // RFC 3339 UTC
-  readonly hostname: string;
-  readonly appName: string;
-  readonly msgId: string;
-  readonly severity: number;
-  readonly params: Readonly<Record<string, string | number | null | undefined>>;
-  readonly text: string;
-}
-
-export interface FormatOptions {
-  readonly facility?: number; // default 13 (log audit)
-  readonly sdId?: string;
-}
-
-/** PRINTUSASCII without space, at most `max` characters (RFC 5424 §6.2: HOSTNAME, APP-NAME, MSGID). */
-function header(value: string, max: number): string {
-  const clean = value.replace(/[^\x21-\x7e]/g, '_').slice(0, max);
-  return clean.length === 0 ? '-' : clean;
-}
-
-/** PARAM-VALUE escaping (RFC 5424 §6.3.3): '"', '\' and ']' take a backslash. */
-function paramValue(value: string): string {
-  return displayText(value).replace(/["\\\]]/g, (c) => `\\${c}`);
-}
-
-/** One RFC 5424 message: <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID [SD] MSG. */
-export function formatSyslog(message: SyslogMessage, options: FormatOptions = {}): string {
-  const pri = (options.facility ?? FACILITY_LOG_AUDIT) * 8 + message.severity;
-  const params = Object.entries(message.params)
-    .filter((entry): entry is [string, string | number] => entry[1] !== null && entry[1] !== undefined)
-    .map(([name, value]) => ` ${header(name.replace(/[= \]"]/g, '_'), 32)}="${paramValue(String(value))}"`)
-    .join('');
-  const sd = `[${options.sdId ?? DEFAULT_SD_ID}${params}]`;
-  return `<${pri}>1 ${message.time} ${header(message.hostname, 255)} ${header(message.appName, 48)} - ${header(message.msgId, 32)} ${sd} ${displayText(message.text)}`;
-}
-
-/** RFC 6587 §3.4.1 octet counting: MSG-LEN SP SYSLOG-MSG, the length in bytes. */
-export function frameOctetCounting(message: string): Buffer {
-  const body = Buffer.from(message, 'utf8');
-  return Buffer.concat([Buffer.from(`${body.length} `, 'ascii'), body]);
-}
+// The wire format is shared with the agent and the central review (manifest/syslog.ts).
+export { DEFAULT_SD_ID, formatSyslog, frameOctetCounting, SEVERITY, type FormatOptions, type SyslogMessage } from '../../manifest/syslog.ts';
 
 type Row = Record<string, string | number | null>;
 
@@ -118,14 +75,11 @@ export function kioskMessages(db: Database.Database, after: number, upto: number
   return out;
 }
 
-const REFUSED = new Set(['refused', 'changed', 'failed']);
-
-/** One imported agent record as a message: import done, import refused, or the agent event. */
+/** One imported agent record as a message; its MSGID says what happened (manifest/syslog.ts: a trust change is TRUST_CHANGED). */
 export function agentMessage(r: AgentRecord): SyslogMessage {
-  const msgId = r.event === 'import.finished' ? 'IMPORT_DONE' : REFUSED.has(r.outcome) ? 'IMPORT_REFUSED' : r.event === 'file.imported' ? 'FILE_IMPORTED' : 'AGENT_EVENT';
   return {
-    time: r.time, hostname: r.hmi, appName: 'portcullis-agent', msgId,
-    severity: REFUSED.has(r.outcome) ? SEVERITY.warning : SEVERITY.info,
+    time: r.time, hostname: r.hmi, appName: 'portcullis-agent', msgId: agentMessageId({ event: r.event, outcome: r.outcome as LogRecord['outcome'] }),
+    severity: agentSeverity({ event: r.event, outcome: r.outcome as LogRecord['outcome'] }),
     params: { seq: r.seq, hash: r.hash, event: r.event, outcome: r.outcome, code: r.code, manifestDigest: r.manifestDigest, path: r.path, destination: r.destination, sha256: r.sha256, chain: r.chain },
     // An export carries no prev hashes: its records cannot be told from edited ones, and the SIEM must see that.
     text: `${r.event} ${r.outcome} ${r.code}: ${r.reason}${r.chain === 'verified' ? '' : ' (unverified: imported from an export whose chain cannot be checked)'}`,
