@@ -1,7 +1,7 @@
 import { defineConfig } from 'vitest/config';
 
 /** The Windows build tests: the single executable built twice, and run under Wine (about 2.5 minutes). */
-const WINDOWS = ['test/agent/sea-build.test.ts', 'test/agent/windows-wine.test.ts'];
+const WINDOWS = ['test/integration/agent/sea-build.test.ts', 'test/integration/agent/windows-wine.test.ts'];
 
 export default defineConfig({
   test: {

@@ -2,9 +2,9 @@ import { execFileSync } from 'node:child_process';
 import { appendFileSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { AuditLog, csvCell, formatExport, GENESIS_HASH, hashedRecordText, recordHash, verifyLogBytes, type LogRecord } from '../../agent/audit-log.ts';
-import { canonicalize } from '../../manifest/index.ts';
-import { tempDir } from './fixtures.ts';
+import { AuditLog, csvCell, formatExport, GENESIS_HASH, hashedRecordText, recordHash, verifyLogBytes, type LogRecord } from './audit-log.ts';
+import { canonicalize } from '../manifest/index.ts';
+import { tempDir } from '../test/support/agent-fixtures.ts';
 
 function writeLog(n: number): { path: string; lines: string[] } {
   const path = join(tempDir('log'), 'agent.log.jsonl');
@@ -119,7 +119,7 @@ describe('the hash-chained decision log', () => {
     const size = statSync(path).size;
     // A child process whose file-size limit lets about 1 KiB more be written: the group's write fails part-way.
     const script = `
-      import { AuditLog } from ${JSON.stringify(join(import.meta.dirname, '../../agent/audit-log.ts'))};
+      import { AuditLog } from ${JSON.stringify(join(import.meta.dirname, './audit-log.ts'))};
       const log = new AuditLog(${JSON.stringify(path)}, { hmi: 'HMI-3' });
       const events = Array.from({ length: 40 }, (_, i) => ({ event: 'file.imported', outcome: 'allowed', code: 'IMPORTED', reason: 'file ' + i, path: 'dir/file-' + i + '.bin' }));
       try { log.appendMany(events); console.log('written'); } catch (e) { console.log(e.code); }`;

@@ -9,9 +9,9 @@
 import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { DriveReport } from '../../agent/drive-report.ts';
-import { importDrive, type ImportInput } from '../../agent/import-drive.ts';
-import { DEFAULT_IDENTITY, makeDrive, makeTrust, MemoryLog, tempDir } from './fixtures.ts';
+import type { DriveReport } from './drive-report.ts';
+import { importDrive, type ImportInput } from './import-drive.ts';
+import { DEFAULT_IDENTITY, makeDrive, makeTrust, MemoryLog, tempDir } from '../test/support/agent-fixtures.ts';
 
 const STAGING = '.portcullis-staging';
 const NOBODY = 65534; // uid and gid of "nobody": a user other than the agent's

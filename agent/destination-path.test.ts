@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   destinationNameProblems, renamedCandidate, resolveInside, sameDestinationName, WINDOWS_MAX_PATH,
-} from '../../agent/destination-path.ts';
+} from './destination-path.ts';
 
 const ROOT = 'C:\\HMI\\Inbox';
 

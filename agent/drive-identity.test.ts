@@ -2,8 +2,8 @@ import { execFileSync } from 'node:child_process';
 import { closeSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { checkMediaBinding, cimCommand, parseBootSector, parseCimVolume } from '../../agent/drive-identity.ts';
-import { DEFAULT_IDENTITY, DEFAULT_MEDIA, tempDir } from './fixtures.ts';
+import { checkMediaBinding, cimCommand, parseBootSector, parseCimVolume } from './drive-identity.ts';
+import { DEFAULT_IDENTITY, DEFAULT_MEDIA, tempDir } from '../test/support/agent-fixtures.ts';
 
 function bootSector(image: string): Uint8Array {
   const fd = openSync(image, 'r');

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { systemTool, type WindowsVolumeFacts } from '../../agent/drive-identity.ts';
-import { sameVolume, windowsLetterSource, type LetterProbe, type VolumeStamp } from '../../agent/drive-sources.ts';
-import { DriveWatcher } from '../../agent/watch.ts';
+import { systemTool, type WindowsVolumeFacts } from './drive-identity.ts';
+import { sameVolume, windowsLetterSource, type LetterProbe, type VolumeStamp } from './drive-sources.ts';
+import { DriveWatcher } from './watch.ts';
 
 /** A stick as the fake probe shows it: what stat/boot sector tell cheaply, and what CIM would say. */
 interface FakeStick {

@@ -8,10 +8,10 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { DIGEST_CHOICES, type DigestChoice } from '../../agent/file-digest.ts';
-import { readVerified } from '../../agent/verified-copy.ts';
-import { publicKeyFromPem, verifyManifest } from '../../manifest/index.ts';
-import { VECTOR_DIR } from '../vectors/generate.ts';
+import { DIGEST_CHOICES, type DigestChoice } from './file-digest.ts';
+import { readVerified } from './verified-copy.ts';
+import { publicKeyFromPem, verifyManifest } from '../manifest/index.ts';
+import { VECTOR_DIR } from '../test/vectors/generate.ts';
 
 interface FileChecks {
   readonly manifest: string;

@@ -1,12 +1,12 @@
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { DriveReport } from '../../agent/drive-report.ts';
-import { STAGE_ON_WORKERS_FROM_BYTES } from '../../agent/staging.ts';
-import { syncfsReportsErrors } from '../../agent/syncfs-helper.ts';
-import { importDrive, type ImportInput } from '../../agent/import-drive.ts';
-import type { ClashPolicy } from '../../agent/trust-store.ts';
-import { DEFAULT_IDENTITY, makeDrive, makeTrust, MemoryLog, tempDir } from './fixtures.ts';
+import type { DriveReport } from './drive-report.ts';
+import { STAGE_ON_WORKERS_FROM_BYTES } from './staging.ts';
+import { syncfsReportsErrors } from './syncfs-helper.ts';
+import { importDrive, type ImportInput } from './import-drive.ts';
+import type { ClashPolicy } from './trust-store.ts';
+import { DEFAULT_IDENTITY, makeDrive, makeTrust, MemoryLog, tempDir } from '../test/support/agent-fixtures.ts';
 
 const big = Buffer.alloc(200_000);
 for (let i = 0; i < big.length; i++) big[i] = (i * 31) % 251;

@@ -6,12 +6,12 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { verifyLogBytes } from '../../agent/audit-log.ts';
-import { main } from '../../agent/main.ts';
-import { loadTrustStore } from '../../agent/trust-store.ts';
-import { loadWatchConfig } from '../../agent/watch-config.ts';
-import { publicKeyToPem } from '../../manifest/index.ts';
-import { kioskKey, otherKey, tempDir, writeTrust } from './fixtures.ts';
+import { verifyLogBytes } from './audit-log.ts';
+import { main } from './main.ts';
+import { loadTrustStore } from './trust-store.ts';
+import { loadWatchConfig } from './watch-config.ts';
+import { publicKeyToPem } from '../manifest/index.ts';
+import { kioskKey, otherKey, tempDir, writeTrust } from '../test/support/agent-fixtures.ts';
 
 function cli() {
   const out: string[] = [];

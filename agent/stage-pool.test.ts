@@ -3,10 +3,10 @@ import { closeSync, existsSync, fstatSync, statSync, writeFileSync } from 'node:
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createStagePool } from '../../agent/stage-pool.ts';
-import { ANSWER_BATCH, IN_FLIGHT } from '../../agent/stage-protocol.ts';
-import { fileIdentity, type StageRequest, type StagedCopy } from '../../agent/stage-file.ts';
-import { digestOf, tempDir } from './fixtures.ts';
+import { createStagePool } from './stage-pool.ts';
+import { ANSWER_BATCH, IN_FLIGHT } from './stage-protocol.ts';
+import { fileIdentity, type StageRequest, type StagedCopy } from './stage-file.ts';
+import { digestOf, tempDir } from '../test/support/agent-fixtures.ts';
 
 const pool = createStagePool(2);
 afterAll(() => pool.close());
@@ -173,8 +173,8 @@ describe('the stage pool: staged copies belong to the calling thread', () => {
     writeFileSync(script, [
       `import { closeSync, statSync, writeFileSync } from 'node:fs';`,
       `import { join } from 'node:path';`,
-      `import { createStagePool } from ${JSON.stringify(join(import.meta.dirname, '../../agent/stage-pool.ts'))};`,
-      `import { digestOf, tempDir } from ${JSON.stringify(join(import.meta.dirname, 'fixtures.ts'))};`,
+      `import { createStagePool } from ${JSON.stringify(join(import.meta.dirname, './stage-pool.ts'))};`,
+      `import { digestOf, tempDir } from ${JSON.stringify(join(import.meta.dirname, '../test/support/agent-fixtures.ts'))};`,
       `const pool = createStagePool(1);`,
       `const dir = tempDir('many');`,
       `let ok = 0;`,

@@ -1,17 +1,17 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { AuditLog, verifyLogBytes } from '../../agent/audit-log.ts';
-import type { DriveSource } from '../../agent/drive-sources.ts';
-import { main } from '../../agent/main.ts';
-import type { HmiMessage, Notifier } from '../../agent/notify.ts';
+import { AuditLog, verifyLogBytes } from './audit-log.ts';
+import type { DriveSource } from './drive-sources.ts';
+import { main } from './main.ts';
+import type { HmiMessage, Notifier } from './notify.ts';
 import {
   parseStoragePolicy, readStoragePolicy, regQueryArguments, STORAGE_POLICY_KEY, StoragePolicyMonitor, type RegOutput, type RegRunner,
   type StoragePolicyReading,
-} from '../../agent/storage-policy.ts';
-import { loadWatchConfig } from '../../agent/watch-config.ts';
-import { runService } from '../../agent/watch.ts';
-import { MemoryLog, tempDir, writeTrust } from './fixtures.ts';
+} from './storage-policy.ts';
+import { loadWatchConfig } from './watch-config.ts';
+import { runService } from './watch.ts';
+import { MemoryLog, tempDir, writeTrust } from '../test/support/agent-fixtures.ts';
 
 const HEADER = `${STORAGE_POLICY_KEY.replace('HKLM', 'HKEY_LOCAL_MACHINE')}`;
 

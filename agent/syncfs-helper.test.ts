@@ -2,9 +2,9 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { SyncfsHelper } from '../../agent/syncfs-helper.ts';
-import { bytesAndFilesInStep } from '../../agent/drive-report.ts';
-import { tempDir } from './fixtures.ts';
+import { SyncfsHelper } from './syncfs-helper.ts';
+import { bytesAndFilesInStep } from './drive-report.ts';
+import { tempDir } from '../test/support/agent-fixtures.ts';
 
 const alive = (pid: number | undefined): boolean => pid !== undefined && existsSync(`/proc/${pid}`) && !readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z ');
 const childrenOf = (pid: number): number => spawnSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).stdout.trim().split('\n').filter(Boolean).length;

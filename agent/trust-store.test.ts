@@ -1,11 +1,11 @@
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { verifyLogBytes, type LogRecord } from '../../agent/audit-log.ts';
-import { main } from '../../agent/main.ts';
-import { checkTrustStore, emptyTrustStore, loadTrustStore, policyDigests, trustAnchorsOf } from '../../agent/trust-store.ts';
-import { publicKeyToPem } from '../../manifest/index.ts';
-import { kioskKey, makeTrust, otherKey, tempDir } from './fixtures.ts';
+import { verifyLogBytes, type LogRecord } from './audit-log.ts';
+import { main } from './main.ts';
+import { checkTrustStore, emptyTrustStore, loadTrustStore, policyDigests, trustAnchorsOf } from './trust-store.ts';
+import { publicKeyToPem } from '../manifest/index.ts';
+import { kioskKey, makeTrust, otherKey, tempDir } from '../test/support/agent-fixtures.ts';
 
 function cli() {
   const out: string[] = [];

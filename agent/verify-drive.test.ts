@@ -2,13 +2,13 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { MEDIA_ADVICE, type DriveIdentity } from '../../agent/drive-identity.ts';
-import type { DriveReport } from '../../agent/drive-report.ts';
-import { STAGE_ON_WORKERS_FROM_BYTES } from '../../agent/staging.ts';
-import { verifyDrive } from '../../agent/verify-drive.ts';
-import type { TrustStore } from '../../agent/trust-store.ts';
-import { MANIFEST_PATH } from '../../manifest/index.ts';
-import { DEFAULT_IDENTITY, kioskKey, makeDrive, makeTrust, MemoryLog, otherKey, tempDir, writeTrust } from './fixtures.ts';
+import { MEDIA_ADVICE, type DriveIdentity } from './drive-identity.ts';
+import type { DriveReport } from './drive-report.ts';
+import { STAGE_ON_WORKERS_FROM_BYTES } from './staging.ts';
+import { verifyDrive } from './verify-drive.ts';
+import type { TrustStore } from './trust-store.ts';
+import { MANIFEST_PATH } from '../manifest/index.ts';
+import { DEFAULT_IDENTITY, kioskKey, makeDrive, makeTrust, MemoryLog, otherKey, tempDir, writeTrust } from '../test/support/agent-fixtures.ts';
 
 const HOUR = 3600 * 1000;
 const files = { 'README.txt': 'hello plant\n', 'firmware/plc-cpu.bin': Buffer.alloc(70_000, 0x5a) };
@@ -120,7 +120,7 @@ describe('verify: a drive refused after its manifest verified', () => {
     const dir = tempDir('early-stager');
     const identity = join(dir, 'identity.json');
     writeFileSync(identity, JSON.stringify(DEFAULT_IDENTITY));
-    const agent = join(import.meta.dirname, '../../agent/main.ts');
+    const agent = join(import.meta.dirname, './main.ts');
     const run = (): ReturnType<typeof spawnSync> => spawnSync(process.execPath, [agent, 'verify', drive.root, '--trust', writeTrust(), '--identity', identity, '--log', join(dir, 'agent.log.jsonl'), '--json'], { encoding: 'utf8', timeout: 30_000 });
     // First the drive as signed: the threads do the work and the process ends.
     const passed = run();

@@ -2,15 +2,15 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, syml
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import { AuditLog, verifyLogBytes } from '../../agent/audit-log.ts';
-import { mountFolderSource, windowsLetterSource, type DriveInfo, type DriveSource } from '../../agent/drive-sources.ts';
-import { main } from '../../agent/main.ts';
-import { loadWatchConfig } from '../../agent/watch-config.ts';
-import { lineNotifier, msgArguments, type HmiMessage } from '../../agent/notify.ts';
-import type { DriveReport } from '../../agent/drive-report.ts';
-import { StatusFolder } from '../../agent/operator-status.ts';
-import { chooseDestination, DriveWatcher, messageFor, runService } from '../../agent/watch.ts';
-import { DEFAULT_IDENTITY, makeDrive, makeTrust, tempDir, writeTrust } from './fixtures.ts';
+import { AuditLog, verifyLogBytes } from './audit-log.ts';
+import { mountFolderSource, windowsLetterSource, type DriveInfo, type DriveSource } from './drive-sources.ts';
+import { main } from './main.ts';
+import { loadWatchConfig } from './watch-config.ts';
+import { lineNotifier, msgArguments, type HmiMessage } from './notify.ts';
+import type { DriveReport } from './drive-report.ts';
+import { StatusFolder } from './operator-status.ts';
+import { chooseDestination, DriveWatcher, messageFor, runService } from './watch.ts';
+import { DEFAULT_IDENTITY, makeDrive, makeTrust, tempDir, writeTrust } from '../test/support/agent-fixtures.ts';
 
 async function until(condition: () => boolean, ms = 8000): Promise<void> {
   const end = Date.now() + ms;
@@ -231,11 +231,11 @@ describe('service configuration and messages', () => {
   });
 
   it('reads the example configuration shipped for Windows, resolving paths beside it', () => {
-    const path = join(import.meta.dirname, '../../agent/windows/config.example.json');
+    const path = join(import.meta.dirname, './windows/config.example.json');
     const config = loadWatchConfig(path);
     expect(config).toMatchObject({ source: 'auto', pollIntervalMs: 2000, settleMs: 2000, notify: 'auto', requireStoragePolicy: true });
     expect(config.destination).toContain('Inbox');
-    expect(config.trust).toBe(join(import.meta.dirname, '../../agent/windows/trust.json'));
+    expect(config.trust).toBe(join(import.meta.dirname, './windows/trust.json'));
   });
 
   it('refuses a watch configuration that fails its schema (exit 1, CONFIG_INVALID)', async () => {

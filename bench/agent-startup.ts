@@ -14,7 +14,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { buildSea } from '../agent/sea/build.ts';
-import { DEFAULT_IDENTITY, makeDrive, tempDir, writeTrust } from '../test/agent/fixtures.ts';
+import { DEFAULT_IDENTITY, makeDrive, tempDir, writeTrust } from '../test/support/agent-fixtures.ts';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '20' }, exe: { type: 'string' } } });
 const runs = Number(values.runs);

@@ -44,7 +44,7 @@ import { DIGEST_CHOICES, type DigestChoice } from '../agent/file-digest.ts';
 import { buildStatement, type ApprovedFile } from '../kiosk/core/build-statement.ts';
 import { hashFile } from '../kiosk/engines/hash-file.ts';
 import { MANIFEST_PATH, signManifest } from '../manifest/index.ts';
-import { DEFAULT_IDENTITY, DEFAULT_MEDIA, kioskKey, writeTrust } from '../test/agent/fixtures.ts';
+import { DEFAULT_IDENTITY, DEFAULT_MEDIA, kioskKey, writeTrust } from '../test/support/agent-fixtures.ts';
 import { median } from './median.ts';
 import { buildTree } from './tree.ts';
 

@@ -5,7 +5,7 @@
 # MEM_RESERVE_PLACEHOLDER), so Wine 10 comes from Debian trixie in a
 # debootstrap chroot under var/wine-trixie (from Debian's own mirror; the
 # first run downloads about 200 MB and takes about two minutes, later runs
-# reuse it). Run by the test suite (test/agent/windows-wine.test.ts). Needs
+# reuse it). Run by the test suite (test/integration/agent/windows-wine.test.ts). Needs
 # root (chroot, mounts).
 #
 #   scripts/windows-smoke.sh
@@ -43,7 +43,7 @@ fi
 
 "$node" "$root/agent/sea/build.ts" --target win-x64 --out "$root/var/sea" >&2
 rm -rf "$work" && mkdir -p "$work/xdg" && chmod 700 "$work/xdg"
-"$node" "$root/test/agent/windows-smoke-fixture.ts" "$work"
+"$node" "$root/test/support/windows-smoke-fixture.ts" "$work"
 cp "$root/var/sea/portcullis-agent.exe" "$work/"
 
 mkdir -p "$chroot_dir/work"

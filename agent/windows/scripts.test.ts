@@ -8,12 +8,12 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { STORAGE_POLICY_KEY, STORAGE_POLICY_VALUE } from '../../agent/storage-policy.ts';
-import type { OperatorState } from '../../agent/operator-status.ts';
-import { loadWatchConfig } from '../../agent/watch-config.ts';
-import { tempDir } from './fixtures.ts';
+import { STORAGE_POLICY_KEY, STORAGE_POLICY_VALUE } from '../storage-policy.ts';
+import type { OperatorState } from '../operator-status.ts';
+import { loadWatchConfig } from '../watch-config.ts';
+import { tempDir } from '../../test/support/agent-fixtures.ts';
 
-const DIR = join(import.meta.dirname, '../../agent/windows');
+const DIR = join(import.meta.dirname, '.');
 const install = readFileSync(join(DIR, 'install.ps1'), 'utf8');
 const uninstall = readFileSync(join(DIR, 'uninstall.ps1'), 'utf8');
 const statusTray = readFileSync(join(DIR, 'status-tray.ps1'), 'utf8');

@@ -3,14 +3,14 @@
  * manifest signed as the kiosk signs it (three listed files, one unlisted),
  * a trust store, the drive's identity, and an empty inbox.
  *
- *   node test/agent/windows-smoke-fixture.ts DIR
+ *   node test/support/windows-smoke-fixture.ts DIR
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEFAULT_IDENTITY, makeDrive, writeTrust } from './fixtures.ts';
+import { DEFAULT_IDENTITY, makeDrive, writeTrust } from './agent-fixtures.ts';
 
 const dir = process.argv[2];
-if (!dir) throw new Error('usage: node test/agent/windows-smoke-fixture.ts DIR');
+if (!dir) throw new Error('usage: node test/support/windows-smoke-fixture.ts DIR');
 mkdirSync(join(dir, 'drive'), { recursive: true });
 mkdirSync(join(dir, 'inbox'), { recursive: true });
 // Over STAGE_ON_WORKERS_FROM_BYTES (16 MiB), so the executable stages on its embedded worker threads.

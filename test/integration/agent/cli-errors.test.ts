@@ -10,13 +10,13 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { AuditLog } from '../../agent/audit-log.ts';
-import { main, USAGE } from '../../agent/main.ts';
-import { publicKeyToPem } from '../../manifest/index.ts';
-import { DEFAULT_IDENTITY, kioskKey, makeDrive, tempDir, writeTrust } from './fixtures.ts';
+import { AuditLog } from '../../../agent/audit-log.ts';
+import { main, USAGE } from '../../../agent/main.ts';
+import { publicKeyToPem } from '../../../manifest/index.ts';
+import { DEFAULT_IDENTITY, kioskKey, makeDrive, tempDir, writeTrust } from '../../support/agent-fixtures.ts';
 
 const exec = promisify(execFile);
-const BIN = join(import.meta.dirname, '../../agent/bin/portcullis-agent.js');
+const BIN = join(import.meta.dirname, '../../../agent/bin/portcullis-agent.js');
 const STACK = /\n\s+at /u;
 /** The first line of an error: the program, the code, what went wrong and what to do. */
 const ERROR_LINE = /^portcullis-agent: [A-Z][A-Z0-9_]+: \S.*$/u;

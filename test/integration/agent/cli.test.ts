@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { PassThrough } from 'node:stream';
-import { main, writeIfPresent } from '../../agent/main.ts';
-import { DEFAULT_IDENTITY, makeDrive, tempDir, writeTrust } from './fixtures.ts';
+import { main, writeIfPresent } from '../../../agent/main.ts';
+import { DEFAULT_IDENTITY, makeDrive, tempDir, writeTrust } from '../../support/agent-fixtures.ts';
 
 const exec = promisify(execFile);
 
@@ -119,7 +119,7 @@ describe('portcullis-agent exit codes', () => {
 
   it('runs as a real process through bin/portcullis-agent.js with the same exit codes', async () => {
     const s = await scenario();
-    const bin = join(import.meta.dirname, '../../agent/bin/portcullis-agent.js');
+    const bin = join(import.meta.dirname, '../../../agent/bin/portcullis-agent.js');
     const good = await exec(process.execPath, [bin, 'verify', s.drive.root, '--trust', s.trust, '--identity', s.identity]);
     expect(good.stdout).toContain('APPROVED');
     await expect(exec(process.execPath, [bin, 'verify', s.drive.root, '--trust', s.trust])).rejects.toMatchObject({ code: 20 });

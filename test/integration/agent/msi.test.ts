@@ -10,8 +10,8 @@ import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { buildMsi, FOLDER_SDDL, PUBLIC_PROPERTIES } from '../../agent/windows/build-msi.ts';
-import { tempDir } from './fixtures.ts';
+import { buildMsi, FOLDER_SDDL, PUBLIC_PROPERTIES } from '../../../agent/windows/build-msi.ts';
+import { tempDir } from '../../support/agent-fixtures.ts';
 
 let msi: string;
 let dir: string;

@@ -10,12 +10,12 @@ import { createHash } from 'node:crypto';
 import { cpSync, existsSync, linkSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { verifyLogBytes } from '../../agent/audit-log.ts';
-import { buildSea, SEA_FUSE, type SeaArtifact } from '../../agent/sea/build.ts';
-import { STAGE_ON_WORKERS_FROM_BYTES } from '../../agent/staging.ts';
-import { DEFAULT_IDENTITY, makeDrive, tempDir, writeTrust } from './fixtures.ts';
+import { verifyLogBytes } from '../../../agent/audit-log.ts';
+import { buildSea, SEA_FUSE, type SeaArtifact } from '../../../agent/sea/build.ts';
+import { STAGE_ON_WORKERS_FROM_BYTES } from '../../../agent/staging.ts';
+import { DEFAULT_IDENTITY, makeDrive, tempDir, writeTrust } from '../../support/agent-fixtures.ts';
 
-const BIN = join(import.meta.dirname, '../../agent/bin/portcullis-agent.js');
+const BIN = join(import.meta.dirname, '../../../agent/bin/portcullis-agent.js');
 
 let out: string;
 let cert: string;
@@ -119,7 +119,7 @@ describe('the agent as a single executable', () => {
   });
 
   it('builds a byte-identical portcullis-agent.exe from two checkouts at different paths, started from different folders', () => {
-    const repo = join(import.meta.dirname, '../..');
+    const repo = join(import.meta.dirname, '../../..');
     const checkouts = [join(tempDir('repro'), 'a'), join(tempDir('repro-second-checkout'), 'deeper', 'portcullis')];
     const built = checkouts.map((root, i) => {
       mkdirSync(join(root, 'var/cache'), { recursive: true });

@@ -11,12 +11,12 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { MANIFEST_PATH } from '../../manifest/index.ts';
-import { DEFAULT_IDENTITY, makeDrive, tempDir, writeTrust } from './fixtures.ts';
+import { MANIFEST_PATH } from '../../../manifest/index.ts';
+import { DEFAULT_IDENTITY, makeDrive, tempDir, writeTrust } from '../../support/agent-fixtures.ts';
 
 const exec = promisify(execFile);
-const BIN = join(import.meta.dirname, '../../agent/bin/portcullis-agent.js');
-const AGENT = join(import.meta.dirname, '../../agent');
+const BIN = join(import.meta.dirname, '../../../agent/bin/portcullis-agent.js');
+const AGENT = join(import.meta.dirname, '../../../agent');
 
 function mkfifo(path: string): void {
   execFileSync('mkfifo', [path]);

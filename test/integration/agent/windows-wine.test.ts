@@ -14,9 +14,9 @@ import { describe, expect, it } from 'vitest';
 describe('portcullis-agent.exe on Windows (Wine)', () => {
   it('verifies and imports a signed drive byte for byte, keeps the unlisted file out, writes a log that verifies, and installs and removes the MSI silently', () => {
     // A complete chroot from an earlier run is reused, never fetched again (its root keeps its inode).
-    const chroot = join(import.meta.dirname, '../../var/wine-trixie');
+    const chroot = join(import.meta.dirname, '../../../var/wine-trixie');
     const before = existsSync(join(chroot, 'usr/lib/wine/wine64')) && !existsSync(join(chroot, 'debootstrap')) ? statSync(chroot).ino : null;
-    const run = spawnSync('bash', [join(import.meta.dirname, '../../scripts/windows-smoke.sh')], { encoding: 'utf8', timeout: 900_000 });
+    const run = spawnSync('bash', [join(import.meta.dirname, '../../../scripts/windows-smoke.sh')], { encoding: 'utf8', timeout: 900_000 });
     if (before !== null) {
       expect(run.stderr).toContain('windows-smoke: reusing the Wine chroot');
       expect(statSync(chroot).ino).toBe(before);
