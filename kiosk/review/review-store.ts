@@ -47,7 +47,27 @@ const SCHEMA = [
      sha256 TEXT, size INTEGER, verified INTEGER NOT NULL, imported_at TEXT NOT NULL,
      UNIQUE (hmi, seq)) STRICT`,
   'CREATE INDEX IF NOT EXISTS agent_records_manifest ON agent_records (manifest_digest)',
+  // Sign-ins to the review (SR 2.8): kept here, sent to the SIEM and the central review by `siem send`.
+  `CREATE TABLE IF NOT EXISTS sign_ins (
+     id INTEGER PRIMARY KEY, at TEXT NOT NULL, event TEXT NOT NULL, username TEXT, method TEXT, address TEXT NOT NULL) STRICT`,
 ];
+
+/** What happened at the review's door: a sign-in, a refused one, one refused because of the limits, a sign-out, a one-time token used or refused. */
+export const SIGN_IN_EVENTS = ['SIGN_IN', 'SIGN_IN_FAILED', 'SIGN_IN_LOCKED', 'SIGN_OUT', 'TOKEN_USED', 'TOKEN_FAILED'] as const;
+export type SignInEventName = (typeof SIGN_IN_EVENTS)[number];
+
+export interface SignInEvent {
+  readonly event: SignInEventName;
+  /** The user name given (escaped; possibly no account's), or null for a token. */
+  readonly username: string | null;
+  readonly method: 'password' | 'token' | null;
+  readonly address: string;
+}
+
+export interface SignInRecord extends SignInEvent {
+  readonly id: number;
+  readonly at: string;
+}
 
 export interface StaffStore {
   readonly path: string;
@@ -62,6 +82,10 @@ export interface StaffStore {
   agentRecords(filter?: { readonly manifestDigest?: string; readonly limit?: number }): AgentRecord[];
   /** Agent records after `afterId`, oldest first (the SIEM exporter's cursor). */
   agentRecordsAfter(afterId: number, limit: number): AgentRecord[];
+  /** Records a sign-in event (fsynced like every write here). */
+  recordSignIn(event: SignInEvent): void;
+  /** Sign-in events after `afterId`, oldest first (the SIEM exporter's cursor). */
+  signInsAfter(afterId: number, limit: number): SignInRecord[];
   close(): void;
 }
 
@@ -314,6 +338,13 @@ export function openReviewStore(path: string, options: ReviewStoreOptions = {}):
     },
     agentRecordsAfter(afterId, limit) {
       return (db.prepare('SELECT * FROM agent_records WHERE id > ? ORDER BY id LIMIT ?').all(afterId, limit) as AgentRow[]).map(toRecord);
+    },
+    recordSignIn(event) {
+      db.prepare('INSERT INTO sign_ins (at, event, username, method, address) VALUES (?, ?, ?, ?, ?)')
+        .run(now().toISOString(), event.event, event.username === null ? null : safe(event.username.slice(0, 64)), event.method, safe(event.address) ?? '-');
+    },
+    signInsAfter(afterId, limit) {
+      return db.prepare('SELECT id, at, event, username, method, address FROM sign_ins WHERE id > ? ORDER BY id LIMIT ?').all(afterId, limit) as SignInRecord[];
     },
     close() {
       db.close();

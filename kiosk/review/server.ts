@@ -22,7 +22,12 @@ import type { VerifyResult } from '../audit/chain.ts';
 import { displayText, openAuditStore, type AuditStore } from '../audit/store.ts';
 import { LoginThrottle, type LoginLimits } from './login-limits.ts';
 import { APP_CSS, APP_HTML, APP_JS, LOGIN_FAILED_HTML, LOGIN_HTML, LOGIN_LOCKED_HTML } from './page.ts';
-import { ReviewError, type AgentRecord, type StaffStore } from './review-store.ts';
+import { ReviewError, type AgentRecord, type SignInEvent, type StaffStore } from './review-store.ts';
+import type { CentralStore } from './central/store.ts';
+import {
+  centralActivity, centralAgentRecordsFor, centralAlerts, centralChainState, centralDailyStats, centralGetScan, centralHealth, centralListScans,
+  centralManifestOf, centralScanIds, filePath, hmiEventsWithoutManifest,
+} from './central/queries.ts';
 
 export const SESSION_COOKIE = 'portcullis_review';
 const SESSION_IDLE_MS = 30 * 60_000; // ms without a request before a session ends
@@ -38,8 +43,12 @@ export const CONTENT_SECURITY_POLICY = [
 ].join('; ');
 
 export interface ReviewServerOptions {
-  readonly auditDb: string;
-  readonly staff: StaffStore;
+  /** The kiosk's audit database (the single-kiosk review); absent with `central`. */
+  readonly auditDb?: string;
+  /** The single-kiosk review's accounts and imported agent records; absent with `central`. */
+  readonly staff?: StaffStore;
+  /** The central review: every source's records, accounts and sign-ins in PostgreSQL (central/store.ts). */
+  readonly central?: CentralStore;
   readonly host?: string; // default 127.0.0.1
   /**
    * Names browsers reach the review by besides the listening address, exactly as in their address bar
@@ -212,9 +221,27 @@ export async function startReviewServer(options: ReviewServerOptions): Promise<R
     throw new ReviewError('REVIEW_PUBLIC_NAME_NEEDED', `--host ${host} listens on every address, but a browser there is answered only under a name the review knows: add --public-name NAME[:PORT] as browsers will type it (and put a TLS proxy in front), or keep 127.0.0.1 and use an SSH tunnel`);
   }
   const now = options.now ?? (() => new Date());
+  const central = options.central ?? null;
+  if (!central && (!options.auditDb || !options.staff)) throw new ReviewError('REVIEW_OPEN_FAILED', 'the review needs an audit database and a review database, or a central database');
+  const auditDb = options.auditDb ?? '';
   // The store checks the schema version; a second read-only handle serves the chart's aggregate queries.
-  const audit: AuditStore = openAuditStore(options.auditDb, { readonly: true });
-  const db = new Database(options.auditDb, { readonly: true, fileMustExist: true });
+  const audit: AuditStore | null = central ? null : openAuditStore(auditDb, { readonly: true });
+  const db = central ? null : new Database(auditDb, { readonly: true, fileMustExist: true });
+  const staff = options.staff;
+  /** Sign-ins, failures, locks, sign-outs and tokens, in the review database or the central one (SR 2.8); a log that fails does not open the door. */
+  const recordSignIn = async (event: SignInEvent): Promise<void> => {
+    if (central) await central.recordSignIn(event);
+    else staff!.recordSignIn(event);
+  };
+  const data = {
+    listScans: (f: ScanFilter) => (central ? centralListScans(central.pool, f) : Promise.resolve(listScans(db!, f))),
+    getScan: (id: string, file: string | null) => (central ? centralGetScan(central.pool, id, file) : Promise.resolve(getScan(db!, id, file))),
+    scanIds: (f: ScanFilter) => (central ? centralScanIds(central.pool, f) : Promise.resolve(scanIds(db!, f))),
+    manifestOf: (id: string) => (central ? centralManifestOf(central.pool, id)
+      : Promise.resolve((db!.prepare('SELECT manifest_digest FROM scan_results WHERE scan_id = ?').pluck().get(id) as string | null | undefined) ?? null)),
+    agentRecordsFor: (digest: string): Promise<readonly AgentRecord[]> => (central ? centralAgentRecordsFor(central.pool, digest) : Promise.resolve(staff!.agentRecordsFor(digest))),
+    dailyStats: (since?: Date, until?: Date) => (central ? centralDailyStats(central.pool, since, until) : Promise.resolve(dailyStats(db!, since, until))),
+  };
   const sessions = new Map<string, Session>(); // key: SHA-256 of the cookie value
   const throttle = new LoginThrottle(options.loginLimits, () => now().getTime());
   let allowedHosts: Set<string> = new Set();
@@ -225,7 +252,7 @@ export async function startReviewServer(options: ReviewServerOptions): Promise<R
   let worker: Worker | null = null;
   const checkChain = (): Promise<void> => {
     checking ??= new Promise<void>((resolve) => {
-      const w = new Worker(new URL('./chain-worker.ts', import.meta.url), { workerData: { auditDb: options.auditDb } });
+      const w = new Worker(new URL('./chain-worker.ts', import.meta.url), { workerData: { auditDb } });
       worker = w;
       let settled = false;
       const done = (result: VerifyResult | { error: string }): void => {
@@ -278,23 +305,28 @@ export async function startReviewServer(options: ReviewServerOptions): Promise<R
     const form = checked(loginForm, Object.fromEntries(new URLSearchParams(await readBody(req))));
     const address = req.socket.remoteAddress ?? 'unknown';
     let user: string | null = null;
+    const auth = central ?? staff!;
     if (form.token) {
       // A valid token always signs in, locked out or not: it cannot be guessed, and it is the way in while an account is locked.
-      user = options.staff.useToken(form.token.trim()) ? 'token' : null;
+      user = (await auth.useToken(form.token.trim())) ? 'token' : null;
       if (user === null) throttle.failedWithoutPassword(address);
+      await recordSignIn({ event: user === null ? 'TOKEN_FAILED' : 'TOKEN_USED', username: null, method: 'token', address });
     } else if (form.username && form.password) {
       // Counted before the slow check, so concurrent guesses cannot get past the limit.
       const attempt = throttle.beginPassword(address, form.username);
       if (!attempt.ok) {
+        await recordSignIn({ event: 'SIGN_IN_LOCKED', username: form.username, method: 'password', address });
         send(res, 429, 'text/html; charset=utf-8', LOGIN_LOCKED_HTML, { 'retry-after': String(Math.ceil(attempt.retryAfterMs / 1000)) });
         return;
       }
-      if (await options.staff.checkPassword(form.username, form.password)) {
+      if (await auth.checkPassword(form.username, form.password)) {
         attempt.ticket.succeeded();
         user = form.username;
       }
+      await recordSignIn({ event: user === null ? 'SIGN_IN_FAILED' : 'SIGN_IN', username: form.username, method: 'password', address });
     } else {
       throttle.failedWithoutPassword(address);
+      await recordSignIn({ event: 'SIGN_IN_FAILED', username: form.username ?? null, method: null, address });
     }
     if (user === null) {
       send(res, 401, 'text/html; charset=utf-8', LOGIN_FAILED_HTML);
@@ -318,19 +350,18 @@ export async function startReviewServer(options: ReviewServerOptions): Promise<R
     await write(format === 'csv' ? csvRecord(records === 'agent' ? AGENT_CSV_COLUMNS : CSV_COLUMNS) : '[');
     let first = true;
     let n = 0;
-    const manifestOf = db.prepare('SELECT manifest_digest FROM scan_results WHERE scan_id = ?').pluck();
-    for (const id of scanIds(db, filter)) {
+    for (const id of await data.scanIds(filter)) {
       if (++n % 20 === 0) await new Promise((resolve) => setImmediate(resolve)); // let other requests in
       if (records === 'agent') {
         // The HMI records of the scan's manifest, each with its chain state (an export's cannot be checked).
-        const digest = manifestOf.get(id) as string | null | undefined;
-        for (const r of typeof digest === 'string' ? options.staff.agentRecordsFor(digest) : []) {
+        const digest = await data.manifestOf(id);
+        for (const r of typeof digest === 'string' ? await data.agentRecordsFor(digest) : []) {
           await write(format === 'csv' ? agentCsvRow(id, r) : `${first ? '\n' : ',\n'}${JSON.stringify(escapedJson(agentJsonRow(id, r)))}`);
           first = false;
         }
         continue;
       }
-      const scan = getScan(db, id, filter.file ?? null);
+      const scan = await data.getScan(id, filter.file ?? null);
       if (!scan) continue;
       await write(format === 'csv' ? scanCsvRows(scan) : `${first ? '\n' : ',\n'}${JSON.stringify(escapedJson(scan))}`);
       first = false;
@@ -344,11 +375,15 @@ export async function startReviewServer(options: ReviewServerOptions): Promise<R
     const path = url.pathname;
     if (path === '/api/me') {
       checked(emptyQuery, q);
-      return json(res, 200, { user });
+      return json(res, 200, { user, central: central !== null });
     }
     if (path === '/api/scans') {
       const filter = toFilter(checked(listQuery, q), 50);
-      return json(res, 200, { scans: escapedJson(listScans(db, filter)) });
+      return json(res, 200, { scans: escapedJson(await data.listScans(filter)) });
+    }
+    if (path.startsWith('/api/central/')) {
+      if (!central) throw new HttpError('NOT_FOUND', 'this is a single-kiosk review: the site views are on the central review');
+      return centralApi(res, path, q);
     }
     const detail = /^\/api\/scans\/([^/]{1,200})$/.exec(path);
     if (detail) {
@@ -359,13 +394,14 @@ export async function startReviewServer(options: ReviewServerOptions): Promise<R
       } catch {
         throw new HttpError('BAD_REQUEST', 'malformed scan id');
       }
-      const scan = getScan(db, scanId, null);
+      const scan = await data.getScan(scanId, null);
       if (!scan) throw new HttpError('NOT_FOUND', 'no such scan');
-      const agent = scan.manifest ? options.staff.agentRecordsFor(scan.manifest.digest) : [];
+      const agent = scan.manifest ? await data.agentRecordsFor(scan.manifest.digest) : [];
       return json(res, 200, { scan: escapedJson(scan), agent: escapedJson(agent) });
     }
     if (path === '/api/chain') {
       const { wait } = checked(object({ wait: optional(string({ pattern: /^1$/, patternMessage: 'expected 1' })) }), q);
+      if (central) return json(res, 200, escapedJson(await centralChainState(central.pool, now())));
       if (!chain || Date.now() - chain.at > CHAIN_RECHECK_MS) {
         const running = checkChain();
         if (wait === '1' || !chain) await (wait === '1' ? running : Promise.race([running, new Promise((r) => setTimeout(r, 1000))]));
@@ -379,11 +415,39 @@ export async function startReviewServer(options: ReviewServerOptions): Promise<R
     }
     if (path === '/api/stats/daily') {
       const range = toFilter(checked(chartQuery, q));
-      return json(res, 200, dailyStats(db, range.since, range.until));
+      return json(res, 200, escapedJson(await data.dailyStats(range.since, range.until)));
     }
     if (path === '/api/agent') {
       const { manifest } = checked(object({ manifest: optional(string({ pattern: /^sha256:[0-9a-f]{64}$/, patternMessage: 'expected sha256: and 64 hex characters' })) }), q);
-      return json(res, 200, { records: escapedJson(options.staff.agentRecords(manifest === undefined ? {} : { manifestDigest: manifest })) });
+      if (central) return json(res, 200, { records: escapedJson(manifest === undefined ? await hmiEventsWithoutManifest(central.pool, { limit: 200 }) : await centralAgentRecordsFor(central.pool, manifest)) });
+      return json(res, 200, { records: escapedJson(staff!.agentRecords(manifest === undefined ? {} : { manifestDigest: manifest })) });
+    }
+    throw new HttpError('NOT_FOUND', 'no such API');
+  }
+
+  /** The site views only the central review has: health, HMI events without a manifest, a file's path, alerts, activity. */
+  async function centralApi(res: ServerResponse, path: string, q: Record<string, string>): Promise<void> {
+    const pool = central!.pool;
+    if (path === '/api/central/health') {
+      checked(emptyQuery, q);
+      return json(res, 200, { sources: escapedJson(await centralHealth(pool, now())) });
+    }
+    if (path === '/api/central/hmi-events') {
+      const range = toFilter(checked(listQuery, q), 200);
+      return json(res, 200, { records: escapedJson(await hmiEventsWithoutManifest(pool, { ...(range.since ? { since: range.since } : {}), ...(range.until ? { until: range.until } : {}), limit: range.limit ?? 200 })) });
+    }
+    if (path === '/api/central/file') {
+      const { hash } = checked(object({ hash: string({ pattern: /^(?:(?:sha256|blake3):)?[0-9a-fA-F]{64}$/, patternMessage: 'expected a SHA-256 or BLAKE3 digest (64 hex characters, optionally sha256: or blake3:)' }) }), q);
+      return json(res, 200, escapedJson(await filePath(pool, hash)));
+    }
+    if (path === '/api/central/alerts') {
+      checked(emptyQuery, q);
+      return json(res, 200, escapedJson(await centralAlerts(pool)));
+    }
+    if (path === '/api/central/activity') {
+      const range = toFilter(checked(chartQuery, q));
+      const until = range.until ?? new Date(now().getTime() + 86_400_000);
+      return json(res, 200, escapedJson(await centralActivity(pool, range.since ?? new Date(until.getTime() - 30 * 86_400_000), until)));
     }
     throw new HttpError('NOT_FOUND', 'no such API');
   }
@@ -411,7 +475,10 @@ export async function startReviewServer(options: ReviewServerOptions): Promise<R
       if (url.pathname === '/login') return login(req, res);
       if (url.pathname === '/logout') {
         const current = sessionOf(req);
-        if (current) sessions.delete(current.key);
+        if (current) {
+          sessions.delete(current.key);
+          await recordSignIn({ event: 'SIGN_OUT', username: current.session.user, method: null, address: req.socket.remoteAddress ?? 'unknown' });
+        }
         return redirect(res, '/login', { 'set-cookie': `${SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0` });
       }
       throw new HttpError('METHOD_NOT_ALLOWED', 'the review is read-only');
@@ -446,13 +513,13 @@ export async function startReviewServer(options: ReviewServerOptions): Promise<R
     server.listen(requestedPort, host);
     await once(server, 'listening');
   } catch (cause) {
-    audit.close();
-    db.close();
+    audit?.close();
+    db?.close();
     throw listenError(cause, host, requestedPort);
   }
   const port = (server.address() as AddressInfo).port;
   const hostPart = host.includes(':') ? `[${host}]` : host;
-  void checkChain();
+  if (!central) void checkChain();
   allowedHosts = new Set([`${hostPart}:${port}`, `localhost:${port}`, `127.0.0.1:${port}`, `[::1]:${port}`, ...publicNames]);
   return {
     url: `http://${hostPart}:${port}`,
@@ -461,8 +528,8 @@ export async function startReviewServer(options: ReviewServerOptions): Promise<R
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await worker?.terminate();
-      audit.close();
-      db.close();
+      audit?.close();
+      db?.close();
     },
   };
 }

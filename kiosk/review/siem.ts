@@ -17,10 +17,11 @@ import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import Database from 'better-sqlite3';
 import { PortcullisError } from '../../manifest/errors.ts';
-import { agentMessageId, agentSeverity, formatSyslog, frameOctetCounting, SEVERITY, type FormatOptions, type SyslogMessage } from '../../manifest/syslog.ts';
+import { agentMessageId, agentSeverity, formatSyslog, formatSyslogRecord, frameOctetCounting, SEVERITY, type FormatOptions, type SyslogMessage } from '../../manifest/syslog.ts';
+import { kioskRecordBytes, LEDGER_COLUMNS, type LedgerTableName } from '../../manifest/audit-record.ts';
 import { openAuditStore } from '../audit/store.ts';
 import type { LogRecord } from '../../manifest/agent-log.ts';
-import type { AgentRecord, StaffStore } from './review-store.ts';
+import type { AgentRecord, SignInRecord, StaffStore } from './review-store.ts';
 
 export type SiemErrorCode = 'SIEM_SPOOL_FAILED' | 'SIEM_SEND_FAILED' | 'SIEM_CONFIG_INVALID';
 export class SiemError extends PortcullisError<SiemErrorCode> {}
@@ -75,6 +76,71 @@ export function kioskMessages(db: Database.Database, after: number, upto: number
   return out;
 }
 
+const MSGID_OF_TABLE: Record<LedgerTableName, string> = { scans: 'SCAN_STARTED', devices: 'DEVICE', files: 'FILE_CHECKED', reasons: 'REASON', scan_results: 'SCAN_FINISHED', events: 'EVENT' };
+
+/** The hash of the kiosk chain's record 1: the chain's name at the central review. */
+export function kioskChainOf(db: Database.Database): string | null {
+  for (const table of Object.keys(LEDGER_COLUMNS)) {
+    const hash = db.prepare(`SELECT hash FROM ${table} WHERE seq = 1`).pluck().get() as string | undefined;
+    if (hash !== undefined) return hash;
+  }
+  return null;
+}
+
+/**
+ * Every ledger row in (after, upto] as a record message for the central
+ * review: the row as the kiosk hashed it is the MSG (manifest/audit-record.ts),
+ * so the central checks each hash and link itself; nothing is left out and
+ * nothing is verified here first (the central says what is broken).
+ */
+export function centralMessages(db: Database.Database, after: number, upto: number, chain: string): Array<{ seq: number; message: Buffer; blocked: boolean }> {
+  const out: Array<{ seq: number; message: Buffer; blocked: boolean }> = [];
+  const kioskOf = db.prepare('SELECT kiosk_id FROM scans WHERE scan_id = ?').pluck();
+  const timeOf = db.prepare('SELECT recorded_at FROM scans WHERE scan_id = ?').pluck();
+  const kioskId = (db.prepare('SELECT kiosk_id FROM scans ORDER BY seq DESC LIMIT 1').pluck().get() as string | undefined) ?? 'kiosk';
+  for (const table of Object.keys(LEDGER_COLUMNS) as LedgerTableName[]) {
+    for (const row of db.prepare(`SELECT * FROM ${table} WHERE seq > ? AND seq <= ? ORDER BY seq`).all(after, upto) as Row[]) {
+      const { seq, prev_hash: prev, hash, ...content } = row;
+      const blocked = table === 'files' && content.verdict === 'blocked';
+      const scanId = content.scan_id ?? null;
+      const msgId = blocked ? 'FILE_BLOCKED' : table === 'events' ? String(content.type) : MSGID_OF_TABLE[table];
+      const severity = blocked ? SEVERITY.warning : table === 'scan_results' && content.verdict !== 'approved' ? SEVERITY.notice : SEVERITY.info;
+      const time = String(content.recorded_at ?? (scanId === null ? null : (timeOf.get(scanId) as string | undefined)) ?? new Date().toISOString());
+      const hostname = table === 'scans' ? String(content.kiosk_id) : String((scanId === null ? undefined : (kioskOf.get(scanId) as string | undefined)) ?? kioskId);
+      const body = kioskRecordBytes(table, Number(seq), String(prev), String(hash), content);
+      out.push({ seq: Number(seq), blocked, message: formatSyslogRecord({ time, hostname, appName: 'portcullis-kiosk', msgId, severity,
+        params: { seq: Number(seq), hash: String(hash), chain, table, scanId: scanId === null ? null : String(scanId), verdict: content.verdict ?? null, path: content.path ?? null, sha256: content.sha256 ?? null } }, body) });
+    }
+  }
+  out.sort((a, b) => a.seq - b.seq);
+  return out;
+}
+
+/** The kiosk id a database's scans name (the HOSTNAME of its messages that belong to no scan). */
+function kioskOfDb(db: Database.Database): string {
+  return (db.prepare('SELECT kiosk_id FROM scans ORDER BY seq DESC LIMIT 1').pluck().get() as string | undefined) ?? 'kiosk';
+}
+
+/** A review sign-in event as a message (SR 2.8): refused and locked sign-ins are warnings. */
+export function signInMessage(e: SignInRecord, hostname: string): SyslogMessage {
+  const warn = e.event === 'SIGN_IN_FAILED' || e.event === 'SIGN_IN_LOCKED' || e.event === 'TOKEN_FAILED';
+  return { time: e.at, hostname, appName: 'portcullis-kiosk', msgId: e.event, severity: warn ? SEVERITY.warning : SEVERITY.notice,
+    params: { id: e.id, user: e.username, method: e.method, address: e.address },
+    text: `review ${e.event.toLowerCase().replaceAll('_', ' ')}${e.username === null ? '' : ` for ${e.username}`} from ${e.address}` };
+}
+
+/** The kiosk's state for the central's health view: its chain head, its engines and rules as the last scan recorded them. */
+export function kioskHeartbeat(db: Database.Database, chain: string, format: FormatOptions = {}): string {
+  const head = db.prepare('SELECT seq, hash FROM chain_head WHERE id = 1').get() as { seq: number; hash: string } | undefined;
+  const last = db.prepare(`SELECT s.kiosk_id, r.clamav_version, r.clamav_db_version, r.clamav_db_time, r.yara_rule_set_digest, r.yara_rule_count, r.policy_id, r.allowlist_version, r.finished_at
+    FROM scan_results r JOIN scans s ON s.scan_id = r.scan_id ORDER BY r.seq DESC LIMIT 1`).get() as Row | undefined;
+  const kioskId = String(last?.kiosk_id ?? (db.prepare('SELECT kiosk_id FROM scans ORDER BY seq DESC LIMIT 1').pluck().get() as string | undefined) ?? 'kiosk');
+  return formatSyslog({ time: new Date().toISOString(), hostname: kioskId, appName: 'portcullis-kiosk', msgId: 'HEARTBEAT', severity: SEVERITY.info,
+    params: { chain, headSeq: head?.seq ?? 0, headHash: head?.hash ?? null },
+    text: JSON.stringify({ clamavVersion: last?.clamav_version ?? null, clamavDb: last?.clamav_db_version ?? null, clamavDbTime: last?.clamav_db_time ?? null,
+      yaraRules: last?.yara_rule_set_digest ?? null, yaraRuleCount: last?.yara_rule_count ?? null, policy: last?.policy_id ?? null, allowlist: last?.allowlist_version ?? null, lastScan: last?.finished_at ?? null }) }, format);
+}
+
 /** One imported agent record as a message; its MSGID says what happened (manifest/syslog.ts: a trust change is TRUST_CHANGED). */
 export function agentMessage(r: AgentRecord): SyslogMessage {
   return {
@@ -90,10 +156,15 @@ export interface SiemSpool {
   readonly path: string;
   /** Spools what is new in the audit database (and the review database's agent records); returns how many messages were added. */
   collect(source: { readonly auditDb: string; readonly staff?: StaffStore }): { added: number; chainOk: boolean };
+  /**
+   * Spools every ledger row after the central mark as a record message for the central review (centralMessages), and
+   * the review database's sign-in events after theirs. Returns how many were added and whether a blocked file was among them.
+   */
+  collectCentral(source: { readonly auditDb: string; readonly staff?: StaffStore }): { added: number; blocked: number };
   pending(): number;
   /** Sends every spooled message; resolves with how many were delivered. Throws SIEM_SEND_FAILED, keeping the rest spooled. */
   deliver(target: SiemTarget): Promise<number>;
-  highWater(source: 'kiosk' | 'agent'): number;
+  highWater(source: 'kiosk' | 'agent' | 'central' | 'sign-in'): number;
   close(): void;
 }
 
@@ -104,6 +175,10 @@ export interface SiemTarget {
   /** TLS: CA certificates (PEM) to trust, client certificate and key for mutual TLS, server name to check. */
   readonly tls?: Pick<ConnectionOptions, 'ca' | 'cert' | 'key' | 'servername'>;
   readonly connectTimeoutMs?: number; // ms
+  /** central: the central review's receiver, which answers a stored batch with `ACK n`; syslog (default): a SIEM that answers nothing. */
+  readonly protocol?: 'central' | 'syslog';
+  /** Messages sent after the spooled ones on every connection and never spooled (the central's heartbeat). */
+  readonly heartbeat?: () => string;
 }
 
 /** Opens (creating when needed) the SIEM spool. */
@@ -173,10 +248,57 @@ export function openSiemSpool(path: string, options: { readonly format?: FormatO
             })();
           }
         }
+        if (source.staff) {
+          for (;;) {
+            const events = source.staff.signInsAfter(mark('sign-in'), BATCH);
+            if (events.length === 0) break;
+            const host = kioskOfDb(audit);
+            db.transaction(() => {
+              for (const e of events) {
+                add.run('sign-in', e.id, formatSyslog(signInMessage(e, host), format));
+                added++;
+              }
+              setMark.run('sign-in', events.at(-1)!.id);
+            })();
+          }
+        }
         return { added, chainOk: check.ok };
       } finally {
         audit.close();
         store.close();
+      }
+    },
+    collectCentral(source) {
+      const audit = new Database(source.auditDb, { readonly: true, fileMustExist: true });
+      try {
+        const chain = kioskChainOf(audit);
+        const head = Number(audit.prepare('SELECT seq FROM chain_head WHERE id = 1').pluck().get() ?? 0);
+        let added = 0;
+        let blocked = 0;
+        for (let after = mark('central'); chain !== null && after < head;) {
+          const upto = Math.min(head, after + BATCH);
+          db.transaction(() => {
+            for (const m of centralMessages(audit, after, upto, chain)) {
+              add.run('central', m.seq, m.message.toString('utf8'));
+              added++;
+              if (m.blocked) blocked++;
+            }
+            setMark.run('central', upto);
+          })();
+          after = upto;
+        }
+        if (source.staff) {
+          for (const e of source.staff.signInsAfter(mark('sign-in'), BATCH)) {
+            db.transaction(() => {
+              add.run('sign-in', e.id, formatSyslog(signInMessage(e, kioskOfDb(audit)), format));
+              setMark.run('sign-in', e.id);
+            })();
+            added++;
+          }
+        }
+        return { added, blocked };
+      } finally {
+        audit.close();
       }
     },
     pending() {
@@ -186,8 +308,11 @@ export function openSiemSpool(path: string, options: { readonly format?: FormatO
       let delivered = 0;
       for (;;) {
         const batch = db.prepare('SELECT id, message FROM spool ORDER BY id LIMIT ?').all(BATCH) as Array<{ id: number; message: string }>;
-        if (batch.length === 0) return delivered;
-        await sendBatch(target, batch.map((b) => b.message));
+        if (batch.length === 0) {
+          if (delivered === 0 && target.heartbeat) await sendBatch(target, [target.heartbeat()]);
+          return delivered;
+        }
+        await sendBatch(target, [...batch.map((b) => b.message), ...(target.heartbeat ? [target.heartbeat()] : [])]);
         // Deleted only after the receiver closed the connection cleanly: a failed send leaves the batch for the next run.
         db.prepare('DELETE FROM spool WHERE id <= ?').run(batch.at(-1)!.id);
         delivered += batch.length;
@@ -216,12 +341,19 @@ async function sendBatch(target: SiemTarget, messages: readonly string[]): Promi
     throw new SiemError('SIEM_SEND_FAILED', `${target.host}:${target.port}: cannot connect (${(cause as Error).message}): the messages stay spooled`, { cause });
   }
   try {
+    const answer: Buffer[] = [];
+    socket.on('data', (chunk: Buffer) => {
+      if (answer.length < 4) answer.push(chunk);
+    });
     const closed = once(socket, 'close');
     const failed = once(socket, 'error');
     socket.end(Buffer.concat(messages.map(frameOctetCounting)));
-    socket.resume(); // the receiver sends nothing; read to see its FIN
+    socket.resume(); // a SIEM sends nothing; read to see its FIN (the central review's ACK)
     const [hadError] = (await Promise.race([closed, failed.then(([e]) => Promise.reject(e instanceof Error ? e : new Error(String(e))))])) as [boolean];
     if (hadError) throw new Error('the connection closed with an error');
+    // The central review acknowledges a stored batch; a bare close is not that (a refused client certificate under TLS 1.3 can look like one).
+    const said = Buffer.concat(answer).toString('latin1');
+    if (target.protocol === 'central' && said !== `ACK ${messages.length}\n`) throw new Error(said === '' ? 'the central review closed without acknowledging the batch' : `the receiver answered ${JSON.stringify(said.slice(0, 40))}`);
   } catch (cause) {
     socket.destroy();
     throw new SiemError('SIEM_SEND_FAILED', `${target.host}:${target.port}: sending failed (${(cause as Error).message}): the messages stay spooled and are sent again`, { cause });
