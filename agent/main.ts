@@ -29,6 +29,8 @@ import {
   type TrustPolicy, type TrustStore,
 } from './trust-store.ts';
 import { loadWatchConfig } from './watch-config.ts';
+import { forwardLog } from './forward/forwarder.ts';
+import { forwardUntil, trustStatus } from './forward/forward-config.ts';
 import { runService, samePath } from './watch.ts';
 
 export const USAGE = `usage: portcullis-agent <command> [options]
@@ -45,6 +47,7 @@ drives:
   verify DRIVE --trust FILE [--json] [--identity FILE]
   import DRIVE --to DIR --trust FILE [--json] [--identity FILE]
   watch --config FILE
+  forward --config FILE     (forward the log once, as the service does: docs/review.md)
 
 installation (the MSI runs it; install.ps1 does the same itself):
   setup --config FILE --destination DIR [--status-folder DIR] [--trust-bundle FILE]
@@ -95,7 +98,7 @@ class UsageError extends AgentError {
 }
 
 /** The commands `help COMMAND` and a usage error's hint know (the usage text's first words). */
-const COMMANDS = ['trust', 'verify', 'import', 'watch', 'setup', 'log'] as const;
+const COMMANDS = ['trust', 'verify', 'import', 'watch', 'forward', 'setup', 'log'] as const;
 
 /**
  * The usage lines of one command (`trust add`, or every `trust` subcommand
@@ -470,7 +473,9 @@ async function watchCommand(args: string[], io: CliIo): Promise<number> {
   // The removable-storage deny policy exists only on Windows: elsewhere there is nothing to check.
   const storagePolicy = process.platform === 'win32' ? { required: config.requireStoragePolicy, read: () => readStoragePolicy(regExe) } : null;
   if (storagePolicy === null) io.stdout('portcullis-agent: removable-storage policy not checked (not Windows)\n');
-  await withInterrupt((signal) =>
+  const forward = config.forward;
+  await withInterrupt((signal) => Promise.all([
+    forward ? forwardUntil({ logPath: config.log, statePath: forward.statePath, hmi: config.hmiName ?? hostname(), target: forward.target, status: () => trustStatus(config.trust), clock: io.clock }, forward.intervalMs, signal, (line) => io.stdout(`${line}\n`)) : null,
     runService(
       {
         source,
@@ -488,7 +493,18 @@ async function watchCommand(args: string[], io: CliIo): Promise<number> {
       },
       signal,
     ),
-  );
+  ]));
+  return EXIT.OK;
+}
+
+/** `forward --config FILE`: one round of the service's forwarding (forward/forwarder.ts); exit 1 when the receiver did not take it. */
+async function forwardCommand(args: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, strict: true, options: { config: { type: 'string' } } });
+  if (positionals.length !== 0) throw new UsageError('forward takes no positional arguments');
+  const config = loadWatchConfig(need(values.config, '--config FILE'));
+  if (!config.forward) throw new AgentError('CONFIG_INVALID', `${values.config}: no "forward" section: say where the log goes (docs/review.md)`);
+  const result = await forwardLog({ logPath: config.log, statePath: config.forward.statePath, hmi: config.hmiName ?? hostname(), target: config.forward.target, status: () => trustStatus(config.trust), clock: io.clock });
+  io.stdout(`forwarded ${result.sent} record(s); the log is delivered up to seq ${result.state.seq}\n`);
   return EXIT.OK;
 }
 
@@ -540,6 +556,8 @@ async function run(argv: string[], io: CliIo): Promise<number> {
       return driveCommand(command, rest, io);
     case 'watch':
       return watchCommand(rest, io);
+    case 'forward':
+      return forwardCommand(rest, io);
     case 'setup':
       return setupCommand(rest, io);
     case 'log':

@@ -6,6 +6,7 @@ import { dirname, resolve } from 'node:path';
 import { array, boolean, formatIssues, integer, literal, nullable, object, oneOf, optional, parse, string } from '../manifest/schema.ts';
 import { AgentError } from './errors.ts';
 import { readLocalFile } from './local-file.ts';
+import { forwardConfigSchema, resolveForwardConfig, type ForwardConfig } from './forward/forward-config.ts';
 
 export const DRIVE_SOURCES = ['auto', 'drivelist', 'mount-folders', 'windows-letters'] as const;
 export type DriveSourceName = (typeof DRIVE_SOURCES)[number];
@@ -41,6 +42,8 @@ export const watchConfigSchema = object({
    * service then logs STORAGE_POLICY_NOT_REQUIRED at every start.
    */
   requireStoragePolicy: optional(boolean()),
+  /** Where the log is forwarded (the central review, or a collector): forward/forward-config.ts; absent: not forwarded. */
+  forward: optional(forwardConfigSchema),
 });
 
 export interface WatchConfig {
@@ -55,6 +58,7 @@ export interface WatchConfig {
   readonly notify: 'auto' | 'msg' | 'log';
   readonly statusFolder: string | null;
   readonly requireStoragePolicy: boolean;
+  readonly forward: ForwardConfig | null;
 }
 
 const MAX_CONFIG_BYTES = 64 * 1024; // bytes
@@ -88,5 +92,6 @@ export function loadWatchConfig(path: string): WatchConfig {
     notify: c.notify ?? 'auto',
     statusFolder: c.statusFolder ? resolve(base, c.statusFolder) : null,
     requireStoragePolicy: c.requireStoragePolicy ?? true,
+    forward: c.forward ? resolveForwardConfig(c.forward, path) : null,
   };
 }

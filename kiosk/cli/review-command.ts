@@ -4,7 +4,8 @@
  * 1 failure, 64 usage). `reviewCommand(argv)` and `siemCommand(argv)` parse
  * raw arguments for the CLI's composition root.
  */
-import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readFileSync, watch } from 'node:fs';
+import Database from 'better-sqlite3';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { PortcullisError } from '../../manifest/errors.ts';
@@ -12,7 +13,7 @@ import { displayText } from '../audit/store.ts';
 import { EXIT } from '../core/exit-codes.ts';
 import { openReviewStore, ReviewError } from '../review/review-store.ts';
 import { startReviewServer, type ReviewServer } from '../review/server.ts';
-import { openSiemSpool, SiemError, type SiemTarget } from '../review/siem.ts';
+import { kioskChainOf, kioskHeartbeat, openSiemSpool, SiemError, type SiemTarget } from '../review/siem.ts';
 import { UsageError } from '../core/errors.ts';
 
 export const REVIEW_USAGE = `usage:
@@ -21,7 +22,12 @@ export const REVIEW_USAGE = `usage:
   portcullis-kiosk review token --review-db REVIEW.db [--ttl-minutes 15]
   portcullis-kiosk review import-agent-log FILE... --review-db REVIEW.db
   portcullis-kiosk siem send --db AUDIT.db --spool SPOOL.db --target HOST:PORT [--tls --ca FILE
-                   [--cert FILE --key FILE] [--servername NAME]] [--review-db REVIEW.db] [--follow SECONDS]`;
+                   [--cert FILE --key FILE] [--servername NAME]] [--review-db REVIEW.db] [--follow SECONDS] [--central]
+central review (PostgreSQL):
+  portcullis-kiosk review --central --database URL --tls-cert FILE --tls-key FILE --client-ca FILE [--ingest-host H] [--ingest-port 6514]
+                   [--host 127.0.0.1] [--port 8765] [--public-name NAME[:PORT]]...
+  portcullis-kiosk review source add NAME... --kind kiosk|hmi --database URL      (also: source disable|enable NAME)
+  portcullis-kiosk review user add NAME --database URL | review token --database URL`;
 
 export interface TextSink {
   write(chunk: string): unknown;
@@ -216,6 +222,8 @@ export interface SiemSendOptions extends Streams {
   /** Repeat every N seconds until `until` resolves (or a signal); default: once. */
   readonly follow?: string | number;
   readonly until?: Promise<unknown>;
+  /** To the central review: every ledger row as a record, a heartbeat, and sign-ins; the receiver's ACK required. */
+  readonly central?: boolean;
 }
 
 /** A PEM file for the TLS connection: a missing or unreadable one is named, with its flag. */
@@ -252,6 +260,7 @@ export function siemSendCommand(options: SiemSendOptions): Promise<number> {
     const spool = openSiemSpool(need(options.spool, '--spool'), options.sdId ? { format: { sdId: options.sdId } } : {});
     const staff = options.reviewDb ? openReviewStore(options.reviewDb) : undefined;
     const follow = options.follow === undefined ? 0 : Number(options.follow);
+    const centralTarget: SiemTarget | null = options.central ? { ...target, protocol: 'central', heartbeat: () => heartbeatOf(auditDb) } : null;
     if (!Number.isFinite(follow) || follow < 0) throw new UsageError('--follow: expected seconds');
     let stop = false;
     void (options.until ?? (follow > 0 ? new Promise((resolve) => process.once('SIGTERM', resolve)) : Promise.resolve())).then(() => {
@@ -259,11 +268,17 @@ export function siemSendCommand(options: SiemSendOptions): Promise<number> {
     });
     try {
       for (;;) {
-        const { added, chainOk } = spool.collect({ auditDb, ...(staff ? { staff } : {}) });
-        if (!chainOk) out.write('warning: the audit chain is broken: CHAIN_BROKEN was spooled and nothing past the break is exported\n');
+        let added: number;
+        if (centralTarget) {
+          added = spool.collectCentral({ auditDb, ...(staff ? { staff } : {}) }).added;
+        } else {
+          const collected = spool.collect({ auditDb, ...(staff ? { staff } : {}) });
+          added = collected.added;
+          if (!collected.chainOk) out.write('warning: the audit chain is broken: CHAIN_BROKEN was spooled and nothing past the break is exported\n');
+        }
         let failed = false;
         try {
-          const sent = await spool.deliver(target);
+          const sent = await spool.deliver(centralTarget ?? target);
           out.write(`siem: ${added} spooled, ${sent} sent, ${spool.pending()} pending\n`);
         } catch (error) {
           if (!(error instanceof PortcullisError) || follow === 0) throw error;
@@ -271,7 +286,8 @@ export function siemSendCommand(options: SiemSendOptions): Promise<number> {
           (options.stderr ?? process.stderr).write(`siem: ${error.code}: ${error.message}\n`);
         }
         if (follow === 0 || stop) return failed ? EXIT.FAILURE : EXIT.OK;
-        await sleep(follow * 1000);
+        // A new record (a blocked file) goes at once: the audit database's WAL changing ends the wait early.
+        await waitForChange(auditDb, follow * 1000);
         if (stop) return EXIT.OK;
       }
     } finally {
@@ -281,11 +297,42 @@ export function siemSendCommand(options: SiemSendOptions): Promise<number> {
   });
 }
 
+/** The kiosk's heartbeat for the central review, read fresh each connection. */
+function heartbeatOf(auditDb: string): string {
+  const db = new Database(auditDb, { readonly: true, fileMustExist: true });
+  try {
+    return kioskHeartbeat(db, kioskChainOf(db) ?? '0'.repeat(64));
+  } finally {
+    db.close();
+  }
+}
+
+/** Waits `ms`, or less when the audit database or its WAL changes (a scan was recorded). */
+async function waitForChange(auditDb: string, ms: number): Promise<void> {
+  const controller = new AbortController();
+  const watchers = [auditDb, `${auditDb}-wal`].flatMap((path) => {
+    try {
+      return [watch(path, { persistent: false }, () => setTimeout(() => controller.abort(), 100))];
+    } catch {
+      return []; // no WAL yet
+    }
+  });
+  try {
+    await sleep(ms, undefined, { signal: controller.signal }).catch(() => undefined);
+  } finally {
+    for (const w of watchers) w.close();
+  }
+}
+
 /** `review ...` from raw arguments. */
 export function reviewCommand(argv: readonly string[], streams: Streams & ServeHooks = {}): Promise<number> {
   return run(streams, () => {
     const [first, second, ...rest] = argv;
     try {
+      // The central review: any of its flags, or a source command.
+      if (first === 'source' || argv.includes('--central') || argv.includes('--database') || argv.some((a) => a.startsWith('--database='))) {
+        return import('./central-command.ts').then(({ centralCommand }) => centralCommand(argv, streams));
+      }
       if (first === 'user' && second === 'add') {
         const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, strict: true, options: { 'review-db': { type: 'string' } } });
         if (positionals.length !== 1) throw new UsageError('review user add needs exactly one NAME');
@@ -322,6 +369,7 @@ export function siemCommand(argv: readonly string[], streams: Streams = {}): Pro
         options: {
           db: { type: 'string' }, spool: { type: 'string' }, 'review-db': { type: 'string' }, target: { type: 'string' }, tls: { type: 'boolean' },
           ca: { type: 'string' }, cert: { type: 'string' }, key: { type: 'string' }, servername: { type: 'string' }, 'sd-id': { type: 'string' }, follow: { type: 'string' },
+          central: { type: 'boolean' },
         },
       });
       return siemSendCommand({ ...streams, ...values, reviewDb: values['review-db'], sdId: values['sd-id'] });
