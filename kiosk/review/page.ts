@@ -34,6 +34,19 @@ export const APP_HTML = `<!doctype html>
 <body>
 <header><h1>Portcullis review</h1><span id="chain" class="chain">chain: checking…</span>
 <form method="post" action="/logout" class="logout"><span id="who"></span> <button type="submit">Sign out</button></form></header>
+<section id="health-section" hidden><h2>Hosts</h2><p class="hint">Last seen: warning after 10 minutes, error after an hour; ClamAV signatures: warning after a day, error after a week; chain: every record once, linked, none edited or rewritten.</p>
+<table id="health"><thead><tr><th>Host</th><th>Kind</th><th>Last seen</th><th>State</th><th>Chains</th><th>Problems</th></tr></thead><tbody></tbody></table></section>
+<section id="alerts-section" hidden><h2>Alerts</h2><table id="alerts"><thead><tr><th>Time</th><th>Host</th><th>Code</th><th>What</th></tr></thead><tbody></tbody></table>
+<h3>Refused by the receiver</h3><table id="refusals"><thead><tr><th>Last</th><th>Host</th><th>Code</th><th>Times</th><th>What</th></tr></thead><tbody></tbody></table>
+<h3>Review sign-ins</h3><table id="sign-ins"><thead><tr><th>Time</th><th>Review</th><th>Event</th><th>User</th><th>Address</th></tr></thead><tbody></tbody></table></section>
+<section id="activity-section" hidden><h2>Activity, last 30 days</h2><div id="activity"></div>
+<div class="tops"><div><h3>Blocked reasons</h3><ol id="activity-reasons"></ol></div><div><h3>Busiest kiosks</h3><ol id="top-kiosks"></ol></div><div><h3>Busiest HMIs (files imported)</h3><ol id="top-hmis"></ol></div></div></section>
+<section id="file-section" hidden><h2>Where did a file go?</h2>
+<form id="file-path"><label>SHA-256 or BLAKE3 <input name="hash" size="70"></label> <button type="submit">Follow</button></form>
+<table id="file-kiosk"><thead><tr><th>Scanned</th><th>Kiosk</th><th>Scan</th><th>Path</th><th>Verdict</th><th>Manifest</th></tr></thead><tbody></tbody></table>
+<table id="file-hmi"><thead><tr><th>Time</th><th>HMI</th><th>Event</th><th>Outcome</th><th>Written to</th><th>Log chain</th></tr></thead><tbody></tbody></table></section>
+<section id="hmi-events-section" hidden><h2>HMI events without a manifest</h2><p class="hint">Trust changes, drives refused before any manifest was read, storage policy, and manifests no kiosk reported.</p>
+<table id="hmi-events"><thead><tr><th>Time</th><th>HMI</th><th>Event</th><th>Outcome</th><th>Code</th><th>Reason</th></tr></thead><tbody></tbody></table></section>
 <section id="chart-section"><h2>Per day</h2><div id="chart"></div><ol id="top-reasons"></ol></section>
 <section><h2>Scans</h2>
 <form id="filters">
@@ -63,7 +76,8 @@ section{margin:1em;padding:.5em 1em;background:#fff;border:1px solid #ddd}
 table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #eee;padding:.25em .5em;text-align:left;vertical-align:top}
 td.name{font-family:ui-monospace,monospace;white-space:pre-wrap;word-break:break-all}
 .v-approved{color:#176b2c}.v-partial{color:#9a6700}.v-rejected,.v-blocked,.v-refused,.v-failed{color:#b3261e;font-weight:600}
-.v-interrupted{color:#555}td.chain-unverified{color:#9a6700;font-weight:600}.chain.ok{color:#9fe0a8}.chain.broken{color:#ffb4ab;font-weight:700}
+.v-interrupted{color:#555}.h-ok{color:#176b2c}.h-warning{color:#9a6700;font-weight:600}.h-error{color:#b3261e;font-weight:700}
+.tops{display:flex;gap:2em}td.chain-unverified{color:#9a6700;font-weight:600}.chain.ok{color:#9fe0a8}.chain.broken{color:#ffb4ab;font-weight:700}
 form#filters label{margin-right:.6em}.login{max-width:26em;margin:4em auto;background:#fff;padding:1em 2em;border:1px solid #ddd}
 .login label{display:block;margin:.5em 0}.error{color:#b3261e}.hint{color:#555}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.2em 1em}dt{font-weight:600}dd{margin:0;font-family:ui-monospace,monospace;word-break:break-all}
@@ -230,10 +244,96 @@ export const APP_JS = String.raw`'use strict';
     if (m) showScan(decodeURIComponent(m[1]));
   }
 
+  function loadCentral() {
+    ['health-section', 'alerts-section', 'activity-section', 'file-section', 'hmi-events-section'].forEach(function (id) { document.getElementById(id).hidden = false; });
+    getJson('/api/central/health').then(function (body) {
+      var tbody = document.querySelector('#health tbody');
+      clear(tbody);
+      body.sources.forEach(function (h) {
+        var chains = h.chains.map(function (c) { return '#' + c.number + ': ' + c.records + ' records'; }).join(', ') || '-';
+        var tr = row([td(h.name, 'name'), td(h.kind), td(h.lastSeen), td(h.level, 'h-' + h.level), td(chains), td(h.problems.join('; ') || '-')]);
+        tr.className = 'health-' + h.level;
+        tbody.appendChild(tr);
+      });
+    }).catch(function () {});
+    getJson('/api/central/alerts').then(function (body) {
+      var a = document.querySelector('#alerts tbody');
+      clear(a);
+      body.alerts.forEach(function (x) { a.appendChild(row([td(x.at), td(x.source, 'name'), td(x.code, 'v-refused'), td(x.detail)])); });
+      var r = document.querySelector('#refusals tbody');
+      clear(r);
+      body.refusals.forEach(function (x) { r.appendChild(row([td(x.at), td(x.source, 'name'), td(x.code, 'v-refused'), td(x.times), td(x.detail)])); });
+      var s = document.querySelector('#sign-ins tbody');
+      clear(s);
+      body.signIns.forEach(function (x) { s.appendChild(row([td(x.at), td(x.source, 'name'), td(x.event, /FAILED|LOCKED/.test(x.event) ? 'v-refused' : ''), td(x.username, 'name'), td(x.address)])); });
+    }).catch(function () {});
+    getJson('/api/central/hmi-events').then(function (body) {
+      var tbody = document.querySelector('#hmi-events tbody');
+      clear(tbody);
+      body.records.forEach(function (x) { tbody.appendChild(row([td(x.time), td(x.hmi, 'name'), td(x.event), td(x.outcome, 'v-' + x.outcome), td(x.code), td(x.reason)])); });
+    }).catch(function () {});
+    getJson('/api/central/activity').then(function (body) {
+      var box = document.getElementById('activity');
+      clear(box);
+      var days = {}, kiosks = {};
+      body.perDay.forEach(function (d) { days[d.day] = days[d.day] || []; days[d.day].push(d); kiosks[d.kiosk] = true; });
+      var names = Object.keys(kiosks).sort(), order = Object.keys(days).sort();
+      var colours = ['#4e79a7', '#f28e2b', '#59a14f', '#76b7b2', '#edc948', '#af7aa1', '#ff9da7', '#9c755f'];
+      var max = 1;
+      order.forEach(function (day) { max = Math.max(max, days[day].reduce(function (n, d) { return n + d.scans; }, 0)); });
+      var w = Math.max(300, order.length * 14 + 40), h = 170, base = 140;
+      var chart = svg('svg', { width: w, height: h, viewBox: '0 0 ' + w + ' ' + h, role: 'img', id: 'activity-chart' });
+      chart.appendChild(svg('title', {})).textContent = 'Scans per day, stacked by kiosk; red: scans with blocked files';
+      order.forEach(function (day, i) {
+        var x = 30 + i * 14, y = base;
+        days[day].forEach(function (d) {
+          var hgt = Math.round(d.scans / max * 120);
+          var bar = chart.appendChild(svg('rect', { x: x, y: y - hgt, width: 8, height: hgt, fill: colours[names.indexOf(d.kiosk) % colours.length] }));
+          bar.appendChild(svg('title', {})).textContent = day + ' ' + d.kiosk + ': ' + d.scans + ' scans, ' + d.blocked + ' with blocked files';
+          y -= hgt;
+        });
+        var blocked = days[day].reduce(function (n, d) { return n + d.blocked; }, 0), bh = Math.round(blocked / max * 120);
+        chart.appendChild(svg('rect', { x: x + 8, y: base - bh, width: 4, height: bh, fill: '#b3261e' }));
+        if (i % 7 === 0) chart.appendChild(svg('text', { x: x, y: base + 14 })).textContent = day.slice(5);
+      });
+      names.forEach(function (n, i) { chart.appendChild(svg('text', { x: 30 + i * 90, y: h - 2, fill: colours[i % colours.length] })).textContent = n; });
+      box.appendChild(chart);
+      var fill = function (id, list, label) {
+        var ol = document.getElementById(id);
+        clear(ol);
+        list.forEach(function (x) { ol.appendChild(el('li', label(x) + ': ' + x.count)); });
+      };
+      fill('activity-reasons', body.topReasons, function (x) { return x.code; });
+      fill('top-kiosks', body.topKiosks, function (x) { return x.host; });
+      fill('top-hmis', body.topHmis, function (x) { return x.host; });
+    }).catch(function () {});
+    document.getElementById('file-path').addEventListener('submit', function (ev) {
+      ev.preventDefault();
+      var hash = document.getElementById('file-path').elements.hash.value.trim();
+      getJson('/api/central/file?hash=' + encodeURIComponent(hash)).then(function (body) {
+        var k = document.querySelector('#file-kiosk tbody');
+        clear(k);
+        body.kiosk.forEach(function (x) {
+          var link = el('a', x.scanId, 'scan-link');
+          link.href = '#scan=' + encodeURIComponent(x.scanId);
+          var cell = el('td');
+          cell.appendChild(link);
+          k.appendChild(row([td(x.startedAt), td(x.kioskId, 'name'), cell, td(x.path, 'name'), td(x.verdict, 'v-' + x.verdict), td(x.manifestDigest, 'name')]));
+        });
+        var hm = document.querySelector('#file-hmi tbody');
+        clear(hm);
+        body.hmi.forEach(function (x) { hm.appendChild(row([td(x.time), td(x.hmi, 'name'), td(x.event), td(x.outcome, 'v-' + x.outcome), td(x.destination, 'name'), td(x.chain, 'chain chain-' + x.chain)])); });
+      }).catch(function (e) { document.querySelector('#file-kiosk tbody').textContent = 'Error: ' + e.message; });
+    });
+  }
+
   document.addEventListener('DOMContentLoaded', function () {
     document.getElementById('filters').addEventListener('submit', function (ev) { ev.preventDefault(); loadScans(); });
     window.addEventListener('hashchange', route);
-    getJson('/api/me').then(function (me) { document.getElementById('who').textContent = me.user; });
+    getJson('/api/me').then(function (me) {
+      document.getElementById('who').textContent = me.user;
+      if (me.central) loadCentral();
+    });
     loadChain().catch(function () {});
     loadChart().catch(function () {});
     loadScans().then(route);

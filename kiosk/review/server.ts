@@ -446,8 +446,7 @@ export async function startReviewServer(options: ReviewServerOptions): Promise<R
     }
     if (path === '/api/central/activity') {
       const range = toFilter(checked(chartQuery, q));
-      const until = range.until ?? new Date(now().getTime() + 86_400_000);
-      return json(res, 200, escapedJson(await centralActivity(pool, range.since ?? new Date(until.getTime() - 30 * 86_400_000), until)));
+      return json(res, 200, escapedJson(await centralActivity(pool, range.since, range.until)));
     }
     throw new HttpError('NOT_FOUND', 'no such API');
   }

@@ -311,8 +311,11 @@ export async function centralAlerts(db: Db, limit = 200): Promise<{ alerts: unkn
 }
 
 /** The pictures: scans and blocked scans per day per kiosk, blocked reasons, and the busiest hosts, over [since, until). */
-export async function centralActivity(db: Db, since: Date, until: Date): Promise<unknown> {
-  const range = [since.toISOString(), until.toISOString()];
+export async function centralActivity(db: Db, since: Date | undefined, until: Date | undefined): Promise<unknown> {
+  // Without a range: the 30 days up to the newest scan (a site whose kiosks went quiet still shows its last month).
+  const latest = (await db.query<{ m: string | null }>("SELECT to_char(max(started_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS m FROM k_scans")).rows[0]?.m ?? null;
+  const end = until ?? new Date(Date.parse(`${latest ?? new Date().toISOString().slice(0, 10)}T00:00:00Z`) + 86_400_000);
+  const range = [(since ?? new Date(end.getTime() - 30 * 86_400_000)).toISOString(), end.toISOString()];
   const [perDay, reasons, kiosks, hmis] = await Promise.all([
     db.query(`SELECT to_char(date_trunc('day', s.started_at AT TIME ZONE 'UTC'), 'YYYY-MM-DD') AS day, s.kiosk_id AS kiosk, count(*)::int AS scans,
         count(*) FILTER (WHERE r.verdict IN ('partial', 'rejected'))::int AS blocked FROM k_scans s LEFT JOIN k_results r ON r.chain_id = s.chain_id AND r.scan_id = s.scan_id
