@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { deflateRawSync, gzipSync, zstdCompressSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { buildTar } from '../../test/fixtures/archives/tar.ts';
-import { detectContainer, detectContainers, layerContentName } from './container-format.ts';
+import { detectContainer, detectContainers, gzipHeaderProblem, layerContentName, zstdFramesProblem } from './container-format.ts';
 
 const bytes = (...parts: Array<string | number[]>): Uint8Array =>
   Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p, 'latin1') : Buffer.from(p))));
@@ -43,9 +43,14 @@ describe('container detection by content', () => {
   });
 
   it('takes text, images, programs and raw deflate for what they are: not containers', () => {
-    for (const head of [bytes('hello world\n'), bytes([0x89], 'PNG\r\n\x1a\n'), bytes('MZ', [0x90, 0]), bytes('%PDF-1.4'), deflateRawSync('x'.repeat(100)), new Uint8Array(0)]) {
+    for (const head of [bytes('hello world\n'), bytes([0x89], 'PNG\r\n\x1a\n'), bytes('MZ', [0x90, 0]), bytes('PDF-1.4 %'), deflateRawSync('x'.repeat(100)), new Uint8Array(0)]) {
       expect(detectContainer(head)).toBeNull();
     }
+  });
+
+  it('takes a PDF and an OLE2 compound file for documents that carry files (attachments, streams)', () => {
+    expect(detectContainers(bytes('%PDF-1.4\n%\xe2\xe3\xcf\xd3\n'))).toEqual(['pdf']);
+    expect(detectContainers(bytes([0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1], Array<number>(504).fill(0)))).toEqual(['ole2']);
   });
 
   it('does not take a lone 0x5d byte followed by noise for an LZMA stream', () => {
@@ -191,5 +196,52 @@ describe('the name of a compression layer\'s content', () => {
     expect(layerContentName('plain.gz')).toBe('plain');
     expect(layerContentName('noext')).toBe('noext');
     expect(layerContentName('.gz')).toBe('.gz');
+  });
+});
+
+describe('what a compression layer carries beside its data', () => {
+  const gzipWith = (flags: number, fields: Buffer): Buffer => {
+    const plain = gzipSync(Buffer.from('Line 3 notes\n'));
+    return Buffer.concat([plain.subarray(0, 3), Buffer.from([flags]), plain.subarray(4, 10), fields, plain.subarray(10)]);
+  };
+  const extra = (n: number): Buffer => Buffer.concat([Buffer.from([n & 0xff, n >> 8]), Buffer.alloc(n, 0x41)]);
+
+  it('takes gzip headers as gzip, BGZF and a short comment write them, and refuses a large FEXTRA or FCOMMENT', () => {
+    expect(gzipHeaderProblem(gzipSync(Buffer.from('x')))).toBeNull();
+    expect(gzipHeaderProblem(gzipWith(0x04, Buffer.from([6, 0, 0x42, 0x43, 2, 0, 0x1b, 0])))).toBeNull(); // BGZF's "BC" subfield
+    expect(gzipHeaderProblem(gzipWith(0x18, Buffer.from('notes.txt\0made on line 3\0', 'latin1')))).toBeNull();
+    expect(gzipHeaderProblem(gzipWith(0x04, extra(2000)))).toMatch(/FEXTRA/);
+    expect(gzipHeaderProblem(gzipWith(0x10, Buffer.concat([Buffer.alloc(3000, 0x41), Buffer.from([0])])))).toMatch(/FCOMMENT/);
+  });
+
+  const reader = (data: Uint8Array) => (position: number, length: number): Uint8Array => data.subarray(position, position + length);
+  const skippable = (n: number): Buffer => {
+    const b = Buffer.alloc(8 + n, 0x5a);
+    b.writeUInt32LE(0x184d2a50, 0);
+    b.writeUInt32LE(n, 4);
+    return b;
+  };
+
+  it('walks zstd frames as zstd and pzstd write them, and refuses a large skippable frame or bytes between frames', () => {
+    const data = Buffer.from('timestamp,value\n'.repeat(50_000));
+    const plain = zstdCompressSync(data);
+    expect(zstdFramesProblem(reader(plain), plain.length)).toBeNull();
+    const dir = mkdtempSync(join(tmpdir(), 'portcullis-zstd-'));
+    try {
+      writeFileSync(join(dir, 'in.csv'), data);
+      const r = spawnSync('pzstd', ['-q', '-p', '2', '-c', join(dir, 'in.csv')], { maxBuffer: 1 << 28 });
+      expect(r.status, r.stderr.toString()).toBe(0);
+      expect(r.stdout.readUInt32LE(0)).toBe(0x184d2a50); // pzstd's own skippable frame, before each frame
+      expect(zstdFramesProblem(reader(r.stdout), r.stdout.length)).toBeNull();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    const twoFrames = Buffer.concat([plain, skippable(4), plain]);
+    expect(zstdFramesProblem(reader(twoFrames), twoFrames.length)).toBeNull();
+    const hiding = Buffer.concat([plain, skippable(4000)]);
+    expect(zstdFramesProblem(reader(hiding), hiding.length)).toMatch(/skippable frame of 4000 bytes/);
+    const between = Buffer.concat([plain, Buffer.from('PK\u0005\u0006'), plain]);
+    expect(zstdFramesProblem(reader(between), between.length)).toMatch(/no zstd frame/);
+    expect(zstdFramesProblem(reader(plain.subarray(0, 20)), 20)).toMatch(/cut short/);
   });
 });

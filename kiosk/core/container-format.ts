@@ -9,19 +9,23 @@
  * 13-byte header of `xz --format=lzma`), compress(1), cpio, ar, ISO 9660.
  */
 
-/** Archive formats: members with names. */
-export type ArchiveFormat = 'zip' | 'tar' | '7z' | 'rar' | 'cab' | 'cpio' | 'ar' | 'iso9660' | 'xar' | 'lha';
+/**
+ * Archive formats: members with names. Two are documents that carry files:
+ * an OLE2 compound file (legacy Office, whose streams 7-Zip lists and
+ * extracts like files) and a PDF (whose attachments a reader saves).
+ */
+export type ArchiveFormat = 'zip' | 'tar' | '7z' | 'rar' | 'cab' | 'cpio' | 'ar' | 'iso9660' | 'xar' | 'lha' | 'ole2' | 'pdf';
 /** Compression layers: one unnamed member, the decompressed bytes. */
 export type CompressionFormat = 'gzip' | 'bzip2' | 'xz' | 'zstd' | 'lz4' | 'lzma' | 'compress' | 'lzip';
 export type ContainerFormat = ArchiveFormat | CompressionFormat;
 
-export const ARCHIVE_FORMATS: readonly ArchiveFormat[] = ['zip', 'tar', '7z', 'rar', 'cab', 'cpio', 'ar', 'iso9660', 'xar', 'lha'];
+export const ARCHIVE_FORMATS: readonly ArchiveFormat[] = ['zip', 'tar', '7z', 'rar', 'cab', 'cpio', 'ar', 'iso9660', 'xar', 'lha', 'ole2', 'pdf'];
 export const COMPRESSION_FORMATS: readonly CompressionFormat[] = ['gzip', 'bzip2', 'xz', 'zstd', 'lz4', 'lzma', 'compress', 'lzip'];
 export const CONTAINER_FORMATS: readonly ContainerFormat[] = [...ARCHIVE_FORMATS, ...COMPRESSION_FORMATS];
 
 /** Formats the kiosk's extractor (libarchive's bsdtar/bsdcat in a sandbox) can open. */
 export const EXTRACTABLE_FORMATS: ReadonlySet<ContainerFormat> = new Set<ContainerFormat>([
-  'zip', 'tar', '7z', 'rar', 'cab', 'cpio', 'ar', 'iso9660', 'xar', 'lha',
+  'zip', 'tar', '7z', 'rar', 'cab', 'cpio', 'ar', 'iso9660', 'xar', 'lha', 'ole2', 'pdf',
   'gzip', 'bzip2', 'xz', 'zstd', 'lz4', 'lzma', 'compress', 'lzip',
 ]);
 
@@ -30,6 +34,15 @@ export const CONTAINER_SNIFF_BYTES = 0x8006;
 
 export function isCompression(format: ContainerFormat): format is CompressionFormat {
   return (COMPRESSION_FORMATS as readonly string[]).includes(format);
+}
+
+/**
+ * Containers 7-Zip does not open at their first byte (it has no reader for
+ * PDF or lz4, nor for lzip): to 7-Zip such a file is one to search for
+ * archives inside, like any other unknown file.
+ */
+export function sevenZipSearches(format: ContainerFormat | null): boolean {
+  return format === null || format === 'pdf' || format === 'lz4' || format === 'lzip';
 }
 
 function startsWith(head: Uint8Array, bytes: readonly number[], at = 0): boolean {
@@ -169,6 +182,9 @@ const DETECTORS: ReadonlyArray<readonly [ContainerFormat, (head: Uint8Array) => 
   ['iso9660', (h) => startsWith(h, ascii('CD001'), 0x8001)],
   ['lha', (h) => h.length >= 7 && h[2] === 0x2d && h[3] === 0x6c && h[4] === 0x68 && h[6] === 0x2d], // "-lh?-"
   ['lzma', looksLzmaAlone],
+  // Documents that carry files: an OLE2 compound file ([MS-CFB] 2.2), a PDF (ISO 32000 7.5.2).
+  ['ole2', (h) => startsWith(h, [0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1])],
+  ['pdf', (h) => startsWith(h, ascii('%PDF-'))],
 ];
 
 /**
@@ -206,4 +222,84 @@ export function layerContentName(name: string): string {
     }
   }
   return name;
+}
+
+/** What a compression layer may carry beside its data, in bytes: room its decompressor skips in silence. */
+export const LAYER_BOUNDS = {
+  gzipExtra: 256, // FEXTRA: BGZF writes 6, dictzip a few hundred for small files
+  gzipComment: 1024, // FCOMMENT
+  skippableFrame: 64, // zstd and lz4 skippable frames: pzstd writes 4 (each frame's size)
+} as const;
+
+const u16le = (b: Uint8Array, at: number): number => b[at]! | (b[at + 1]! << 8);
+
+/**
+ * A gzip member header's optional fields (RFC 1952 2.3.1) within bounds:
+ * `gzip -d` skips FEXTRA and FCOMMENT without a word, so a zip or any other
+ * file could ride there uninspected. `head` is the file's first bytes (64 KiB
+ * or all of it). Null when the header is fine.
+ */
+export function gzipHeaderProblem(head: Uint8Array): string | null {
+  if (head.length < 10 || head[0] !== 0x1f || head[1] !== 0x8b) return 'not a gzip header';
+  const flags = head[3]!;
+  let at = 10;
+  if ((flags & 0x04) !== 0) {
+    if (head.length < at + 2) return 'a gzip header cut short';
+    const extra = u16le(head, at);
+    if (extra > LAYER_BOUNDS.gzipExtra) return `a gzip FEXTRA field of ${extra} bytes (more than ${LAYER_BOUNDS.gzipExtra}: room for a file gzip skips unread)`;
+    at += 2 + extra;
+  }
+  for (const [flag, field, bound] of [[0x08, 'FNAME', 1024], [0x10, 'FCOMMENT', LAYER_BOUNDS.gzipComment]] as const) {
+    if ((flags & flag) === 0) continue;
+    const end = head.indexOf(0, at);
+    if (end < 0 || end - at > bound) return `a gzip ${field} field of more than ${bound} bytes (room for a file gzip skips unread)`;
+    at = end + 1;
+  }
+  return null;
+}
+
+/** Reads `length` bytes at `position` of a file (fewer only at its end). */
+export type ReadAt = (position: number, length: number) => Uint8Array;
+
+const ZSTD_MAGIC = 0xfd2fb528;
+
+/**
+ * Walks a zstd stream frame by frame (RFC 8878 3.1: frame headers and block
+ * headers only, nothing decoded): every skippable frame must be small
+ * (`zstd -d` skips them in silence, so a zip could ride in one), and the
+ * frames must tile the file. Legacy frames (v0.5 to v0.7) end the walk, as
+ * their layout differs. Null when the stream is fine.
+ */
+export function zstdFramesProblem(read: ReadAt, size: number): string | null {
+  let at = 0;
+  while (at < size) {
+    const magicBytes = read(at, 4);
+    if (magicBytes.length < 4) return `a zstd stream cut short at byte ${at}`;
+    const magic = u32le(magicBytes, 0);
+    if ((magic & 0xfffffff0) === 0x184d2a50) {
+      const lengthBytes = read(at + 4, 4);
+      if (lengthBytes.length < 4) return `a zstd skippable frame cut short at byte ${at}`;
+      const length = u32le(lengthBytes, 0);
+      if (length > LAYER_BOUNDS.skippableFrame) return `a zstd skippable frame of ${length} bytes at byte ${at} (more than ${LAYER_BOUNDS.skippableFrame}: room for a file zstd skips unread)`;
+      at += 8 + length;
+      continue;
+    }
+    if (magic >= 0xfd2fb525 && magic <= 0xfd2fb527) return null; // legacy frame
+    if (magic !== ZSTD_MAGIC) return `bytes at byte ${at} that are no zstd frame`;
+    const fhd = read(at + 4, 1)[0];
+    if (fhd === undefined) return `a zstd frame header cut short at byte ${at}`;
+    const single = (fhd & 0x20) !== 0;
+    let p = at + 5 + (single ? 0 : 1) + [0, 1, 2, 4][fhd & 0x03]! + [single ? 1 : 0, 2, 4, 8][fhd >> 6]!;
+    for (;;) {
+      const block = read(p, 3);
+      if (block.length < 3) return `a zstd block header cut short at byte ${p}`;
+      const header = block[0]! | (block[1]! << 8) | (block[2]! << 16);
+      const type = (header >> 1) & 3;
+      if (type === 3) return `a zstd block of the reserved type at byte ${p}`;
+      p += 3 + (type === 1 ? 1 : header >>> 3);
+      if ((header & 1) !== 0) break;
+    }
+    at = p + ((fhd & 0x04) !== 0 ? 4 : 0);
+  }
+  return at === size ? null : 'a zstd stream cut short';
 }

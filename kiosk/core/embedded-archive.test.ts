@@ -1,4 +1,8 @@
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { deflateSync, gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { bzip2, cabinet, sevenZip, xz, zstd } from '../../test/fixtures/archives/debian-tools.ts';
@@ -69,5 +73,59 @@ describe('archives hidden inside other files', () => {
     const archive = sevenZip([['run.ps1', payload]]);
     expect(find(hide(archive, 8 * 1024 * 1024 - 100))?.format).toBe('7z');
     expect(find(hide(archive, 9 * 1024 * 1024))).toBeNull();
+  });
+});
+
+describe('archives 7-Zip opens that the first search missed (second red-team round)', () => {
+  it('finds a 7z whose minor version is 5, a zip needing version 6.4 with a control character in its name, and a tar with the signed checksum', async () => {
+    const seven = Buffer.from(sevenZip([['run.ps1', payload]]));
+    seven[7] = 5; // 7-Zip checks only the major version; the start header's CRC does not cover these bytes
+    expect(find(hide(seven, 5000))).toEqual({ format: '7z', offset: 8 + 5000 });
+    const zip = Buffer.from(await buildZip([{ name: 'run\u0001.ps1', data: payload }]));
+    zip.writeUInt16LE(64, 4);
+    expect(find(hide(zip, 5000))).toEqual({ format: 'zip', offset: 8 + 5000 });
+    const tar = Buffer.from(buildTar([{ name: 'run.ps1', data: payload }]));
+    tar.fill(0xe9, 265, 272); // an owner name of high bytes: the signed sum differs from the unsigned one
+    tar.fill(0x20, 148, 156);
+    let signed = 0;
+    for (let i = 0; i < 512; i++) signed += tar[i]! > 127 ? tar[i]! - 256 : tar[i]!;
+    tar.write(`${signed.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+    expect(find(hide(tar, 5000))).toEqual({ format: 'tar', offset: 8 + 5000 });
+  });
+
+  it('finds an NSIS installer\'s data block, as makensis writes it, after a picture', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'portcullis-nsis-'));
+    try {
+      writeFileSync(join(dir, 'run.ps1'), payload);
+      writeFileSync(join(dir, 'inst.nsi'), 'OutFile "inst.exe"\nSetCompressor /SOLID lzma\nSection\nSetOutPath "$TEMP"\nFile "run.ps1"\nSectionEnd\n');
+      const r = spawnSync('makensis', ['-V1', 'inst.nsi'], { cwd: dir });
+      expect(r.status, `makensis (Debian package nsis): ${r.stderr?.toString() ?? r.error?.message}`).toBe(0);
+      const exe = readFileSync(join(dir, 'inst.exe'));
+      const block = exe.subarray(exe.indexOf(Buffer.concat([Buffer.from([0xef, 0xbe, 0xad, 0xde]), Buffer.from('NullsoftInst')])) - 4);
+      expect(find(hide(block, 5000))).toEqual({ format: 'nsis', offset: 8 + 5000 });
+      expect(find(hide(block.subarray(0, 4), 5000))).toBeNull(); // the flags alone are no header
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('finds an Intel HEX image at the start of a text file, which 7-Zip opens, and not hex records later in the text', () => {
+    const records = (data: Buffer): string => {
+      const lines: string[] = [];
+      for (let at = 0; at < data.length; at += 16) {
+        const chunk = data.subarray(at, at + 16);
+        const rec = Buffer.concat([Buffer.from([chunk.length, at >> 8, at & 0xff, 0]), chunk]);
+        let sum = 0;
+        for (const b of rec) sum += b;
+        lines.push(`:${Buffer.concat([rec, Buffer.from([(256 - (sum & 0xff)) & 0xff])]).toString('hex').toUpperCase()}`);
+      }
+      return `${[...lines, ':00000001FF'].join('\r\n')}\r\n`;
+    };
+    const hex = records(Buffer.concat([Buffer.from('MZ'), randomBytes(200)]));
+    expect(find(Buffer.from(hex))).toEqual({ format: 'ihex', offset: 0 });
+    expect(find(Buffer.from(`Firmware notes\r\n${hex}`))).toBeNull();
+    expect(find(Buffer.from(':10 minutes: pump 3 restarted\r\n'))).toBeNull();
+    const broken = hex.replace(/^:(..)(.)/, (_, n: string, c: string) => `:${n}${c === '0' ? '1' : '0'}`);
+    expect(find(Buffer.from(broken))).toBeNull(); // its first record's checksum no longer adds up
   });
 });

@@ -14,7 +14,7 @@
  */
 import { constants as zlib, crc32, inflateRawSync, zstdDecompressSync } from 'node:zlib';
 
-export type EmbeddedFormat = '7z' | 'xz' | 'tar' | 'cab' | 'rar' | 'bzip2' | 'gzip' | 'zstd' | 'zip' | 'arj';
+export type EmbeddedFormat = '7z' | 'xz' | 'tar' | 'cab' | 'rar' | 'bzip2' | 'gzip' | 'zstd' | 'zip' | 'arj' | 'nsis' | 'ihex';
 
 const WINDOW = 16 * 1024; // bytes a header check may look at past the signature (an ARJ header is at most 2,600)
 /** 7-Zip looks for an archive at any offset below 8 MiB (measured with 7-Zip 26.02); past that nothing opens it. */
@@ -43,13 +43,13 @@ const same = (b: Uint8Array, at: number, sig: Uint8Array): boolean => has(b, at,
 /** A header check: where the signature starts (`at`), whether a valid header of the format begins there. */
 type Check = (b: Uint8Array, at: number, budget: { decodes: number }) => boolean;
 
-const ZIP_METHODS = new Set([0, 8, 9, 12, 14, 93, 95, 98, 99]);
+const ZIP_METHODS = new Set([0, 1, 6, 8, 9, 12, 14, 93, 94, 95, 96, 97, 98, 99]);
 
 const CHECKS: ReadonlyArray<{ format: EmbeddedFormat; signature: Buffer; check: Check }> = [
   {
     format: '7z', signature: Buffer.from([0x37, 0x7a, 0xbc, 0xaf, 0x27, 0x1c]),
-    // Version 0.x and the start header's CRC-32 over its next 20 bytes.
-    check: (b, at) => has(b, at, 32) && b[at + 6] === 0 && b[at + 7]! <= 4 && crc32(b.subarray(at + 12, at + 32)) === u32(b, at + 8),
+    // Major version 0 (7-Zip checks no minor version) and the start header's CRC-32 over its next 20 bytes.
+    check: (b, at) => has(b, at, 32) && b[at + 6] === 0 && crc32(b.subarray(at + 12, at + 32)) === u32(b, at + 8),
   },
   {
     format: 'xz', signature: Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]),
@@ -64,9 +64,15 @@ const CHECKS: ReadonlyArray<{ format: EmbeddedFormat; signature: Buffer; check: 
       const magic = Buffer.from(b.subarray(at, at + 8)).toString('latin1');
       if (magic !== 'ustar\u000000' && magic !== 'ustar  \u0000') return false;
       const stored = parseInt(Buffer.from(b.subarray(h + 148, h + 156)).toString('latin1').replace(/[\0 ]+$/, '').trim(), 8);
+      // The unsigned byte sum, or the historic signed one (7-Zip, GNU tar and libarchive take both).
       let sum = 0;
-      for (let i = 0; i < 512; i++) sum += i >= 148 && i < 156 ? 0x20 : b[h + i]!;
-      return sum === stored;
+      let signed = 0;
+      for (let i = 0; i < 512; i++) {
+        const x = i >= 148 && i < 156 ? 0x20 : b[h + i]!;
+        sum += x;
+        signed += x > 127 ? x - 256 : x;
+      }
+      return sum === stored || signed === stored;
     },
   },
   {
@@ -117,14 +123,22 @@ const CHECKS: ReadonlyArray<{ format: EmbeddedFormat; signature: Buffer; check: 
   },
   {
     format: 'zip', signature: Buffer.from([0x50, 0x4b, 0x03, 0x04]),
-    // A local header a reader would take: a version it knows, a method it names, a printable name of sane length.
+    // A local header 7-Zip takes: any "version needed", a method it names, a name of sane length that is
+    // not cut by a NUL followed by more name (7-Zip's IsArc_Zip allows control characters and trailing NULs).
     check: (b, at) => {
       if (!has(b, at, 30)) return false;
       const nameLength = u16(b, at + 26);
-      if (u16(b, at + 4) > 63 || !ZIP_METHODS.has(u16(b, at + 8)) || nameLength < 1 || nameLength > 1024 || !has(b, at + 30, nameLength)) return false;
-      for (let i = 0; i < nameLength; i++) if (b[at + 30 + i]! < 0x20 || b[at + 30 + i] === 0x7f) return false;
+      if (!ZIP_METHODS.has(u16(b, at + 8)) || nameLength < 1 || nameLength > 1024 || !has(b, at + 30, nameLength)) return false;
+      const nul = b.subarray(at + 30, at + 30 + nameLength).indexOf(0);
+      if (nul === 0) return false;
+      if (nul > 0) for (let i = nul; i < nameLength; i++) if (b[at + 30 + i] !== 0) return false;
       return true;
     },
+  },
+  {
+    format: 'nsis', signature: Buffer.from([0xef, 0xbe, 0xad, 0xde, ...ascii('NullsoftInst')]),
+    // NSIS's first header: flags (a few bits), the signature, then the header and archive sizes (7-Zip's NsisIn.cpp).
+    check: (b, at) => has(b, at - 4, 28) && u32(b, at - 4) <= 0xff && u32(b, at + 16) > 0 && u32(b, at + 20) >= 28,
   },
   {
     format: 'arj', signature: Buffer.from([0x60, 0xea]),
@@ -137,8 +151,46 @@ const CHECKS: ReadonlyArray<{ format: EmbeddedFormat; signature: Buffer; check: 
   },
 ];
 
+const hexValue = (b: Uint8Array, at: number): number => {
+  const digit = (c: number | undefined): number => (c === undefined ? -1 : c >= 0x30 && c <= 0x39 ? c - 0x30 : c >= 0x41 && c <= 0x46 ? c - 0x37 : c >= 0x61 && c <= 0x66 ? c - 0x57 : -1);
+  const hi = digit(b[at]);
+  const lo = digit(b[at + 1]);
+  return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
+};
+
+/**
+ * An Intel HEX image at the start of a file, as 7-Zip's IsArc_IHex takes
+ * one: ":" and records of hex digits (a count, an address, a type 0 to 5,
+ * the data, a checksum that sums to zero), three of them or up to the end
+ * record. 7-Zip opens such a text file as an archive and extracts the
+ * binary it describes, whatever the file is named.
+ */
+export function looksIntelHex(b: Uint8Array): boolean {
+  let at = 0;
+  for (let record = 0; record < 3; record++) {
+    if (b[at] !== 0x3a) return false;
+    at++;
+    const count = hexValue(b, at);
+    const type = hexValue(b, at + 6);
+    if (count < 0 || type < 0 || type > 5) return false;
+    let sum = 0;
+    for (let i = 0; i < count + 5; i++) {
+      const v = hexValue(b, at + 2 * i);
+      if (v < 0) return false;
+      sum += v;
+    }
+    if ((sum & 0xff) !== 0) return false;
+    if (type === 1) return count === 0;
+    at += 2 * (count + 5);
+    while (b[at] === 0x0d || b[at] === 0x0a) at++;
+    if (at >= b.length) return record > 0; // the file ends after whole records
+  }
+  return true;
+}
+
 /** The reason a file with a hidden archive is blocked. */
 export function hiddenArchiveReason(found: { readonly format: string; readonly offset: number }): { readonly code: 'NOT_INSPECTED'; readonly detail: string } {
+  if (found.format === 'ihex') return { code: 'NOT_INSPECTED', detail: 'an Intel HEX image (7-Zip opens it as an archive and extracts the binary it describes): what it holds was not inspected' };
   return { code: 'NOT_INSPECTED', detail: `a ${found.format} archive is hidden inside it at byte ${found.offset} (7-Zip opens it): what it holds was not inspected` };
 }
 
@@ -159,6 +211,10 @@ export class EmbeddedArchiveFinder {
   push(chunk: Uint8Array): void {
     if (this.#found !== null || this.#seen >= EMBEDDED_SEARCH_BYTES) return;
     chunk = chunk.subarray(0, EMBEDDED_SEARCH_BYTES - this.#seen);
+    if (this.#seen === 0 && looksIntelHex(chunk.subarray(0, WINDOW))) {
+      this.#found = { format: 'ihex', offset: 0 };
+      return;
+    }
     this.#seen += chunk.length;
     const buffer = this.#carry.length === 0 ? chunk : Buffer.concat([this.#carry, chunk]);
     const limit = Math.max(0, buffer.length - WINDOW); // a signature before this can be checked in full now
@@ -182,7 +238,7 @@ export class EmbeddedArchiveFinder {
     for (const { format, signature, check } of CHECKS) {
       for (let at = view.indexOf(signature, from); at >= 0 && at < limit; at = view.indexOf(signature, at + 1)) {
         if (check(buffer, at, this.#budget)) {
-          const offset = this.#carryStart + (format === 'tar' ? at - TAR_BACK : at); // where the archive starts
+          const offset = this.#carryStart + (format === 'tar' ? at - TAR_BACK : format === 'nsis' ? at - 4 : at); // where the archive starts
           if (best === null || offset < best.offset) best = { format, offset };
           break;
         }

@@ -20,7 +20,8 @@ export type ContentKind =
   | 'shell-script' // starts with #!
   | 'lnk' // Windows shell link
   | 'pdf'
-  | 'ole2' // legacy Office, MSI
+  | 'ole2' // OLE2 compound file: legacy Office
+  | 'msi' // OLE2 compound file whose root class is a Windows Installer package, patch or transform
   | 'rtf'
   // Containers, named by their format (container-format.ts): zip is also docx/xlsx/jar/apk and many project formats.
   | ContainerFormat
@@ -37,7 +38,7 @@ export type ContentKind =
 
 /** Every content kind, in the order the policy schema lists them (kiosk/policy.ts must accept each). */
 export const CONTENT_KINDS: readonly ContentKind[] = [
-  'pe', 'elf', 'macho', 'shell-script', 'lnk', 'pdf', 'ole2', 'rtf',
+  'pe', 'elf', 'macho', 'shell-script', 'lnk', 'pdf', 'ole2', 'msi', 'rtf',
   'zip', 'tar', '7z', 'rar', 'cab', 'cpio', 'ar', 'iso9660', 'xar', 'lha',
   'gzip', 'bzip2', 'xz', 'zstd', 'lz4', 'lzma', 'compress', 'lzip',
   'png', 'jpeg', 'gif', 'bmp', 'tiff', 'ico', 'webp', 'dwg', 'text', 'binary',
@@ -132,6 +133,78 @@ export function looksText(head: Uint8Array): boolean {
   }
   return strays <= Math.floor(head.length * MAX_CONTROL_SHARE);
 }
+
+/**
+ * Whether a whole file is text, as looksText judges a head, fed the file's
+ * chunks in order: a text head followed by a program or firmware is not
+ * text (the head alone passed a .log with a PE after 4 KiB of lines).
+ * UTF-16 with a byte-order mark is followed unit by unit across chunks.
+ */
+export class TextScan {
+  #utf16: 'le' | 'be' | null = null;
+  #started = false;
+  #text = true;
+  #units = 0; // characters (bytes, or UTF-16 units) seen
+  #strays = 0;
+  #odd: number | null = null; // a UTF-16 unit's first byte, cut by a chunk's end
+  #high = false; // a high surrogate waits for its low half
+
+  /** `chunk` follows the previous one (each is valid only during the call). */
+  push(chunk: Uint8Array): void {
+    if (!this.#text || chunk.length === 0) return;
+    let from = 0;
+    if (!this.#started) {
+      this.#started = true;
+      if (startsWith(chunk, [0xff, 0xfe])) this.#utf16 = 'le';
+      else if (startsWith(chunk, [0xfe, 0xff])) this.#utf16 = 'be';
+      if (this.#utf16 !== null) from = 2;
+    }
+    if (this.#utf16 === null) {
+      for (let i = from; i < chunk.length; i++) {
+        const b = chunk[i]!;
+        if (b === 0) {
+          this.#text = false;
+          return;
+        }
+        if (STRAY_BYTE[b] === 1) this.#strays++;
+      }
+      this.#units += chunk.length - from;
+      return;
+    }
+    for (let i = from; i < chunk.length; i++) {
+      if (this.#odd === null) {
+        this.#odd = chunk[i]!;
+        continue;
+      }
+      const unit = this.#utf16 === 'le' ? this.#odd | (chunk[i]! << 8) : (this.#odd << 8) | chunk[i]!;
+      this.#odd = null;
+      this.#units++;
+      if (this.#high) {
+        this.#high = false;
+        if (unit < 0xdc00 || unit > 0xdfff) {
+          this.#text = false;
+          return;
+        }
+        continue;
+      }
+      if (unit === 0 || unit === 0xfffe || unit === 0xffff || (unit >= 0xdc00 && unit <= 0xdfff)) {
+        this.#text = false;
+        return;
+      }
+      if (unit >= 0xd800 && unit <= 0xdbff) this.#high = true;
+      else if (isStrayControl(unit)) this.#strays++;
+    }
+  }
+
+  /** Whether everything pushed is text (an empty file is). */
+  get text(): boolean {
+    if (!this.#text) return false;
+    if (this.#utf16 !== null && (this.#odd !== null || this.#high)) return false; // a unit or pair cut by the end
+    return this.#strays <= Math.floor(this.#units * MAX_CONTROL_SHARE);
+  }
+}
+
+const STRAY_BYTE = Uint8Array.from({ length: 256 }, (_, b) => (isStrayControl(b) ? 1 : 0));
 
 export function sniffContent(head: Uint8Array): ContentKind {
   for (const [kind, bytes] of PROGRAM_MAGICS) if (startsWith(head, bytes)) return kind;
@@ -232,7 +305,8 @@ const EXPECTED: ReadonlyMap<string, readonly ContentPromise[]> = new Map<string,
   ['.ods', [openDocument('application/vnd.oasis.opendocument.spreadsheet')]],
   ['.odp', [openDocument('application/vnd.oasis.opendocument.presentation')]],
   ['.odg', [openDocument('application/vnd.oasis.opendocument.graphics')]],
-  ...each(['.doc', '.xls', '.ppt', '.msi'], ['ole2']),
+  ...each(['.doc', '.xls', '.ppt'], ['ole2']),
+  ...each(['.msi', '.msp', '.mst', '.msm'], ['msi', 'ole2']),
   ['.rtf', ['rtf']],
   // Archives: the container the name promises must be what the kiosk opens, or the file passes unopened.
   ['.7z', ['7z']], ['.tar', ['tar']], ['.rar', ['rar']], ['.cab', ['cab']],
@@ -283,21 +357,34 @@ export interface TypeFinding {
 
 const describePromise = (p: ContentPromise): string => (typeof p === 'string' ? p : p.what);
 
+/** What the scan learnt of a file beyond its head. */
+export interface ContentFacts {
+  /** Whether the whole file is text (TextScan); a text head followed by anything else is no text file. */
+  readonly text?: boolean;
+  /** An OLE2 compound file's root class is a Windows Installer package, patch or transform. */
+  readonly installer?: boolean;
+}
+
 /**
  * The content kind of `head` (a file's first bytes, up to SNIFF_BYTES) and
  * what contradicts its name. `size` is the whole file's size where known (a
  * binary STL's size follows from its triangle count); a head shorter than
- * SNIFF_BYTES is taken as the whole file.
+ * SNIFF_BYTES is taken as the whole file. `facts` refine the head's word:
+ * text that does not stay text is binary, an installer database is `msi`.
  */
-export function checkType(name: string, head: Uint8Array, size?: number): { kind: ContentKind; findings: TypeFinding[] } {
-  const kind = sniffContent(head);
+export function checkType(name: string, head: Uint8Array, size?: number, facts: ContentFacts = {}): { kind: ContentKind; findings: TypeFinding[] } {
+  const sniffed = sniffContent(head);
+  const turnsBinary = sniffed === 'text' && facts.text === false;
+  const kind: ContentKind = turnsBinary ? 'binary' : sniffed === 'ole2' && facts.installer === true ? 'msi' : sniffed;
   const exts = extensionsOf(name);
   const ext = exts[exts.length - 1];
   const findings: TypeFinding[] = [];
   const executableExt = ext !== undefined && EXECUTABLE_EXTENSIONS.has(ext);
   const known = size ?? (head.length < SNIFF_BYTES ? head.length : undefined);
   const promised = ext === undefined ? undefined : EXPECTED.get(ext);
-  if (EXECUTABLE_KINDS.has(kind) && !(executableExt && EXECUTABLE_EXTENSIONS.get(ext)!.includes(kind))) {
+  if (turnsBinary) {
+    findings.push({ code: 'TYPE_MISMATCH', detail: `text for its first ${Math.min(head.length, SNIFF_BYTES)} bytes, then binary data: only a file that is text throughout passes as text` });
+  } else if (EXECUTABLE_KINDS.has(kind) && !(executableExt && EXECUTABLE_EXTENSIONS.get(ext)!.includes(kind))) {
     findings.push({ code: 'TYPE_MISMATCH', detail: `content is a ${kind} program but the name ends in ${ext ?? '(no extension)'}` });
   } else if (promised !== undefined && head.length > 0 && !promised.some((p) => (typeof p === 'string' ? p === kind : p.accepts(head, kind, known)))) {
     findings.push({ code: 'TYPE_MISMATCH', detail: `name ends in ${ext} but the content is ${kind}, not ${promised.map(describePromise).join(' or ')}` });

@@ -13,7 +13,7 @@ import { array, boolean, formatIssues, integer, object, oneOf, parse, string, ty
 export const CLAMD_MAX_FILE_BYTES = 2 * 1024 ** 3 - 1024 ** 2; // bytes
 const identifier = string({ min: 1, max: 64, pattern: /^[A-Za-z0-9][A-Za-z0-9._-]*$/, patternMessage: 'expected letters, digits, ".", "_" or "-"' });
 const extension = string({ pattern: /^\.[a-z0-9_+-]{1,24}$/, patternMessage: 'expected a lower-case extension with its dot, like ".bin"' });
-const contentKind = oneOf(['pe', 'elf', 'macho', 'shell-script', 'lnk', 'pdf', 'ole2', 'rtf', 'zip', 'tar', '7z', 'rar', 'cab', 'cpio', 'ar', 'iso9660', 'xar', 'lha', 'gzip', 'bzip2', 'xz', 'zstd', 'lz4', 'lzma', 'compress', 'lzip', 'png', 'jpeg', 'gif', 'bmp', 'tiff', 'ico', 'webp', 'dwg', 'text', 'binary']);
+const contentKind = oneOf(['pe', 'elf', 'macho', 'shell-script', 'lnk', 'pdf', 'ole2', 'msi', 'rtf', 'zip', 'tar', '7z', 'rar', 'cab', 'cpio', 'ar', 'iso9660', 'xar', 'lha', 'gzip', 'bzip2', 'xz', 'zstd', 'lz4', 'lzma', 'compress', 'lzip', 'png', 'jpeg', 'gif', 'bmp', 'tiff', 'ico', 'webp', 'dwg', 'text', 'binary']);
 const containerFormat = oneOf(CONTAINER_FORMATS);
 
 export const policySchema = object({
@@ -24,6 +24,7 @@ export const policySchema = object({
     maxDepth: integer({ min: 1, max: 64 }), // folder levels
     maxTotalBytes: integer({ min: 0 }), // bytes of files on one drive
     maxFileBytes: integer({ min: 0, max: CLAMD_MAX_FILE_BYTES }), // bytes of one file; clamd streams at most 2 GiB - 1 MiB
+    maxScanMinutes: integer({ min: 1, max: 1440 }), // minutes for one drive, walk and scan: past it the drive is rejected
   }),
   clamav: object({
     required: boolean(),

@@ -51,6 +51,25 @@ export interface ExtractionLimits {
   readonly maxOutputBytes: number; // bytes the parser may write to its tmpfs (7-Zip), and per file
 }
 
+/** What to ask 7-Zip about a file (core/seven-zip-view.ts reads the answers). */
+export type ProbeQuestion =
+  /** `7zz l -slt`: what 7-Zip opens the file as when it is simply given it (by signature, at any offset). */
+  | { readonly as: 'any' }
+  /** `7zz l -slt -t<type>`: the listing of an archive in 7-Zip's `type`. */
+  | { readonly as: 'type'; readonly type: string }
+  /** Each `7zz l -t<type>` in turn: the types it opens the file as (one per line), as it would once the file is named so. */
+  | { readonly as: 'each'; readonly types: readonly string[] }
+  /** A PDF's attachments by poppler's pdfdetach: their count, then each one's size in bytes, one per line. */
+  | { readonly as: 'attachments' };
+
+export interface ProbeAnswer {
+  readonly end: ExtractionEnd;
+  /** 7-Zip's standard output (the listing), or the types it opened for `each`. */
+  readonly stdout: string;
+  /** True when the listing was longer than the kiosk reads (it is then not trusted). */
+  readonly truncated: boolean;
+}
+
 export interface Extractor {
   /** Whether it has a tool for `format` (zip and tar the kiosk reads itself). */
   opens(format: ContainerFormat): boolean;
@@ -59,6 +78,12 @@ export interface Extractor {
    * A compression layer's output is its content; an archive's is a pax tar stream of its members.
    */
   open(path: string, format: ContainerFormat, limits: ExtractionLimits): Extraction;
+  /**
+   * Asks 7-Zip (or pdfdetach), in the same sandbox, what it makes of the file
+   * at `path`; nothing comes out but the answer (`limits.maxOutputBytes`
+   * bounds the scratch tmpfs that sizing a PDF's attachments needs).
+   */
+  probe(path: string, question: ProbeQuestion, limits: ExtractionLimits): Promise<ProbeAnswer>;
 }
 
 /** Private files in the kiosk's work folder, for the containers being opened. */

@@ -146,3 +146,69 @@ describe('reading tar archives found on a drive', () => {
     for (const stream of cases) await expect(members(stream)).rejects.toBeInstanceOf(TarStreamError);
   });
 });
+
+describe('members tools read two ways (second red-team round)', () => {
+  const file = (name: string, data = 'a', edit?: (b: Buffer) => void): Buffer => Buffer.concat([header(name, '0', data.length, edit), pad(Buffer.from(data))]);
+  const paxHeader = (records: string): Buffer => Buffer.concat([header('PaxHeader', 'x', records.length), pad(Buffer.from(records))]);
+  const gnu = (name: string, type: string, size: number): Buffer => header(name, type, size, (b) => b.write('ustar  \0', 257, 'latin1'));
+  /** A pre-POSIX header: no magic, no version. */
+  const v7 = (name: string, size: number): Buffer => header(name, '0', size, (b) => b.fill(0, 257, 265));
+
+  it('refuses a directory, link or special member with a pax size or a header size, and reads them without one', async () => {
+    const hidden = file('drawing.dwg', 'AC1032\0');
+    const sized = [
+      Buffer.concat([paxHeader('13 size=1024\n'), header('docs/', '5', 0), hidden, END]),
+      Buffer.concat([paxHeader('13 size=1024\n'), header('link', '2', 0, (b) => b.write('target', 157, 'latin1')), hidden, END]),
+      Buffer.concat([paxHeader('12 size=512\n'), header('fifo', '6', 0), hidden, END]),
+      Buffer.concat([header('hard', '1', 512, (b) => b.write('drawing.dwg', 157, 'latin1')), pad(Buffer.from('x')), hidden, END]),
+    ];
+    for (const stream of sized) await expect(members(stream)).rejects.toBeInstanceOf(TarStreamError);
+    const plain = Buffer.concat([paxHeader('10 size=0\n'), header('docs/', '5', 0), header('link', '2', 0, (b) => b.write('target', 157, 'latin1')), hidden, END]);
+    expect((await members(plain)).map((m) => [m.kind, m.name])).toEqual([['directory', 'docs/'], ['symlink', 'link'], ['file', 'drawing.dwg']]);
+  });
+
+  it('refuses a GNU volume header or dump directory that carries data, and skips an empty one', async () => {
+    for (const type of ['V', 'D']) {
+      await expect(members(Buffer.concat([gnu('run.ps1', type, 6), pad(Buffer.from('calc\r\n')), file('readme.txt'), END]))).rejects.toBeInstanceOf(TarStreamError);
+    }
+    expect((await members(Buffer.concat([gnu('LABEL', 'V', 0), file('readme.txt'), END]))).map((m) => m.name)).toEqual(['readme.txt']);
+  });
+
+  it('refuses a pax record length that is not decimal digits (0x15, 21.0, +21) and takes the digits', async () => {
+    for (const length of ['0x15', '21.0', '+21', ' 21']) {
+      const record = `${length} path=readme.txt\n`;
+      await expect(members(Buffer.concat([paxHeader(record), file('run.ps1'), END]))).rejects.toBeInstanceOf(TarStreamError);
+    }
+    expect((await members(Buffer.concat([paxHeader('19 path=readme.txt\n'), file('run.ps1'), END]))).map((m) => m.name)).toEqual(['readme.txt']);
+  });
+
+  it('refuses a pax key with a blank or other characters no key has, and takes dotted keys', async () => {
+    /** One pax record with its length counted right (the key and value as raw latin1 bytes). */
+    const rec = (key: string, value: string): string => {
+      const body = ` ${key}=${value}\n`;
+      let n = body.length + 1;
+      while (String(n).length + body.length !== n) n++;
+      return `${n}${body}`;
+    };
+    for (const key of [' path', 'path ', 'p\u00e4th', ' size', 'pa/th']) {
+      const raw = Buffer.from(rec(key, 'run.ps1'), 'latin1');
+      await expect(members(Buffer.concat([header('PaxHeader', 'x', raw.length), pad(raw), file('readme.txt'), END]))).rejects.toBeInstanceOf(TarStreamError);
+    }
+    const fine = paxHeader(rec('SCHILY.xattr.user.origin_url', 'x-y') + rec('path', 'notes.txt'));
+    expect((await members(Buffer.concat([fine, file('readme.txt'), END]))).map((m) => m.name)).toEqual(['notes.txt']);
+  });
+
+  it('refuses bytes other than zero in member padding, extended-header padding and unused header space', async () => {
+    const zip = Buffer.from('PK\u0005\u0006 a zip end record would sit here', 'latin1');
+    const paddedMember = Buffer.concat([header('readme.txt', '0', 1), Buffer.from('x'), zip, Buffer.alloc(511 - zip.length), END]);
+    const record = '19 path=readme.txt\n';
+    const paddedPax = Buffer.concat([header('PaxHeader', 'x', record.length), Buffer.from(record), zip, Buffer.alloc(512 - record.length - zip.length), file('run.ps1'), END]);
+    const name = Buffer.from('readme.txt\0');
+    const paddedLong = Buffer.concat([gnu('././@LongLink', 'L', name.length), name, zip, Buffer.alloc(512 - name.length - zip.length), file('x', 'a'), END]);
+    const v7Tail = Buffer.concat([v7('readme.txt', 1).fill(0x41, 300, 400), pad(Buffer.from('a')), END]);
+    const ustarTail = Buffer.concat([file('readme.txt', 'a', (b) => b.write('PK', 500, 'latin1')), END]);
+    for (const stream of [paddedMember, paddedPax, paddedLong, ustarTail]) await expect(members(stream)).rejects.toBeInstanceOf(TarStreamError);
+    await expect(members(v7Tail)).rejects.toBeInstanceOf(TarStreamError);
+    expect((await members(Buffer.concat([v7('readme.txt', 1), pad(Buffer.from('a')), END]))).map((m) => m.name)).toEqual(['readme.txt']);
+  });
+});

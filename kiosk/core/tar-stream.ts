@@ -12,6 +12,18 @@
  *   (GNU tar applies it, libarchive ignores it);
  * - a lone zero block, or anything but zero bytes after the end-of-archive
  *   blocks (where `tar -i` would find more members);
+ * - a directory, link or special member with a size in its header or a pax
+ *   `size` (GNU tar reads the next header right after it, libarchive and
+ *   7-Zip first skip that many bytes: a member only they see);
+ * - a GNU volume header (`V`) or dump directory (`D`) carrying data (GNU tar
+ *   skips it, 7-Zip extracts a `V` as a file);
+ * - a pax record whose length is not decimal digits (`0x15`, `21.0`, `+21`:
+ *   JavaScript's Number() reads them, libarchive and GNU tar refuse the
+ *   record) or whose key holds anything but letters, digits, `.`, `_` and
+ *   `-` (GNU tar reads " path" as `path`);
+ * - anything but zero bytes in the padding after a member's data or an
+ *   extended header's records, and in the unused tail of a ustar or v7
+ *   header (room for a zip whose end record ends the file);
  * - multi-volume and old-GNU long-name members.
  *
  * Layout: POSIX.1-2001 (ustar and pax Interchange Format); GNU tar's manual,
@@ -124,6 +136,11 @@ function field(block: Uint8Array, at: number, length: number): Uint8Array {
   return nul < 0 ? raw : raw.subarray(0, nul);
 }
 
+function isZero(bytes: Uint8Array): boolean {
+  for (const b of bytes) if (b !== 0) return false;
+  return true;
+}
+
 function text(bytes: Uint8Array): string {
   return Buffer.from(bytes).toString('latin1');
 }
@@ -193,13 +210,18 @@ function parsePax(data: Uint8Array, into: PaxRecords): void {
   while (at < data.length) {
     const space = data.indexOf(0x20, at);
     if (space < 0 || space - at > 10) throw new TarStreamError('pax record without a length');
-    const length = Number(text(data.subarray(at, space)));
-    if (!Number.isSafeInteger(length) || length <= space - at + 1 || at + length > data.length) throw new TarStreamError('pax record length out of range');
+    // POSIX.1-2001 pax: "%d %s=%s\n", the length in decimal digits only (Number() would take 0x15, 21.0 and +21).
+    const digits = text(data.subarray(at, space));
+    if (!/^[0-9]+$/.test(digits)) throw new TarStreamError(`pax record length ${JSON.stringify(digits)} is not decimal digits`);
+    const length = parseInt(digits, 10);
+    if (length <= space - at + 1 || at + length > data.length) throw new TarStreamError('pax record length out of range');
     const record = data.subarray(space + 1, at + length);
     if (record[record.length - 1] !== 0x0a) throw new TarStreamError('pax record not ended by a newline');
     const eq = record.indexOf(0x3d);
     if (eq <= 0) throw new TarStreamError('pax record without a key');
     const key = text(record.subarray(0, eq));
+    // Keys are names like path, size, SCHILY.xattr.user.x; GNU tar reads " path" (a blank after the length) as path.
+    if (!/^[A-Za-z0-9._-]+$/.test(key)) throw new TarStreamError(`the pax key ${JSON.stringify(key.slice(0, 40))} holds characters no key has`);
     const value = record.subarray(eq + 1, record.length - 1);
     if (seen.has(key)) throw new TarStreamError(`the pax key ${JSON.stringify(key.slice(0, 40))} twice in one header`);
     seen.add(key);
@@ -229,6 +251,7 @@ export async function* readTarStream(chunks: AsyncIterable<Uint8Array>): AsyncGe
   const readData = async (size: number, what: string): Promise<Uint8Array> => {
     const data = await source.exact(Math.ceil(size / BLOCK) * BLOCK);
     if (data === null) throw new TarStreamError(`the stream ended inside ${what}`);
+    if (!isZero(data.subarray(size))) throw new TarStreamError(`bytes other than zero in the padding after ${what}`);
     return data.subarray(0, size);
   };
   try {
@@ -248,6 +271,9 @@ export async function* readTarStream(chunks: AsyncIterable<Uint8Array>): AsyncGe
       }
       if (!checksumOk(block)) throw new TarStreamError('header checksum mismatch');
       const format = headerFormat(block);
+      // What no field uses: the rest of a v7 header after its link name, a ustar header's last 12 bytes.
+      if (format === 'v7' && !isZero(block.subarray(257))) throw new TarStreamError('bytes other than zero after the fields of a v7 tar header');
+      if (format === 'posix' && !isZero(block.subarray(500))) throw new TarStreamError('bytes other than zero in the unused end of a ustar header');
       const typeflag = String.fromCharCode(block[156]!);
       const headerSize = number(block, 124, 12, 'size');
       if (format !== 'v7' && (typeflag === 'x' || typeflag === 'g')) {
@@ -286,15 +312,18 @@ export async function* readTarStream(chunks: AsyncIterable<Uint8Array>): AsyncGe
       const short = field(block, 0, 100);
       const name = pax.path ?? gnuName ?? (prefix.length > 0 ? Buffer.concat([prefix, Buffer.from('/'), short]) : short.slice());
       if (name.length === 0 || name.length > MAX_NAME_BYTES) throw new TarStreamError('a member name that is empty or too long');
-      // GNU dump-directory and volume-label members carry no file; their data is skipped as every tool does.
+      // GNU dump-directory and volume-label members name no file: skipped when empty, refused when they carry data (7-Zip extracts a V as a file).
       const skipped = format === 'gnu' && (typeflag === 'D' || typeflag === 'V');
       const sparseType = format === 'gnu' && typeflag === 'S';
       const kind: TarMemberKind = sparseType ? 'file' : KINDS[typeflag] ?? 'other';
       if (kind === 'other' && !SPECIAL_TYPES.has(typeflag) && !skipped) throw new TarStreamError(`a member of unknown type ${JSON.stringify(typeflag)}`);
       const size = pax.size ?? headerSize;
-      // Only regular files (and skipped GNU records) carry data; anything else with data is malformed.
-      const dataBytes = kind === 'file' || skipped ? size : headerSize;
-      if (kind !== 'file' && !skipped && dataBytes !== 0) throw new TarStreamError(`a ${kind} member with ${dataBytes} bytes of data`);
+      // Only regular files carry data. A folder, link or special member with a size in either place is read
+      // two ways: GNU tar reads the next header right after it, libarchive and 7-Zip skip the size first.
+      if (kind !== 'file' && (headerSize !== 0 || (pax.size ?? 0) !== 0)) {
+        throw new TarStreamError(`a ${skipped ? `GNU ${typeflag === 'V' ? 'volume header' : 'dump directory'}` : kind === 'other' ? `special member (type ${JSON.stringify(typeflag)})` : kind} member with a size (${headerSize} in its header${pax.size === undefined ? '' : `, ${pax.size} in its pax header`})`);
+      }
+      const dataBytes = kind === 'file' ? size : 0;
       const sparse = pax.sparse || sparseType;
       pax = { sparse: false };
       paxPending = false;
@@ -322,6 +351,7 @@ export async function* readTarStream(chunks: AsyncIterable<Uint8Array>): AsyncGe
       if (padding > 0) {
         const pad = await source.exact(padding);
         if (pad === null) throw new TarStreamError('the stream ended inside padding');
+        if (!isZero(pad)) throw new TarStreamError('bytes other than zero in the padding after a member');
       }
     }
   } finally {

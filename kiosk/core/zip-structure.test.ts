@@ -122,6 +122,22 @@ describe('a zip at the end of another file', () => {
     expect(endsWithZip(tailOf(cut), cut.length)).toBe(false);
   });
 
+  it('is found in a container only when its comment runs to the end of the file (exact)', async () => {
+    const zip = await buildZip([{ name: 'a.txt', data: text('x') }]);
+    const tailOf = (file: Uint8Array): Uint8Array => file.subarray(Math.max(0, file.length - ZIP_TAIL_BYTES));
+    // A tar holding a zip as its last member: the zip's end record, then tar padding and end blocks.
+    const member = Buffer.concat([Buffer.alloc(512, 0x20), zip, Buffer.alloc(1024 + 512 - (zip.length % 512))]);
+    expect(endsWithZip(tailOf(member), member.length)).toBe(true);
+    expect(endsWithZip(tailOf(member), member.length, { exact: true })).toBe(false);
+    // The same zip whose comment covers what follows it (a zip in tar padding, a gzip FEXTRA field).
+    const covering = Buffer.from(zip);
+    const rest = Buffer.alloc(1536);
+    covering.writeUInt16LE(rest.length, covering.length - 2);
+    const hidden = Buffer.concat([Buffer.alloc(512, 0x20), covering, rest]);
+    expect(endsWithZip(tailOf(hidden), hidden.length, { exact: true })).toBe(true);
+    expect(endsWithZip(tailOf(zip), zip.length, { exact: true })).toBe(true);
+  });
+
   it('is found with bytes after it and with a ZIP64 end record, as the tools that open it allow', async () => {
     const zip = await buildZip([{ name: 'a.txt', data: text('x') }]);
     const tailOf = (file: Uint8Array): Uint8Array => file.subarray(Math.max(0, file.length - ZIP_TAIL_BYTES));

@@ -393,13 +393,21 @@ export const ZIP_TAIL_BYTES = EOCD_BYTES + MAX_COMMENT;
  * something else at its head (a PDF, an image) with a zip at its end is a
  * polyglot: renamed to .zip, Explorer, 7-Zip, Python and bsdtar open it as
  * an archive, trailing bytes or not.
+ *
+ * `exact`: only an end record whose comment runs exactly to the file's end.
+ * That is the check for a container the kiosk opens itself (a tar, a gzip or
+ * zstd stream, a 7z): an honest one may hold a zip whose end record is
+ * followed by the container's own bytes (padding, a trailer), while a zip
+ * hidden in its padding, a gzip FEXTRA field or a zstd skippable frame ends
+ * the file with its comment.
  */
-export function endsWithZip(tail: Uint8Array, size: number): boolean {
+export function endsWithZip(tail: Uint8Array, size: number, options: { readonly exact?: boolean } = {}): boolean {
   if (tail.length < EOCD_BYTES) return false;
   const view = new DataView(tail.buffer, tail.byteOffset, tail.byteLength);
   const base = size - tail.length; // offset of tail[0] in the file
   for (let at = tail.length - EOCD_BYTES; at >= 0; at--) {
     if (view.getUint32(at, true) !== SIG_EOCD) continue;
+    if (options.exact === true && at + EOCD_BYTES + view.getUint16(at + 20, true) !== tail.length) continue;
     if (view.getUint16(at + 4, true) !== 0 || view.getUint16(at + 6, true) !== 0) continue;
     const count = view.getUint16(at + 10, true);
     if (view.getUint16(at + 8, true) !== count) continue;

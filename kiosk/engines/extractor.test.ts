@@ -4,7 +4,7 @@
  * command line is reused with a probe tool in libarchive's place.
  */
 import { spawnSync } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -69,5 +69,58 @@ describe('the extractor\'s sandbox', () => {
     await expect(proveExtractor(missing, scratch)).rejects.toThrow(/bubblewrap.*libarchive-tools/);
     const wrongTool = createExtractor({ commands: { gzip: ['/usr/bin/false'] } });
     await expect(proveExtractor(wrongTool, scratch)).rejects.toMatchObject({ code: 'EXTRACTOR_UNAVAILABLE' });
+  });
+});
+
+describe('asking 7-Zip about a file in the sandbox', () => {
+  const file = (bytes: Uint8Array): string => {
+    const { path, fd } = scratch();
+    writeFileSync(fd, bytes);
+    closeSync(fd);
+    return path;
+  };
+
+  it('lists what 7-Zip opens a file as, and nothing for plain text', async () => {
+    const dir = mkdtempSync(join(work, 'seven-'));
+    writeFileSync(join(dir, 'run.ps1'), 'calc\r\n');
+    expect(spawnSync('7zz', ['a', '-bd', '-bso0', 'x.7z', 'run.ps1'], { cwd: dir }).status).toBe(0);
+    const hidden = file(Buffer.concat([Buffer.from('\u0089PNG\r\n\u001a\n', 'latin1'), Buffer.alloc(100, 0x20), readFileSync(join(dir, 'x.7z'))]));
+    const answer = await createExtractor().probe(hidden, { as: 'any' }, LIMITS);
+    expect(answer.end.code).toBe(0);
+    expect(answer.stdout).toMatch(/^Type = 7z$/m);
+    expect(answer.stdout).toMatch(/^Path = run\.ps1$/m);
+    const plain = await createExtractor().probe(file(Buffer.from('notes\n')), { as: 'any' }, LIMITS);
+    expect(plain.end.code).toBe(2);
+    expect(plain.stdout).not.toMatch(/^Type = /m);
+  });
+
+  it('names the types it opens a file as, one by one, and none it does not', async () => {
+    const dir = mkdtempSync(join(work, 'img-'));
+    expect(spawnSync('dd', ['if=/dev/zero', `of=${join(dir, 'fat.img')}`, 'bs=1k', 'count=1440', 'status=none']).status).toBe(0);
+    expect(spawnSync('mformat', ['-i', join(dir, 'fat.img'), '-f', '1440', '::']).status).toBe(0);
+    const fat = file(readFileSync(join(dir, 'fat.img')));
+    expect((await createExtractor().probe(fat, { as: 'each', types: ['Ext', 'FAT', 'Iso'] }, LIMITS)).stdout.trim()).toBe('FAT');
+    expect((await createExtractor().probe(file(Buffer.from('notes\n')), { as: 'each', types: ['Ext', 'FAT'] }, LIMITS)).stdout).toBe('');
+    await expect(createExtractor().probe(fat, { as: 'each', types: ['FAT; id'] }, LIMITS)).rejects.toThrow(/not a 7-Zip format name/);
+  });
+
+  it('counts and sizes a PDF\'s attachments with pdfdetach', async () => {
+    const pdf = (files: ReadonlyArray<readonly [string, string]>): string => {
+      const names = files.map((_, i) => `(${i}) ${4 + 2 * i} 0 R`).join(' ');
+      const objects = [`<</Type/Catalog/Pages 2 0 R/Names<</EmbeddedFiles<</Names[${names}]>>>>>>`, '<</Type/Pages/Kids[3 0 R]/Count 1>>', '<</Type/Page/Parent 2 0 R/MediaBox[0 0 612 792]>>'];
+      files.forEach(([name, data], i) => objects.push(`<</Type/Filespec/F(${name})/EF<</F ${5 + 2 * i} 0 R>>>>`, `<</Type/EmbeddedFile/Length ${data.length}>>stream\n${data}\nendstream`));
+      let out = '%PDF-1.7\n';
+      const offsets = objects.map((o, i) => {
+        const at = out.length;
+        out += `${i + 1} 0 obj\n${o}\nendobj\n`;
+        return at;
+      });
+      const xref = out.length;
+      out += `xref\n0 ${objects.length + 1}\n0000000000 65535 f \n${offsets.map((o) => `${String(o).padStart(10, '0')} 00000 n \n`).join('')}trailer\n<</Size ${objects.length + 1}/Root 1 0 R>>\nstartxref\n${xref}\n%%EOF\n`;
+      return file(Buffer.from(out, 'latin1'));
+    };
+    const sizing = { cpuSeconds: 5, maxOutputBytes: 1024 * 1024 };
+    expect((await createExtractor().probe(pdf([['a.txt', 'hello'], ['b.csv', '1,2,3\r\n']]), { as: 'attachments' }, sizing)).stdout.trim().split('\n')).toEqual(['2', '5', '7']);
+    expect((await createExtractor().probe(pdf([]), { as: 'attachments' }, sizing)).stdout.trim()).toBe('0');
   });
 });

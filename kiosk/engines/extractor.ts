@@ -11,9 +11,16 @@
  *   `zstd -dc`, `lz4 -dc`; each refuses or complains about bytes after its
  *   stream, which the kiosk takes as not inspected;
  * - any other archive but zip and tar (the kiosk reads those two itself)
- *   through 7-Zip (`7zz x -t<format>`, the tool Windows users open them with)
- *   into a size-limited tmpfs, repacked by `bsdtar -cf - --format=pax` from
- *   that folder into the tar stream the kiosk reads.
+ *   through 7-Zip (`7zz x -t<format> -aou`, the tool Windows users open them
+ *   with; an item whose name is taken is renamed, never written over) into
+ *   a size-limited tmpfs, repacked by `bsdtar -cf - --format=pax` from that
+ *   folder into the tar stream the kiosk reads; an OLE2 compound file
+ *   (legacy Office) the same way, with 7-Zip's Compound reader;
+ * - a PDF's attachments through poppler's `pdfdetach`, each saved into a
+ *   folder of its own (numbered as pdfdetach numbers them) and repacked the
+ *   same way;
+ * - and 7-Zip's listing of a file (`7zz l -slt`), which says what 7-Zip
+ *   opens it as (probe()).
  *
  * The parser runs as nobody, in its own user, mount, network, PID, IPC and
  * UTS namespaces, with no capabilities, no filesystem but /usr read-only (and
@@ -28,9 +35,10 @@ import { closeSync, constants, openSync, rmSync, writeFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { PortcullisError } from '../../manifest/index.ts';
 import type { ContainerFormat } from '../core/container-format.ts';
-import type { ExtractionEnd, ExtractionLimits, Extractor } from '../core/ports.ts';
+import type { ExtractionEnd, ExtractionLimits, Extractor, ProbeQuestion } from '../core/ports.ts';
+import { parseListing } from '../core/seven-zip-view.ts';
 
-export type { Extraction, ExtractionEnd, ExtractionLimits, Extractor } from '../core/ports.ts';
+export type { Extraction, ExtractionEnd, ExtractionLimits, Extractor, ProbeAnswer, ProbeQuestion } from '../core/ports.ts';
 
 export type ExtractorErrorCode = 'EXTRACTOR_UNAVAILABLE';
 export class ExtractorError extends PortcullisError<ExtractorErrorCode> {}
@@ -63,15 +71,40 @@ const DECOMPRESSORS: Partial<Record<ContainerFormat, readonly string[]>> = {
 
 /** 7-Zip's name for each archive format it opens for the kiosk (-t: no other format is tried). */
 const SEVEN_ZIP_TYPES: Partial<Record<ContainerFormat, string>> = {
-  '7z': '7z', cab: 'cab', iso9660: 'iso', cpio: 'cpio', ar: 'ar', xar: 'xar', lha: 'lzh',
+  '7z': '7z', cab: 'cab', iso9660: 'iso', cpio: 'cpio', ar: 'ar', xar: 'xar', lha: 'lzh', ole2: 'Compound',
 };
 const SEVEN_ZIP = '/usr/bin/7zz';
 const BSDTAR = '/usr/bin/bsdtar';
+const PDFDETACH = '/usr/bin/pdfdetach';
 const SHELL = '/usr/bin/sh';
+const REPACK = `cd /out && exec ${BSDTAR} -cf - --format=pax -s ',^\\./,,' .`;
+
+/**
+ * A PDF's attachments, one folder per attachment: pdfdetach numbers them
+ * (embedded files, then file-attachment annotations) and saves each under
+ * its own name. A name holding a path would land outside its folder (over
+ * another attachment): every folder must then hold exactly one file, or
+ * the script fails. pdfdetach's syntax warnings about a damaged PDF are not
+ * kept; its exit code and the count it lists are.
+ */
+const PDF_SCRIPT = [
+  `n=$(${PDFDETACH} -list /in 2>/dev/null | sed -n '1s/^\\([0-9][0-9]*\\) embedded files$/\\1/p') || exit 3`,
+  '[ -n "$n" ] || { echo "pdfdetach could not list the attachments" >&2; exit 3; }',
+  'i=1; while [ "$i" -le "$n" ]; do',
+  `  mkdir "/out/$i" && cd "/out/$i" && ${PDFDETACH} -enc UTF-8 -save "$i" /in 2>/dev/null || { echo "pdfdetach could not save attachment $i" >&2; exit 4; }`,
+  '  i=$((i + 1))',
+  'done',
+  'i=1; while [ "$i" -le "$n" ]; do',
+  '  [ "$(ls -A "/out/$i" | wc -l)" = 1 ] && [ -f "/out/$i/$(ls -A "/out/$i")" ] || { echo "attachment $i was not saved in its own folder (a name that is a path?)" >&2; exit 5; }',
+  '  i=$((i + 1))',
+  'done',
+  '[ "$(ls -A /out | wc -l)" = "$n" ] || { echo "attachments were saved outside their folders" >&2; exit 5; }',
+  REPACK,
+].join('\n');
 
 /** Whether the extractor has a tool for `format` (zip and tar are the kiosk's own). */
 export function extractorOpens(format: ContainerFormat, options: ExtractorOptions = {}): boolean {
-  return (options.commands?.[format] ?? DECOMPRESSORS[format]) !== undefined || SEVEN_ZIP_TYPES[format] !== undefined;
+  return (options.commands?.[format] ?? DECOMPRESSORS[format]) !== undefined || SEVEN_ZIP_TYPES[format] !== undefined || format === 'pdf';
 }
 
 const STDERR_KEPT = 4096; // bytes
@@ -111,15 +144,43 @@ function commandFor(format: ContainerFormat, options: ExtractorOptions, limits: 
   if (replaced) return { tool: replaced, extra: [], boundInput: false };
   const decompressor = DECOMPRESSORS[format];
   if (decompressor) return { tool: decompressor, extra: [], boundInput: false };
+  const tmpfs = ['--size', String(Math.max(1, limits.maxOutputBytes)), '--perms', '0700', '--tmpfs', '/out'];
+  if (format === 'pdf') return { tool: [SHELL, '-c', PDF_SCRIPT], extra: tmpfs, boundInput: true };
   const type = SEVEN_ZIP_TYPES[format];
   if (type === undefined) return null;
-  // 7-Zip extracts into a tmpfs as big as the policy allows, then bsdtar packs that folder as the stream.
-  const script = `${SEVEN_ZIP} x -t${type} -y -bso0 -bsp0 -bse2 -o/out -- /in >&2 && cd /out && exec ${BSDTAR} -cf - --format=pax -s ',^\\./,,' .`;
-  return {
-    tool: [SHELL, '-c', script],
-    extra: ['--size', String(Math.max(1, limits.maxOutputBytes)), '--perms', '0700', '--tmpfs', '/out'],
-    boundInput: true,
-  };
+  // 7-Zip extracts into a tmpfs no bigger than the inspection may still unpack, then bsdtar packs that folder
+  // as the stream. -aou: an item whose name is taken is renamed, so no item overwrites another.
+  const script = `${SEVEN_ZIP} x -t${type} -aou -y -bso0 -bsp0 -bse2 -o/out -- /in >&2 && ${REPACK}`;
+  return { tool: [SHELL, '-c', script], extra: tmpfs, boundInput: true };
+}
+
+const LISTING_KEPT = 32 * 1024 * 1024; // bytes of 7-Zip's listing read: 10 000 items take about 3 MiB
+
+/** A PDF's attachments counted and sized: each saved into the scratch tmpfs under a fixed name, measured and removed. */
+const PDF_SIZES_SCRIPT = [
+  `n=$(${PDFDETACH} -list /in 2>/dev/null | sed -n '1s/^\\([0-9][0-9]*\\) embedded files$/\\1/p') || exit 3`,
+  '[ -n "$n" ] || { echo "pdfdetach could not list the attachments" >&2; exit 3; }',
+  'echo "$n"',
+  'i=1; while [ "$i" -le "$n" ]; do',
+  `  ${PDFDETACH} -save "$i" -o /out/attachment /in 2>/dev/null || { echo "pdfdetach could not save attachment $i" >&2; exit 4; }`,
+  '  wc -c < /out/attachment && rm -f /out/attachment || exit 4',
+  '  i=$((i + 1))',
+  'done',
+].join('\n');
+
+/** The sandboxed command for a probe: 7-Zip lists, and for `each` prints the types it opened. */
+function probeCommand(question: ProbeQuestion): readonly string[] {
+  if (question.as === 'attachments') return [SHELL, '-c', PDF_SIZES_SCRIPT];
+  if (question.as === 'any') return [SEVEN_ZIP, 'l', '-slt', '-sccUTF-8', '--', '/in'];
+  if (question.as === 'type') return [SEVEN_ZIP, 'l', '-slt', '-sccUTF-8', `-t${checkedType(question.type)}`, '--', '/in'];
+  // Opened means a listing with the archive's Type (7-Zip opens some broken images with an error and a non-zero exit).
+  const script = `for t; do ${SEVEN_ZIP} l -slt -t"$t" -- /in 2>/dev/null | /usr/bin/grep -q '^Type = ' && echo "$t"; done; exit 0`;
+  return [SHELL, '-c', script, 'probe', ...question.types.map(checkedType)];
+}
+
+function checkedType(type: string): string {
+  if (!/^[A-Za-z0-9]{1,16}$/.test(type)) throw new Error(`not a 7-Zip format name: ${JSON.stringify(type)}`);
+  return type;
 }
 
 export function createExtractor(options: ExtractorOptions = {}): Extractor {
@@ -166,6 +227,35 @@ export function createExtractor(options: ExtractorOptions = {}): Extractor {
         },
       };
     },
+    async probe(path, question, limits) {
+      const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+      closeSync(fd); // refuses a path that is not the kiosk's own regular file before bwrap binds it
+      const scratch = question.as === 'attachments' ? ['--size', String(Math.max(1, limits.maxOutputBytes)), '--perms', '0700', '--tmpfs', '/out'] : [];
+      const child = spawn(resolved.bwrapPath, sandboxArgs(resolved, probeCommand(question), limits, [...scratch, '--ro-bind', path, '/in']), { stdio: ['ignore', 'pipe', 'pipe'] });
+      const out: Buffer[] = [];
+      let kept = 0;
+      let truncated = false;
+      let stderr = '';
+      child.stdout.on('data', (data: Buffer) => {
+        if (kept + data.length > LISTING_KEPT) {
+          truncated = true;
+          child.kill('SIGKILL');
+          return;
+        }
+        out.push(data);
+        kept += data.length;
+      });
+      child.stderr.on('data', (data: Buffer) => {
+        if (stderr.length < STDERR_KEPT) stderr = (stderr + data.toString('utf8')).slice(0, STDERR_KEPT);
+      });
+      const end = await new Promise<ExtractionEnd>((resolve) => {
+        child.once('error', (error) => {
+          if (child.pid === undefined) resolve({ code: null, signal: null, stderr: `cannot run ${resolved.bwrapPath}: ${error.message}`, killed: false });
+        });
+        child.once('close', (code, signal) => resolve({ code, signal, stderr, killed: truncated }));
+      });
+      return { end, stdout: Buffer.concat(out).toString('utf8'), truncated };
+    },
   };
 }
 
@@ -185,11 +275,15 @@ async function collect(output: AsyncIterable<Uint8Array>): Promise<Buffer> {
 export async function proveExtractor(extractor: Extractor, scratch: () => { path: string; fd: number }): Promise<void> {
   const content = Buffer.from('Portcullis archive inspection start-up check.\n');
   const limits: ExtractionLimits = { cpuSeconds: 10, maxOutputBytes: 1024 * 1024 };
-  const samples: Array<[string, ContainerFormat, Uint8Array]> = [['gzip', 'gzip', gzipSync(content)], ['7-Zip', 'cpio', Buffer.alloc(0)]];
+  const samples: Array<[string, ContainerFormat, Uint8Array]> = [
+    ['gzip', 'gzip', gzipSync(content)],
+    ['7-Zip', 'cpio', cpioOf('portcullis-check.txt', content)],
+    ['pdfdetach', 'pdf', pdfOf('portcullis-check.txt', content)],
+  ];
   for (const [what, format, bytes] of samples) {
     const file = scratch();
     try {
-      writeFileSync(file.fd, format === 'cpio' ? cpioOf('portcullis-check.txt', content) : bytes);
+      writeFileSync(file.fd, bytes);
     } finally {
       closeSync(file.fd);
     }
@@ -200,12 +294,60 @@ export async function proveExtractor(extractor: Extractor, scratch: () => { path
       const ok = end.code === 0 && end.stderr.trim() === '' && (format === 'gzip' ? output.equals(content) : output.includes(content) && output.includes(Buffer.from('portcullis-check.txt')));
       if (!ok) {
         const said = end.stderr.trim().split('\n').slice(0, 3).join(' | ');
-        throw new ExtractorError('EXTRACTOR_UNAVAILABLE', `the sandboxed archive extractor failed its start-up check (${what}: exit ${String(end.code)}${end.signal ? `, ${end.signal}` : ''}${said ? `: ${said}` : ''}): install bubblewrap, gzip, bzip2, xz-utils, zstd, lz4, 7zip and libarchive-tools (scripts/setup.sh) and make sure user namespaces are enabled (kernel.unprivileged_userns_clone, or run the kiosk as root)`);
+        throw new ExtractorError('EXTRACTOR_UNAVAILABLE', `the sandboxed archive extractor failed its start-up check (${what}: exit ${String(end.code)}${end.signal ? `, ${end.signal}` : ''}${said ? `: ${said}` : ''}): install bubblewrap, gzip, bzip2, xz-utils, zstd, lz4, 7zip, libarchive-tools and poppler-utils (scripts/setup.sh) and make sure user namespaces are enabled (kernel.unprivileged_userns_clone, or run the kiosk as root)`);
       }
     } finally {
       rmSync(file.path, { force: true });
     }
   }
+  await proveProbe(extractor, scratch);
+}
+
+/** The probe must list a cpio made here as 7-Zip's Cpio, and say nothing of plain text. */
+async function proveProbe(extractor: Extractor, scratch: () => { path: string; fd: number }): Promise<void> {
+  const limits: ExtractionLimits = { cpuSeconds: 10, maxOutputBytes: 1024 * 1024 };
+  const ask = async (bytes: Uint8Array): Promise<ReturnType<typeof parseListing> | null> => {
+    const file = scratch();
+    try {
+      writeFileSync(file.fd, bytes);
+    } finally {
+      closeSync(file.fd);
+    }
+    try {
+      const answer = await extractor.probe(file.path, { as: 'any' }, limits);
+      return answer.end.signal === null && (answer.end.code === 0 || answer.end.code === 2) ? parseListing(answer.stdout) : null;
+    } finally {
+      rmSync(file.path, { force: true });
+    }
+  };
+  const archive = await ask(cpioOf('portcullis-check.txt', Buffer.from('check\n')));
+  const text = await ask(Buffer.from('Portcullis start-up check: plain text.\n'));
+  const ok = archive !== null && 'archives' in archive && archive.archives[0]?.type === 'Cpio' && archive.items.some((i) => i.path === 'portcullis-check.txt')
+    && text !== null && 'archives' in text && text.archives.length === 0;
+  if (!ok) {
+    throw new ExtractorError('EXTRACTOR_UNAVAILABLE', 'the sandboxed 7-Zip listing failed its start-up check (7zz l on a cpio made in memory): install bubblewrap, 7zip, libarchive-tools and poppler-utils (scripts/setup.sh) and make sure user namespaces are enabled');
+  }
+}
+
+/** A one-page PDF with one attachment (ISO 32000 7.11.4, an EmbeddedFiles name tree), built here for the start-up check. */
+function pdfOf(name: string, data: Uint8Array): Uint8Array {
+  const objects = [
+    `<</Type/Catalog/Pages 2 0 R/Names<</EmbeddedFiles<</Names[(${name}) 4 0 R]>>>>>>`,
+    '<</Type/Pages/Kids[3 0 R]/Count 1>>',
+    '<</Type/Page/Parent 2 0 R/MediaBox[0 0 612 792]>>',
+    `<</Type/Filespec/F(${name})/UF(${name})/EF<</F 5 0 R>>>>`,
+    `<</Type/EmbeddedFile/Length ${data.length}>>stream\n${Buffer.from(data).toString('latin1')}\nendstream`,
+  ];
+  let out = '%PDF-1.7\n';
+  const offsets: number[] = [];
+  objects.forEach((o, i) => {
+    offsets.push(out.length);
+    out += `${i + 1} 0 obj\n${o}\nendobj\n`;
+  });
+  const xref = out.length;
+  out += `xref\n0 ${objects.length + 1}\n0000000000 65535 f \n${offsets.map((o) => `${String(o).padStart(10, '0')} 00000 n \n`).join('')}`;
+  out += `trailer\n<</Size ${objects.length + 1}/Root 1 0 R>>\nstartxref\n${xref}\n%%EOF\n`;
+  return Buffer.from(out, 'latin1');
 }
 
 /** A one-member "newc" cpio archive (7-Zip's -tcpio), built here for the start-up check. */

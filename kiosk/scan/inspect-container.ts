@@ -12,23 +12,38 @@
  * member, a limit crossed, an extractor that fails or says anything on its
  * error output: the file is blocked, and the reason names what was not
  * inspected.
+ *
+ * 7-Zip is asked too (in the same sandbox) whether it would open a file
+ * otherwise than the kiosk did: a binary file that may pass must be no
+ * archive to 7-Zip at all, a container no other archive once renamed (a tar
+ * that is also an ext2 image), and the items of an archive 7-Zip extracts
+ * must each have a path of their own.
  */
 import { closeSync, constants, createReadStream, fstatSync, openSync, readSync, unlinkSync, writeSync } from 'node:fs';
 import { basename } from 'node:path';
 import { DualDigest, NAME_PROBLEM_TEXT, nameFromBytes, pathProblems, type Blake3Factory } from '../../manifest/index.ts';
 import type { Allowlist } from '../core/allowlist.ts';
 import { allowedType, type Policy } from '../core/policy.ts';
-import { CONTAINER_SNIFF_BYTES, detectContainers, isCompression, layerContentName, type ContainerFormat } from '../core/container-format.ts';
+import {
+  CONTAINER_SNIFF_BYTES, detectContainers, gzipHeaderProblem, isCompression, layerContentName, sevenZipSearches, zstdFramesProblem,
+  type ContainerFormat, type ReadAt,
+} from '../core/container-format.ts';
+import { compoundRootClass, encryptedStream, isInstallerClass, missingStreamProblem } from '../core/compound-file.ts';
 import { decideFile, HASH_GATED, type EngineName, type Reason, type TypeScope } from '../core/decide.ts';
-import type { Extraction, Inspection, StreamScanner } from '../core/ports.ts';
-import { checkType, extensionsOf, SNIFF_BYTES } from '../core/file-type.ts';
+import type { Extraction, ExtractionLimits, Inspection, ProbeAnswer, ProbeQuestion, StreamScanner } from '../core/ports.ts';
+import { checkType, EXECUTABLE_KINDS, extensionsOf, looksText, sniffContent, SNIFF_BYTES, TextScan } from '../core/file-type.ts';
 import { EmbeddedArchiveFinder, hiddenArchiveReason } from '../core/embedded-archive.ts';
+import {
+  IMAGE_SIGNATURE_HEAD_BYTES, IMAGE_SIGNATURE_TAIL_BYTES, imageFormatsToAsk, listedBytes, listingProblem, openedAsReason, parseListing, SEVEN_ZIP_TYPES,
+} from '../core/seven-zip-view.ts';
 import { readTarStream, TarStreamError, type TarMember } from '../core/tar-stream.ts';
 import { zipMembers, ZipExtractError } from './zip-extract.ts';
 import { checkZipStructure, endsWithZip, ZIP_TAIL_BYTES, type ZipListing } from '../core/zip-structure.ts';
 
 const RATIO_FLOOR = 1024 * 1024; // bytes unpacked before the ratio applies: small archives may compress well
 const MAX_REASONS = 24; // member reasons kept per file on the drive; the rest are counted
+const TMPFS_SLACK = 1024 * 1024; // bytes of an extraction's tmpfs beyond what its items list: folders, metadata
+const TMPFS_PER_ITEM = 4096; // bytes: tmpfs rounds each file up to a page
 
 export interface InspectContext {
   readonly inspection: Inspection;
@@ -58,8 +73,25 @@ export interface HeldContainer {
 interface Budget {
   members: number;
   bytes: number;
+  /** Bytes the live extractions' tmpfs (RAM) hold for their items that have not come out yet (then they count in `bytes`). */
+  reserved: number;
   readonly outerBytes: number; // the size of the file on the drive, for the ratio
   readonly deadline: number; // ms clock
+}
+
+/** One live extraction's share of the budget: `size` bytes listed, `streamed` of them read back so far. */
+interface Reservation {
+  readonly size: number;
+  streamed: number;
+}
+
+/** What may still be unpacked from the file on the drive, and the policy setting that binds. */
+function unpackRoom(budget: Budget, policy: Policy): { bytes: number; setting: string } {
+  const byRatio = Math.max(RATIO_FLOOR, policy.archives.maxCompressionRatio * Math.max(1, budget.outerBytes));
+  const [limit, setting] = byRatio < policy.clamav.maxScanBytes
+    ? [byRatio, `archives.maxCompressionRatio (${policy.archives.maxCompressionRatio} times the ${budget.outerBytes} bytes of the file on the drive)`]
+    : [policy.clamav.maxScanBytes, `clamav.maxScanBytes (${policy.clamav.maxScanBytes} bytes)`];
+  return { bytes: Math.max(0, limit - budget.bytes - budget.reserved), setting };
 }
 
 /** A limit crossed while reading a member: ends the whole inspection of the file. */
@@ -99,7 +131,7 @@ export function memberScope(policy: Policy, name: string, contentKind: string | 
  * and a stop are thrown, as for a file on the drive.
  */
 export async function inspectContainer(container: HeldContainer, ctx: InspectContext): Promise<Reason[]> {
-  const budget: Budget = { members: 0, bytes: 0, outerBytes: container.size, deadline: performance.now() + ctx.policy.clamav.maxScanSeconds * 1000 };
+  const budget: Budget = { members: 0, bytes: 0, reserved: 0, outerBytes: container.size, deadline: performance.now() + ctx.policy.clamav.maxScanSeconds * 1000 };
   const findings = new Findings();
   try {
     await openContainer(container, 1, budget, ctx, findings);
@@ -125,8 +157,21 @@ async function openContainer(c: HeldContainer, depth: number, budget: Budget, ct
   }
   const timeLeft = (): number => budget.deadline - performance.now();
   if (timeLeft() <= 0) throw new Stop(limitReason(c.chain, `inspecting took longer than the policy's clamav.maxScanSeconds (${policy.clamav.maxScanSeconds} s)`));
+  // An installer database is a program, judged by its hash as a whole (an allowlisted MSI is not taken apart).
+  if (c.format === 'ole2' && isInstallerClass(compoundRootClass(fileReader(c.path)))) return;
+  // What 7-Zip makes of it: the kiosk's reading must be the only one.
+  const seen = await askSevenZip(c.path, c.format, c.chain, ctx.inspection, budget.deadline, ctx.signal);
+  if (seen !== null) {
+    findings.add(seen);
+    return;
+  }
   if (c.format === 'zip') return openZip(c, depth, budget, ctx, findings);
   if (c.format === 'tar') return readMembers(c, createReadStream(c.path, { highWaterMark: 1024 * 1024 }), null, depth, budget, ctx, findings);
+  const layer = layerProblem(c);
+  if (layer !== null) {
+    findings.add({ code: 'NOT_INSPECTED', detail: `${c.chain}: ${layer}` });
+    return;
+  }
   if (c.format === '7z') {
     const problem = sevenZipEndProblem(c.path);
     if (problem !== null) {
@@ -134,7 +179,7 @@ async function openContainer(c: HeldContainer, depth: number, budget: Budget, ct
       return;
     }
   }
-  if (!isCompression(c.format) && c.format !== '7z' && zipAtEnd(c.path)) {
+  if (!isCompression(c.format) && c.format !== '7z' && c.format !== 'pdf' && zipAtEnd(c.path)) {
     // 7-Zip reads these formats to their own end and ignores what follows; a zip there opens once renamed.
     findings.add({ code: 'NOT_INSPECTED', detail: `${c.chain}: a zip archive ends this ${c.format} archive (a polyglot): what it holds was not inspected` });
     return;
@@ -143,17 +188,155 @@ async function openContainer(c: HeldContainer, depth: number, budget: Budget, ct
     findings.add({ code: 'NOT_INSPECTED', detail: `${c.chain}: this kiosk has no tool to open ${c.format} content, so it cannot be inspected` });
     return;
   }
-  const extraction = ctx.inspection.extractor.open(c.path, c.format, {
-    cpuSeconds: timeLeft() / 1000,
-    maxOutputBytes: Math.max(1, policy.clamav.maxScanBytes - budget.bytes),
-  });
   if (isCompression(c.format)) {
+    // Streamed through its decompressor: nothing is held, the bounds apply as the content comes out.
+    const extraction = ctx.inspection.extractor.open(c.path, c.format, { cpuSeconds: timeLeft() / 1000, maxOutputBytes: Math.max(1, policy.clamav.maxScanBytes - budget.bytes) });
     // One member, the content, named as gzip or 7-Zip would name it (and judged under the name stored in a gzip header too).
     const names = [layerContentName(c.name), ...gzipStoredName(c)].filter((n, i, all) => all.indexOf(n) === i);
     const member: TarMember = { name: Buffer.from(names[0]!), kind: 'file', size: -1, sparse: false, typeflag: '0', body: extraction.output };
     return readMembers(c, null, { extraction, single: member, otherNames: names.slice(1) }, depth, budget, ctx, findings);
   }
-  return readMembers(c, extraction.output, { extraction, single: null, otherNames: [] }, depth, budget, ctx, findings);
+  // Extracted whole into a tmpfs (RAM) first: sized to what its listing says it unpacks to, which must fit the budget.
+  const plan = await planExtraction(c, budget, ctx);
+  if ('code' in plan) {
+    findings.add(plan);
+    return;
+  }
+  if (plan.size === 0) return; // a PDF without attachments
+  const reservation: Reservation = { size: plan.reserve, streamed: 0 };
+  budget.reserved += reservation.size;
+  try {
+    const extraction = ctx.inspection.extractor.open(c.path, c.format, { cpuSeconds: timeLeft() / 1000, maxOutputBytes: plan.size });
+    const rootStreams: string[] = [];
+    await readMembers({ ...c, reservation, rootStreams }, extraction.output, { extraction, single: null, otherNames: [] }, depth, budget, ctx, findings);
+    if (c.format === 'ole2') compoundChecks(c, rootStreams, policy, findings);
+  } finally {
+    budget.reserved -= reservation.size - Math.min(reservation.size, reservation.streamed);
+  }
+}
+
+/** A compression layer's framing: a gzip header's optional fields and a zstd stream's frames, bounded. */
+function layerProblem(c: HeldContainer): string | null {
+  if (c.format === 'gzip') return gzipHeaderProblem(fileReader(c.path)(0, 64 * 1024));
+  if (c.format === 'zstd') return zstdFramesProblem(fileReader(c.path), c.size);
+  return null;
+}
+
+/** After an OLE2 file's streams: a legacy Office name needs its document stream; an encrypted package cannot be inspected. */
+function compoundChecks(c: HeldContainer, rootStreams: readonly string[], policy: Policy, findings: Findings): void {
+  const missing = missingStreamProblem(extensionsOf(c.name).at(-1), rootStreams);
+  if (missing !== null && policy.types.blockMismatch) findings.add({ code: 'TYPE_MISMATCH', detail: `${c.chain}: ${missing}` });
+  const encrypted = encryptedStream(rootStreams);
+  if (encrypted !== null) findings.add({ code: 'ENCRYPTED', detail: `${c.chain}: an encrypted document (its ${encrypted} stream): encrypted content cannot be inspected` });
+}
+
+/** Reads from a file the kiosk holds (a ReadAt for the pure readers). */
+function fileReader(path: string): ReadAt {
+  return (position, length) => {
+    const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+    try {
+      const out = Buffer.alloc(length);
+      let got = 0;
+      while (got < length) {
+        const n = readSync(fd, out, got, length - got, position + got);
+        if (n === 0) break;
+        got += n;
+      }
+      return out.subarray(0, got);
+    } finally {
+      closeSync(fd);
+    }
+  };
+}
+
+/** How an archive 7-Zip (or pdfdetach) extracts into a tmpfs is bounded: the tmpfs's size and the budget it reserves. */
+async function planExtraction(c: HeldContainer, budget: Budget, ctx: InspectContext): Promise<{ size: number; reserve: number } | Reason> {
+  const room = unpackRoom(budget, ctx.policy);
+  const limits: ExtractionLimits = { cpuSeconds: Math.max(0.001, (budget.deadline - performance.now()) / 1000), maxOutputBytes: Math.max(1, room.bytes) };
+  let declared: number;
+  let items: number;
+  if (c.format === 'pdf') {
+    const answer = await ctx.inspection.extractor.probe(c.path, { as: 'attachments' }, limits);
+    const lines = answer.stdout.split('\n').filter((l) => l !== '');
+    const sizes = lines.map((l) => (/^[0-9]{1,15}$/.test(l.trim()) ? Number(l.trim()) : NaN));
+    if (answer.end.code !== 0 || answer.end.signal !== null || answer.truncated || sizes.some((n) => Number.isNaN(n)) || sizes.length !== 1 + (sizes[0] ?? -1)) {
+      return { code: 'NOT_INSPECTED', detail: `${c.chain}: its attachments could not be listed and sized (${shortEnd(answer)}): a PDF whose attachments cannot be read is not inspected` };
+    }
+    if (sizes[0] === 0) return { size: 0, reserve: 0 };
+    items = sizes[0]!;
+    declared = sizes.slice(1).reduce((a, b) => a + b, 0);
+  } else {
+    const type = SEVEN_ZIP_TYPES[c.format];
+    if (type === null) return { code: 'NOT_INSPECTED', detail: `${c.chain}: this kiosk has no tool to open ${c.format} content, so it cannot be inspected` };
+    const answer = await ctx.inspection.extractor.probe(c.path, { as: 'type', type }, limits);
+    const listing = answer.end.code === 0 && answer.end.signal === null && !answer.truncated ? parseListing(answer.stdout) : null;
+    if (listing === null || 'problem' in listing || listing.archives[0]?.type.toLowerCase() !== type.toLowerCase() || listing.archives[0].offset !== 0) {
+      const why = listing !== null && 'problem' in listing ? listing.problem : shortEnd(answer);
+      return { code: 'NOT_INSPECTED', detail: `${c.chain}: 7-Zip could not list it as ${c.format} (${why})` };
+    }
+    const problem = listingProblem(listing.items);
+    if (problem !== null) return { code: 'NOT_INSPECTED', detail: `${c.chain}: ${problem}: it cannot be extracted as it is listed, so it is not inspected` };
+    items = listing.items.length;
+    declared = listedBytes(listing.items);
+  }
+  if (declared > room.bytes) {
+    return limitReason(c.chain, `its ${items} items unpack to ${declared} bytes, more than the ${room.bytes} the policy's ${room.setting} still allows for the file on the drive`);
+  }
+  return { size: declared + TMPFS_PER_ITEM * (items + 1) + TMPFS_SLACK, reserve: declared };
+}
+
+function shortEnd(answer: ProbeAnswer): string {
+  const said = answer.end.stderr.trim().split('\n').filter((l) => l !== '').slice(0, 2).join('; ');
+  if (answer.truncated) return 'its listing is too long';
+  if (answer.end.signal !== null) return `ended by ${answer.end.signal}`;
+  return said === '' ? `exit ${String(answer.end.code)}` : said;
+}
+
+/**
+ * Whether 7-Zip opens the file at `path` otherwise than the kiosk does (the
+ * reason, or null): a file that is no container the kiosk opens at its
+ * first byte (`format` null, a PDF) must be no archive to 7-Zip at all; a
+ * container must not also open as a disk image whose signature sits where
+ * 7-Zip looks (7-Zip tries those first for a file named `.img`).
+ */
+export async function askSevenZip(path: string, format: ContainerFormat | null, chain: string | null, inspection: Inspection, deadline: number, signal?: AbortSignal): Promise<Reason | null> {
+  const limits: ExtractionLimits = { cpuSeconds: Math.max(0.001, (deadline - performance.now()) / 1000), maxOutputBytes: 1 };
+  const own = format === null ? null : SEVEN_ZIP_TYPES[format];
+  let question: ProbeQuestion;
+  if (sevenZipSearches(format)) {
+    question = { as: 'any' };
+  } else {
+    const read = fileReader(path);
+    const size = fstatOf(path);
+    const types = imageFormatsToAsk(read(0, IMAGE_SIGNATURE_HEAD_BYTES), read(Math.max(0, size - IMAGE_SIGNATURE_TAIL_BYTES), IMAGE_SIGNATURE_TAIL_BYTES))
+      .filter((t) => t.toLowerCase() !== own?.toLowerCase());
+    if (types.length === 0) return null;
+    question = { as: 'each', types };
+  }
+  signal?.throwIfAborted();
+  const answer = await inspection.extractor.probe(path, question, limits);
+  signal?.throwIfAborted();
+  const prefix = chain === null ? '' : `${chain}: `;
+  if (answer.end.signal !== null || answer.truncated || (answer.end.code !== 0 && !(question.as === 'any' && answer.end.code === 2))) {
+    return { code: 'NOT_INSPECTED', detail: `${prefix}7-Zip could not be asked what it makes of it (${shortEnd(answer)})` };
+  }
+  if (question.as === 'each') {
+    const opened = answer.stdout.split('\n').map((l) => l.trim()).filter((l) => l !== '');
+    return opened.length === 0 ? null : openedAsReason(chain, opened[0]!, format);
+  }
+  const listing = parseListing(answer.stdout);
+  if ('problem' in listing) return { code: 'NOT_INSPECTED', detail: `${prefix}7-Zip's listing of it is malformed (${listing.problem})` };
+  const other = listing.archives[0];
+  return other === undefined ? null : openedAsReason(chain, other, format === null ? null : format);
+}
+
+function fstatOf(path: string): number {
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  try {
+    return fstatSync(fd).size;
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** A zip, checked and extracted by the kiosk itself from its central directory. */
@@ -180,7 +363,7 @@ interface Source {
 
 /** Reads a container's members (from a tar stream, a zip's directory, or a layer's one member) and judges each. */
 async function readMembers(
-  c: HeldContainer & { document?: DocumentKind | null },
+  c: Opened,
   tarBytes: AsyncIterable<Uint8Array> | null,
   source: Source | null,
   depth: number,
@@ -226,6 +409,9 @@ async function readMembers(
   if (stopped !== null) throw stopped instanceof Error ? stopped : new Error('the archive inspection failed', { cause: stopped });
   if (end !== null && (end.code !== 0 || end.signal !== null || end.stderr.trim() !== '')) findings.add(extractorReason(c, end, null));
 }
+
+/** A container being read: its document kind (a zip), its extraction's reservation, and (OLE2) the streams at its root. */
+type Opened = HeldContainer & { readonly document?: DocumentKind | null; readonly reservation?: Reservation; readonly rootStreams?: string[] };
 
 /** What kind of document package a zip is, from the parts its directory lists. */
 type DocumentKind = 'ooxml' | 'odf';
@@ -334,7 +520,7 @@ function zipStructure(c: HeldContainer, budget: Budget, policy: Policy): ReturnT
 /** One member: named, bounded, hashed, scanned, judged, and opened when it is a container. */
 async function judgeMember(
   member: TarMember,
-  parent: HeldContainer & { document?: DocumentKind | null },
+  parent: Opened,
   depth: number,
   budget: Budget,
   ctx: InspectContext,
@@ -345,13 +531,19 @@ async function judgeMember(
   const named = nameFromBytes(member.name);
   const text = named.text?.replace(/\/+$/, '') ?? null;
   const chain = `${parent.chain}!/${text === null ? named.display : named.display.replace(/\/+$/, '')}`;
+  if (parent.rootStreams !== undefined && text !== null && !text.includes('/')) parent.rootStreams.push(text);
   budget.members++; // folders count too: an archive of a million empty folders is no cheaper to open
   if (budget.members > policy.clamav.maxFilesPerArchive) {
     throw new Stop(limitReason(parent.chain, `more than the policy's clamav.maxFilesPerArchive (${policy.clamav.maxFilesPerArchive}) members`));
   }
   if (member.kind === 'directory') return;
-  // A document's own parts are judged as parts; anything else inside it as a file in an archive.
-  const scope: Exclude<TypeScope, 'drive'> = parent.scope === 'parts' && parent.document && text !== null && !DOCUMENT_PARTS[parent.document].test(text) ? 'files' : parent.scope;
+  // A document's own parts are judged as parts; anything else inside it as a file in an archive. An OLE2 file's
+  // streams have names of their own (WordDocument, 1Table): judged by content, unless named like a file (setup.exe).
+  const scope: Exclude<TypeScope, 'drive'> = parent.format === 'ole2' && parent.scope !== 'content'
+    ? (extensionsOf(text ?? named.display).length > 0 ? 'files' : 'content')
+    : parent.format === 'pdf' && parent.scope !== 'content'
+      ? 'files'
+      : parent.scope === 'parts' && parent.document && text !== null && !DOCUMENT_PARTS[parent.document].test(text) ? 'files' : parent.scope;
   const own = new Findings();
   if (text === null) own.add({ code: 'UNSAFE_NAME', detail: 'the name is not valid UTF-8' });
   else for (const p of pathProblems(text).filter((x) => x !== 'RESERVED_FOLDER')) own.add({ code: 'UNSAFE_NAME', detail: NAME_PROBLEM_TEXT[p] });
@@ -375,8 +567,10 @@ async function judgeMember(
   let headFilled = 0;
   // The member's last bytes, where a zip appended to it would end (a polyglot inside an archive).
   const tail = new TailWindow(ZIP_TAIL_BYTES);
-  const hidden = new EmbeddedArchiveFinder(); // used only when the member is no container itself
-  // The member's bytes are kept in a private work file only when its head shows a container.
+  const hidden = new EmbeddedArchiveFinder(); // used only when 7-Zip does not open the member as a container itself
+  const textScan = new TextScan();
+  // The member's bytes are kept in a private work file when its head shows a container (to open it), or binary
+  // content that may pass (to ask 7-Zip whether it is an archive too); text is followed as it comes out.
   const keep: { decided: boolean; format: ContainerFormat | null; path: string | null; fd: number | null } = { decided: false, format: null, path: null, fd: null };
   const early: Uint8Array[] = []; // copies of the first chunks, until the head tells whether to keep the bytes
   const decide = (): void => {
@@ -388,7 +582,9 @@ async function judgeMember(
       own.add({ code: 'NOT_INSPECTED', detail: `its first bytes are both ${formats.join(' and ')} content: tools would read it differently, so it is not opened` });
       keep.format = null;
     }
-    if (keep.format !== null) {
+    const sniffHead = head.subarray(0, Math.min(headFilled, SNIFF_BYTES));
+    const binary = keep.format === null && formats.length <= 1 && headFilled > 0 && !looksText(sniffHead) && !EXECUTABLE_KINDS.has(sniffContent(sniffHead));
+    if (keep.format !== null || binary) {
       const file = ctx.inspection.folder.create();
       keep.path = file.path;
       keep.fd = file.fd;
@@ -413,9 +609,16 @@ async function judgeMember(
       if (budget.bytes > outerLimit) {
         throw new Stop(limitReason(parent.chain, `unpacks to more than ${policy.archives.maxCompressionRatio} times the size of the file on the drive, the policy's archives.maxCompressionRatio: a decompression bomb`));
       }
+      if (parent.reservation !== undefined) {
+        // What comes out of an extraction's tmpfs is counted in `bytes` now, no longer in its reservation.
+        const counted = Math.min(chunk.length, parent.reservation.size - parent.reservation.streamed);
+        parent.reservation.streamed += counted;
+        budget.reserved -= counted;
+      }
       digest.update(chunk);
       tail.push(chunk);
       hidden.push(chunk);
+      textScan.push(chunk);
       if (headFilled < head.length) {
         const take = Math.min(head.length - headFilled, chunk.length);
         head.set(chunk.subarray(0, take), headFilled);
@@ -432,7 +635,9 @@ async function judgeMember(
   try {
     let answer: Awaited<ReturnType<StreamScanner['scanStream']>> | null = null;
     const stream = bytes();
-    if (ctx.scanner) answer = await ctx.scanner.scanStream(stream, ctx.signal);
+    // An empty member holds nothing for an engine to find (thousands of them made a zip take seconds).
+    const empty = member.size === 0;
+    if (ctx.scanner && !empty) answer = await ctx.scanner.scanStream(stream, ctx.signal);
     // Whatever the scanner left unread is still hashed and counted (INSTREAM may answer early).
     for await (const chunk of stream) void chunk;
     if (!keep.decided) decide();
@@ -447,18 +652,23 @@ async function judgeMember(
     if (answer !== null) {
       if (answer.status === 'found') own.add({ code: answer.reason, detail: answer.signature });
       if (answer.status === 'clean' || answer.reason === 'MACRO') for (const e of ctx.scanner!.engines) cleanBy.add(e);
+    } else if (empty && ctx.scanner && digest.bytesSeen === 0) {
+      for (const e of ctx.scanner.engines) cleanBy.add(e);
     }
-    const sniffed = checkType(text ?? named.display, head.subarray(0, Math.min(headFilled, SNIFF_BYTES)), digest.bytesSeen);
+    const installer = keep.format === 'ole2' && keep.path !== null && isInstallerClass(compoundRootClass(fileReader(keep.path)));
+    const sniffed = checkType(text ?? named.display, head.subarray(0, Math.min(headFilled, SNIFF_BYTES)), digest.bytesSeen, { text: textScan.text, installer });
     if (policy.types.blockMismatch) for (const f of sniffed.findings) own.add(f);
     if (parent.document === 'odf' && text !== null && /^(basic|scripts)\//i.test(text)) {
       own.add({ code: 'MACRO', detail: 'an OpenDocument macro library' });
     }
     const finished = digest.finish();
     const listed = ctx.allowlist.lookup(finished) !== null;
-    // Containers are held to ending where their format ends (tar, gzip, 7z ...); other content must not end in a zip.
-    if (keep.format === null && !listed && endsWithZip(tail.bytes(), digest.bytesSeen)) {
-      own.add({ code: 'NOT_INSPECTED', detail: `a zip archive is appended to this ${sniffed.kind} content (a polyglot): what it holds was not inspected` });
-    } else if (keep.format === null && !listed) {
+    // Content must not end in a zip (a polyglot); a container the kiosk opens must not end in one whose comment
+    // runs to its end (a zip in tar padding, a gzip FEXTRA field, a zstd skippable frame).
+    const searched = sevenZipSearches(keep.format);
+    if (!listed && keep.format !== 'zip' && endsWithZip(tail.bytes(), digest.bytesSeen, { exact: !searched })) {
+      own.add({ code: 'NOT_INSPECTED', detail: `a zip archive ends this ${sniffed.kind} content (a polyglot): what it holds was not inspected` });
+    } else if (searched && !listed) {
       hidden.finish();
       if (hidden.found !== null) own.add(hiddenArchiveReason(hidden.found));
     }
@@ -475,6 +685,12 @@ async function judgeMember(
     const decision = decideFile(observed, ctx.allowlist, policy, scope);
     const reasons = parent.exempt ? decision.reasons.filter((r) => !HASH_GATED.has(r.code)) : decision.reasons;
     for (const r of reasons) findings.add({ code: r.code, detail: `${chain}: ${r.detail}` });
+    // Binary content that would pass must be no archive to 7-Zip (an NSIS block, a disk image), unless its hash is vouched for.
+    // (A container on the allowlist vouches for its members' bytes as they are.)
+    if (keep.format === null && keep.path !== null && reasons.length === 0 && !listed && !parent.exempt) {
+      const seen = await askSevenZip(keep.path, null, chain, ctx.inspection, budget.deadline, ctx.signal);
+      if (seen !== null) findings.add(seen);
+    }
     // The same content under the other name a tool gives it (a gzip header's stored name) is judged too.
     for (const other of otherNames) {
       const alias = decideFile({ ...observed, path: other, display: other, extensions: extensionsOf(other), reasons: [] }, ctx.allowlist, policy, scope);

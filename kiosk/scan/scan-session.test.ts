@@ -15,6 +15,9 @@ import { preferredBlake3 } from '../engines/hash-file.ts';
 import { parsePolicy, type LoadedPolicy } from '../core/policy.ts';
 import { CHUNK_BYTES, scanDrive, type StreamScanner, type StreamScanResult } from './scan-session.ts';
 import { buildZip } from '../../test/fixtures/archives/zip.ts';
+import { simplePdf } from '../../test/fixtures/hostile/documents.ts';
+import { createExtractor } from '../engines/extractor.ts';
+import { InspectionFolder } from '../engines/inspection-folder.ts';
 
 const work = mkdtempSync(join(tmpdir(), 'scan-session-'));
 let policy: LoadedPolicy;
@@ -227,8 +230,10 @@ describe('what the read loop keeps for the inspection', () => {
     // The zip's last 22 bytes fall wholly in the second chunk, across the boundary, or wholly in the first.
     const sizes = [CHUNK_BYTES + 10 - zip.length, CHUNK_BYTES - zip.length + 11, CHUNK_BYTES - 100 - zip.length];
     sizes.forEach((size, i) => writeFileSync(join(root, `poly-${i}.pdf`), Buffer.concat([pdf(size), zip])));
-    writeFileSync(join(root, 'plain.pdf'), pdf(CHUNK_BYTES + 500));
-    const report = await scanDrive(root, { policy, allowlist: buildAllowlist([]), scanner: clean, blake3: preferredBlake3(), classifyScannerError: () => null });
+    const real = Buffer.from(simplePdf(['Line 3 manual']));
+    writeFileSync(join(root, 'plain.pdf'), Buffer.concat([real, Buffer.alloc(CHUNK_BYTES + 500 - real.length, 0x20)]));
+    const folder = await InspectionFolder.create(join(work, 'poly-inspect'));
+    const report = await scanDrive(root, { policy, allowlist: buildAllowlist([]), scanner: clean, blake3: preferredBlake3(), classifyScannerError: () => null, inspection: { extractor: createExtractor(), folder } });
     const byName = new Map([...report.decision.files].map((f) => [f.display, f.reasons.map((r) => r.code)]));
     for (let i = 0; i < sizes.length; i++) expect(byName.get(`poly-${i}.pdf`), `poly-${i}.pdf`).toEqual(['NOT_INSPECTED']);
     expect(byName.get('plain.pdf')).toEqual([]);
@@ -239,5 +244,64 @@ describe('what the read loop keeps for the inspection', () => {
     writeFileSync(join(root, 'a.zip'), await buildZip([{ name: 'a.txt', data: Buffer.from('x') }]));
     const report = await scanDrive(root, { policy, allowlist: buildAllowlist([]), scanner: clean, blake3: preferredBlake3(), classifyScannerError: () => null });
     expect([...report.decision.files].map((f) => f.reasons.map((r) => r.code))).toEqual([['NOT_INSPECTED']]);
+  });
+});
+
+describe('the second red-team round: whole files, empty files and the drive\'s deadline', () => {
+  const counting = (): StreamScanner & { calls: number } => {
+    const scanner = {
+      engines: ['clamav', 'yara'] as const,
+      calls: 0,
+      async scanStream(chunks: AsyncIterable<Uint8Array>): Promise<StreamScanResult> {
+        scanner.calls++;
+        for await (const chunk of chunks) void chunk;
+        return { status: 'clean' };
+      },
+    };
+    return scanner;
+  };
+  const scan = async (root: string, scanner: StreamScanner, more: { scanDeadlineMs?: number } = {}) =>
+    scanDrive(root, { policy, allowlist: buildAllowlist([]), scanner, blake3: preferredBlake3(), classifyScannerError: () => null, ...more });
+
+  it('blocks a .log that is text for its first 4 KiB and then a program, and passes the same lines alone', async () => {
+    const root = mkdtempSync(join(work, 'text-'));
+    const lines = Buffer.from('2026-12-07 08:00:01 pump 3 pressure 4.2 bar ok\r\n'.repeat(100)).subarray(0, 4096);
+    writeFileSync(join(root, 'pump3.log'), Buffer.concat([lines, Buffer.from('MZ'), Buffer.alloc(2000)]));
+    writeFileSync(join(root, 'config.yaml'), Buffer.concat([lines, Buffer.from([0x7f, 0x46, 0x57, 0x00]), Buffer.alloc(64, 0x9c)]));
+    writeFileSync(join(root, 'long.log'), Buffer.concat([lines, lines, lines]));
+    const report = await scan(root, counting());
+    const codes = new Map([...report.decision.files].map((f) => [f.display, f.reasons.map((r) => r.code)]));
+    expect(codes.get('pump3.log')).toEqual(['TYPE_MISMATCH']);
+    expect(codes.get('config.yaml')).toEqual(['TYPE_MISMATCH']);
+    expect(codes.get('long.log')).toEqual([]);
+  });
+
+  it('does not send an empty file to the scanner, and passes it', async () => {
+    const root = mkdtempSync(join(work, 'empty-'));
+    writeFileSync(join(root, 'empty.txt'), '');
+    writeFileSync(join(root, 'notes.txt'), 'notes\n');
+    const scanner = counting();
+    const report = await scan(root, scanner);
+    expect(scanner.calls).toBe(1);
+    expect([...report.decision.files].map((f) => [f.display, f.verdict])).toEqual([['empty.txt', 'clean'], ['notes.txt', 'clean']]);
+  });
+
+  it('rejects the drive with LIMIT_EXCEEDED naming limits.maxScanMinutes when the scan outlasts its deadline, and scans within it', async () => {
+    const root = mkdtempSync(join(work, 'slow-'));
+    for (let i = 0; i < 3; i++) writeFileSync(join(root, `notes-${i}.txt`), `shift ${i} notes\n`);
+    const stuck: StreamScanner = {
+      engines: ['clamav', 'yara'],
+      async scanStream(chunks, signal): Promise<StreamScanResult> {
+        for await (const chunk of chunks) void chunk;
+        await new Promise((_, reject) => signal?.addEventListener('abort', () => reject(new Error('stopped')), { once: true }));
+        return { status: 'clean' };
+      },
+    };
+    const late = await scan(root, stuck, { scanDeadlineMs: 300 });
+    expect(late.decision.verdict).toBe('rejected');
+    expect(late.decision.driveReasons.map((r) => r.code)).toEqual(['LIMIT_EXCEEDED']);
+    expect(late.decision.driveReasons[0]?.detail).toContain('limits.maxScanMinutes');
+    const inTime = await scan(root, counting(), { scanDeadlineMs: 60_000 });
+    expect(inTime.decision.driveReasons).toEqual([]);
   });
 });

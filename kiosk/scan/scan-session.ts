@@ -6,18 +6,19 @@
  * concurrently up to the policy's limit; memory per file is one chunk.
  * Any scanner failure rejects the drive: nothing is ever "clean" by default.
  */
-import { close, closeSync, constants, fstat, open, read, unlinkSync, writeSync, type Stats } from 'node:fs';
+import { close, closeSync, constants, fstat, open, openSync, read, readSync, unlinkSync, writeSync, type Stats } from 'node:fs';
 import { tmpdir } from 'node:os';
 import {
   DualDigest, NAME_PROBLEM_TEXT, pathProblems, type Blake3Factory,
 } from '../../manifest/index.ts';
 import type { Allowlist } from '../core/allowlist.ts';
 import { allowedType, controlledClass, type LoadedPolicy } from '../core/policy.ts';
-import { detectContainers, type ContainerFormat } from '../core/container-format.ts';
+import { detectContainers, sevenZipSearches, type ContainerFormat } from '../core/container-format.ts';
+import { compoundRootClass, isInstallerClass } from '../core/compound-file.ts';
 import { EmbeddedArchiveFinder, hiddenArchiveReason } from '../core/embedded-archive.ts';
 import { decideFile, settleDrive, type Decision, type DriveReason, type EngineName, type Observation, type Reason } from '../core/decide.ts';
-import { checkType, extensionsOf, SNIFF_BYTES, type ContentKind } from '../core/file-type.ts';
-import { inspectContainer, memberScope } from './inspect-container.ts';
+import { checkType, EXECUTABLE_KINDS, extensionsOf, looksText, sniffContent, SNIFF_BYTES, TextScan, type ContentFacts, type ContentKind } from '../core/file-type.ts';
+import { askSevenZip, inspectContainer, memberScope } from './inspect-container.ts';
 import type { Inspection, ScannerFailure, ScanProgress, StreamScanner } from '../core/ports.ts';
 import { ScanLedger, ScanLedgerError, type LedgerEntry } from './ledger.ts';
 import { walkDrive, type WalkEntry } from './walk.ts';
@@ -47,6 +48,8 @@ export interface ScanDeps {
    * blocked as NOT_INSPECTED.
    */
   readonly inspection?: Inspection | null;
+  /** ms the drive may take, walk and scan (tests); default the policy's limits.maxScanMinutes. */
+  readonly scanDeadlineMs?: number;
 }
 
 export interface ScanReport {
@@ -74,6 +77,8 @@ interface ReadOutcome {
   head: Uint8Array;
   reasons: Reason[];
   cleanBy: Set<EngineName>;
+  /** What the whole read showed beyond the head (text throughout, an installer database). */
+  facts?: ContentFacts;
 }
 
 /**
@@ -165,6 +170,20 @@ function writeChunk(fd: number, chunk: Uint8Array): void {
   for (let at = 0; at < chunk.length; ) at += writeSync(fd, chunk, at);
 }
 
+/** Reads from a file the scan holds in its work folder (a ReadAt for the pure readers). */
+function readHeld(path: string): (position: number, length: number) => Uint8Array {
+  return (position, length) => {
+    const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+    try {
+      const out = Buffer.alloc(length);
+      const got = readSync(fd, out, 0, length, position);
+      return out.subarray(0, got);
+    } finally {
+      closeSync(fd);
+    }
+  };
+}
+
 function removeQuietly(path: string): void {
   try {
     unlinkSync(path);
@@ -174,10 +193,10 @@ function removeQuietly(path: string): void {
 }
 
 /** Opens a container the read kept in the work folder and judges its members. */
-async function inspectHeld(entry: WalkEntry, format: ContainerFormat, path: string | null, size: number, head: Uint8Array, digest: { sha256: string; blake3: string }, deps: ScanDeps): Promise<Reason[]> {
+async function inspectHeld(entry: WalkEntry, format: ContainerFormat, path: string | null, size: number, head: Uint8Array, digest: { sha256: string; blake3: string }, facts: ContentFacts, deps: ScanDeps): Promise<Reason[]> {
   const { policy } = deps.policy;
   const name = entry.path ?? entry.display;
-  const kind = checkType(name, head, size).kind;
+  const kind = checkType(name, head, size, facts).kind;
   // A container blocked for what it is (an .xlsm, an unlisted archive type) stays blocked whatever it holds:
   // its members are not opened, unless its hash is allowlisted.
   const itself = decideFile({ path: entry.path, display: entry.display, size, digest, extensions: extensionsOf(name), contentKind: kind, reasons: [], cleanBy: new Set(deps.scanner?.engines ?? []) }, deps.allowlist, policy);
@@ -227,7 +246,10 @@ async function readAndScan(entry: WalkEntry, deps: ScanDeps, buffers: ReadBuffer
     let overLimit = false;
     const container: { format: ContainerFormat | null; ambiguous: ContainerFormat[] | null; path: string | null; fd: number | null } = { format: null, ambiguous: null, path: null, fd: null };
     // A file that may pass by its name is searched for archives hidden inside it (7-Zip opens those).
-    let hidden: EmbeddedArchiveFinder | null = mayPassByName(entry, policy) ? new EmbeddedArchiveFinder() : null;
+    const mayPass = mayPassByName(entry, policy);
+    let hidden: EmbeddedArchiveFinder | null = mayPass ? new EmbeddedArchiveFinder() : null;
+    const textScan = new TextScan(); // text must stay text to its end, not only in its head
+    let holdForProbe = false;
     // The file's last bytes, where a zip appended to something else would end.
     const tail = new Uint8Array(Math.min(stat.size, ZIP_TAIL_BYTES));
     const tailFrom = stat.size - tail.length;
@@ -266,14 +288,20 @@ async function readAndScan(entry: WalkEntry, deps: ScanDeps, buffers: ReadBuffer
           container.format = formats[0] ?? null;
           // A head two formats claim is read differently by different tools: it is not opened at all.
           if (formats.length > 1) container.ambiguous = formats;
-          else if (container.format !== null && deps.inspection) {
-            const file = deps.inspection.folder.create();
-            container.path = file.path;
-            container.fd = file.fd;
+          else if (deps.inspection) {
+            // Binary content that may pass is kept too, to ask 7-Zip whether it is an archive (programs are never probed: controlled).
+            const sniffHead = chunk.subarray(0, SNIFF_BYTES);
+            holdForProbe = container.format === null && mayPass && !looksText(sniffHead) && !EXECUTABLE_KINDS.has(sniffContent(sniffHead));
+            if (container.format !== null || holdForProbe) {
+              const file = deps.inspection.folder.create();
+              container.path = file.path;
+              container.fd = file.fd;
+            }
           }
         }
-        if (container.format !== null) hidden = null;
+        if (!sevenZipSearches(container.format)) hidden = null; // 7-Zip opens it as its own format: it searches nothing inside
         hidden?.push(chunk);
+        textScan.push(chunk);
         if (container.fd !== null) writeChunk(container.fd, chunk);
         const chunkEnd = digest.bytesSeen + chunk.length;
         if (chunkEnd > tailFrom) {
@@ -292,7 +320,7 @@ async function readAndScan(entry: WalkEntry, deps: ScanDeps, buffers: ReadBuffer
       }
     }
     try {
-      if (deps.scanner) {
+      if (deps.scanner && stat.size > 0) {
         const result = await deps.scanner.scanStream(chunks(), deps.signal);
         if (result.status === 'found') reasons.push({ code: result.reason, detail: engineDetail(result.signature, policy) });
         // A macro alert comes only when nothing else matched: the engines covered the file, and the policy decides.
@@ -300,6 +328,8 @@ async function readAndScan(entry: WalkEntry, deps: ScanDeps, buffers: ReadBuffer
       } else {
         const drain = chunks();
         while (!(await drain.next()).done);
+        // An empty file holds nothing for an engine to find.
+        if (deps.scanner && stat.size === 0 && digest.bytesSeen === 0) for (const e of deps.scanner.engines) cleanBy.add(e);
       }
       if (container.fd !== null) {
         closeSync(container.fd);
@@ -312,9 +342,15 @@ async function readAndScan(entry: WalkEntry, deps: ScanDeps, buffers: ReadBuffer
       const finished = digest.finish();
       // An allowlisted file (a vendor's self-extracting installer) is vouched for as it is; asked only when something was found.
       const listed = (): boolean => deps.allowlist.lookup(finished) !== null;
+      const name = entry.path ?? entry.display;
+      const installer = container.format === 'ole2' && container.path !== null && isInstallerClass(compoundRootClass(readHeld(container.path)));
+      const facts: ContentFacts = { text: textScan.text, installer };
       hidden?.finish();
-      if (container.format === null && endsWithZip(tail, stat.size) && !listed()) {
-        reasons.push({ code: 'NOT_INSPECTED', detail: `a zip archive is appended to this ${checkType(entry.path ?? entry.display, head).kind} file (a polyglot): what it holds was not inspected` });
+      // Content must not end in a zip (a polyglot); a container the kiosk opens must not end in one whose comment runs
+      // to its end (a zip in tar padding, a gzip FEXTRA field or a zstd skippable frame, which its reader skips).
+      const searched = sevenZipSearches(container.format);
+      if (container.format !== 'zip' && endsWithZip(tail, stat.size, { exact: !searched }) && !listed()) {
+        reasons.push({ code: 'NOT_INSPECTED', detail: `a zip archive ends this ${checkType(name, head, stat.size, facts).kind} file (a polyglot): what it holds was not inspected` });
       } else if (hidden?.found && !listed()) {
         reasons.push(hiddenArchiveReason(hidden.found));
       }
@@ -322,12 +358,21 @@ async function readAndScan(entry: WalkEntry, deps: ScanDeps, buffers: ReadBuffer
       if (container.ambiguous !== null) {
         reasons.push({ code: 'NOT_INSPECTED', detail: `its first bytes are both ${container.ambiguous.join(' and ')} content: tools would read it differently, so it is not opened` });
       } else if (container.format !== null && !reasons.some((r) => r.code !== 'MACRO')) {
-        const inside = await inspectHeld(entry, container.format, container.path, stat.size, head, finished, deps);
+        const inside = await inspectHeld(entry, container.format, container.path, stat.size, head, finished, facts, deps);
         // ClamAV's macro alert on a container the kiosk opens is decided member by member (an allowlisted
-        // part may have macros); a container that could not be opened is blocked by its own reason.
-        reasons.splice(0, reasons.length, ...reasons.filter((r) => r.code !== 'MACRO'), ...inside);
+        // part may have macros); a container that could not be opened is blocked by its own reason. An OLE2
+        // file's streams no longer show clamd its macros, so there its alert stands.
+        reasons.splice(0, reasons.length, ...reasons.filter((r) => r.code !== 'MACRO' || container.format === 'ole2'), ...inside);
+      } else if (holdForProbe && container.path !== null && reasons.length === 0 && deps.inspection && !listed()) {
+        // Binary content that would pass must be no archive to 7-Zip (an NSIS block, a disk image, a DMG at its end).
+        const type = checkType(name, head, stat.size, facts);
+        const itself = decideFile({ path: entry.path, display: entry.display, size: stat.size, digest: finished, extensions: extensionsOf(name), contentKind: type.kind, reasons: type.findings, cleanBy }, deps.allowlist, policy);
+        if (itself.verdict !== 'blocked') {
+          const seen = await askSevenZip(container.path, null, null, deps.inspection, performance.now() + policy.clamav.maxScanSeconds * 1000, deps.signal);
+          if (seen !== null) reasons.push(seen);
+        }
       }
-      return { digest: finished, head, reasons, cleanBy };
+      return { digest: finished, head, reasons, cleanBy, facts };
     } finally {
       if (container.fd !== null) closeSync(container.fd);
       if (container.path !== null) removeQuietly(container.path);
@@ -355,6 +400,11 @@ export async function scanDrive(root: string, deps: ScanDeps): Promise<ScanRepor
   // Everything per file goes to the ledger, not the heap: memory stays flat however large the drive.
   const ledger = ScanLedger.open(deps.ledgerDir ?? tmpdir());
   const record = (entryId: number | null, o: Observation): void => ledger.addFile(entryId, decideFile(o, deps.allowlist, policy));
+  // The drive's own deadline (limits.maxScanMinutes): a drive of thousands of slow files ends, rejected, not days later.
+  const overtime = new AbortController();
+  const deadline = setTimeout(() => overtime.abort(new Error('the drive took longer than the policy allows')), deps.scanDeadlineMs ?? policy.limits.maxScanMinutes * 60_000);
+  const driveSignal = deps.signal ? AbortSignal.any([deps.signal, overtime.signal]) : overtime.signal;
+  const overtimeReason = (): DriveReason => ({ code: 'LIMIT_EXCEEDED', detail: `scanning the drive took longer than the policy's limits.maxScanMinutes (${policy.limits.maxScanMinutes} minutes): the files not yet scanned were not inspected` });
   try {
     // Phase 1: the walk, metadata only, so progress can show totals.
     let bytesTotal = 0;
@@ -370,7 +420,7 @@ export async function scanDrive(root: string, deps: ScanDeps): Promise<ScanRepor
         record(null, blockedEntry(e, { code: 'LIMIT_EXCEEDED', detail: `folder deeper than ${policy.limits.maxDepth} levels (the policy's limits.maxDepth): its content was not scanned` }));
       },
       onUnreadable: (e, error) => record(null, blockedEntry(e, { code: 'SCAN_ERROR', detail: `folder could not be read: ${error.message}` })),
-    }, deps.signal);
+    }, driveSignal);
     try {
       for (;;) {
         const step = await walk.next();
@@ -385,7 +435,8 @@ export async function scanDrive(root: string, deps: ScanDeps): Promise<ScanRepor
       }
     } catch (error) {
       if (error instanceof ScanLedgerError) throw error; // the work folder, not the drive
-      if (deps.signal?.aborted) driveReasons.push({ code: 'SCAN_ABORTED', detail: 'the scan was stopped' });
+      if (overtime.signal.aborted && deps.signal?.aborted !== true) driveReasons.push(overtimeReason());
+      else if (deps.signal?.aborted) driveReasons.push({ code: 'SCAN_ABORTED', detail: 'the scan was stopped' });
       else driveReasons.push({ code: 'WALK_ERROR', detail: (error as Error).message });
     }
     const walkDone = now();
@@ -415,7 +466,7 @@ export async function scanDrive(root: string, deps: ScanDeps): Promise<ScanRepor
     };
     let failure: ScannerFailure | null = null;
     const stopAll = new AbortController();
-    const signal = deps.signal ? AbortSignal.any([deps.signal, stopAll.signal]) : stopAll.signal;
+    const signal = AbortSignal.any([driveSignal, stopAll.signal]);
     const scanDeps: ScanDeps = { ...deps, signal };
     const buffers = new ReadBuffers();
 
@@ -445,7 +496,7 @@ export async function scanDrive(root: string, deps: ScanDeps): Promise<ScanRepor
             if (signal.aborted) return;
             outcome = { ...outcome, reasons: [{ code: 'SCAN_ERROR', detail: (error as Error).message }] };
           }
-          const type = checkType(entry.path ?? entry.display, outcome.head, entry.size);
+          const type = checkType(entry.path ?? entry.display, outcome.head, entry.size, outcome.facts);
           kind = type.kind;
           if (policy.types.blockMismatch) for (const f of type.findings) reasons.push({ code: f.code, detail: f.detail });
         }
@@ -473,6 +524,7 @@ export async function scanDrive(root: string, deps: ScanDeps): Promise<ScanRepor
       const broken = settled.find((r) => r.status === 'rejected');
       if (broken) throw broken.reason;
       if (failure) driveReasons.push(failure);
+      else if (overtime.signal.aborted && deps.signal?.aborted !== true) driveReasons.push(overtimeReason());
       else if (deps.signal?.aborted) driveReasons.push({ code: 'SCAN_ABORTED', detail: 'the scan was stopped before every file was read' });
     }
     // Every file the walk found is in the report, scanned or not.
@@ -492,6 +544,8 @@ export async function scanDrive(root: string, deps: ScanDeps): Promise<ScanRepor
   } catch (error) {
     ledger.close();
     throw error;
+  } finally {
+    clearTimeout(deadline);
   }
 }
 
