@@ -263,8 +263,10 @@ export function siemSendCommand(options: SiemSendOptions): Promise<number> {
     const centralTarget: SiemTarget | null = options.central ? { ...target, protocol: 'central', heartbeat: () => heartbeatOf(auditDb) } : null;
     if (!Number.isFinite(follow) || follow < 0) throw new UsageError('--follow: expected seconds');
     let stop = false;
+    const stopped = new AbortController();
     void (options.until ?? (follow > 0 ? new Promise((resolve) => process.once('SIGTERM', resolve)) : Promise.resolve())).then(() => {
       stop = true;
+      stopped.abort();
     });
     try {
       for (;;) {
@@ -287,7 +289,7 @@ export function siemSendCommand(options: SiemSendOptions): Promise<number> {
         }
         if (follow === 0 || stop) return failed ? EXIT.FAILURE : EXIT.OK;
         // A new record (a blocked file) goes at once: the audit database's WAL changing ends the wait early.
-        await waitForChange(auditDb, follow * 1000);
+        await waitForChange(auditDb, follow * 1000, stopped.signal);
         if (stop) return EXIT.OK;
       }
     } finally {
@@ -308,8 +310,11 @@ function heartbeatOf(auditDb: string): string {
 }
 
 /** Waits `ms`, or less when the audit database or its WAL changes (a scan was recorded). */
-async function waitForChange(auditDb: string, ms: number): Promise<void> {
+async function waitForChange(auditDb: string, ms: number, stop: AbortSignal): Promise<void> {
   const controller = new AbortController();
+  if (stop.aborted) return;
+  const onStop = (): void => controller.abort();
+  stop.addEventListener('abort', onStop, { once: true });
   const watchers = [auditDb, `${auditDb}-wal`].flatMap((path) => {
     try {
       return [watch(path, { persistent: false }, () => setTimeout(() => controller.abort(), 100))];
@@ -320,6 +325,7 @@ async function waitForChange(auditDb: string, ms: number): Promise<void> {
   try {
     await sleep(ms, undefined, { signal: controller.signal }).catch(() => undefined);
   } finally {
+    stop.removeEventListener('abort', onStop);
     for (const w of watchers) w.close();
   }
 }

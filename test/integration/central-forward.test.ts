@@ -1,0 +1,118 @@
+/**
+ * Forwarding as the hosts run it: a kiosk's `siem send --central --follow`
+ * sends a malware block as soon as it is recorded, not at the next round;
+ * the agent forwards to a local collector (Debian's rsyslog over plain TCP)
+ * with MSGIDs that say what happened, each record once.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AuditLog } from '../../agent/audit-log.ts';
+import { forwardLog } from '../../agent/forward/forwarder.ts';
+import { openAuditStore } from '../../kiosk/audit/store.ts';
+import { startReceiver, type Receiver } from '../../kiosk/review/central/receiver.ts';
+import { openCentralStore, type CentralStore } from '../../kiosk/review/central/store.ts';
+import { beginInput, file, finishInput, steppingClock } from '../support/audit-log-fixture.ts';
+import { makeSitePki, type SitePki } from '../support/site-pki.ts';
+import { startPostgres, type TestPostgres } from '../support/postgres.ts';
+import { freePort, RSYSLOGD, waitFor } from './rsyslog-harness.ts';
+
+const KIOSK = join(import.meta.dirname, '../../kiosk/main.ts');
+let dir: string;
+let pgServer: TestPostgres;
+let store: CentralStore;
+let receiver: Receiver;
+let pki: SitePki;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'central-forward-'));
+  pki = makeSitePki(join(dir, 'pki'));
+  pgServer = await startPostgres();
+  store = await openCentralStore(pgServer.url);
+  await store.enrol('gate-1', 'kiosk');
+  receiver = await startReceiver({ store, port: 0, tls: { cert: pki.server.cert, key: pki.server.key, ca: pki.ca } });
+}, 120_000);
+
+afterAll(async () => {
+  await receiver?.close();
+  await store?.close();
+  pgServer?.stop();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('a kiosk forwarding with --follow', () => {
+  it('sends a malware block within seconds of its record, though the round is a minute', async () => {
+    const db = join(dir, 'audit.db');
+    const audit = openAuditStore(db, { now: steppingClock() });
+    audit.beginScan(beginInput('scan-1', 0));
+    audit.finishScan(finishInput('scan-1', 0));
+    const cert = pki.client('gate-1');
+    const child: ChildProcess = spawn(process.execPath, [KIOSK, 'siem', 'send', '--central', '--follow', '60', '--db', db, '--spool', join(dir, 'spool.db'),
+      '--target', `127.0.0.1:${receiver.port}`, '--tls', '--ca', pki.caPath, '--cert', cert.certPath, '--key', cert.keyPath, '--servername', 'localhost'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
+    child.stderr!.on('data', (c: Buffer) => (out += c.toString()));
+    try {
+      const blocked = async (): Promise<number> => Number((await store.pool.query<{ n: string }>("SELECT count(*) AS n FROM k_files WHERE verdict = 'blocked'")).rows[0]!.n);
+      await waitFor(async () => (await store.pool.query('SELECT 1 FROM k_results')).rowCount === 1, `the first scan at the central review (${out})`, 20_000);
+      expect(await blocked()).toBe(0);
+      await new Promise((r) => setTimeout(r, 500)); // the sender is now waiting for its next round
+      audit.beginScan(beginInput('scan-2', 10));
+      audit.finishScan(finishInput('scan-2', 10, { decision: { verdict: 'partial', driveReasons: [], files: [file('ok.txt', 'clean', {}, 'b'), file('bad.exe', 'blocked', { reasons: [{ code: 'MALWARE', detail: 'Win.Test.EICAR' }] }, '9')] } }));
+      const recorded = Date.now();
+      await waitFor(async () => (await blocked()) === 1, `the blocked file at the central review (${out})`, 10_000);
+      expect(Date.now() - recorded).toBeLessThan(5_000);
+      const msg = await store.pool.query<{ msg_id: string }>("SELECT r.msg_id FROM records r JOIN k_files f ON f.chain_id = r.chain_id AND f.seq = r.seq WHERE f.verdict = 'blocked'");
+      expect(msg.rows[0]!.msg_id).toBe('FILE_BLOCKED');
+    } finally {
+      child.kill('SIGTERM');
+      await once(child, 'close');
+      audit.close();
+    }
+  });
+});
+
+describe('an agent forwarding to a local collector', () => {
+  it('sends every record once to rsyslog over plain TCP, a trust change as TRUST_CHANGED', async () => {
+    const port = await freePort();
+    const output = join(dir, 'collector.log');
+    const conf = join(dir, 'rsyslog.conf');
+    writeFileSync(conf, `global(workDirectory="${dir}" net.enableDNS="off")
+module(load="imtcp")
+template(name="raw" type="string" string="%rawmsg%\\n")
+ruleset(name="hmi") { action(type="omfile" file="${output}" template="raw") }
+input(type="imtcp" port="${port}" address="127.0.0.1" ruleset="hmi")
+`);
+    const rsyslog = spawn(RSYSLOGD, ['-n', '-f', conf, '-i', join(dir, 'rsyslogd.pid')], { stdio: 'ignore' });
+    try {
+      await waitFor(() => new Promise<boolean>((resolve) => {
+        const s = connect({ host: '127.0.0.1', port }, () => {
+          s.destroy();
+          resolve(true);
+        });
+        s.on('error', () => resolve(false));
+      }), 'rsyslog to listen');
+      const logPath = join(dir, 'hmi.jsonl');
+      const log = new AuditLog(logPath, { hmi: 'hmi-9', clock: steppingClock() });
+      log.append({ event: 'trust.key-revoked', outcome: 'changed', code: 'TRUST_CHANGED', reason: 'revoked a lost kiosk\'s key', keyId: '7'.repeat(64) });
+      log.append({ event: 'drive.checked', outcome: 'refused', code: 'NO_MANIFEST', reason: 'no manifest' });
+      log.append({ event: 'file.imported', outcome: 'allowed', code: 'IMPORTED', reason: 'hash matched', path: 'a\u202etxt.exe' });
+      const target = { host: '127.0.0.1', port, transport: 'tcp' as const, protocol: 'syslog' as const };
+      const statePath = join(dir, 'collector-state.json');
+      expect(await forwardLog({ logPath, statePath, hmi: 'hmi-9', target })).toMatchObject({ sent: 3 });
+      log.append({ event: 'import.finished', outcome: 'info', code: 'DONE', reason: '1 imported' });
+      expect(await forwardLog({ logPath, statePath, hmi: 'hmi-9', target })).toMatchObject({ sent: 1 });
+      const records = (): string[] => (existsSync(output) ? readFileSync(output, 'utf8').split('\n').filter((l) => l.includes(' portcullis-agent - ') && !l.includes(' HEARTBEAT ')) : []);
+      await waitFor(() => records().length === 4, 'four records at the collector');
+      expect(records().map((l) => / portcullis-agent - (\S+) /.exec(l)?.[1])).toEqual(['TRUST_CHANGED', 'DRIVE_REFUSED', 'FILE_IMPORTED', 'IMPORT_DONE']);
+      expect(records().every((l) => l.startsWith('<') && l.includes(' hmi-9 '))).toBe(true);
+    } finally {
+      rsyslog.kill('SIGTERM');
+      await once(rsyslog, 'exit');
+    }
+  });
+});
