@@ -100,7 +100,7 @@ function sourceFrames(kind: 'kiosk' | 'hmi', name: string, n: number): Buffer[][
     let body: Buffer;
     if (kind === 'kiosk') {
       const scan = `ing-${Math.floor(seq / 52)}`;
-      const row = seq % 52 === 0
+      const row: Record<string, string | number | null> = seq % 52 === 0
         ? { recorded_at: time, scan_id: scan, kiosk_id: name, operator_id: 'op-1', started_at: time }
         : { scan_id: scan, path: `dir/file-${seq}.bin`, size: 1000 + seq, sha256: hex64(), blake3: hex64(), verdict: 'clean', controlled_class: null, allowlist_vendor: null, allowlist_product: null, allowlist_version: null, allowlist_file: null, allowlist_source: null };
       const table = seq % 52 === 0 ? 'scans' : 'files';
