@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PortcullisError } from '../manifest/index.ts';
-import { formatIssues, object, optional, parse, string, type Infer } from '../manifest/schema.ts';
+import { boolean, formatIssues, object, optional, parse, string, type Infer } from '../manifest/schema.ts';
 
 const path = string({ min: 1, max: 4096 });
 
@@ -21,6 +21,8 @@ export const kioskConfigSchema = object({
   policyPath: optional(path),
   allowlistDir: optional(path),
   workDir: optional(path), // kiosk-owned scratch space; keep it on tmpfs (the spool files clamd scans are written here)
+  updatesDir: optional(path), // signed offline updates: the pinned root and the imported sets (docs/updates.md)
+  unsignedClamavDatabases: optional(boolean()), // accept .cud databases (sigtool --unsigned): labs and tests only
 });
 
 export type KioskConfig = Infer<typeof kioskConfigSchema>;
@@ -44,6 +46,7 @@ export const KIOSK_DEFAULTS = {
   rulesDir: fileURLToPath(new URL('../rules/yara/', import.meta.url)),
   clamavDb: '/var/lib/clamav', // Debian's ClamAV database folder; "test" is the project's test database
   auditDb: DEFAULT_AUDIT_DB,
+  updatesDir: resolve(dirname(fileURLToPath(import.meta.url)), '../var/kiosk/updates'),
 } as const;
 
 /** Where the YARA rules are read from unless --rules says otherwise. */
@@ -98,5 +101,6 @@ function parseKioskConfig(text: string, file: string): KioskConfig {
     ...(c.policyPath ? { policyPath: at(c.policyPath) } : {}),
     ...(c.allowlistDir ? { allowlistDir: at(c.allowlistDir) } : {}),
     ...(c.workDir ? { workDir: at(c.workDir) } : {}),
+    ...(c.updatesDir ? { updatesDir: at(c.updatesDir) } : {}),
   };
 }

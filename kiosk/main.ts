@@ -8,7 +8,7 @@ import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
 import { displayText, PortcullisError } from '../manifest/index.ts';
 import { EXIT } from './core/exit-codes.ts';
-import { DEFAULT_AUDIT_DB, loadKioskConfig, loadKioskConfigSync, type KioskConfig } from './config.ts';
+import { DEFAULT_AUDIT_DB, KIOSK_DEFAULTS, loadKioskConfig, loadKioskConfigSync, type KioskConfig } from './config.ts';
 import { makeFolder, PathError, requireFolder } from './cli/path-option.ts';
 import { UsageError } from './core/errors.ts';
 // Each command's modules are imported when it runs: the station alone (Ink, React) takes
@@ -33,6 +33,15 @@ commands:
                        review user add NAME | review token | review import-agent-log FILE...
   siem send --db AUDIT --spool FILE --target HOST:PORT [--tls --ca FILE] [--follow S]
                        RFC 5424 syslog of the audit log to the SIEM, spooled, none lost
+  update init --root FILE [--updates DIR]
+                       pin the update publisher's TUF root (once, when the kiosk is set up)
+  update import PATH [--updates DIR] [--db FILE] [--config FILE]
+                       verify the signed update repository at PATH (a drive's folder) and
+                       switch to its ClamAV databases, YARA rules, allowlist and policy
+  update status [--json] [--updates DIR]
+                       the active set: each part's version and age; the previous set
+  update rollback [--updates DIR] [--db FILE]
+                       make the previous set active again (one step back, never silently)
   help                 this text
 
 exit codes: 0 ok / approved, 10 partial, 20 rejected, 1 failed, 64 usage error,
@@ -51,6 +60,7 @@ const KIOSK_SETTING_OPTIONS = {
   policy: { type: 'string' },
   allowlist: { type: 'string' },
   'work-dir': { type: 'string' },
+  updates: { type: 'string' },
 } as const;
 
 type KioskSettingValues = { [K in keyof typeof KIOSK_SETTING_OPTIONS]?: string | undefined };
@@ -64,6 +74,22 @@ interface KioskSettings {
   policyPath?: string;
   allowlistDir?: string;
   workDir?: string;
+}
+
+/** The four parts an update set can carry, as the command line and the config file name them. */
+type PartSettings = Pick<KioskSettings, 'clamavDb' | 'rulesDir' | 'policyPath' | 'allowlistDir'>;
+
+/** Where a command's settings came from: the merged view, and the parts apart (an update set sits between). */
+interface SettingSources {
+  readonly settings: KioskSettings;
+  readonly commandLineParts: PartSettings;
+  readonly configParts: PartSettings;
+  readonly updatesDir: string;
+  readonly unsignedClamavDatabases: boolean;
+}
+
+function defined<T extends object>(value: T): T {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined && v !== '')) as T;
 }
 
 /** The config file a command reads: --config, else PORTCULLIS_KIOSK_CONFIG (empty: none). */
@@ -104,10 +130,31 @@ async function checkScanPath(path: string, image: boolean): Promise<void> {
   if (image && !info.isFile() && !info.isBlockDevice()) throw new UsageError(`${shown} is not a file: --image takes a FAT32/exFAT image file`);
 }
 
-/** Command line first, then the config file (--config or PORTCULLIS_KIOSK_CONFIG), then the environment. */
-async function kioskSettings(values: KioskSettingValues): Promise<KioskSettings> {
+/**
+ * The settings with their sources: command line first, then (for the four parts) the active
+ * update set, then the config file (--config or PORTCULLIS_KIOSK_CONFIG), then the environment.
+ */
+async function settingSources(values: KioskSettingValues): Promise<SettingSources> {
   const configPath = configPathOf(values.config);
   const config: KioskConfig = configPath ? await loadKioskConfig(configPath) : {};
+  return {
+    settings: kioskSettings(values, config),
+    commandLineParts: defined({ clamavDb: values['clamav-db'], rulesDir: values.rules, policyPath: values.policy, allowlistDir: values.allowlist }),
+    configParts: defined({ clamavDb: config.clamavDb, rulesDir: config.rulesDir, policyPath: config.policyPath, allowlistDir: config.allowlistDir }),
+    updatesDir: values.updates ?? config.updatesDir ?? KIOSK_DEFAULTS.updatesDir,
+    unsignedClamavDatabases: config.unsignedClamavDatabases === true,
+  };
+}
+
+/** The parts a one-shot command uses: the command line's, else the active update set's, else the config's. */
+async function partsWithUpdates(sources: SettingSources): Promise<PartSettings> {
+  const { activeSet, partsOf } = await import('./updates/update-store.ts');
+  const active = await activeSet(sources.updatesDir);
+  return { ...sources.configParts, ...(active ? partsOf(active) : {}), ...sources.commandLineParts };
+}
+
+/** Command line first, then the config file, then the environment. */
+function kioskSettings(values: KioskSettingValues, config: KioskConfig): KioskSettings {
   const merged: Record<keyof KioskSettings, string | undefined> = {
     keyPath: values.key ?? config.keyPath ?? process.env.PORTCULLIS_KIOSK_KEY,
     dbPath: values.db ?? config.auditDb,
@@ -152,7 +199,8 @@ async function run(argv: string[]): Promise<number> {
       if (positionals.length !== 1) throw new UsageError('scan needs exactly one PATH (the mounted drive, or an image with --image)');
       const { parseUsb, scanCommand } = await import('./cli/scan-command.ts');
       const usb = values.usb ? parseUsb(values.usb) : null;
-      const settings = await kioskSettings(values);
+      const sources = await settingSources(values);
+      const settings: KioskSettings = { ...sources.settings, ...(await partsWithUpdates(sources)) };
       // Bad input is refused here, before the audit log records a scan or an engine starts.
       await checkScanPath(positionals[0]!, values.image);
       await checkSettings(settings);
@@ -177,17 +225,25 @@ async function run(argv: string[]): Promise<number> {
           'report-only': { type: 'boolean' },
         },
       });
-      const settings = await kioskSettings(values);
-      await checkSettings(settings);
+      const sources = await settingSources(values);
+      await checkSettings(sources.settings);
       if (values.watch) await requireFolder(values.watch, '--watch');
       const { runStation } = await import('./cli/run-command.ts');
+      // The station reads the active update set at every self-check: an import applies without a restart.
+      const others: KioskSettings = { ...sources.settings };
+      for (const part of ['clamavDb', 'rulesDir', 'policyPath', 'allowlistDir'] as const) delete others[part];
       return runStation({
         ...(values.watch ? { watchFolder: values.watch } : {}),
         ...(values['device-policy'] ? { devicePolicyPath: values['device-policy'] } : {}),
         ...(values['report-only'] ? { reportOnly: true } : {}),
-        ...settings,
+        ...others,
+        ...sources.commandLineParts,
+        configuredParts: sources.configParts,
+        updatesDir: sources.updatesDir,
       });
     }
+    case 'update':
+      return updateCommand(rest);
     case 'log': {
       const { logCommand } = await import('./cli/log-command.ts');
       return logCommand(rest, {}, { db: defaultAuditDb });
@@ -212,6 +268,70 @@ async function run(argv: string[]): Promise<number> {
       return EXIT.OK;
     default:
       throw new UsageError(`unknown command ${JSON.stringify(command)}`);
+  }
+}
+
+/** `update init|import|status|rollback` (docs/updates.md). */
+async function updateCommand(argv: string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  const { values, positionals } = parseArgs({
+    args: rest,
+    allowPositionals: true,
+    strict: true,
+    options: { ...KIOSK_SETTING_OPTIONS, root: { type: 'string' }, json: { type: 'boolean', default: false } },
+  });
+  const only = (allowed: readonly string[]): void => {
+    const extra = Object.keys(values).filter((k) => !allowed.includes(k) && !(k === 'json' && values.json === false));
+    if (extra.length > 0) throw new UsageError(`update ${sub ?? ''} does not take --${extra.join(', --')}`);
+  };
+  const sources = await settingSources(values);
+  const { importUpdate, rollbackUpdate, statusLines, updateInit, updateStatus } = await import('./cli/update-command.ts');
+  const dbPath = sources.settings.dbPath ?? DEFAULT_AUDIT_DB;
+  const base = { updatesDir: sources.updatesDir, dbPath, unsignedClamavDatabases: sources.unsignedClamavDatabases, ...sources.configParts, ...sources.commandLineParts, ...(sources.settings.workDir ? { workDir: sources.settings.workDir } : {}) };
+  switch (sub) {
+    case 'init': {
+      only(['config', 'updates', 'db', 'root']);
+      if (positionals.length > 0) throw new UsageError('update init takes no argument: --root FILE');
+      if (!values.root) throw new UsageError('update init needs --root FILE (the publisher\'s metadata/root.json)');
+      await makeFolder(dirname(dbPath), '--db');
+      await makeFolder(dirname(sources.updatesDir), '--updates', 0o755);
+      await updateInit(base, values.root);
+      return EXIT.OK;
+    }
+    case 'import': {
+      only(['config', 'updates', 'db', 'clamav-db', 'rules', 'policy', 'allowlist', 'work-dir']);
+      if (positionals.length !== 1) throw new UsageError('update import needs exactly one PATH: the update repository\'s folder (holding metadata/ and targets/)');
+      await checkSettings(sources.settings);
+      const result = await importUpdate({ ...base, out: (line) => console.log(line) }, positionals[0]!);
+      if (result.status === 'unchanged') {
+        console.log(`already up to date: the active set ${result.generation} is this repository's newest version; nothing was changed`);
+        return EXIT.OK;
+      }
+      console.log(`imported set ${result.generation}${result.previous ? ` (the previous set ${result.previous} is kept: update rollback returns to it)` : ''}`);
+      for (const p of result.set.parts) console.log(`  ${p.target.padEnd(28)} ${p.version !== undefined ? `version ${p.version}, built ${p.builtAt ?? '?'}` : `sha256:${p.sha256.slice(0, 16)}...`}`);
+      return EXIT.OK;
+    }
+    case 'status': {
+      only(['config', 'updates', 'json', 'policy']);
+      if (positionals.length > 0) throw new UsageError('update status takes no argument');
+      const parts = await partsWithUpdates(sources);
+      const { loadPolicy } = await import('./rules-files.ts');
+      const { stationChecksOf } = await import('./core/self-check.ts');
+      const checks = stationChecksOf((await loadPolicy(parts.policyPath)).policy);
+      const status = await updateStatus(base, { maxAgeHours: checks.maxSignatureAgeHours, whenOutdated: checks.whenOutdated });
+      if (values.json) console.log(JSON.stringify(status, null, 2));
+      else for (const line of statusLines(status, new Date())) console.log(line);
+      return EXIT.OK;
+    }
+    case 'rollback': {
+      only(['config', 'updates', 'db']);
+      if (positionals.length > 0) throw new UsageError('update rollback takes no argument');
+      const done = await rollbackUpdate(base);
+      console.log(`rolled back: set ${done.to} is active again (set ${done.from} is no longer used; an older repository is still refused)`);
+      return EXIT.OK;
+    }
+    default:
+      throw new UsageError(sub === undefined ? 'update needs a command: init, import, status or rollback' : `unknown update command ${JSON.stringify(sub)}: init, import, status or rollback`);
   }
 }
 

@@ -1,10 +1,10 @@
 /**
  * `node scripts/check-layers.ts [ROOT]`: the folder-level import graph of the
- * product (manifest/, kiosk/, agent/; tests excluded), checked for
+ * product (manifest/, kiosk/, agent/, update/; tests excluded), checked for
  *
  * - a cycle between folders (scan -> audit -> scan), and
- * - an import between the two programs (kiosk/ <-> agent/), or from manifest/
- *   into either.
+ * - an import between the programs (kiosk/, agent/, update/), or from
+ *   manifest/ into any of them.
  *
  * ESLint's layer rules (scripts/layers.js) say which folder may import which;
  * this says the graph they leave has no cycle. Prints the graph's problems and
@@ -13,7 +13,9 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, normalize, relative, sep } from 'node:path';
 
-const SOURCE_ROOTS = ['manifest', 'kiosk', 'agent'];
+const SOURCE_ROOTS = ['manifest', 'kiosk', 'agent', 'update'];
+/** The programs: none imports another; all may import manifest/, which imports none of them. */
+const PROGRAMS = ['kiosk', 'agent', 'update'];
 const IMPORT = /^\s*(?:import|export)\b[^'"]*?\bfrom\s+['"](\.{1,2}\/[^'"]+)['"]|\bimport\(\s*['"](\.{1,2}\/[^'"]+)['"]\s*\)/gm;
 
 /**
@@ -64,7 +66,7 @@ export function checkLayers(root: string): { edges: Map<string, Set<string>>; pr
       if (from === to) continue;
       const fromProgram = from.split('/')[0]!;
       const toProgram = to.split('/')[0]!;
-      if ((fromProgram === 'kiosk' && toProgram === 'agent') || (fromProgram === 'agent' && toProgram === 'kiosk') || (fromProgram === 'manifest' && (toProgram === 'kiosk' || toProgram === 'agent'))) {
+      if (PROGRAMS.includes(toProgram) && fromProgram !== toProgram && (PROGRAMS.includes(fromProgram) || fromProgram === 'manifest')) {
         problems.push({ kind: 'between-programs', detail: `${file} imports ${target}: the programs meet only through manifest/` });
       }
       if (!edges.has(from)) edges.set(from, new Set());

@@ -3,13 +3,14 @@
 // scripts/check-layers.ts checks the same layers folder by folder, with cycles.
 //
 //   kiosk/core/                    pure: formats, rules, ports; no I/O
-//   kiosk/engines/, kiosk/drive/   adapters: implement core's ports
+//   kiosk/engines/, kiosk/drive/,  adapters: implement core's ports
+//     kiosk/updates/
 //   kiosk/scan, approval, audit,   use cases: written against core's ports
 //     review, station/
 //   kiosk/cli/, kiosk/*.ts         the command line and composition: may use all
 //
-// manifest/ is the contract both programs import; agent/ and kiosk/ never
-// import each other.
+// manifest/ is the contract the programs import; agent/, kiosk/ and update/
+// (the update publisher) never import each other.
 
 /** Node modules and packages that do I/O: none of them in the core. */
 const IO_MODULES = [
@@ -18,7 +19,7 @@ const IO_MODULES = [
   'worker_threads', 'node:worker_threads', 'os', 'node:os', 'better-sqlite3', 'usb', 'drivelist', 'chokidar', 'ink', 'react',
 ];
 
-const ADAPTERS = '(engines|drive)';
+const ADAPTERS = '(engines|drive|updates)';
 const USE_CASES = '(scan|approval|audit|review|station)';
 /** The command line and the composition root: kiosk/cli/ and the files at kiosk/'s top. */
 const TOP = '(cli/|main\\.ts$|config\\.ts$|rules-files\\.ts$|demo\\.ts$)';
@@ -28,6 +29,7 @@ const forbid = (regex, message) => ({ regex, message });
 
 const NOT_THE_AGENT = forbid('^(\\.\\./)+agent/', 'the kiosk and the agent meet only through manifest/: import the shared format from there');
 const NOT_THE_KIOSK = forbid('^(\\.\\./)+kiosk/', 'the agent and the kiosk meet only through manifest/: import the shared format from there');
+const NOT_THE_PUBLISHER = forbid('^(\\.\\./)+update/', 'the update publisher is a program of its own: the kiosk and the agent read its repositories through manifest/update-repository.ts');
 
 /** ESLint config entries, one per layer (applied to product code, not tests). */
 export const LAYER_RULES = [
@@ -42,7 +44,7 @@ export const LAYER_RULES = [
     },
   },
   {
-    files: [`kiosk/engines/**/*.ts`, 'kiosk/drive/**/*.ts'],
+    files: [`kiosk/engines/**/*.ts`, 'kiosk/drive/**/*.ts', 'kiosk/updates/**/*.ts'],
     ignores: ['**/*.test.ts'],
     rules: {
       'no-restricted-imports': ['error', {
@@ -70,12 +72,25 @@ export const LAYER_RULES = [
   {
     files: ['kiosk/*.ts', 'kiosk/cli/**/*.ts'],
     ignores: ['**/*.test.ts'],
-    rules: { 'no-restricted-imports': ['error', { patterns: [NOT_THE_AGENT, forbid('^(\\.\\./)+test/', 'the product does not import test support')] }] },
+    rules: { 'no-restricted-imports': ['error', { patterns: [NOT_THE_AGENT, NOT_THE_PUBLISHER, forbid('^(\\.\\./)+test/', 'the product does not import test support')] }] },
   },
   {
     files: ['agent/**/*.ts'],
     ignores: ['**/*.test.ts'],
-    rules: { 'no-restricted-imports': ['error', { patterns: [NOT_THE_KIOSK, forbid('^(\\.\\./)+test/', 'the product does not import test support')] }] },
+    rules: { 'no-restricted-imports': ['error', { patterns: [NOT_THE_KIOSK, NOT_THE_PUBLISHER, forbid('^(\\.\\./)+test/', 'the product does not import test support')] }] },
+  },
+  {
+    files: ['update/**/*.ts'],
+    ignores: ['**/*.test.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: [
+          forbid('^(\\.\\./)+kiosk/', 'the publisher and the kiosk meet only through manifest/update-repository.ts'),
+          forbid('^(\\.\\./)+agent/', 'the publisher and the agent meet only through manifest/update-repository.ts'),
+          forbid('^(\\.\\./)+test/', 'the product does not import test support'),
+        ],
+      }],
+    },
   },
   {
     files: ['manifest/**/*.ts'],
@@ -83,7 +98,7 @@ export const LAYER_RULES = [
     rules: {
       'no-restricted-imports': ['error', {
         paths: IO_MODULES.filter((m) => !/worker_threads/.test(m)).map((name) => ({ name, message: 'manifest/ is the contract and does no I/O: bytes, keys and the time come in as arguments' })),
-        patterns: [forbid('^(\\.\\./)+(kiosk|agent|test)/', 'manifest/ imports neither program')],
+        patterns: [forbid('^(\\.\\./)+(kiosk|agent|update|test)/', 'manifest/ imports none of the programs')],
       }],
     },
   },

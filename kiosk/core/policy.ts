@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { PortcullisError } from '../../manifest/index.ts';
 import { CONTAINER_FORMATS } from './container-format.ts';
-import { array, boolean, formatIssues, integer, object, oneOf, parse, string, type Infer } from '../../manifest/schema.ts';
+import { array, boolean, formatIssues, integer, object, oneOf, optional, parse, string, type Infer } from '../../manifest/schema.ts';
 
 
 /** clamd refuses MaxFileSize, MaxScanSize and StreamMaxLength above this. */
@@ -71,6 +71,15 @@ export const policySchema = object({
   manifest: object({ validityHours: integer({ min: 1, max: 744 }) }),
   operator: object({ required: boolean() }),
   concurrency: integer({ min: 1, max: 32 }), // files scanned at once
+  // How old the ClamAV signatures may be, and the station's self-check (core/self-check.ts; defaults there).
+  signatures: optional(object({
+    maxAgeHours: integer({ min: 1, max: 8760 }), // hours since the newest ClamAV database was built
+    whenOutdated: oneOf(['out-of-service', 'warn']), // past it: the station takes no drive, or only warns
+  })),
+  station: optional(object({
+    minFreeWorkMiB: integer({ min: 1, max: 1_048_576 }), // MiB free in the work folder before the station takes drives
+    minFreeAuditMiB: integer({ min: 1, max: 1_048_576 }), // MiB free beside the audit log
+  })),
 });
 
 export type Policy = Infer<typeof policySchema>;

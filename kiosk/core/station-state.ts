@@ -10,6 +10,7 @@
 import type { Decision, DriveReason, DriveVerdict, ReasonCode } from './decide.ts';
 import type { ScanProgress } from './ports.ts';
 import { shownText } from './device.ts';
+import { READY, type ServiceStatus } from './self-check.ts';
 
 export interface EngineStatus {
   /** e.g. "test database" or "daily 27301". */
@@ -71,6 +72,8 @@ export interface StationState {
   readonly queue: readonly StationDrive[];
   readonly engines: EngineStatus;
   readonly operatorRequired: boolean;
+  /** The self-check's verdict: only a station that is ready takes a drive (core/self-check.ts). */
+  readonly service: ServiceStatus;
 }
 
 export interface KeyPress {
@@ -88,13 +91,14 @@ export type StationEvent =
   | { readonly type: 'progress'; readonly id: string; readonly progress: ScanProgress; readonly at: number /* ms */ }
   | { readonly type: 'finished'; readonly id: string; readonly result: ResultView }
   | { readonly type: 'failed'; readonly id: string; readonly reason: DriveReason }
-  | { readonly type: 'engines'; readonly engines: EngineStatus };
+  | { readonly type: 'engines'; readonly engines: EngineStatus }
+  | { readonly type: 'service'; readonly service: ServiceStatus };
 
 export const BADGE_MAX = 32; // characters
 const BADGE_CHAR = /^[A-Za-z0-9._-]$/;
 
-export function initialState(engines: EngineStatus, operatorRequired: boolean): StationState {
-  return { screen: { kind: 'idle' }, queue: [], engines, operatorRequired };
+export function initialState(engines: EngineStatus, operatorRequired: boolean, service: ServiceStatus = READY): StationState {
+  return { screen: { kind: 'idle' }, queue: [], engines, operatorRequired, service };
 }
 
 /** The drive the screen is about, if any. */
@@ -108,10 +112,10 @@ function begin(state: StationState, drive: StationDrive): Screen {
   return { kind: 'scanning', drive, operatorId: null, progress: null, scanStartedAt: null };
 }
 
-/** The next waiting drive, or idle. */
+/** The next waiting drive, or idle. A station that is not ready keeps its drives waiting, unread. */
 function next(state: StationState): StationState {
   const [first, ...rest] = state.queue;
-  if (!first) return { ...state, screen: { kind: 'idle' }, queue: [] };
+  if (!first || state.service.state !== 'ready') return { ...state, screen: { kind: 'idle' } };
   return { ...state, queue: rest, screen: begin(state, first) };
 }
 
@@ -154,8 +158,17 @@ export function reduce(state: StationState, event: StationEvent): StationState {
   switch (event.type) {
     case 'engines':
       return { ...state, engines: event.engines };
+    case 'service': {
+      const updated = { ...state, service: event.service };
+      if (event.service.state === 'ready') return screen.kind === 'idle' ? next(updated) : updated;
+      // Not ready: a drive waiting for its badge goes back to waiting, unread; a running scan ends as it would.
+      if (screen.kind === 'operator') return { ...updated, screen: { kind: 'idle' }, queue: [screen.drive, ...state.queue] };
+      return updated;
+    }
     case 'inserted': {
       if (drive?.id === event.drive.id || state.queue.some((d) => d.id === event.drive.id)) return state;
+      // Out of service (or still checking): the drive waits, unread, and the screen says so.
+      if (state.service.state !== 'ready' && (screen.kind === 'idle' || screen.kind === 'removed-mid-scan')) return { ...state, screen: { kind: 'idle' }, queue: [...state.queue, event.drive] };
       if (screen.kind === 'idle' || screen.kind === 'removed-mid-scan') return { ...state, screen: begin(state, event.drive) };
       return { ...state, queue: [...state.queue, event.drive] };
     }

@@ -135,7 +135,8 @@ export async function startEngines(options: EngineOptions): Promise<Engines> {
 
   let databaseNote: string | null = null;
   if (options.clamavDb === 'test') {
-    const test = await writeTestDatabase(stagedDb, { daily: { version: 1, builtAt: new Date('2026-01-01T00:00:00Z') } });
+    // Generated at every start, so its build time is now: the station's age check sees a fresh database.
+    const test = await writeTestDatabase(stagedDb, { daily: { version: 1, builtAt: new Date() } });
     // The test database's loose YARA rule serves tests of a bare clamd; the kiosk's clamd gets the rule loader's files only.
     for (const file of test.files.filter((f) => YARA_FILE.test(f))) await rm(file);
     const description = TEST_DATABASE_DESCRIPTION.split('\n').filter((line) => !line.includes('YARA')).join('\n');

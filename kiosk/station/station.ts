@@ -14,6 +14,7 @@ import { openAuditStore } from '../audit/store.ts';
 import type { Decision, DriveReason } from '../core/decide.ts';
 import { checkDevice, describeDevice, StationError, usbIdentityOf, type DevicePolicy, type DeviceRecord, type PartitionRecord } from '../core/device.ts';
 import type { DeviceSource, DeviceSourceEvent, MountAdapter, MountedVolume, ScanProgress, UsbIdentity, WritableSwitch } from '../core/ports.ts';
+import { serviceChanged, type ServiceStatus } from '../core/self-check.ts';
 import { initialState, reduce, resultView, type EngineStatus, type ResultView, type StationEvent, type StationState } from '../core/station-state.ts';
 import { checkLayout, checkVolume, SECTOR_BYTES, type VolumeCheck } from '../core/volume-check.ts';
 import type { StationStore } from './ui.ts';
@@ -71,6 +72,8 @@ function enginesFromScan(previous: EngineStatus, outcome: StationScanOutcome): E
 export interface Station extends StationStore {
   /** Resolves when the station has stopped (every scan finished or aborted). */
   readonly done: Promise<void>;
+  /** Runs the self-check now (it also runs at start and every `recheckMs`); resolves with its verdict. */
+  recheck(): Promise<ServiceStatus>;
   stop(): Promise<void>;
 }
 
@@ -114,6 +117,13 @@ export interface StationDeps {
   readonly now?: () => Date;
   /** Called once the station has stopped (the command line releases its engines). */
   readonly onStop?: () => Promise<void>;
+  /**
+   * The self-check (core/self-check.ts): key, free space, signature age, engines. Without it the
+   * station is ready at once (tests of the screens). With it the station starts "checking", takes no
+   * drive until the check says ready, and checks again every `recheckMs` while no drive is scanned.
+   */
+  readonly selfCheck?: (onStep: (step: string) => void) => Promise<{ service: ServiceStatus; engines?: EngineStatus }>;
+  readonly recheckMs?: number; // ms; default 60 000
 }
 
 /** The station without its screen and without a process: for the command line and for tests. */
@@ -121,7 +131,7 @@ export async function createStation(deps: StationDeps): Promise<Station> {
   const now = deps.now ?? (() => new Date());
   const log = deps.log ?? (() => undefined);
   const dbPath = deps.dbPath;
-  let state = initialState(deps.engines, deps.operatorRequired);
+  let state = initialState(deps.engines, deps.operatorRequired, deps.selfCheck ? { state: 'checking', step: 'starting' } : undefined);
   const listeners = new Set<() => void>();
   const accepted = new Map<string, Accepted>();
   const present = new Set<string>(); // attached and not detached since
@@ -175,7 +185,8 @@ export async function createStation(deps: StationDeps): Promise<Station> {
       const id = screen.drive.id;
       const operatorId = screen.operatorId;
       // One scan at a time: a new one waits for an aborted one to clean up.
-      previousScan = previousScan.then(() => {
+      // ... and after a self-check under way (it may restart the engines).
+      previousScan = previousScan.then(() => checking?.catch(() => undefined)).then(() => {
         if (drive) return scanOne(id, drive, operatorId, abort.signal);
         dispatch({ type: 'failed', id, reason: { code: 'SCANNER_ERROR', detail: 'the drive was not checked before scanning (a bug)' } });
         return Promise.resolve();
@@ -185,6 +196,12 @@ export async function createStation(deps: StationDeps): Promise<Station> {
 
   async function scanOne(id: string, drive: Accepted, operatorId: string | null, signal: AbortSignal): Promise<void> {
     if (signal.aborted) return;
+    if (state.service.state !== 'ready') {
+      // The self-check found a problem after this drive was taken: it is not scanned.
+      const why = state.service.state === 'out-of-service' ? state.service.problems.map((p) => p.code).join(', ') : 'self-check not finished';
+      dispatch({ type: 'failed', id, reason: { code: 'ENGINE_NOT_READY', detail: `the station is out of service (${why}): the drive was not scanned` } });
+      return;
+    }
     let mounted: MountedVolume | null = null;
     try {
       let path = drive.partition.device;
@@ -224,6 +241,50 @@ export async function createStation(deps: StationDeps): Promise<Station> {
     }
   }
 
+  // Every change of service (ready, out of service, and which problems) goes into the audit log.
+  let recorded: ServiceStatus | null = null;
+  const recordService = (service: ServiceStatus): void => {
+    if (service.state === 'checking' || (recorded !== null && !serviceChanged(recorded, service))) return;
+    recorded = service;
+    if (dbPath === null) return;
+    try {
+      const store = openAuditStore(dbPath);
+      try {
+        if (service.state === 'ready') store.recordEvent('STATION_IN_SERVICE', { warnings: service.warnings });
+        else store.recordEvent('STATION_OUT_OF_SERVICE', { problems: service.problems, warnings: service.warnings });
+      } finally {
+        store.close();
+      }
+    } catch (error) {
+      log(`audit: cannot record the station's service state: ${(error as Error).message}`);
+    }
+  };
+
+  let checking: Promise<ServiceStatus> | null = null;
+  const recheck = (): Promise<ServiceStatus> => {
+    if (!deps.selfCheck) return Promise.resolve(state.service);
+    // One check at a time, and none while a drive is scanned (the check may restart the engines).
+    checking ??= previousScan.then(() => deps.selfCheck!((step) => {
+      if (state.service.state === 'checking') dispatch({ type: 'service', service: { state: 'checking', step } });
+    })).then(
+      (result) => {
+        if (result.engines) dispatch({ type: 'engines', engines: result.engines });
+        return result.service;
+      },
+      (error: unknown): ServiceStatus => ({ state: 'out-of-service', problems: [{ code: 'SELF_CHECK_FAILED', what: `the self-check itself failed (a bug): ${(error as Error).message}`, fix: 'call maintenance' }], warnings: [] }),
+    ).then((service) => {
+      recordService(service);
+      dispatch({ type: 'service', service });
+      checking = null;
+      return service;
+    });
+    return checking;
+  };
+  const timer = deps.selfCheck ? setInterval(() => {
+    if (!running) void recheck();
+  }, deps.recheckMs ?? 60_000) : null;
+  timer?.unref();
+
   const onSourceEvent = (event: DeviceSourceEvent): void => {
     if (event.type === 'detach') {
       present.delete(event.id);
@@ -250,6 +311,7 @@ export async function createStation(deps: StationDeps): Promise<Station> {
     });
   };
   await deps.source.start(onSourceEvent);
+  void recheck();
 
   const station: Station = {
     getState: () => state,
@@ -260,13 +322,16 @@ export async function createStation(deps: StationDeps): Promise<Station> {
     dispatch,
     now,
     done,
+    recheck,
     async stop() {
       if (stopped) return done;
+      if (timer) clearInterval(timer);
       running?.abort.abort();
       running = null;
       stopped = true;
       await deps.source.stop();
       await previousScan.catch(() => undefined);
+      await checking?.catch(() => undefined);
       await deps.onStop?.();
       resolveDone();
       return done;

@@ -9,6 +9,7 @@ import { Box, Text, useInput, useStdin, useStdout } from 'ink';
 import React from 'react';
 import type { DriveVerdict, ReasonCode } from '../core/decide.ts';
 import { shownText } from '../core/device.ts';
+import type { ServiceProblem, ServiceStatus } from '../core/self-check.ts';
 import type { EngineStatus, KeyPress, ProgressView, ResultView, Screen, StationDrive, StationEvent, StationState } from '../core/station-state.ts';
 
 const h = React.createElement;
@@ -55,9 +56,9 @@ const FONT: Record<string, readonly string[]> = {
   V: ['#   #', '#   #', '#   #', ' # # ', '  #  '],
 };
 
-/** WORD in the block font: five lines. */
+/** WORD in the block font: five lines (a space is two columns wide, so OUT OF SERVICE fits 80). */
 export function bigText(word: string): string[] {
-  return [0, 1, 2, 3, 4].map((row) => [...word].map((c) => (FONT[c]?.[row] ?? '     ').replace(/#/g, '\u2588')).join(' '));
+  return [0, 1, 2, 3, 4].map((row) => [...word].map((c) => (c === ' ' ? ' ' : (FONT[c]?.[row] ?? '     ').replace(/#/g, '\u2588'))).join(' '));
 }
 
 export function formatBytes(n: number): string {
@@ -105,11 +106,36 @@ function line(text: string, props: Record<string, unknown> = {}): React.ReactEle
   return h(Text, { wrap: 'truncate-end', ...props }, text === '' ? ' ' : text);
 }
 
-function header(title: string): React.ReactElement {
+/** What the header says about the signatures on every screen, and whether the policy finds them too old. */
+export interface HeaderInfo {
+  readonly signatures: string;
+  readonly outdated: boolean;
+}
+
+export function headerInfo(state: StationState, now: Date): HeaderInfo {
+  const time = state.engines.clamavDatabaseTime;
+  const days = time ? Math.floor((now.getTime() - new Date(time).getTime()) / 86_400_000) : Number.NaN;
+  const service = state.service;
+  const named = service.state === 'checking' ? [] : [...(service.state === 'out-of-service' ? service.problems : []), ...service.warnings];
+  const outdated = named.some((p) => p.code === 'SIGNATURES_OUTDATED');
+  const missing = named.some((p) => p.code === 'SIGNATURES_MISSING');
+  const signatures = missing ? 'no signatures' : Number.isNaN(days) ? 'signature age unknown' : `signatures ${days} day${days === 1 ? '' : 's'} old`;
+  return { signatures, outdated: outdated || missing };
+}
+
+function header(title: string, info: HeaderInfo | null = null): React.ReactElement {
   return h(Box, { borderStyle: 'single', paddingX: 1, width: SCREEN_COLUMNS },
     h(Text, { bold: true }, 'PORTCULLIS media gate'),
     h(Box, { flexGrow: 1 }),
+    ...(info ? [h(Text, info.outdated ? { color: 'red', bold: true } : {}, info.signatures), h(Box, { flexGrow: 1 })] : []),
     h(Text, null, title));
+}
+
+/** The header for the current state: every screen shows how old the signatures are. */
+const HeaderContext = React.createContext<HeaderInfo | null>(null);
+
+function Header({ title }: { title: string }): React.ReactElement {
+  return header(title, React.useContext(HeaderContext));
 }
 
 function databaseAge(engines: EngineStatus, now: Date): string {
@@ -118,9 +144,51 @@ function databaseAge(engines: EngineStatus, now: Date): string {
   return Number.isNaN(days) ? 'age unknown' : `built ${engines.clamavDatabaseTime.slice(0, 10)}, ${days} day${days === 1 ? '' : 's'} old`;
 }
 
-function IdleScreen({ engines, now, operatorRequired }: { engines: EngineStatus; now: Date; operatorRequired: boolean }): React.ReactElement {
+/** Problems on the out-of-service screen: code and what on one line, the fix below it. */
+function problemRows(problems: readonly ServiceProblem[], rows: number, color: string): React.ReactElement[] {
+  const out: React.ReactElement[] = [];
+  for (const p of problems) {
+    if (out.length + 3 > rows) {
+      out.push(line(`  ... and ${problems.length - out.length / 3} more (in the audit log: STATION_OUT_OF_SERVICE)`));
+      break;
+    }
+    out.push(h(Box, { width: SCREEN_COLUMNS - 2, marginLeft: 2, height: 2 }, h(Text, { wrap: 'truncate-end', color, bold: true }, `${p.code}: `), h(Text, { wrap: 'wrap' }, shownText(p.what))));
+    out.push(line(`    Fix: ${fit(shownText(p.fix), 70)}`));
+  }
+  return out;
+}
+
+function CheckingScreen({ step, waiting }: { step: string; waiting: number }): React.ReactElement {
   return h(Box, { flexDirection: 'column' },
-    header('ready'),
+    h(Header, { title: 'starting' }),
+    line(''),
+    line('  Self-check before the first drive:', { bold: true }),
+    line('  the signing key, free space, the age of the signatures, and the scan'),
+    line('  engines (the signatures loaded, every rule proven live).'),
+    line(''),
+    line(`  Now: ${fit(shownText(step), 70)}`),
+    line(''),
+    line(waiting > 0 ? '  Drives plugged in now wait, unread, until the check is done.' : '  Please wait: drives are taken once the check is done.', { color: 'yellow' }));
+}
+
+function OutOfServiceScreen({ service, waiting }: { service: Extract<ServiceStatus, { state: 'out-of-service' }>; waiting: number }): React.ReactElement {
+  // Rows: header 3, blank, banner 5, blank, two sentences, blank, problems, blank, waiting drives 2.
+  const left = SCREEN_ROWS - 3 - 1 - 5 - 1 - 2 - 1 - 1 - (waiting > 0 ? 2 : 0);
+  return h(Box, { flexDirection: 'column' },
+    h(Header, { title: 'out of service' }),
+    line(''),
+    h(Banner, { word: 'OUT OF SERVICE', color: 'red' }),
+    line(''),
+    line('  OUT OF SERVICE: this kiosk checks no drive until this is fixed.', { bold: true, color: 'red' }),
+    line('  Do not plug in drives. Call maintenance with what is shown here.'),
+    line(''),
+    ...problemRows(service.problems, left, 'red'),
+    ...(waiting > 0 ? [line(''), line(`  ${waiting} drive${waiting === 1 ? ' is' : 's are'} plugged in: NOT read, NOT checked. Remove ${waiting === 1 ? 'it' : 'them'}.`, { color: 'yellow', bold: true })] : []));
+}
+
+function IdleScreen({ engines, now, operatorRequired, warnings }: { engines: EngineStatus; now: Date; operatorRequired: boolean; warnings: readonly ServiceProblem[] }): React.ReactElement {
+  return h(Box, { flexDirection: 'column' },
+    h(Header, { title: 'ready' }),
     line(''),
     line('  Plug in the USB drive to check.', { bold: true }),
     line('  The kiosk scans every file, then shows which files may go onto plant'),
@@ -131,7 +199,8 @@ function IdleScreen({ engines, now, operatorRequired }: { engines: EngineStatus;
     line('  Scan engines', { bold: true }),
     line(`    ClamAV database: ${engines.clamavDatabase ?? 'not started yet'} (${databaseAge(engines, now)})`),
     line(`    YARA rule set:   ${engines.ruleSet ?? 'not loaded yet'}`),
-    ...(engines.note ? [line(`    note: ${fit(engines.note, 66)}`, { color: 'yellow' })] : []));
+    ...(engines.note ? [line(`    note: ${fit(engines.note, 66)}`, { color: 'yellow' })] : []),
+    ...warnings.flatMap((w) => [line(''), line(`  WARNING ${w.code}: ${fit(shownText(w.what), 58)}`, { color: 'yellow', bold: true }), line(`    Fix: ${fit(shownText(w.fix), 70)}`)]));
 }
 
 function DriveLine({ drive }: { drive: StationDrive }): React.ReactElement {
@@ -140,7 +209,7 @@ function DriveLine({ drive }: { drive: StationDrive }): React.ReactElement {
 
 function OperatorScreen({ drive, badge }: { drive: StationDrive; badge: string }): React.ReactElement {
   return h(Box, { flexDirection: 'column' },
-    header('operator'),
+    h(Header, { title: 'operator' }),
     h(DriveLine, { drive }),
     line(''),
     line('  Policy requires your badge before this drive is scanned.', { bold: true }),
@@ -169,7 +238,7 @@ function ScanningScreen({ drive, operatorId, progress }: { drive: StationDrive; 
     rows.push(line(`  Now: ${progress.current === null ? '-' : fit(shownText(progress.current), 70)}`));
   }
   return h(Box, { flexDirection: 'column' },
-    header('scanning'),
+    h(Header, { title: 'scanning' }),
     h(DriveLine, { drive }),
     ...(operatorId ? [line(`  Operator: ${shownText(operatorId)}`)] : []),
     line(''),
@@ -234,13 +303,13 @@ function ResultScreen({ drive, result, reservedRows, timeZone }: { drive: Statio
   }
   rows.push(line(''));
   rows.push(line('  Safe to remove the drive.', { bold: true, color: 'green' }));
-  return h(Box, { flexDirection: 'column' }, header('result'), h(DriveLine, { drive }), ...rows);
+  return h(Box, { flexDirection: 'column' }, h(Header, { title: 'result' }), h(DriveLine, { drive }), ...rows);
 }
 
 function RefusedScreen({ drive }: { drive: StationDrive }): React.ReactElement {
   const refusal = drive.refusal ?? { code: 'DEVICE_REFUSED', message: '' };
   return h(Box, { flexDirection: 'column' },
-    header('refused'),
+    h(Header, { title: 'refused' }),
     h(DriveLine, { drive }),
     h(Banner, { word: 'REFUSED', color: 'red' }),
     h(Box, { width: SCREEN_COLUMNS - 4, marginLeft: 2 }, h(Text, { wrap: 'wrap' }, shownText(refusal.message))),
@@ -252,7 +321,7 @@ function RefusedScreen({ drive }: { drive: StationDrive }): React.ReactElement {
 
 function RemovedScreen({ drive }: { drive: StationDrive }): React.ReactElement {
   return h(Box, { flexDirection: 'column' },
-    header('removed'),
+    h(Header, { title: 'removed' }),
     h(DriveLine, { drive }),
     h(Banner, { word: 'REMOVED', color: 'red' }),
     line('  The drive was removed during the scan. NOTHING was approved.', { bold: true, color: 'red' }),
@@ -263,7 +332,9 @@ function RemovedScreen({ drive }: { drive: StationDrive }): React.ReactElement {
 function screenElement(screen: Screen, state: StationState, now: Date, reservedRows: number, timeZone: string): React.ReactElement {
   switch (screen.kind) {
     case 'idle':
-      return h(IdleScreen, { engines: state.engines, now, operatorRequired: state.operatorRequired });
+      if (state.service.state === 'checking') return h(CheckingScreen, { step: state.service.step, waiting: state.queue.length });
+      if (state.service.state === 'out-of-service') return h(OutOfServiceScreen, { service: state.service, waiting: state.queue.length });
+      return h(IdleScreen, { engines: state.engines, now, operatorRequired: state.operatorRequired, warnings: state.service.warnings });
     case 'operator':
       return h(OperatorScreen, { drive: screen.drive, badge: screen.badge });
     case 'scanning':
@@ -280,10 +351,17 @@ function screenElement(screen: Screen, state: StationState, now: Date, reservedR
 /** The whole 80x25 screen for one state; times are shown in `timeZone` (default: the kiosk's) and UTC. */
 export function StationView({ state, now, timeZone = LOCAL_TIME_ZONE }: { state: StationState; now: Date; timeZone?: string }): React.ReactElement {
   const waiting = state.queue.length;
-  const waitingRows = waiting > 0 ? [line(''), line(`  ${waiting} more drive${waiting === 1 ? '' : 's'} waiting: scanned next, in turn. Leave ${waiting === 1 ? 'it' : 'them'} plugged in.`, { color: 'cyan' })] : [];
-  return h(Box, { flexDirection: 'column', width: SCREEN_COLUMNS },
-    screenElement(state.screen, state, now, waitingRows.length, timeZone),
-    ...waitingRows);
+  // Not ready and idle: the checking and out-of-service screens say themselves what happens to waiting drives.
+  const own = state.screen.kind === 'idle' && state.service.state !== 'ready';
+  const waitingRows = waiting > 0 && !own
+    ? [line(''), line(state.service.state === 'ready'
+      ? `  ${waiting} more drive${waiting === 1 ? '' : 's'} waiting: scanned next, in turn. Leave ${waiting === 1 ? 'it' : 'them'} plugged in.`
+      : `  ${waiting} more drive${waiting === 1 ? '' : 's'} plugged in: NOT scanned while the kiosk is out of service.`, { color: state.service.state === 'ready' ? 'cyan' : 'yellow' })]
+    : [];
+  return h(HeaderContext.Provider, { value: headerInfo(state, now) },
+    h(Box, { flexDirection: 'column', width: SCREEN_COLUMNS },
+      screenElement(state.screen, state, now, waitingRows.length, timeZone),
+      ...waitingRows));
 }
 
 export const TOO_SMALL_TEXT = `terminal too small (need ${SCREEN_COLUMNS}x${SCREEN_ROWS})`;

@@ -7,7 +7,7 @@
  * scan engines. Each case runs the real CLI in its own process.
  */
 import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -15,6 +15,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { generateKeyFiles } from '../../kiosk/cli/keygen.ts';
 
 const MAIN = join(import.meta.dirname, '../../kiosk/main.ts');
+const PUBLISHER = join(import.meta.dirname, '../../update/main.ts');
 const CASE_TIMEOUT_MS = 20_000; // a case that hangs (a busy loop, a server that started) fails
 const STACK = /\n\s+at /;
 
@@ -48,6 +49,29 @@ const CONFIG_MISSING_DB = at('kiosk-config.json');
 writeFileSync(CONFIG_MISSING_DB, JSON.stringify({ auditDb: 'no-such-folder/audit.db' }));
 const KEYS = at('keys');
 const keys = generateKeyFiles(KEYS);
+// Updates: a publisher's keys and repository, a kiosk with its root pinned, and one with none.
+const UPDATE_KEYS = at('update-keys');
+const UPDATE_REPO = at('update-repo');
+const PINNED = at('pinned-updates');
+const UNPINNED = at('unpinned-updates');
+const KEYS_OTHER = at('update-keys-other');
+const REPO_GARBAGE_ROOT = at('repo-garbage-root');
+mkdirSync(join(REPO_GARBAGE_ROOT, 'metadata'), { recursive: true });
+writeFileSync(join(REPO_GARBAGE_ROOT, 'metadata', '1.root.json'), '{"signed": {"_type": "root"');
+const REPO_GARBAGE = at('repo-garbage');
+mkdirSync(join(REPO_GARBAGE, 'metadata'), { recursive: true });
+writeFileSync(join(REPO_GARBAGE, 'metadata', 'timestamp.json'), '{"signed": "not metadata"');
+const updates = (async () => {
+  const { makePublisher, makeSource } = await import('../support/update-fixtures.ts');
+  const { initUpdates } = await import('../../kiosk/updates/update-store.ts');
+  const { initRoleKeys } = await import('../../update/role-keys.ts');
+  await initRoleKeys(KEYS_OTHER);
+  const publisher = await makePublisher(at('publisher'));
+  await publisher.build(await makeSource(at('update-source')));
+  cpSync(publisher.repo, UPDATE_REPO, { recursive: true });
+  cpSync(publisher.keys, UPDATE_KEYS, { recursive: true });
+  await initUpdates(PINNED, readFileSync(join(UPDATE_REPO, 'metadata', 'root.json')));
+})();
 const REVIEW_DB = at('review.db');
 
 interface Run {
@@ -57,9 +81,9 @@ interface Run {
   readonly stderr: string;
 }
 
-function kiosk(args: readonly string[], options: { stdin?: string; env?: Record<string, string> } = {}): Promise<Run> {
+function kiosk(args: readonly string[], options: { stdin?: string; env?: Record<string, string>; main?: string } = {}): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [MAIN, ...args], {
+    const child = spawn(process.execPath, [options.main ?? MAIN, ...args], {
       cwd: work,
       env: { ...process.env, PORTCULLIS_KIOSK_CONFIG: '', ...options.env },
       stdio: ['pipe', 'pipe', 'pipe'],
@@ -85,7 +109,11 @@ interface Case {
   readonly stdin?: string;
   readonly env?: Record<string, string>;
   readonly skip?: string | false;
+  /** The publisher (portcullis-update) instead of the kiosk. */
+  readonly publisher?: true;
 }
+
+const upd = (args: readonly string[]): readonly string[] => ['update', ...args, '--db', at('update-audit.db')];
 
 const scanOk = [FOLDER, '--db', at('scan-audit.db'), '--clamav-db', 'test'];
 
@@ -152,7 +180,7 @@ const CASES: readonly Case[] = [
   { name: 'run with a --device-policy that is a folder', args: ['run', '--watch', EMPTY_FOLDER, '--device-policy', FOLDER, '--db', at('run-audit.db')], exit: 1, code: 'DEVICE_POLICY_UNREADABLE' },
   { name: 'run with a --watch folder that does not exist', args: ['run', '--watch', MISSING, '--db', at('run-audit.db')], exit: 1, code: 'PATH_MISSING' },
   { name: 'run with a --watch folder that is a file', args: ['run', '--watch', GARBAGE, '--db', at('run-audit.db')], exit: 1, code: 'PATH_NOT_A_FOLDER' },
-  { name: 'run with a --key that does not exist', args: ['run', '--watch', EMPTY_FOLDER, '--key', MISSING, '--db', at('run-audit.db')], exit: 1, code: 'KEY_UNREADABLE' },
+  // A --key that is given but cannot be used starts the station OUT OF SERVICE (test/integration/station-self-check.test.ts).
   { name: 'run with a --policy that is not JSON', args: ['run', '--watch', EMPTY_FOLDER, '--policy', BAD_JSON, '--db', at('run-audit.db')], exit: 1, code: 'POLICY_INVALID' },
   { name: 'run with --rules that do not exist', args: ['run', '--watch', EMPTY_FOLDER, '--rules', MISSING, '--db', at('run-audit.db')], exit: 1, code: 'PATH_MISSING' },
   { name: 'run with a --db that is another SQLite database', args: ['run', '--watch', EMPTY_FOLDER, '--report-only', '--db', NON_AUDIT_DB], exit: 1, code: 'AUDIT_NOT_AN_AUDIT_LOG' },
@@ -167,6 +195,62 @@ const CASES: readonly Case[] = [
     code: 'USB_UNAVAILABLE',
     skip: existsSync('/sys/bus/usb/devices') && 'this machine has a USB bus: the station would start',
   },
+
+  // update (signed offline updates)
+  { name: 'update without a command', args: ['update'], exit: 64 },
+  { name: 'update with an unknown command', args: ['update', 'apply'], exit: 64 },
+  { name: 'update init without --root', args: upd(['init', '--updates', at('u-init-1')]), exit: 64 },
+  { name: 'update init with a stray argument', args: upd(['init', 'root.json', '--updates', at('u-init-2')]), exit: 64 },
+  { name: 'update init with an option it does not take', args: upd(['init', '--root', MISSING, '--clamav-db', 'test']), exit: 64 },
+  { name: 'update init with a --root that does not exist', args: upd(['init', '--root', MISSING, '--updates', at('u-init-3')]), exit: 1, code: 'UPDATE_ROOT_INVALID' },
+  { name: 'update init with a --root that is garbage', args: upd(['init', '--root', GARBAGE, '--updates', at('u-init-4')]), exit: 1, code: 'UPDATE_ROOT_INVALID' },
+  { name: 'update init with a --root that is a folder', args: upd(['init', '--root', FOLDER, '--updates', at('u-init-5')]), exit: 1, code: 'UPDATE_ROOT_INVALID' },
+  { name: 'update init with a --root that is other JSON', args: upd(['init', '--root', WRONG_SCHEMA, '--updates', at('u-init-6')]), exit: 1, code: 'UPDATE_ROOT_INVALID' },
+  { name: 'update init where a root is pinned already (pinned)', args: upd(['init', '--root', join(UPDATE_REPO, 'metadata', 'root.json'), '--updates', PINNED]), exit: 1, code: 'UPDATE_ALREADY_INITIALISED' },
+  { name: 'update init with --updates under /proc (pinned)', args: upd(['init', '--root', join(UPDATE_REPO, 'metadata', 'root.json'), '--updates', '/proc/portcullis/updates']), exit: 1, code: 'PATH_UNWRITABLE' },
+  { name: 'update import without a PATH', args: upd(['import', '--updates', PINNED]), exit: 64 },
+  { name: 'update import with two PATHs', args: upd(['import', FOLDER, EMPTY_FOLDER, '--updates', PINNED]), exit: 64 },
+  { name: 'update import with an unknown flag', args: upd(['import', FOLDER, '--bogus']), exit: 64 },
+  { name: 'update import with an option it does not take', args: upd(['import', FOLDER, '--key', GARBAGE]), exit: 64 },
+  { name: 'update import on a kiosk with no pinned root', args: upd(['import', UPDATE_REPO, '--updates', UNPINNED]), exit: 1, code: 'UPDATE_NOT_INITIALISED' },
+  { name: 'update import of a folder that does not exist (pinned)', args: upd(['import', MISSING, '--updates', PINNED]), exit: 1, code: 'UPDATE_REPOSITORY_UNREADABLE' },
+  { name: 'update import of a file (pinned)', args: upd(['import', GARBAGE, '--updates', PINNED]), exit: 1, code: 'UPDATE_REPOSITORY_UNREADABLE' },
+  { name: 'update import of a folder that is not a repository (pinned)', args: upd(['import', FOLDER, '--updates', PINNED]), exit: 1, code: 'UPDATE_REPOSITORY_UNREADABLE' },
+  { name: 'update import of garbage metadata (pinned)', args: upd(['import', REPO_GARBAGE, '--updates', PINNED]), exit: 1, code: 'UPDATE_METADATA_INVALID' },
+  { name: 'update import with --updates that is a file', args: upd(['import', UPDATE_REPO, '--updates', GARBAGE]), exit: 1, code: 'UPDATE_NOT_INITIALISED' },
+  { name: 'update import with a --config that is not JSON', args: upd(['import', UPDATE_REPO, '--config', BAD_JSON]), exit: 1, code: 'CONFIG_INVALID' },
+  { name: 'update import with a --work-dir that is a file (pinned)', args: upd(['import', UPDATE_REPO, '--updates', PINNED, '--work-dir', GARBAGE]), exit: 1, code: 'PATH_NOT_A_FOLDER' },
+  { name: 'update status with a stray argument', args: ['update', 'status', 'now'], exit: 64 },
+  { name: 'update status with an option it does not take', args: ['update', 'status', '--db', at('x.db')], exit: 64 },
+  { name: 'update status with a --policy that is not JSON', args: ['update', 'status', '--updates', UNPINNED, '--policy', BAD_JSON], exit: 1, code: 'POLICY_INVALID' },
+  { name: 'update rollback with a stray argument', args: upd(['rollback', 'g000001']), exit: 64 },
+  { name: 'update rollback on a kiosk with no pinned root', args: upd(['rollback', '--updates', UNPINNED]), exit: 1, code: 'UPDATE_NOT_INITIALISED' },
+  { name: 'update rollback with nothing imported (pinned)', args: upd(['rollback', '--updates', PINNED]), exit: 1, code: 'UPDATE_NO_PREVIOUS' },
+
+  // portcullis-update, the publisher
+  { name: 'publisher: no command', args: [], exit: 64, publisher: true },
+  { name: 'publisher: an unknown command', args: ['publish'], exit: 64, publisher: true },
+  { name: 'publisher: keys without --keys', args: ['keys', 'init'], exit: 64, publisher: true },
+  { name: 'publisher: keys with an unknown command', args: ['keys', 'delete', '--keys', at('pk-1')], exit: 64, publisher: true },
+  { name: 'publisher: keys init with a stray argument', args: ['keys', 'init', 'now', '--keys', at('pk-2')], exit: 64, publisher: true },
+  { name: 'publisher: keys init where keys are already (pinned)', args: ['keys', 'init', '--keys', UPDATE_KEYS], exit: 1, code: 'UPDATE_KEYS_EXIST', publisher: true },
+  { name: 'publisher: keys init under a file', args: ['keys', 'init', '--keys', join(GARBAGE, 'keys')], exit: 1, code: 'UPDATE_WRITE_FAILED', publisher: true },
+  { name: 'publisher: keys rotate without a ROLE (pinned)', args: ['keys', 'rotate', '--keys', UPDATE_KEYS, '--repo', UPDATE_REPO], exit: 64, publisher: true },
+  { name: 'publisher: keys rotate of an unknown role (pinned)', args: ['keys', 'rotate', 'mirror', '--keys', UPDATE_KEYS, '--repo', UPDATE_REPO], exit: 64, publisher: true },
+  { name: 'publisher: keys rotate without --repo', args: ['keys', 'rotate', 'timestamp', '--keys', UPDATE_KEYS], exit: 64, publisher: true },
+  { name: 'publisher: keys rotate of a folder with no repository', args: ['keys', 'rotate', 'timestamp', '--keys', at('pk-3'), '--repo', EMPTY_FOLDER], exit: 64, publisher: true },
+  { name: 'publisher: keys renew-root without the root key (pinned)', args: ['keys', 'renew-root', '--keys', EMPTY_FOLDER, '--repo', UPDATE_REPO], exit: 1, code: 'UPDATE_KEY_MISSING', publisher: true },
+  { name: 'publisher: keys renew-root with a bad --root-days', args: ['keys', 'renew-root', '--keys', UPDATE_KEYS, '--repo', UPDATE_REPO, '--root-days', 'forever'], exit: 64, publisher: true },
+  { name: 'publisher: build without --from', args: ['build', '--repo', at('pr-1'), '--keys', UPDATE_KEYS], exit: 64, publisher: true },
+  { name: 'publisher: build with a stray argument', args: ['build', 'now', '--from', FOLDER, '--repo', at('pr-2'), '--keys', UPDATE_KEYS], exit: 64, publisher: true },
+  { name: 'publisher: build with a bad --timestamp-days', args: ['build', '--from', FOLDER, '--repo', at('pr-3'), '--keys', UPDATE_KEYS, '--timestamp-days', '0'], exit: 64, publisher: true },
+  { name: 'publisher: build from a folder that does not exist', args: ['build', '--from', MISSING, '--repo', at('pr-4'), '--keys', UPDATE_KEYS], exit: 1, code: 'UPDATE_SOURCE_INVALID', publisher: true },
+  { name: 'publisher: build from a folder of other files', args: ['build', '--from', FOLDER, '--repo', at('pr-5'), '--keys', UPDATE_KEYS], exit: 1, code: 'UPDATE_SOURCE_INVALID', publisher: true },
+  { name: 'publisher: build from an empty folder', args: ['build', '--from', EMPTY_FOLDER, '--repo', at('pr-6'), '--keys', UPDATE_KEYS], exit: 1, code: 'UPDATE_SOURCE_INVALID', publisher: true },
+  { name: 'publisher: build without the keys (pinned)', args: ['build', '--from', at('update-source'), '--repo', at('pr-7'), '--keys', EMPTY_FOLDER], exit: 1, code: 'UPDATE_KEY_MISSING', publisher: true },
+  { name: 'publisher: build onto a repository made with other keys (pinned)', args: ['build', '--from', at('update-source'), '--repo', UPDATE_REPO, '--keys', KEYS_OTHER], exit: 1, code: 'UPDATE_KEY_MISMATCH', publisher: true },
+  { name: 'publisher: build with garbage metadata in --repo', args: ['build', '--from', at('update-source'), '--repo', REPO_GARBAGE_ROOT, '--keys', UPDATE_KEYS], exit: 1, code: 'UPDATE_REPO_INVALID', publisher: true },
+  { name: 'publisher: show of a folder with no repository', args: ['show', '--repo', EMPTY_FOLDER], exit: 64, publisher: true },
 
   // demo
   // The demos are the project's harness (./portcullis demo), not kiosk commands.
@@ -240,7 +324,8 @@ describe.concurrent('portcullis-kiosk with bad input', () => {
       return;
     }
     if (c.name.startsWith('keygen where a key')) await keys;
-    const r = await kiosk(c.args, { ...(c.stdin === undefined ? {} : { stdin: c.stdin }), ...(c.env ? { env: c.env } : {}) });
+    if (c.name.includes('(pinned)') || c.publisher) await updates;
+    const r = await kiosk(c.args, { ...(c.stdin === undefined ? {} : { stdin: c.stdin }), ...(c.env ? { env: c.env } : {}), ...(c.publisher ? { main: PUBLISHER } : {}) });
     const output = `${r.stdout}\n${r.stderr}`;
     expect(r.signal, `killed after ${CASE_TIMEOUT_MS} ms:\n${output}`).toBeNull();
     expect(output).not.toMatch(STACK);
@@ -251,7 +336,7 @@ describe.concurrent('portcullis-kiosk with bad input', () => {
     if (c.exit === 1) {
       const lines = r.stderr.trimEnd().split('\n');
       expect(lines, r.stderr).toHaveLength(1);
-      expect(lines[0]).toMatch(/^portcullis-kiosk(?: log)?: [A-Z][A-Z0-9_]+: \S/);
+      expect(lines[0]).toMatch(/^portcullis-(?:kiosk(?: log)?|update): [A-Z][A-Z0-9_]+: \S/);
       if (c.code) expect(lines[0]!.split(': ')[1]).toBe(c.code);
     } else {
       expect(r.stderr).toMatch(/usage:/);

@@ -55,6 +55,17 @@ describe('the layer rules, file by file', () => {
     expect(await lint('manifest/planted.ts', "import { readFile } from 'node:fs/promises';\n")).toHaveLength(1);
     expect(await lint('kiosk/main.ts', "import { buildDriveImage } from '../test/support/image-builder.ts';\n")).toHaveLength(1);
   });
+
+  it('keeps the update publisher a program of its own, and the kiosk\'s update adapters off use cases', async () => {
+    expect(await lint('update/planted.ts', "import { parsePolicy } from '../kiosk/core/policy.ts';\n")).toHaveLength(1);
+    expect(await lint('update/planted.ts', "import { loadTrustStore } from '../agent/trust-store.ts';\n")).toHaveLength(1);
+    expect(await lint('kiosk/cli/planted.ts', "import { buildRepository } from '../../update/repository.ts';\n")).toHaveLength(1);
+    expect(await lint('agent/planted.ts', "import { buildRepository } from '../update/repository.ts';\n")).toHaveLength(1);
+    expect(await lint('manifest/planted.ts', "import { buildRepository } from '../update/repository.ts';\n")).toHaveLength(1);
+    expect(await lint('kiosk/updates/planted.ts', "import { runStation } from '../cli/run-command.ts';\n")).toHaveLength(1);
+    expect(await lint('update/planted.ts', "import { classifyTarget } from '../manifest/update-repository.ts';\n")).toEqual([]);
+    expect(await lint('kiosk/cli/planted.ts', "import { verifyRepository } from '../updates/tuf-folder.ts';\n")).toEqual([]);
+  });
 });
 
 function tree(files: Record<string, string>): string {
@@ -80,6 +91,8 @@ describe('the folder graph', () => {
   it('finds an import between the programs, and none in a clean tree', () => {
     const mixed = checkLayers(tree({ 'kiosk/cli/x.ts': "import { y } from '../../agent/y.ts';\n", 'agent/y.ts': 'export const y = 1;\n' }));
     expect(mixed.problems.map((p) => p.kind)).toEqual(['between-programs']);
+    const publisher = checkLayers(tree({ 'update/x.ts': "import { y } from '../kiosk/core/y.ts';\n", 'kiosk/core/y.ts': 'export const y = 1;\n' }));
+    expect(publisher.problems.map((p) => p.kind)).toEqual(['between-programs']);
     const clean = checkLayers(tree({ 'kiosk/scan/a.ts': "import { c } from '../core/c.ts';\n", 'kiosk/core/c.ts': "import { m } from '../../manifest/m.ts';\n", 'manifest/m.ts': 'export const m = 1;\n' }));
     expect(clean.problems).toEqual([]);
   });

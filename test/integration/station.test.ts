@@ -203,11 +203,16 @@ describe('the station on real filesystem images', () => {
     await s.stop();
   });
 
-  it('shows an engine that cannot start as a failure, not as a verdict on the files', async () => {
+  it('shows engines that fail after the self-check as a failure, not as a verdict on the files', async () => {
     const source = new FixtureDeviceSource();
-    const emptyDb = join(dir, 'empty-clamav-db');
-    await mkdir(emptyDb, { recursive: true });
-    const s = await station({ source, clamavDb: emptyDb, dbPath: null });
+    // The self-check proved the engines; then they fail at this drive (clamd gone, a rule no longer live).
+    const failing = async (o: ScanCommandOptions): Promise<ScanOutcome> => {
+      const outcome = await runScan(o);
+      const decision = { verdict: 'rejected' as const, files: [], driveReasons: [{ code: 'ENGINE_NOT_READY' as const, detail: 'clamd did not answer PING' }] };
+      return { ...outcome, summary: { ...outcome.summary, report: { ...outcome.summary.report, decision } } };
+    };
+    const s = await station({ source, scan: failing, dbPath: null });
+    await waitForState(s, (st) => st.service.state === 'ready');
     source.insert(await fixture('plain-stick', 'stick-3', await imageCopy('engine')));
     const shown = await waitForState(s, (st) => st.screen.kind === 'result');
     expect(shown.screen.kind === 'result' && shown.screen.result.engineFailure?.code).toBe('ENGINE_NOT_READY');

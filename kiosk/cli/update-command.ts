@@ -1,0 +1,308 @@
+/**
+ * `portcullis-kiosk update init|import|status|rollback`: signed offline
+ * updates of the kiosk's ClamAV databases, YARA rules, allowlist and policy
+ * (docs/updates.md). An import, in order:
+ *
+ *  1. takes the update lock and a fresh staging folder holding the trusted
+ *     TUF metadata (the newest imported set's, or the pinned root);
+ *  2. verifies the repository on the drive with tuf-js (update/tuf-folder.ts):
+ *     root rotations, signatures and thresholds, versions (rollback), expiry
+ *     (freeze), and each target's length and hashes as it is copied off;
+ *  3. checks each part as the kiosk uses it: ClamAV's own signature check
+ *     (sigtool) and no database older than the active one; the policy and
+ *     allowlist schemas; then the whole new set through the engines' start-up
+ *     self-test (clamd loads the databases without a warning, EICAR found,
+ *     the YARA rules compiled by the loader and every rule live);
+ *  4. renames the staged set into place and switches the state file (one
+ *     atomic step), keeping the previous set for `update rollback`;
+ *  5. records UPDATE_IMPORTED in the audit log, or, if that record cannot be
+ *     written, switches back: an update that is not on the record did not
+ *     happen. Every refusal is recorded as UPDATE_REFUSED with its code.
+ */
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { displayText, PortcullisError } from '../../manifest/index.ts';
+import { parseClamavHeader, UPDATE_PARTS, type UpdatePartKind } from '../../manifest/update-repository.ts';
+import { openAuditStore } from '../audit/store.ts';
+import { AllowlistError, buildAllowlist } from '../core/allowlist.ts';
+import { parsePolicy, PolicyError, type LoadedPolicy } from '../core/policy.ts';
+import { ageHours, clamavDowngrade, describeAge, signaturesBuiltAt, UpdateError, type UpdatePart, type UpdateSet } from '../core/update-set.ts';
+import { checkClamavDatabase } from '../engines/clamav/database-check.ts';
+import { ScannerError } from '../engines/clamav/errors.ts';
+import { EngineError, startEngines } from '../engines/engines.ts';
+import { YaraRuleError } from '../engines/yara/errors.ts';
+import { verifyRepository, type VerifiedRepository } from '../updates/tuf-folder.ts';
+import { activeSet, beginStaging, cleanUp, commitStaging, generationPath, initUpdates, isInitialised, lockUpdates, pinnedRootPath, readSet, readState, rollBack, type Staging } from '../updates/update-store.ts';
+import { KIOSK_DEFAULTS } from '../config.ts';
+import { loadPolicy } from '../rules-files.ts';
+
+export interface UpdateCommandOptions {
+  /** The kiosk's updates folder (config `updatesDir`). */
+  readonly updatesDir: string;
+  /** Audit database; null: none (tests only). */
+  readonly dbPath: string | null;
+  /** The kiosk's own parts, which a set that does not carry one keeps using (and the engine check uses). */
+  readonly clamavDb?: string;
+  readonly rulesDir?: string;
+  readonly policyPath?: string;
+  readonly allowlistDir?: string;
+  /** Scratch space for the engine check (printable ASCII path: clamd is told spool paths). */
+  readonly workDir?: string;
+  /** Accept ClamAV databases without Cisco's signature (.cud made with sigtool --unsigned): labs and tests. */
+  readonly unsignedClamavDatabases?: boolean;
+  readonly now?: () => Date;
+  readonly out?: (line: string) => void;
+  /** Called before each file of the repository is read: progress (tests pull the drive here). */
+  readonly onRead?: (relativePath: string) => void | Promise<void>;
+}
+
+/** What an import did. */
+export type ImportResult =
+  | { readonly status: 'imported'; readonly generation: string; readonly previous: string | null; readonly set: UpdateSet }
+  | { readonly status: 'unchanged'; readonly generation: string };
+
+/** The parts a kiosk copies (the HMIs' trust store is checked by TUF but not kept). */
+const KIOSK_KINDS: ReadonlySet<UpdatePartKind> = new Set(['clamav', 'yara', 'allowlist', 'policy']);
+
+function record(options: UpdateCommandOptions, type: string, data: Record<string, unknown>): void {
+  if (options.dbPath === null) return;
+  const store = openAuditStore(options.dbPath, options.now ? { now: options.now } : {});
+  try {
+    store.recordEvent(type, data);
+  } finally {
+    store.close();
+  }
+}
+
+/** `update init --root FILE`: pins the publisher's root; recorded as UPDATE_ROOT_PINNED. */
+export async function updateInit(options: UpdateCommandOptions, rootFile: string): Promise<void> {
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(rootFile);
+  } catch (cause) {
+    throw new UpdateError('UPDATE_ROOT_INVALID', `cannot read ${displayText(rootFile)} (${(cause as NodeJS.ErrnoException).code ?? (cause as Error).message}): give the repository's metadata/root.json`, { cause });
+  }
+  const { createHash } = await import('node:crypto');
+  const digest = createHash('sha256').update(bytes).digest('hex');
+  const root = await initUpdates(options.updatesDir, bytes);
+  record(options, 'UPDATE_ROOT_PINNED', { updatesDir: options.updatesDir, rootVersion: root.version, rootExpires: root.expires, rootSha256: digest, keyIds: root.keyIds });
+  const out = options.out ?? console.log;
+  out(`pinned root version ${root.version} (sha256 ${digest}) in ${options.updatesDir}`);
+  out('Compare that sha256 with the one the publisher read out for metadata/root.json: they must be equal.');
+  for (const [role, ids] of Object.entries(root.keyIds)) out(`  ${role.padEnd(9)} ${ids.join(', ')}`);
+}
+
+/** Maps an engine start failure on the new set to the part it blames. */
+function engineFailure(error: unknown): UpdateError {
+  const detail = error instanceof PortcullisError ? `${error.code}: ${error.message}` : String(error);
+  if (error instanceof YaraRuleError) return new UpdateError('UPDATE_PART_INVALID', `the set's YARA rules: ${displayText(detail)}; nothing was changed`, { cause: error });
+  if (error instanceof ScannerError && error.code === 'SCANNER_START_FAILED') return new UpdateError('UPDATE_CLAMAV_INVALID', `clamd does not load the set's databases cleanly: ${displayText(detail)}; nothing was changed`, { cause: error });
+  if (error instanceof EngineError && error.code === 'CLAMAV_DB_MISSING') return new UpdateError('UPDATE_PART_INVALID', `${displayText(detail)}: a set without ClamAV databases needs the kiosk's own (--clamav-db); nothing was changed`, { cause: error });
+  return new UpdateError('UPDATE_ENGINES_FAILED', `the new set fails the engines' self-test: ${displayText(detail)}; nothing was changed`, { cause: error });
+}
+
+async function files(dir: string): Promise<{ name: string; bytes: Buffer }[]> {
+  const names = (await readdir(dir)).sort();
+  return Promise.all(names.map(async (name) => ({ name, bytes: await readFile(join(dir, name)) })));
+}
+
+/** Step 3: each part checked as the kiosk will use it; returns the set's parts and its proven rule set. */
+async function checkParts(options: UpdateCommandOptions, staging: Staging, verified: VerifiedRepository): Promise<{ parts: UpdatePart[]; yara: UpdateSet['yara'] }> {
+  const parts: UpdatePart[] = [];
+  const has = (kind: UpdatePartKind): boolean => verified.targets.some((t) => t.target.kind === kind);
+  for (const t of verified.targets) {
+    const base = { kind: t.target.kind, target: t.target.path, file: t.target.file, length: t.length, sha256: t.sha256 };
+    if (t.target.kind !== 'clamav') {
+      parts.push(base);
+      continue;
+    }
+    const { database, container } = t.target;
+    const header = parseClamavHeader((await readFile(t.path)).subarray(0, 512));
+    if (!header.ok) throw new UpdateError('UPDATE_CLAMAV_INVALID', `${t.target.path}: ${header.reason}; nothing was changed`);
+    if (container === 'cud' && !options.unsignedClamavDatabases) {
+      throw new UpdateError('UPDATE_CLAMAV_UNSIGNED', `${t.target.path} is an unsigned ClamAV database (.cud): this kiosk takes only Cisco-signed .cvd/.cld files (run freshclam with "ScriptedUpdates no" on the workstation), unless its config sets unsignedClamavDatabases; nothing was changed`);
+    }
+    const check = await checkClamavDatabase(t.path, container);
+    if (!check.ok) throw new UpdateError('UPDATE_CLAMAV_INVALID', `${t.target.path}: ${check.reason}; nothing was changed`);
+    parts.push({ ...base, database, container, version: header.header.version, builtAt: header.header.builtAt.toISOString().replace('.000Z', 'Z'), clamavSigned: check.check.signed });
+  }
+  if (has('clamav')) {
+    for (const needed of ['main', 'daily'] as const) {
+      if (!parts.some((p) => p.database === needed)) throw new UpdateError('UPDATE_PART_INVALID', `the set carries ClamAV databases but no ${needed} database: publish main and daily together (bytecode too, as freshclam fetches it); nothing was changed`);
+    }
+  }
+  const downgrade = clamavDowngrade(staging.active?.set ?? null, parts);
+  if (downgrade !== null) throw new UpdateError('UPDATE_ROLLBACK', `${downgrade}: use the newest databases; nothing was changed`);
+
+  let policy: LoadedPolicy;
+  if (has('policy')) {
+    const path = join(staging.setDir, 'policy', 'policy.json');
+    try {
+      policy = parsePolicy(await readFile(path), 'policy/policy.json');
+    } catch (error) {
+      if (error instanceof PolicyError) throw new UpdateError('UPDATE_PART_INVALID', `${displayText(error.message)}; nothing was changed`, { cause: error });
+      throw error;
+    }
+  } else {
+    policy = await loadPolicy(options.policyPath ?? KIOSK_DEFAULTS.policyPath);
+  }
+  if (has('allowlist')) {
+    try {
+      buildAllowlist(await files(join(staging.setDir, 'allowlist')));
+    } catch (error) {
+      if (error instanceof AllowlistError) throw new UpdateError('UPDATE_PART_INVALID', `the set's allowlist: ${displayText(error.message)}; nothing was changed`, { cause: error });
+      throw error;
+    }
+  }
+
+  // The whole set through the engines' start-up self-test, as the station will start them.
+  const workDir = await mkdtemp(join(options.workDir ?? tmpdir(), 'portcullis-update-check-'));
+  try {
+    let engines;
+    try {
+      engines = await startEngines({
+        clamavDb: has('clamav') ? join(staging.setDir, 'clamav') : options.clamavDb ?? KIOSK_DEFAULTS.clamavDb,
+        rulesDir: has('yara') ? join(staging.setDir, 'yara') : options.rulesDir ?? KIOSK_DEFAULTS.rulesDir,
+        workDir,
+        policy: policy.policy,
+      });
+    } catch (error) {
+      throw engineFailure(error);
+    }
+    const yara = { ruleSetDigest: engines.info.yara?.ruleSetDigest ?? '', ruleCount: engines.info.yara?.ruleCount ?? 0 };
+    await engines.stop();
+    return { parts, yara: has('yara') ? yara : null };
+  } finally {
+    await rm(workDir, { recursive: true, force: true });
+  }
+}
+
+/** `update import PATH`. Throws an UpdateError (recorded as UPDATE_REFUSED) when anything is wrong; then nothing changed. */
+export async function importUpdate(options: UpdateCommandOptions, repository: string): Promise<ImportResult> {
+  const now = options.now ?? (() => new Date());
+  const dir = options.updatesDir;
+  const source = displayText(repository);
+  try {
+    if (!(await isInitialised(dir))) {
+      throw new UpdateError('UPDATE_NOT_INITIALISED', `${displayText(dir)} has no pinned update root: run "portcullis-kiosk update init --root root.json" with the publisher's root first (docs/updates.md)`);
+    }
+    const release = await lockUpdates(dir);
+    try {
+      const staging = await beginStaging(dir);
+      try {
+        const verified = await verifyRepository({ repository, metadataDir: staging.metadataDir, targetDir: staging.setDir, scratch: staging.scratch, kinds: KIOSK_KINDS, ...(options.onRead ? { onRead: options.onRead } : {}) });
+        const { current, trust } = staging.state;
+        if (verified.unchanged && current !== null && current === trust) {
+          record(options, 'UPDATE_UNCHANGED', { source, generation: current, timestampVersion: verified.roles.timestamp.version });
+          return { status: 'unchanged', generation: current };
+        }
+        const { parts, yara } = await checkParts(options, staging, verified);
+        const importedAt = now().toISOString();
+        const commit = await commitStaging(dir, staging, (generation) => ({ formatVersion: 1, generation, importedAt, source, tuf: verified.roles, parts, yara }));
+        const set = await readSet(dir, commit.generation);
+        try {
+          record(options, 'UPDATE_IMPORTED', { source, generation: commit.generation, previous: commit.before.current, tuf: verified.roles, parts: set.parts, signaturesBuiltAt: signaturesBuiltAt(set), yara });
+        } catch (error) {
+          await commit.revert();
+          throw error;
+        }
+        return { status: 'imported', generation: commit.generation, previous: commit.before.current, set };
+      } finally {
+        await cleanUp(dir).catch(() => undefined);
+      }
+    } finally {
+      await release();
+    }
+  } catch (error) {
+    const code = error instanceof PortcullisError ? String((error as PortcullisError).code) : 'INTERNAL_ERROR';
+    try {
+      record(options, 'UPDATE_REFUSED', { source, code, message: error instanceof Error ? error.message : String(error) });
+    } catch (auditError) {
+      // Nothing was changed either way; the person at the console must know the log lacks this refusal.
+      if (error instanceof Error && !code.startsWith('AUDIT_')) error.message += `; and the refusal could not be recorded in the audit log (${(auditError as Error).message})`;
+    }
+    throw error;
+  }
+}
+
+/** `update rollback`: back to the previous set, once; recorded as UPDATE_ROLLED_BACK. */
+export async function rollbackUpdate(options: UpdateCommandOptions): Promise<{ from: string; to: string }> {
+  if (!(await isInitialised(options.updatesDir))) {
+    throw new UpdateError('UPDATE_NOT_INITIALISED', `${displayText(options.updatesDir)} has no pinned update root: nothing was ever imported`);
+  }
+  const release = await lockUpdates(options.updatesDir);
+  try {
+    const done = await rollBack(options.updatesDir);
+    try {
+      record(options, 'UPDATE_ROLLED_BACK', { from: done.from, to: done.to });
+    } catch (error) {
+      await done.revert();
+      throw error;
+    }
+    await cleanUp(options.updatesDir);
+    return { from: done.from, to: done.to };
+  } finally {
+    await release();
+  }
+}
+
+/** One line per part of a set, for status. */
+function partLines(set: UpdateSet, now: Date): string[] {
+  const lines: string[] = [];
+  for (const kind of UPDATE_PARTS) {
+    const parts = set.parts.filter((p) => p.kind === kind);
+    if (parts.length === 0) continue;
+    if (kind === 'clamav') {
+      for (const p of parts) {
+        lines.push(`  clamav     ${p.file.padEnd(14)} version ${String(p.version ?? '?').padEnd(7)} built ${p.builtAt ?? '?'} (${describeAge(ageHours(p.builtAt ?? null, now))}), ${p.clamavSigned ? 'ClamAV signature verified' : 'unsigned (.cud)'}`);
+      }
+    } else if (kind === 'yara') {
+      lines.push(`  yara       ${parts.length} rule file${parts.length === 1 ? '' : 's'}${set.yara ? `, ${set.yara.ruleCount} rules proven live, ${set.yara.ruleSetDigest}` : ''}`);
+    } else {
+      for (const p of parts) lines.push(`  ${kind.padEnd(10)} ${p.file.padEnd(14)} sha256:${p.sha256.slice(0, 16)}...`);
+    }
+  }
+  return lines;
+}
+
+export interface UpdateStatus {
+  readonly updatesDir: string;
+  readonly initialised: boolean;
+  readonly current: UpdateSet | null;
+  readonly previous: UpdateSet | null;
+  readonly signaturesBuiltAt: string | null;
+  readonly signaturesAgeHours: number | null;
+  /** The active policy's limit and what it does when passed. */
+  readonly maxAgeHours: number;
+  readonly whenOutdated: string;
+}
+
+/** `update status`: the active set (each part's version and age), the previous one, and the freshness limit. */
+export async function updateStatus(options: UpdateCommandOptions, signatures: { maxAgeHours: number; whenOutdated: string }): Promise<UpdateStatus> {
+  const initialised = await isInitialised(options.updatesDir);
+  const state = initialised ? await readState(options.updatesDir) : { current: null, previous: null, trust: null };
+  const current = state.current ? await readSet(options.updatesDir, state.current) : null;
+  const previous = state.previous ? await readSet(options.updatesDir, state.previous) : null;
+  const builtAt = current ? signaturesBuiltAt(current) : null;
+  return { updatesDir: options.updatesDir, initialised, current, previous, signaturesBuiltAt: builtAt, signaturesAgeHours: ageHours(builtAt, (options.now ?? (() => new Date()))()), ...signatures };
+}
+
+export function statusLines(status: UpdateStatus, now: Date): string[] {
+  const lines = [`updates folder ${status.updatesDir}: ${status.initialised ? `root pinned (${pinnedRootPath(status.updatesDir)})` : 'no root pinned: run update init --root FILE'}`];
+  if (!status.current) {
+    lines.push('active set: none imported (the kiosk uses its configured ClamAV database, rules, allowlist and policy)');
+  } else {
+    const c = status.current;
+    lines.push(`active set ${c.generation}: imported ${c.importedAt} from ${c.source}`);
+    lines.push(`  repository: targets version ${c.tuf.targets.version}, timestamp version ${c.tuf.timestamp.version} (signed until ${c.tuf.timestamp.expires}), root version ${c.tuf.root.version}`);
+    lines.push(...partLines(c, now));
+    const limit = `${status.maxAgeHours} hours`;
+    const outdated = status.signaturesAgeHours !== null && status.signaturesAgeHours > status.maxAgeHours;
+    lines.push(`signatures: ${describeAge(status.signaturesAgeHours)}; the policy's limit is ${limit}${outdated ? `: OUTDATED (the station ${status.whenOutdated === 'warn' ? 'warns' : 'is out of service'})` : ''}`);
+  }
+  lines.push(status.previous ? `previous set ${status.previous.generation} (imported ${status.previous.importedAt}): "update rollback" makes it active again` : 'previous set: none');
+  return lines;
+}
+
+export { generationPath, activeSet };
