@@ -200,6 +200,7 @@ export function reviewImportAgentLogCommand(options: ReviewImportOptions): Promi
           throw error;
         }
         out.write(`${displayText(file)}: ${result.format}, ${result.records} records from ${result.hmis.join(', ') || 'no HMI'}: ${result.added} new, ${result.duplicates} already imported${result.format === 'export-json' ? ' (an export carries no prev hashes: its chain could not be verified)' : ''}\n`);
+        for (const hmi of result.newChains) out.write(`${displayText(file)}: HMI ${hmi} began a new log chain (a reinstall or a log begun again): its records are kept apart from its earlier chain's; find out which before relying on it\n`);
       }
     } finally {
       staff.close();

@@ -1,7 +1,9 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { AuditLog } from '../../agent/audit-log.ts';
 import { formatExport, verifyLogBytes } from '../../manifest/agent-log.ts';
 import { hashPassword, openReviewStore, verifyPassword, type StaffStore } from './review-store.ts';
 import { SCAN_A_MANIFEST, writeReviewFixture } from '../../test/support/review-fixture.ts';
@@ -81,6 +83,45 @@ describe('review store', () => {
     const other = check.entries.map((r) => (r.seq === 2 ? { ...r, hash: 'e'.repeat(64) } : r));
     expect(() => store.importAgentLog(Buffer.from(formatExport(other, 'json')))).toThrow(expect.objectContaining({ code: 'REVIEW_IMPORT_CONFLICT' }));
     expect(() => store.importAgentLog(Buffer.from('[{"seq":1,"hmi":"HMI-1","hash":"x"}]'))).toThrow(expect.objectContaining({ code: 'REVIEW_IMPORT_INVALID' }));
+  });
+
+  it('imports a reinstalled HMI\'s new log as a new chain, kept apart, and the old one again as duplicates', () => {
+    const { agentLog } = writeReviewFixture(dir);
+    store.importAgentLog(readFileSync(agentLog));
+    const fresh = join(dir, 'reinstalled.jsonl');
+    let t = Date.parse('2025-03-05T08:00:00Z');
+    const log = new AuditLog(fresh, { hmi: 'HMI-LINE3', clock: () => new Date((t += 1000)) });
+    log.append({ event: 'agent.started', outcome: 'info', code: 'SERVICE_STARTED', reason: 'first start after the reinstall' });
+    log.append({ event: 'trust.key-added', outcome: 'changed', code: 'TRUST_CHANGED', reason: 'trusted the kiosk key again' });
+    expect(store.importAgentLog(readFileSync(fresh))).toMatchObject({ added: 2, duplicates: 0, newChains: ['HMI-LINE3'] });
+    expect(store.importAgentLog(readFileSync(agentLog))).toMatchObject({ added: 0, duplicates: 4, newChains: [] });
+    expect(store.agentRecords().filter((r) => r.hmi === 'HMI-LINE3' && r.seq === 1)).toHaveLength(2);
+  });
+
+  it('moves a review database from before log chains were told apart, and lets the old log claim its records', () => {
+    store.close();
+    const path = join(dir, 'old.db');
+    const old = new Database(path);
+    old.exec(`CREATE TABLE agent_records (
+     id INTEGER PRIMARY KEY, hmi TEXT NOT NULL, seq INTEGER NOT NULL, hash TEXT NOT NULL,
+     time TEXT NOT NULL, event TEXT NOT NULL, outcome TEXT NOT NULL, code TEXT NOT NULL, reason TEXT NOT NULL,
+     manifest_digest TEXT, key_id TEXT, drive_label TEXT, path TEXT, destination TEXT,
+     sha256 TEXT, size INTEGER, verified INTEGER NOT NULL, imported_at TEXT NOT NULL,
+     UNIQUE (hmi, seq)) STRICT`);
+    const { agentLog } = writeReviewFixture(dir);
+    const check = verifyLogBytes(readFileSync(agentLog));
+    if (!check.ok) throw new Error('fixture log broken');
+    for (const r of check.entries) {
+      old.prepare('INSERT INTO agent_records (hmi, seq, hash, time, event, outcome, code, reason, verified, imported_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?)')
+        .run(r.hmi, r.seq, r.hash, r.time, r.event, r.outcome, r.code, r.reason, r.time);
+    }
+    old.close();
+    store = openReviewStore(path);
+    expect(store.agentRecords()).toHaveLength(4);
+    expect(store.importAgentLog(readFileSync(agentLog))).toMatchObject({ added: 0, duplicates: 4, newChains: [] });
+    const raw = new Database(path, { readonly: true });
+    expect(raw.prepare('SELECT DISTINCT log_chain FROM agent_records').pluck().all()).toEqual([check.entries[0]!.hash]);
+    raw.close();
   });
 
   it('calls a JSON file with nothing like an agent record in it the wrong file, not a broken chain', () => {

@@ -45,7 +45,7 @@ const SCHEMA = [
      time TEXT NOT NULL, event TEXT NOT NULL, outcome TEXT NOT NULL, code TEXT NOT NULL, reason TEXT NOT NULL,
      manifest_digest TEXT, key_id TEXT, drive_label TEXT, path TEXT, destination TEXT,
      sha256 TEXT, size INTEGER, verified INTEGER NOT NULL, imported_at TEXT NOT NULL,
-     UNIQUE (hmi, seq)) STRICT`,
+     log_chain TEXT NOT NULL DEFAULT '', UNIQUE (hmi, log_chain, seq)) STRICT`,
   'CREATE INDEX IF NOT EXISTS agent_records_manifest ON agent_records (manifest_digest)',
   // Sign-ins to the review (SR 2.8): kept here, sent to the SIEM and the central review by `siem send`.
   `CREATE TABLE IF NOT EXISTS sign_ins (
@@ -118,6 +118,8 @@ export interface AgentImportResult {
   readonly added: number;
   readonly duplicates: number;
   readonly hmis: readonly string[];
+  /** HMIs whose log in this import is a new chain (a reinstall, a log begun again): kept apart from their earlier chain. */
+  readonly newChains: readonly string[];
 }
 
 const hex64 = string({ pattern: /^[0-9a-f]{64}$/, patternMessage: 'expected 64 lowercase hex characters' });
@@ -251,6 +253,29 @@ export interface ReviewStoreOptions {
   readonly now?: () => Date;
 }
 
+/**
+ * Review databases made before log chains were told apart keyed agent records by (hmi, seq), so a
+ * reinstalled HMI's new log could never be imported (REVIEW_IMPORT_CONFLICT). The table is rebuilt
+ * keyed by (hmi, log_chain, seq); old rows get the chain '' until a log with their record 1 claims them.
+ */
+function migrateLogChains(db: Database.Database): void {
+  const columns = db.prepare("SELECT name FROM pragma_table_info('agent_records')").pluck().all() as string[];
+  if (columns.includes('log_chain')) return;
+  db.transaction(() => {
+    db.exec(`CREATE TABLE agent_records_chained (
+     id INTEGER PRIMARY KEY, hmi TEXT NOT NULL, seq INTEGER NOT NULL, hash TEXT NOT NULL,
+     time TEXT NOT NULL, event TEXT NOT NULL, outcome TEXT NOT NULL, code TEXT NOT NULL, reason TEXT NOT NULL,
+     manifest_digest TEXT, key_id TEXT, drive_label TEXT, path TEXT, destination TEXT,
+     sha256 TEXT, size INTEGER, verified INTEGER NOT NULL, imported_at TEXT NOT NULL,
+     log_chain TEXT NOT NULL DEFAULT '', UNIQUE (hmi, log_chain, seq)) STRICT`);
+    db.exec(`INSERT INTO agent_records_chained (id, hmi, seq, hash, time, event, outcome, code, reason, manifest_digest, key_id, drive_label, path, destination, sha256, size, verified, imported_at)
+      SELECT id, hmi, seq, hash, time, event, outcome, code, reason, manifest_digest, key_id, drive_label, path, destination, sha256, size, verified, imported_at FROM agent_records`);
+    db.exec('DROP TABLE agent_records');
+    db.exec('ALTER TABLE agent_records_chained RENAME TO agent_records');
+    db.exec('CREATE INDEX IF NOT EXISTS agent_records_manifest ON agent_records (manifest_digest)');
+  })();
+}
+
 /** Opens (creating when needed) the review database. */
 export function openReviewStore(path: string, options: ReviewStoreOptions = {}): StaffStore {
   const now = options.now ?? (() => new Date());
@@ -260,15 +285,14 @@ export function openReviewStore(path: string, options: ReviewStoreOptions = {}):
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = FULL');
     for (const statement of SCHEMA) db.exec(statement);
+    migrateLogChains(db);
   } catch (cause) {
     throw new ReviewError('REVIEW_OPEN_FAILED', `${path}: cannot open the review database (${(cause as Error).message})`, { cause });
   }
   // A fixed hash to compare against for unknown users, so a wrong user name costs as long as a wrong password.
   let dummyHash: Promise<string> | null = null;
   const insertAgent = db.prepare(`INSERT INTO agent_records (hmi, seq, hash, time, event, outcome, code, reason, manifest_digest, key_id,
-    drive_label, path, destination, sha256, size, verified, imported_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
-  const findAgent = db.prepare('SELECT hash, verified FROM agent_records WHERE hmi = ? AND seq = ?');
-  const upgradeAgent = db.prepare('UPDATE agent_records SET verified = 1 WHERE hmi = ? AND seq = ?');
+    drive_label, path, destination, sha256, size, verified, imported_at, log_chain) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
 
   return {
     path,
@@ -307,24 +331,40 @@ export function openReviewStore(path: string, options: ReviewStoreOptions = {}):
       const importedAt = now().toISOString();
       let added = 0;
       let duplicates = 0;
+      const newChains: string[] = [];
+      // A log's chain is named by its record 1's hash: a reinstalled HMI's new log is another chain, kept apart.
+      const chainOf = new Map(records.filter((r) => r.seq === 1).map((r) => [safe(r.hmi)!, r.hash]));
       db.transaction(() => {
+        for (const [hmi, chain] of chainOf) {
+          // Records imported before chains were told apart: claimed by the log whose record 1 they hold.
+          db.prepare(`UPDATE agent_records SET log_chain = ? WHERE hmi = ? AND log_chain = ''
+            AND EXISTS (SELECT 1 FROM agent_records WHERE hmi = ? AND log_chain = '' AND seq = 1 AND hash = ?)`).run(chain, hmi, hmi, chain);
+          const known = db.prepare('SELECT count(*) FROM agent_records WHERE hmi = ? AND log_chain = ?').pluck().get(hmi, chain) as number;
+          const others = db.prepare('SELECT count(*) FROM agent_records WHERE hmi = ? AND log_chain <> ?').pluck().get(hmi, chain) as number;
+          if (known === 0 && others > 0) newChains.push(hmi);
+        }
         for (const r of records) {
           const hmi = safe(r.hmi)!;
-          const existing = findAgent.get(hmi, r.seq) as { hash: string; verified: number } | undefined;
-          if (existing) {
-            if (existing.hash !== r.hash) {
-              throw new ReviewError('REVIEW_IMPORT_CONFLICT', `HMI ${hmi} record ${r.seq}: already imported with another hash: one of the two logs was altered or the HMI started a new chain; nothing was imported`);
+          const chain = chainOf.get(hmi) ?? '';
+          // Without its record 1 (an export cut by --since) a record's chain is unknown: it is checked against every chain of the HMI.
+          const existing = (chain === ''
+            ? db.prepare('SELECT hash, verified, log_chain FROM agent_records WHERE hmi = ? AND seq = ?').all(hmi, r.seq)
+            : db.prepare('SELECT hash, verified, log_chain FROM agent_records WHERE hmi = ? AND log_chain = ? AND seq = ?').all(hmi, chain, r.seq)) as Array<{ hash: string; verified: number; log_chain: string }>;
+          if (existing.length > 0) {
+            const same = existing.find((e) => e.hash === r.hash);
+            if (!same) {
+              throw new ReviewError('REVIEW_IMPORT_CONFLICT', `HMI ${hmi} record ${r.seq}: already imported with another hash in the same log chain: one of the two logs was altered; nothing was imported`);
             }
-            if (r.verified === 1 && existing.verified === 0) upgradeAgent.run(hmi, r.seq);
+            if (r.verified === 1 && same.verified === 0) db.prepare('UPDATE agent_records SET verified = 1 WHERE hmi = ? AND log_chain = ? AND seq = ?').run(hmi, same.log_chain, r.seq);
             duplicates++;
             continue;
           }
           insertAgent.run(hmi, r.seq, r.hash, r.time, r.event, r.outcome, r.code, safe(r.reason), r.manifestDigest, r.keyId, safe(r.driveLabel),
-            safe(r.path), safe(r.destination), r.sha256, r.size, r.verified, importedAt);
+            safe(r.path), safe(r.destination), r.sha256, r.size, r.verified, importedAt, chain);
           added++;
         }
       })();
-      return { format, records: records.length, added, duplicates, hmis: [...new Set(records.map((r) => safe(r.hmi)!))] };
+      return { format, records: records.length, added, duplicates, hmis: [...new Set(records.map((r) => safe(r.hmi)!))], newChains };
     },
     agentRecordsFor(manifestDigest) {
       return (db.prepare('SELECT * FROM agent_records WHERE manifest_digest = ? ORDER BY time, hmi, seq').all(manifestDigest) as AgentRow[]).map(toRecord);
