@@ -12,6 +12,8 @@ describe('usb-source', () => {
   it('names a device as sysfs does: bus, then its port path', () => {
     expect(portPath({ bus: '2', ports: [1] })).toBe('2-1');
     expect(portPath({ bus: '1', ports: [3, 1] })).toBe('1-3.1');
+    // usb 3 names the bus as usbfs does (/dev/bus/usb/002): seen in the QEMU guest
+    expect(portPath({ bus: '002', ports: [1] })).toBe('2-1');
   });
 
   it('gives a block device to the USB device whose interface it hangs under (as seen in the QEMU guest)', () => {

@@ -25,9 +25,12 @@ const USB_SYSFS = '/sys/bus/usb/devices';
 
 type UsbDevice = WebUsbDeviceLike & { readonly bus: string; readonly ports: readonly number[] };
 
-/** The device's sysfs name, as the kernel writes it: bus, then the port path ("2-1", "2-3.1"). */
+/**
+ * The device's sysfs name, as the kernel writes it: bus, then the port path
+ * ("2-1", "2-3.1"). The usb package gives the bus as usbfs names it ("002").
+ */
 export function portPath(d: { readonly bus: string; readonly ports: readonly number[] }): string {
-  return `${d.bus}-${d.ports.join('.')}`;
+  return `${Number.parseInt(d.bus, 10)}-${d.ports.join('.')}`;
 }
 
 /**
