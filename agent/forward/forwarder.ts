@@ -221,8 +221,9 @@ export async function forwardLog(options: ForwarderOptions): Promise<ForwardResu
     const peek = readLines(options.logPath, 0, 0);
     if (peek.first === null) return { sent, pending: 0, state: state ?? { chain: '0'.repeat(64), seq: 0, offset: 0 } };
     const chain = chainOf(peek.first);
-    // Another log than the one the state is about (or a shorter one): start at its beginning.
-    if (!state || state.chain !== chain || state.offset > peek.size) state = { chain, seq: 0, offset: 0 };
+    // Another log than the one the state is about, a shorter one, or one whose delivered part no longer ends
+    // where it did (edited in place): start at its beginning; the receiver keeps what it has once and shows what changed.
+    if (!state || state.chain !== chain || state.offset > peek.size || !endsLine(options.logPath, state.offset)) state = { chain, seq: 0, offset: 0 };
     const { lines, more } = readLines(options.logPath, state.offset, FORWARD_BATCH);
     const heartbeat = !more ? [heartbeatFrame(options, chain, state.seq + lines.length, lines.at(-1)?.bytes ?? null, sdId, clock())] : [];
     if (lines.length === 0) {
@@ -240,6 +241,21 @@ export async function forwardLog(options: ForwarderOptions): Promise<ForwardResu
     state = next;
     sent += lines.length;
     if (!more) return { sent, pending: 0, state };
+  }
+}
+
+/** Whether the byte before `offset` is a line end (or offset is 0). */
+function endsLine(path: string, offset: number): boolean {
+  if (offset === 0) return true;
+  try {
+    const fd = openSync(path, 'r');
+    try {
+      return readBytes(fd, offset - 1, 1)[0] === 0x0a;
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return false;
   }
 }
 

@@ -64,6 +64,7 @@ export async function startReceiver(options: ReceiverOptions): Promise<Receiver>
       socket.destroy();
       return;
     }
+    if (socket.destroyed) return; // reset while the source was looked up: nothing was read
     const reader = new OctetFrameReader(MAX_MESSAGE_BYTES);
     const frames: Buffer[] = [];
     let bytes = 0;
@@ -82,12 +83,12 @@ export async function startReceiver(options: ReceiverOptions): Promise<Receiver>
         });
       }
     });
-    try {
-      await once(socket, 'end');
-    } catch {
-      return; // broken before the sender finished: nothing stored, the sender tries again
-    }
-    if (failed) return;
+    // The sender's half-close ends the batch; a reset, a timeout or our own drop ends the connection without it.
+    const finished = await new Promise<boolean>((resolve) => {
+      socket.once('end', () => resolve(true));
+      socket.once('close', () => resolve(false));
+    });
+    if (!finished || failed) return; // broken before the sender finished: nothing stored, the sender tries again
     if (reader.pendingBytes > 0) {
       await store.refuseConnection(source.name, 'INGEST_FRAME_TRUNCATED', `the connection ended inside a message (${reader.pendingBytes} bytes of it): nothing of this batch was stored`, Buffer.alloc(0)).catch(() => undefined);
       options.onBatch?.({ source: source.name, refused: 'INGEST_FRAME_TRUNCATED' });
