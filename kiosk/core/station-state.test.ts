@@ -146,3 +146,34 @@ describe('resultView', () => {
     expect(resultView(d, null).signed).toBe(false);
   });
 });
+
+describe('reduce: the service status (core/self-check.ts)', () => {
+  const checking = initialState(engines, false, { state: 'checking', step: 'starting' });
+  const down = { state: 'out-of-service' as const, problems: [{ code: 'SIGNATURES_MISSING', what: 'no database', fix: 'import an update' }], warnings: [] };
+  const ready = { state: 'ready' as const, warnings: [] };
+
+  it('keeps drives waiting, unread, while the station is checking or out of service', () => {
+    const s = run(checking, { type: 'inserted', drive: A }, { type: 'inserted', drive: B });
+    expect(s.screen.kind).toBe('idle');
+    expect(s.queue.map((d) => d.id)).toEqual(['a', 'b']);
+    const out = run(s, { type: 'service', service: down }, { type: 'inserted', drive: BAD });
+    expect(out.screen.kind).toBe('idle');
+    expect(out.queue.map((d) => d.id)).toEqual(['a', 'b', 'bad']);
+    expect(run(out, { type: 'removed', id: 'a' }).queue.map((d) => d.id)).toEqual(['b', 'bad']);
+  });
+
+  it('takes the first waiting drive once the station is ready', () => {
+    const s = run(checking, { type: 'inserted', drive: A }, { type: 'inserted', drive: B }, { type: 'service', service: ready });
+    expect(s.screen).toMatchObject({ kind: 'scanning', drive: { id: 'a' } });
+    expect(s.queue.map((d) => d.id)).toEqual(['b']);
+  });
+
+  it('going out of service sends a drive waiting for its badge back to wait, and takes no next drive after a result', () => {
+    const badge = run(initialState(engines, true), { type: 'inserted', drive: A }, { type: 'service', service: down });
+    expect(badge.screen.kind).toBe('idle');
+    expect(badge.queue.map((d) => d.id)).toEqual(['a']);
+    const done = run(idle, { type: 'inserted', drive: A }, { type: 'inserted', drive: B }, { type: 'finished', id: 'a', result: approved }, { type: 'service', service: down }, { type: 'removed', id: 'a' });
+    expect(done.screen.kind).toBe('idle');
+    expect(done.queue.map((d) => d.id)).toEqual(['b']);
+  });
+});

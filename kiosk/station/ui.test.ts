@@ -193,6 +193,48 @@ describe('screens', () => {
   });
 });
 
+describe('screens of the self-check', () => {
+  const problems = [
+    { code: 'KEY_PERMISSIONS', what: 'the signing key cannot be used: /etc/portcullis/keys/kiosk.key is readable by group or others (mode 644); run chmod 600 on it', fix: 'restore the kiosk\'s key file (mode 0600), or make a new key (portcullis-kiosk keygen) and add it to every HMI' },
+    { code: 'STATION_DISK_FULL', what: 'only 12 MiB free for the work folder (/run/portcullis/work); the station needs 256 MiB', fix: 'free space on that disk' },
+    { code: 'SIGNATURES_OUTDATED', what: 'the ClamAV signatures are 9 days old; the site\'s policy allows 7 days', fix: 'import a signed update from the update drive: portcullis-kiosk update import PATH (docs/updates.md)' },
+  ];
+
+  it('out of service: the banner, each problem with its fix, waiting drives told to go; 80x25 with three problems and drives plugged in', () => {
+    const down = run(initialState(engines, false, { state: 'out-of-service', problems, warnings: [] }), { type: 'inserted', drive }, { type: 'inserted', drive: { ...drive, id: 'b' } });
+    const f = frame(down);
+    expect(f).toContain('out of service');
+    expect(bigText('OUT OF SERVICE')[0]!.length).toBeLessThanOrEqual(78);
+    expect(f).toContain('OUT OF SERVICE: this kiosk checks no drive until this is fixed.');
+    expect(f).toContain('KEY_PERMISSIONS: ');
+    expect(f).toContain('2 drives are plugged in: NOT read, NOT checked. Remove them.');
+    expect(f).toMatch(/\.\.\. and 1 more \(the audit log has them: STATION_OUT_OF_SERVICE\)|SIGNATURES_OUTDATED/);
+    expect(f).not.toContain('Plug in the USB drive');
+    expectFits(f);
+    const one = frame(initialState(engines, false, { state: 'out-of-service', problems: [problems[2]!], warnings: [] }));
+    expect(one.replace(/\s+/g, ' ')).toContain('Fix: import a signed update from the update drive: portcullis-kiosk update import PATH (docs/updates.md)');
+    expectFits(one);
+  });
+
+  it('the header names the signatures\' age on every screen, in red when the policy finds them too old', () => {
+    expect(frame(idle)).toMatch(/PORTCULLIS media gate +signatures 326 days old +ready/);
+    expect(frame(run(idle, { type: 'inserted', drive }))).toMatch(/signatures 326 days old +scanning/);
+    expect(frame(initialState({ ...engines, clamavDatabaseTime: null }, false))).toContain('signature age unknown');
+  });
+
+  it('starting: says what is being checked and that drives wait; ready with a warning shows it on the idle screen', () => {
+    const f = frame(run(initialState(engines, false, { state: 'checking', step: 'the scan engines: loading the signatures, proving every rule live' }), { type: 'inserted', drive }));
+    expect(f).toContain('starting');
+    expect(f).toContain('Now: the scan engines: loading the signatures, proving every rule live');
+    expect(f).toContain('Drives plugged in now wait, unread, until the check is done.');
+    expectFits(f);
+    const warned = frame(initialState(engines, false, { state: 'ready', warnings: [problems[2]!] }));
+    expect(warned).toContain('Plug in the USB drive');
+    expect(warned).toContain('WARNING SIGNATURES_OUTDATED');
+    expectFits(warned);
+  });
+});
+
 describe('StationApp', () => {
   function store(state: StationState): StationStore & { events: StationEvent[] } {
     let current = state;

@@ -144,16 +144,53 @@ function databaseAge(engines: EngineStatus, now: Date): string {
   return Number.isNaN(days) ? 'age unknown' : `built ${engines.clamavDatabaseTime.slice(0, 10)}, ${days} day${days === 1 ? '' : 's'} old`;
 }
 
-/** Problems on the out-of-service screen: code and what on one line, the fix below it. */
+/** How many rows `text` takes when wrapped at word boundaries to `width` columns. */
+function wrappedRows(text: string, width: number): number {
+  let rows = 1;
+  let used = 0;
+  for (const word of text.split(' ')) {
+    const need = (used === 0 ? 0 : 1) + word.length;
+    if (used + need <= width) used += need;
+    else {
+      rows += Math.max(1, Math.ceil(word.length / width));
+      used = word.length % width;
+    }
+  }
+  return rows;
+}
+
+/** A block of at most two wrapped rows, `indent` columns in; longer text is cut (the audit log keeps all of it). */
+function twoRows(indent: number, parts: readonly { text: string; props?: Record<string, unknown> }[]): { element: React.ReactElement; rows: number } {
+  const width = SCREEN_COLUMNS - indent - 2;
+  const whole = parts.map((p) => p.text).join('');
+  const budget = 2 * width - 8; // room for the words wrapping leaves at the end of the first row
+  const cut = whole.length <= budget ? parts : (() => {
+    let left = budget - 3;
+    return parts.map((p) => {
+      const text = p.text.length <= left ? p.text : `${p.text.slice(0, Math.max(0, left))}...`;
+      left = Math.max(0, left - p.text.length);
+      return { ...p, text };
+    }).filter((p) => p.text !== '...' || p === parts.at(-1));
+  })();
+  const rows = Math.min(2, wrappedRows(cut.map((p) => p.text).join(''), width));
+  const element = h(Box, { width: width + 2, marginLeft: indent, height: rows, overflow: 'hidden' },
+    h(Text, { wrap: 'wrap' }, ...cut.map((p, i) => h(Text, { key: String(i), ...(p.props ?? {}) }, p.text))));
+  return { element, rows };
+}
+
+/** Problems on the out-of-service screen: the code and what (two rows at most), then the fix (two rows at most). */
 function problemRows(problems: readonly ServiceProblem[], rows: number, color: string): React.ReactElement[] {
   const out: React.ReactElement[] = [];
-  for (const p of problems) {
-    if (out.length + 3 > rows) {
-      out.push(line(`  ... and ${problems.length - out.length / 3} more (in the audit log: STATION_OUT_OF_SERVICE)`));
+  let used = 0;
+  for (const [i, p] of problems.entries()) {
+    const what = twoRows(2, [{ text: `${p.code}: `, props: { color, bold: true } }, { text: shownText(p.what) }]);
+    const fix = twoRows(4, [{ text: 'Fix: ', props: { bold: true } }, { text: shownText(p.fix) }]);
+    if (used + what.rows + fix.rows + (i < problems.length - 1 ? 1 : 0) > rows) {
+      out.push(line(`  ... and ${problems.length - i} more (the audit log has them: STATION_OUT_OF_SERVICE)`));
       break;
     }
-    out.push(h(Box, { width: SCREEN_COLUMNS - 2, marginLeft: 2, height: 2 }, h(Text, { wrap: 'truncate-end', color, bold: true }, `${p.code}: `), h(Text, { wrap: 'wrap' }, shownText(p.what))));
-    out.push(line(`    Fix: ${fit(shownText(p.fix), 70)}`));
+    out.push(what.element, fix.element);
+    used += what.rows + fix.rows;
   }
   return out;
 }
