@@ -221,3 +221,16 @@ describe('broken batches: nothing stored, nothing twice', () => {
     expect(await forwardLog({ logPath: c.path, statePath: join(dir, 'away.state'), hmi: 'hmi-c', target: target('hmi-c') })).toMatchObject({ sent: 2 });
   });
 });
+
+describe('the chains\' counts the health view reads', () => {
+  it('agree with the records after every batch above: held, pending, broken, rewritten, highest seq (a pending record resolved on the way)', async () => {
+    const kept = await store.pool.query<{ id: number; records: string; max_seq: string; pending: string; broken: string; conflicts: string }>('SELECT id, records, max_seq, pending, broken, conflicts FROM chains ORDER BY id');
+    const counted = await store.pool.query<{ id: number; records: string; max_seq: string; pending: string; broken: string; conflicts: string }>(`SELECT c.id,
+        (SELECT count(*) FROM records r WHERE r.chain_id = c.id) AS records, (SELECT coalesce(max(seq), 0) FROM records r WHERE r.chain_id = c.id) AS max_seq,
+        (SELECT count(*) FROM records r WHERE r.chain_id = c.id AND r.link = 'pending') AS pending, (SELECT count(*) FROM records r WHERE r.chain_id = c.id AND r.link = 'broken') AS broken,
+        (SELECT count(*) FROM conflicts x WHERE x.chain_id = c.id) AS conflicts FROM chains c ORDER BY c.id`);
+    expect(kept.rows.length).toBeGreaterThan(4);
+    expect(kept.rows).toEqual(counted.rows);
+    expect(kept.rows.some((r) => r.broken === '1') && kept.rows.some((r) => r.conflicts === '1')).toBe(true);
+  });
+});

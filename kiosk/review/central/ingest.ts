@@ -227,14 +227,45 @@ export async function ingestBatch(client: PoolClient, source: Source, frames: re
   };
   await bulk(client, 'records', [['chain_id', 'int'], ['seq', 'bigint'], ['hash', 'text'], ['prev', 'text'], ['msg_id', 'text'], ['time', 'timestamptz'], ['received_at', 'timestamptz'], ['link', 'text']],
     fresh.map((r) => [cid(r), r.seq, r.hash, r.prev, r.msgId, r.time, receivedAt, link(r)]));
+  // The chains' counts move in the same transaction (the hosts' health reads them, never the records).
+  const delta = new Map<number, { records: number; maxSeq: number; pending: number; broken: number; conflicts: number }>();
+  const of = (chain: number): { records: number; maxSeq: number; pending: number; broken: number; conflicts: number } => {
+    let d = delta.get(chain);
+    if (!d) delta.set(chain, (d = { records: 0, maxSeq: 0, pending: 0, broken: 0, conflicts: 0 }));
+    return d;
+  };
+  for (const r of fresh) {
+    const d = of(cid(r));
+    const l = link(r);
+    d.records++;
+    d.maxSeq = Math.max(d.maxSeq, r.seq);
+    if (l === 'pending') d.pending++;
+    if (l === 'broken') d.broken++;
+  }
   // Records that waited for one of these: their link is judged now.
   if (fresh.length > 0) {
-    await client.query(`UPDATE records r SET link = CASE WHEN r.prev = f.h THEN 'ok' ELSE 'broken' END
-      FROM unnest($1::int[], $2::bigint[], $3::text[]) AS f(c, s, h) WHERE r.chain_id = f.c AND r.seq = f.s + 1 AND r.link = 'pending'`,
+    const judged = await client.query<{ chain_id: number; link: string }>(`UPDATE records r SET link = CASE WHEN r.prev = f.h THEN 'ok' ELSE 'broken' END
+      FROM unnest($1::int[], $2::bigint[], $3::text[]) AS f(c, s, h) WHERE r.chain_id = f.c AND r.seq = f.s + 1 AND r.link = 'pending' RETURNING r.chain_id, r.link`,
     [fresh.map(cid), fresh.map((r) => r.seq), fresh.map((r) => r.hash)]);
+    for (const j of judged.rows) {
+      const d = of(j.chain_id);
+      d.pending--;
+      if (j.link === 'broken') d.broken++;
+    }
   }
-  await bulk(client, 'conflicts', [['chain_id', 'int'], ['seq', 'bigint'], ['hash', 'text'], ['body', 'bytea'], ['received_at', 'timestamptz']],
-    conflicts.map((r) => [cid(r), r.seq, r.hash, r.body, receivedAt]), 'ON CONFLICT DO NOTHING');
+  if (conflicts.length > 0) {
+    const held = await client.query<{ chain_id: number }>(`INSERT INTO conflicts (chain_id, seq, hash, body, received_at)
+      SELECT * FROM unnest($1::int[], $2::bigint[], $3::text[], $4::bytea[], $5::timestamptz[]) ON CONFLICT DO NOTHING RETURNING chain_id`,
+    [conflicts.map(cid), conflicts.map((r) => r.seq), conflicts.map((r) => r.hash), conflicts.map((r) => r.body), conflicts.map(() => receivedAt)]);
+    for (const c of held.rows) of(c.chain_id).conflicts++;
+  }
+  if (delta.size > 0) {
+    const rows = [...delta.entries()];
+    await client.query(`UPDATE chains c SET records = c.records + d.records, max_seq = greatest(c.max_seq, d.max_seq), pending = c.pending + d.pending,
+        broken = c.broken + d.broken, conflicts = c.conflicts + d.conflicts
+      FROM unnest($1::int[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[]) AS d(id, records, max_seq, pending, broken, conflicts) WHERE c.id = d.id`,
+    [rows.map(([id]) => id), rows.map(([, d]) => d.records), rows.map(([, d]) => d.maxSeq), rows.map(([, d]) => d.pending), rows.map(([, d]) => d.broken), rows.map(([, d]) => d.conflicts)]);
+  }
 
   await storeContent(client, source, fresh, cid);
   return { messages: frames.length, stored: fresh.length, duplicates, conflicts: conflicts.length, refused: refusals.map((r) => ({ code: r.code, detail: r.detail })), heartbeats };

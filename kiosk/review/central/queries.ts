@@ -34,10 +34,11 @@ function where(filter: ScanFilter, params: Params): string {
     const hash = /^(?:(sha256|blake3):)?([0-9a-fA-F]{64})$/.exec(filter.file.trim());
     const inScan = 'SELECT 1 FROM k_files f WHERE f.chain_id = s.chain_id AND f.scan_id = s.scan_id AND';
     if (hash) {
+      // From the digest's index to the scans, not from the newest scans to their files: a shared firmware file is in hundreds of scans.
       const hex = hash[2]!.toLowerCase();
-      if (hash[1]?.toLowerCase() === 'sha256') c.push(`EXISTS (${inScan} f.sha256 = ${p(hex)})`);
-      else if (hash[1]?.toLowerCase() === 'blake3') c.push(`EXISTS (${inScan} f.blake3 = ${p(hex)})`);
-      else c.push(`(EXISTS (${inScan} f.sha256 = ${p(hex)}) OR EXISTS (${inScan} f.blake3 = ${p(hex)}))`);
+      const algorithm = hash[1]?.toLowerCase();
+      const by = (column: string): string => `SELECT f.chain_id, f.scan_id FROM k_files f WHERE f.${column} = ${p(hex)}`;
+      c.push(`(s.chain_id, s.scan_id) IN (${algorithm === 'sha256' ? by('sha256') : algorithm === 'blake3' ? by('blake3') : `${by('sha256')} UNION ${by('blake3')}`})`);
     } else {
       c.push(`EXISTS (${inScan} strpos(lower(f.path), ${p(filter.file.replace(/[A-Z]/g, (x) => x.toLowerCase()))}) > 0)`);
     }
@@ -247,14 +248,15 @@ export interface SourceHealth {
 /** Each host's health: last seen, signatures' age, rule set, trust store, chain state, against the HEALTH thresholds. */
 export async function centralHealth(db: Db, now: Date): Promise<SourceHealth[]> {
   const sources = (await db.query(`SELECT id, name, kind, to_char(last_seen AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS last_seen, status, disabled FROM sources ORDER BY kind, name`)).rows as Array<{ id: number; name: string; kind: 'kiosk' | 'hmi'; last_seen: string | null; status: Record<string, unknown> | null; disabled: boolean }>;
-  const chains = (await db.query(`SELECT c.source_id, c.number, count(r.seq)::int AS records, coalesce(max(r.seq), 0)::int AS max_seq,
-      count(*) FILTER (WHERE r.link = 'broken')::int AS broken, count(*) FILTER (WHERE r.link = 'pending')::int AS pending,
-      (SELECT count(*) FROM conflicts x WHERE x.chain_id = c.id)::int AS conflicts,
+  const chains = (await db.query(`SELECT c.source_id, c.number, c.records::int AS records, c.max_seq::int AS max_seq, c.broken::int AS broken,
+      c.pending::int AS pending, c.conflicts::int AS conflicts,
       (SELECT coalesce(sum(f.times), 0) FROM refusals f WHERE f.code = 'INGEST_RECORD_EDITED' AND f.source_id = c.source_id AND f.chain = c.genesis)::int AS edited
-    FROM chains c LEFT JOIN records r ON r.chain_id = c.id GROUP BY c.id ORDER BY c.source_id, c.number`)).rows as Array<{ source_id: number; number: number; records: number; max_seq: number; broken: number; pending: number; conflicts: number; edited: number }>;
+    FROM chains c ORDER BY c.source_id, c.number`)).rows as Array<{ source_id: number; number: number; records: number; max_seq: number; broken: number; pending: number; conflicts: number; edited: number }>;
   const revoked = new Set((await db.query<{ key_id: string }>("SELECT DISTINCT key_id FROM a_records WHERE event = 'trust.key-revoked' AND key_id IS NOT NULL")).rows.map((r) => r.key_id));
-  const latest = new Map((await db.query(`SELECT DISTINCT ON (s.source_id) s.source_id, r.clamav_db_time, r.clamav_db_version, r.yara_rule_set_digest
-    FROM k_results r JOIN k_scans s ON s.chain_id = r.chain_id AND s.scan_id = r.scan_id ORDER BY s.source_id, r.seq DESC`)).rows.map((r: Record<string, unknown>) => [Number(r.source_id), r]));
+  // The newest scan result of each kiosk's newest chain: one index step per kiosk (k_results' key is chain, seq).
+  const latest = new Map((await db.query(`SELECT s.id AS source_id, last.clamav_db_time FROM sources s
+    CROSS JOIN LATERAL (SELECT r.clamav_db_time FROM chains c CROSS JOIN LATERAL (SELECT x.clamav_db_time FROM k_results x WHERE x.chain_id = c.id ORDER BY x.seq DESC LIMIT 1) r
+      WHERE c.source_id = s.id ORDER BY c.number DESC LIMIT 1) last WHERE s.kind = 'kiosk'`)).rows.map((r: Record<string, unknown>) => [Number(r.source_id), r]));
   return sources.map((s) => {
     const problems: string[] = [];
     let level: SourceHealth['level'] = 'ok';
@@ -355,7 +357,7 @@ export async function centralDailyStats(db: Db, since: Date | undefined, until: 
 /** The top bar's chain state across every source: intact, or the first problem. */
 export async function centralChainState(db: Db, now: Date): Promise<unknown> {
   const health = await centralHealth(db, now);
-  const records = Number((await db.query<{ n: string }>('SELECT count(*) AS n FROM records')).rows[0]!.n);
+  const records = Number((await db.query<{ n: string }>('SELECT coalesce(sum(records), 0) AS n FROM chains')).rows[0]!.n);
   const problem = health.flatMap((h) => h.problems.filter((p) => /tampering|rewritten|replaced|missing/.test(p)).map((p) => `${h.name}: ${p}`))[0];
   return problem === undefined
     ? { state: 'checked', checkedAt: now.toISOString(), ok: true, records, head: { seq: records }, central: true }

@@ -20,6 +20,10 @@ export const CENTRAL_SCHEMA = [
   `CREATE TABLE IF NOT EXISTS chains (
      id serial PRIMARY KEY, source_id integer NOT NULL REFERENCES sources, genesis text NOT NULL, number integer NOT NULL,
      first_seen timestamptz NOT NULL, UNIQUE (source_id, genesis), UNIQUE (source_id, number))`,
+  // Per-chain counts kept by each batch's transaction, so the hosts' health never counts millions of records.
+  `ALTER TABLE chains ADD COLUMN IF NOT EXISTS records bigint NOT NULL DEFAULT 0, ADD COLUMN IF NOT EXISTS max_seq bigint NOT NULL DEFAULT 0,
+     ADD COLUMN IF NOT EXISTS pending bigint NOT NULL DEFAULT 0, ADD COLUMN IF NOT EXISTS broken bigint NOT NULL DEFAULT 0,
+     ADD COLUMN IF NOT EXISTS conflicts bigint NOT NULL DEFAULT 0`,
   // link: ok (prev is the hash of the record before), broken (it is not), pending (the record before has not arrived).
   `CREATE TABLE IF NOT EXISTS records (
      chain_id integer NOT NULL REFERENCES chains, seq bigint NOT NULL, hash text NOT NULL, prev text NOT NULL,
@@ -76,6 +80,7 @@ export const CENTRAL_SCHEMA = [
   `CREATE INDEX IF NOT EXISTS a_records_sha256 ON a_records (sha256)`,
   `CREATE INDEX IF NOT EXISTS a_records_time ON a_records (time DESC)`,
   `CREATE INDEX IF NOT EXISTS a_records_no_manifest ON a_records (time DESC) WHERE manifest_digest IS NULL`,
+  `CREATE INDEX IF NOT EXISTS a_records_revoked ON a_records (key_id) WHERE event = 'trust.key-revoked'`,
   // Alerts a source sent about itself (a kiosk's CHAIN_BROKEN) or the receiver raised (a new chain).
   `CREATE TABLE IF NOT EXISTS alerts (
      id bigserial PRIMARY KEY, source_id integer REFERENCES sources, code text NOT NULL, detail text NOT NULL, at timestamptz NOT NULL,
