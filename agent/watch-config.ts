@@ -43,7 +43,7 @@ export const watchConfigSchema = object({
    */
   requireStoragePolicy: optional(boolean()),
   /** Where the log is forwarded (the central review, or a collector): forward/forward-config.ts; absent: not forwarded. */
-  forward: optional(forwardConfigSchema),
+  forward: optional(nullable(forwardConfigSchema)),
 });
 
 export interface WatchConfig {
