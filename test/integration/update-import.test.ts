@@ -20,7 +20,7 @@ import { readState } from '../../kiosk/updates/update-store.ts';
 import { generateSigningKey } from '../../manifest/index.ts';
 import { SPEC_VERSION, writeNextRoot } from '../../update/repository.ts';
 import { roleKeyOf, rotateRoleKey, type RoleKey } from '../../update/role-keys.ts';
-import { buildClamavDatabase, defaultPolicy, makePublisher, makeSource, metaFileFor, readMetadata, resign, tempFolder, writeMetadata, type Publisher } from '../support/update-fixtures.ts';
+import { defaultPolicy, makePublisher, makeSource, metaFileFor, readMetadata, resign, tempFolder, writeMetadata, type Publisher } from '../support/update-fixtures.ts';
 
 let dir: string;
 let publisher: Publisher;
@@ -159,7 +159,7 @@ describe('update import', () => {
     const swapped = await copyOf(repoV1, 'swapped');
     const daily = await targetFile(swapped, 'clamav/daily.cud');
     const bytes = await readFile(daily);
-    bytes[bytes.length - 20] ^= 0xff; // one byte of the signatures
+    bytes[bytes.length - 20] = bytes[bytes.length - 20]! ^ 0xff; // one byte of the signatures
     await writeFile(daily, bytes);
     await expectRefused(kiosk, swapped, 'UPDATE_TARGET_MISMATCH');
     await writeFile(daily, Buffer.concat([await readFile(await targetFile(repoV1, 'clamav/daily.cud')), Buffer.from('\nEvil.Sig:0:*:41414141\n')]));
