@@ -2,7 +2,7 @@
  * The central review's commands (docs/review.md "Central review"):
  *
  *   review --central --database URL --tls-cert F --tls-key F --client-ca F [--ingest-host H] [--ingest-port 6514] [--host --port --public-name]
- *   review source add NAME... --kind kiosk|hmi --database URL
+ *   review source add NAME... --kind kiosk|hmi [--site PLANT] --database URL
  *   review source disable|enable NAME --database URL
  *   review user add NAME --database URL       (password read from stdin)
  *   review token --database URL [--ttl-minutes N]
@@ -60,15 +60,15 @@ async function central(argv: readonly string[], streams: CentralStreams): Promis
   const out = streams.stdout ?? process.stdout;
   const [first, second] = argv;
   if (first === 'source') {
-    const { values, positionals } = parseArgs({ args: argv.slice(2), allowPositionals: true, strict: true, options: { database: { type: 'string' }, kind: { type: 'string' } } });
+    const { values, positionals } = parseArgs({ args: argv.slice(2), allowPositionals: true, strict: true, options: { database: { type: 'string' }, kind: { type: 'string' }, site: { type: 'string' } } });
     if (positionals.length === 0) throw new UsageError(`review source ${second ?? ''} needs at least one NAME`);
     const store = await openCentralStore(need(values.database, '--database'));
     try {
       for (const name of positionals) {
         if (second === 'add') {
           if (values.kind !== 'kiosk' && values.kind !== 'hmi') throw new UsageError('--kind: expected kiosk or hmi');
-          await store.enrol(name, values.kind);
-          out.write(`source ${name} (${values.kind}) enrolled: its client certificate's CN must be ${name}\n`);
+          await store.enrol(name, values.kind, values.site);
+          out.write(`source ${name} (${values.kind}${values.site ? `, site ${values.site}` : ''}) enrolled: its client certificate's CN must be ${name}\n`);
         } else if (second === 'disable' || second === 'enable') {
           await store.setDisabled(name, second === 'disable');
           out.write(`source ${name} ${second}d\n`);

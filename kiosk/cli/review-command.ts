@@ -26,7 +26,7 @@ export const REVIEW_USAGE = `usage:
 central review (PostgreSQL):
   portcullis-kiosk review --central --database URL --tls-cert FILE --tls-key FILE --client-ca FILE [--ingest-host H] [--ingest-port 6514]
                    [--host 127.0.0.1] [--port 8765] [--public-name NAME[:PORT]]...
-  portcullis-kiosk review source add NAME... --kind kiosk|hmi --database URL      (also: source disable|enable NAME)
+  portcullis-kiosk review source add NAME... --kind kiosk|hmi [--site PLANT] --database URL      (also: source disable|enable NAME)
   portcullis-kiosk review user add NAME --database URL | review token --database URL`;
 
 export interface TextSink {

@@ -35,11 +35,11 @@ export const APP_HTML = `<!doctype html>
 <header><h1>Portcullis review</h1><span id="chain" class="chain">chain: checking…</span>
 <form method="post" action="/logout" class="logout"><span id="who"></span> <button type="submit">Sign out</button></form></header>
 <section id="health-section" hidden><h2>Hosts</h2><p class="hint">Last seen: warning after 10 minutes, error after an hour; ClamAV signatures: warning after a day, error after a week; chain: every record once, linked, none edited or rewritten.</p>
-<table id="health"><thead><tr><th>Host</th><th>Kind</th><th>Last seen</th><th>State</th><th>Chains</th><th>Problems</th></tr></thead><tbody></tbody></table></section>
+<table id="health"><thead><tr><th>Site</th><th>Host</th><th>Kind</th><th>Last seen</th><th>State</th><th>Signatures, rules / trust store</th><th>Chains</th><th>Problems</th></tr></thead><tbody></tbody></table></section>
 <section id="alerts-section" hidden><h2>Alerts</h2><table id="alerts"><thead><tr><th>Time</th><th>Host</th><th>Code</th><th>What</th></tr></thead><tbody></tbody></table>
 <h3>Refused by the receiver</h3><table id="refusals"><thead><tr><th>Last</th><th>Host</th><th>Code</th><th>Times</th><th>What</th></tr></thead><tbody></tbody></table>
 <h3>Review sign-ins</h3><table id="sign-ins"><thead><tr><th>Time</th><th>Review</th><th>Event</th><th>User</th><th>Address</th></tr></thead><tbody></tbody></table></section>
-<section id="activity-section" hidden><h2>Activity, last 30 days</h2><div id="activity"></div>
+<section id="activity-section" hidden><h2>Activity per site, last 30 days</h2><div id="activity"></div>
 <div class="tops"><div><h3>Blocked reasons</h3><ol id="activity-reasons"></ol></div><div><h3>Busiest kiosks</h3><ol id="top-kiosks"></ol></div><div><h3>Busiest HMIs (files imported)</h3><ol id="top-hmis"></ol></div></div></section>
 <section id="file-section" hidden><h2>Where did a file go?</h2>
 <form id="file-path"><label>SHA-256 or BLAKE3 <input name="hash" size="70"></label> <button type="submit">Follow</button></form>
@@ -251,7 +251,11 @@ export const APP_JS = String.raw`'use strict';
       clear(tbody);
       body.sources.forEach(function (h) {
         var chains = h.chains.map(function (c) { return '#' + c.number + ': ' + c.records + ' records'; }).join(', ') || '-';
-        var tr = row([td(h.name, 'name'), td(h.kind), td(h.lastSeen), td(h.level, 'h-' + h.level), td(chains), td(h.problems.join('; ') || '-')]);
+        var b = (h.status && h.status.body) || {};
+        var versions = h.kind === 'kiosk'
+          ? 'ClamAV db ' + (b.clamavDb || '-') + ' (' + (b.clamavDbTime || '-') + '), YARA ' + (b.yaraRules ? String(b.yaraRules).slice(0, 19) : '-')
+          : 'trust store #' + (b.trustSequence === undefined ? '-' : b.trustSequence) + ', ' + (b.trustedKeys ? b.trustedKeys.length : 0) + ' key(s)';
+        var tr = row([td(h.site, 'name'), td(h.name, 'name'), td(h.kind), td(h.lastSeen), td(h.level, 'h-' + h.level), td(versions), td(chains), td(h.problems.join('; ') || '-')]);
         tr.className = 'health-' + h.level;
         tbody.appendChild(tr);
       });
@@ -276,20 +280,20 @@ export const APP_JS = String.raw`'use strict';
       var box = document.getElementById('activity');
       clear(box);
       var days = {}, kiosks = {};
-      body.perDay.forEach(function (d) { days[d.day] = days[d.day] || []; days[d.day].push(d); kiosks[d.kiosk] = true; });
+      body.perDay.forEach(function (d) { days[d.day] = days[d.day] || []; days[d.day].push(d); kiosks[d.site] = true; });
       var names = Object.keys(kiosks).sort(), order = Object.keys(days).sort();
       var colours = ['#4e79a7', '#f28e2b', '#59a14f', '#76b7b2', '#edc948', '#af7aa1', '#ff9da7', '#9c755f'];
       var max = 1;
       order.forEach(function (day) { max = Math.max(max, days[day].reduce(function (n, d) { return n + d.scans; }, 0)); });
       var w = Math.max(300, order.length * 14 + 40), h = 170, base = 140;
       var chart = svg('svg', { width: w, height: h, viewBox: '0 0 ' + w + ' ' + h, role: 'img', id: 'activity-chart' });
-      chart.appendChild(svg('title', {})).textContent = 'Scans per day, stacked by kiosk; red: scans with blocked files';
+      chart.appendChild(svg('title', {})).textContent = 'Scans per day, stacked by site; red: scans with blocked files';
       order.forEach(function (day, i) {
         var x = 30 + i * 14, y = base;
         days[day].forEach(function (d) {
           var hgt = Math.round(d.scans / max * 120);
-          var bar = chart.appendChild(svg('rect', { x: x, y: y - hgt, width: 8, height: hgt, fill: colours[names.indexOf(d.kiosk) % colours.length] }));
-          bar.appendChild(svg('title', {})).textContent = day + ' ' + d.kiosk + ': ' + d.scans + ' scans, ' + d.blocked + ' with blocked files';
+          var bar = chart.appendChild(svg('rect', { x: x, y: y - hgt, width: 8, height: hgt, fill: colours[names.indexOf(d.site) % colours.length] }));
+          bar.appendChild(svg('title', {})).textContent = day + ' ' + d.site + ': ' + d.scans + ' scans, ' + d.blocked + ' with blocked files';
           y -= hgt;
         });
         var blocked = days[day].reduce(function (n, d) { return n + d.blocked; }, 0), bh = Math.round(blocked / max * 120);

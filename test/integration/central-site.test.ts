@@ -146,9 +146,12 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'central-site-'));
   pki = makeSitePki(join(dir, 'pki'));
   pgServer = await startPostgres();
-  const enrolK = await run(KIOSK, ['review', 'source', 'add', 'kiosk-1', 'kiosk-2', '--kind', 'kiosk', '--database', pgServer.url]);
+  const enrolK = await run(KIOSK, ['review', 'source', 'add', 'kiosk-1', '--kind', 'kiosk', '--site', 'plant-north', '--database', pgServer.url]);
   expect(enrolK.code, enrolK.stderr).toBe(0);
-  const enrolH = await run(KIOSK, ['review', 'source', 'add', 'hmi-1', 'hmi-2', 'hmi-3', '--kind', 'hmi', '--database', pgServer.url]);
+  const enrolK2 = await run(KIOSK, ['review', 'source', 'add', 'kiosk-2', '--kind', 'kiosk', '--site', 'plant-south', '--database', pgServer.url]);
+  expect(enrolK2.code, enrolK2.stderr).toBe(0);
+  expect(enrolK.code, enrolK.stderr).toBe(0);
+  const enrolH = await run(KIOSK, ['review', 'source', 'add', 'hmi-1', 'hmi-2', 'hmi-3', '--kind', 'hmi', '--site', 'plant-north', '--database', pgServer.url]);
   expect(enrolH.code, enrolH.stderr).toBe(0);
   expect((await run(KIOSK, ['review', 'user', 'add', 'alice', '--database', pgServer.url], `${PASSWORD}\n`)).code).toBe(0);
   central = await startCentral();
@@ -216,7 +219,8 @@ describe('a site on one central review', () => {
     const { sources } = await api<{ sources: Array<{ name: string; level: string; problems: string[]; chains: Array<{ number: number; records: number }> }> }>('/api/central/health');
     const by = new Map(sources.map((s) => [s.name, s]));
     expect([...by.keys()].sort()).toEqual(['hmi-1', 'hmi-2', 'hmi-3', 'kiosk-1', 'kiosk-2']);
-    expect(by.get('kiosk-1')).toMatchObject({ level: 'ok', problems: [] });
+    expect(by.get('kiosk-1')).toMatchObject({ level: 'ok', problems: [], site: 'plant-north' });
+    expect(by.get('kiosk-2')).toMatchObject({ site: 'plant-south' });
     expect(by.get('hmi-1')).toMatchObject({ level: 'ok' });
     expect(by.get('hmi-2')!.level).toBe('error');
     expect(by.get('hmi-2')!.problems.join(' ')).toMatch(/edited.*tampering/);
@@ -271,6 +275,8 @@ describe('a site on one central review', () => {
       expect(await page.locator('#sign-ins tbody').textContent()).toContain('SIGN_IN');
       expect(await page.locator('#hmi-events tbody').textContent()).toContain('NO_MANIFEST');
       expect(await page.locator('#activity-chart rect').count()).toBeGreaterThan(0);
+      expect(await page.locator('#activity-chart').textContent()).toContain('plant-south');
+      expect(await page.locator('#health tbody').textContent()).toContain('trust store #3');
       await page.fill('#file-path input[name=hash]', SHARED_FILE);
       await page.click('#file-path button');
       await expect.poll(() => page.locator('#file-hmi tbody tr').count()).toBe(7);

@@ -238,6 +238,7 @@ export async function filePath(db: Db, hash: string): Promise<{ kiosk: unknown[]
 export interface SourceHealth {
   readonly name: string;
   readonly kind: 'kiosk' | 'hmi';
+  readonly site: string;
   readonly lastSeen: string | null;
   readonly level: 'ok' | 'warning' | 'error';
   readonly problems: readonly string[];
@@ -247,7 +248,7 @@ export interface SourceHealth {
 
 /** Each host's health: last seen, signatures' age, rule set, trust store, chain state, against the HEALTH thresholds. */
 export async function centralHealth(db: Db, now: Date): Promise<SourceHealth[]> {
-  const sources = (await db.query(`SELECT id, name, kind, to_char(last_seen AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS last_seen, status, disabled FROM sources ORDER BY kind, name`)).rows as Array<{ id: number; name: string; kind: 'kiosk' | 'hmi'; last_seen: string | null; status: Record<string, unknown> | null; disabled: boolean }>;
+  const sources = (await db.query(`SELECT id, name, kind, site, to_char(last_seen AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS last_seen, status, disabled FROM sources ORDER BY site, kind, name`)).rows as Array<{ id: number; name: string; kind: 'kiosk' | 'hmi'; site: string; last_seen: string | null; status: Record<string, unknown> | null; disabled: boolean }>;
   const chains = (await db.query(`SELECT c.source_id, c.number, c.records::int AS records, c.max_seq::int AS max_seq, c.broken::int AS broken,
       c.pending::int AS pending, c.conflicts::int AS conflicts,
       (SELECT coalesce(sum(f.times), 0) FROM refusals f WHERE f.code = 'INGEST_RECORD_EDITED' AND f.source_id = c.source_id AND f.chain = c.genesis)::int AS edited
@@ -294,7 +295,7 @@ export async function centralHealth(db: Db, now: Date): Promise<SourceHealth[]> 
       const trusted = Array.isArray(body.trustedKeys) ? (body.trustedKeys as unknown[]).filter((k): k is string => typeof k === 'string') : [];
       for (const key of trusted) if (revoked.has(key)) raise('error', `still trusts kiosk key ${key.slice(0, 16)}…, revoked elsewhere on the site`);
     }
-    return { name: s.name, kind: s.kind, lastSeen: s.last_seen, level, problems, chains: own, status };
+    return { name: s.name, kind: s.kind, site: s.site, lastSeen: s.last_seen, level, problems, chains: own, status };
   });
 }
 
@@ -319,8 +320,9 @@ export async function centralActivity(db: Db, since: Date | undefined, until: Da
   const end = until ?? new Date(Date.parse(`${latest ?? new Date().toISOString().slice(0, 10)}T00:00:00Z`) + 86_400_000);
   const range = [(since ?? new Date(end.getTime() - 30 * 86_400_000)).toISOString(), end.toISOString()];
   const [perDay, reasons, kiosks, hmis] = await Promise.all([
-    db.query(`SELECT to_char(date_trunc('day', s.started_at AT TIME ZONE 'UTC'), 'YYYY-MM-DD') AS day, s.kiosk_id AS kiosk, count(*)::int AS scans,
-        count(*) FILTER (WHERE r.verdict IN ('partial', 'rejected'))::int AS blocked FROM k_scans s LEFT JOIN k_results r ON r.chain_id = s.chain_id AND r.scan_id = s.scan_id
+    db.query(`SELECT to_char(date_trunc('day', s.started_at AT TIME ZONE 'UTC'), 'YYYY-MM-DD') AS day, src.site, count(*)::int AS scans,
+        count(*) FILTER (WHERE r.verdict IN ('partial', 'rejected'))::int AS blocked FROM k_scans s JOIN sources src ON src.id = s.source_id
+        LEFT JOIN k_results r ON r.chain_id = s.chain_id AND r.scan_id = s.scan_id
       WHERE s.started_at >= $1 AND s.started_at < $2 GROUP BY 1, 2 ORDER BY 1, 2`, range),
     db.query(`SELECT x.code, count(*)::int AS count FROM k_reasons x JOIN k_scans s ON s.chain_id = x.chain_id AND s.scan_id = x.scan_id
       WHERE s.started_at >= $1 AND s.started_at < $2 GROUP BY x.code ORDER BY count DESC, x.code LIMIT 10`, range),

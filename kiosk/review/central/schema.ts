@@ -17,6 +17,8 @@ export const CENTRAL_SCHEMA = [
      id serial PRIMARY KEY, name text NOT NULL UNIQUE, kind text NOT NULL CHECK (kind IN ('kiosk', 'hmi')),
      enrolled_at timestamptz NOT NULL DEFAULT now(), disabled boolean NOT NULL DEFAULT false,
      last_seen timestamptz, last_address text, status jsonb, status_at timestamptz)`,
+  // The plant a source belongs to, for the per-site views (a site with one plant needs none).
+  `ALTER TABLE sources ADD COLUMN IF NOT EXISTS site text NOT NULL DEFAULT 'site'`,
   `CREATE TABLE IF NOT EXISTS chains (
      id serial PRIMARY KEY, source_id integer NOT NULL REFERENCES sources, genesis text NOT NULL, number integer NOT NULL,
      first_seen timestamptz NOT NULL, UNIQUE (source_id, genesis), UNIQUE (source_id, number))`,

@@ -29,7 +29,8 @@ export interface SignInEvent {
 
 export interface CentralStore {
   readonly pool: pg.Pool;
-  enrol(name: string, kind: 'kiosk' | 'hmi'): Promise<void>;
+  /** Enrols a source under its certificate's CN; `site` names its plant for the per-site views. */
+  enrol(name: string, kind: 'kiosk' | 'hmi', site?: string): Promise<void>;
   setDisabled(name: string, disabled: boolean): Promise<void>;
   /** The enabled source with this name, or null. */
   source(name: string): Promise<Source | null>;
@@ -80,9 +81,10 @@ export async function openCentralStore(database: string, options: { readonly now
 
   return {
     pool,
-    async enrol(name, kind) {
+    async enrol(name, kind, site = 'site') {
       if (!SOURCE_NAME.test(name)) throw new CentralError('CENTRAL_SOURCE_INVALID', `source name ${JSON.stringify(escapeForDisplay(name))}: expected 1 to 64 letters, digits, . _ - (the CN of its certificate)`);
-      const result = await q('INSERT INTO sources (name, kind, enrolled_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING', [name, kind, now().toISOString()]);
+      if (!SOURCE_NAME.test(site)) throw new CentralError('CENTRAL_SOURCE_INVALID', `site ${JSON.stringify(escapeForDisplay(site))}: expected 1 to 64 letters, digits, . _ -`);
+      const result = await q('INSERT INTO sources (name, kind, enrolled_at, site) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING', [name, kind, now().toISOString(), site]);
       if (result.rowCount === 0) throw new CentralError('CENTRAL_SOURCE_EXISTS', `source ${name} is already enrolled`);
     },
     async setDisabled(name, disabled) {
