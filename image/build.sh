@@ -61,11 +61,17 @@ root_hash=""
 [ -z "$root_hash_file" ] || root_hash="$(head -n 1 "$root_hash_file")"
 image_key="$( { echo "$base_key"; hash_files "$here" rootfs packages.txt build.sh customize.sh grub.cfg bios-boot.sh; echo "$project_key $node_version $modules_key"; echo "$root_hash"; } | sha256sum | cut -c1-16)"
 final="$cache/image-$image_key"
-# Deterministic partition ids from the key: the same inputs give the same disk.
 uuid_from() { printf '%s' "$1" | sha256sum | sed -E 's/^(.{8})(.{4}).(.{3}).(.{3})(.{12}).*/\1-\2-4\3-a\4-\5/'; }
-root_partuuid="$(uuid_from "root $image_key")"
-esp_partuuid="$(uuid_from "esp $image_key")"
-bios_partuuid="$(uuid_from "bios $image_key")"
+# A fixed layout, the same in every image, so that an update rewrites the
+# system partitions in place and keeps the persistent partition after them
+# (docs/image.md "Updating"): BIOS boot 1 MiB, EFI 64 MiB, root 2 GiB, with
+# fixed partition ids (the kernel finds its root by this one; USB storage is not
+# in the initramfs, so no drive can offer the same id in its place).
+esp_mib=64
+root_mib=2048
+root_partuuid=7b4e1f3a-59c2-4d8e-a6f1-2c9d0e5b8a13
+esp_partuuid=3f9a2c71-0d4e-4b6a-9e85-61c7d2f04b92
+bios_partuuid=c2d8e6b0-7a1f-4c39-8d52-9e4b0f3a7c61
 disk_guid="$(uuid_from "disk $image_key")"
 # The kernel command line: read-only root found by its partition id (USB storage
 # is not in the initramfs, so no drive can stand in for it), consoles on the
@@ -112,14 +118,13 @@ if [ ! -f "$final/image.json" ]; then
 
   # Root filesystem: ext4 made from the folder (no mount), about a quarter free.
   used_mib=$(du -sm "$work/root" | cut -f1)
-  root_mib=$(( (used_mib * 5 / 4 + 128 + 63) / 64 * 64 ))
+  [ "$used_mib" -lt $((root_mib * 85 / 100)) ] || die "the root filesystem needs ${used_mib} MiB: more than 85% of its fixed ${root_mib} MiB"
   mkfs.ext4 -q -L PCROOT -U "$(uuid_from "rootfs $image_key")" -E root_owner=0:0 -d "$work/root" "$work/root.ext4" "${root_mib}M"
 
   # EFI system partition: GRUB as one EFI program with its configuration inside,
   # written with mtools (no mount). It boots the root partition of its own disk.
   sed -e "s|@CMDLINE@|$cmdline|" "$here/grub.cfg" > "$work/grub.cfg"
   grub-mkstandalone -O x86_64-efi --locales= --fonts= --themes= -o "$work/BOOTX64.EFI" "boot/grub/grub.cfg=$work/grub.cfg"
-  esp_mib=64
   mkfs.vfat -F 32 -s 1 -n PCEFI -i 50435546 -C "$work/esp.vfat" $((esp_mib * 1024)) >/dev/null
   MTOOLS_SKIP_CHECK=1 mmd -i "$work/esp.vfat" ::/EFI ::/EFI/BOOT
   MTOOLS_SKIP_CHECK=1 mcopy -i "$work/esp.vfat" "$work/BOOTX64.EFI" ::/EFI/BOOT/BOOTX64.EFI
@@ -152,7 +157,9 @@ SFDISK
   "cmdline": "$cmdline",
   "rootPartuuid": "$root_partuuid",
   "rootMiB": $root_mib,
+  "rootUsedMiB": $used_mib,
   "diskMiB": $disk_mib,
+  "systemMiB": { "from": 1, "count": $((disk_mib - 2)) },
   "built": "$(date -u +%FT%TZ)",
   "buildSeconds": $((SECONDS - started))
 }

@@ -28,14 +28,16 @@ export interface UsbDeviceState {
 }
 
 /** What tty1 shows, as far as the test needs to tell screens apart (kiosk/station/ui.ts draws them). */
-export type ScreenKind = 'blank' | 'first-boot-key' | 'ready' | 'scanning' | 'result' | 'refused' | 'removed' | 'operator' | 'other';
+export type ScreenKind = 'blank' | 'first-boot-key' | 'ready' | 'scanning' | 'result' | 'refused' | 'removed' | 'operator' | 'out-of-service' | 'other';
 
 export function screenKind(rows: readonly string[]): ScreenKind {
   const text = rows.join('\n');
   if (text.trim() === '') return 'blank';
   if (text.includes('first boot: this kiosk signing key')) return 'first-boot-key';
-  // The title bar's right-hand word (ui.ts): ready, scanning, result, refused, removed, operator.
-  const title = /PORTCULLIS media gate\s+(\S+)\s*│/.exec(text)?.[1];
+  // The title bar's right-hand part (ui.ts): ready, scanning, result, refused, removed, operator,
+  // out of service; a status such as the signatures' age may stand in the middle.
+  const bar = rows.find((r) => r.includes('PORTCULLIS media gate'));
+  const title = bar?.replace(/│/g, '').trim().split(/\s{2,}/).pop();
   switch (title) {
     case 'ready':
     case 'scanning':
@@ -44,6 +46,8 @@ export function screenKind(rows: readonly string[]): ScreenKind {
     case 'removed':
     case 'operator':
       return title;
+    case 'out of service':
+      return 'out-of-service';
     default:
       return 'other';
   }
