@@ -294,7 +294,6 @@ async function updateCommand(argv: string[]): Promise<number> {
       if (positionals.length > 0) throw new UsageError('update init takes no argument: --root FILE');
       if (!values.root) throw new UsageError('update init needs --root FILE (the publisher\'s metadata/root.json)');
       await makeFolder(dirname(dbPath), '--db');
-      await makeFolder(dirname(sources.updatesDir), '--updates', 0o755);
       await updateInit(base, values.root);
       return EXIT.OK;
     }

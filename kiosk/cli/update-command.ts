@@ -35,6 +35,7 @@ import { YaraRuleError } from '../engines/yara/errors.ts';
 import { verifyRepository, type VerifiedRepository } from '../updates/tuf-folder.ts';
 import { activeSet, beginStaging, cleanUp, commitStaging, generationPath, initUpdates, isInitialised, lockUpdates, pinnedRootPath, readSet, readState, rollBack, type Staging } from '../updates/update-store.ts';
 import { KIOSK_DEFAULTS } from '../config.ts';
+import { makeFolder } from './path-option.ts';
 import { loadPolicy } from '../rules-files.ts';
 
 export interface UpdateCommandOptions {
@@ -85,6 +86,7 @@ export async function updateInit(options: UpdateCommandOptions, rootFile: string
   }
   const { createHash } = await import('node:crypto');
   const digest = createHash('sha256').update(bytes).digest('hex');
+  await makeFolder(options.updatesDir, '--updates', 0o755);
   const root = await initUpdates(options.updatesDir, bytes);
   record(options, 'UPDATE_ROOT_PINNED', { updatesDir: options.updatesDir, rootVersion: root.version, rootExpires: root.expires, rootSha256: digest, keyIds: root.keyIds });
   const out = options.out ?? console.log;

@@ -53,6 +53,8 @@ const keys = generateKeyFiles(KEYS);
 const UPDATE_KEYS = at('update-keys');
 const UPDATE_REPO = at('update-repo');
 const PINNED = at('pinned-updates');
+// One pinned kiosk per import case: imports take the kiosk's update lock, and the cases run at once.
+const PINNED_IMPORT = [1, 2, 3, 4, 5].map((i) => at(`pinned-updates-${i}`));
 const UNPINNED = at('unpinned-updates');
 const KEYS_OTHER = at('update-keys-other');
 const REPO_GARBAGE_ROOT = at('repo-garbage-root');
@@ -70,7 +72,7 @@ const updates = (async () => {
   await publisher.build(await makeSource(at('update-source')));
   cpSync(publisher.repo, UPDATE_REPO, { recursive: true });
   cpSync(publisher.keys, UPDATE_KEYS, { recursive: true });
-  await initUpdates(PINNED, readFileSync(join(UPDATE_REPO, 'metadata', 'root.json')));
+  for (const folder of [PINNED, ...PINNED_IMPORT]) await initUpdates(folder, readFileSync(join(UPDATE_REPO, 'metadata', 'root.json')));
 })();
 const REVIEW_DB = at('review.db');
 
@@ -213,13 +215,13 @@ const CASES: readonly Case[] = [
   { name: 'update import with an unknown flag', args: upd(['import', FOLDER, '--bogus']), exit: 64 },
   { name: 'update import with an option it does not take', args: upd(['import', FOLDER, '--key', GARBAGE]), exit: 64 },
   { name: 'update import on a kiosk with no pinned root', args: upd(['import', UPDATE_REPO, '--updates', UNPINNED]), exit: 1, code: 'UPDATE_NOT_INITIALISED' },
-  { name: 'update import of a folder that does not exist (pinned)', args: upd(['import', MISSING, '--updates', PINNED]), exit: 1, code: 'UPDATE_REPOSITORY_UNREADABLE' },
-  { name: 'update import of a file (pinned)', args: upd(['import', GARBAGE, '--updates', PINNED]), exit: 1, code: 'UPDATE_REPOSITORY_UNREADABLE' },
-  { name: 'update import of a folder that is not a repository (pinned)', args: upd(['import', FOLDER, '--updates', PINNED]), exit: 1, code: 'UPDATE_REPOSITORY_UNREADABLE' },
-  { name: 'update import of garbage metadata (pinned)', args: upd(['import', REPO_GARBAGE, '--updates', PINNED]), exit: 1, code: 'UPDATE_METADATA_INVALID' },
+  { name: 'update import of a folder that does not exist (pinned)', args: upd(['import', MISSING, '--updates', PINNED_IMPORT[0]!]), exit: 1, code: 'UPDATE_REPOSITORY_UNREADABLE' },
+  { name: 'update import of a file (pinned)', args: upd(['import', GARBAGE, '--updates', PINNED_IMPORT[1]!]), exit: 1, code: 'UPDATE_REPOSITORY_UNREADABLE' },
+  { name: 'update import of a folder that is not a repository (pinned)', args: upd(['import', FOLDER, '--updates', PINNED_IMPORT[2]!]), exit: 1, code: 'UPDATE_REPOSITORY_UNREADABLE' },
+  { name: 'update import of garbage metadata (pinned)', args: upd(['import', REPO_GARBAGE, '--updates', PINNED_IMPORT[3]!]), exit: 1, code: 'UPDATE_METADATA_INVALID' },
   { name: 'update import with --updates that is a file', args: upd(['import', UPDATE_REPO, '--updates', GARBAGE]), exit: 1, code: 'UPDATE_NOT_INITIALISED' },
   { name: 'update import with a --config that is not JSON', args: upd(['import', UPDATE_REPO, '--config', BAD_JSON]), exit: 1, code: 'CONFIG_INVALID' },
-  { name: 'update import with a --work-dir that is a file (pinned)', args: upd(['import', UPDATE_REPO, '--updates', PINNED, '--work-dir', GARBAGE]), exit: 1, code: 'PATH_NOT_A_FOLDER' },
+  { name: 'update import with a --work-dir that is a file (pinned)', args: upd(['import', UPDATE_REPO, '--updates', PINNED_IMPORT[4]!, '--work-dir', GARBAGE]), exit: 1, code: 'PATH_NOT_A_FOLDER' },
   { name: 'update status with a stray argument', args: ['update', 'status', 'now'], exit: 64 },
   { name: 'update status with an option it does not take', args: ['update', 'status', '--db', at('x.db')], exit: 64 },
   { name: 'update status with a --policy that is not JSON', args: ['update', 'status', '--updates', UNPINNED, '--policy', BAD_JSON], exit: 1, code: 'POLICY_INVALID' },
