@@ -19,7 +19,7 @@ import { Updater, type Fetcher } from 'tuf-js';
 // tuf-js's index does not export its error classes; its root walk stops at a DownloadHTTPError 404.
 import { DownloadHTTPError } from 'tuf-js/dist/error.js';
 import { displayText } from '../../manifest/index.ts';
-import { classifyTarget, targetSetProblems, UPDATE_METADATA_FOLDER, UPDATE_TARGETS_FOLDER, type UpdateTarget } from '../../manifest/update-repository.ts';
+import { classifyTarget, classifyTufFailure, targetSetProblems, TUF_FAILURE_ADVICE, tufMessage, UPDATE_METADATA_FOLDER, UPDATE_TARGETS_FOLDER, type TufFailureCode, type UpdateTarget } from '../../manifest/update-repository.ts';
 import { UpdateError, type UpdateErrorCode } from '../core/update-set.ts';
 
 /** The trusted metadata files, as tuf-js keeps them in its metadata folder. */
@@ -239,49 +239,20 @@ export async function trustedFilesIn(dir: string): Promise<string[]> {
   return TRUSTED_FILES.filter((f) => names.includes(f));
 }
 
-/** A TUF error's text, as tuf-js wraps it ("Unable to load snapshot metadata error Error: ..."). */
+/** A TUF error's text. */
 function textOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-/**
- * What went wrong, as an update code. tuf-js throws typed errors for the
- * root and timestamp, but wraps snapshot and targets failures in a
- * RuntimeError carrying only the message: the messages it writes (tuf-js
- * 6.0.3, store.ts and @tufjs/models) are matched here, and the attack tests
- * (test/integration/update-import.test.ts) fail if a new version words them
- * differently.
- */
+/** What went wrong, as an update code (manifest/update-repository.ts reads tuf-js's words). */
 function classify(error: unknown, fetcher: FolderFetcher, what: string): UpdateError {
   if (error instanceof UpdateError) return error;
   const text = textOf(error);
-  const shown = displayText(text.replace(/^Unable to load (snapshot|targets) (metadata )?error (Error: )?/, ''));
+  const failure = fetcher.failures[0] ?? (error instanceof FolderReadError ? error : null);
   const errno = (error as NodeJS.ErrnoException).code;
-  if (errno === 'ENOSPC' || errno === 'EDQUOT' || /\b(ENOSPC|EDQUOT)\b/.test(text)) {
-    return new UpdateError('UPDATE_DISK_FULL', `no room in the kiosk's updates folder${what === 'metadata' ? '' : ` for ${what}`}: free space there, then import again; nothing was changed`, { cause: error });
-  }
-  const failure = fetcher.failures[0];
-  const code = ((): UpdateErrorCode => {
-    // Longer than the signed length: not a copy cut short, a different file.
-    if (failure?.errno === 'ETOOBIG') return what === 'metadata' ? 'UPDATE_METADATA_INVALID' : 'UPDATE_TARGET_MISMATCH';
-    if (failure || error instanceof FolderReadError) return 'UPDATE_INCOMPLETE';
-    if (/is expired/.test(text)) return 'UPDATE_EXPIRED';
-    if (/was signed by [0-9]+\/[0-9]+ keys|failed to verify .* signature|no delegation found/.test(text)) return 'UPDATE_SIGNATURE_INVALID';
-    if (/is less than current version|Expected version [0-9]+, got [0-9]+/.test(text)) return 'UPDATE_ROLLBACK';
-    const length = /Expected length ([0-9]+) but got ([0-9]+)/.exec(text);
-    if (length && Number(length[2]) < Number(length[1])) return 'UPDATE_INCOMPLETE'; // cut short: a copy or a drive pulled mid-write
-    if (/Expected (length|hash)|Max length reached/.test(text)) return what === 'metadata' ? 'UPDATE_METADATA_INVALID' : 'UPDATE_TARGET_MISMATCH';
-    return 'UPDATE_METADATA_INVALID';
-  })();
-  const detail = failure ? failure.message : shown;
-  const advice: Record<UpdateErrorCode, string> = {
-    UPDATE_INCOMPLETE: 'the repository on the drive is incomplete (pulled out, or copied only in part): copy the whole folder again',
-    UPDATE_EXPIRED: 'the repository is too old to be trusted (or the kiosk\'s clock is wrong): have the publisher run portcullis-update build again',
-    UPDATE_SIGNATURE_INVALID: 'it is not signed by the keys this kiosk trusts: do not use this drive; tell security staff',
-    UPDATE_ROLLBACK: 'it is older than what this kiosk has: use the newest repository',
-    UPDATE_TARGET_MISMATCH: 'a file differs from what was signed (changed after signing): do not use this drive; tell security staff',
-    UPDATE_METADATA_INVALID: 'the repository\'s metadata does not fit together: copy the whole folder again from the publisher',
-  } as Record<UpdateErrorCode, string>;
-  return new UpdateError(code, `${what === 'metadata' ? '' : `${what}: `}${detail}: ${advice[code] ?? 'nothing was changed'}; nothing was changed`, { cause: error });
+  const code: UpdateErrorCode = classifyTufFailure(text, failure?.errno ?? (errno === 'ENOSPC' || errno === 'EDQUOT' ? errno : null), what !== 'metadata');
+  const detail = failure ? failure.message : displayText(tufMessage(text));
+  const where = what === 'metadata' ? '' : `${what}: `;
+  if (code === 'UPDATE_DISK_FULL') return new UpdateError(code, `no room in the kiosk's updates folder${what === 'metadata' ? '' : ` for ${what}`}: free space there, then import again; nothing was changed`, { cause: error });
+  return new UpdateError(code, `${where}${detail}: ${TUF_FAILURE_ADVICE[code as TufFailureCode]}; nothing was changed`, { cause: error });
 }
-
