@@ -38,6 +38,8 @@ export function memoryBlockDevice(bytes: Uint8Array, options: { writable?: boole
 }
 
 export interface FileBlockDevice extends BlockDevice {
+  /** The open file descriptor (read-only opens hand it to the sandboxed volume reader as its standard input). */
+  readonly fd: number;
   /** Flushes writes to stable storage (fsync). */
   sync(): void;
   close(): void;
@@ -55,36 +57,44 @@ export function openFileBlockDevice(path: string, mode: 'read-only' | 'read-writ
   } catch (cause) {
     throw new MediaError('MEDIA_IO', `${path}: cannot open (${(cause as Error).message})`, { cause });
   }
-  let size: number;
   try {
-    const stat = fstatSync(fd);
-    size = stat.isBlockDevice() ? blockDeviceSize(fd) : stat.size;
+    return fdBlockDevice(fd, path, mode);
   } catch (cause) {
     closeSync(fd);
     throw cause;
   }
+}
+
+/**
+ * A device over a descriptor opened elsewhere (the volume reader's standard
+ * input in its sandbox). `name` only labels errors; close() closes `fd`.
+ */
+export function fdBlockDevice(fd: number, name: string, mode: 'read-only' | 'read-write'): FileBlockDevice {
+  const stat = fstatSync(fd);
+  const size = stat.isBlockDevice() ? blockDeviceSize(fd) : stat.size;
   let open = true;
   const checkOpen = (): void => {
-    if (!open) throw new MediaError('MEDIA_IO', `${path}: device already closed`);
+    if (!open) throw new MediaError('MEDIA_IO', `${name}: device already closed`);
   };
   return {
+    fd,
     size,
     read(offset, length) {
       checkOpen();
-      assertRange(size, offset, length, `${path}: read`);
+      assertRange(size, offset, length, `${name}: read`);
       const out = new Uint8Array(length);
       let done = 0;
       while (done < length) {
         const n = readSync(fd, out, done, length - done, offset + done);
-        if (n === 0) throw new MediaError('MEDIA_IO', `${path}: unexpected end of data at ${offset + done}`);
+        if (n === 0) throw new MediaError('MEDIA_IO', `${name}: unexpected end of data at ${offset + done}`);
         done += n;
       }
       return out;
     },
     write(offset, data) {
       checkOpen();
-      if (mode === 'read-only') throw new MediaError('MEDIA_IO', `${path}: opened read-only`);
-      assertRange(size, offset, data.length, `${path}: write`);
+      if (mode === 'read-only') throw new MediaError('MEDIA_IO', `${name}: opened read-only`);
+      assertRange(size, offset, data.length, `${name}: write`);
       let done = 0;
       while (done < data.length) done += writeSync(fd, data, done, data.length - done, offset + done);
     },

@@ -20,6 +20,11 @@ export const MEDIA_ERROR_CODES = [
   'MEDIA_TOOL_FAILED',
   /** Reading or writing the image or device itself failed. */
   'MEDIA_IO',
+  /**
+   * The sandbox the volume readers run in cannot start (bubblewrap or prlimit
+   * missing, user namespaces off): nothing was read; install what the message names.
+   */
+  'MEDIA_SANDBOX_UNAVAILABLE',
 ] as const;
 
 export type MediaErrorCode = (typeof MEDIA_ERROR_CODES)[number];
