@@ -122,8 +122,8 @@ export async function runScan(options: ScanCommandOptions): Promise<ScanOutcome>
       audit.recordInterruptedScans();
     }
     target = options.image
-      ? await openImageTarget(resolve(options.path), join(workDir, 'media'), options.usb ?? null)
-      : await openFolderTarget(resolve(options.path), { usb: options.usb ?? null, writable: options.writable ?? null, device: options.device ?? null });
+      ? await openImageTarget(resolve(options.path), join(workDir, 'media'), options.usb ?? null, options.signal ? { signal: options.signal } : {})
+      : await openFolderTarget(resolve(options.path), { usb: options.usb ?? null, writable: options.writable ?? null, device: options.device ?? null, ...(options.signal ? { signal: options.signal } : {}) });
     audit?.beginScan({ scanId, kioskId, operatorId, device: { usb: target.media.usb, filesystem: target.media.filesystem, volumeId: target.media.volumeId, label: target.media.label, capacity: target.media.capacity }, startedAt: now() });
 
     // A stale approval must not survive a new scan, whatever its outcome.

@@ -9,10 +9,10 @@ import { lstat, mkdir, open, readFile, rename, stat, statfs, unlink, type FileHa
 import { basename, dirname, join } from 'node:path';
 import { escapeForDisplay, MANIFEST_PATH, PortcullisError, RECEIPT_PATH, type MediaIdentity } from '../../manifest/index.ts';
 import { DriveError, type DriveErrorCode, type DriveTarget, type UsbIdentity, type WritableSwitch } from '../core/ports.ts';
-import { readVolumeIdentity } from './identity.ts';
+import { openImageReadOnly, readFileFromImage, removeFromImage, writeFilesToImage, type OpenOptions } from './image-access.ts';
+import { readVolumeIdentityInSandbox } from './volume-sandbox.ts';
 
 export { DriveError, type DriveErrorCode, type DriveTarget, type UsbIdentity, type WritableSwitch } from '../core/ports.ts';
-import { openImageReadOnly, readFileFromImage, removeFromImage, writeFilesToImage } from './image-access.ts';
 
 /** Drive labels and serials are hostile: escaped and bounded before they enter a manifest. */
 function safeText(text: string | null, max: number): string | null {
@@ -59,8 +59,10 @@ export interface FolderTargetOptions {
   readonly usb?: UsbIdentity | null;
   /** The mount is read-only: made writable only around removing and writing the manifest. */
   readonly writable?: WritableSwitch | null;
-  /** The block device behind the mount, to read the volume's real identity from. */
+  /** The block device behind the mount, to read the volume's real identity from (in the volume reader's sandbox). */
   readonly device?: string | null;
+  /** Stops reading the device's identity. */
+  readonly signal?: AbortSignal;
 }
 
 /** A mounted drive, or a folder standing for one. */
@@ -70,7 +72,7 @@ export async function openFolderTarget(path: string, options: FolderTargetOption
   const fs = await statfs(path).catch((cause: unknown) => {
     throw new DriveError('DRIVE_UNREADABLE', `cannot read ${path}: ${(cause as Error).message}`, { cause });
   });
-  const identity = options.device ? await readVolumeIdentity(options.device) : null;
+  const identity = options.device ? await readVolumeIdentityInSandbox(options.device, options.signal ? { signal: options.signal } : {}) : null;
   const media: MediaIdentity = identity
     ? { filesystem: identity.filesystem === 'exfat' ? 'exfat' : 'vfat', volumeId: identity.volumeId, label: safeText(identity.label, 64), capacity: identity.capacity, usb: usbPart(usb) }
     : { filesystem: 'dir', volumeId: null, label: safeText(basename(path), 64), capacity: fs.blocks * fs.bsize, usb: usbPart(usb) };
@@ -256,14 +258,17 @@ async function writeFolderManifest(path: string, files: ReadonlyArray<{ path: st
   }
 }
 
-/** A FAT32 or exFAT image: scanned through a read-only mount or an extraction, written with mtools or exFAT tools. */
-export async function openImageTarget(imagePath: string, workDir: string, usb: UsbIdentity | null = null): Promise<DriveTarget> {
-  const identity = await readVolumeIdentity(imagePath).catch((cause: unknown) => {
-    if (cause instanceof PortcullisError) throw cause;
+/**
+ * A FAT32 or exFAT image: identity, listing and (unless exFAT is mounted) the
+ * files come from the sandboxed volume reader; written with mtools or exFAT tools.
+ */
+export async function openImageTarget(imagePath: string, workDir: string, usb: UsbIdentity | null = null, options: Pick<OpenOptions, 'signal' | 'sandbox'> = {}): Promise<DriveTarget> {
+  await mkdir(workDir, { recursive: true, mode: 0o700 });
+  const opened = await openImageReadOnly(imagePath, workDir, options).catch((cause: unknown) => {
+    if (cause instanceof PortcullisError || options.signal?.aborted === true) throw cause;
     throw new DriveError('DRIVE_UNREADABLE', `cannot read the image ${imagePath}: ${(cause as Error).message}: name a FAT32 or exFAT image file`, { cause });
   });
-  await mkdir(workDir, { recursive: true, mode: 0o700 });
-  const opened = await openImageReadOnly(imagePath, workDir);
+  const identity = opened.identity;
   const unseen = [
     ...opened.unrepresentable.map((u) => ({ display: escapeForDisplay(u.names.join('/')), detail: `a name this kiosk cannot hold as itself (${u.reason})` })),
   ];

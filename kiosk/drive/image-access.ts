@@ -2,27 +2,38 @@
  * The kiosk's access to a drive image: open it read-only for scanning, write
  * the manifest and receipt onto it, read them back, remove them.
  *
- * Scanning. exFAT is mounted with exfat-fuse through a read-only loop device
- * (ro,nosuid,nodev,noexec, checked). FAT is extracted: fusefat shows only 8.3
- * names, the kernel here has no vfat driver, and mtools' own extraction turns
- * characters outside the BMP into "_" and "/" into "\", so two different names
- * can land on one host name. Extraction therefore uses this project's FAT
- * reader, which keeps names exactly. An exFAT image whose mount fails is
- * extracted the same way, and the reason is recorded. Either way the volume's
- * own listing comes along: hidden/system/read-only attributes (which neither a
- * FUSE mount nor a host folder shows) and the entries whose names the host
- * folder cannot hold, which the kiosk must block rather than miss.
+ * Scanning. The volume is parsed in a sandboxed child process, never here
+ * (volume-sandbox.ts runs volume-child.ts): it reads the identity and the
+ * listing, and extracts the files when the volume is not mounted. exFAT is
+ * mounted with exfat-fuse through a read-only loop device
+ * (ro,nosuid,nodev,noexec, checked) after the sandbox has listed it. FAT is
+ * extracted: fusefat shows only 8.3 names, the kernel here has no vfat
+ * driver, and mtools' own extraction turns characters outside the BMP into
+ * "_" and "/" into "\", so two different names can land on one host name.
+ * Extraction therefore uses this project's FAT reader, which keeps names
+ * exactly. An exFAT image whose mount fails is extracted the same way, and
+ * the reason is recorded. Either way the volume's own listing comes along:
+ * hidden/system/read-only attributes (which neither a FUSE mount nor a host
+ * folder shows) and the entries whose names the host folder cannot hold,
+ * which the kiosk must block rather than miss.
+ *
+ * Writing (writeFilesToImage, removeFromImage, readFileFromImage) still reads
+ * the volume's structures in this process: see README.md.
  */
-import { mkdir, mkdtemp, open, rename, rm, rmdir, statfs, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rename, rm, rmdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { openFileBlockDevice, type BlockDevice } from './block-device.ts';
+import { sniffFilesystem } from '../core/volume-check.ts';
+import { openFileBlockDevice } from './block-device.ts';
 import { MediaError } from './errors.ts';
 import { exfatFuseUnavailable, mountExfatFuse, type FuseMount } from './exfat-fuse.ts';
 import { exfatNameProblem, openExfatVolume, type ExfatEntry, type ExfatVolume } from './exfat-volume.ts';
 import { fatCaseKey, fatNameProblem, FatImageWriter } from './fat-mtools.ts';
-import { openFatVolume } from './fat-volume.ts';
-import { sniffFilesystem } from './identity.ts';
+import { classifyEntries, type UnrepresentableEntry } from './host-names.ts';
+import type { VolumeIdentity } from './identity.ts';
+import { openVolume } from './open-volume.ts';
+import type { ChildRequest, VolumeListing } from './volume-listing.ts';
+import { readVolumeInSandbox, type VolumeSandboxOptions } from './volume-sandbox.ts';
 import {
   DEFAULT_WALK_LIMITS,
   entryPath,
@@ -34,29 +45,18 @@ import {
   type WalkLimits,
 } from './volume.ts';
 
+export { classifyEntries, hostNameProblem, type UnrepresentableEntry, type UnrepresentableReason } from './host-names.ts';
+export { openVolume } from './open-volume.ts';
+
 export type AccessMethod = 'fuse-mount' | 'extract';
-
-/** Why a name on the volume cannot appear as itself in a Linux folder. */
-export type UnrepresentableReason =
-  | 'NAME_HAS_SLASH' // "/" is a path separator on Linux
-  | 'NAME_HAS_NUL'
-  | 'NAME_IS_DOT' // "." or ".." would point elsewhere
-  | 'NAME_NOT_UNICODE' // an unpaired UTF-16 surrogate has no UTF-8 form
-  | 'NAME_TOO_LONG' // more than 255 bytes in UTF-8 (NAME_MAX)
-  | 'NAME_DUPLICATE' // the same name twice in one folder
-  | 'PARENT_UNREPRESENTABLE';
-
-export interface UnrepresentableEntry {
-  readonly names: readonly string[];
-  readonly kind: 'file' | 'directory';
-  readonly reason: UnrepresentableReason;
-}
 
 export interface OpenedImage {
   /** A folder to walk: the mount point or the extraction folder. */
   readonly root: string;
   readonly method: AccessMethod;
   readonly filesystem: FilesystemKind;
+  /** Filesystem, volume id, label and capacity, read by the sandboxed reader. */
+  readonly identity: VolumeIdentity;
   /** Why the image is not mounted (method 'extract'); null when it is. */
   readonly fallbackReason: string | null;
   /** Every entry on the volume, as the volume's own reader lists it. */
@@ -89,32 +89,14 @@ export interface OpenOptions {
   /** 'mount' (default) tries exfat-fuse for exFAT; 'extract' skips it. FAT is always extracted. */
   prefer?: 'mount' | 'extract';
   limits?: Partial<ExtractLimits>;
+  /** Stops the sandboxed reader (killed) and the open; it then rejects with the signal's reason. */
+  signal?: AbortSignal;
+  /** How the sandboxed reader runs (volume-sandbox.ts); tests replace the child. */
+  sandbox?: VolumeSandboxOptions;
 }
 
 const FAT_NOT_MOUNTED =
   'FAT is extracted, not mounted: fusefat shows only 8.3 names, this kernel has no vfat driver, and mtools extraction alters names outside the BMP';
-
-/** Opens a volume reader of the right kind on `device`. */
-export function openVolume(device: BlockDevice): VolumeReader & { filesystem: FilesystemKind } {
-  switch (sniffFilesystem(device.read(0, Math.min(512, device.size)))) {
-    case 'fat':
-      return openFatVolume(device);
-    case 'exfat':
-      return openExfatVolume(device);
-    case null:
-      throw new MediaError('MEDIA_UNRECOGNIZED', 'neither a FAT nor an exFAT boot sector at offset 0');
-  }
-}
-
-/** Why `name` cannot be a Linux file name as it is, or null. */
-export function hostNameProblem(name: string): Exclude<UnrepresentableReason, 'NAME_DUPLICATE' | 'PARENT_UNREPRESENTABLE'> | null {
-  if (name.includes('/')) return 'NAME_HAS_SLASH';
-  if (name.includes('\u0000')) return 'NAME_HAS_NUL';
-  if (name === '.' || name === '..' || name === '') return 'NAME_IS_DOT';
-  if (!name.isWellFormed()) return 'NAME_NOT_UNICODE';
-  if (Buffer.byteLength(name, 'utf8') > 255) return 'NAME_TOO_LONG';
-  return null;
-}
 
 /** Groups of entry paths that are equal when compared case-insensitively, in volume order. */
 export function findCaseClashes(entries: readonly VolumeEntry[]): string[][] {
@@ -128,29 +110,7 @@ export function findCaseClashes(entries: readonly VolumeEntry[]): string[][] {
   return [...groups.values()].filter((group) => group.length > 1);
 }
 
-/** Splits entries into those a host folder can hold as themselves and those it cannot. */
-export function classifyEntries(entries: readonly VolumeEntry[]): { representable: VolumeEntry[]; unrepresentable: UnrepresentableEntry[] } {
-  const representable: VolumeEntry[] = [];
-  const unrepresentable: UnrepresentableEntry[] = [];
-  const blockedFolders = new Set<string>();
-  const seen = new Set<string>();
-  for (const entry of entries) {
-    const parent = JSON.stringify(entry.names.slice(0, -1));
-    const self = JSON.stringify(entry.names);
-    const name = entry.names[entry.names.length - 1] ?? '';
-    let reason: UnrepresentableReason | null = blockedFolders.has(parent) ? 'PARENT_UNREPRESENTABLE' : hostNameProblem(name);
-    if (reason === null && seen.has(self)) reason = 'NAME_DUPLICATE';
-    seen.add(self);
-    if (reason === null) {
-      representable.push(entry);
-    } else {
-      unrepresentable.push({ names: entry.names, kind: entry.kind, reason });
-      if (entry.kind === 'directory') blockedFolders.add(self);
-    }
-  }
-  return { representable, unrepresentable };
-}
-
+/** In-process listing, for the write path only (the drive was listed in the sandbox first). */
 function listVolume(imagePath: string, limits: WalkLimits): { filesystem: FilesystemKind; entries: VolumeEntry[] } {
   const device = openFileBlockDevice(imagePath, 'read-only');
   try {
@@ -161,35 +121,32 @@ function listVolume(imagePath: string, limits: WalkLimits): { filesystem: Filesy
   }
 }
 
-async function extractTo(imagePath: string, root: string, entries: readonly VolumeEntry[], limits: ExtractLimits): Promise<void> {
-  const total = entries.reduce((sum, entry) => sum + entry.size, 0);
-  if (total > limits.maxTotalBytes) {
-    throw new MediaError('MEDIA_LIMIT_EXCEEDED', `the volume holds ${total} bytes of files, more than the ${limits.maxTotalBytes} allowed`);
-  }
-  const space = await statfs(root);
-  if (total > space.bavail * space.bsize) {
-    throw new MediaError('MEDIA_LIMIT_EXCEEDED', `${root} has ${space.bavail * space.bsize} bytes free, extraction needs ${total}`);
-  }
+/** Which reader the boot sector asks for: two magic numbers, the only bytes of the image this process looks at. */
+function sniffImage(imagePath: string): 'fat' | 'exfat' {
   const device = openFileBlockDevice(imagePath, 'read-only');
   try {
-    const volume = openVolume(device);
-    // Names were checked by classifyEntries: no "/", "..", NUL or bad UTF-16 reaches join().
-    for (const entry of entries) {
-      const target = join(root, ...entry.names);
-      if (entry.kind === 'directory') {
-        await mkdir(target, { mode: 0o700 });
-        continue;
-      }
-      const handle = await open(target, 'wx', 0o600); // O_EXCL: never reuse or follow what is there
-      try {
-        for (const chunk of volume.fileChunks(entry)) await handle.write(chunk);
-      } finally {
-        await handle.close();
-      }
-    }
+    const family = sniffFilesystem(device.read(0, Math.min(512, device.size)));
+    if (family === null) throw new MediaError('MEDIA_UNRECOGNIZED', 'neither a FAT nor an exFAT boot sector at offset 0');
+    return family;
   } finally {
     device.close();
   }
+}
+
+/** What the kiosk derives from the listing itself, never taking the child's word for it. */
+function describe(listing: VolumeListing, family: 'fat' | 'exfat') {
+  const { identity, entries } = listing;
+  if ((identity.filesystem === 'exfat') !== (family === 'exfat')) {
+    throw new MediaError('MEDIA_TOOL_FAILED', `the sandboxed volume reader says ${identity.filesystem}, the boot sector says ${family}: the drive is refused`);
+  }
+  return {
+    identity,
+    filesystem: identity.filesystem,
+    entries,
+    attributes: new Map(entries.map((entry) => [entryPath(entry), entry.attributes] as const)),
+    unrepresentable: classifyEntries(entries).unrepresentable,
+    caseClashes: findCaseClashes(entries),
+  };
 }
 
 /**
@@ -198,17 +155,16 @@ async function extractTo(imagePath: string, root: string, entries: readonly Volu
  */
 export async function openImageReadOnly(imagePath: string, workDir: string, options: OpenOptions = {}): Promise<OpenedImage> {
   const limits: ExtractLimits = { ...DEFAULT_EXTRACT_LIMITS, ...options.limits };
+  const sandbox = { ...options.sandbox, ...(options.signal === undefined ? {} : { signal: options.signal }) };
+  const request = (mode: 'list' | 'extract'): ChildRequest => ({ mode, limits: { maxEntries: limits.maxEntries, maxDepth: limits.maxDepth, maxTotalBytes: limits.maxTotalBytes } });
   await mkdir(workDir, { recursive: true, mode: 0o700 });
-  const { filesystem, entries } = listVolume(imagePath, limits);
-  const { representable, unrepresentable } = classifyEntries(entries);
-  const attributes = new Map(entries.map((entry) => [entryPath(entry), entry.attributes] as const));
-  const caseClashes = findCaseClashes(entries);
-  const base = { filesystem, entries, attributes, unrepresentable, caseClashes };
+  const family = sniffImage(imagePath);
 
-  let fallbackReason: string = FAT_NOT_MOUNTED;
-  if (filesystem === 'exfat') {
-    if (options.prefer === 'extract') fallbackReason = 'extraction was asked for';
-    else if (unrepresentable.length > 0) {
+  let fallbackReason: string = family === 'fat' ? FAT_NOT_MOUNTED : 'extraction was asked for';
+  if (family === 'exfat' && options.prefer !== 'extract') {
+    const base = describe(await readVolumeInSandbox(imagePath, request('list'), null, sandbox), family);
+    const { unrepresentable, caseClashes } = base;
+    if (unrepresentable.length > 0) {
       // exfat-fuse 1.3 aborts the whole mount (ECONNABORTED) on a name with an unpaired surrogate.
       fallbackReason = `${unrepresentable.length} name(s) a mount cannot present, e.g. ${unrepresentable[0]?.reason ?? ''}`;
     } else if (caseClashes.length > 0) {
@@ -243,9 +199,11 @@ export async function openImageReadOnly(imagePath: string, workDir: string, opti
     }
   }
 
+  // The child writes into a fresh folder of the kiosk's, bound as its /out; on any failure the folder goes.
   const root = await mkdtemp(join(workDir, 'extract-'));
+  let base: ReturnType<typeof describe>;
   try {
-    await extractTo(imagePath, root, representable, limits);
+    base = describe(await readVolumeInSandbox(imagePath, request('extract'), root, sandbox), family);
   } catch (error) {
     await rm(root, { recursive: true, force: true });
     throw error;
