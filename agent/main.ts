@@ -6,6 +6,7 @@
  * anything else into "this is a bug" with context.
  */
 import { constants as bufferConstants } from 'node:buffer';
+import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -28,6 +29,7 @@ import {
   addKey, CLASH_POLICIES, keyStatus, labelSchema, loadTrustStore, makeStoreFolder, policyDigests, revokeKey, saveTrustStore, setPolicy, type ClashPolicy,
   type TrustPolicy, type TrustStore,
 } from './trust-store.ts';
+import { applyTrustUpdate, pinUpdateRoot, TrustUpdateError } from './trust-update.ts';
 import { loadWatchConfig } from './watch-config.ts';
 import { forwardLog } from './forward/forwarder.ts';
 import { forwardUntil, trustStatus } from './forward/forward-config.ts';
@@ -42,6 +44,9 @@ trust store (keys the agent accepts, revocations, local policy):
   trust policy --trust FILE [--max-age-hours N] [--destination DIR | --no-destination]
                [--clash refuse|rename|skip] [--media-binding required|optional]
                [--digests blake3|sha256|both]
+  trust pin-root ROOT.json --trust FILE
+  trust update PATH --trust FILE [--json]
+                    (signed trust updates from a drive's update repository: docs/updates.md)
 
 drives:
   verify DRIVE --trust FILE [--json] [--identity FILE]
@@ -213,6 +218,43 @@ async function withInterrupt<T>(work: (signal: AbortSignal) => Promise<T>): Prom
   }
 }
 
+/** `trust pin-root ROOT.json` and `trust update PATH` (agent/trust-update.ts). */
+async function trustUpdateCommand(args: string[], io: CliIo): Promise<number> {
+  const [sub, ...rest] = args;
+  const now = (io.clock ?? (() => new Date()))();
+  const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, strict: true, options: common });
+  const trustPath = need(values.trust, '--trust FILE');
+  if (positionals.length !== 1) throw new UsageError(sub === 'pin-root' ? 'trust pin-root needs exactly one ROOT.json (the update repository\'s metadata/root.json)' : 'trust update needs exactly one PATH: the update repository\'s folder on the drive');
+  makeStoreFolder(trustPath);
+  const log = logFor(trustPath, values, io);
+  if (sub === 'pin-root') {
+    let bytes: Buffer;
+    try {
+      bytes = readLocalFile(positionals[0]!, MAX_ROOT_BYTES);
+    } catch (cause) {
+      throw new TrustUpdateError('UPDATE_ROOT_INVALID', `${positionals[0]!}: the root file ${(cause as Error).message}`, { cause });
+    }
+    const root = await pinUpdateRoot(trustPath, bytes, log);
+    io.stdout(`pinned update root version ${root.version} (sha256 ${createHash('sha256').update(bytes).digest('hex')}): compare it with the publisher's\n`);
+    return EXIT.OK;
+  }
+  const result = await applyTrustUpdate({ trustPath, repository: positionals[0]!, log, now });
+  if (values.json) {
+    io.stdout(`${JSON.stringify({ status: result.status, versions: result.versions, added: result.added, revoked: result.revoked, policyChanged: result.policyChanged, sequence: result.store.sequence }, null, 2)}\n`);
+  } else if (result.status === 'unchanged') {
+    io.stdout(`already up to date (targets version ${result.versions.targets}): nothing was changed\n`);
+  } else {
+    io.stdout(`applied the trust update (targets version ${result.versions.targets}): ${result.store.keys.length} keys, ${result.store.revoked.length} revoked, trust store sequence ${result.store.sequence}\n`);
+    for (const id of result.added) io.stdout(`  trusted ${id}\n`);
+    for (const id of result.revoked) io.stdout(`  revoked ${id}\n`);
+    if (result.policyChanged) io.stdout(`  policy: ${JSON.stringify(result.store.policy)}\n`);
+  }
+  return EXIT.OK;
+}
+
+/** bytes: a TUF root with a few keys is a few KiB. */
+const MAX_ROOT_BYTES = 1024 * 1024;
+
 function trustCommand(args: string[], io: CliIo): number {
   const [sub, ...rest] = args;
   const now = (io.clock ?? (() => new Date()))();
@@ -234,7 +276,7 @@ function trustCommand(args: string[], io: CliIo): number {
       digests: { type: 'string' },
     },
   });
-  if (sub === undefined) throw new UsageError('trust needs a subcommand: add, list, revoke or policy');
+  if (sub === undefined) throw new UsageError('trust needs a subcommand: add, list, revoke, policy, pin-root or update');
   if (!['add', 'list', 'revoke', 'policy'].includes(sub)) throw new UsageError(`unknown trust command ${JSON.stringify(sub)}`);
   const trustPath = need(values.trust, '--trust FILE');
   const change = (store: TrustStore, event: string, reason: string, keyId: string | null): number => {
@@ -550,7 +592,7 @@ async function run(argv: string[], io: CliIo): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
     case 'trust':
-      return trustCommand(rest, io);
+      return rest[0] === 'pin-root' || rest[0] === 'update' ? trustUpdateCommand(rest, io) : trustCommand(rest, io);
     case 'verify':
     case 'import':
       return driveCommand(command, rest, io);

@@ -133,6 +133,19 @@ const CASES: readonly Case[] = [
   ['setup with a positional argument', () => ['setup', 'extra', '--config', join(g.dest, 'config.json'), '--destination', g.dest], 64],
   ['trust policy with both --destination and --no-destination', () => ['trust', 'policy', '--trust', g.trust, '--destination', g.dest, '--no-destination'], 64],
   ['trust policy on a garbage store', () => ['trust', 'policy', '--trust', g.garbage, '--clash', 'skip'], 1],
+  ['trust pin-root without a root file', () => ['trust', 'pin-root', '--trust', join(tempDir('t'), 'trust.json')], 64],
+  ['trust pin-root without --trust', () => ['trust', 'pin-root', g.garbage], 64],
+  ['trust pin-root with an unknown option', () => ['trust', 'pin-root', g.garbage, '--trust', join(tempDir('t'), 'trust.json'), '--bogus'], 64],
+  ['trust pin-root of a file that does not exist', () => ['trust', 'pin-root', g.missing, '--trust', join(tempDir('t'), 'trust.json')], 1],
+  ['trust pin-root of garbage', () => ['trust', 'pin-root', g.garbage, '--trust', join(tempDir('t'), 'trust.json')], 1],
+  ['trust pin-root of a folder', () => ['trust', 'pin-root', g.folder, '--trust', join(tempDir('t'), 'trust.json')], 1],
+  ['trust pin-root of a named pipe', () => ['trust', 'pin-root', g.fifo, '--trust', join(tempDir('t'), 'trust.json')], 1],
+  ['trust pin-root of a trust store (not a TUF root)', () => ['trust', 'pin-root', g.trust, '--trust', join(tempDir('t'), 'trust.json')], 1],
+  ['trust update without a PATH', () => ['trust', 'update', '--trust', g.trust], 64],
+  ['trust update with two PATHs', () => ['trust', 'update', g.folder, g.drive, '--trust', g.trust], 64],
+  ['trust update without --trust', () => ['trust', 'update', g.folder], 64],
+  ['trust update with no root pinned', () => ['trust', 'update', g.folder, '--trust', join(tempDir('t'), 'trust.json')], 1],
+  ['trust update into a folder that cannot be made', () => ['trust', 'update', g.folder, '--trust', join(g.garbage, 'sub', 'trust.json')], 1],
 
   ['verify without a drive', () => ['verify'], 64],
   ['verify without --trust', () => ['verify', g.drive], 64],
@@ -195,7 +208,7 @@ describe('portcullis-agent with bad input', () => {
   });
 
   it('covers every command and subcommand the usage text names', () => {
-    const commands = [...USAGE.matchAll(/^ {2}((?:trust|log) [a-z]+|verify|import|watch)\b/gmu)].map((m) => m[1]!);
+    const commands = [...USAGE.matchAll(/^ {2}((?:trust|log) [a-z-]+|verify|import|watch)\b/gmu)].map((m) => m[1]!);
     expect(commands.length).toBeGreaterThanOrEqual(9);
     for (const command of [...commands, 'help', 'trust', 'log']) {
       const words = command.split(' ');
