@@ -209,6 +209,11 @@ export const APP_JS = String.raw`'use strict';
       var c = document.getElementById('chain');
       if (body.state === 'checking') { c.textContent = 'chain: verifying…'; setTimeout(loadChain, 5000); return; }
       if (body.error) { c.textContent = 'chain: cannot verify: ' + body.error; c.className = 'chain broken'; return; }
+      if (body.central) {
+        c.textContent = body.ok ? 'every host\'s chain intact: ' + body.records + ' records' : 'CHAIN PROBLEM: ' + body.first.reason + ' (see Hosts)';
+        c.className = body.ok ? 'chain ok' : 'chain broken';
+        return;
+      }
       if (body.ok) { c.textContent = 'chain intact: ' + body.records + ' records, head ' + body.head.seq; c.className = 'chain ok'; }
       else { c.textContent = 'CHAIN BROKEN at ' + body.first.table + ' ' + (body.first.seq === null ? '' : body.first.seq) + ': ' + body.first.code; c.className = 'chain broken'; }
     });

@@ -16,7 +16,8 @@ import { forwardLog } from '../../agent/forward/forwarder.ts';
 import { openAuditStore } from '../../kiosk/audit/store.ts';
 import { startReceiver, type Receiver } from '../../kiosk/review/central/receiver.ts';
 import { openCentralStore, type CentralStore } from '../../kiosk/review/central/store.ts';
-import { beginInput, file, finishInput, steppingClock } from '../support/audit-log-fixture.ts';
+import { beginInput, file, finishInput, steppingClock, tamper } from '../support/audit-log-fixture.ts';
+import { openSiemSpool } from '../../kiosk/review/siem.ts';
 import { makeSitePki, type SitePki } from '../support/site-pki.ts';
 import { startPostgres, type TestPostgres } from '../support/postgres.ts';
 import { freePort, RSYSLOGD, waitFor } from './rsyslog-harness.ts';
@@ -73,6 +74,36 @@ describe('a kiosk forwarding with --follow', () => {
       await once(child, 'close');
       audit.close();
     }
+  });
+});
+
+describe('a kiosk whose audit database was edited before its rows left', () => {
+  it('has the edited row refused by name at the central review, the others stored, and the host shown as tampered', async () => {
+    await store.enrol('gate-2', 'kiosk');
+    const db = join(dir, 'gate-2.db');
+    const audit = openAuditStore(db, { now: steppingClock() });
+    audit.beginScan(beginInput('scan-9', 0, { kioskId: 'gate-2' }));
+    audit.finishScan(finishInput('scan-9', 0, { decision: { verdict: 'partial', driveReasons: [], files: [file('ok.txt', 'clean', {}, 'b'), file('bad.exe', 'blocked', { reasons: [{ code: 'MALWARE', detail: 'Win.Test.EICAR' }] }, '9')] } }));
+    audit.close();
+    // Someone with the file turns the blocked file into a clean one, leaving its hash as it was.
+    tamper(db, (d) => d.prepare("UPDATE files SET verdict = 'clean' WHERE path = 'bad.exe'").run());
+    const spool = openSiemSpool(join(dir, 'gate-2-spool.db'));
+    try {
+      spool.collectCentral({ auditDb: db });
+      const pem = pki.client('gate-2');
+      await spool.deliver({ host: '127.0.0.1', port: receiver.port, transport: 'tls', protocol: 'central', tls: { ca: pki.ca, cert: pem.cert, key: pem.key, servername: 'localhost' } });
+      expect(spool.pending()).toBe(0);
+    } finally {
+      spool.close();
+    }
+    const refused = await store.pool.query<{ code: string }>("SELECT code FROM refusals WHERE source_name = 'gate-2'");
+    expect(refused.rows.map((r) => r.code)).toEqual(['INGEST_RECORD_EDITED']);
+    const files = await store.pool.query<{ path: string; verdict: string }>("SELECT f.path, f.verdict FROM k_files f JOIN chains c ON c.id = f.chain_id JOIN sources s ON s.id = c.source_id WHERE s.name = 'gate-2'");
+    expect(files.rows).toEqual([{ path: 'ok.txt', verdict: 'clean' }]);
+    const { centralHealth } = await import('../../kiosk/review/central/queries.ts');
+    const health = (await centralHealth(store.pool, new Date())).find((h) => h.name === 'gate-2')!;
+    expect(health.level).toBe('error');
+    expect(health.problems.join(' ')).toMatch(/edited.*tampering/);
   });
 });
 

@@ -237,6 +237,13 @@ describe('a site on one central review', () => {
     expect(path.hmi.find((h) => h.hmi === 'hmi-3' && h.destination.includes('kiosk-1-0'))).toBeTruthy();
   });
 
+  it('exports the scans and their HMI records across the kiosks', async () => {
+    const csv = await (await fetch(`${central.web}/api/export?format=csv&file=sha256:${'9'.repeat(64)}`, { headers: { cookie } })).text();
+    expect(csv.split('\r\n').filter((l) => l.includes('tools/update.exe'))).toHaveLength(1);
+    const agent = await (await fetch(`${central.web}/api/export?format=json&records=agent&since=2025-03-03T07:00&until=2025-03-03T07:30`, { headers: { cookie } })).json() as Array<{ scanId: string; hmi: string }>;
+    expect(agent.map((a) => `${a.scanId} ${a.hmi}`)).toEqual(expect.arrayContaining(['kiosk-1/kiosk-1-scan-0 hmi-1', 'kiosk-1/kiosk-1-scan-0 hmi-2', 'kiosk-1/kiosk-1-scan-0 hmi-3']));
+  });
+
   it('lists HMI events without a manifest and the alerts, and counts every forwarded record once', async () => {
     const { records } = await api<{ records: Array<{ hmi: string; event: string; code: string }> }>('/api/central/hmi-events');
     expect(records.map((r) => `${r.hmi} ${r.code}`)).toEqual(expect.arrayContaining(['hmi-1 TRUST_CHANGED', 'hmi-2 NO_MANIFEST']));
@@ -270,6 +277,7 @@ describe('a site on one central review', () => {
       await page.fill('#password-login input[name=password]', PASSWORD);
       await page.click('#password-login button');
       await expect.poll(() => page.locator('#health tbody tr').count()).toBe(5);
+      await expect.poll(() => page.locator('#chain').textContent()).toMatch(/^CHAIN PROBLEM: hmi-2: .*tampering/);
       expect(await page.locator('#health tr.health-error').count()).toBeGreaterThanOrEqual(1);
       await expect.poll(() => page.locator('#alerts tbody tr').count()).toBeGreaterThanOrEqual(1);
       expect(await page.locator('#sign-ins tbody').textContent()).toContain('SIGN_IN');
