@@ -15,6 +15,9 @@ import { AuditLog, verifyLogBytes } from './audit-log.ts';
 import { main } from './main.ts';
 import { addKey, emptyTrustStore, loadTrustStore, revokeKey, setPolicy, type TrustStore } from './trust-store.ts';
 import { applyTrustUpdate, pinUpdateRoot, TrustUpdateError, updatesFolder } from './trust-update.ts';
+import { lineNotifier } from './notify.ts';
+import { runService } from './watch.ts';
+import type { DriveReport } from './drive-report.ts';
 import { makePublisher, makeSource, readMetadata, resign, tempFolder, writeMetadata, type Publisher } from '../test/support/update-fixtures.ts';
 
 const NOW = new Date('2026-12-08T10:00:00Z');
@@ -193,5 +196,37 @@ describe('trust update', () => {
     expect(await main(['trust', 'update', v1, '--trust', trust], io)).toBe(0);
     expect(out.at(-1)).toMatch(/already up to date/);
     expect(updatesFolder(trust)).toBe(join(home, 'trust-updates'));
+  });
+
+  it('the watch service applies the trust update on an update drive and tells the HMI user; a refused one changes nothing', async () => {
+    const hmi = await newHmi();
+    const driveRoot = join(dir, 'update-drive');
+    await cp(v1, join(driveRoot, 'portcullis-update'), { recursive: true });
+    const messages: string[] = [];
+    const reports: DriveReport[] = [];
+    const drives: { key: string; mount: string; identity: null }[] = [];
+    const controller = new AbortController();
+    const service = runService({
+      source: { name: 'test', list: () => Promise.resolve([...drives]) },
+      trustPath: hmi.trust, destination: join(dir, 'inbox'), log: hmi.log, notifier: lineNotifier((l) => messages.push(l)),
+      intervalMs: 50, settleMs: 0, clock: () => NOW, onReport: (r) => reports.push(r),
+    }, controller.signal);
+    drives.push({ key: 'E', mount: driveRoot, identity: null });
+    for (let i = 0; i < 200 && !messages.some((m) => m.includes('trust updated')); i++) await new Promise((r) => setTimeout(r, 25));
+    expect(messages.some((m) => /\[HMI ok\] Portcullis: trust updated/.test(m))).toBe(true);
+    expect(loadTrustStore(hmi.trust).keys.map((k) => k.keyId)).toEqual([gate1.keyId]);
+    expect(reports).toEqual([]); // an update drive with no manifest is not imported (nor refused as NO_MANIFEST)
+
+    // An older repository on the next drive: refused, the user told, the store unchanged.
+    drives.length = 0;
+    await new Promise((r) => setTimeout(r, 150));
+    await applyTrustUpdate({ trustPath: hmi.trust, repository: v2, log: hmi.log, now: NOW });
+    const before = await readFile(hmi.trust);
+    drives.push({ key: 'F', mount: driveRoot, identity: null });
+    for (let i = 0; i < 200 && !messages.some((m) => m.includes('trust update refused')); i++) await new Promise((r) => setTimeout(r, 25));
+    expect(messages.find((m) => m.includes('trust update refused'))).toMatch(/UPDATE_ROLLBACK/);
+    expect(await readFile(hmi.trust)).toEqual(before);
+    controller.abort();
+    await service;
   });
 });

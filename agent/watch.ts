@@ -3,15 +3,18 @@
  * removals (chokidar on mount roots only makes the next poll come sooner; the
  * poll is the source of truth). The service handles one drive at a time:
  * re-reads the trust store (so changes apply without a restart), imports into
- * the destination, logs, and tells the HMI user. Removing a drive aborts its
+ * the destination, logs, and tells the HMI user. A drive that carries a signed
+ * update repository has its trust update applied first. Removing a drive aborts its
  * import; nothing partial is left (import-drive.ts). On Windows the service also
  * checks, at start and every few minutes, that the removable-storage deny
  * policy is in force, and logs each change (storage-policy.ts).
  */
 import { watch as chokidarWatch, type FSWatcher } from 'chokidar';
-import { resolve, win32 } from 'node:path';
+import { stat } from 'node:fs/promises';
+import { join, resolve, win32 } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { PortcullisError } from '../manifest/index.ts';
+import { MANIFEST_PATH, PortcullisError } from '../manifest/index.ts';
+import { UPDATE_FOLDER_ON_DRIVE, UPDATE_METADATA_FOLDER } from '../manifest/update-repository.ts';
 import type { AuditSink } from './audit-log.ts';
 import { driveRef } from './drive-identity.ts';
 import type { DriveInfo, DriveSource } from './drive-sources.ts';
@@ -22,6 +25,7 @@ import { StoragePolicyMonitor, type StoragePolicyReading } from './storage-polic
 import type { DriveReport } from './drive-report.ts';
 import { importDrive } from './import-drive.ts';
 import { loadTrustStore, type TrustStore } from './trust-store.ts';
+import { applyTrustUpdate, updatesFolder } from './trust-update.ts';
 
 export interface DriveWatcherOptions {
   readonly source: DriveSource;
@@ -163,6 +167,29 @@ export function noticeFor(drive: DriveInfo): HmiMessage {
   return { level: 'info', title: `Portcullis: checking drive ${driveName({ mount: drive.mount, label: drive.identity?.label ?? null })}`, text: 'Do not remove the drive until the result appears.' };
 }
 
+/**
+ * A drive carrying an update repository (`portcullis-update/` at its root,
+ * docs/updates.md) on an HMI with a pinned update root: the trust update on it
+ * is applied, and the HMI user told the result. Returns true when the drive
+ * carries no manifest, so there is nothing to import from it.
+ */
+async function applyUpdateOnDrive(drive: DriveInfo, options: ServiceOptions): Promise<boolean> {
+  const repository = join(drive.mount, UPDATE_FOLDER_ON_DRIVE);
+  const carriesUpdate = await stat(join(repository, UPDATE_METADATA_FOLDER)).then((i) => i.isDirectory(), () => false);
+  if (!carriesUpdate || !(await stat(join(updatesFolder(options.trustPath), 'root.json')).then(() => true, () => false))) return false;
+  try {
+    const result = await applyTrustUpdate({ trustPath: options.trustPath, repository, log: options.log, now: (options.clock ?? (() => new Date()))() });
+    await options.notifier.notify(result.status === 'unchanged'
+      ? { level: 'info', title: 'Portcullis: trust already up to date', text: 'The update on this drive was applied before. You may remove the drive.' }
+      : { level: 'ok', title: 'Portcullis: trust updated', text: `Kiosk keys and policy updated from the signed update on this drive (${result.store.keys.length} keys, ${result.store.revoked.length} revoked). You may remove the drive.` });
+  } catch (error) {
+    // Refused (and logged by applyTrustUpdate): the trust store is as it was.
+    const code = error instanceof PortcullisError ? String(error.code) : 'INTERNAL_ERROR';
+    await options.notifier.notify({ level: 'refused', title: 'Portcullis: trust update refused', text: `${code}: the update on this drive was not applied; nothing was changed. Call security staff.` });
+  }
+  return !(await stat(join(drive.mount, MANIFEST_PATH)).then(() => true, () => false));
+}
+
 /** Runs the service until `signal` aborts. Returns when every started import has ended. */
 export async function runService(options: ServiceOptions, signal: AbortSignal): Promise<void> {
   const clock = options.clock ?? (() => new Date());
@@ -183,6 +210,8 @@ export async function runService(options: ServiceOptions, signal: AbortSignal): 
       // Told before the first byte is read: the user must not pull the drive while it is checked.
       status?.checking(described);
       await options.notifier.notify(noticeFor(drive));
+      // An update drive: the signed trust update on it is applied first (trust-update.ts).
+      if (await applyUpdateOnDrive(drive, options)) return;
       const trust = loadTrustStore(options.trustPath);
       const destination = chooseDestination(options.destination, trust);
       const report = await importDrive({

@@ -178,3 +178,6 @@ export const TUF_FAILURE_ADVICE: Readonly<Record<TufFailureCode, string>> = {
 export function tufMessage(text: string): string {
   return text.replace(/^Unable to load (snapshot|targets) (metadata )?error (Error: )?/, '');
 }
+
+/** Where an update repository sits on an update drive: the folder the publisher's repository is copied to. */
+export const UPDATE_FOLDER_ON_DRIVE = 'portcullis-update';
