@@ -60,6 +60,7 @@ describe('octet-counted frames', () => {
 describe('agent message ids', () => {
   it('say what happened: a trust change is not an import refusal', () => {
     expect(agentMessageId({ event: 'trust.key-revoked', outcome: 'changed' })).toBe('TRUST_CHANGED');
+    expect(agentMessageId({ event: 'trust.updated', outcome: 'changed' })).toBe('TRUST_CHANGED');
     expect(agentMessageId({ event: 'file.refused', outcome: 'refused' })).toBe('IMPORT_REFUSED');
     expect(agentMessageId({ event: 'drive.checked', outcome: 'refused' })).toBe('DRIVE_REFUSED');
     expect(agentMessageId({ event: 'drive.checked', outcome: 'allowed' })).toBe('DRIVE_CHECKED');

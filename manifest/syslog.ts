@@ -223,6 +223,8 @@ export function agentMessageId(r: Pick<LogRecord, 'event' | 'outcome'>): string 
     'trust.key-revoked': 'TRUST_CHANGED',
     'trust.policy-changed': 'TRUST_CHANGED',
     'trust.change-failed': 'TRUST_CHANGE_FAILED',
+    'trust.updated': 'TRUST_CHANGED', // a signed trust update applied (or found already applied)
+    'trust.update-root-pinned': 'TRUST_CHANGED',
     'agent.storage-policy': 'STORAGE_POLICY',
     'agent.started': 'AGENT_STARTED',
     'agent.stopped': 'AGENT_STOPPED',
