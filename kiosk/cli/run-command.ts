@@ -208,7 +208,7 @@ export async function startStation(options: StationOptions & { source: DeviceSou
         const y = running.info.yara;
         status = {
           ...status,
-          clamavDatabase: c ? `${c.version}, database ${c.databaseVersion ?? 'unversioned'}${parts.generation ? ` (update set ${parts.generation})` : ''}` : status.clamavDatabase,
+          clamavDatabase: c ? `${c.version}, database ${c.databaseVersion ?? 'unversioned'}` : status.clamavDatabase,
           ruleSet: y ? `${y.ruleSetDigest.slice(0, 19)}... (${y.ruleCount} rules)` : null,
         };
       } catch (error) {

@@ -159,19 +159,29 @@ function wrappedRows(text: string, width: number): number {
   return rows;
 }
 
-/** A block of at most two wrapped rows, `indent` columns in; longer text is cut (the audit log keeps all of it). */
+/** A block of at most two wrapped rows, `indent` columns in; longer text is cut with "..." (the audit log keeps all of it). */
 function twoRows(indent: number, parts: readonly { text: string; props?: Record<string, unknown> }[]): { element: React.ReactElement; rows: number } {
   const width = SCREEN_COLUMNS - indent - 2;
   const whole = parts.map((p) => p.text).join('');
-  const budget = 2 * width - 8; // room for the words wrapping leaves at the end of the first row
-  const cut = whole.length <= budget ? parts : (() => {
-    let left = budget - 3;
-    return parts.map((p) => {
-      const text = p.text.length <= left ? p.text : `${p.text.slice(0, Math.max(0, left))}...`;
-      left = Math.max(0, left - p.text.length);
-      return { ...p, text };
-    }).filter((p) => p.text !== '...' || p === parts.at(-1));
-  })();
+  // The longest head of the text that still wraps into two rows.
+  let keep = whole.length;
+  if (wrappedRows(whole, width) > 2) {
+    let low = 0;
+    let high = whole.length;
+    while (low < high) {
+      const mid = Math.ceil((low + high) / 2);
+      if (wrappedRows(`${whole.slice(0, mid)}...`, width) <= 2) low = mid;
+      else high = mid - 1;
+    }
+    keep = low;
+  }
+  let left = keep;
+  const cut = parts.map((p) => {
+    const text = p.text.slice(0, Math.max(0, left));
+    left -= p.text.length;
+    return { ...p, text };
+  }).filter((p) => p.text.length > 0);
+  if (keep < whole.length) cut.push({ text: '...' });
   const rows = Math.min(2, wrappedRows(cut.map((p) => p.text).join(''), width));
   const element = h(Box, { width: width + 2, marginLeft: indent, height: rows, overflow: 'hidden' },
     h(Text, { wrap: 'wrap' }, ...cut.map((p, i) => h(Text, { key: String(i), ...(p.props ?? {}) }, p.text))));
@@ -237,7 +247,11 @@ function IdleScreen({ engines, now, operatorRequired, warnings }: { engines: Eng
     line(`    ClamAV database: ${engines.clamavDatabase ?? 'not started yet'} (${databaseAge(engines, now)})`),
     line(`    YARA rule set:   ${engines.ruleSet ?? 'not loaded yet'}`),
     ...(engines.note ? [line(`    note: ${fit(engines.note, 66)}`, { color: 'yellow' })] : []),
-    ...warnings.flatMap((w) => [line(''), line(`  WARNING ${w.code}: ${fit(shownText(w.what), 58)}`, { color: 'yellow', bold: true }), line(`    Fix: ${fit(shownText(w.fix), 70)}`)]));
+    ...warnings.flatMap((w) => [
+      line(''),
+      twoRows(2, [{ text: `WARNING ${w.code}: `, props: { color: 'yellow', bold: true } }, { text: shownText(w.what) }]).element,
+      twoRows(4, [{ text: 'Fix: ', props: { bold: true } }, { text: shownText(w.fix) }]).element,
+    ]));
 }
 
 function DriveLine({ drive }: { drive: StationDrive }): React.ReactElement {
