@@ -39,6 +39,13 @@ export const KNOWN_EVENT_TYPES = [
   'MANIFEST_WRITE_FAILED',
   'ENGINE_FAILURE',
   'KEY_GENERATED',
+  'UPDATE_ROOT_PINNED',
+  'UPDATE_IMPORTED',
+  'UPDATE_UNCHANGED',
+  'UPDATE_REFUSED',
+  'UPDATE_ROLLED_BACK',
+  'STATION_OUT_OF_SERVICE',
+  'STATION_IN_SERVICE',
 ] as const;
 
 /** Text as it is stored and shown (manifest/names.ts); re-exported for the audit and review modules. */
