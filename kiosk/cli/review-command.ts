@@ -14,6 +14,7 @@ import { EXIT } from '../core/exit-codes.ts';
 import { openReviewStore, ReviewError } from '../review/review-store.ts';
 import { startReviewServer, type ReviewServer } from '../review/server.ts';
 import { kioskChainOf, kioskHeartbeat, openSiemSpool, SiemError, type SiemTarget } from '../review/siem.ts';
+import { defaultKioskId } from './scan-command.ts';
 import { UsageError } from '../core/errors.ts';
 
 export const REVIEW_USAGE = `usage:
@@ -22,7 +23,7 @@ export const REVIEW_USAGE = `usage:
   portcullis-kiosk review token --review-db REVIEW.db [--ttl-minutes 15]
   portcullis-kiosk review import-agent-log FILE... --review-db REVIEW.db
   portcullis-kiosk siem send --db AUDIT.db --spool SPOOL.db --target HOST:PORT [--tls --ca FILE
-                   [--cert FILE --key FILE] [--servername NAME]] [--review-db REVIEW.db] [--follow SECONDS] [--central]
+                   [--cert FILE --key FILE] [--servername NAME]] [--review-db REVIEW.db] [--follow SECONDS] [--central [--kiosk-id ID]]
 central review (PostgreSQL):
   portcullis-kiosk review --central --database URL --tls-cert FILE --tls-key FILE --client-ca FILE [--ingest-host H] [--ingest-port 6514]
                    [--host 127.0.0.1] [--port 8765] [--public-name NAME[:PORT]]...
@@ -225,6 +226,8 @@ export interface SiemSendOptions extends Streams {
   readonly until?: Promise<unknown>;
   /** To the central review: every ledger row as a record, a heartbeat, and sign-ins; the receiver's ACK required. */
   readonly central?: boolean;
+  /** The kiosk's id, as its scans record it and its client certificate's CN says (default: as `scan` chooses it, from the host name). */
+  readonly kioskId?: string;
 }
 
 /** A PEM file for the TLS connection: a missing or unreadable one is named, with its flag. */
@@ -262,7 +265,8 @@ export function siemSendCommand(options: SiemSendOptions): Promise<number> {
     const staff = options.reviewDb ? openReviewStore(options.reviewDb) : undefined;
     const follow = options.follow === undefined ? 0 : Number(options.follow);
     if (options.central && (!options.tls || !options.cert || !options.key)) throw new UsageError('--central needs --tls, --ca, --cert and --key: the central review takes only client certificates from the site CA');
-    const centralTarget: SiemTarget | null = options.central ? { ...target, protocol: 'central', heartbeat: () => heartbeatOf(auditDb) } : null;
+    const kioskId = options.kioskId ?? defaultKioskId();
+    const centralTarget: SiemTarget | null = options.central ? { ...target, protocol: 'central', heartbeat: () => heartbeatOf(auditDb, kioskId) } : null;
     if (!Number.isFinite(follow) || follow < 0) throw new UsageError('--follow: expected seconds');
     let stop = false;
     const stopped = new AbortController();
@@ -274,7 +278,7 @@ export function siemSendCommand(options: SiemSendOptions): Promise<number> {
       for (;;) {
         let added: number;
         if (centralTarget) {
-          added = spool.collectCentral({ auditDb, ...(staff ? { staff } : {}) }).added;
+          added = spool.collectCentral({ auditDb, kioskId, ...(staff ? { staff } : {}) }).added;
         } else {
           const collected = spool.collect({ auditDb, ...(staff ? { staff } : {}) });
           added = collected.added;
@@ -302,10 +306,10 @@ export function siemSendCommand(options: SiemSendOptions): Promise<number> {
 }
 
 /** The kiosk's heartbeat for the central review, read fresh each connection. */
-function heartbeatOf(auditDb: string): string {
+function heartbeatOf(auditDb: string, kioskId: string): string {
   const db = new Database(auditDb, { readonly: true, fileMustExist: true });
   try {
-    return kioskHeartbeat(db, kioskChainOf(db) ?? '0'.repeat(64));
+    return kioskHeartbeat(db, kioskChainOf(db) ?? '0'.repeat(64), kioskId);
   } finally {
     db.close();
   }
@@ -377,10 +381,10 @@ export function siemCommand(argv: readonly string[], streams: Streams = {}): Pro
         options: {
           db: { type: 'string' }, spool: { type: 'string' }, 'review-db': { type: 'string' }, target: { type: 'string' }, tls: { type: 'boolean' },
           ca: { type: 'string' }, cert: { type: 'string' }, key: { type: 'string' }, servername: { type: 'string' }, 'sd-id': { type: 'string' }, follow: { type: 'string' },
-          central: { type: 'boolean' },
+          central: { type: 'boolean' }, 'kiosk-id': { type: 'string' },
         },
       });
-      return siemSendCommand({ ...streams, ...values, reviewDb: values['review-db'], sdId: values['sd-id'] });
+      return siemSendCommand({ ...streams, ...values, reviewDb: values['review-db'], sdId: values['sd-id'], kioskId: values['kiosk-id'] });
     } catch (error) {
       if (error instanceof TypeError && 'code' in error && String(error.code).startsWith('ERR_PARSE_ARGS')) throw new UsageError(error.message);
       throw error;

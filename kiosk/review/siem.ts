@@ -93,11 +93,9 @@ export function kioskChainOf(db: Database.Database): string | null {
  * so the central checks each hash and link itself; nothing is left out and
  * nothing is verified here first (the central says what is broken).
  */
-export function centralMessages(db: Database.Database, after: number, upto: number, chain: string): Array<{ seq: number; message: Buffer; blocked: boolean }> {
+export function centralMessages(db: Database.Database, after: number, upto: number, chain: string, kioskId: string): Array<{ seq: number; message: Buffer; blocked: boolean }> {
   const out: Array<{ seq: number; message: Buffer; blocked: boolean }> = [];
-  const kioskOf = db.prepare('SELECT kiosk_id FROM scans WHERE scan_id = ?').pluck();
   const timeOf = db.prepare('SELECT recorded_at FROM scans WHERE scan_id = ?').pluck();
-  const kioskId = (db.prepare('SELECT kiosk_id FROM scans ORDER BY seq DESC LIMIT 1').pluck().get() as string | undefined) ?? 'kiosk';
   for (const table of Object.keys(LEDGER_COLUMNS) as LedgerTableName[]) {
     for (const row of db.prepare(`SELECT * FROM ${table} WHERE seq > ? AND seq <= ? ORDER BY seq`).all(after, upto) as Row[]) {
       const { seq, prev_hash: prev, hash, ...content } = row;
@@ -106,7 +104,8 @@ export function centralMessages(db: Database.Database, after: number, upto: numb
       const msgId = blocked ? 'FILE_BLOCKED' : table === 'events' ? String(content.type) : MSGID_OF_TABLE[table];
       const severity = blocked ? SEVERITY.warning : table === 'scan_results' && content.verdict !== 'approved' ? SEVERITY.notice : SEVERITY.info;
       const time = String(content.recorded_at ?? (scanId === null ? null : (timeOf.get(scanId) as string | undefined)) ?? new Date().toISOString());
-      const hostname = table === 'scans' ? String(content.kiosk_id) : String((scanId === null ? undefined : (kioskOf.get(scanId) as string | undefined)) ?? kioskId);
+      // Every message is the kiosk's own (the certificate's CN); a scan naming another kiosk is for the central review to refuse.
+      const hostname = kioskId;
       const body = kioskRecordBytes(table, Number(seq), String(prev), String(hash), content);
       out.push({ seq: Number(seq), blocked, message: formatSyslogRecord({ time, hostname, appName: 'portcullis-kiosk', msgId, severity,
         params: { seq: Number(seq), hash: String(hash), chain, table, scanId: scanId === null ? null : String(scanId), verdict: content.verdict ?? null, path: content.path ?? null, sha256: content.sha256 ?? null } }, body) });
@@ -130,11 +129,10 @@ export function signInMessage(e: SignInRecord, hostname: string): SyslogMessage 
 }
 
 /** The kiosk's state for the central's health view: its chain head, its engines and rules as the last scan recorded them. */
-export function kioskHeartbeat(db: Database.Database, chain: string, format: FormatOptions = {}): string {
+export function kioskHeartbeat(db: Database.Database, chain: string, kioskId: string, format: FormatOptions = {}): string {
   const head = db.prepare('SELECT seq, hash FROM chain_head WHERE id = 1').get() as { seq: number; hash: string } | undefined;
-  const last = db.prepare(`SELECT s.kiosk_id, r.clamav_version, r.clamav_db_version, r.clamav_db_time, r.yara_rule_set_digest, r.yara_rule_count, r.policy_id, r.allowlist_version, r.finished_at
+  const last = db.prepare(`SELECT r.clamav_version, r.clamav_db_version, r.clamav_db_time, r.yara_rule_set_digest, r.yara_rule_count, r.policy_id, r.allowlist_version, r.finished_at
     FROM scan_results r JOIN scans s ON s.scan_id = r.scan_id ORDER BY r.seq DESC LIMIT 1`).get() as Row | undefined;
-  const kioskId = String(last?.kiosk_id ?? (db.prepare('SELECT kiosk_id FROM scans ORDER BY seq DESC LIMIT 1').pluck().get() as string | undefined) ?? 'kiosk');
   return formatSyslog({ time: new Date().toISOString(), hostname: kioskId, appName: 'portcullis-kiosk', msgId: 'HEARTBEAT', severity: SEVERITY.info,
     params: { chain, headSeq: head?.seq ?? 0, headHash: head?.hash ?? null },
     text: JSON.stringify({ clamavVersion: last?.clamav_version ?? null, clamavDb: last?.clamav_db_version ?? null, clamavDbTime: last?.clamav_db_time ?? null,
@@ -160,7 +158,7 @@ export interface SiemSpool {
    * Spools every ledger row after the central mark as a record message for the central review (centralMessages), and
    * the review database's sign-in events after theirs. Returns how many were added and whether a blocked file was among them.
    */
-  collectCentral(source: { readonly auditDb: string; readonly staff?: StaffStore }): { added: number; blocked: number };
+  collectCentral(source: { readonly auditDb: string; readonly staff?: StaffStore; readonly kioskId: string }): { added: number; blocked: number };
   pending(): number;
   /** Sends every spooled message; resolves with how many were delivered. Throws SIEM_SEND_FAILED, keeping the rest spooled. */
   deliver(target: SiemTarget): Promise<number>;
@@ -278,7 +276,7 @@ export function openSiemSpool(path: string, options: { readonly format?: FormatO
         for (let after = mark('central'); chain !== null && after < head;) {
           const upto = Math.min(head, after + BATCH);
           db.transaction(() => {
-            for (const m of centralMessages(audit, after, upto, chain)) {
+            for (const m of centralMessages(audit, after, upto, chain, source.kioskId)) {
               add.run('central', m.seq, m.message.toString('utf8'));
               added++;
               if (m.blocked) blocked++;
@@ -290,7 +288,7 @@ export function openSiemSpool(path: string, options: { readonly format?: FormatO
         if (source.staff) {
           for (const e of source.staff.signInsAfter(mark('sign-in'), BATCH)) {
             db.transaction(() => {
-              add.run('sign-in', e.id, formatSyslog(signInMessage(e, kioskOfDb(audit)), format));
+              add.run('sign-in', e.id, formatSyslog(signInMessage(e, source.kioskId), format));
               setMark.run('sign-in', e.id);
             })();
             added++;

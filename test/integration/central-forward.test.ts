@@ -53,7 +53,7 @@ describe('a kiosk forwarding with --follow', () => {
     audit.finishScan(finishInput('scan-1', 0));
     const cert = pki.client('gate-1');
     const child: ChildProcess = spawn(process.execPath, [KIOSK, 'siem', 'send', '--central', '--follow', '60', '--db', db, '--spool', join(dir, 'spool.db'),
-      '--target', `127.0.0.1:${receiver.port}`, '--tls', '--ca', pki.caPath, '--cert', cert.certPath, '--key', cert.keyPath, '--servername', 'localhost'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      '--target', `127.0.0.1:${receiver.port}`, '--tls', '--ca', pki.caPath, '--cert', cert.certPath, '--key', cert.keyPath, '--servername', 'localhost', '--kiosk-id', 'gate-1'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
     child.stderr!.on('data', (c: Buffer) => (out += c.toString()));
@@ -89,7 +89,7 @@ describe('a kiosk whose audit database was edited before its rows left', () => {
     tamper(db, (d) => d.prepare("UPDATE files SET verdict = 'clean' WHERE path = 'bad.exe'").run());
     const spool = openSiemSpool(join(dir, 'gate-2-spool.db'));
     try {
-      spool.collectCentral({ auditDb: db });
+      spool.collectCentral({ auditDb: db, kioskId: 'gate-2' });
       const pem = pki.client('gate-2');
       await spool.deliver({ host: '127.0.0.1', port: receiver.port, transport: 'tls', protocol: 'central', tls: { ca: pki.ca, cert: pem.cert, key: pem.key, servername: 'localhost' } });
       expect(spool.pending()).toBe(0);
@@ -100,6 +100,9 @@ describe('a kiosk whose audit database was edited before its rows left', () => {
     expect(refused.rows.map((r) => r.code)).toEqual(['INGEST_RECORD_EDITED']);
     const files = await store.pool.query<{ path: string; verdict: string }>("SELECT f.path, f.verdict FROM k_files f JOIN chains c ON c.id = f.chain_id JOIN sources s ON s.id = c.source_id WHERE s.name = 'gate-2'");
     expect(files.rows).toEqual([{ path: 'ok.txt', verdict: 'clean' }]);
+    // Record 1 (the schema event, before any scan) is the kiosk's like the rest: the chain starts where it should.
+    const first = await store.pool.query<{ msg_id: string }>("SELECT r.msg_id FROM records r JOIN chains c ON c.id = r.chain_id JOIN sources s ON s.id = c.source_id WHERE s.name = 'gate-2' AND r.seq = 1");
+    expect(first.rows.map((r) => r.msg_id)).toEqual(['SCHEMA_MIGRATED']);
     const { centralHealth } = await import('../../kiosk/review/central/queries.ts');
     const health = (await centralHealth(store.pool, new Date())).find((h) => h.name === 'gate-2')!;
     expect(health.level).toBe('error');

@@ -162,7 +162,7 @@ beforeAll(async () => {
     const name = `kiosk-${i + 1}`;
     const cert = pki.client(name);
     const sent = await run(KIOSK, ['siem', 'send', '--central', '--db', db, '--spool', join(dir, `${name}-spool.db`), '--target', `127.0.0.1:${central.ingest}`,
-      '--tls', '--ca', pki.caPath, '--cert', cert.certPath, '--key', cert.keyPath, '--servername', 'localhost']);
+      '--tls', '--ca', pki.caPath, '--cert', cert.certPath, '--key', cert.keyPath, '--servername', 'localhost', '--kiosk-id', name]);
     expect(sent.code, sent.stderr).toBe(0);
   }
 
