@@ -62,6 +62,8 @@ async function central(argv: readonly string[], streams: CentralStreams): Promis
   if (first === 'source') {
     const { values, positionals } = parseArgs({ args: argv.slice(2), allowPositionals: true, strict: true, options: { database: { type: 'string' }, kind: { type: 'string' }, site: { type: 'string' } } });
     if (positionals.length === 0) throw new UsageError(`review source ${second ?? ''} needs at least one NAME`);
+    if (second !== 'add' && second !== 'disable' && second !== 'enable') throw new UsageError('review source needs add, disable or enable');
+    if (second === 'add' && values.kind !== 'kiosk' && values.kind !== 'hmi') throw new UsageError('--kind: expected kiosk or hmi');
     const store = await openCentralStore(need(values.database, '--database'));
     try {
       for (const name of positionals) {
