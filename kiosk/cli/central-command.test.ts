@@ -2,6 +2,9 @@
  * The central review's commands with bad input: each ends with one line
  * naming a code (exit 1) or the usage (exit 64), never a stack trace.
  */
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { reviewCommand, siemCommand } from './review-command.ts';
 
@@ -35,8 +38,10 @@ describe('central review commands with bad input', () => {
   });
 
   it('refuses siem send --central without a client certificate', async () => {
-    const { code, err } = await run(['send', '--central', '--db', 'a.db', '--spool', 's.db', '--target', '127.0.0.1:6514'], siemCommand);
+    const spool = join(tmpdir(), `central-command-${process.pid}.db`);
+    const { code, err } = await run(['send', '--central', '--db', 'a.db', '--spool', spool, '--target', '127.0.0.1:6514'], siemCommand);
     expect(code).toBe(64);
     expect(err).toContain('--central needs --tls');
+    expect(existsSync(spool)).toBe(false); // refused before anything was written
   });
 });

@@ -261,10 +261,10 @@ export function siemSendCommand(options: SiemSendOptions): Promise<number> {
   return run(options, async (out) => {
     const target = parseTarget(options);
     const auditDb = need(options.db, '--db');
+    if (options.central && (!options.tls || !options.cert || !options.key)) throw new UsageError('--central needs --tls, --ca, --cert and --key: the central review takes only client certificates from the site CA');
     const spool = openSiemSpool(need(options.spool, '--spool'), options.sdId ? { format: { sdId: options.sdId } } : {});
     const staff = options.reviewDb ? openReviewStore(options.reviewDb) : undefined;
     const follow = options.follow === undefined ? 0 : Number(options.follow);
-    if (options.central && (!options.tls || !options.cert || !options.key)) throw new UsageError('--central needs --tls, --ca, --cert and --key: the central review takes only client certificates from the site CA');
     const kioskId = options.kioskId ?? defaultKioskId();
     const centralTarget: SiemTarget | null = options.central ? { ...target, protocol: 'central', heartbeat: () => heartbeatOf(auditDb, kioskId) } : null;
     if (!Number.isFinite(follow) || follow < 0) throw new UsageError('--follow: expected seconds');
