@@ -21,7 +21,8 @@ import { DEFAULT_AUDIT_DB } from '../config.ts';
 import { DriveError, openFolderTarget, openImageTarget, type DriveTarget, type UsbIdentity, type WritableSwitch } from '../drive/drive-target.ts';
 import { writeApproval, type IssuedManifest } from '../approval/write-approval.ts';
 import { openAuditStore, type AuditStore } from '../audit/store.ts';
-import { startEngines, type EngineCache, type Engines } from '../engines/engines.ts';
+import { EngineError, startEngines, type EngineCache, type Engines } from '../engines/engines.ts';
+import { outdatedSignatures, stationChecksOf } from '../core/self-check.ts';
 import { preferredBlake3 } from '../engines/hash-file.ts';
 import { loadSigningKey } from './keygen.ts';
 import { makeFolder } from './path-option.ts';
@@ -144,6 +145,9 @@ export async function runScan(options: ScanCommandOptions): Promise<ScanOutcome>
         ? await options.engineCache.get(engineOptions)
         : await startEngines({ ...engineOptions, workDir: join(workDir, 'engines') });
       engineInfo = engines.info;
+      // The policy's freshness limit holds for a one-shot scan too (the station checks it before each drive).
+      const stale = outdatedSignatures(engineInfo.clamav?.databaseTime ?? null, stationChecksOf(policy.policy), now());
+      if (stale !== null) throw new EngineError('SIGNATURES_OUTDATED', stale);
       if (engines.databaseNote) notes.push(engines.databaseNote.split('\n')[0]!);
       const running = engines;
       let last = 0;

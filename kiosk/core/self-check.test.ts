@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { assessService, DEFAULT_STATION_CHECKS, serviceChanged, type SelfCheckFacts } from './self-check.ts';
+import { assessService, DEFAULT_STATION_CHECKS, outdatedSignatures, serviceChanged, type SelfCheckFacts } from './self-check.ts';
 
 const NOW = new Date('2026-12-08T12:00:00Z');
 const good: SelfCheckFacts = {
@@ -55,4 +55,12 @@ describe('assessService', () => {
     expect(serviceChanged(b, c)).toBe(false);
     expect(serviceChanged(b, assessService({ ...good, signatures: { missing: 'x' }, key: { ok: false, code: 'KEY_UNREADABLE', message: 'gone' } }, DEFAULT_STATION_CHECKS, NOW))).toBe(true);
   });
+
+  it('refuses a one-shot scan only when the signatures are past the limit and the policy says out of service', () => {
+    expect(outdatedSignatures('2026-11-30T11:00:00Z', DEFAULT_STATION_CHECKS, NOW)).toMatch(/^the ClamAV signatures are 8 days old; the site's policy allows 168 hours/);
+    expect(outdatedSignatures('2026-12-07T11:00:00Z', DEFAULT_STATION_CHECKS, NOW)).toBeNull();
+    expect(outdatedSignatures('2026-11-30T11:00:00Z', { ...DEFAULT_STATION_CHECKS, whenOutdated: 'warn' }, NOW)).toBeNull();
+    expect(outdatedSignatures(null, DEFAULT_STATION_CHECKS, NOW)).toBeNull();
+  });
 });
+

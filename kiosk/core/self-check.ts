@@ -111,3 +111,16 @@ export function serviceChanged(a: ServiceStatus, b: ServiceStatus): boolean {
   const codes = (s: ServiceStatus): string => (s.state === 'checking' ? '' : [...(s.state === 'out-of-service' ? s.problems : []), ...s.warnings].map((p) => p.code).sort().join(','));
   return codes(a) !== codes(b);
 }
+
+/**
+ * For a one-shot scan: the refusal when the signatures are older than the
+ * policy allows and the policy says out of service; null when they are in
+ * date, their build time is unknown (the station's self-check names that),
+ * or the policy only warns.
+ */
+export function outdatedSignatures(builtAt: string | null, checks: StationChecks, now: Date): string | null {
+  const hours = ageHours(builtAt, now);
+  if (hours === null || hours <= checks.maxSignatureAgeHours || checks.whenOutdated !== 'out-of-service') return null;
+  return `the ClamAV signatures are ${describeAge(hours)}; the site's policy allows ${checks.maxSignatureAgeHours} hours: import a signed update (docs/updates.md)`;
+}
+

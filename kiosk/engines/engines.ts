@@ -31,8 +31,9 @@ import { loadRuleSet, stageRuleSet, type RuleSet } from './yara/rule-set.ts';
 /**
  * CLAMAV_DB_UNCHECKED_RULES: the ClamAV database folder holds YARA files, which would reach clamd without the rule loader.
  * YARA_RULES_NOT_LIVE: a rule of the set did not fire on its probe through clamd.
+ * SIGNATURES_OUTDATED: the databases are older than the policy allows (cli/scan-command.ts checks it).
  */
-export type EngineErrorCode = 'ENGINE_NOT_READY' | 'CLAMAV_DB_MISSING' | 'CLAMAV_DB_UNCHECKED_RULES' | 'YARA_RULES_NOT_LIVE';
+export type EngineErrorCode = 'ENGINE_NOT_READY' | 'CLAMAV_DB_MISSING' | 'CLAMAV_DB_UNCHECKED_RULES' | 'YARA_RULES_NOT_LIVE' | 'SIGNATURES_OUTDATED';
 export class EngineError extends PortcullisError<EngineErrorCode> {}
 
 export interface EngineOptions {

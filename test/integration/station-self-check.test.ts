@@ -192,4 +192,18 @@ describe('the station\'s self-check', () => {
     await waitForState(s, (st) => st.service.state === 'ready');
     await s.stop();
   });
+
+  it('a one-shot scan with signatures older than the policy allows approves nothing (ENGINE_NOT_READY: SIGNATURES_OUTDATED)', async () => {
+    const image = join(dir, 'one-shot.img');
+    await copyFile(demo.image, image);
+    const outcome = await runScan({ path: image, image: true, json: true, clamavDb: 'test', keyPath: demo.keyPath, allowlistDir: demo.allowlistDir, dbPath: null, now: () => new Date(Date.now() + 8 * 86_400_000), err: () => undefined, out: () => undefined });
+    try {
+      expect(outcome.summary.report.decision.verdict).toBe('rejected');
+      expect(outcome.summary.report.decision.driveReasons[0]).toMatchObject({ code: 'ENGINE_NOT_READY', detail: expect.stringMatching(/^SIGNATURES_OUTDATED: the ClamAV signatures are 8 days old/) as string });
+      expect(outcome.manifest).toBeNull();
+    } finally {
+      outcome.summary.report.close();
+    }
+  });
 });
+
