@@ -161,7 +161,7 @@ async function copy(table: string, columns: string[], rows: (write: (cells: Arra
   return n;
 }
 
-const SECONDARY = ['k_scans_started', 'k_scans_operator', 'k_devices_scan', 'k_devices_serial', 'k_files_scan', 'k_files_sha256', 'k_files_blake3', 'k_reasons_scan', 'k_results_manifest', 'k_events_scan', 'a_records_manifest', 'a_records_sha256', 'a_records_time', 'a_records_no_manifest', 'records_link'];
+const SECONDARY = ['k_scans_started', 'k_scans_operator', 'k_devices_scan', 'k_devices_serial', 'k_files_scan', 'k_files_sha256', 'k_files_blake3', 'k_reasons_scan', 'k_results_manifest', 'k_events_scan', 'a_records_manifest', 'a_records_sha256', 'a_records_blake3', 'a_records_time', 'a_records_no_manifest', 'records_link'];
 const definitions = (await store.pool.query<{ indexname: string; indexdef: string }>('SELECT indexname, indexdef FROM pg_indexes WHERE indexname = ANY($1)', [SECONDARY])).rows;
 const yearStart = t0();
 for (const d of definitions) await store.pool.query(`DROP INDEX ${d.indexname}`);

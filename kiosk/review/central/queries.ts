@@ -227,11 +227,17 @@ export async function filePath(db: Db, hash: string): Promise<{ kiosk: unknown[]
   const column = m[1] === 'blake3' ? 'blake3' : m[1] === 'sha256' ? 'sha256' : null;
   const match = column ? `f.${column} = $1` : '(f.sha256 = $1 OR f.blake3 = $1)';
   const kiosk = (await db.query(`SELECT src.name || '/' || f.scan_id AS "scanId", s.kiosk_id AS "kioskId", s.started_text AS "startedAt", f.path, f.verdict, f.sha256,
-      r.manifest_digest AS "manifestDigest", r.verdict AS "scanVerdict"
+      f.blake3, r.manifest_digest AS "manifestDigest", r.verdict AS "scanVerdict"
     FROM k_files f JOIN k_scans s ON s.chain_id = f.chain_id AND s.scan_id = f.scan_id JOIN sources src ON src.id = s.source_id
     LEFT JOIN k_results r ON r.chain_id = f.chain_id AND r.scan_id = f.scan_id WHERE ${match} ORDER BY s.started_at LIMIT 500`, [hex])).rows as Array<Record<string, unknown>>;
-  const aMatch = column === 'blake3' ? 'a.blake3 = $1' : column === 'sha256' ? 'a.sha256 = $1' : '(a.sha256 = $1 OR a.blake3 = $1)';
-  const hmi = (await db.query(`${AGENT_SELECT} WHERE ${aMatch} ORDER BY a.time LIMIT 2000`, [hex])).rows.map(toAgent);
+  // An HMI may check only one of the two digests (the agent's default is BLAKE3): the kiosk's rows give the file's other digest.
+  const sha = new Set<string>(column !== 'blake3' ? [hex] : []);
+  const b3 = new Set<string>(column !== 'sha256' ? [hex] : []);
+  for (const k of kiosk) {
+    if (typeof k.sha256 === 'string') sha.add(k.sha256);
+    if (typeof k.blake3 === 'string') b3.add(k.blake3);
+  }
+  const hmi = (await db.query(`${AGENT_SELECT} WHERE a.sha256 = ANY($1::text[]) OR a.blake3 = ANY($2::text[]) ORDER BY a.time LIMIT 2000`, [[...sha], [...b3]])).rows.map(toAgent);
   return { kiosk, hmi };
 }
 

@@ -80,6 +80,7 @@ export const CENTRAL_SCHEMA = [
      destination text, sha256 text, blake3 text, size bigint, PRIMARY KEY (chain_id, seq))`,
   `CREATE INDEX IF NOT EXISTS a_records_manifest ON a_records (manifest_digest)`,
   `CREATE INDEX IF NOT EXISTS a_records_sha256 ON a_records (sha256)`,
+  `CREATE INDEX IF NOT EXISTS a_records_blake3 ON a_records (blake3)`,
   `CREATE INDEX IF NOT EXISTS a_records_time ON a_records (time DESC)`,
   `CREATE INDEX IF NOT EXISTS a_records_no_manifest ON a_records (time DESC) WHERE manifest_digest IS NULL`,
   `CREATE INDEX IF NOT EXISTS a_records_revoked ON a_records (key_id) WHERE event = 'trust.key-revoked'`,
