@@ -15,6 +15,7 @@ import { AuditLog } from '../../agent/audit-log.ts';
 import { deliver, forwardLog, type ForwardTarget } from '../../agent/forward/forwarder.ts';
 import { hashedRecordText, type LogRecord } from '../../manifest/agent-log.ts';
 import { formatSyslog, formatSyslogRecord, frameOctetCounting } from '../../manifest/syslog.ts';
+import { kioskRecordBytes, recordHash } from '../../manifest/audit-record.ts';
 import { startReceiver, type Receiver } from '../../kiosk/review/central/receiver.ts';
 import { openCentralStore, type CentralStore } from '../../kiosk/review/central/store.ts';
 import { makeSitePki, type Pem, type SitePki } from '../support/site-pki.ts';
@@ -232,5 +233,28 @@ describe('the chains\' counts the health view reads', () => {
     expect(kept.rows.length).toBeGreaterThan(4);
     expect(kept.rows).toEqual(counted.rows);
     expect(kept.rows.some((r) => r.broken === '1') && kept.rows.some((r) => r.conflicts === '1')).toBe(true);
+  });
+});
+
+describe('values PostgreSQL would refuse never block a source', () => {
+  it('names a record with an impossible date, keeps a heartbeat holding NUL, stores a kiosk row without its scan, and acknowledges the batch', async () => {
+    await store.enrol('gate-x', 'kiosk');
+    certs.set('gate-x', pki.client('gate-x'));
+    const c = agentLog('hmi-b', 2, 'hmi-b-dates.jsonl', Date.parse('2025-08-01T00:00:00Z'));
+    const chain = c.records[0]!.hash;
+    // Record 2 rewritten to 30 February with its hash recomputed: well-formed, but no such day.
+    const feb30 = hashedRecordText({ ...withoutHash(c.records[1]!), time: '2025-02-30T10:00:00.000Z' });
+    const beat = frameOctetCounting(formatSyslog({ time: new Date().toISOString(), hostname: 'hmi-b', appName: 'portcullis-agent', msgId: 'HEARTBEAT', severity: 6, params: {}, text: '{"trustedKeys":["a\\u0000b"],"deep":[[[[[[[[[[[1]]]]]]]]]]]}' }));
+    expect(await sendRaw('hmi-b', Buffer.concat([frame('hmi-b', c.records[0]!, chain), frame('hmi-b', { ...c.records[1]!, hash: feb30.hash }, chain, Buffer.from(feb30.text)), beat]))).toBe('acknowledged');
+    expect((await counts('hmi-b')).refusals.INGEST_MALFORMED).toBe(1);
+    const status = await store.pool.query<{ status: { body: { trustedKeys: string[] } } }>("SELECT status FROM sources WHERE name = 'hmi-b'");
+    expect(status.rows[0]!.status.body.trustedKeys).toEqual(['a\\x00b']);
+    // A kiosk's files row that names no scan: odd, but the kiosk's own; kept, and the batch goes through.
+    const row = { scan_id: null, path: 'x\u0000.txt', size: 1, sha256: null, blake3: null, verdict: 'clean', controlled_class: null, allowlist_vendor: null, allowlist_product: null, allowlist_version: null, allowlist_file: null, allowlist_source: null };
+    const hash = recordHash('files', 1, '0'.repeat(64), row);
+    const message = frameOctetCounting(formatSyslogRecord({ time: new Date().toISOString(), hostname: 'gate-x', appName: 'portcullis-kiosk', msgId: 'FILE_CHECKED', severity: 6, params: { seq: 1, hash, chain: hash } }, kioskRecordBytes('files', 1, '0'.repeat(64), hash, row)));
+    expect(await sendRaw('gate-x', message)).toBe('acknowledged');
+    const kept = await store.pool.query<{ path: string }>("SELECT f.path FROM k_files f JOIN chains c ON c.id = f.chain_id JOIN sources s ON s.id = c.source_id WHERE s.name = 'gate-x'");
+    expect(kept.rows).toEqual([{ path: 'x\\x00.txt' }]);
   });
 });

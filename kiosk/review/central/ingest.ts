@@ -55,7 +55,27 @@ const MAX_STATUS_BYTES = 64 * 1024; // bytes of a heartbeat's body kept
 
 /** A text value as PostgreSQL can hold it and the page shows it: no NUL, no lone surrogate, controls escaped. */
 const pgText = (value: string | null | undefined): string | null => (value === null || value === undefined ? null : displayText(value));
-const time = (value: unknown): string | null => (typeof value === 'string' && UTC.test(value) && !Number.isNaN(Date.parse(value)) ? value : null);
+/**
+ * A UTC time PostgreSQL will take, or null: a real calendar time (no 30 February, which Date.parse rolls over
+ * and PostgreSQL refuses) from 1900 on. A value PostgreSQL refused would fail the whole batch, again and again.
+ */
+const time = (value: unknown): string | null => {
+  if (typeof value !== 'string' || !UTC.test(value)) return null;
+  const parsed = new Date(value);
+  if (Number.isNaN(parsed.getTime()) || parsed.getUTCFullYear() < 1900) return null;
+  return parsed.toISOString().slice(0, 19) === value.slice(0, 19) ? value : null;
+};
+
+/** JSON a source sent (a heartbeat), made safe for jsonb and the page: strings display-safe (no NUL), depth and size bounded. */
+function cleanJson(value: unknown, depth = 0): unknown {
+  if (typeof value === 'string') return displayText(value).slice(0, 4096);
+  if (typeof value === 'number') return Number.isFinite(value) ? value : null;
+  if (typeof value === 'boolean' || value === null) return value;
+  if (depth > 8) return null;
+  if (Array.isArray(value)) return value.slice(0, 1024).map((v) => cleanJson(v, depth + 1));
+  if (typeof value === 'object') return Object.fromEntries(Object.entries(value as Record<string, unknown>).slice(0, 256).map(([k, v]) => [displayText(k).slice(0, 64), cleanJson(v, depth + 1)]));
+  return null;
+}
 
 interface ChainRecord {
   readonly chainGenesis: string;
@@ -94,7 +114,7 @@ function judge(source: Source, frame: Buffer, sdId: string):
   if (m.msgId === 'HEARTBEAT') {
     if (m.body.length > MAX_STATUS_BYTES) return refuse('INGEST_MALFORMED', `a heartbeat of ${m.body.length} bytes exceeds ${MAX_STATUS_BYTES}`);
     try {
-      return { kind: 'heartbeat', status: { ...params, ...(m.body.length > 0 ? { body: JSON.parse(m.body.toString('utf8')) as unknown } : {}) } };
+      return { kind: 'heartbeat', status: cleanJson({ ...params, ...(m.body.length > 0 ? { body: JSON.parse(m.body.toString('utf8')) as unknown } : {}) }) };
     } catch {
       return refuse('INGEST_MALFORMED', 'a heartbeat whose body is not JSON');
     }
@@ -120,6 +140,7 @@ function judge(source: Source, frame: Buffer, sdId: string):
     const seq = Number(params.seq);
     return refuse(line === 'its hash does not match its content' ? 'INGEST_RECORD_EDITED' : 'INGEST_MALFORMED', `record ${params.seq ?? '?'}: ${line}`, chain, Number.isSafeInteger(seq) ? seq : null);
   }
+  if (time(line.time) === null) return refuse('INGEST_MALFORMED', `record ${line.seq}: time ${displayText(line.time)} is not a real calendar time`, chain, line.seq);
   if (line.hmi !== source.name) return refuse('INGEST_SOURCE_MISMATCH', `the record names HMI ${displayText(line.hmi)}, but it came from ${source.name}`, chain, line.seq);
   if (line.seq === 1 && (line.hash !== chain || line.prev !== GENESIS_HASH)) return refuse('INGEST_CHAIN_MISMATCH', 'record 1 does not start the chain it names', chain, 1);
   return { kind: 'record', record: { chainGenesis: chain, seq: line.seq, hash: line.hash, prev: line.prev, msgId: m.msgId, time: line.time, body: m.body, kiosk: null, agent: line } };
@@ -279,15 +300,15 @@ async function storeContent(client: PoolClient, source: Source, fresh: readonly 
   const n = (v: string | number | null | undefined): number | null => (typeof v === 'number' ? v : null);
   const s = (v: string | number | null | undefined): string | null => (typeof v === 'string' ? t(v) : null);
   await bulk(client, 'k_scans', [['chain_id', 'int'], ['seq', 'bigint'], ['source_id', 'int'], ['scan_id', 'text'], ['kiosk_id', 'text'], ['operator_id', 'text'], ['started_at', 'timestamptz'], ['started_text', 'text'], ['recorded_at', 'text']],
-    of('scans').map(([c, q, r]) => [c, q, source.id, s(r.scan_id), s(r.kiosk_id), s(r.operator_id), time(r.started_at), s(r.started_at), s(r.recorded_at)]), 'ON CONFLICT DO NOTHING');
+    of('scans').map(([c, q, r]) => [c, q, source.id, s(r.scan_id) ?? '', s(r.kiosk_id) ?? '', s(r.operator_id), time(r.started_at), s(r.started_at) ?? '', s(r.recorded_at) ?? '']), 'ON CONFLICT DO NOTHING');
   await bulk(client, 'k_devices', [['chain_id', 'int'], ['seq', 'bigint'], ['scan_id', 'text'], ['usb_vendor_id', 'text'], ['usb_product_id', 'text'], ['usb_serial', 'text'], ['manufacturer', 'text'], ['product', 'text'], ['filesystem', 'text'], ['volume_id', 'text'], ['label', 'text'], ['capacity', 'bigint']],
-    of('devices').map(([c, q, r]) => [c, q, s(r.scan_id), s(r.usb_vendor_id), s(r.usb_product_id), s(r.usb_serial), s(r.manufacturer), s(r.product), s(r.filesystem), s(r.volume_id), s(r.label), n(r.capacity)]));
+    of('devices').map(([c, q, r]) => [c, q, s(r.scan_id) ?? '', s(r.usb_vendor_id), s(r.usb_product_id), s(r.usb_serial), s(r.manufacturer), s(r.product), s(r.filesystem), s(r.volume_id), s(r.label), n(r.capacity)]));
   await bulk(client, 'k_files', [['chain_id', 'int'], ['seq', 'bigint'], ['scan_id', 'text'], ['path', 'text'], ['size', 'bigint'], ['sha256', 'text'], ['blake3', 'text'], ['verdict', 'text'], ['controlled_class', 'text'], ['allowlist_vendor', 'text'], ['allowlist_product', 'text'], ['allowlist_version', 'text'], ['allowlist_file', 'text'], ['allowlist_source', 'text']],
-    of('files').map(([c, q, r]) => [c, q, s(r.scan_id), s(r.path) ?? '', n(r.size) ?? 0, s(r.sha256), s(r.blake3), s(r.verdict) ?? 'blocked', s(r.controlled_class), s(r.allowlist_vendor), s(r.allowlist_product), s(r.allowlist_version), s(r.allowlist_file), s(r.allowlist_source)]));
+    of('files').map(([c, q, r]) => [c, q, s(r.scan_id) ?? '', s(r.path) ?? '', n(r.size) ?? 0, s(r.sha256), s(r.blake3), s(r.verdict) ?? 'blocked', s(r.controlled_class), s(r.allowlist_vendor), s(r.allowlist_product), s(r.allowlist_version), s(r.allowlist_file), s(r.allowlist_source)]));
   await bulk(client, 'k_reasons', [['chain_id', 'int'], ['seq', 'bigint'], ['scan_id', 'text'], ['level', 'text'], ['file_seq', 'bigint'], ['code', 'text'], ['detail', 'text']],
-    of('reasons').map(([c, q, r]) => [c, q, s(r.scan_id), s(r.level) ?? 'drive', n(r.file_seq), s(r.code) ?? '', s(r.detail) ?? '']));
+    of('reasons').map(([c, q, r]) => [c, q, s(r.scan_id) ?? '', s(r.level) ?? 'drive', n(r.file_seq), s(r.code) ?? '', s(r.detail) ?? '']));
   await bulk(client, 'k_results', [['chain_id', 'int'], ['seq', 'bigint'], ['scan_id', 'text'], ['recorded_at', 'text'], ['finished_at', 'text'], ['verdict', 'text'], ['clamav_version', 'text'], ['clamav_db_version', 'text'], ['clamav_db_time', 'text'], ['yara_engine', 'text'], ['yara_rule_set_digest', 'text'], ['yara_rule_count', 'bigint'], ['policy_id', 'text'], ['policy_digest', 'text'], ['allowlist_version', 'text'], ['allowlist_digest', 'text'], ['file_count', 'bigint'], ['byte_count', 'bigint'], ['entry_count', 'bigint'], ['walk_ms', 'bigint'], ['scan_ms', 'bigint'], ['total_ms', 'bigint'], ['manifest_folder_extras', 'text'], ['manifest_digest', 'text'], ['manifest_key_id', 'text'], ['manifest_expires_at', 'text']],
-    of('scan_results').map(([c, q, r]) => [c, q, s(r.scan_id), s(r.recorded_at) ?? '', s(r.finished_at) ?? '', s(r.verdict) ?? 'rejected', s(r.clamav_version), s(r.clamav_db_version), s(r.clamav_db_time), s(r.yara_engine), s(r.yara_rule_set_digest), n(r.yara_rule_count), s(r.policy_id) ?? '', s(r.policy_digest) ?? '', s(r.allowlist_version), s(r.allowlist_digest), n(r.file_count) ?? 0, n(r.byte_count) ?? 0, n(r.entry_count) ?? 0, n(r.walk_ms) ?? 0, n(r.scan_ms) ?? 0, n(r.total_ms) ?? 0, s(r.manifest_folder_extras) ?? '[]', s(r.manifest_digest), s(r.manifest_key_id), s(r.manifest_expires_at)]), 'ON CONFLICT DO NOTHING');
+    of('scan_results').map(([c, q, r]) => [c, q, s(r.scan_id) ?? '', s(r.recorded_at) ?? '', s(r.finished_at) ?? '', s(r.verdict) ?? 'rejected', s(r.clamav_version), s(r.clamav_db_version), s(r.clamav_db_time), s(r.yara_engine), s(r.yara_rule_set_digest), n(r.yara_rule_count), s(r.policy_id) ?? '', s(r.policy_digest) ?? '', s(r.allowlist_version), s(r.allowlist_digest), n(r.file_count) ?? 0, n(r.byte_count) ?? 0, n(r.entry_count) ?? 0, n(r.walk_ms) ?? 0, n(r.scan_ms) ?? 0, n(r.total_ms) ?? 0, s(r.manifest_folder_extras) ?? '[]', s(r.manifest_digest), s(r.manifest_key_id), s(r.manifest_expires_at)]), 'ON CONFLICT DO NOTHING');
   await bulk(client, 'k_events', [['chain_id', 'int'], ['seq', 'bigint'], ['recorded_at', 'text'], ['type', 'text'], ['scan_id', 'text'], ['data', 'text']],
     of('events').map(([c, q, r]) => [c, q, s(r.recorded_at) ?? '', s(r.type) ?? '', s(r.scan_id), s(r.data) ?? '']));
   const agent = fresh.filter((r) => r.agent !== null);
