@@ -14,7 +14,7 @@ import { dirname, join } from 'node:path';
 import { Metadata, MetaFile, MetadataKind, Root, Snapshot, TargetFile, Targets, Timestamp, type Key } from '@tufjs/models';
 import { classifyTarget, parseClamavHeader, targetSetProblems, UPDATE_METADATA_FOLDER, UPDATE_ROLES, UPDATE_TARGETS_FOLDER, type UpdateRole } from '../manifest/update-repository.ts';
 import { PublishError } from './errors.ts';
-import { readRoleKey, requireRoleKey, signerOf, type RoleKey } from './role-keys.ts';
+import { requireRoleKey, signerOf, type RoleKey } from './role-keys.ts';
 
 export const SPEC_VERSION = '1.0.31';
 
@@ -354,14 +354,4 @@ export async function writeNextRoot(options: { repo: string; keysDir: string; re
   if (newRootKey) next.sign(signerOf(newRootKey));
   await writeRoot(options.repo, next);
   return next;
-}
-
-/** The keys in --keys that are there (a build needs targets, snapshot and timestamp; root stays offline). */
-export async function presentRoleKeys(keysDir: string): Promise<Partial<Record<UpdateRole, RoleKey>>> {
-  const out: Partial<Record<UpdateRole, RoleKey>> = {};
-  for (const role of UPDATE_ROLES) {
-    const key = await readRoleKey(keysDir, role);
-    if (key) out[role] = key;
-  }
-  return out;
 }

@@ -5,7 +5,7 @@
  * (spec §4.2: keytype, scheme, keyval); the public half goes into root.json
  * as 64 hex characters (TUF's "ed25519" key type).
  */
-import { createHash, createPublicKey, sign, type KeyObject } from 'node:crypto';
+import { createHash, sign, type KeyObject } from 'node:crypto';
 import { constants } from 'node:fs';
 import { mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -144,9 +144,4 @@ export async function rotateRoleKey(dir: string, role: UpdateRole): Promise<{ ol
     throw new PublishError('UPDATE_WRITE_FAILED', `cannot replace ${keyFile(dir, role)}: ${(cause as Error).message}`, { cause });
   }
   return { old, next, retiredPath };
-}
-
-/** The public key of a PKCS#8 PEM private key, as TUF lists it (for tests and `keys show`). */
-export function tufKeyIdOfPem(pem: string): string {
-  return tufPublicKey(createPublicKey(signingKeyFromPem(pem).privateKey)).keyId;
 }

@@ -33,7 +33,7 @@ import { ScannerError } from '../engines/clamav/errors.ts';
 import { EngineError, startEngines } from '../engines/engines.ts';
 import { YaraRuleError } from '../engines/yara/errors.ts';
 import { verifyRepository, type VerifiedRepository } from '../updates/tuf-folder.ts';
-import { activeSet, beginStaging, cleanUp, commitStaging, generationPath, initUpdates, isInitialised, lockUpdates, pinnedRootPath, readSet, readState, rollBack, type Staging } from '../updates/update-store.ts';
+import { beginStaging, cleanUp, commitStaging, initUpdates, isInitialised, lockUpdates, pinnedRootPath, readSet, readState, rollBack, type Staging } from '../updates/update-store.ts';
 import { KIOSK_DEFAULTS } from '../config.ts';
 import { makeFolder } from './path-option.ts';
 import { loadPolicy } from '../rules-files.ts';
@@ -307,4 +307,3 @@ export function statusLines(status: UpdateStatus, now: Date): string[] {
   return lines;
 }
 
-export { generationPath, activeSet };
