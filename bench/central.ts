@@ -21,7 +21,7 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { cpus, totalmem, tmpdir } from 'node:os';
+import { cpus, loadavg, totalmem, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { hashedRecordText, GENESIS_HASH, type LogRecord } from '../manifest/agent-log.ts';
@@ -78,7 +78,9 @@ const FIRMWARE = Array.from({ length: 5000 }, hex64);
 const kioskName = (k: number): string => `kiosk-${String(k + 1).padStart(2, '0')}`;
 const hmiName = (h: number): string => `hmi-${String(h + 1).padStart(4, '0')}`;
 
-say(`machine: ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, Node ${process.version}`);
+/** The machine's load average: on a shared machine, what else was running moves every number here. */
+const load = (): string => `load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}`;
+say(`machine: ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, Node ${process.version}, ${load()}`);
 const pg = values.database ? null : await startPostgres({ durable: true, settings: { shared_buffers: '2GB', maintenance_work_mem: '1GB', max_wal_size: '16GB', work_mem: '64MB', effective_cache_size: '12GB', max_parallel_workers_per_gather: '2' } });
 const url = values.database ?? pg!.url;
 const store = await openCentralStore(url);
@@ -320,7 +322,7 @@ const requests: Array<[string, string]> = [
   ['alerts', '/api/central/alerts'],
   ['activity, last 30 days', '/api/central/activity'],
 ];
-say(`\n| request | median ms | p95 ms | bytes |\n| --- | ---: | ---: | ---: |`);
+say(`\n${load()}\n| request | median ms | p95 ms | bytes |\n| --- | ---: | ---: | ---: |`);
 for (const [name, path] of requests) {
   const times: number[] = [];
   let bytes = 0;
@@ -336,6 +338,7 @@ for (const [name, path] of requests) {
   const at = (q: number): number => times[Math.min(times.length - 1, Math.ceil(q * times.length) - 1)]!;
   say(`| ${name} | ${at(0.5).toFixed(0)} | ${at(0.95).toFixed(0)} | ${bytes} |`);
 }
+say(load());
 await server.close();
 await receiver.close();
 await store.close();
