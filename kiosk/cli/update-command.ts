@@ -21,7 +21,7 @@
  */
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { displayText, PortcullisError } from '../../manifest/index.ts';
 import { parseClamavHeader, UPDATE_PARTS, type UpdatePartKind } from '../../manifest/update-repository.ts';
 import { openAuditStore } from '../audit/store.ts';
@@ -184,7 +184,7 @@ async function checkParts(options: UpdateCommandOptions, staging: Staging, verif
 export async function importUpdate(options: UpdateCommandOptions, repository: string): Promise<ImportResult> {
   const now = options.now ?? (() => new Date());
   const dir = options.updatesDir;
-  const source = displayText(repository);
+  const source = displayText(resolve(repository));
   try {
     if (!(await isInitialised(dir))) {
       throw new UpdateError('UPDATE_NOT_INITIALISED', `${displayText(dir)} has no pinned update root: run "portcullis-kiosk update init --root root.json" with the publisher's root first (docs/updates.md)`);
