@@ -137,6 +137,9 @@ async function checkParts(options: UpdateCommandOptions, staging: Staging, verif
   const downgrade = clamavDowngrade(staging.active?.set ?? null, parts);
   if (downgrade !== null) throw new UpdateError('UPDATE_ROLLBACK', `${downgrade}: use the newest databases; nothing was changed`);
 
+  const label = (kind: UpdatePartKind, text: string): void => {
+    for (const [i, p] of parts.entries()) if (p.kind === kind) parts[i] = { ...p, label: text.slice(0, 128) };
+  };
   let policy: LoadedPolicy;
   if (has('policy')) {
     const path = join(staging.setDir, 'policy', 'policy.json');
@@ -146,12 +149,14 @@ async function checkParts(options: UpdateCommandOptions, staging: Staging, verif
       if (error instanceof PolicyError) throw new UpdateError('UPDATE_PART_INVALID', `${displayText(error.message)}; nothing was changed`, { cause: error });
       throw error;
     }
+    label('policy', `policy ${policy.policy.id}`);
   } else {
     policy = await loadPolicy(options.policyPath ?? KIOSK_DEFAULTS.policyPath);
   }
   if (has('allowlist')) {
     try {
-      buildAllowlist(await files(join(staging.setDir, 'allowlist')));
+      const allowlist = buildAllowlist(await files(join(staging.setDir, 'allowlist')));
+      label('allowlist', `allowlist ${allowlist.version}, ${allowlist.entryCount} entries`);
     } catch (error) {
       if (error instanceof AllowlistError) throw new UpdateError('UPDATE_PART_INVALID', `the set's allowlist: ${displayText(error.message)}; nothing was changed`, { cause: error });
       throw error;
@@ -262,7 +267,7 @@ function partLines(set: UpdateSet, now: Date): string[] {
     } else if (kind === 'yara') {
       lines.push(`  yara       ${parts.length} rule file${parts.length === 1 ? '' : 's'}${set.yara ? `, ${set.yara.ruleCount} rules proven live, ${set.yara.ruleSetDigest}` : ''}`);
     } else {
-      for (const p of parts) lines.push(`  ${kind.padEnd(10)} ${p.file.padEnd(14)} sha256:${p.sha256.slice(0, 16)}...`);
+      for (const p of parts) lines.push(`  ${kind.padEnd(10)} ${p.file.padEnd(14)} ${p.label ? `${p.label}, ` : ''}sha256:${p.sha256.slice(0, 16)}...`);
     }
   }
   return lines;
@@ -296,7 +301,7 @@ export function statusLines(status: UpdateStatus, now: Date): string[] {
     lines.push('active set: none imported (the kiosk uses its configured ClamAV database, rules, allowlist and policy)');
   } else {
     const c = status.current;
-    lines.push(`active set ${c.generation}: imported ${c.importedAt} from ${c.source}`);
+    lines.push(`active set ${c.generation}: imported ${c.importedAt} (${describeAge(ageHours(c.importedAt, now)).replace(' old', ' ago')}) from ${c.source}`);
     lines.push(`  repository: targets version ${c.tuf.targets.version}, timestamp version ${c.tuf.timestamp.version} (signed until ${c.tuf.timestamp.expires}), root version ${c.tuf.root.version}`);
     lines.push(...partLines(c, now));
     const limit = `${status.maxAgeHours} hours`;

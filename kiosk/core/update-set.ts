@@ -50,6 +50,8 @@ const partSchema = object({
   version: optional(integer({ min: 1 })),
   builtAt: optional(time),
   clamavSigned: optional(boolean()),
+  // The policy's id, or the allowlist's name@version, as status shows them.
+  label: optional(string({ max: 128 })),
 });
 
 const roleSchema = object({ version: integer({ min: 1 }), expires: time });

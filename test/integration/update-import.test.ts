@@ -14,7 +14,7 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Metadata, MetadataKind, Root, type Snapshot, type Targets, type Timestamp } from '@tufjs/models';
 import { openAuditStore } from '../../kiosk/audit/store.ts';
-import { importUpdate, rollbackUpdate, updateInit, updateStatus, type UpdateCommandOptions } from '../../kiosk/cli/update-command.ts';
+import { importUpdate, rollbackUpdate, statusLines, updateInit, updateStatus, type UpdateCommandOptions } from '../../kiosk/cli/update-command.ts';
 import { UpdateError } from '../../kiosk/core/update-set.ts';
 import { readState } from '../../kiosk/updates/update-store.ts';
 import { generateSigningKey } from '../../manifest/index.ts';
@@ -135,6 +135,11 @@ describe('update import', () => {
     const status = await updateStatus(kiosk, { maxAgeHours: 168, whenOutdated: 'out-of-service' });
     expect(status.current?.tuf.timestamp.version).toBe(2);
     expect(status.signaturesAgeHours).toBe(0);
+    const lines = statusLines(status, new Date()).join('\n');
+    expect(lines).toMatch(/clamav +daily\.cud +version 27002 +built \S+ \(0 hours old\), unsigned \(\.cud\)/);
+    expect(lines).toMatch(/policy +policy\.json +policy default, sha256:/);
+    expect(lines).toMatch(/allowlist +site\.json +allowlist site@\S+, [0-9]+ entries, sha256:/);
+    expect(lines).toMatch(/previous set g000001/);
     expect(auditEvents(kiosk).map((e) => e.type)).toEqual(['SCHEMA_MIGRATED', 'UPDATE_ROOT_PINNED', 'UPDATE_IMPORTED', 'UPDATE_UNCHANGED', 'UPDATE_IMPORTED']);
   });
 
