@@ -210,5 +210,12 @@ describe('members tools read two ways (second red-team round)', () => {
     for (const stream of [paddedMember, paddedPax, paddedLong, ustarTail]) await expect(members(stream)).rejects.toBeInstanceOf(TarStreamError);
     await expect(members(v7Tail)).rejects.toBeInstanceOf(TarStreamError);
     expect((await members(Buffer.concat([v7('readme.txt', 1), pad(Buffer.from('a')), END]))).map((m) => m.name)).toEqual(['readme.txt']);
+    // GNU tar --format=v7 writes devmajor and devminor there, and only those.
+    const dir = mkdtempSync(join(work, 'v7-'));
+    writeFileSync(join(dir, 'notes.txt'), 'v7');
+    const gnuV7 = spawnSync('tar', ['--format=v7', '-cf', '-', '-C', dir, 'notes.txt']);
+    expect(gnuV7.status).toBe(0);
+    expect(gnuV7.stdout.subarray(329, 345).toString('latin1')).toMatch(/^0+\0/);
+    expect((await members(gnuV7.stdout)).map((m) => m.name)).toEqual(['notes.txt']);
   });
 });

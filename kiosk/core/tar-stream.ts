@@ -271,8 +271,9 @@ export async function* readTarStream(chunks: AsyncIterable<Uint8Array>): AsyncGe
       }
       if (!checksumOk(block)) throw new TarStreamError('header checksum mismatch');
       const format = headerFormat(block);
-      // What no field uses: the rest of a v7 header after its link name, a ustar header's last 12 bytes.
-      if (format === 'v7' && !isZero(block.subarray(257))) throw new TarStreamError('bytes other than zero after the fields of a v7 tar header');
+      // What no field uses: the rest of a v7 header after its link name (GNU tar --format=v7 fills in only
+      // devmajor and devminor there), a ustar header's last 12 bytes.
+      if (format === 'v7' && !(isZero(block.subarray(257, 329)) && isZero(block.subarray(345)))) throw new TarStreamError('bytes other than zero after the fields of a v7 tar header');
       if (format === 'posix' && !isZero(block.subarray(500))) throw new TarStreamError('bytes other than zero in the unused end of a ustar header');
       const typeflag = String.fromCharCode(block[156]!);
       const headerSize = number(block, 124, 12, 'size');

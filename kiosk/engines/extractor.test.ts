@@ -94,6 +94,27 @@ describe('asking 7-Zip about a file in the sandbox', () => {
     expect(plain.stdout).not.toMatch(/^Type = /m);
   });
 
+  it('gives each of many files asked about at once its own answer, though they share sandboxes', async () => {
+    const dir = mkdtempSync(join(work, 'many-'));
+    writeFileSync(join(dir, 'run.ps1'), 'calc\r\n');
+    expect(spawnSync('7zz', ['a', '-bd', '-bso0', 'x.7z', 'run.ps1'], { cwd: dir }).status).toBe(0);
+    const archive = readFileSync(join(dir, 'x.7z'));
+    const extractor = createExtractor();
+    const files = Array.from({ length: 40 }, (_, i) => (i % 3 === 0
+      ? file(Buffer.concat([Buffer.from('\u0089PNG\r\n\u001a\n', 'latin1'), Buffer.alloc(100 + i, 0x20), archive]))
+      : file(Buffer.from(`plain ${i}\n`))));
+    const answers = await Promise.all(files.map((f) => extractor.probe(f, { as: 'any' }, LIMITS)));
+    answers.forEach((a, i) => {
+      if (i % 3 === 0) {
+        expect(a.end.code, `file ${i}`).toBe(0);
+        expect(a.stdout, `file ${i}`).toMatch(new RegExp(`^Offset = ${108 + i}$`, 'm'));
+      } else {
+        expect(a.end.code, `file ${i}`).toBe(2);
+        expect(a.stdout, `file ${i}`).not.toMatch(/^Type = /m);
+      }
+    });
+  });
+
   it('names the types it opens a file as, one by one, and none it does not', async () => {
     const dir = mkdtempSync(join(work, 'img-'));
     expect(spawnSync('dd', ['if=/dev/zero', `of=${join(dir, 'fat.img')}`, 'bs=1k', 'count=1440', 'status=none']).status).toBe(0);

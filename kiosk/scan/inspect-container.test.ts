@@ -303,6 +303,8 @@ describe('the second red-team round inside containers', () => {
     const escape = pdfWithAttachments([['notes.txt', text('harmless')], ['../1/notes.txt', text('EVIL')]]);
     expect((await inspect(escape, 'escape.pdf')).map(([c]) => c)).toEqual(['NOT_INSPECTED']);
     expect(await inspect(simplePdf(['Line 3 manual']), 'plain.pdf')).toEqual([]);
+    // A "PDF" poppler cannot read at all: its attachments cannot be listed, so it is not inspected.
+    expect((await inspect(Buffer.concat([Buffer.from('%PDF-1.4\n'), Buffer.alloc(3000, 0x20)]), 'broken.pdf')).map(([c]) => c)).toEqual(['NOT_INSPECTED']);
   });
 
   it('refuses a gzip FEXTRA field and a zstd skippable frame big enough to carry a file', async () => {

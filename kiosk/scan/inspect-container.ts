@@ -67,6 +67,8 @@ export interface HeldContainer {
   readonly scope: Exclude<TypeScope, 'drive'>;
   /** The container's hash is on the allowlist: its members' types need no hash of their own. */
   readonly exempt: boolean;
+  /** 7-Zip's view of it, when it was asked already (while clamd scanned the file). */
+  readonly view?: Promise<SevenZipView>;
 }
 
 /** Bounds shared by everything inside one file on the drive. */
@@ -159,12 +161,13 @@ async function openContainer(c: HeldContainer, depth: number, budget: Budget, ct
   if (timeLeft() <= 0) throw new Stop(limitReason(c.chain, `inspecting took longer than the policy's clamav.maxScanSeconds (${policy.clamav.maxScanSeconds} s)`));
   // An installer database is a program, judged by its hash as a whole (an allowlisted MSI is not taken apart).
   if (c.format === 'ole2' && isInstallerClass(compoundRootClass(fileReader(c.path)))) return;
-  // What 7-Zip makes of it: the kiosk's reading must be the only one.
-  const seen = await askSevenZip(c.path, c.format, c.chain, ctx.inspection, budget.deadline, ctx.signal);
-  if (seen !== null) {
-    findings.add(seen);
+  // What 7-Zip makes of it: the kiosk's reading must be the only one (and, for a PDF, how many attachments it has).
+  const seen = await (c.view ?? sevenZipView(c.path, c.format, c.chain, ctx.inspection, budget.deadline, ctx.signal));
+  if (seen.reason !== null) {
+    findings.add(seen.reason);
     return;
   }
+  if (c.format === 'pdf' && seen.attachments === 0) return; // nothing to extract
   if (c.format === 'zip') return openZip(c, depth, budget, ctx, findings);
   if (c.format === 'tar') return readMembers(c, createReadStream(c.path, { highWaterMark: 1024 * 1024 }), null, depth, budget, ctx, findings);
   const layer = layerProblem(c);
@@ -300,17 +303,28 @@ function shortEnd(answer: ProbeAnswer): string {
  * 7-Zip looks (7-Zip tries those first for a file named `.img`).
  */
 export async function askSevenZip(path: string, format: ContainerFormat | null, chain: string | null, inspection: Inspection, deadline: number, signal?: AbortSignal): Promise<Reason | null> {
+  return (await sevenZipView(path, format, chain, inspection, deadline, signal)).reason;
+}
+
+/** What 7-Zip made of a file: why it is blocked (or null), and for a PDF how many attachments pdfdetach lists. */
+export interface SevenZipView {
+  readonly reason: Reason | null;
+  readonly attachments?: number | null;
+}
+
+/** askSevenZip, and for a PDF the number of attachments pdfdetach lists (asked in the same sandbox). */
+export async function sevenZipView(path: string, format: ContainerFormat | null, chain: string | null, inspection: Inspection, deadline: number, signal?: AbortSignal): Promise<SevenZipView> {
   const limits: ExtractionLimits = { cpuSeconds: Math.max(0.001, (deadline - performance.now()) / 1000), maxOutputBytes: 1 };
   const own = format === null ? null : SEVEN_ZIP_TYPES[format];
   let question: ProbeQuestion;
   if (sevenZipSearches(format)) {
-    question = { as: 'any' };
+    question = format === 'pdf' ? { as: 'any', attachments: true } : { as: 'any' };
   } else {
     const read = fileReader(path);
     const size = fstatOf(path);
     const types = imageFormatsToAsk(read(0, IMAGE_SIGNATURE_HEAD_BYTES), read(Math.max(0, size - IMAGE_SIGNATURE_TAIL_BYTES), IMAGE_SIGNATURE_TAIL_BYTES))
       .filter((t) => t.toLowerCase() !== own?.toLowerCase());
-    if (types.length === 0) return null;
+    if (types.length === 0) return { reason: null };
     question = { as: 'each', types };
   }
   signal?.throwIfAborted();
@@ -318,16 +332,20 @@ export async function askSevenZip(path: string, format: ContainerFormat | null, 
   signal?.throwIfAborted();
   const prefix = chain === null ? '' : `${chain}: `;
   if (answer.end.signal !== null || answer.truncated || (answer.end.code !== 0 && !(question.as === 'any' && answer.end.code === 2))) {
-    return { code: 'NOT_INSPECTED', detail: `${prefix}7-Zip could not be asked what it makes of it (${shortEnd(answer)})` };
+    return { reason: { code: 'NOT_INSPECTED', detail: `${prefix}7-Zip could not be asked what it makes of it (${shortEnd(answer)})` } };
   }
   if (question.as === 'each') {
     const opened = answer.stdout.split('\n').map((l) => l.trim()).filter((l) => l !== '');
-    return opened.length === 0 ? null : openedAsReason(chain, opened[0]!, format);
+    return { reason: opened.length === 0 ? null : openedAsReason(chain, opened[0]!, format) };
   }
   const listing = parseListing(answer.stdout);
-  if ('problem' in listing) return { code: 'NOT_INSPECTED', detail: `${prefix}7-Zip's listing of it is malformed (${listing.problem})` };
+  if ('problem' in listing) return { reason: { code: 'NOT_INSPECTED', detail: `${prefix}7-Zip's listing of it is malformed (${listing.problem})` } };
   const other = listing.archives[0];
-  return other === undefined ? null : openedAsReason(chain, other, format === null ? null : format);
+  if (other !== undefined) return { reason: openedAsReason(chain, other, format === null ? null : format) };
+  if (format === 'pdf' && (answer.attachments === null || answer.attachments === undefined)) {
+    return { reason: { code: 'NOT_INSPECTED', detail: `${prefix}its attachments could not be listed (pdfdetach cannot read it): a PDF whose attachments cannot be read is not inspected` } };
+  }
+  return { reason: null, attachments: answer.attachments };
 }
 
 function fstatOf(path: string): number {
@@ -382,19 +400,26 @@ async function readMembers(
   const onAbort = (): void => stopStream();
   ctx.signal?.addEventListener('abort', onAbort, { once: true });
   let stopped: unknown = null;
+  const probes = new MemberProbes();
+  const opened: Opened = { ...c, probes };
   try {
     if (source?.single) {
-      await judgeMember(source.single, c, depth, budget, ctx, findings, source.otherNames ?? []);
+      await judgeMember(source.single, opened, depth, budget, ctx, findings, source.otherNames ?? []);
     } else if (source?.zip) {
-      for (const member of zipMembers(c.path, source.zip)) await judgeMember(member, c, depth, budget, ctx, findings, []);
+      for (const member of zipMembers(c.path, source.zip)) await judgeMember(member, opened, depth, budget, ctx, findings, []);
     } else if (tarBytes !== null) {
-      for await (const member of readTarStream(tarBytes)) await judgeMember(member, c, depth, budget, ctx, findings, []);
+      for await (const member of readTarStream(tarBytes)) await judgeMember(member, opened, depth, budget, ctx, findings, []);
     }
   } catch (error) {
     stopped = error;
   } finally {
     clearTimeout(timer);
     ctx.signal?.removeEventListener('abort', onAbort);
+  }
+  try {
+    await probes.settle();
+  } catch (error) {
+    stopped ??= error;
   }
   if (stopped !== null) stopStream();
   const end = extraction ? await extraction.ended : null;
@@ -410,8 +435,35 @@ async function readMembers(
   if (end !== null && (end.code !== 0 || end.signal !== null || end.stderr.trim() !== '')) findings.add(extractorReason(c, end, null));
 }
 
-/** A container being read: its document kind (a zip), its extraction's reservation, and (OLE2) the streams at its root. */
-type Opened = HeldContainer & { readonly document?: DocumentKind | null; readonly reservation?: Reservation; readonly rootStreams?: string[] };
+/**
+ * A container being read: its document kind (a zip), its extraction's
+ * reservation, (OLE2) the streams at its root, and the 7-Zip probes of its
+ * members still under way (each holds its member's work file until it ends).
+ */
+type Opened = HeldContainer & { readonly document?: DocumentKind | null; readonly reservation?: Reservation; readonly rootStreams?: string[]; readonly probes?: MemberProbes };
+
+const PROBES_PENDING = 32; // members' probes under way at once per container; more wait for one to end
+
+/** Members' probes of one container: run while the next members are read, so 7-Zip lists many in one sandbox. */
+class MemberProbes {
+  readonly #pending = new Set<Promise<void>>();
+  #failure: unknown = null;
+
+  async add(probe: Promise<void>): Promise<void> {
+    const tracked: Promise<void> = probe.catch((error: unknown) => {
+      this.#failure ??= error;
+    }).finally(() => this.#pending.delete(tracked));
+    this.#pending.add(tracked);
+    if (this.#pending.size >= PROBES_PENDING) await Promise.race(this.#pending);
+  }
+
+  /** Waits for every probe; a probe that failed (the scan was stopped) is thrown here. */
+  async settle(): Promise<void> {
+    await Promise.all(this.#pending);
+    const failure = this.#failure;
+    if (failure !== null) throw failure instanceof Error ? failure : new Error('a member\'s probe failed', { cause: failure });
+  }
+}
 
 /** What kind of document package a zip is, from the parts its directory lists. */
 type DocumentKind = 'ooxml' | 'odf';
@@ -583,7 +635,7 @@ async function judgeMember(
       keep.format = null;
     }
     const sniffHead = head.subarray(0, Math.min(headFilled, SNIFF_BYTES));
-    const binary = keep.format === null && formats.length <= 1 && headFilled > 0 && !looksText(sniffHead) && !EXECUTABLE_KINDS.has(sniffContent(sniffHead));
+    const binary = keep.format === null && formats.length <= 1 && headFilled > 0 && !parent.exempt && !looksText(sniffHead) && !EXECUTABLE_KINDS.has(sniffContent(sniffHead));
     if (keep.format !== null || binary) {
       const file = ctx.inspection.folder.create();
       keep.path = file.path;
@@ -686,10 +738,18 @@ async function judgeMember(
     const reasons = parent.exempt ? decision.reasons.filter((r) => !HASH_GATED.has(r.code)) : decision.reasons;
     for (const r of reasons) findings.add({ code: r.code, detail: `${chain}: ${r.detail}` });
     // Binary content that would pass must be no archive to 7-Zip (an NSIS block, a disk image), unless its hash is vouched for.
-    // (A container on the allowlist vouches for its members' bytes as they are.)
+    // (A container on the allowlist vouches for its members' bytes as they are.) The probe goes on while the next members
+    // are read, and takes the member's work file with it.
     if (keep.format === null && keep.path !== null && reasons.length === 0 && !listed && !parent.exempt) {
-      const seen = await askSevenZip(keep.path, null, chain, ctx.inspection, budget.deadline, ctx.signal);
-      if (seen !== null) findings.add(seen);
+      const path = keep.path;
+      keep.path = null;
+      const probe = askSevenZip(path, null, chain, ctx.inspection, budget.deadline, ctx.signal)
+        .then((seen) => {
+          if (seen !== null) findings.add(seen);
+        })
+        .finally(() => removeQuietly(path));
+      if (parent.probes) await parent.probes.add(probe);
+      else await probe;
     }
     // The same content under the other name a tool gives it (a gzip header's stored name) is judged too.
     for (const other of otherNames) {
@@ -742,6 +802,14 @@ class TailWindow {
   bytes(): Uint8Array {
     const all = Buffer.concat(this.#pieces);
     return all.subarray(Math.max(0, all.length - this.#size));
+  }
+}
+
+function removeQuietly(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // already gone
   }
 }
 

@@ -18,7 +18,7 @@ import { compoundRootClass, isInstallerClass } from '../core/compound-file.ts';
 import { EmbeddedArchiveFinder, hiddenArchiveReason } from '../core/embedded-archive.ts';
 import { decideFile, settleDrive, type Decision, type DriveReason, type EngineName, type Observation, type Reason } from '../core/decide.ts';
 import { checkType, EXECUTABLE_KINDS, extensionsOf, looksText, sniffContent, SNIFF_BYTES, TextScan, type ContentFacts, type ContentKind } from '../core/file-type.ts';
-import { askSevenZip, inspectContainer, memberScope } from './inspect-container.ts';
+import { inspectContainer, memberScope, sevenZipView, type SevenZipView } from './inspect-container.ts';
 import type { Inspection, ScannerFailure, ScanProgress, StreamScanner } from '../core/ports.ts';
 import { ScanLedger, ScanLedgerError, type LedgerEntry } from './ledger.ts';
 import { walkDrive, type WalkEntry } from './walk.ts';
@@ -193,7 +193,7 @@ function removeQuietly(path: string): void {
 }
 
 /** Opens a container the read kept in the work folder and judges its members. */
-async function inspectHeld(entry: WalkEntry, format: ContainerFormat, path: string | null, size: number, head: Uint8Array, digest: { sha256: string; blake3: string }, facts: ContentFacts, deps: ScanDeps): Promise<Reason[]> {
+async function inspectHeld(entry: WalkEntry, format: ContainerFormat, path: string | null, size: number, head: Uint8Array, digest: { sha256: string; blake3: string }, facts: ContentFacts, deps: ScanDeps, view: Promise<SevenZipView> | null): Promise<Reason[]> {
   const { policy } = deps.policy;
   const name = entry.path ?? entry.display;
   const kind = checkType(name, head, size, facts).kind;
@@ -217,6 +217,7 @@ async function inspectHeld(entry: WalkEntry, format: ContainerFormat, path: stri
     name: name.slice(name.lastIndexOf('/') + 1),
     scope: memberScope(policy, name, kind, 'drive'),
     exempt: deps.allowlist.lookup(digest) !== null,
+    ...(view === null ? {} : { view }),
   }, { inspection: deps.inspection, scanner: deps.scanner, blake3: deps.blake3, policy, allowlist: deps.allowlist, ...(deps.signal ? { signal: deps.signal } : {}) });
 }
 
@@ -254,11 +255,24 @@ async function readAndScan(entry: WalkEntry, deps: ScanDeps, buffers: ReadBuffer
     const tail = new Uint8Array(Math.min(stat.size, ZIP_TAIL_BYTES));
     const tailFrom = stat.size - tail.length;
     const buffer = buffers.take();
+    // 7-Zip's view of a held file, asked as soon as the read ends, so that it runs while clamd scans.
+    let early: Promise<SevenZipView> | null = null;
+    const readEnded = (): void => {
+      if (container.fd !== null) {
+        closeSync(container.fd);
+        container.fd = null;
+      }
+      if (container.path === null || !deps.inspection || overLimit || digest.bytesSeen !== stat.size) return;
+      if (!holdForProbe && !sevenZipSearches(container.format)) return; // a container 7-Zip opens as itself: asked when opened
+      early = sevenZipView(container.path, container.format, holdForProbe ? null : entry.display, deps.inspection, performance.now() + policy.clamav.maxScanSeconds * 1000, deps.signal);
+      early.catch(() => undefined); // awaited (or dropped with the file) below
+    };
     async function* chunks(): AsyncGenerator<Uint8Array> {
       let ended = false;
       try {
         yield* readLoop();
         ended = true;
+        readEnded();
       } finally {
         // Reached only when no read is in flight; a loop stopped early (the scanner
         // answered first, or an error) drops its buffer: the scanner may still hold a chunk.
@@ -358,7 +372,7 @@ async function readAndScan(entry: WalkEntry, deps: ScanDeps, buffers: ReadBuffer
       if (container.ambiguous !== null) {
         reasons.push({ code: 'NOT_INSPECTED', detail: `its first bytes are both ${container.ambiguous.join(' and ')} content: tools would read it differently, so it is not opened` });
       } else if (container.format !== null && !reasons.some((r) => r.code !== 'MACRO')) {
-        const inside = await inspectHeld(entry, container.format, container.path, stat.size, head, finished, facts, deps);
+        const inside = await inspectHeld(entry, container.format, container.path, stat.size, head, finished, facts, deps, early);
         // ClamAV's macro alert on a container the kiosk opens is decided member by member (an allowlisted
         // part may have macros); a container that could not be opened is blocked by its own reason. An OLE2
         // file's streams no longer show clamd its macros, so there its alert stands.
@@ -368,13 +382,15 @@ async function readAndScan(entry: WalkEntry, deps: ScanDeps, buffers: ReadBuffer
         const type = checkType(name, head, stat.size, facts);
         const itself = decideFile({ path: entry.path, display: entry.display, size: stat.size, digest: finished, extensions: extensionsOf(name), contentKind: type.kind, reasons: type.findings, cleanBy }, deps.allowlist, policy);
         if (itself.verdict !== 'blocked') {
-          const seen = await askSevenZip(container.path, null, null, deps.inspection, performance.now() + policy.clamav.maxScanSeconds * 1000, deps.signal);
+          const seen = (await (early ?? sevenZipView(container.path, null, null, deps.inspection, performance.now() + policy.clamav.maxScanSeconds * 1000, deps.signal))).reason;
           if (seen !== null) reasons.push(seen);
         }
       }
       return { digest: finished, head, reasons, cleanBy, facts };
     } finally {
       if (container.fd !== null) closeSync(container.fd);
+      // The probe binds the held file into its sandbox: it stays until the probe has ended.
+      if (early !== null) await (early as Promise<SevenZipView>).catch(() => undefined);
       if (container.path !== null) removeQuietly(container.path);
     }
   } finally {
