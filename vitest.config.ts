@@ -15,7 +15,7 @@ export default defineConfig({
         extends: true,
         test: {
           name: 'main',
-          include: ['test/**/*.test.ts', 'manifest/**/*.test.ts', 'kiosk/**/*.test.ts', 'agent/**/*.test.ts'],
+          include: ['test/**/*.test.ts', 'manifest/**/*.test.ts', 'kiosk/**/*.test.ts', 'agent/**/*.test.ts', 'update/**/*.test.ts'],
           exclude: WINDOWS,
         },
       },

@@ -1,0 +1,85 @@
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Metadata, MetadataKind } from '@tufjs/models';
+import { rm } from 'node:fs/promises';
+import { makeSource, tempFolder } from '../test/support/update-fixtures.ts';
+import { PublishError } from './errors.ts';
+import { buildRepository, readRepository, writeNextRoot } from './repository.ts';
+import { initRoleKeys, readRoleKey, rotateRoleKey } from './role-keys.ts';
+
+let dir: string;
+let source: string;
+beforeAll(async () => {
+  dir = await tempFolder('publisher');
+  source = await makeSource(join(dir, 'parts'), { policy: { id: 'plant' } });
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+const NOW = new Date('2026-12-08T10:00:00Z');
+
+describe('portcullis-update build', () => {
+  it('makes a repository with an expiry on every role, then extends it with every version one higher, the old targets pruned', async () => {
+    const keys = join(dir, 'keys-1');
+    const repo = join(dir, 'repo-1');
+    await initRoleKeys(keys);
+    const first = await buildRepository({ from: source, repo, keysDir: keys, now: NOW, expiry: { timestamp: 3 } });
+    expect(first.created).toBe(true);
+    expect(first.versions).toEqual({ root: 1, targets: 1, snapshot: 1, timestamp: 1 });
+    expect(first.expires).toEqual({ root: '2027-12-08T10:00:00Z', targets: '2027-03-08T10:00:00Z', snapshot: '2027-01-07T10:00:00Z', timestamp: '2026-12-11T10:00:00Z' });
+    expect(first.targets.map((t) => t.path)).toEqual(['clamav/daily.cud', 'clamav/main.cud', 'policy/policy.json']);
+    expect(first.targets[0]!.custom).toMatchObject({ version: 27_000 });
+    // Consistent snapshots: each target under its SHA-256.
+    expect(await readdir(join(repo, 'targets', 'policy'))).toEqual([`${first.targets[2]!.sha256}.policy.json`]);
+
+    await writeFile(join(source, 'policy', 'policy.json'), JSON.stringify({ id: 'plant', changed: true }));
+    const second = await buildRepository({ from: source, repo, keysDir: keys, now: NOW });
+    expect(second.created).toBe(false);
+    expect(second.versions).toEqual({ root: 1, targets: 2, snapshot: 2, timestamp: 2 });
+    expect(await readdir(join(repo, 'targets', 'policy'))).toEqual([`${second.targets[2]!.sha256}.policy.json`]);
+    expect((await readdir(join(repo, 'metadata'))).sort()).toEqual(['1.root.json', '2.snapshot.json', '2.targets.json', 'root.json', 'timestamp.json']);
+    const state = await readRepository(repo);
+    expect(state?.timestamp?.signed.snapshotMeta).toMatchObject({ version: 2, length: expect.any(Number) as number });
+  });
+
+  it('refuses parts outside the layout, keys the repository does not name, and a missing key', async () => {
+    const keys = join(dir, 'keys-2');
+    const repo = join(dir, 'repo-2');
+    await initRoleKeys(keys);
+    const odd = await makeSource(join(dir, 'parts-odd'));
+    await writeFile(join(odd, 'clamav', 'safebrowsing.cvd'), 'x');
+    await expect(buildRepository({ from: odd, repo, keysDir: keys })).rejects.toMatchObject({ code: 'UPDATE_SOURCE_INVALID' });
+    await expect(buildRepository({ from: source, repo, keysDir: join(dir, 'no-keys') })).rejects.toMatchObject({ code: 'UPDATE_KEY_MISSING' });
+    await buildRepository({ from: source, repo, keysDir: keys });
+    const other = join(dir, 'keys-other');
+    await initRoleKeys(other);
+    const error = await buildRepository({ from: source, repo, keysDir: other }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(PublishError);
+    expect((error as PublishError).code).toBe('UPDATE_KEY_MISMATCH');
+    await expect(stat(join(repo, 'metadata', '2.targets.json'))).rejects.toThrow(); // nothing written
+    const bad = await makeSource(join(dir, 'parts-bad-clamav'));
+    await writeFile(join(bad, 'clamav', 'daily.cud'), 'not a database');
+    await expect(buildRepository({ from: bad, repo, keysDir: keys })).rejects.toMatchObject({ code: 'UPDATE_SOURCE_INVALID' });
+  });
+
+  it('keys rotate: a new key in place, the old one retired, the next root signed by the old root key (and the new one for root)', async () => {
+    const keys = join(dir, 'keys-3');
+    const repo = join(dir, 'repo-3');
+    await initRoleKeys(keys);
+    await buildRepository({ from: source, repo, keysDir: keys });
+    const oldRoot = (await readRoleKey(keys, 'root'))!;
+    const rotated = await rotateRoleKey(keys, 'root');
+    expect(rotated.old.keyId).toBe(oldRoot.keyId);
+    expect((await readdir(join(keys, 'retired')))).toEqual([`root-${oldRoot.keyId.slice(0, 16)}.key`]);
+    const next = await writeNextRoot({ repo, keysDir: keys, replace: { root: rotated.next }, oldRootKey: rotated.old });
+    expect(next.signed.version).toBe(2);
+    const v1 = Metadata.fromJSON(MetadataKind.Root, JSON.parse(await readFile(join(repo, 'metadata', '1.root.json'), 'utf8')) as Record<string, never>);
+    const v2 = Metadata.fromJSON(MetadataKind.Root, JSON.parse(await readFile(join(repo, 'metadata', '2.root.json'), 'utf8')) as Record<string, never>);
+    expect(() => v1.verifyDelegate(MetadataKind.Root, v2)).not.toThrow(); // cross-signed: the old root accepts it
+    expect(() => v2.verifyDelegate(MetadataKind.Root, v2)).not.toThrow(); // and it is signed by its own new key
+    expect(v2.signed.roles.root!.keyIDs).toEqual([rotated.next.keyId]);
+    expect((await buildRepository({ from: source, repo, keysDir: keys })).versions.root).toBe(2);
+  });
+});
