@@ -20,7 +20,7 @@ declare -A node_integrity=(
 debian_packages=(
   clamav clamav-daemon clamdscan yara
   libarchive-tools bubblewrap
-  zstd lz4 xz-utils bzip2 7zip gcab
+  zstd lz4 xz-utils bzip2 7zip gcab poppler-utils nsis e2fsprogs
   dosfstools exfatprogs exfat-fuse fusefat mtools fuse3
   b3sum python3 python3-nacl make g++
   osslsigncode msitools wixl time debootstrap

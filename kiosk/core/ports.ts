@@ -53,8 +53,11 @@ export interface ExtractionLimits {
 
 /** What to ask 7-Zip about a file (core/seven-zip-view.ts reads the answers). */
 export type ProbeQuestion =
-  /** `7zz l -slt`: what 7-Zip opens the file as when it is simply given it (by signature, at any offset). */
-  | { readonly as: 'any' }
+  /**
+   * `7zz l -slt`: what 7-Zip opens the file as when it is simply given it (by signature, at any offset);
+   * for a PDF (`attachments`), also how many attachments pdfdetach lists. Probes asked at once share a sandbox.
+   */
+  | { readonly as: 'any'; readonly attachments?: boolean }
   /** `7zz l -slt -t<type>`: the listing of an archive in 7-Zip's `type`. */
   | { readonly as: 'type'; readonly type: string }
   /** Each `7zz l -t<type>` in turn: the types it opens the file as (one per line), as it would once the file is named so. */
@@ -68,6 +71,8 @@ export interface ProbeAnswer {
   readonly stdout: string;
   /** True when the listing was longer than the kiosk reads (it is then not trusted). */
   readonly truncated: boolean;
+  /** For `any` with `attachments`: the number pdfdetach listed, or null when it could not list them. */
+  readonly attachments?: number | null;
 }
 
 export interface Extractor {

@@ -81,3 +81,122 @@ rule Portcullis_Office_External_Template_Or_OLE_Link
   condition:
     any of them
 }
+
+// A relationship to an external frame (a web settings frameset, ECMA-376
+// 17.15.2) or an external subdocument (17.17.1.1): Word fetches the target
+// when the document opens, as it does an external template.
+rule Portcullis_Office_External_Frame_Or_Subdocument
+{
+  meta:
+    description = "OOXML relationship to an external frame or subdocument (TargetMode External): fetched when the document opens"
+    author = "Portcullis"
+    reference = "https://attack.mitre.org/techniques/T1221/"
+    severity = "high"
+  strings:
+    $kind_then_mode = /[Rr]elationships\/([Ff]rame|[Ss]ub[Dd]ocument)["'][^>]{0,500}[Tt]arget[Mm]ode\s{0,5}=\s{0,5}["'][Ee]xternal/
+    $mode_then_kind = /[Tt]arget[Mm]ode\s{0,5}=\s{0,5}["'][Ee]xternal["'][^>]{0,500}[Rr]elationships\/([Ff]rame|[Ss]ub[Dd]ocument)["']/
+  condition:
+    any of them
+}
+
+// Excel DDE that starts a program: an external link whose DDE service is a
+// command interpreter or a system binary (ECMA-376 18.14.4 ddeLink, in
+// xl/externalLinks/externalLinkN.xml), or a formula in DDE form
+// service|'topic'!item naming one (in a sheet's <f>, or a CSV cell starting
+// with = + - or @: service|'topic'!item, written with no blank before the
+// quote as Excel writes it). DDE links to other services pass: plants link
+// cells to RSLinx, KEPServerEX and other OPC/DDE servers this way.
+rule Portcullis_Excel_DDE_Command
+{
+  meta:
+    description = "Excel DDE link or formula whose service is a command interpreter or system binary (cmd, powershell, mshta ...): Excel starts it"
+    author = "Portcullis"
+    reference = "https://attack.mitre.org/techniques/T1559/002/"
+    severity = "high"
+  strings:
+    $link = /<ddeLink[^>]{0,500}ddeService\s{0,5}=\s{0,5}["']\s{0,10}([Cc][Mm][Dd]|[Cc][Oo][Mm][Mm][Aa][Nn][Dd]|[Pp][Oo][Ww][Ee][Rr][Ss][Hh][Ee][Ll][Ll]|[Pp][Ww][Ss][Hh]|[Mm][Ss][Hh][Tt][Aa]|[Rr][Uu][Nn][Dd][Ll][Ll]32|[Rr][Ee][Gg][Ss][Vv][Rr]32|[Ww][Ss][Cc][Rr][Ii][Pp][Tt]|[Cc][Ss][Cc][Rr][Ii][Pp][Tt]|[Mm][Ss][Ii][Ee][Xx][Ee][Cc]|[Cc][Ee][Rr][Tt][Uu][Tt][Ii][Ll]|[Bb][Ii][Tt][Ss][Aa][Dd][Mm][Ii][Nn]|[Mm][Ss][Ee][Xx][Cc][Ee][Ll]|[Ww][Mm][Ii][Cc]|[Ss][Cc][Hh][Tt][Aa][Ss][Kk][Ss])(\.[Ee][Xx][Ee])?["']/
+    $formula_cmd = "cmd|'" nocase
+    $formula_cmd_apos = "cmd|&apos;" nocase
+    $formula_cmd_exe = "cmd.exe|'" nocase
+    $formula_cmd_exe_apos = "cmd.exe|&apos;" nocase
+    $formula_powershell = "powershell|'" nocase
+    $formula_powershell_apos = "powershell|&apos;" nocase
+    $formula_powershell_exe = "powershell.exe|'" nocase
+    $formula_powershell_exe_apos = "powershell.exe|&apos;" nocase
+    $formula_pwsh = "pwsh|'" nocase
+    $formula_pwsh_apos = "pwsh|&apos;" nocase
+    $formula_mshta = "mshta|'" nocase
+    $formula_mshta_apos = "mshta|&apos;" nocase
+    $formula_rundll32 = "rundll32|'" nocase
+    $formula_rundll32_apos = "rundll32|&apos;" nocase
+    $formula_regsvr32 = "regsvr32|'" nocase
+    $formula_regsvr32_apos = "regsvr32|&apos;" nocase
+    $formula_wscript = "wscript|'" nocase
+    $formula_wscript_apos = "wscript|&apos;" nocase
+    $formula_cscript = "cscript|'" nocase
+    $formula_cscript_apos = "cscript|&apos;" nocase
+    $formula_msiexec = "msiexec|'" nocase
+    $formula_msiexec_apos = "msiexec|&apos;" nocase
+    $formula_certutil = "certutil|'" nocase
+    $formula_certutil_apos = "certutil|&apos;" nocase
+    $formula_msexcel = "msexcel|'" nocase
+    $formula_msexcel_apos = "msexcel|&apos;" nocase
+  condition:
+    any of them
+}
+
+// An RTF document attaching a template on a share or a web server
+// ({\*\template \\\\host\\share\\x.dotm}): Word fetches it, macros and
+// all, when the document opens (remote template injection). A template on
+// the local disk passes.
+rule Portcullis_RTF_Remote_Template
+{
+  meta:
+    description = "RTF document attaching a template on a share or web server: Word fetches it when the document opens"
+    author = "Portcullis"
+    reference = "https://attack.mitre.org/techniques/T1221/"
+    severity = "high"
+  strings:
+    $unc = /\\\*\\template\s{0,10}(\\\\\\\\|\\'5[Cc]\\'5[Cc])/
+    $url = /\\\*\\template\s{0,10}([Hh][Tt][Tt][Pp][Ss]?|[Ff][Ii][Ll][Ee]|[Ff][Tt][Pp]):/
+  condition:
+    uint32(0) == 0x74725C7B and any of them
+}
+
+// Excel 2003 XML (SpreadsheetML): a .xml with this processing instruction
+// opens in Excel on a double-click. An Excel 4.0 macro sheet in it
+// (Excel4MacroSheet, and an Auto_Open name that runs it) is a macro that
+// clamd's XLM detection, which reads BIFF only, does not see.
+rule Portcullis_SpreadsheetML_Excel4_Macro
+{
+  meta:
+    description = "Excel 2003 XML workbook with an Excel 4.0 macro sheet or an Auto_Open name: macros clamd does not read in this format"
+    author = "Portcullis"
+    reference = "https://attack.mitre.org/techniques/T1059/"
+    severity = "high"
+  strings:
+    $progid = /progid\s{0,5}=\s{0,5}["'][Ee][Xx][Cc][Ee][Ll]\.[Ss][Hh][Ee][Ee][Tt]/
+    $macro_sheet = "Excel4MacroSheet" nocase
+    $auto_open = /[Nn]amed[Rr]ange[^>]{0,200}["'][Aa][Uu][Tt][Oo]_[Oo][Pp][Ee][Nn]["']/
+  condition:
+    $progid and ($macro_sheet or $auto_open)
+}
+
+// Word 2003 XML (WordprocessingML) carrying a VBA project: its binData
+// "editdata.mso" is an ActiveMime blob (a header, then the zlib'd compound
+// file), which clamd does not decode, so the macro inside is never seen.
+rule Portcullis_Word2003_XML_Macros
+{
+  meta:
+    description = "Word 2003 XML document carrying a VBA project (editdata.mso ActiveMime data, or macros marked present)"
+    author = "Portcullis"
+    reference = "https://attack.mitre.org/techniques/T1137/"
+    severity = "high"
+  strings:
+    $progid = /progid\s{0,5}=\s{0,5}["'][Ww][Oo][Rr][Dd]\.[Dd][Oo][Cc][Uu][Mm][Ee][Nn][Tt]/
+    $editdata = "editdata.mso" nocase
+    $macros = /macrosPresent\s{0,5}=\s{0,5}["'][Yy][Ee][Ss]/
+    $activemime = "QWN0aXZlTWltZQ" nocase
+  condition:
+    $progid and ($editdata or $macros or $activemime)
+}

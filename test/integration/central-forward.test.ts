@@ -6,7 +6,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,6 +23,17 @@ import { startPostgres, type TestPostgres } from '../support/postgres.ts';
 import { freePort, RSYSLOGD, waitFor } from './rsyslog-harness.ts';
 
 const KIOSK = join(import.meta.dirname, '../../kiosk/main.ts');
+const AGENT = join(import.meta.dirname, '../../agent/main.ts');
+
+function run(command: string, args: string[]): Promise<{ code: number; out: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [command, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (out += c.toString()));
+    child.on('close', (code) => resolve({ code: code ?? -1, out }));
+  });
+}
 let dir: string;
 let pgServer: TestPostgres;
 let store: CentralStore;
@@ -107,6 +118,41 @@ describe('a kiosk whose audit database was edited before its rows left', () => {
     const health = (await centralHealth(store.pool, new Date())).find((h) => h.name === 'gate-2')!;
     expect(health.level).toBe('error');
     expect(health.problems.join(' ')).toMatch(/edited.*tampering/);
+  });
+});
+
+describe('the agent service forwarding as it runs', () => {
+  it('sends its start, a drive it refused and its stop from watch, with a heartbeat, while it watches drives', async () => {
+    await store.enrol('hmi-w', 'hmi');
+    const cert = pki.client('hmi-w');
+    const media = join(dir, 'media');
+    mkdirSync(media);
+    writeFileSync(join(dir, 'hmi-w-trust.json'), JSON.stringify({ formatVersion: 1, sequence: 0, updatedAt: '2025-03-01T00:00:00Z', keys: [], revoked: [],
+      policy: { maxManifestAgeHours: 24, destination: join(dir, 'hmi-w-inbox'), clash: 'refuse', requireMediaBinding: false }, signature: null }));
+    mkdirSync(join(dir, 'hmi-w-inbox'));
+    const config = join(dir, 'hmi-w.json');
+    writeFileSync(config, JSON.stringify({ formatVersion: 1, trust: 'hmi-w-trust.json', log: 'hmi-w.jsonl', hmiName: 'hmi-w', source: 'mount-folders', mountFolders: ['media'],
+      pollIntervalSeconds: 1, settleSeconds: 0, notify: 'log',
+      forward: { target: `127.0.0.1:${receiver.port}`, ca: pki.caPath, cert: cert.certPath, key: cert.keyPath, servername: 'localhost', intervalSeconds: 1 } }));
+    const watch = spawn(process.execPath, [AGENT, 'watch', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    watch.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    watch.stderr.on('data', (c: Buffer) => (out += c.toString()));
+    const events = async (): Promise<string[]> => (await store.pool.query<{ event: string }>("SELECT a.event FROM a_records a WHERE a.hmi = 'hmi-w' ORDER BY a.seq")).rows.map((r) => r.event);
+    try {
+      await waitFor(async () => (await events()).includes('agent.started'), `the service's start at the central review (${out})`, 20_000);
+      mkdirSync(join(media, 'STICK')); // a drive with no manifest
+      writeFileSync(join(media, 'STICK', 'payload.exe'), 'MZ');
+      await waitFor(async () => (await events()).includes('drive.checked'), `the refused drive at the central review (${out})`, 20_000);
+    } finally {
+      watch.kill('SIGTERM');
+      await once(watch, 'close');
+    }
+    // What was written after the last round (the stop) goes with the next round: forward by hand here.
+    expect((await run(AGENT, ['forward', '--config', config])).code).toBe(0);
+    expect(await events()).toEqual(expect.arrayContaining(['agent.started', 'drive.arrived', 'drive.checked', 'agent.stopped']));
+    const beat = await store.pool.query<{ status: { headSeq: string } | null }>("SELECT status FROM sources WHERE name = 'hmi-w'");
+    expect(Number(beat.rows[0]!.status?.headSeq)).toBeGreaterThan(0);
   });
 });
 
