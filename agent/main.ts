@@ -536,6 +536,11 @@ async function watchCommand(args: string[], io: CliIo): Promise<number> {
       signal,
     ),
   ]));
+  if (forward) {
+    // The stop was logged after the last round: one more, so the central review hears it (a failure waits for the next start).
+    await forwardLog({ logPath: config.log, statePath: forward.statePath, hmi: config.hmiName ?? hostname(), target: forward.target, status: () => trustStatus(config.trust), clock: io.clock })
+      .catch((error: unknown) => io.stdout(`portcullis-agent: ${(error as Error).message}\n`));
+  }
   return EXIT.OK;
 }
 
