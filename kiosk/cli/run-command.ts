@@ -298,7 +298,8 @@ export async function runStation(options: StationOptions = {}): Promise<number> 
     const write = (): void => {
       const st = station.getState();
       const screen = st.screen;
-      const key = `${screen.kind}|${screen.kind === 'idle' ? '' : screen.drive.id}|${st.queue.length}|${screen.kind === 'scanning' ? screen.progress?.phase ?? 'starting' : ''}`;
+      const service = st.service.state === 'checking' ? 'checking' : `${st.service.state}:${[...(st.service.state === 'out-of-service' ? st.service.problems : []), ...st.service.warnings].map((p) => p.code).join(',')}`;
+      const key = `${screen.kind}|${screen.kind === 'idle' ? '' : screen.drive.id}|${st.queue.length}|${screen.kind === 'scanning' ? screen.progress?.phase ?? 'starting' : ''}|${service}`;
       if (key === lastKey) return;
       lastKey = key;
       stdout.write(`${renderToString(React.createElement(StationView, { state: st, now: station.now() }), { columns: SCREEN_COLUMNS })}\n\n`);

@@ -9,6 +9,7 @@
  * corrected), the next check puts it back in service without a restart.
  */
 import { execFileSync } from 'node:child_process';
+import { PassThrough } from 'node:stream';
 import { chmod, copyFile, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -17,7 +18,7 @@ import React from 'react';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { importUpdate, updateInit, type UpdateCommandOptions } from '../../kiosk/cli/update-command.ts';
 import { runScan, type ScanCommandOptions, type ScanOutcome } from '../../kiosk/cli/scan-command.ts';
-import { startStation, type StationOptions } from '../../kiosk/cli/run-command.ts';
+import { runStation, startStation, type StationOptions } from '../../kiosk/cli/run-command.ts';
 import type { StationState } from '../../kiosk/core/station-state.ts';
 import { FixtureDeviceSource, loadDeviceFixture, withImageDrive } from '../../kiosk/drive/device-source.ts';
 import { waitForState, type Station } from '../../kiosk/station/station.ts';
@@ -204,6 +205,25 @@ describe('the station\'s self-check', () => {
     } finally {
       outcome.summary.report.close();
     }
+  });
+
+  it('portcullis-kiosk run on a pipe (not a terminal) writes the OUT OF SERVICE screen once it is known', async () => {
+    const keyPath = join(dir, 'loose-key-2.key');
+    await copyFile(demo.keyPath, keyPath);
+    await chmod(keyPath, 0o644);
+    const watch = join(dir, 'watched');
+    await mkdir(watch, { recursive: true });
+    let text = '';
+    const stdout = Object.assign(new PassThrough(), { isTTY: false }) as unknown as NodeJS.WriteStream;
+    stdout.on('data', (d: Buffer) => { text += d.toString(); });
+    const controller = new AbortController();
+    const running = runStation({ watchFolder: watch, keyPath, clamavDb: 'test', dbPath: join(dir, 'pipe-audit.db'), stdout, signal: controller.signal });
+    for (let i = 0; i < 400 && !text.includes('KEY_PERMISSIONS'); i++) await new Promise((r) => setTimeout(r, 25));
+    controller.abort();
+    expect(await running).toBe(0);
+    expect(text).toContain('starting');
+    expect(text).toContain('OUT OF SERVICE: this kiosk checks no drive until this is fixed.');
+    expect(text).toContain('KEY_PERMISSIONS: the signing key cannot be used');
   });
 });
 
