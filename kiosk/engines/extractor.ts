@@ -169,10 +169,9 @@ const PDF_SIZES_SCRIPT = [
   'done',
 ].join('\n');
 
-/** The sandboxed command for a probe: 7-Zip lists, and for `each` prints the types it opened. */
-function probeCommand(question: ProbeQuestion): readonly string[] {
+/** The sandboxed command for a probe asked alone (`any` goes through the batcher): 7-Zip lists, and for `each` prints the types it opened. */
+function probeCommand(question: Exclude<ProbeQuestion, { as: 'any' }>): readonly string[] {
   if (question.as === 'attachments') return [SHELL, '-c', PDF_SIZES_SCRIPT];
-  if (question.as === 'any') return [SEVEN_ZIP, 'l', '-slt', '-sccUTF-8', '--', '/in'];
   if (question.as === 'type') return [SEVEN_ZIP, 'l', '-slt', '-sccUTF-8', `-t${checkedType(question.type)}`, '--', '/in'];
   // Opened means a listing with the archive's Type (7-Zip opens some broken images with an error and a non-zero exit).
   const script = `for t; do ${SEVEN_ZIP} l -slt -t"$t" -- /in 2>/dev/null | /usr/bin/grep -q '^Type = ' && echo "$t"; done; exit 0`;
