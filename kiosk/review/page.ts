@@ -194,8 +194,11 @@ export const APP_JS = String.raw`'use strict';
       agent.appendChild(row([el('th', 'Time'), el('th', 'HMI'), el('th', 'Event'), el('th', 'Outcome'), el('th', 'Code'), el('th', 'File'), el('th', 'Written to'), el('th', 'Reason'), el('th', 'Log chain')]));
       body.agent.forEach(function (a) {
         var verified = a.chain === 'verified';
-        var chain = td(verified ? 'verified' : 'unverified: imported from an export, its chain cannot be checked', verified ? 'chain chain-verified' : 'chain chain-unverified');
-        chain.title = verified ? 'imported from the HMI\'s JSON-lines log; its hash chain verified' : 'an agent export carries no prev hashes: an edited record would look the same; import the .jsonl log to verify it';
+        var words = a.link === 'broken' ? 'unverified: it does not follow the record before it (an earlier record was replaced)'
+          : a.link === 'pending' ? 'unverified: the record before it has not arrived'
+          : verified ? 'verified' : 'unverified: imported from an export, its chain cannot be checked';
+        var chain = td(words, verified ? 'chain chain-verified' : 'chain chain-unverified');
+        chain.title = a.link ? 'forwarded by the HMI: its hash checked, and its link to the record before' : verified ? 'imported from the HMI\'s JSON-lines log; its hash chain verified' : 'an agent export carries no prev hashes: an edited record would look the same; import the .jsonl log to verify it';
         agent.appendChild(row([td(a.time), td(a.hmi, 'name'), td(a.event), td(a.outcome, 'v-' + a.outcome), td(a.code), td(a.path, 'name'), td(a.destination, 'name'), td(a.reason), chain]));
       });
       box.appendChild(agent);
