@@ -18,6 +18,7 @@ import { startReceiver, type Receiver } from '../../kiosk/review/central/receive
 import { openCentralStore, type CentralStore } from '../../kiosk/review/central/store.ts';
 import { beginInput, file, finishInput, steppingClock, tamper } from '../support/audit-log-fixture.ts';
 import { openSiemSpool } from '../../kiosk/review/siem.ts';
+import { openReviewStore } from '../../kiosk/review/review-store.ts';
 import { makeSitePki, type SitePki } from '../support/site-pki.ts';
 import { startPostgres, type TestPostgres } from '../support/postgres.ts';
 import { freePort, RSYSLOGD, waitFor } from './rsyslog-harness.ts';
@@ -98,15 +99,25 @@ describe('a kiosk whose audit database was edited before its rows left', () => {
     audit.close();
     // Someone with the file turns the blocked file into a clean one, leaving its hash as it was.
     tamper(db, (d) => d.prepare("UPDATE files SET verdict = 'clean' WHERE path = 'bad.exe'").run());
+    // The kiosk's own review had visitors: their sign-ins go with the records.
+    const staff = openReviewStore(join(dir, 'gate-2-review.db'));
+    staff.recordSignIn({ event: 'SIGN_IN_FAILED', username: 'mallory', method: 'password', address: '10.0.0.9' });
+    staff.recordSignIn({ event: 'SIGN_IN', username: 'alice', method: 'password', address: '127.0.0.1' });
     const spool = openSiemSpool(join(dir, 'gate-2-spool.db'));
     try {
-      spool.collectCentral({ auditDb: db, kioskId: 'gate-2' });
+      spool.collectCentral({ auditDb: db, kioskId: 'gate-2', staff });
+      spool.collectCentral({ auditDb: db, kioskId: 'gate-2', staff }); // a second round adds nothing
       const pem = pki.client('gate-2');
       await spool.deliver({ host: '127.0.0.1', port: receiver.port, transport: 'tls', protocol: 'central', tls: { ca: pki.ca, cert: pem.cert, key: pem.key, servername: 'localhost' } });
       expect(spool.pending()).toBe(0);
+      // Sent again (a lost ACK): nothing counted twice.
+      await spool.deliver({ host: '127.0.0.1', port: receiver.port, transport: 'tls', protocol: 'central', tls: { ca: pki.ca, cert: pem.cert, key: pem.key, servername: 'localhost' } });
     } finally {
       spool.close();
+      staff.close();
     }
+    const signIns = await store.pool.query<{ event: string; username: string; address: string }>("SELECT i.event, i.username, i.address FROM sign_ins i JOIN sources s ON s.id = i.source_id WHERE s.name = 'gate-2' ORDER BY i.source_event_id");
+    expect(signIns.rows).toEqual([{ event: 'SIGN_IN_FAILED', username: 'mallory', address: '10.0.0.9' }, { event: 'SIGN_IN', username: 'alice', address: '127.0.0.1' }]);
     const refused = await store.pool.query<{ code: string }>("SELECT code FROM refusals WHERE source_name = 'gate-2'");
     expect(refused.rows.map((r) => r.code)).toEqual(['INGEST_RECORD_EDITED']);
     const files = await store.pool.query<{ path: string; verdict: string }>("SELECT f.path, f.verdict FROM k_files f JOIN chains c ON c.id = f.chain_id JOIN sources s ON s.id = c.source_id WHERE s.name = 'gate-2'");

@@ -117,6 +117,21 @@ describe('a source cannot write as another', () => {
   });
 });
 
+describe('a disabled source', () => {
+  it('is refused by name until it is enabled again (a stolen HMI)', async () => {
+    await store.enrol('hmi-d', 'hmi');
+    certs.set('hmi-d', pki.client('hmi-d'));
+    const log = agentLog('hmi-d', 1);
+    await store.setDisabled('hmi-d', true);
+    await expect(forwardLog({ logPath: log.path, statePath: join(dir, 'disabled.state'), hmi: 'hmi-d', target: target('hmi-d') })).rejects.toMatchObject({ code: 'FORWARD_FAILED' });
+    const refused = await store.pool.query<{ detail: string }>("SELECT detail FROM refusals WHERE source_name = 'hmi-d' AND code = 'INGEST_SOURCE_UNKNOWN'");
+    expect(refused.rows[0]!.detail).toContain('disabled');
+    expect((await counts('hmi-d')).records).toBe(0);
+    await store.setDisabled('hmi-d', false);
+    expect(await forwardLog({ logPath: log.path, statePath: join(dir, 'disabled.state'), hmi: 'hmi-d', target: target('hmi-d') })).toMatchObject({ sent: 1 });
+  });
+});
+
 describe('one source\'s chain', () => {
   it('counts a replayed batch once, and shows a gap until the missing records arrive, out of order', async () => {
     const c = agentLog('hmi-c', 6);
