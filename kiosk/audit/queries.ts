@@ -222,19 +222,41 @@ function parseStoredJson(text: string): unknown {
 
 type DbRow = Record<string, string | number | null>;
 const str = (v: string | number | null | undefined): string | null => (v === null || v === undefined ? null : String(v));
-const num = (v: string | number | null | undefined): number | null => (typeof v === 'number' ? v : null);
 
 /** One scan with everything recorded about it; `fileFilter` keeps only matching files. */
 export function getScan(db: Database.Database, scanId: string, fileFilter: string | null): ScanDetail | null {
   const s = db.prepare('SELECT * FROM scans WHERE scan_id = ?').get(scanId) as DbRow | undefined;
   if (!s) return null;
-  const r = db.prepare('SELECT * FROM scan_results WHERE scan_id = ?').get(scanId) as DbRow | undefined;
-  const d = db.prepare('SELECT * FROM devices WHERE scan_id = ?').get(scanId) as DbRow | undefined;
-  const reasons = db.prepare('SELECT * FROM reasons WHERE scan_id = ? ORDER BY seq').all(scanId) as DbRow[];
+  return scanDetail({
+    scan: s,
+    result: db.prepare('SELECT * FROM scan_results WHERE scan_id = ?').get(scanId) as DbRow | undefined,
+    device: db.prepare('SELECT * FROM devices WHERE scan_id = ?').get(scanId) as DbRow | undefined,
+    reasons: db.prepare('SELECT * FROM reasons WHERE scan_id = ? ORDER BY seq').all(scanId) as DbRow[],
+    files: db.prepare('SELECT * FROM files WHERE scan_id = ? ORDER BY seq').all(scanId) as DbRow[],
+    events: db.prepare('SELECT seq, recorded_at, type, data FROM events WHERE scan_id = ? ORDER BY seq').all(scanId) as DbRow[],
+  }, fileFilter);
+}
+
+/** The rows of one scan, by the ledger's column names, as the kiosk's SQLite or the central review's PostgreSQL give them. */
+export interface ScanRows {
+  readonly scan: Readonly<Record<string, unknown>>;
+  readonly result: Readonly<Record<string, unknown>> | undefined;
+  readonly device: Readonly<Record<string, unknown>> | undefined;
+  readonly reasons: ReadonlyArray<Readonly<Record<string, unknown>>>;
+  readonly files: ReadonlyArray<Readonly<Record<string, unknown>>>;
+  readonly events: ReadonlyArray<Readonly<Record<string, unknown>>>;
+}
+
+/** A scan's detail from its rows (shared by the single-kiosk and the central review); `scanId` and `startedAt` may be given when the store names them otherwise. */
+export function scanDetail(rows: ScanRows, fileFilter: string | null, names: { readonly scanId?: string; readonly startedAt?: string } = {}): ScanDetail {
+  const v = (x: unknown): string | number | null => (typeof x === 'string' || typeof x === 'number' ? x : typeof x === 'bigint' ? Number(x) : null);
+  // PostgreSQL gives bigint columns as text: a count is a number whichever store it came from.
+  const n = (x: unknown): number | null => (x === null || x === undefined ? null : Number(x));
+  const { scan: s, result: r, device: d } = rows;
   const byFile = new Map<number, ReasonRecord[]>();
   const driveReasons: ReasonRecord[] = [];
-  for (const x of reasons) {
-    const reason = { code: String(x.code), detail: String(x.detail) };
+  for (const x of rows.reasons) {
+    const reason = { code: String(v(x.code)), detail: String(v(x.detail)) };
     if (x.level === 'drive' || x.file_seq === null) driveReasons.push(reason);
     else {
       const list = byFile.get(Number(x.file_seq)) ?? [];
@@ -242,63 +264,63 @@ export function getScan(db: Database.Database, scanId: string, fileFilter: strin
       byFile.set(Number(x.file_seq), list);
     }
   }
-  let files: FileRecord[] = (db.prepare('SELECT * FROM files WHERE scan_id = ? ORDER BY seq').all(scanId) as DbRow[]).map((f) => ({
+  let files: FileRecord[] = rows.files.map((f) => ({
     seq: Number(f.seq),
-    path: String(f.path),
+    path: String(v(f.path)),
     size: Number(f.size),
-    sha256: str(f.sha256),
-    blake3: str(f.blake3),
-    verdict: String(f.verdict) as FileVerdict,
-    controlledClass: str(f.controlled_class),
+    sha256: str(v(f.sha256)),
+    blake3: str(v(f.blake3)),
+    verdict: String(v(f.verdict)) as FileVerdict,
+    controlledClass: str(v(f.controlled_class)),
     allowlistEntry: f.allowlist_vendor === null && f.allowlist_product === null && f.allowlist_file === null ? null : {
-      vendor: str(f.allowlist_vendor),
-      product: str(f.allowlist_product),
-      version: str(f.allowlist_version),
-      file: str(f.allowlist_file),
-      source: str(f.allowlist_source),
+      vendor: str(v(f.allowlist_vendor)),
+      product: str(v(f.allowlist_product)),
+      version: str(v(f.allowlist_version)),
+      file: str(v(f.allowlist_file)),
+      source: str(v(f.allowlist_source)),
     },
     reasons: byFile.get(Number(f.seq)) ?? [],
   }));
   if (fileFilter !== null) files = files.filter(fileMatcher(fileFilter).matches);
-  const events = (db.prepare('SELECT seq, recorded_at, type, data FROM events WHERE scan_id = ? ORDER BY seq').all(scanId) as DbRow[]).map((e) => ({
+  const events = rows.events.map((e) => ({
     seq: Number(e.seq),
-    recordedAt: String(e.recorded_at),
-    type: String(e.type),
-    data: parseStoredJson(String(e.data)),
+    recordedAt: String(v(e.recorded_at)),
+    type: String(v(e.type)),
+    data: parseStoredJson(String(v(e.data))),
   }));
   const device: DeviceRecord | null = d ? {
     usb: d.usb_vendor_id === null && d.usb_product_id === null && d.usb_serial === null ? null : {
-      vendorId: str(d.usb_vendor_id),
-      productId: str(d.usb_product_id),
-      serial: str(d.usb_serial),
-      manufacturer: str(d.manufacturer),
-      product: str(d.product),
+      vendorId: str(v(d.usb_vendor_id)),
+      productId: str(v(d.usb_product_id)),
+      serial: str(v(d.usb_serial)),
+      manufacturer: str(v(d.manufacturer)),
+      product: str(v(d.product)),
     },
-    filesystem: str(d.filesystem),
-    volumeId: str(d.volume_id),
-    label: str(d.label),
-    capacity: num(d.capacity),
+    filesystem: str(v(d.filesystem)),
+    volumeId: str(v(d.volume_id)),
+    label: str(v(d.label)),
+    capacity: n(d.capacity),
   } : null;
-  const extras = r ? parseStoredJson(String(r.manifest_folder_extras)) : [];
+  const extras = r ? parseStoredJson(String(v(r.manifest_folder_extras))) : [];
   return {
-    scanId: String(s.scan_id),
-    status: r ? (String(r.verdict) as DriveVerdict) : 'interrupted',
-    kioskId: String(s.kiosk_id),
-    operatorId: str(s.operator_id),
-    startedAt: String(s.started_at),
-    finishedAt: r ? str(r.finished_at) : null,
+    scanId: names.scanId ?? String(v(s.scan_id)),
+    status: r ? (String(v(r.verdict)) as DriveVerdict) : 'interrupted',
+    kioskId: String(v(s.kiosk_id)),
+    operatorId: str(v(s.operator_id)),
+    startedAt: names.startedAt ?? String(v(s.started_at)),
+    finishedAt: r ? str(v(r.finished_at)) : null,
     device,
     driveReasons,
     engines: r ? {
-      clamav: r.clamav_version === null ? null : { version: String(r.clamav_version), databaseVersion: str(r.clamav_db_version), databaseTime: str(r.clamav_db_time) },
-      yara: r.yara_engine === null ? null : { engine: String(r.yara_engine), ruleSetDigest: str(r.yara_rule_set_digest), ruleCount: num(r.yara_rule_count) },
+      clamav: r.clamav_version === null ? null : { version: String(v(r.clamav_version)), databaseVersion: str(v(r.clamav_db_version)), databaseTime: str(v(r.clamav_db_time)) },
+      yara: r.yara_engine === null ? null : { engine: String(v(r.yara_engine)), ruleSetDigest: str(v(r.yara_rule_set_digest)), ruleCount: n(r.yara_rule_count) },
     } : null,
-    policy: r ? { id: String(r.policy_id), digest: String(r.policy_digest) } : null,
-    allowlist: r && r.allowlist_version !== null ? { version: String(r.allowlist_version), digest: str(r.allowlist_digest) } : null,
+    policy: r ? { id: String(v(r.policy_id)), digest: String(v(r.policy_digest)) } : null,
+    allowlist: r && r.allowlist_version !== null ? { version: String(v(r.allowlist_version)), digest: str(v(r.allowlist_digest)) } : null,
     stats: r ? { files: Number(r.file_count), bytes: Number(r.byte_count), entries: Number(r.entry_count) } : null,
     durations: r ? { walkMs: Number(r.walk_ms), scanMs: Number(r.scan_ms), totalMs: Number(r.total_ms) } : null,
     manifestFolderExtras: Array.isArray(extras) ? (extras as unknown[]) : [extras],
-    manifest: r && r.manifest_digest !== null ? { digest: String(r.manifest_digest), keyId: str(r.manifest_key_id), expiresAt: str(r.manifest_expires_at) } : null,
+    manifest: r && r.manifest_digest !== null ? { digest: String(v(r.manifest_digest)), keyId: str(v(r.manifest_key_id)), expiresAt: str(v(r.manifest_expires_at)) } : null,
     files,
     events,
     records: { started: Number(s.seq), finished: r ? Number(r.seq) : null },

@@ -8,8 +8,8 @@
  * the pair names one scan.
  */
 import type pg from 'pg';
-import { fileMatcher, type ScanDetail, type ScanFilter, type ScanSummary } from '../../audit/queries.ts';
-import type { DriveVerdict, FileVerdict } from '../../core/decide.ts';
+import type { AgentRecord } from '../review-store.ts';
+import { scanDetail, type ScanDetail, type ScanFilter, type ScanSummary } from '../../audit/queries.ts';
 
 export const HEALTH = {
   lastSeenWarningMs: 10 * 60_000, // ms: "not heard from for 10 minutes"
@@ -108,7 +108,7 @@ export async function centralGetScan(db: Db, id: string, fileFilter: string | nu
   const at = await locate(db, id);
   if (!at) return null;
   const args = [at.chain, at.scanId];
-  const [s, r, d, reasons, fileRows, eventRows] = await Promise.all([
+  const [s, r, d, reasons, files, events] = await Promise.all([
     db.query('SELECT * FROM k_scans WHERE chain_id = $1 AND scan_id = $2', args),
     db.query('SELECT * FROM k_results WHERE chain_id = $1 AND scan_id = $2', args),
     db.query('SELECT * FROM k_devices WHERE chain_id = $1 AND scan_id = $2', args),
@@ -118,81 +118,15 @@ export async function centralGetScan(db: Db, id: string, fileFilter: string | nu
   ]);
   const scan = s.rows[0] as Row | undefined;
   if (!scan) return null;
-  const result = r.rows[0] as Row | undefined;
-  const device = d.rows[0] as Row | undefined;
-  const byFile = new Map<number, Array<{ code: string; detail: string }>>();
-  const driveReasons: Array<{ code: string; detail: string }> = [];
-  for (const x of reasons.rows as Row[]) {
-    const reason = { code: String(x.code), detail: String(x.detail) };
-    if (x.level === 'drive' || x.file_seq === null) driveReasons.push(reason);
-    else byFile.set(Number(x.file_seq), [...(byFile.get(Number(x.file_seq)) ?? []), reason]);
-  }
-  let files = (fileRows.rows as Row[]).map((f) => ({
-    seq: Number(f.seq), path: String(f.path), size: Number(f.size), sha256: str(f.sha256), blake3: str(f.blake3), verdict: String(f.verdict) as FileVerdict,
-    controlledClass: str(f.controlled_class),
-    allowlistEntry: f.allowlist_vendor === null && f.allowlist_product === null && f.allowlist_file === null ? null
-      : { vendor: str(f.allowlist_vendor), product: str(f.allowlist_product), version: str(f.allowlist_version), file: str(f.allowlist_file), source: str(f.allowlist_source) },
-    reasons: byFile.get(Number(f.seq)) ?? [],
-  }));
-  if (fileFilter !== null) files = files.filter(fileMatcher(fileFilter).matches);
-  const parse = (text: string): unknown => {
-    try {
-      return JSON.parse(text) as unknown;
-    } catch {
-      return text;
-    }
-  };
-  const extras = result ? parse(String(result.manifest_folder_extras)) : [];
-  return {
-    scanId: id,
-    status: result ? (String(result.verdict) as DriveVerdict) : 'interrupted',
-    kioskId: String(scan.kiosk_id),
-    operatorId: str(scan.operator_id),
-    startedAt: String(scan.started_text),
-    finishedAt: result ? str(result.finished_at) : null,
-    device: device ? {
-      usb: device.usb_vendor_id === null && device.usb_product_id === null && device.usb_serial === null ? null
-        : { vendorId: str(device.usb_vendor_id), productId: str(device.usb_product_id), serial: str(device.usb_serial), manufacturer: str(device.manufacturer), product: str(device.product) },
-      filesystem: str(device.filesystem), volumeId: str(device.volume_id), label: str(device.label), capacity: num(device.capacity),
-    } : null,
-    driveReasons,
-    engines: result ? {
-      clamav: result.clamav_version === null ? null : { version: String(result.clamav_version), databaseVersion: str(result.clamav_db_version), databaseTime: str(result.clamav_db_time) },
-      yara: result.yara_engine === null ? null : { engine: String(result.yara_engine), ruleSetDigest: str(result.yara_rule_set_digest), ruleCount: num(result.yara_rule_count) },
-    } : null,
-    policy: result ? { id: String(result.policy_id), digest: String(result.policy_digest) } : null,
-    allowlist: result && result.allowlist_version !== null ? { version: String(result.allowlist_version), digest: str(result.allowlist_digest) } : null,
-    stats: result ? { files: Number(result.file_count), bytes: Number(result.byte_count), entries: Number(result.entry_count) } : null,
-    durations: result ? { walkMs: Number(result.walk_ms), scanMs: Number(result.scan_ms), totalMs: Number(result.total_ms) } : null,
-    manifestFolderExtras: Array.isArray(extras) ? (extras as unknown[]) : [extras],
-    manifest: result && result.manifest_digest !== null ? { digest: String(result.manifest_digest), keyId: str(result.manifest_key_id), expiresAt: str(result.manifest_expires_at) } : null,
-    files,
-    events: (eventRows.rows as Row[]).map((e) => ({ seq: Number(e.seq), recordedAt: String(e.recorded_at), type: String(e.type), data: parse(String(e.data)) })),
-    records: { started: Number(scan.seq), finished: result ? Number(result.seq) : null },
-  };
+  // The same columns as the kiosk's tables: one mapping for both reviews (kiosk/audit/queries.ts).
+  return scanDetail({ scan, result: r.rows[0] as Row | undefined, device: d.rows[0] as Row | undefined, reasons: reasons.rows, files: files.rows, events: events.rows },
+    fileFilter, { scanId: id, startedAt: String(scan.started_text) });
 }
 
-export interface CentralAgentRecord {
-  readonly id: number;
-  readonly hmi: string;
+/** An HMI record at the central review: the single-kiosk review's, plus the log chain it is in and the state of its link. */
+export interface CentralAgentRecord extends AgentRecord {
   readonly chainNumber: number;
-  readonly seq: number;
-  readonly time: string;
-  readonly event: string;
-  readonly outcome: string;
-  readonly code: string;
-  readonly reason: string;
-  readonly manifestDigest: string | null;
-  readonly keyId: string | null;
-  readonly driveLabel: string | null;
-  readonly path: string | null;
-  readonly destination: string | null;
-  readonly sha256: string | null;
-  readonly size: number | null;
-  readonly hash: string;
-  readonly verified: number;
-  /** verified: the record's hash and its link to the record before hold; otherwise unverified (its link is broken or still waits for the record before). */
-  readonly chain: 'verified' | 'unverified';
+  /** verified (AgentRecord.chain): the record's hash and its link to the record before hold; otherwise its link is broken or still waits for the record before. */
   readonly link: 'ok' | 'broken' | 'pending';
 }
 
