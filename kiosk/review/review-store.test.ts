@@ -124,6 +124,44 @@ describe('review store', () => {
     raw.close();
   });
 
+  it('keeps the BLAKE3 an HMI logged, also when it is the only digest (agents check BLAKE3 by default)', () => {
+    const logPath = join(dir, 'blake3-only.jsonl');
+    let t = Date.parse('2026-03-01T08:00:00Z');
+    const log = new AuditLog(logPath, { hmi: 'HMI-LINE5', clock: () => new Date((t += 1000)) });
+    const drive = { mount: 'E:\\', filesystem: 'FAT32', volumeId: '1234-ABCD', label: 'STICK', capacity: 16_000_000_000 };
+    log.append({ event: 'file.imported', outcome: 'allowed', code: 'IMPORTED', reason: 'hash matched while copying', manifestDigest: SCAN_A_MANIFEST, drive,
+      path: 'plc.bin', destination: 'plc.bin', digests: { sha256: null, blake3: 'e'.repeat(64), size: 7 } });
+    log.append({ event: 'file.imported', outcome: 'allowed', code: 'IMPORTED', reason: 'hash matched while copying', manifestDigest: SCAN_A_MANIFEST, drive,
+      path: 'hmi.bin', destination: 'hmi.bin', digests: { sha256: 'a'.repeat(64), blake3: 'f'.repeat(64), size: 9 } });
+    expect(store.importAgentLog(readFileSync(logPath))).toMatchObject({ format: 'jsonl', added: 2 });
+    expect(store.agentRecordsFor(SCAN_A_MANIFEST).map((r) => [r.path, r.sha256, r.blake3, r.size])).toEqual([
+      ['plc.bin', null, 'e'.repeat(64), 7],
+      ['hmi.bin', 'a'.repeat(64), 'f'.repeat(64), 9],
+    ]);
+    // The export's rows carry it too, so the review shows a digest for every import.
+    const check = verifyLogBytes(readFileSync(logPath));
+    if (!check.ok) throw new Error('log broken');
+    const exported = formatExport(check.entries, 'json');
+    const again = openReviewStore(join(dir, 'from-export.db'));
+    again.importAgentLog(Buffer.from(exported));
+    expect(again.agentRecords().map((r) => r.blake3).sort()).toEqual(['e'.repeat(64), 'f'.repeat(64)]);
+    again.close();
+  });
+
+  it('adds the BLAKE3 column to a review database from before it', () => {
+    store.close();
+    const path = join(dir, 'no-blake3.db');
+    store = openReviewStore(path);
+    store.close();
+    const raw = new Database(path);
+    raw.exec('ALTER TABLE agent_records DROP COLUMN blake3');
+    raw.close();
+    store = openReviewStore(path);
+    const { agentLog } = writeReviewFixture(dir);
+    store.importAgentLog(readFileSync(agentLog));
+    expect(store.agentRecords().filter((r) => r.event === 'file.imported').every((r) => r.blake3 === 'f'.repeat(64))).toBe(true);
+  });
+
   it('calls a JSON file with nothing like an agent record in it the wrong file, not a broken chain', () => {
     for (const text of ['[{"seq":1}]', '[1,2]', '{"seq":1,"hmi":"x"}\n', 'SQLite format 3\u0000', 'date,operator\n2025-03-01,op-1\n']) {
       expect(() => store.importAgentLog(Buffer.from(text))).toThrow(expect.objectContaining({ code: 'REVIEW_IMPORT_NOT_AGENT_LOG' }));

@@ -45,7 +45,7 @@ const SCHEMA = [
      time TEXT NOT NULL, event TEXT NOT NULL, outcome TEXT NOT NULL, code TEXT NOT NULL, reason TEXT NOT NULL,
      manifest_digest TEXT, key_id TEXT, drive_label TEXT, path TEXT, destination TEXT,
      sha256 TEXT, size INTEGER, verified INTEGER NOT NULL, imported_at TEXT NOT NULL,
-     log_chain TEXT NOT NULL DEFAULT '', UNIQUE (hmi, log_chain, seq)) STRICT`,
+     log_chain TEXT NOT NULL DEFAULT '', blake3 TEXT, UNIQUE (hmi, log_chain, seq)) STRICT`,
   'CREATE INDEX IF NOT EXISTS agent_records_manifest ON agent_records (manifest_digest)',
   // Sign-ins to the review (SR 2.8): kept here, sent to the SIEM and the central review by `siem send`.
   `CREATE TABLE IF NOT EXISTS sign_ins (
@@ -105,6 +105,8 @@ export interface AgentRecord {
   readonly path: string | null;
   readonly destination: string | null;
   readonly sha256: string | null;
+  /** The file's BLAKE3 as the HMI logged it (agents check BLAKE3 by default, so often the only digest they log). */
+  readonly blake3: string | null;
   readonly size: number | null;
   /** 1 when imported from the JSON-lines log whose chain was verified; 0 from an export (no prev hashes). */
   readonly verified: number;
@@ -178,13 +180,13 @@ const sha256 = (s: string): string => createHash('sha256').update(s, 'utf8').dig
 interface AgentRow {
   id: number; hmi: string; seq: number; hash: string; time: string; event: string; outcome: string; code: string; reason: string;
   manifest_digest: string | null; key_id: string | null; drive_label: string | null; path: string | null; destination: string | null;
-  sha256: string | null; size: number | null; verified: number;
+  sha256: string | null; blake3: string | null; size: number | null; verified: number;
 }
 
 const toRecord = (r: AgentRow): AgentRecord => ({
   id: r.id, hmi: r.hmi, seq: r.seq, hash: r.hash, time: r.time, event: r.event, outcome: r.outcome, code: r.code, reason: r.reason,
   manifestDigest: r.manifest_digest, keyId: r.key_id, driveLabel: r.drive_label, path: r.path, destination: r.destination,
-  sha256: r.sha256, size: r.size, verified: r.verified, chain: r.verified === 1 ? 'verified' : 'unverified',
+  sha256: r.sha256, blake3: r.blake3, size: r.size, verified: r.verified, chain: r.verified === 1 ? 'verified' : 'unverified',
 });
 
 type Incoming = Omit<AgentRecord, 'id' | 'chain'>;
@@ -229,7 +231,7 @@ export function parseAgentLog(bytes: Uint8Array): { format: AgentImportResult['f
       return {
         hmi: r.hmi, seq: r.seq, hash: r.hash, time: r.time, event: r.event, outcome: r.outcome, code: r.code, reason: r.reason,
         manifestDigest: r.manifestDigest, keyId: r.keyId, driveLabel: r.driveLabel, path: r.path, destination: r.destination,
-        sha256: r.sha256, size: r.size, verified: 0,
+        sha256: r.sha256, blake3: r.blake3, size: r.size, verified: 0,
       };
     });
     return { format: 'export-json', records };
@@ -244,7 +246,7 @@ export function parseAgentLog(bytes: Uint8Array): { format: AgentImportResult['f
     records: check.entries.map((r: LogRecord): Incoming => ({
       hmi: r.hmi, seq: r.seq, hash: r.hash, time: r.time, event: r.event, outcome: r.outcome, code: r.code, reason: r.reason,
       manifestDigest: r.manifestDigest, keyId: r.keyId, driveLabel: r.drive?.label ?? null, path: r.path, destination: r.destination,
-      sha256: r.digests?.sha256 ?? null, size: r.digests?.size ?? null, verified: 1,
+      sha256: r.digests?.sha256 ?? null, blake3: r.digests?.blake3 ?? null, size: r.digests?.size ?? null, verified: 1,
     })),
   };
 }
@@ -276,6 +278,12 @@ function migrateLogChains(db: Database.Database): void {
   })();
 }
 
+/** Review databases made before agents logged BLAKE3 alone kept only each record's SHA-256: the column is added, empty for old rows. */
+function migrateBlake3(db: Database.Database): void {
+  const columns = db.prepare("SELECT name FROM pragma_table_info('agent_records')").pluck().all() as string[];
+  if (!columns.includes('blake3')) db.exec('ALTER TABLE agent_records ADD COLUMN blake3 TEXT');
+}
+
 /** Opens (creating when needed) the review database. */
 export function openReviewStore(path: string, options: ReviewStoreOptions = {}): StaffStore {
   const now = options.now ?? (() => new Date());
@@ -286,13 +294,14 @@ export function openReviewStore(path: string, options: ReviewStoreOptions = {}):
     db.pragma('synchronous = FULL');
     for (const statement of SCHEMA) db.exec(statement);
     migrateLogChains(db);
+    migrateBlake3(db);
   } catch (cause) {
     throw new ReviewError('REVIEW_OPEN_FAILED', `${path}: cannot open the review database (${(cause as Error).message})`, { cause });
   }
   // A fixed hash to compare against for unknown users, so a wrong user name costs as long as a wrong password.
   let dummyHash: Promise<string> | null = null;
   const insertAgent = db.prepare(`INSERT INTO agent_records (hmi, seq, hash, time, event, outcome, code, reason, manifest_digest, key_id,
-    drive_label, path, destination, sha256, size, verified, imported_at, log_chain) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+    drive_label, path, destination, sha256, blake3, size, verified, imported_at, log_chain) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
 
   return {
     path,
@@ -360,7 +369,7 @@ export function openReviewStore(path: string, options: ReviewStoreOptions = {}):
             continue;
           }
           insertAgent.run(hmi, r.seq, r.hash, r.time, r.event, r.outcome, r.code, safe(r.reason), r.manifestDigest, r.keyId, safe(r.driveLabel),
-            safe(r.path), safe(r.destination), r.sha256, r.size, r.verified, importedAt, chain);
+            safe(r.path), safe(r.destination), r.sha256, r.blake3, r.size, r.verified, importedAt, chain);
           added++;
         }
       })();

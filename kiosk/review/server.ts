@@ -89,18 +89,18 @@ const exportQuery = object({
 /** Columns of the HMI-record export: the agent record, the scan it belongs to, and whether its chain was verified. */
 export const AGENT_CSV_COLUMNS = [
   'scan_id', 'manifest_digest', 'hmi', 'seq', 'time', 'event', 'outcome', 'code', 'reason', 'drive_label',
-  'path', 'destination', 'sha256', 'size', 'hash', 'chain',
+  'path', 'destination', 'sha256', 'blake3', 'size', 'hash', 'chain',
 ] as const;
 
 function agentJsonRow(scanId: string, r: AgentRecord): Record<string, string | number | null> {
   return {
     scanId, manifestDigest: r.manifestDigest, hmi: r.hmi, seq: r.seq, time: r.time, event: r.event, outcome: r.outcome, code: r.code, reason: r.reason,
-    driveLabel: r.driveLabel, path: r.path, destination: r.destination, sha256: r.sha256, size: r.size, hash: r.hash, chain: r.chain,
+    driveLabel: r.driveLabel, path: r.path, destination: r.destination, sha256: r.sha256, blake3: r.blake3, size: r.size, hash: r.hash, chain: r.chain,
   };
 }
 
 function agentCsvRow(scanId: string, r: AgentRecord): string {
-  const cells = [scanId, r.manifestDigest, r.hmi, r.seq, r.time, r.event, r.outcome, r.code, r.reason, r.driveLabel, r.path, r.destination, r.sha256, r.size, r.hash, r.chain];
+  const cells = [scanId, r.manifestDigest, r.hmi, r.seq, r.time, r.event, r.outcome, r.code, r.reason, r.driveLabel, r.path, r.destination, r.sha256, r.blake3, r.size, r.hash, r.chain];
   return csvRecord(cells.map((c) => (typeof c === 'string' ? displayText(c) : c)));
 }
 const chartQuery = object({ since: filterText, until: filterText });

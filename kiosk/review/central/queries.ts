@@ -131,13 +131,13 @@ export interface CentralAgentRecord extends AgentRecord {
 }
 
 const AGENT_SELECT = `SELECT a.seq, a.hmi, c.number AS chain_number, to_char(a.time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS time, a.event, a.outcome, a.code,
-  a.reason, a.manifest_digest, a.key_id, a.drive_label, a.path, a.destination, a.sha256, a.size, r.hash, r.link
+  a.reason, a.manifest_digest, a.key_id, a.drive_label, a.path, a.destination, a.sha256, a.blake3, a.size, r.hash, r.link
   FROM a_records a JOIN chains c ON c.id = a.chain_id JOIN records r ON r.chain_id = a.chain_id AND r.seq = a.seq`;
 
 const toAgent = (r: Row): CentralAgentRecord => ({
   id: Number(r.seq), hmi: String(r.hmi), chainNumber: Number(r.chain_number), seq: Number(r.seq), time: String(r.time), event: String(r.event), outcome: String(r.outcome),
   code: String(r.code), reason: String(r.reason), manifestDigest: str(r.manifest_digest), keyId: str(r.key_id), driveLabel: str(r.drive_label), path: str(r.path),
-  destination: str(r.destination), sha256: str(r.sha256), size: num(r.size), hash: String(r.hash), verified: r.link === 'ok' ? 1 : 0,
+  destination: str(r.destination), sha256: str(r.sha256), blake3: str(r.blake3), size: num(r.size), hash: String(r.hash), verified: r.link === 'ok' ? 1 : 0,
   chain: r.link === 'ok' ? 'verified' : 'unverified', link: r.link as CentralAgentRecord['link'],
 });
 
