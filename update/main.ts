@@ -10,7 +10,8 @@ import { parseArgs } from 'node:util';
 import { displayText, PortcullisError } from '../manifest/index.ts';
 import { UPDATE_ROLES, type UpdateRole } from '../manifest/update-repository.ts';
 import { UsageError } from './errors.ts';
-import { initRoleKeys, requireRoleKey, rotateRoleKey } from './role-keys.ts';
+import { initRoleKeys, readRoleKey, requireRoleKey, rotateRoleKey } from './role-keys.ts';
+import { loadTrustedState } from './published.ts';
 import { buildRepository, DEFAULT_EXPIRY, readRepository, writeNextRoot, type Expiry } from './repository.ts';
 
 const EXIT = { OK: 0, FAILURE: 1, USAGE: 64, BUG: 70 } as const;
@@ -82,9 +83,12 @@ async function run(argv: string[]): Promise<number> {
       if (sub === 'rotate') {
         const role = positionals[0] as UpdateRole | undefined;
         if (positionals.length !== 1 || !role || !UPDATE_ROLES.includes(role)) throw new UsageError(`keys rotate takes one ROLE: ${UPDATE_ROLES.join(', ')}`);
-        if (!(await readRepository(repo))) throw new UsageError(`${repo} has no repository yet: run build first`);
+        const heldRoot = await readRoleKey(keysDir, 'root');
+        // Checked before any key file changes: the repository must be the one the publisher's record names.
+        if (!(await loadTrustedState(repo, keysDir, heldRoot ? [heldRoot] : [])).root) throw new UsageError(`${repo} has no repository yet: run build first`);
+        const rootKey = heldRoot ?? await requireRoleKey(keysDir, 'root', 'a new root is signed by the root key (bring it from where it is kept offline)');
         // The current root key signs the new root; when the root key itself is rotated, the old one signs it.
-        const currentRoot = role === 'root' ? null : await requireRoleKey(keysDir, 'root', 'a new root is signed by the root key (bring it from where it is kept offline)');
+        const currentRoot = role === 'root' ? null : rootKey;
         const { old, next, retiredPath } = await rotateRoleKey(keysDir, role);
         const root = await writeNextRoot({ repo, keysDir, replace: { [role]: next }, oldRootKey: currentRoot ?? old, ...(rootDays ? { rootDays } : {}) });
         out(`${role} key ${next.keyId} replaces ${old.keyId} (kept in ${retiredPath})`);

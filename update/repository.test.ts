@@ -1,4 +1,4 @@
-import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { cp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Metadata, MetadataKind } from '@tufjs/models';
@@ -6,7 +6,8 @@ import { rm } from 'node:fs/promises';
 import { makeSource, tempFolder } from '../test/support/update-fixtures.ts';
 import { PublishError } from './errors.ts';
 import { buildRepository, readRepository, writeNextRoot } from './repository.ts';
-import { initRoleKeys, readRoleKey, rotateRoleKey } from './role-keys.ts';
+import { generateSigningKey } from '../manifest/index.ts';
+import { initRoleKeys, readRoleKey, roleKeyOf, rotateRoleKey } from './role-keys.ts';
 
 let dir: string;
 let source: string;
@@ -81,5 +82,84 @@ describe('portcullis-update build', () => {
     expect(() => v2.verifyDelegate(MetadataKind.Root, v2)).not.toThrow(); // and it is signed by its own new key
     expect(v2.signed.roles.root!.keyIDs).toEqual([rotated.next.keyId]);
     expect((await buildRepository({ from: source, repo, keysDir: keys })).versions.root).toBe(2);
+  });
+});
+
+describe('the publisher trusts its own record, never the repository folder', () => {
+  it('keys renew-root refuses a repository whose root someone changed (a key of their own named for targets), and writes no root', async () => {
+    const keys = join(dir, 'keys-tamper');
+    const repo = join(dir, 'repo-tamper');
+    await initRoleKeys(keys);
+    await buildRepository({ from: source, repo, keysDir: keys });
+    // The repository went out on a drive and came back: its 1.root.json now names the attacker's targets key.
+    const path = join(repo, 'metadata', '1.root.json');
+    const root = Metadata.fromJSON(MetadataKind.Root, JSON.parse(await readFile(path, 'utf8')) as Record<string, never>);
+    const attacker = roleKeyOf('targets', generateSigningKey());
+    const realTargets = root.signed.roles.targets!.keyIDs[0]!;
+    root.signed.roles.targets!.keyIDs.splice(0, 1, attacker.keyId);
+    root.signed.keys[attacker.keyId] = attacker.key;
+    delete root.signed.keys[realTargets];
+    await writeFile(path, JSON.stringify(root.toJSON()));
+    await writeFile(join(repo, 'metadata', 'root.json'), JSON.stringify(root.toJSON()));
+    const rootKey = (await readRoleKey(keys, 'root'))!;
+    const error = await writeNextRoot({ repo, keysDir: keys, replace: {}, oldRootKey: rootKey }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(PublishError);
+    expect((error as PublishError).code).toBe('UPDATE_REPO_INVALID');
+    await expect(stat(join(repo, 'metadata', '2.root.json'))).rejects.toThrow();
+  });
+
+  it('a repository put back to an older copy (roots, targets, snapshot, timestamp) is built on from the record: every version goes on up, the missing root is written back', async () => {
+    const keys = join(dir, 'keys-older');
+    const repo = join(dir, 'repo-older');
+    await initRoleKeys(keys);
+    await buildRepository({ from: source, repo, keysDir: keys });
+    const older = join(dir, 'repo-older-copy');
+    await cp(repo, older, { recursive: true });
+    const rotated = await rotateRoleKey(keys, 'targets');
+    await writeNextRoot({ repo, keysDir: keys, replace: { targets: rotated.next }, oldRootKey: (await readRoleKey(keys, 'root'))! });
+    expect((await buildRepository({ from: source, repo, keysDir: keys })).versions).toEqual({ root: 2, targets: 2, snapshot: 2, timestamp: 2 });
+    // The folder comes back from a drive as it was before the rotation: no 2.root.json, version 1 of everything.
+    await rm(repo, { recursive: true });
+    await cp(older, repo, { recursive: true });
+    const next = await buildRepository({ from: source, repo, keysDir: keys });
+    expect(next.versions).toEqual({ root: 2, targets: 3, snapshot: 3, timestamp: 3 }); // not 2 again: a kiosk at 2 would take it as "nothing new"
+    const root2 = Metadata.fromJSON(MetadataKind.Root, JSON.parse(await readFile(join(repo, 'metadata', '2.root.json'), 'utf8')) as Record<string, never>);
+    expect(root2.signed.roles.targets!.keyIDs).toEqual([rotated.next.keyId]); // the rotated-out key is not named again
+    // A fresh folder (a new drive) gets the whole chain and the next versions.
+    const fresh = await buildRepository({ from: source, repo: join(dir, 'repo-older-fresh'), keysDir: keys });
+    expect(fresh).toMatchObject({ created: false, versions: { root: 2, targets: 4, snapshot: 4, timestamp: 4 } });
+    expect((await readdir(join(dir, 'repo-older-fresh', 'metadata'))).filter((n) => n.endsWith('.root.json')).sort()).toEqual(['1.root.json', '2.root.json']);
+  });
+
+  it('refuses a timestamp, snapshot or targets file that its key did not sign (a version pushed to the top of the range), and a root chain with a gap', async () => {
+    const keys = join(dir, 'keys-forged');
+    const repo = join(dir, 'repo-forged');
+    await initRoleKeys(keys);
+    await buildRepository({ from: source, repo, keysDir: keys });
+    const path = join(repo, 'metadata', 'timestamp.json');
+    const original = await readFile(path, 'utf8');
+    const ts = JSON.parse(original) as { signed: { version: number } };
+    ts.signed.version = Number.MAX_SAFE_INTEGER - 2;
+    await writeFile(path, JSON.stringify(ts));
+    await expect(buildRepository({ from: source, repo, keysDir: keys })).rejects.toMatchObject({ code: 'UPDATE_REPO_INVALID' });
+    await writeFile(path, original);
+    const root = await readFile(join(repo, 'metadata', '1.root.json'));
+    await writeFile(join(repo, 'metadata', '3.root.json'), root);
+    await expect(buildRepository({ from: source, repo, keysDir: keys })).rejects.toMatchObject({ code: 'UPDATE_REPO_INVALID' });
+    await rm(join(repo, 'metadata', '3.root.json'));
+    expect((await buildRepository({ from: source, repo, keysDir: keys })).versions.targets).toBe(2);
+  });
+
+  it('a keys folder from before the record adopts its own repository once, and refuses one whose root names other keys', async () => {
+    const keys = join(dir, 'keys-legacy');
+    const repo = join(dir, 'repo-legacy');
+    await initRoleKeys(keys);
+    await buildRepository({ from: source, repo, keysDir: keys });
+    await rm(join(keys, 'published'), { recursive: true });
+    expect((await buildRepository({ from: source, repo, keysDir: keys })).versions.targets).toBe(2);
+    expect((await readdir(join(keys, 'published'))).sort()).toEqual(['1.root.json', 'versions.json']);
+    const other = join(dir, 'keys-legacy-other');
+    await initRoleKeys(other);
+    await expect(buildRepository({ from: source, repo, keysDir: other })).rejects.toMatchObject({ code: 'UPDATE_KEY_MISMATCH' });
   });
 });

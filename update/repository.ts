@@ -14,7 +14,8 @@ import { dirname, join } from 'node:path';
 import { Metadata, MetaFile, MetadataKind, Root, Snapshot, TargetFile, Targets, Timestamp, type Key } from '@tufjs/models';
 import { classifyTarget, parseClamavHeader, targetSetProblems, UPDATE_METADATA_FOLDER, UPDATE_ROLES, UPDATE_TARGETS_FOLDER, type UpdateRole } from '../manifest/update-repository.ts';
 import { PublishError } from './errors.ts';
-import { requireRoleKey, signerOf, type RoleKey } from './role-keys.ts';
+import { loadTrustedState, recordChain, recordRoot, recordVersions, type TrustedState } from './published.ts';
+import { readRoleKey, requireRoleKey, signerOf, type RoleKey } from './role-keys.ts';
 
 export const SPEC_VERSION = '1.0.31';
 
@@ -129,12 +130,29 @@ function newRoot(version: number, expires: string, keys: Readonly<Record<UpdateR
   return root;
 }
 
-/** Signs a root and writes it as N.root.json and root.json (the copy `update init` and `trust pin` take). */
-async function writeRoot(repo: string, root: Metadata<Root>): Promise<void> {
+/**
+ * Writes the chain of roots into the repository: every version the
+ * publisher's record holds that the folder lacks (a fresh folder, a drive),
+ * and the newest as root.json too (the copy `update init` and `trust
+ * pin-root` take). `fresh` is a root just signed: recorded in the keys folder
+ * first, so the record is never behind what a repository carries.
+ */
+async function writeRoots(repo: string, keysDir: string, state: TrustedState, fresh: Metadata<Root> | null): Promise<void> {
   const dir = metadataDir(repo);
   await mkdir(dir, { recursive: true });
-  await writeAtomic(join(dir, `${root.signed.version}.root.json`), metadataBytes(root));
-  await writeAtomic(join(dir, 'root.json'), metadataBytes(root));
+  if (state.adopted) await recordChain(keysDir, state);
+  const chain = [...state.roots];
+  if (fresh) {
+    const bytes = Buffer.from(metadataBytes(fresh));
+    await recordRoot(keysDir, fresh.signed.version, bytes);
+    chain.push({ version: fresh.signed.version, bytes });
+  }
+  for (const { version, bytes } of chain) {
+    const there = await readFile(join(dir, `${version}.root.json`)).catch(() => null);
+    if (!there?.equals(bytes)) await writeAtomic(join(dir, `${version}.root.json`), bytes);
+  }
+  const newest = chain.at(-1);
+  if (newest) await writeAtomic(join(dir, 'root.json'), newest.bytes);
 }
 
 interface SourceFile {
@@ -219,19 +237,22 @@ export async function buildRepository(options: BuildOptions): Promise<BuildResul
   const expiry = { ...DEFAULT_EXPIRY, ...options.expiry };
   const checkClamav = options.checkClamav ?? (() => Promise.resolve(null));
   const sources = await readSource(options.from);
-  const existing = await readRepository(options.repo);
-
   const targetsKey = await requireRoleKey(options.keysDir, 'targets', 'the targets key signs the list of parts');
   const snapshotKey = await requireRoleKey(options.keysDir, 'snapshot', 'the snapshot key signs the version of the list');
   const timestampKey = await requireRoleKey(options.keysDir, 'timestamp', 'the timestamp key signs the repository\'s freshness');
+  const heldRoot = await readRoleKey(options.keysDir, 'root');
+  // What to build on: the publisher's own record in the keys folder, never the folder's word alone (published.ts).
+  const state = await loadTrustedState(options.repo, options.keysDir, [targetsKey, snapshotKey, timestampKey, ...(heldRoot ? [heldRoot] : [])]);
   let root: Metadata<Root>;
-  if (existing === null) {
+  let fresh: Metadata<Root> | null = null;
+  if (state.root === null) {
     // A new repository: root version 1 names the four keys and is signed by the root key.
-    const rootKey = await requireRoleKey(options.keysDir, 'root', 'a new repository\'s root is signed by the root key (bring it from where it is kept offline)');
+    const rootKey = heldRoot ?? await requireRoleKey(options.keysDir, 'root', 'a new repository\'s root is signed by the root key (bring it from where it is kept offline)');
     root = new Metadata(newRoot(1, expiresIn(now, expiry.root), { root: rootKey, targets: targetsKey, snapshot: snapshotKey, timestamp: timestampKey }));
     root.sign(signerOf(rootKey));
+    fresh = root;
   } else {
-    root = existing.root;
+    root = state.root;
     if (new Date(root.signed.expires) <= now) {
       throw new PublishError('UPDATE_REPO_INVALID', `the repository's root (version ${root.signed.version}) expired on ${root.signed.expires}: renew it with keys renew-root (needs the root key)`);
     }
@@ -239,7 +260,7 @@ export async function buildRepository(options: BuildOptions): Promise<BuildResul
   for (const key of [targetsKey, snapshotKey, timestampKey]) checkRoleKey(root.signed, key);
 
   // Target files: consistent snapshots name each by its SHA-256, so a new version never overwrites an old file.
-  const targets = new Targets({ version: (existing?.targets?.signed.version ?? 0) + 1, expires: expiresIn(now, expiry.targets), specVersion: SPEC_VERSION });
+  const targets = new Targets({ version: state.versions.targets + 1, expires: expiresIn(now, expiry.targets), specVersion: SPEC_VERSION });
   const listed: { path: string; length: number; sha256: string; custom: Record<string, unknown> }[] = [];
   for (const source of sources) {
     const bytes = await readFile(source.path);
@@ -267,7 +288,7 @@ export async function buildRepository(options: BuildOptions): Promise<BuildResul
   const targetsBytes = metadataBytes(targetsMd);
 
   const snapshot = new Snapshot({
-    version: (existing?.snapshot?.signed.version ?? 0) + 1,
+    version: state.versions.snapshot + 1,
     expires: expiresIn(now, expiry.snapshot),
     specVersion: SPEC_VERSION,
     meta: { 'targets.json': metaFileOf(targets.version, targetsBytes) },
@@ -277,7 +298,7 @@ export async function buildRepository(options: BuildOptions): Promise<BuildResul
   const snapshotBytes = metadataBytes(snapshotMd);
 
   const timestamp = new Timestamp({
-    version: (existing?.timestamp?.signed.version ?? 0) + 1,
+    version: state.versions.timestamp + 1,
     expires: expiresIn(now, expiry.timestamp),
     specVersion: SPEC_VERSION,
     snapshotMeta: metaFileOf(snapshot.version, snapshotBytes),
@@ -287,14 +308,15 @@ export async function buildRepository(options: BuildOptions): Promise<BuildResul
 
   const dir = metadataDir(options.repo);
   await mkdir(dir, { recursive: true });
-  if (existing === null) await writeRoot(options.repo, root);
+  await writeRoots(options.repo, options.keysDir, state, fresh);
   await writeAtomic(join(dir, `${targets.version}.targets.json`), targetsBytes);
   await writeAtomic(join(dir, `${snapshot.version}.snapshot.json`), snapshotBytes);
   await writeAtomic(join(dir, 'timestamp.json'), metadataBytes(timestampMd));
+  await recordVersions(options.keysDir, { targets: targets.version, snapshot: snapshot.version, timestamp: timestamp.version });
   await prune(options.repo, targets.version, snapshot.version, new Set(listed.map((t) => `${t.path.split('/')[0]!}/${t.sha256}.${t.path.split('/')[1]!}`)));
 
   return {
-    created: existing === null,
+    created: state.root === null,
     versions: { root: root.signed.version, targets: targets.version, snapshot: snapshot.version, timestamp: timestamp.version },
     expires: { root: root.signed.expires, targets: targets.expires, snapshot: snapshot.expires, timestamp: timestamp.expires },
     targets: listed,
@@ -331,10 +353,10 @@ async function prune(repo: string, targetsVersion: number, snapshotVersion: numb
  * the new root key as well. Also renews the root's expiry.
  */
 export async function writeNextRoot(options: { repo: string; keysDir: string; replace: Partial<Record<UpdateRole, RoleKey>>; oldRootKey: RoleKey; now?: Date; rootDays?: number }): Promise<Metadata<Root>> {
-  const existing = await readRepository(options.repo);
-  if (!existing) throw new PublishError('UPDATE_REPO_INVALID', `${options.repo} has no root yet: run build first`);
+  const state = await loadTrustedState(options.repo, options.keysDir, [options.oldRootKey]);
+  if (!state.root) throw new PublishError('UPDATE_REPO_INVALID', `${options.repo} has no root yet: run build first`);
   const now = options.now ?? new Date();
-  const current = existing.root.signed;
+  const current = state.root.signed;
   checkRoleKey(current, options.oldRootKey);
   const keys = {} as Record<UpdateRole, { keyId: string; key: Key }>;
   for (const role of UPDATE_ROLES) {
@@ -352,6 +374,6 @@ export async function writeNextRoot(options: { repo: string; keysDir: string; re
   next.sign(signerOf(options.oldRootKey));
   const newRootKey = options.replace.root;
   if (newRootKey) next.sign(signerOf(newRootKey));
-  await writeRoot(options.repo, next);
+  await writeRoots(options.repo, options.keysDir, state, next);
   return next;
 }
