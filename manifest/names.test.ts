@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { decodeNameBytes, displayNameBytes, escapeForDisplay, findCollisions, pathProblems } from './index.ts';
+import { pathProblemsByRule } from './names.ts';
 
 describe('pathProblems', () => {
   it.each([
@@ -87,5 +88,81 @@ describe('displayNameBytes', () => {
     const hostile = new Uint8Array(200_000).fill(0xe2); // every byte starts a sequence that never completes
     // The old nested search was cubic here and hung past the test timeout.
     expect(displayNameBytes(hostile)).toHaveLength(4 * 200_000);
+  });
+});
+
+/** A small deterministic generator (xorshift), so a failure names its seed and repeats. */
+function random(seed: number): () => number {
+  let x = seed >>> 0 || 1;
+  return () => {
+    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
+    return x / 4294967296;
+  };
+}
+
+/** findCollisions as first written (folder prefixes by split and join): the reference for the faster one. */
+function findCollisionsReference(paths: readonly string[]): Array<[string, string]> {
+  const files = new Map<string, string>();
+  const folders = new Map<string, string>();
+  const collisions: Array<[string, string]> = [];
+  for (const path of paths) {
+    const key = path.normalize('NFC').toUpperCase();
+    const earlier = files.get(key) ?? folders.get(key);
+    if (earlier !== undefined) collisions.push([earlier, path]);
+    else files.set(key, path);
+    const parts = key.split('/');
+    for (let i = 1; i < parts.length; i++) {
+      const prefix = parts.slice(0, i).join('/');
+      const asFile = files.get(prefix);
+      if (asFile !== undefined) collisions.push([asFile, path]);
+      if (!folders.has(prefix)) folders.set(prefix, path);
+    }
+  }
+  return collisions;
+}
+
+// Pieces that sit on the edges of the rules: separators, dots, spaces, reserved stems, forbidden and non-ASCII characters.
+const PIECES = [
+  'a', 'B', 'z9', '-', '_', '.', '..', ' ', '/', '//', 'con', 'CON', 'Aux', 'nul', 'com1', 'LPT9', 'conin$', 'CONOUT$', 'clock$', 'com¹', 'lpt²',
+  'coM0', 'prn', 'comx', 'con.', '.portcullis', '.PortCullis', ':', '\\', '<', '>', '"', '|', '?', '*', '\t', '\u007f', '\u0085', '\u202e', '\u200b',
+  'é', 'e\u0301', 'ß', 'ı', 'ſ', '\ud800', '😀', 'x'.repeat(250), 'y'.repeat(300), 'C:', '~', '$', '%', '(', '#', 'conıN$',
+];
+
+describe('pathProblems shortcut for plain ASCII names', () => {
+  it('gives exactly what the rules give, on 100 000 generated names', () => {
+    const next = random(23);
+    const differ: string[] = [];
+    let safe = 0;
+    for (let n = 0; n < 100_000; n++) {
+      let name = '';
+      const parts = 1 + Math.floor(next() * 6);
+      for (let i = 0; i < parts; i++) name += PIECES[Math.floor(next() * PIECES.length)];
+      if (next() < 0.05) name = Array.from({ length: 60 + Math.floor(next() * 10) }, () => 'd').join('/');
+      const byRule = pathProblemsByRule(name);
+      if (byRule.length === 0) safe++;
+      if (JSON.stringify(pathProblems(name)) !== JSON.stringify(byRule)) differ.push(name);
+    }
+    expect(differ).toEqual([]);
+    expect(safe).toBeGreaterThan(2_000); // the shortcut's side was exercised too
+  });
+
+  it('still refuses what only the rules name', () => {
+    for (const name of ['con', 'a/LPT3.txt', 'x/prn .log', 'end.', 'sp ', '.portcullis/m', '/abs', 'a//b', 'C:x']) {
+      expect(pathProblems(name)).not.toEqual([]);
+    }
+  });
+});
+
+describe('findCollisions', () => {
+  it('finds the same pairs as the first version, on generated name sets', () => {
+    const next = random(7);
+    const words = ['a', 'A', 'b', 'doc', 'DOC', 'Doc', 'straße', 'STRASSE', 'é', 'e\u0301', 'x.txt', 'X.TXT'];
+    for (let n = 0; n < 5_000; n++) {
+      const names: string[] = [];
+      for (let k = 0; k < 1 + Math.floor(next() * 6); k++) {
+        names.push(Array.from({ length: 1 + Math.floor(next() * 3) }, () => words[Math.floor(next() * words.length)]).join('/'));
+      }
+      expect(findCollisions(names)).toEqual(findCollisionsReference(names));
+    }
   });
 });

@@ -69,10 +69,57 @@ export function componentProblems(component: string): NameProblem[] {
   if (component.includes('\\')) problems.push('BACKSLASH');
   if (component.includes(':')) problems.push('STREAM_SYNTAX');
   if (WINDOWS_FORBIDDEN.test(component)) problems.push('WINDOWS_FORBIDDEN_CHARACTER');
-  const stem = (component.split('.')[0] ?? '').replace(/ +$/u, '');
-  if (RESERVED.test(stem.toUpperCase())) problems.push('WINDOWS_RESERVED_NAME');
+  if (isReservedStem(component)) problems.push('WINDOWS_RESERVED_NAME');
   if (!problems.includes('DOT_COMPONENT') && /[. ]$/u.test(component)) problems.push('TRAILING_DOT_OR_SPACE');
   return problems;
+}
+
+/**
+ * The common case of pathProblems in one scan: a printable-ASCII path that
+ * breaks no rule. True only when pathProblems would find nothing (for ASCII,
+ * NFC and well-formedness hold and upper-casing maps a-z alone); anything
+ * else goes through the full rules, which name the problems.
+ */
+function isPlainSafePath(path: string): boolean {
+  const n = path.length;
+  if (n === 0 || n > MAX_PATH_LENGTH) return false;
+  let start = 0;
+  let depth = 1;
+  for (let i = 0; i <= n; i++) {
+    const c = i < n ? path.charCodeAt(i) : 0x2f;
+    if (c === 0x2f) {
+      // One component, [start, i): not empty (so no leading '/'), not too long, no trailing '.' or ' ' (so not '.' or '..').
+      const length = i - start;
+      if (length === 0 || length > MAX_COMPONENT_LENGTH) return false;
+      const last = path.charCodeAt(i - 1);
+      if (last === 0x2e || last === 0x20) return false;
+      if (isReservedAscii(path, start, i)) return false;
+      if (i < n && ++depth > MAX_DEPTH) return false;
+      start = i + 1;
+      continue;
+    }
+    // Printable ASCII only, without \ : < > " | ? *
+    if (c < 0x20 || c > 0x7e || c === 0x5c || c === 0x3a || c === 0x3c || c === 0x3e || c === 0x22 || c === 0x7c || c === 0x3f || c === 0x2a) return false;
+  }
+  const first = path.indexOf('/');
+  return (first === -1 ? path : path.slice(0, first)).toUpperCase() !== MANIFEST_FOLDER.toUpperCase();
+}
+
+const RESERVED_ASCII = new Set(['CON', 'PRN', 'AUX', 'NUL', 'CONIN$', 'CONOUT$', 'CLOCK$', ...[...'0123456789'].flatMap((d) => [`COM${d}`, `LPT${d}`])]);
+
+/** The reserved-name rule for the ASCII component [start, end): its stem (up to the first '.', trailing spaces dropped), upper-cased, is one of RESERVED's ASCII names. */
+function isReservedAscii(path: string, start: number, end: number): boolean {
+  let stemEnd = path.indexOf('.', start);
+  if (stemEnd === -1 || stemEnd > end) stemEnd = end;
+  while (stemEnd > start && path.charCodeAt(stemEnd - 1) === 0x20) stemEnd--;
+  const length = stemEnd - start;
+  return length >= 3 && length <= 7 && length !== 5 && RESERVED_ASCII.has(path.slice(start, stemEnd).toUpperCase());
+}
+
+/** componentProblems' reserved-name rule for one component. */
+function isReservedStem(component: string): boolean {
+  const stem = (component.split('.')[0] ?? '').replace(/ +$/u, '');
+  return RESERVED.test(stem.toUpperCase());
 }
 
 /**
@@ -80,6 +127,11 @@ export function componentProblems(component: string): NameProblem[] {
  * subject; an empty list means the kiosk may approve it under this name.
  */
 export function pathProblems(path: string): NameProblem[] {
+  return isPlainSafePath(path) ? [] : pathProblemsByRule(path);
+}
+
+/** pathProblems rule by rule, without the plain-ASCII shortcut (exported for the test that holds the two together). */
+export function pathProblemsByRule(path: string): NameProblem[] {
   if (path.length === 0) return ['EMPTY'];
   if (!path.isWellFormed()) return ['MALFORMED_UNICODE'];
   const problems = new Set<NameProblem>();
@@ -116,9 +168,9 @@ export function findCollisions(paths: readonly string[]): Array<[string, string]
     const earlier = files.get(key) ?? folders.get(key);
     if (earlier !== undefined) collisions.push([earlier, path]);
     else files.set(key, path);
-    const parts = key.split('/');
-    for (let i = 1; i < parts.length; i++) {
-      const prefix = parts.slice(0, i).join('/');
+    // Each folder prefix of the key, shortest first.
+    for (let slash = key.indexOf('/'); slash !== -1; slash = key.indexOf('/', slash + 1)) {
+      const prefix = key.slice(0, slash);
       const asFile = files.get(prefix);
       if (asFile !== undefined) collisions.push([asFile, path]);
       if (!folders.has(prefix)) folders.set(prefix, path);

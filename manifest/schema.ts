@@ -194,6 +194,11 @@ export function parse<T>(schema: Schema<T>, value: unknown, rootPath = ''): Pars
   return { ok: true, value: checked };
 }
 
+/** True when the schema accepts the value as it is (a leaf rule: the checked value is the value itself). */
+export function accepts<T>(schema: Schema<T>, value: T): boolean {
+  return schema.check(value, '', []) === value;
+}
+
 /** One line per issue, for error messages. */
 export function formatIssues(issues: readonly SchemaIssue[]): string {
   return issues.map((i) => `${i.path}: ${i.message}`).join('; ');

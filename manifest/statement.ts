@@ -58,6 +58,23 @@ const subjectName = string({
   },
 });
 
+const filesystemName = string({ min: 1, max: 32, pattern: /^[a-z0-9][a-z0-9._-]*$/, patternMessage: 'expected a lower-case filesystem name like vfat or exfat' });
+const usbId = string({ pattern: /^[0-9a-f]{4}$/, patternMessage: 'expected 4 lowercase hex digits' });
+const keyId = string({ pattern: KEY_ID_PATTERN, patternMessage: 'expected 64 lowercase hex characters' });
+const text64 = text(64);
+const text64OrEmpty = text(64, 0);
+const text128 = text(128);
+const blockedPath = text(4096);
+
+/**
+ * The leaf rules of the schemas below, by name, for the one-pass reader
+ * (read-statement.ts): it checks each value with the very rule the schema
+ * applies to it.
+ */
+export const LEAF_RULES = {
+  hex64, prefixedSha256, timestamp, identifier, reasonCode, subjectName, filesystemName, usbId, keyId, text64, text64OrEmpty, text128, blockedPath,
+} as const;
+
 export const subjectSchema = object({
   name: subjectName,
   digest: object({ blake3: hex64, sha256: hex64 }),
@@ -65,33 +82,33 @@ export const subjectSchema = object({
 });
 
 export const mediaSchema = object({
-  filesystem: string({ min: 1, max: 32, pattern: /^[a-z0-9][a-z0-9._-]*$/, patternMessage: 'expected a lower-case filesystem name like vfat or exfat' }),
-  volumeId: nullable(text(64)),
-  label: nullable(text(64, 0)),
+  filesystem: filesystemName,
+  volumeId: nullable(text64),
+  label: nullable(text64OrEmpty),
   capacity: nullable(integer({ min: 0 })),
   usb: nullable(
     object({
-      vendorId: string({ pattern: /^[0-9a-f]{4}$/, patternMessage: 'expected 4 lowercase hex digits' }),
-      productId: string({ pattern: /^[0-9a-f]{4}$/, patternMessage: 'expected 4 lowercase hex digits' }),
-      serial: nullable(text(128)),
+      vendorId: usbId,
+      productId: usbId,
+      serial: nullable(text128),
     }),
   ),
 });
 
 export const predicateSchema = object({
-  kiosk: object({ id: identifier, keyId: string({ pattern: KEY_ID_PATTERN, patternMessage: 'expected 64 lowercase hex characters' }) }),
-  operator: nullable(object({ id: text(64) })),
+  kiosk: object({ id: identifier, keyId }),
+  operator: nullable(object({ id: text64 })),
   issuedAt: timestamp,
   expiresAt: timestamp,
   scan: object({ id: identifier, fileCount: integer({ min: 0 }), byteCount: integer({ min: 0 }) }),
   media: mediaSchema,
   engines: object({
-    clamav: nullable(object({ version: text(64), databaseVersion: nullable(text(64)), databaseTime: nullable(timestamp) })),
-    yara: nullable(object({ engine: text(64), ruleSetDigest: prefixedSha256, ruleCount: integer({ min: 0 }) })),
+    clamav: nullable(object({ version: text64, databaseVersion: nullable(text64), databaseTime: nullable(timestamp) })),
+    yara: nullable(object({ engine: text64, ruleSetDigest: prefixedSha256, ruleCount: integer({ min: 0 }) })),
   }),
-  allowlist: nullable(object({ version: text(64), digest: prefixedSha256 })),
+  allowlist: nullable(object({ version: text64, digest: prefixedSha256 })),
   policy: object({ id: identifier, digest: prefixedSha256 }),
-  blocked: array(object({ path: text(4096), reasons: array(reasonCode, { min: 1, max: 16 }) }), { max: LIMITS.maxBlocked }),
+  blocked: array(object({ path: blockedPath, reasons: array(reasonCode, { min: 1, max: 16 }) }), { max: LIMITS.maxBlocked }),
 });
 
 export const statementSchema = object({

@@ -8,6 +8,8 @@ import { canonicalize } from './canonical-json.ts';
 import { checkStatement } from './check-statement.ts';
 import { decodeBase64Strict, IN_TOTO_PAYLOAD_TYPE, preAuthEncoding } from './dsse.ts';
 import { ManifestError } from './errors.ts';
+import { readCanonicalEnvelope, type ReadEnvelope } from './read-envelope.ts';
+import { readCanonicalStatement } from './read-statement.ts';
 import { array, formatIssues, object, parse, string } from './schema.ts';
 import { LIMITS, type Statement } from './statement.ts';
 
@@ -30,6 +32,12 @@ export interface VerifyOptions {
   /** Allowed clock difference when checking issuedAt (not expiresAt). */
   readonly clockSkewSeconds?: number; // seconds, default 300
   readonly maxEnvelopeBytes?: number; // bytes, default LIMITS.maxEnvelopeBytes
+  /**
+   * Read the kiosk's canonical layout in one pass first (read-envelope.ts,
+   * read-statement.ts; default true). false runs only the full steps: the
+   * reference the one-pass readers are tested and measured against.
+   */
+  readonly onePass?: boolean;
 }
 
 export interface VerifiedManifest {
@@ -78,19 +86,9 @@ export function verifyManifest(bytes: Uint8Array, trust: TrustAnchors, now: Date
     throw new ManifestError('MANIFEST_TOO_LARGE', `the envelope is ${bytes.length} bytes; the limit is ${maxBytes}`);
   }
 
-  // Step 2: the envelope is strict JSON with exactly payload, payloadType, signatures.
-  const envelopeResult = parse(envelopeSchema, decodeJson(bytes, 'ENVELOPE_INVALID', 'the envelope'));
-  if (!envelopeResult.ok) throw new ManifestError('ENVELOPE_INVALID', formatIssues(envelopeResult.issues));
-  const envelope = envelopeResult.value;
-
-  // Step 3: only in-toto statements are accepted.
-  if (envelope.payloadType !== IN_TOTO_PAYLOAD_TYPE) {
-    throw new ManifestError('PAYLOAD_TYPE_UNSUPPORTED', `payloadType: expected ${IN_TOTO_PAYLOAD_TYPE}, got ${JSON.stringify(envelope.payloadType)}`);
-  }
-
-  // Step 4: payload and signatures are canonical standard base64.
-  const payload = decodeBase64Strict(envelope.payload);
-  if (!payload) throw new ManifestError('ENVELOPE_INVALID', 'payload: expected canonical standard base64 with padding');
+  // Steps 2-4: the envelope's members, its payload type, the payload in canonical base64.
+  const onePass = options.onePass ?? true;
+  const envelope = (onePass ? readCanonicalEnvelope(bytes) : null) ?? readEnvelopeFully(bytes);
 
   // Step 5: pick signatures by trusted, unrevoked key ids valid at `now`.
   const revoked = new Set(trust.revokedKeyIds ?? []);
@@ -124,24 +122,12 @@ export function verifyManifest(bytes: Uint8Array, trust: TrustAnchors, now: Date
   }
 
   // Step 6: Ed25519 over PAE(payloadType, payload bytes), never a re-serialization.
-  const pae = preAuthEncoding(envelope.payloadType, payload);
-  const valid = candidates.find((c) => verifySignature(null, pae, c.key.publicKey, c.sig));
+  const valid = candidates.find((c) => verifySignature(null, envelope.pae, c.key.publicKey, c.sig));
   if (!valid) throw new ManifestError('SIGNATURE_INVALID', 'the signature does not match the manifest: do not transfer; rescan at the kiosk');
 
-  // Step 7: the signed payload is UTF-8 JSON in RFC 8785 canonical form.
-  const value = decodeJson(payload, 'MANIFEST_SCHEMA', 'the payload');
-  let canonical: string;
-  try {
-    canonical = canonicalize(value);
-  } catch (cause) {
-    throw new ManifestError('MANIFEST_SCHEMA', `the payload holds a value canonical JSON cannot: ${(cause as Error).message}`, { cause });
-  }
-  if (canonical !== new TextDecoder().decode(payload)) {
-    throw new ManifestError('PAYLOAD_NOT_CANONICAL', 'the payload is not in RFC 8785 canonical form (duplicate keys, whitespace or key order)');
-  }
-
-  // Steps 8-10: versions, schema, subject names and collisions, time window shape.
-  const statement = checkStatement(value);
+  // Steps 7-10: canonical JSON, versions, schema, subject names and collisions, time window shape.
+  const payload = envelope.payload;
+  const statement = (onePass ? readCanonicalStatement(payload) : null) ?? checkPayloadFully(payload);
 
   // Step 11: the predicate names the key that signed it.
   if (statement.predicate.kiosk.keyId !== valid.key.keyId) {
@@ -160,4 +146,40 @@ export function verifyManifest(bytes: Uint8Array, trust: TrustAnchors, now: Date
 
   const payloadDigest = `sha256:${createHash('sha256').update(payload).digest('hex')}`;
   return { statement, keyId: valid.key.keyId, payloadDigest };
+}
+
+/** Steps 2-4 in full: JSON.parse, the envelope's schema, its payload type, strict base64. */
+function readEnvelopeFully(bytes: Uint8Array): ReadEnvelope {
+  // Step 2: the envelope is strict JSON with exactly payload, payloadType, signatures.
+  const envelopeResult = parse(envelopeSchema, decodeJson(bytes, 'ENVELOPE_INVALID', 'the envelope'));
+  if (!envelopeResult.ok) throw new ManifestError('ENVELOPE_INVALID', formatIssues(envelopeResult.issues));
+  const envelope = envelopeResult.value;
+
+  // Step 3: only in-toto statements are accepted.
+  if (envelope.payloadType !== IN_TOTO_PAYLOAD_TYPE) {
+    throw new ManifestError('PAYLOAD_TYPE_UNSUPPORTED', `payloadType: expected ${IN_TOTO_PAYLOAD_TYPE}, got ${JSON.stringify(envelope.payloadType)}`);
+  }
+
+  // Step 4: payload and signatures are canonical standard base64.
+  const payload = decodeBase64Strict(envelope.payload);
+  if (!payload) throw new ManifestError('ENVELOPE_INVALID', 'payload: expected canonical standard base64 with padding');
+  return { payloadType: envelope.payloadType, signatures: envelope.signatures, payload, pae: preAuthEncoding(envelope.payloadType, payload) };
+}
+
+/** Steps 7-10 in full: JSON.parse, canonicalize and compare bytes, then checkStatement. */
+function checkPayloadFully(payload: Uint8Array): Statement {
+  // Step 7: the signed payload is UTF-8 JSON in RFC 8785 canonical form.
+  const value = decodeJson(payload, 'MANIFEST_SCHEMA', 'the payload');
+  let canonical: string;
+  try {
+    canonical = canonicalize(value);
+  } catch (cause) {
+    throw new ManifestError('MANIFEST_SCHEMA', `the payload holds a value canonical JSON cannot: ${(cause as Error).message}`, { cause });
+  }
+  if (canonical !== new TextDecoder().decode(payload)) {
+    throw new ManifestError('PAYLOAD_NOT_CANONICAL', 'the payload is not in RFC 8785 canonical form (duplicate keys, whitespace or key order)');
+  }
+
+  // Steps 8-10: versions, schema, subject names and collisions, time window shape.
+  return checkStatement(value);
 }
