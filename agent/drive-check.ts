@@ -114,17 +114,21 @@ export function readDriveManifest(drive: string): ManifestRead {
     if (!stats.isFile()) return { ok: false, code: 'MANIFEST_UNREADABLE', reason: 'the manifest is not a regular file' };
     if (stats.dev !== folderDev) return { ok: false, code: 'MANIFEST_UNREADABLE', reason: 'the manifest opened is not on the drive (a folder was swapped while it was read)' };
     const limit = LIMITS.maxEnvelopeBytes + 1; // one byte more lets verifyManifest say MANIFEST_TOO_LARGE
-    const chunks: Buffer[] = [];
+    // One buffer of the size fstat gives and one byte more (to see a file that grew), grown only if it did: no chunks to join.
+    let bytes = Buffer.allocUnsafe(Math.min(limit, stats.size + 1));
     let total = 0;
     for (;;) {
-      const chunk = Buffer.alloc(Math.min(1024 * 1024, limit - total));
-      if (chunk.length === 0) break;
-      const n = readSync(fd, chunk, 0, chunk.length, null);
+      if (total === bytes.length) {
+        if (total === limit) break;
+        const grown = Buffer.allocUnsafe(Math.min(limit, total * 2));
+        bytes.copy(grown, 0, 0, total);
+        bytes = grown;
+      }
+      const n = readSync(fd, bytes, total, bytes.length - total, null);
       if (n === 0) break;
-      chunks.push(chunk.subarray(0, n));
       total += n;
     }
-    return { ok: true, bytes: Buffer.concat(chunks) };
+    return { ok: true, bytes: bytes.subarray(0, total) };
   } catch (error) {
     return { ok: false, code: 'MANIFEST_UNREADABLE', reason: `reading the manifest failed (${(error as Error).message})` };
   } finally {

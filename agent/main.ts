@@ -10,7 +10,8 @@ import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { displayText, PortcullisError, publicKeyFromPem } from '../manifest/index.ts';
+import { displayText, ManifestError, PortcullisError, publicKeyFromPem, verifyManifest } from '../manifest/index.ts';
+import { readDriveManifest } from './drive-check.ts';
 import { formatIssues, parse } from '../manifest/schema.ts';
 import { AuditLog, formatExport, verifyLogBytes } from './audit-log.ts';
 import { parseIdentity, type DriveIdentity } from './drive-identity.ts';
@@ -26,7 +27,7 @@ import { reportClass, type DriveReport } from './drive-report.ts';
 import { importDrive } from './import-drive.ts';
 import { verifyDrive } from './verify-drive.ts';
 import {
-  addKey, CLASH_POLICIES, keyStatus, labelSchema, loadTrustStore, makeStoreFolder, policyDigests, revokeKey, saveTrustStore, setPolicy, type ClashPolicy,
+  addKey, CLASH_POLICIES, keyStatus, labelSchema, loadTrustStore, makeStoreFolder, policyDigests, revokeKey, saveTrustStore, setPolicy, trustAnchorsOf, type ClashPolicy,
   type TrustPolicy, type TrustStore,
 } from './trust-store.ts';
 import { applyTrustUpdate, pinUpdateRoot, TrustUpdateError } from './trust-update.ts';
@@ -50,6 +51,7 @@ trust store (keys the agent accepts, revocations, local policy):
 
 drives:
   verify DRIVE --trust FILE [--json] [--identity FILE]
+  manifest DRIVE --trust FILE   (only the drive's manifest: genuine, trusted, current; reads no file, logs nothing)
   import DRIVE --to DIR --trust FILE [--json] [--identity FILE]
   watch --config FILE
   forward --config FILE     (forward the log once, as the service does: docs/review.md)
@@ -103,7 +105,7 @@ class UsageError extends AgentError {
 }
 
 /** The commands `help COMMAND` and a usage error's hint know (the usage text's first words). */
-const COMMANDS = ['trust', 'verify', 'import', 'watch', 'forward', 'setup', 'log'] as const;
+const COMMANDS = ['trust', 'verify', 'manifest', 'import', 'watch', 'forward', 'setup', 'log'] as const;
 
 /**
  * The usage lines of one command (`trust add`, or every `trust` subcommand
@@ -434,6 +436,28 @@ async function driveCommand(command: 'verify' | 'import', args: string[], io: Cl
   return EXIT_BY_CLASS[reportClass(report)];
 }
 
+/** `manifest DRIVE`: the drive's manifest checked against the trust store at this time (docs/manifest.md §6); no file is read, nothing is logged. */
+function manifestCommand(args: string[], io: CliIo): number {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, strict: true, options: { trust: { type: 'string' } } });
+  if (positionals.length !== 1) throw new UsageError('manifest needs exactly one DRIVE');
+  const trust = loadTrustStore(need(values.trust, '--trust FILE'));
+  const read = readDriveManifest(resolve(positionals[0]!));
+  if (!read.ok) {
+    io.stdout(`refused: ${read.code}: ${displayText(read.reason)}\n`);
+    return EXIT.REFUSED;
+  }
+  try {
+    const m = verifyManifest(read.bytes, trustAnchorsOf(trust), (io.clock ?? (() => new Date()))());
+    const p = m.statement.predicate;
+    io.stdout(`genuine: ${m.payloadDigest}, signed by ${m.keyId} (kiosk ${p.kiosk.id}), ${m.statement.subject.length} files may pass, ${p.blocked.length} blocked, issued ${p.issuedAt}, valid until ${p.expiresAt}\n`);
+    return EXIT.OK;
+  } catch (error) {
+    if (!(error instanceof ManifestError)) throw error;
+    io.stdout(`refused: ${error.code}: ${displayText(error.message)}\n`);
+    return EXIT.REFUSED;
+  }
+}
+
 function logCommand(args: string[], io: CliIo): number {
   const [sub, ...rest] = args;
   const { values, positionals } = parseArgs({
@@ -601,6 +625,8 @@ async function run(argv: string[], io: CliIo): Promise<number> {
     case 'verify':
     case 'import':
       return driveCommand(command, rest, io);
+    case 'manifest':
+      return manifestCommand(rest, io);
     case 'watch':
       return watchCommand(rest, io);
     case 'forward':

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { decodeNameBytes, displayNameBytes, escapeForDisplay, findCollisions, pathProblems } from './index.ts';
-import { pathProblemsByRule } from './names.ts';
+import { hasCollision, pathProblemsByRule } from './names.ts';
 
 describe('pathProblems', () => {
   it.each([
@@ -163,6 +163,9 @@ describe('findCollisions', () => {
         names.push(Array.from({ length: 1 + Math.floor(next() * 3) }, () => words[Math.floor(next() * words.length)]).join('/'));
       }
       expect(findCollisions(names)).toEqual(findCollisionsReference(names));
+      expect(hasCollision(names)).toBe(findCollisions(names).length > 0);
+      const sorted = [...names].sort();
+      expect(hasCollision(sorted)).toBe(findCollisions(sorted).length > 0);
     }
   });
 });

@@ -180,6 +180,35 @@ export function findCollisions(paths: readonly string[]): Array<[string, string]
 }
 
 /**
+ * Whether findCollisions would find any pair, by the same rules in one pass
+ * that stops at the first. A name in the same folder as the name before it
+ * (as in a kiosk's manifest, whose subjects are sorted) skips its folder
+ * prefixes: the name before checked and recorded them all, and the only file
+ * recorded since, that name, is longer than any of them.
+ */
+export function hasCollision(paths: readonly string[]): boolean {
+  const files = new Set<string>();
+  const folders = new Set<string>();
+  let previousFolder: string | null = null;
+  for (const path of paths) {
+    const key = collisionKey(path);
+    if (files.has(key) || folders.has(key)) return true;
+    files.add(key);
+    const last = key.lastIndexOf('/');
+    const folder = last === -1 ? null : key.slice(0, last);
+    if (folder !== null && folder !== previousFolder) {
+      for (let slash = key.indexOf('/'); slash !== -1; slash = key.indexOf('/', slash + 1)) {
+        const prefix = key.slice(0, slash);
+        if (files.has(prefix)) return true;
+        folders.add(prefix);
+      }
+    }
+    previousFolder = folder;
+  }
+  return false;
+}
+
+/**
  * Renders any string safely for terminals, logs and receipts: control, bidi
  * and invisible format characters become visible escapes (`\x1b`, `\u{202e}`),
  * backslashes are doubled, lone surrogates become `\u{d800}`. The result holds

@@ -9,7 +9,7 @@
  * escaped as RFC 8785 escapes it (and valid UTF-8), every number a canonical
  * non-negative safe integer, every value checked by the very rule the schema
  * applies to it (statement.ts LEAF_RULES), names by pathProblems, and the
- * subjects' names by findCollisions. What it builds is the checked statement
+ * subjects' names by hasCollision (findCollisions' rules). What it builds is the checked statement
  * itself, with the key order checkStatement gives it.
  *
  * It only ever accepts: anything else, however small the difference, makes it
@@ -19,7 +19,7 @@
  * same statement; manifest/read-statement.test.ts checks that on mutated
  * payloads against the full steps.
  */
-import { findCollisions } from './names.ts';
+import { hasCollision } from './names.ts';
 import { accepts, type Schema } from './schema.ts';
 import { LEAF_RULES, LIMITS, PREDICATE_TYPE, STATEMENT_TYPE, type Predicate, type Statement, type Subject } from './statement.ts';
 
@@ -396,7 +396,7 @@ export function readCanonicalStatement(payload: Uint8Array): Statement | null {
     if (error === DECLINE) return null;
     throw error;
   }
-  if (findCollisions(statement.subject.map((s) => s.name)).length > 0) return null;
+  if (hasCollision(statement.subject.map((s) => s.name))) return null;
   const issued = Date.parse(statement.predicate.issuedAt);
   const expires = Date.parse(statement.predicate.expiresAt);
   if (expires <= issued || (expires - issued) / 1000 > LIMITS.maxValiditySeconds) return null;

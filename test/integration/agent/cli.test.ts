@@ -100,6 +100,20 @@ describe('portcullis-agent exit codes', () => {
     expect(exp.err.join('')).toContain('LOG_CHAIN_BROKEN');
   });
 
+  it('checks only the manifest with `manifest DRIVE`: 0 for a genuine one, 20 with the code for one it refuses, and nothing logged', async () => {
+    const s = await scenario();
+    const c = cli();
+    expect(await c.run('manifest', s.drive.root, '--trust', s.trust)).toBe(0);
+    expect(c.out.join('')).toMatch(/^genuine: sha256:[0-9a-f]{64}, signed by [0-9a-f]{64} \(kiosk gate-1\), 2 files may pass, 0 blocked, /u);
+    const other = cli();
+    expect(await other.run('manifest', s.drive.root, '--trust', writeTrust({ keys: [] }))).toBe(20);
+    expect(other.out.join('')).toMatch(/^refused: KEY_UNTRUSTED: /u);
+    const empty = cli();
+    expect(await empty.run('manifest', tempDir('blank'), '--trust', s.trust)).toBe(20);
+    expect(empty.out.join('')).toMatch(/^refused: NO_MANIFEST: /u);
+    expect(() => readFileSync(s.log)).toThrow(); // no log written
+  });
+
   it('writes a long report in a few large writes, every file on its own line', async () => {
     // About 3 000 lines of 28 characters: more than one 64 KiB batch.
     const files = Object.fromEntries(Array.from({ length: 3000 }, (_, i) => [`notes/n${String(i).padStart(4, '0')}.txt`, `note ${i}`]));
