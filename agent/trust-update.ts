@@ -17,7 +17,7 @@
  * written; the trusted metadata moves forward only after the store is saved.
  */
 import { constants } from 'node:fs';
-import { copyFile, mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, lstat, mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Metadata, MetadataKind, type Root } from '@tufjs/models';
@@ -25,9 +25,8 @@ import { Updater, type Fetcher } from 'tuf-js';
 // tuf-js's index does not export its error classes; its root walk stops at a DownloadHTTPError 404.
 import { DownloadHTTPError } from 'tuf-js/dist/error.js';
 import { displayText, PortcullisError } from '../manifest/index.ts';
-import {
-  classifyTufFailure, HMI_TRUST_TARGET, targetSetProblems, TUF_FAILURE_ADVICE, tufMessage, UPDATE_METADATA_FOLDER, UPDATE_TARGETS_FOLDER, type TufFailureCode,
-} from '../manifest/update-repository.ts';
+import { classifyTufError, TUF_FAILURE_ADVICE, tufFailureText, watchTufSteps, type FetchReport, type TufFailureCode, type TufStepWatch } from '../manifest/tuf-failure.ts';
+import { HMI_TRUST_TARGET, targetSetProblems, UPDATE_METADATA_FOLDER, UPDATE_TARGETS_FOLDER } from '../manifest/update-repository.ts';
 import type { LogEvent } from '../manifest/agent-log.ts';
 import type { AuditSink } from './audit-log.ts';
 import { writeFileAtomic } from './atomic-file.ts';
@@ -51,9 +50,23 @@ const TRUSTED = ['root.json', 'timestamp.json', 'snapshot.json', 'targets.json']
 
 export const updatesFolder = (trustPath: string): string => join(dirname(resolve(trustPath)), 'trust-updates');
 
-/** tuf-js's Fetcher over a folder on a drive: each file read once, bounded, into a private copy. */
+/** A file the fetcher refused or could not read, with its kind (manifest/tuf-failure.ts FetchReport). */
+class DriveReadError extends Error {
+  readonly failure: string;
+  constructor(failure: string, message: string) {
+    super(message);
+    this.name = 'DriveReadError';
+    this.failure = failure;
+  }
+}
+
+/**
+ * tuf-js's Fetcher over a folder on a drive: each file read once, bounded,
+ * into a private copy; never through a link (every folder on the way is
+ * lstat'ed, the file opened with O_NOFOLLOW, a file with two names refused).
+ */
 class DriveFetcher implements Fetcher {
-  failure: { errno: string; message: string } | null = null;
+  report: FetchReport | null = null;
   private count = 0;
   private readonly root: string;
   private readonly scratch: string;
@@ -64,22 +77,40 @@ class DriveFetcher implements Fetcher {
   }
 
   async downloadFile<T>(url: string, maxLength: number, handler: (file: string) => Promise<T>): Promise<T> {
+    this.report = { failure: null, copied: 0, maxLength };
     const path = resolve(fileURLToPath(url));
     const name = relative(this.root, path);
-    if (path !== this.root && !path.startsWith(this.root + sep)) throw this.fail('EOUTSIDE', `${displayText(url)} is outside the repository`);
+    const isRoot = /(^|[\\/])[0-9]+\.root\.json$/.test(name);
+    if (path !== this.root && !path.startsWith(this.root + sep)) throw this.fail('OUTSIDE', `${displayText(url)} is outside the repository`);
+    let at = this.root;
+    for (const part of relative(this.root, dirname(path)).split(sep).filter((p) => p !== '')) {
+      at = join(at, part);
+      const info = await lstat(at).catch((cause: unknown) => (cause as NodeJS.ErrnoException));
+      if (info instanceof Error) {
+        if (info.code === 'ENOENT' && isRoot) throw new DownloadHTTPError(`${name}: not in the repository`, 404);
+        throw this.fail(info.code ?? 'EIO', `${displayText(name)}: cannot be read (${info.code ?? 'EIO'})`);
+      }
+      if (info.isSymbolicLink()) throw this.fail('LINK', `${displayText(relative(this.root, at))} is a link: the repository is read as plain folders and files only`);
+      if (!info.isDirectory()) throw this.fail('NOT_A_FILE', `${displayText(relative(this.root, at))} is not a folder`);
+    }
     let handle;
     try {
       handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | (constants.O_NONBLOCK ?? 0));
     } catch (cause) {
       const errno = (cause as NodeJS.ErrnoException).code ?? 'EIO';
-      if (errno === 'ENOENT' && /(^|[\\/])[0-9]+\.root\.json$/.test(name)) throw new DownloadHTTPError(`${name}: not in the repository`, 404); // the end of the root chain
+      if (errno === 'ENOENT' && isRoot) {
+        this.report = null;
+        throw new DownloadHTTPError(`${name}: not in the repository`, 404); // the end of the root chain
+      }
+      if (errno === 'ELOOP') throw this.fail('LINK', `${displayText(name)} is a link: the repository is read as plain folders and files only`);
       throw this.fail(errno, `${displayText(name)}: cannot be read (${errno})`);
     }
     let bytes: Buffer;
     try {
       const info = await handle.stat();
-      if (!info.isFile()) throw this.fail('ENOTFILE', `${displayText(name)}: not a regular file`);
-      if (info.size > maxLength) throw this.fail('ETOOBIG', `${displayText(name)}: ${info.size} bytes, more than the ${maxLength} the signed metadata allows`);
+      if (!info.isFile()) throw this.fail('NOT_A_FILE', `${displayText(name)}: not a regular file`);
+      if (info.nlink > 1) throw this.fail('LINK', `${displayText(name)} has ${info.nlink} names (a hard link): the repository is read as plain files only`);
+      if (info.size > maxLength) throw this.fail('TOO_LONG', `${displayText(name)}: ${info.size} bytes, more than the ${maxLength} the signed metadata allows`);
       bytes = Buffer.alloc(info.size + 1); // one byte more: a file that grows is seen
       let total = 0;
       for (;;) {
@@ -88,10 +119,11 @@ class DriveFetcher implements Fetcher {
         });
         if (bytesRead === 0) break;
         total += bytesRead;
-        if (total > maxLength) throw this.fail('ETOOBIG', `${displayText(name)}: longer than the ${maxLength} bytes the signed metadata allows`);
-        if (total === bytes.length) bytes = Buffer.concat([bytes, Buffer.alloc(64 * 1024)]);
+        if (total > maxLength) throw this.fail('TOO_LONG', `${displayText(name)}: longer than the ${maxLength} bytes the signed metadata allows`);
+        if (total === bytes.length) bytes = Buffer.concat([bytes, Buffer.alloc(Math.min(64 * 1024, maxLength + 1 - total))]);
       }
       bytes = bytes.subarray(0, total);
+      this.report = { failure: null, copied: total, maxLength };
     } finally {
       await handle.close().catch(() => undefined);
     }
@@ -108,18 +140,16 @@ class DriveFetcher implements Fetcher {
     return this.downloadFile(url, maxLength, (file) => readFile(file));
   }
 
-  private fail(errno: string, message: string): Error {
-    this.failure ??= { errno, message };
-    return new Error(message);
+  private fail(failure: string, message: string): DriveReadError {
+    this.report = { failure, copied: 0, maxLength: this.report?.maxLength ?? 0 };
+    return new DriveReadError(failure, message);
   }
 }
 
-function refused(error: unknown, fetcher: DriveFetcher, target: boolean): TrustUpdateError {
+function refused(error: unknown, fetcher: DriveFetcher, watch: TufStepWatch, target: boolean): TrustUpdateError {
   if (error instanceof TrustUpdateError) return error;
-  const text = error instanceof Error ? error.message : String(error);
-  const errno = (error as NodeJS.ErrnoException).code;
-  const code = classifyTufFailure(text, fetcher.failure?.errno ?? (errno === 'ENOSPC' || errno === 'EDQUOT' ? errno : null), target);
-  const detail = fetcher.failure?.message ?? displayText(tufMessage(text));
+  const code = classifyTufError(error, target ? null : watch.last, fetcher.report, target);
+  const detail = error instanceof DriveReadError ? error.message : displayText(tufFailureText(error, target ? null : watch.last));
   return new TrustUpdateError(code, `${detail}: ${TUF_FAILURE_ADVICE[code]}; the trust store was not changed`, { cause: error });
 }
 
@@ -189,7 +219,13 @@ export async function applyTrustUpdate(options: { trustPath: string; repository:
       throw new TrustUpdateError('UPDATE_NOT_INITIALISED', `no update root is pinned for ${displayText(trustPath)}: run "portcullis-agent trust pin-root ROOT.json --trust FILE" with the publisher's root first (docs/updates.md)`);
     }
     const repo = resolve(options.repository);
-    if (!(await stat(join(repo, UPDATE_METADATA_FOLDER)).then((i) => i.isDirectory(), () => false))) {
+    // The repository folder itself, then its metadata folder: real folders, not links (a link on a drive can lead anywhere on the HMI).
+    const kind = async (path: string): Promise<string> => lstat(path).then((i) => (i.isSymbolicLink() ? 'link' : i.isDirectory() ? 'folder' : 'other'), () => 'missing');
+    const [repoKind, metadataKind] = [await kind(repo), await kind(join(repo, UPDATE_METADATA_FOLDER))];
+    if (repoKind === 'link' || metadataKind === 'link' || (repoKind === 'other')) {
+      throw new TrustUpdateError('UPDATE_REPOSITORY_UNREADABLE', `${source}${repoKind === 'link' || metadataKind === 'link' ? ' is or holds a link' : ' is not a folder'}: ${TUF_FAILURE_ADVICE.UPDATE_REPOSITORY_UNREADABLE}; the trust store was not changed`);
+    }
+    if (metadataKind !== 'folder') {
       throw new TrustUpdateError('UPDATE_REPOSITORY_UNREADABLE', `${source}: no ${UPDATE_METADATA_FOLDER}/ folder: name the update repository's folder on the drive (the one holding metadata/ and targets/)`);
     }
     await rm(staging, { recursive: true, force: true });
@@ -213,10 +249,11 @@ export async function applyTrustUpdate(options: { trustPath: string; repository:
       fetcher,
       config: { rootMaxLength: MAX_METADATA_BYTES, timestampMaxLength: MAX_METADATA_BYTES, snapshotMaxLength: MAX_METADATA_BYTES, targetsMaxLength: MAX_METADATA_BYTES, fetchRetries: 0, fetchRetry: false },
     });
+    const watch = watchTufSteps(updater);
     try {
       await updater.refresh();
     } catch (error) {
-      throw refused(error, fetcher, false);
+      throw refused(error, fetcher, watch, false);
     }
     const roleVersion = async (name: string): Promise<number> => ((JSON.parse(await readFile(join(metadataDir, name), 'utf8')) as { signed: { version: number } }).signed.version);
     const targetsMd = Metadata.fromJSON(MetadataKind.Targets, JSON.parse(await readFile(join(metadataDir, 'targets.json'), 'utf8')) as Record<string, never>);
@@ -230,14 +267,14 @@ export async function applyTrustUpdate(options: { trustPath: string; repository:
       return { status: 'unchanged', store: local, added: [], revoked: [], policyChanged: false, versions };
     }
     const info = await updater.getTargetInfo(HMI_TRUST_TARGET).catch((error: unknown) => {
-      throw refused(error, fetcher, false);
+      throw refused(error, fetcher, watch, false);
     });
     if (!info) throw new TrustUpdateError('UPDATE_PART_INVALID', `the repository carries no ${HMI_TRUST_TARGET}: the publisher builds it from parts/hmi/trust.json (docs/updates.md)`);
     const bundlePath = join(staging, 'trust.json');
     try {
       await updater.downloadTarget(info, bundlePath);
     } catch (error) {
-      throw refused(error, fetcher, true);
+      throw refused(error, fetcher, watch, true);
     }
     let bundle: TrustStore;
     try {

@@ -11,6 +11,8 @@
  * (the first 512 bytes of a .cvd/.cld/.cud), live here. No I/O.
  */
 
+import { componentProblems } from './names.ts';
+
 /** The repository's two folders, relative to its root. */
 export const UPDATE_METADATA_FOLDER = 'metadata';
 export const UPDATE_TARGETS_FOLDER = 'targets';
@@ -56,7 +58,8 @@ export function classifyTarget(path: string): UpdateTarget | null {
   if (slash < 1 || path.indexOf('/', slash + 1) !== -1) return null;
   const folder = path.slice(0, slash);
   const file = path.slice(slash + 1);
-  if (!PLAIN_NAME.test(file)) return null;
+  // A plain name that is also no Windows device name (con.yar, nul.json): the same file names reach HMIs' tools.
+  if (!PLAIN_NAME.test(file) || componentProblems(file).length > 0) return null;
   switch (folder) {
     case 'clamav': {
       const m = /^(main|daily|bytecode)\.(cvd|cld|cud)$/.exec(file);
@@ -131,52 +134,6 @@ export function parseClamavHeader(bytes: Uint8Array): { ok: true; header: Clamav
   if (seconds === null) return { ok: false, reason: `the build time ${JSON.stringify(fields[8])} is not Unix seconds` };
   const dsig = fields[6] ?? '';
   return { ok: true, header: { version, builtAt: new Date(seconds * 1000), signatures, functionalityLevel, builder: fields[7] ?? '', signed: dsig !== 'X' && dsig !== '' } };
-}
-
-/**
- * Why a TUF client refused a repository, the same code at the kiosk and at
- * the HMI. tuf-js throws typed errors for the root and timestamp but wraps
- * snapshot and targets failures in a RuntimeError carrying only the message,
- * so the messages tuf-js 6.0.3 and @tufjs/models 5.0.3 write are read here;
- * the attack tests (test/integration/update-import.test.ts,
- * test/agent/trust-update.test.ts) fail if a new version words them
- * differently.
- */
-export type TufFailureCode = 'UPDATE_INCOMPLETE' | 'UPDATE_EXPIRED' | 'UPDATE_SIGNATURE_INVALID' | 'UPDATE_ROLLBACK' | 'UPDATE_METADATA_INVALID' | 'UPDATE_TARGET_MISMATCH' | 'UPDATE_DISK_FULL';
-
-/**
- * `text`: the error's message; `readFailure`: the errno of a file the fetcher
- * could not read off the drive (ETOOBIG: longer than signed), if one failed;
- * `target`: whether a target was being fetched (else metadata).
- */
-export function classifyTufFailure(text: string, readFailure: string | null, target: boolean): TufFailureCode {
-  if (readFailure === 'ENOSPC' || readFailure === 'EDQUOT' || /\b(ENOSPC|EDQUOT)\b/.test(text)) return 'UPDATE_DISK_FULL';
-  // Longer than the signed length: not a copy cut short, a different file.
-  if (readFailure === 'ETOOBIG') return target ? 'UPDATE_TARGET_MISMATCH' : 'UPDATE_METADATA_INVALID';
-  if (readFailure !== null) return 'UPDATE_INCOMPLETE';
-  if (/is expired/.test(text)) return 'UPDATE_EXPIRED';
-  if (/was signed by [0-9]+\/[0-9]+ keys|failed to verify .* signature|no delegation found/.test(text)) return 'UPDATE_SIGNATURE_INVALID';
-  if (/is less than current version|Expected version [0-9]+, got [0-9]+/.test(text)) return 'UPDATE_ROLLBACK';
-  const length = /Expected length ([0-9]+) but got ([0-9]+)/.exec(text);
-  if (length && Number(length[2]) < Number(length[1])) return 'UPDATE_INCOMPLETE'; // cut short: a copy, or a drive pulled mid-write
-  if (/Expected (length|hash)|Max length reached/.test(text)) return target ? 'UPDATE_TARGET_MISMATCH' : 'UPDATE_METADATA_INVALID';
-  return 'UPDATE_METADATA_INVALID';
-}
-
-/** What a person does about each refusal. */
-export const TUF_FAILURE_ADVICE: Readonly<Record<TufFailureCode, string>> = {
-  UPDATE_INCOMPLETE: 'the repository on the drive is incomplete (pulled out, or copied only in part): copy the whole folder again',
-  UPDATE_EXPIRED: 'the repository is too old to be trusted (or this computer\'s clock is wrong): have the publisher run portcullis-update build again',
-  UPDATE_SIGNATURE_INVALID: 'it is not signed by the keys trusted here: do not use this drive; tell security staff',
-  UPDATE_ROLLBACK: 'it is older than what is installed here: use the newest repository',
-  UPDATE_METADATA_INVALID: 'the repository\'s metadata does not fit together: copy the whole folder again from the publisher',
-  UPDATE_TARGET_MISMATCH: 'a file differs from what was signed (changed after signing): do not use this drive; tell security staff',
-  UPDATE_DISK_FULL: 'there is no room to take it in: free space, then try again',
-};
-
-/** tuf-js's wrapping, taken off a message before it is shown. */
-export function tufMessage(text: string): string {
-  return text.replace(/^Unable to load (snapshot|targets) (metadata )?error (Error: )?/, '');
 }
 
 /** Where an update repository sits on an update drive: the folder the publisher's repository is copied to. */

@@ -19,11 +19,11 @@
  *     written, switches back: an update that is not on the record did not
  *     happen. Every refusal is recorded as UPDATE_REFUSED with its code.
  */
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, open, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { displayText, PortcullisError } from '../../manifest/index.ts';
-import { parseClamavHeader, UPDATE_PARTS, type UpdatePartKind } from '../../manifest/update-repository.ts';
+import { CLAMAV_HEADER_BYTES, parseClamavHeader, UPDATE_PARTS, type UpdatePartKind } from '../../manifest/update-repository.ts';
 import { openAuditStore } from '../audit/store.ts';
 import { AllowlistError, buildAllowlist } from '../core/allowlist.ts';
 import { parsePolicy, PolicyError, type LoadedPolicy } from '../core/policy.ts';
@@ -104,6 +104,18 @@ function engineFailure(error: unknown): UpdateError {
   return new UpdateError('UPDATE_ENGINES_FAILED', `the new set fails the engines' self-test: ${displayText(detail)}; nothing was changed`, { cause: error });
 }
 
+/** The first `bytes` bytes of a file. */
+async function readHead(path: string, bytes: number): Promise<Buffer> {
+  const handle = await open(path, 'r');
+  try {
+    const buffer = Buffer.alloc(bytes);
+    const { bytesRead } = await handle.read(buffer, 0, bytes, 0);
+    return buffer.subarray(0, bytesRead);
+  } finally {
+    await handle.close();
+  }
+}
+
 async function files(dir: string): Promise<{ name: string; bytes: Buffer }[]> {
   const names = (await readdir(dir)).sort();
   return Promise.all(names.map(async (name) => ({ name, bytes: await readFile(join(dir, name)) })));
@@ -120,7 +132,7 @@ async function checkParts(options: UpdateCommandOptions, staging: Staging, verif
       continue;
     }
     const { database, container } = t.target;
-    const header = parseClamavHeader((await readFile(t.path)).subarray(0, 512));
+    const header = parseClamavHeader(await readHead(t.path, CLAMAV_HEADER_BYTES)); // the header only: a database can be hundreds of MB
     if (!header.ok) throw new UpdateError('UPDATE_CLAMAV_INVALID', `${t.target.path}: ${header.reason}; nothing was changed`);
     if (container === 'cud' && !options.unsignedClamavDatabases) {
       throw new UpdateError('UPDATE_CLAMAV_UNSIGNED', `${t.target.path} is an unsigned ClamAV database (.cud): this kiosk takes only Cisco-signed .cvd/.cld files (run freshclam with "ScriptedUpdates no" on the workstation), unless its config sets unsignedClamavDatabases; nothing was changed`);

@@ -269,7 +269,8 @@ export interface Commit {
  */
 export async function commitStaging(dir: string, staging: Staging, describe: (generation: string) => UpdateSet): Promise<Commit> {
   const generation = await nextGeneration(dir);
-  const set = describe(generation);
+  // Checked before it is written: a description the kiosk could not read back would leave it with an unreadable active set.
+  const set = parseUpdateSet(JSON.parse(JSON.stringify(describe(generation))), `the new set ${generation}`);
   try {
     await rm(staging.scratch, { recursive: true, force: true });
     await writeFile(join(staging.setDir, 'set.json'), `${JSON.stringify(set, null, 2)}\n`, { flag: 'wx', mode: 0o644 });
