@@ -27,7 +27,8 @@ import { CLAMAV_HEADER_BYTES, parseClamavHeader, UPDATE_PARTS, type UpdatePartKi
 import { openAuditStore } from '../audit/store.ts';
 import { AllowlistError, buildAllowlist } from '../core/allowlist.ts';
 import { parsePolicy, PolicyError, type LoadedPolicy } from '../core/policy.ts';
-import { ageHours, clamavDowngrade, describeAge, signaturesBuiltAt, UpdateError, type UpdatePart, type UpdateSet } from '../core/update-set.ts';
+import { policyLoosenings } from '../core/policy-changes.ts';
+import { ageHours, clamavDowngrade, clamavFromTheFuture, describeAge, signaturesBuiltAt, UpdateError, type UpdatePart, type UpdateSet } from '../core/update-set.ts';
 import { checkClamavDatabase } from '../engines/clamav/database-check.ts';
 import { ScannerError } from '../engines/clamav/errors.ts';
 import { EngineError, startEngines } from '../engines/engines.ts';
@@ -121,8 +122,22 @@ async function files(dir: string): Promise<{ name: string; bytes: Buffer }[]> {
   return Promise.all(names.map(async (name) => ({ name, bytes: await readFile(join(dir, name)) })));
 }
 
+/** The hashes an allowlist's files list (already checked by buildAllowlist, or the kiosk's own). */
+function allowlistHashes(files: readonly { bytes: Buffer }[]): Set<string> {
+  const hashes = new Set<string>();
+  for (const file of files) {
+    try {
+      const entries = (JSON.parse(file.bytes.toString('utf8')) as { entries?: { sha256?: string; blake3?: string }[] }).entries ?? [];
+      for (const e of entries) hashes.add(`${e.sha256 ?? ''}/${e.blake3 ?? ''}`);
+    } catch {
+      // an allowlist in force that does not parse lists nothing
+    }
+  }
+  return hashes;
+}
+
 /** Step 3: each part checked as the kiosk will use it; returns the set's parts and its proven rule set. */
-async function checkParts(options: UpdateCommandOptions, staging: Staging, verified: VerifiedRepository): Promise<{ parts: UpdatePart[]; yara: UpdateSet['yara'] }> {
+async function checkParts(options: UpdateCommandOptions, staging: Staging, verified: VerifiedRepository): Promise<{ parts: UpdatePart[]; yara: UpdateSet['yara']; loosened: string[] }> {
   const parts: UpdatePart[] = [];
   const has = (kind: UpdatePartKind): boolean => verified.targets.some((t) => t.target.kind === kind);
   for (const t of verified.targets) {
@@ -148,6 +163,8 @@ async function checkParts(options: UpdateCommandOptions, staging: Staging, verif
   }
   const downgrade = clamavDowngrade(staging.active?.set ?? null, parts);
   if (downgrade !== null) throw new UpdateError('UPDATE_ROLLBACK', `${downgrade}: use the newest databases; nothing was changed`);
+  const future = clamavFromTheFuture(parts, (options.now ?? (() => new Date()))());
+  if (future !== null) throw new UpdateError('UPDATE_CLAMAV_INVALID', `${future}; nothing was changed`);
 
   const label = (kind: UpdatePartKind, text: string): void => {
     for (const [i, p] of parts.entries()) if (p.kind === kind) parts[i] = { ...p, label: text.slice(0, 128) };
@@ -165,14 +182,27 @@ async function checkParts(options: UpdateCommandOptions, staging: Staging, verif
   } else {
     policy = await loadPolicy(options.policyPath ?? KIOSK_DEFAULTS.policyPath);
   }
+  // What the set lets through that the parts in force did not: said plainly, never refused (the site decides its policy).
+  const activeHas = (kind: UpdatePartKind): boolean => staging.active?.set.parts.some((p) => p.kind === kind) ?? false;
+  const loosened: string[] = [];
+  if (has('policy')) {
+    const before = await loadPolicy(activeHas('policy') ? join(staging.active!.folder, 'policy', 'policy.json') : options.policyPath ?? KIOSK_DEFAULTS.policyPath).catch(() => null);
+    if (before) loosened.push(...policyLoosenings(before.policy, policy.policy));
+  }
   if (has('allowlist')) {
+    let newFiles;
     try {
-      const allowlist = buildAllowlist(await files(join(staging.setDir, 'allowlist')));
+      newFiles = await files(join(staging.setDir, 'allowlist'));
+      const allowlist = buildAllowlist(newFiles);
       label('allowlist', `allowlist ${allowlist.version}, ${allowlist.entryCount} entries`);
     } catch (error) {
       if (error instanceof AllowlistError) throw new UpdateError('UPDATE_PART_INVALID', `the set's allowlist: ${displayText(error.message)}; nothing was changed`, { cause: error });
       throw error;
     }
+    const beforeDir = activeHas('allowlist') ? join(staging.active!.folder, 'allowlist') : options.allowlistDir ?? KIOSK_DEFAULTS.allowlistDir;
+    const before = allowlistHashes(await files(beforeDir).catch(() => []));
+    const fresh = [...allowlistHashes(newFiles)].filter((h) => !before.has(h));
+    if (fresh.length > 0) loosened.push(`allowlist: ${fresh.length} hash${fresh.length === 1 ? '' : 'es'} allowed that the allowlist in force did not list`);
   }
 
   // The whole set through the engines' start-up self-test, as the station will start them.
@@ -191,7 +221,9 @@ async function checkParts(options: UpdateCommandOptions, staging: Staging, verif
     }
     const yara = { ruleSetDigest: engines.info.yara?.ruleSetDigest ?? '', ruleCount: engines.info.yara?.ruleCount ?? 0 };
     await engines.stop();
-    return { parts, yara: has('yara') ? yara : null };
+    const rulesBefore = staging.active?.set.yara?.ruleCount;
+    if (has('yara') && rulesBefore !== undefined && yara.ruleCount < rulesBefore) loosened.push(`yara: ${yara.ruleCount} rules, the set in force had ${rulesBefore}`);
+    return { parts, yara: has('yara') ? yara : null, loosened };
   } finally {
     await rm(workDir, { recursive: true, force: true });
   }
@@ -216,15 +248,20 @@ export async function importUpdate(options: UpdateCommandOptions, repository: st
           record(options, 'UPDATE_UNCHANGED', { source, generation: current, timestampVersion: verified.roles.timestamp.version });
           return { status: 'unchanged', generation: current };
         }
-        const { parts, yara } = await checkParts(options, staging, verified);
+        const { parts, yara, loosened } = await checkParts(options, staging, verified);
         const importedAt = now().toISOString();
-        const commit = await commitStaging(dir, staging, (generation) => ({ formatVersion: 1, generation, importedAt, source, tuf: verified.roles, parts, yara }));
+        const commit = await commitStaging(dir, staging, (generation) => ({ formatVersion: 1, generation, importedAt, source, tuf: verified.roles, parts, yara, ...(loosened.length > 0 ? { loosened: loosened.map((l) => l.slice(0, 300)).slice(0, 64) } : {}) }));
         const set = await readSet(dir, commit.generation);
         try {
-          record(options, 'UPDATE_IMPORTED', { source, generation: commit.generation, previous: commit.before.current, tuf: verified.roles, parts: set.parts, signaturesBuiltAt: signaturesBuiltAt(set), yara });
+          record(options, 'UPDATE_IMPORTED', { source, generation: commit.generation, previous: commit.before.current, tuf: verified.roles, parts: set.parts, signaturesBuiltAt: signaturesBuiltAt(set), yara, loosened });
         } catch (error) {
           await commit.revert();
           throw error;
+        }
+        if (loosened.length > 0) {
+          const out = options.out ?? console.log;
+          out(`the new set lets more through than the one before it (in the audit log with UPDATE_IMPORTED, and in update status):`);
+          for (const line of loosened) out(`  LOOSENED ${displayText(line)}`);
         }
         return { status: 'imported', generation: commit.generation, previous: commit.before.current, set };
       } finally {
@@ -316,6 +353,7 @@ export function statusLines(status: UpdateStatus, now: Date): string[] {
     lines.push(`active set ${c.generation}: imported ${c.importedAt} (${describeAge(ageHours(c.importedAt, now)).replace(' old', ' ago')}) from ${c.source}`);
     lines.push(`  repository: targets version ${c.tuf.targets.version}, timestamp version ${c.tuf.timestamp.version} (signed until ${c.tuf.timestamp.expires}), root version ${c.tuf.root.version}`);
     lines.push(...partLines(c, now));
+    for (const line of c.loosened ?? []) lines.push(`  LOOSENED at import: ${displayText(line)}`);
     const limit = `${status.maxAgeHours} hours`;
     const outdated = status.signaturesAgeHours !== null && status.signaturesAgeHours > status.maxAgeHours;
     lines.push(`signatures: ${describeAge(status.signaturesAgeHours)}; the policy's limit is ${limit}${outdated ? `: OUTDATED (the station ${status.whenOutdated === 'warn' ? 'warns' : 'is out of service'})` : ''}`);

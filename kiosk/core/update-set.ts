@@ -54,6 +54,9 @@ const partSchema = object({
   label: optional(string({ max: 128 })),
 });
 
+/** How far in the future a database's build time may be before the kiosk's clock or the file is suspect. */
+export const MAX_FUTURE_BUILD_HOURS = 24;
+
 const roleSchema = object({ version: integer({ min: 1 }), expires: time });
 
 export const updateSetSchema = object({
@@ -66,6 +69,8 @@ export const updateSetSchema = object({
   parts: array(partSchema, { max: 256 }),
   /** The parts the engines proved together at import: the rule set's digest and rule count. */
   yara: nullable(object({ ruleSetDigest: string({ max: 128 }), ruleCount: integer({ min: 0 }) })),
+  /** What the set lets through that the one before did not (core/policy-changes.ts), said at import and by status. */
+  loosened: optional(array(string({ max: 300 }), { max: 64 })),
 });
 
 export type UpdateSet = Infer<typeof updateSetSchema>;
@@ -119,6 +124,25 @@ export function clamavDowngrade(active: UpdateSet | null, next: readonly UpdateP
     const current = clamavPart(active, part.database);
     if (current?.version !== undefined && part.version < current.version) {
       return `the ClamAV ${part.database} database version ${part.version} is older than the active set's version ${current.version}`;
+    }
+    // A higher version built earlier contradicts itself: freshness is counted from the build time.
+    if (current?.builtAt !== undefined && part.builtAt !== undefined && Date.parse(part.builtAt) < Date.parse(current.builtAt)) {
+      return `the ClamAV ${part.database} database was built ${part.builtAt}, before the active set's (built ${current.builtAt})`;
+    }
+  }
+  return null;
+}
+
+/**
+ * A database built more than a day after `now`: its age would read as fresh
+ * for as long as that lasts (a freeze hidden in a header), or the kiosk's
+ * clock is wrong. Returns the problem, or null.
+ */
+export function clamavFromTheFuture(next: readonly UpdatePart[], now: Date): string | null {
+  for (const part of next) {
+    if (part.kind !== 'clamav' || part.builtAt === undefined) continue;
+    if (Date.parse(part.builtAt) - now.getTime() > MAX_FUTURE_BUILD_HOURS * 3_600_000) {
+      return `the ClamAV ${part.database ?? part.file} database says it was built ${part.builtAt}, later than now (${now.toISOString()}) by more than ${MAX_FUTURE_BUILD_HOURS} hours: its age could not be judged (check the kiosk's clock)`;
     }
   }
   return null;

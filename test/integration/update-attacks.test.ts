@@ -22,7 +22,7 @@ import { roleKeyOf, type RoleKey } from '../../update/role-keys.ts';
 import { makePublisher, makeSource, metaFileFor, readMetadata, resign, tempFolder, writeMetadata, type Publisher } from '../support/update-fixtures.ts';
 
 let dir: string;
-let publisher: Publisher;
+let publisher: Publisher; // reassigned while another publisher's repository is re-signed
 let repoV1: string;
 let repoV2: string;
 let repoV3: string;
@@ -345,3 +345,117 @@ describe('update import under attack: size and shape of the signed list', () => 
   });
 });
 
+
+/** Sets the build time (Unix seconds, the header's ninth field) of a ClamAV container in place. */
+async function setBuildTime(path: string, seconds: number): Promise<void> {
+  const bytes = await readFile(path);
+  const header = bytes.subarray(0, 512).toString('latin1');
+  const fields = header.trimEnd().split(':');
+  fields[8] = String(seconds);
+  const patched = fields.join(':').padEnd(512, ' ');
+  expect(patched.length).toBe(512);
+  bytes.write(patched, 0, 'latin1');
+  await writeFile(path, bytes);
+}
+
+describe('update import under attack: ClamAV databases that are valid TUF targets but bad databases', () => {
+  it('refuses a corrupt body behind a good header, a header alone, an empty file (UPDATE_CLAMAV_INVALID)', async () => {
+    const own = await makePublisher(join(dir, 'bad-cvd'));
+    await own.build(await makeSource(join(dir, 'src-bad-cvd-1'), { dailyVersion: 27_300 }));
+    const kiosk = await newKiosk(join(own.repo, 'metadata', '1.root.json'));
+    await importUpdate(kiosk, own.repo);
+
+    const corrupt = await makeSource(join(dir, 'src-bad-cvd-2'), { dailyVersion: 27_301 });
+    const daily = join(corrupt, 'clamav', 'daily.cud');
+    const good = await readFile(daily);
+    await writeFile(daily, Buffer.concat([good.subarray(0, 512), Buffer.alloc(good.length - 512, 0x5a)]));
+    await own.build(corrupt);
+    await expectRefused(kiosk, own.repo, 'UPDATE_CLAMAV_INVALID');
+
+    await writeFile(daily, good.subarray(0, 512));
+    await own.build(corrupt);
+    await expectRefused(kiosk, own.repo, 'UPDATE_CLAMAV_INVALID');
+
+    // An empty daily.cud: the publisher refuses to build it; the holder of the targets key lists it anyway.
+    await writeFile(daily, good);
+    await own.build(corrupt);
+    const empty = await copyOf(own.repo, 'empty-daily');
+    const emptySha256 = createHash('sha256').update('').digest('hex');
+    await writeFile(join(empty, 'targets', 'clamav', `${emptySha256}.daily.cud`), '');
+    const ownKeys = { targets: await own.key('targets'), snapshot: await own.key('snapshot'), timestamp: await own.key('timestamp') };
+    const resignOwn = async (repo: string, targetsChange: (t: Metadata<Targets>) => void): Promise<void> => {
+      const saved = publisher;
+      publisher = own;
+      try {
+        await resignChain(repo, { targets: (t) => { bump(t); targetsChange(t); }, snapshot: (s) => bump(s), timestamp: (t) => bump(t) }, ownKeys);
+      } finally {
+        publisher = saved;
+      }
+    };
+    await resignOwn(empty, (t) => {
+      t.signed.targets['clamav/daily.cud'] = new TargetFile({ path: 'clamav/daily.cud', length: 0, hashes: { sha256: emptySha256, sha512: createHash('sha512').update('').digest('hex') } });
+    });
+    await expectRefused(kiosk, empty, 'UPDATE_CLAMAV_INVALID');
+  });
+
+  it('refuses a database built in the future (its age would read as fresh) and a newer version built before the active one (UPDATE_CLAMAV_INVALID, UPDATE_ROLLBACK)', async () => {
+    const own = await makePublisher(join(dir, 'dated-cvd'));
+    await own.build(await makeSource(join(dir, 'src-dated-1'), { dailyVersion: 27_400 }));
+    const kiosk = await newKiosk(join(own.repo, 'metadata', '1.root.json'));
+    await importUpdate(kiosk, own.repo);
+
+    const future = await makeSource(join(dir, 'src-dated-2'), { dailyVersion: 27_401 });
+    await setBuildTime(join(future, 'clamav', 'daily.cud'), Math.floor(Date.UTC(2100, 0, 1) / 1000));
+    await own.build(future);
+    expect((await expectRefused(kiosk, own.repo, 'UPDATE_CLAMAV_INVALID')).message).toMatch(/built 2100-01-01T00:00:00Z, later than now/);
+
+    const earlier = await makeSource(join(dir, 'src-dated-3'), { dailyVersion: 27_402 });
+    await setBuildTime(join(earlier, 'clamav', 'daily.cud'), Math.floor(Date.UTC(2020, 0, 1) / 1000));
+    await own.build(earlier);
+    expect((await expectRefused(kiosk, own.repo, 'UPDATE_ROLLBACK')).message).toMatch(/built 2020-01-01T00:00:00Z, before the active set's/);
+  });
+});
+
+describe('update import: signed parts that weaken the gate', () => {
+  it('takes a policy and an allowlist that let more through, and says so plainly: the output, UPDATE_IMPORTED.loosened, update status', async () => {
+    const { defaultPolicy } = await import('../support/update-fixtures.ts');
+    const { statusLines, updateStatus } = await import('../../kiosk/cli/update-command.ts');
+    const own = await makePublisher(join(dir, 'loose'));
+    const strict = await defaultPolicy();
+    await own.build(await makeSource(join(dir, 'src-loose-1'), { dailyVersion: 27_500, policy: strict, allowlist: true }));
+    const output: string[] = [];
+    const kiosk = { ...(await newKiosk(join(own.repo, 'metadata', '1.root.json'))), out: (l: string) => void output.push(l) };
+    await importUpdate(kiosk, own.repo);
+    expect(output.filter((l) => l.includes('LOOSENED'))).toEqual([]);
+
+    const loose = structuredClone(strict) as { clamav: { required: boolean }; signatures?: { maxAgeHours: number; whenOutdated: string }; types: { allowed: { name: string; extensions: string[] }[] } };
+    loose.clamav.required = false;
+    loose.signatures = { maxAgeHours: 8760, whenOutdated: 'warn' };
+    loose.types.allowed[0]!.extensions.push('.exe');
+    const source = await makeSource(join(dir, 'src-loose-2'), { dailyVersion: 27_501, policy: loose, allowlist: true });
+    const list = JSON.parse(await readFile(join(source, 'allowlist', 'site.json'), 'utf8')) as { entries: Record<string, unknown>[] };
+    list.entries.push({ vendor: 'Anyone', product: 'Tool', version: '1', file: 'tool.exe', sha256: 'ab'.repeat(32), source: 'the update' });
+    await writeFile(join(source, 'allowlist', 'site.json'), JSON.stringify(list));
+    await own.build(source);
+    expect(await importUpdate(kiosk, own.repo)).toMatchObject({ status: 'imported' });
+    const said = output.filter((l) => l.includes('LOOSENED')).join('\n');
+    expect(said).toMatch(/clamav\.required: ClamAV is no longer required/);
+    expect(said).toMatch(/signatures\.whenOutdated: outdated signatures now only warn/);
+    expect(said).toMatch(new RegExp(`types\\.allowed\\.${loose.types.allowed[0]!.name}: now also \\.exe`));
+    expect(said).toMatch(/allowlist: 1 hash allowed that the allowlist in force did not list/);
+    const recorded = lastEvent(kiosk);
+    expect(recorded.type).toBe('UPDATE_IMPORTED');
+    expect(recorded.data.loosened).toEqual(expect.arrayContaining([expect.stringMatching(/^clamav\.required/), expect.stringMatching(/^allowlist: 1 hash/)]));
+    const status = statusLines(await updateStatus(kiosk, { maxAgeHours: 168, whenOutdated: 'out-of-service' }), new Date()).join('\n');
+    expect(status).toMatch(/LOOSENED at import: clamav\.required/);
+  });
+
+  it('refuses an allowlist that is signed but malformed (UPDATE_PART_INVALID)', async () => {
+    const own = await makePublisher(join(dir, 'bad-allowlist'));
+    const source = await makeSource(join(dir, 'src-bad-allowlist'), { dailyVersion: 27_600, allowlist: true });
+    await writeFile(join(source, 'allowlist', 'site.json'), JSON.stringify({ version: '1', entries: [{ name: 'x' }] }));
+    await own.build(source);
+    const kiosk = await newKiosk(join(own.repo, 'metadata', '1.root.json'));
+    await expectRefused(kiosk, own.repo, 'UPDATE_PART_INVALID');
+  });
+});
