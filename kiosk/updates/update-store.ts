@@ -301,6 +301,13 @@ export async function cleanUp(dir: string): Promise<void> {
   }
 }
 
+async function rootVersion(path: string): Promise<string> {
+  return readFile(path, 'utf8').then((t) => {
+    const version = (JSON.parse(t) as { signed?: { version?: unknown } }).signed?.version;
+    return typeof version === 'number' ? String(version) : '?';
+  }, () => '?');
+}
+
 /**
  * `update rollback`: the previous set becomes the active one again, once
  * (there is no previous of the previous). The set rolled back from is kept
@@ -313,6 +320,17 @@ export async function rollBack(dir: string): Promise<{ from: string; to: string;
     throw new UpdateError('UPDATE_NO_PREVIOUS', before.current === null ? 'no set has been imported: there is nothing to roll back' : `there is no previous set to go back to (the active set ${before.current} is the only one kept): import the set you want instead`);
   }
   await readSet(dir, before.previous); // it must be readable before it becomes the active one
+  // Never back past a revocation: the previous set's targets must still verify under the newest trusted root.
+  // A targets key rotated out since (it was lost, or signed what it should not have) takes its sets with it.
+  const trusted = join(generationPath(dir, before.trust ?? before.current), 'tuf', 'root.json');
+  const previousTargets = join(generationPath(dir, before.previous), 'tuf', 'targets.json');
+  try {
+    const root = Metadata.fromJSON(MetadataKind.Root, JSON.parse(await readFile(trusted, 'utf8')) as Record<string, never>);
+    const targets = Metadata.fromJSON(MetadataKind.Targets, JSON.parse(await readFile(previousTargets, 'utf8')) as Record<string, never>);
+    root.verifyDelegate(MetadataKind.Targets, targets);
+  } catch (cause) {
+    throw new UpdateError('UPDATE_ROLLBACK', `the previous set ${before.previous} was signed by a targets key that the trusted root (now version ${await rootVersion(trusted)}) no longer names: a revoked key's set is never put back; import the set wanted instead`, { cause });
+  }
   const after: UpdateState = { current: before.previous, previous: null, trust: before.trust };
   await writeState(dir, after);
   return { from: before.current, to: before.previous, before, after, revert: () => writeState(dir, before) };

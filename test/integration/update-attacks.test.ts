@@ -459,3 +459,75 @@ describe('update import: signed parts that weaken the gate', () => {
     await expectRefused(kiosk, own.repo, 'UPDATE_PART_INVALID');
   });
 });
+
+describe('update rollback and a kiosk killed mid-import', () => {
+  it('update rollback never goes back past a revocation: a set signed by a targets key the root has since rotated out stays retired (UPDATE_ROLLBACK)', async () => {
+    const { rollbackUpdate } = await import('../../kiosk/cli/update-command.ts');
+    const { readState } = await import('../../kiosk/updates/update-store.ts');
+    const { rotateRoleKey } = await import('../../update/role-keys.ts');
+    const { writeNextRoot } = await import('../../update/repository.ts');
+    const own = await makePublisher(join(dir, 'revoked-targets'));
+    // The targets key signed a set, then was found stolen: the publisher rotates it and publishes again.
+    await own.build(await makeSource(join(dir, 'src-revoked-1'), { dailyVersion: 27_700 }));
+    const kiosk = await newKiosk(join(own.repo, 'metadata', '1.root.json'));
+    await importUpdate(kiosk, own.repo);
+    const rotated = await rotateRoleKey(own.keys, 'targets');
+    await writeNextRoot({ repo: own.repo, keysDir: own.keys, replace: { targets: rotated.next }, oldRootKey: await own.key('root') });
+    await own.build(await makeSource(join(dir, 'src-revoked-2'), { dailyVersion: 27_701 }));
+    expect(await importUpdate(kiosk, own.repo)).toMatchObject({ status: 'imported', generation: 'g000002', previous: 'g000001' });
+    const before = await tree(kiosk.updatesDir);
+    const error = await rollbackUpdate(kiosk).then(() => null, (e: unknown) => e);
+    expect((error as UpdateError).code).toBe('UPDATE_ROLLBACK');
+    expect(await tree(kiosk.updatesDir)).toEqual(before);
+    expect(await readState(kiosk.updatesDir)).toMatchObject({ current: 'g000002' });
+
+    // A previous set signed by the key still in force rolls back as before.
+    await own.build(await makeSource(join(dir, 'src-revoked-3'), { dailyVersion: 27_702 }));
+    await importUpdate(kiosk, own.repo);
+    expect(await rollbackUpdate(kiosk)).toEqual({ from: 'g000003', to: 'g000002' });
+  });
+
+  it('a kiosk killed (SIGKILL) while it copies the set, or as it switches, keeps a set that works, and the next import goes through', { timeout: 120_000 }, async () => {
+    const { spawn } = await import('node:child_process');
+    const { pathToFileURL } = await import('node:url');
+    const { activeSet, readState } = await import('../../kiosk/updates/update-store.ts');
+    const { stat } = await import('node:fs/promises');
+    const command = pathToFileURL(join(import.meta.dirname, '../../kiosk/cli/update-command.ts')).href;
+    const script = `
+      import { importUpdate } from ${JSON.stringify(command)};
+      const [updatesDir, dbPath, repo, stopAt] = process.argv.slice(1);
+      const onRead = async (name) => { if (stopAt && name.endsWith(stopAt)) { console.log('AT ' + name); await new Promise(() => {}); } };
+      await importUpdate({ updatesDir, dbPath, unsignedClamavDatabases: true, out: () => {}, onRead }, repo);
+      console.log('DONE');`;
+    for (const point of ['daily.cud', 'switch']) {
+      const kiosk = await newKiosk();
+      await importUpdate(kiosk, repoV1);
+      const child = spawn(process.execPath, ['--input-type=module', '-e', script, kiosk.updatesDir, kiosk.dbPath!, repoV2, point === 'switch' ? '' : point], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let output = '';
+      child.stdout.on('data', (c: Buffer) => { output += c.toString(); });
+      const exited = new Promise<NodeJS.Signals | null>((resolve) => child.once('exit', (_code, signal) => resolve(signal)));
+      // Copy: the child stops at the daily database's file. Switch: the moment the new generation's folder appears.
+      for (let i = 0; i < 6000; i++) {
+        if (point !== 'switch' && output.includes('AT ')) break;
+        if (point === 'switch' && await stat(join(kiosk.updatesDir, 'generations', 'g000002')).then(() => true, () => false)) break;
+        if (output.includes('DONE')) break;
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      child.kill('SIGKILL');
+      expect(await exited).toBe('SIGKILL');
+      // The set in force is whole and readable: the old one, or (killed just after the switch) the new one.
+      const state = await readState(kiosk.updatesDir);
+      const active = await activeSet(kiosk.updatesDir);
+      expect(active?.generation).toBe(state.current);
+      if (point !== 'switch') expect(state).toEqual({ current: 'g000001', previous: null, trust: 'g000001' });
+      for (const part of active!.set.parts) {
+        expect(createHash('sha256').update(await readFile(join(active!.folder, part.kind, part.file))).digest('hex')).toBe(part.sha256);
+      }
+      // The lock the dead process held and its staging folder do not block the next import.
+      const next = await importUpdate(kiosk, repoV2);
+      expect(next.status === 'imported' || (next.status === 'unchanged' && state.current === 'g000002')).toBe(true);
+      expect((await readState(kiosk.updatesDir)).current).not.toBe('g000001');
+      expect(await stat(join(kiosk.updatesDir, 'staging')).then(() => true, () => false)).toBe(false);
+    }
+  });
+});
