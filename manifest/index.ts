@@ -1,7 +1,7 @@
 /** The manifest contract, imported by both the kiosk and the agent. No I/O. */
 export { MANIFEST_ERROR_CODES, ManifestError, PortcullisError, type ManifestErrorCode } from './errors.ts';
 export { canonicalBytes, canonicalize } from './canonical-json.ts';
-export { decodeBase64Strict, encodeBase64, IN_TOTO_PAYLOAD_TYPE, preAuthEncoding } from './dsse.ts';
+export { decodeBase64Strict, encodeBase64, IN_TOTO_PAYLOAD_TYPE, preAuthEncoding, preAuthEncodingHead } from './dsse.ts';
 export {
   generateSigningKey, KEY_ID_PATTERN, keyIdOf, publicKeyFromPem, publicKeyToPem, signingKeyFromPem, signingKeyFromSeed,
   signingKeyToPem, type SigningKey,
@@ -15,8 +15,8 @@ export {
   LIMITS, PREDICATE_TYPE, STATEMENT_TYPE, type BlockedFile, type MediaIdentity, type Predicate, type Statement,
   type Subject,
 } from './statement.ts';
-export { signManifest } from './sign.ts';
-export { verifyManifest, type TrustAnchors, type TrustedKey, type VerifiedManifest, type VerifyOptions } from './verify.ts';
+export { signManifest, signStatementPae } from './sign.ts';
+export { verifyManifest, verifyManifestSummary, type TrustAnchors, type TrustedKey, type VerifiedManifest, type VerifiedSummary, type VerifyOptions } from './verify.ts';
 export { entryKindOf, type EntryKind, type StatKind } from './entry-kind.ts';
 export { EnginePool } from './engine-pool.ts';
 export { DualDigest, hashWasmBlake3, wasmBlake3, type Blake3Factory, type Blake3Hasher, type FileDigest } from './digest.ts';

@@ -180,32 +180,40 @@ export function findCollisions(paths: readonly string[]): Array<[string, string]
 }
 
 /**
- * Whether findCollisions would find any pair, by the same rules in one pass
- * that stops at the first. A name in the same folder as the name before it
- * (as in a kiosk's manifest, whose subjects are sorted) skips its folder
+ * Whether findCollisions would find any pair, by the same rules, one name at
+ * a time, stopping at the first. A name in the same folder as the name before
+ * it (as in a kiosk's manifest, whose subjects are sorted) skips its folder
  * prefixes: the name before checked and recorded them all, and the only file
  * recorded since, that name, is longer than any of them.
  */
-export function hasCollision(paths: readonly string[]): boolean {
-  const files = new Set<string>();
-  const folders = new Set<string>();
-  let previousFolder: string | null = null;
-  for (const path of paths) {
+export class CollisionCheck {
+  readonly #files = new Set<string>();
+  readonly #folders = new Set<string>();
+  #previousFolder: string | null = null;
+
+  /** Records the name; true when it collides with one recorded before. */
+  collides(path: string): boolean {
     const key = collisionKey(path);
-    if (files.has(key) || folders.has(key)) return true;
-    files.add(key);
+    if (this.#files.has(key) || this.#folders.has(key)) return true;
+    this.#files.add(key);
     const last = key.lastIndexOf('/');
     const folder = last === -1 ? null : key.slice(0, last);
-    if (folder !== null && folder !== previousFolder) {
+    if (folder !== null && folder !== this.#previousFolder) {
       for (let slash = key.indexOf('/'); slash !== -1; slash = key.indexOf('/', slash + 1)) {
         const prefix = key.slice(0, slash);
-        if (files.has(prefix)) return true;
-        folders.add(prefix);
+        if (this.#files.has(prefix)) return true;
+        this.#folders.add(prefix);
       }
     }
-    previousFolder = folder;
+    this.#previousFolder = folder;
+    return false;
   }
-  return false;
+}
+
+/** Whether findCollisions would find any pair (CollisionCheck over the list). */
+export function hasCollision(paths: readonly string[]): boolean {
+  const check = new CollisionCheck();
+  return paths.some((path) => check.collides(path));
 }
 
 /**

@@ -9,7 +9,7 @@
  * escaped as RFC 8785 escapes it (and valid UTF-8), every number a canonical
  * non-negative safe integer, every value checked by the very rule the schema
  * applies to it (statement.ts LEAF_RULES), names by pathProblems, and the
- * subjects' names by hasCollision (findCollisions' rules). What it builds is the checked statement
+ * subjects' names by CollisionCheck (findCollisions' rules). What it builds is the checked statement
  * itself, with the key order checkStatement gives it.
  *
  * It only ever accepts: anything else, however small the difference, makes it
@@ -19,7 +19,7 @@
  * same statement; manifest/read-statement.test.ts checks that on mutated
  * payloads against the full steps.
  */
-import { hasCollision } from './names.ts';
+import { CollisionCheck } from './names.ts';
 import { accepts, type Schema } from './schema.ts';
 import { LEAF_RULES, LIMITS, PREDICATE_TYPE, STATEMENT_TYPE, type Predicate, type Statement, type Subject } from './statement.ts';
 
@@ -87,6 +87,8 @@ class Reader {
   readonly #b: Uint8Array;
   readonly #text: Buffer; // the same bytes, for latin1 slices
   #pos = 0;
+  /** How many subjects the statement lists (kept or not). */
+  subjectCount = 0;
 
   constructor(bytes: Uint8Array) {
     this.#b = bytes;
@@ -259,10 +261,11 @@ function readBlocked(r: Reader): Predicate['blocked'] {
   return blocked;
 }
 
-function readSubjects(r: Reader): Subject[] {
+function readSubjects(r: Reader, keep: boolean, collisions: CollisionCheck): Subject[] {
   const subjects: Subject[] = [];
+  let count = 0;
   do {
-    if (subjects.length === LIMITS.maxSubjects) throw DECLINE;
+    if (count++ === LIMITS.maxSubjects) throw DECLINE;
     r.expect(L.subjectHead);
     const size = r.integer();
     r.expect(L.blake3);
@@ -272,13 +275,15 @@ function readSubjects(r: Reader): Subject[] {
     r.expect(L.name);
     const name = checked(R.subjectName, r.string());
     if (!r.take(0x7d)) throw DECLINE;
-    subjects.push({ name, digest: { blake3, sha256 }, annotations: { size } });
+    if (collisions.collides(name)) throw DECLINE;
+    if (keep) subjects.push({ name, digest: { blake3, sha256 }, annotations: { size } });
   } while (r.take(0x2c));
   if (!r.take(0x5d) || !r.take(0x7d)) throw DECLINE;
+  r.subjectCount = count;
   return subjects;
 }
 
-function read(r: Reader): Statement {
+function read(r: Reader, keepSubjects: boolean): Statement {
   r.expect(L.head);
   let allowlist: Predicate['allowlist'] = null;
   if (!r.takeNull()) {
@@ -361,7 +366,7 @@ function read(r: Reader): Statement {
   r.expect(L.scanId);
   const scanId = checked(R.identifier, r.string());
   r.expect(L.subjects);
-  const subject = readSubjects(r);
+  const subject = readSubjects(r, keepSubjects, new CollisionCheck());
   if (!r.atEnd) throw DECLINE;
   // Member order as checkStatement builds it (the schema's), so the result serializes alike wherever it is logged.
   return {
@@ -389,16 +394,32 @@ function read(r: Reader): Statement {
  * null otherwise, for the full steps to name the problem.
  */
 export function readCanonicalStatement(payload: Uint8Array): Statement | null {
+  return readWith(payload, true)?.statement ?? null;
+}
+
+/** What a check needs that does not keep the subjects: the predicate and how many subjects there are. */
+export interface StatementSummary {
+  readonly predicate: Predicate;
+  readonly subjectCount: number;
+}
+
+/** readCanonicalStatement's checks, every subject included, keeping none of them: memory does not grow with the subjects. */
+export function checkCanonicalStatement(payload: Uint8Array): StatementSummary | null {
+  const read = readWith(payload, false);
+  return read === null ? null : { predicate: read.statement.predicate, subjectCount: read.subjectCount };
+}
+
+function readWith(payload: Uint8Array, keepSubjects: boolean): { statement: Statement; subjectCount: number } | null {
+  const r = new Reader(payload);
   let statement: Statement;
   try {
-    statement = read(new Reader(payload));
+    statement = read(r, keepSubjects);
   } catch (error) {
     if (error === DECLINE) return null;
     throw error;
   }
-  if (hasCollision(statement.subject.map((s) => s.name))) return null;
   const issued = Date.parse(statement.predicate.issuedAt);
   const expires = Date.parse(statement.predicate.expiresAt);
   if (expires <= issued || (expires - issued) / 1000 > LIMITS.maxValiditySeconds) return null;
-  return statement;
+  return { statement, subjectCount: r.subjectCount };
 }

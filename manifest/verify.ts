@@ -9,9 +9,9 @@ import { checkStatement } from './check-statement.ts';
 import { decodeBase64Strict, IN_TOTO_PAYLOAD_TYPE, preAuthEncoding } from './dsse.ts';
 import { ManifestError } from './errors.ts';
 import { readCanonicalEnvelope, type ReadEnvelope } from './read-envelope.ts';
-import { readCanonicalStatement } from './read-statement.ts';
+import { checkCanonicalStatement, readCanonicalStatement, type StatementSummary } from './read-statement.ts';
 import { array, formatIssues, object, parse, string } from './schema.ts';
-import { LIMITS, type Statement } from './statement.ts';
+import { LIMITS, type Predicate, type Statement } from './statement.ts';
 
 export interface TrustedKey {
   readonly keyId: string;
@@ -76,7 +76,33 @@ function decodeJson(bytes: Uint8Array, code: 'ENVELOPE_INVALID' | 'MANIFEST_SCHE
   }
 }
 
+/** What verifyManifestSummary returns: verifyManifest's answer without the subjects themselves. */
+export interface VerifiedSummary {
+  readonly predicate: Predicate;
+  readonly subjectCount: number;
+  readonly keyId: string;
+  readonly payloadDigest: string;
+}
+
 export function verifyManifest(bytes: Uint8Array, trust: TrustAnchors, now: Date, options: VerifyOptions = {}): VerifiedManifest {
+  const v = verifyWith(bytes, trust, now, options, true);
+  return { statement: v.statement!, keyId: v.keyId, payloadDigest: v.payloadDigest };
+}
+
+/**
+ * verifyManifest's steps and answer (the same codes for the same bytes),
+ * keeping no subject: for a check that needs only whether the manifest
+ * verifies (the kiosk reading back what it wrote), in memory that does not
+ * grow with the subjects.
+ */
+export function verifyManifestSummary(bytes: Uint8Array, trust: TrustAnchors, now: Date, options: VerifyOptions = {}): VerifiedSummary {
+  const v = verifyWith(bytes, trust, now, options, false);
+  return { predicate: v.predicate, subjectCount: v.subjectCount, keyId: v.keyId, payloadDigest: v.payloadDigest };
+}
+
+function verifyWith(
+  bytes: Uint8Array, trust: TrustAnchors, now: Date, options: VerifyOptions, keepSubjects: boolean,
+): VerifiedSummary & { readonly statement: Statement | null } {
   const maxBytes = options.maxEnvelopeBytes ?? LIMITS.maxEnvelopeBytes;
   const skewMs = (options.clockSkewSeconds ?? 300) * 1000;
   if (Number.isNaN(now.getTime())) throw new TypeError('verifyManifest: now is not a valid time');
@@ -127,25 +153,31 @@ export function verifyManifest(bytes: Uint8Array, trust: TrustAnchors, now: Date
 
   // Steps 7-10: canonical JSON, versions, schema, subject names and collisions, time window shape.
   const payload = envelope.payload;
-  const statement = (onePass ? readCanonicalStatement(payload) : null) ?? checkPayloadFully(payload);
+  let statement: Statement | null = null;
+  let summary: StatementSummary | null = null;
+  if (onePass && keepSubjects) statement = readCanonicalStatement(payload);
+  else if (onePass) summary = checkCanonicalStatement(payload);
+  if (statement === null && summary === null) statement = checkStatementPayload(payload);
+  const predicate = statement?.predicate ?? summary!.predicate;
+  const subjectCount = statement?.subject.length ?? summary!.subjectCount;
 
   // Step 11: the predicate names the key that signed it.
-  if (statement.predicate.kiosk.keyId !== valid.key.keyId) {
-    throw new ManifestError('SIGNER_MISMATCH', `predicate.kiosk.keyId is ${statement.predicate.kiosk.keyId} but the manifest was signed by ${valid.key.keyId}`);
+  if (predicate.kiosk.keyId !== valid.key.keyId) {
+    throw new ManifestError('SIGNER_MISMATCH', `predicate.kiosk.keyId is ${predicate.kiosk.keyId} but the manifest was signed by ${valid.key.keyId}`);
   }
 
   // Step 12: time. Clock skew is allowed for issuedAt only; expiry is strict.
-  const issuedAt = Date.parse(statement.predicate.issuedAt);
-  const expiresAt = Date.parse(statement.predicate.expiresAt);
+  const issuedAt = Date.parse(predicate.issuedAt);
+  const expiresAt = Date.parse(predicate.expiresAt);
   if (now.getTime() + skewMs < issuedAt) {
-    throw new ManifestError('MANIFEST_NOT_YET_VALID', `issued at ${statement.predicate.issuedAt}, later than now (${now.toISOString()}): check this computer's clock`);
+    throw new ManifestError('MANIFEST_NOT_YET_VALID', `issued at ${predicate.issuedAt}, later than now (${now.toISOString()}): check this computer's clock`);
   }
   if (now.getTime() >= expiresAt) {
-    throw new ManifestError('MANIFEST_EXPIRED', `expired at ${statement.predicate.expiresAt}: do not transfer; rescan at the kiosk`);
+    throw new ManifestError('MANIFEST_EXPIRED', `expired at ${predicate.expiresAt}: do not transfer; rescan at the kiosk`);
   }
 
   const payloadDigest = `sha256:${createHash('sha256').update(payload).digest('hex')}`;
-  return { statement, keyId: valid.key.keyId, payloadDigest };
+  return { statement, predicate, subjectCount, keyId: valid.key.keyId, payloadDigest };
 }
 
 /** Steps 2-4 in full: JSON.parse, the envelope's schema, its payload type, strict base64. */
@@ -166,8 +198,8 @@ function readEnvelopeFully(bytes: Uint8Array): ReadEnvelope {
   return { payloadType: envelope.payloadType, signatures: envelope.signatures, payload, pae: preAuthEncoding(envelope.payloadType, payload) };
 }
 
-/** Steps 7-10 in full: JSON.parse, canonicalize and compare bytes, then checkStatement. */
-function checkPayloadFully(payload: Uint8Array): Statement {
+/** Steps 7-10 in full: JSON.parse, canonicalize and compare bytes, then checkStatement; throws the step's ManifestError. */
+export function checkStatementPayload(payload: Uint8Array): Statement {
   // Step 7: the signed payload is UTF-8 JSON in RFC 8785 canonical form.
   const value = decodeJson(payload, 'MANIFEST_SCHEMA', 'the payload');
   let canonical: string;

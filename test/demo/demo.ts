@@ -103,8 +103,12 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     kioskId: 'demo-kiosk', operatorId: 'T-1042', usb: { vendorId: '0781', productId: '5567', serial: 'DEMO0001' }, now,
     err: () => undefined,
   });
+  let approved: string[] = []; // the manifest's subjects: the files the decision let pass (kiosk/approval/write-approval.ts)
   try {
     for (const line of scanTextLines(scan.summary)) out(`   ${line}`);
+    if (scan.manifest !== null) {
+      approved = [...scan.summary.report.decision.files].filter((f) => f.verdict !== 'blocked' && f.path !== null && f.digest !== null).map((f) => f.path!).sort();
+    }
   } finally {
     scan.summary.report.close();
   }
@@ -150,7 +154,6 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
   out(`   review: ./portcullis kiosk log list --db ${auditDb}`);
   out(`           ./portcullis agent log export --log ${log} --format csv`);
 
-  const approved = scan.manifest?.statement.subject.map((s) => s.name).sort() ?? [];
   const ok = chain.ok && agentChain === 0 && scan.manifest !== null && JSON.stringify(arrived) === JSON.stringify(approved);
   out('');
   out(ok ? 'Demo complete: only the files the kiosk approved reached the HMI.' : 'Demo FAILED: see above.');
