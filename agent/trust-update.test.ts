@@ -6,10 +6,11 @@
  * and the trusted metadata byte for byte as before, and the refusal logged.
  */
 import { createHash } from 'node:crypto';
-import { cp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { cp, link, mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MetadataKind, type Timestamp } from '@tufjs/models';
+import { MetadataKind, type Snapshot, type Targets, type Timestamp } from '@tufjs/models';
 import { generateSigningKey, publicKeyToPem, type SigningKey } from '../manifest/index.ts';
 import { AuditLog, verifyLogBytes } from './audit-log.ts';
 import { main } from './main.ts';
@@ -28,13 +29,14 @@ let dir: string;
 let publisher: Publisher;
 const repos: string[] = []; // each published version, as published
 
+let changes = 100; // the workstation's trust store: every change made to it raises its sequence
 /** The site's HMI trust store, as security staff make it with trust add / revoke / policy on the workstation. */
-function bundle(keys: readonly SigningKey[], revoked: readonly SigningKey[] = [], maxAgeHours = 24): string {
+function bundle(keys: readonly SigningKey[], revoked: readonly SigningKey[] = [], maxAgeHours = 24, sequence = ++changes): string {
   let store: TrustStore = emptyTrustStore(NOW);
   for (const [i, k] of keys.entries()) store = addKey(store, { pem: publicKeyToPem(k.publicKey), label: `gate ${i + 1}` }, NOW).store;
   for (const k of revoked) store = revokeKey(store, k.keyId, NOW, 'kiosk replaced');
   store = setPolicy(store, { maxManifestAgeHours: maxAgeHours }, NOW);
-  return JSON.stringify(store, null, 2);
+  return JSON.stringify({ ...store, sequence }, null, 2);
 }
 
 async function publish(trustJson: string | null, name: string): Promise<string> {
@@ -228,5 +230,63 @@ describe('trust update', () => {
     expect(await readFile(hmi.trust)).toEqual(before);
     controller.abort();
     await service;
+  });
+
+  it('refuses an older trust store inside a newer repository, one that names no key, and one signed as larger than a trust store can be (UPDATE_ROLLBACK, UPDATE_PART_INVALID)', async () => {
+    const hmi = await newHmi();
+    const current = await publish(bundle([gate1, gate2], [gate1], 12), 'seq-current');
+    await applyTrustUpdate({ trustPath: hmi.trust, repository: current, log: hmi.log, now: NOW });
+    // The publisher builds again from an old copy of the workstation's trust store: gate 1 is still revoked (revocations stay), but the newer policy would be lost.
+    const old = await publish(bundle([gate1, gate2], [], 48, 5), 'seq-old');
+    await expectRefused(hmi, old, 'UPDATE_ROLLBACK');
+    const none = await publish(bundle([], [], 24), 'seq-empty');
+    await expectRefused(hmi, none, 'UPDATE_PART_INVALID');
+    // The same store published again (same sequence, same bytes) is no rollback.
+    const again = await publish(await readFile(join(current, 'targets', 'hmi', (await readdir(join(current, 'targets', 'hmi')))[0]!), 'utf8'), 'seq-again');
+    expect(await applyTrustUpdate({ trustPath: hmi.trust, repository: again, log: hmi.log, now: NOW })).toMatchObject({ status: 'applied', added: [], revoked: [] });
+
+    // The holder of the targets key signs a 3 GiB hmi/trust.json: refused before anything is read into memory.
+    const huge = await copyOf(again, 'huge-trust');
+    const { MetadataKind: Kind, TargetFile } = await import('@tufjs/models');
+    const { metaFileFor } = await import('../test/support/update-fixtures.ts');
+    const targetsName = (await readdir(join(huge, 'metadata'))).find((n) => n.endsWith('.targets.json'))!;
+    const targets = await readMetadata<Targets>(join(huge, 'metadata', targetsName), Kind.Targets);
+    (targets.signed as { version: number }).version += 1;
+    targets.signed.targets['hmi/trust.json'] = new TargetFile({ path: 'hmi/trust.json', length: 3 * 1024 ** 3, hashes: { sha256: '0'.repeat(64) } });
+    resign(targets, [await publisher.key('targets')]);
+    const targetsBytes = await writeMetadata(join(huge, 'metadata', `${targets.signed.version}.targets.json`), targets);
+    const ts = await readMetadata<Timestamp>(join(huge, 'metadata', 'timestamp.json'), Kind.Timestamp);
+    const snapshot = await readMetadata<Snapshot>(join(huge, 'metadata', `${ts.signed.snapshotMeta.version}.snapshot.json`), Kind.Snapshot);
+    (snapshot.signed as { version: number }).version += 1;
+    snapshot.signed.meta['targets.json'] = metaFileFor(targets.signed.version, targetsBytes);
+    resign(snapshot, [await publisher.key('snapshot')]);
+    const snapshotBytes = await writeMetadata(join(huge, 'metadata', `${snapshot.signed.version}.snapshot.json`), snapshot);
+    (ts.signed as { version: number }).version += 1;
+    (ts.signed as { snapshotMeta: unknown }).snapshotMeta = metaFileFor(snapshot.signed.version, snapshotBytes);
+    resign(ts, [await publisher.key('timestamp')]);
+    await writeMetadata(join(huge, 'metadata', 'timestamp.json'), ts);
+    await expectRefused(hmi, huge, 'UPDATE_PART_INVALID');
+  });
+
+  it('refuses an update folder that is a link, holds a link, a FIFO or a file with a second name (UPDATE_REPOSITORY_UNREADABLE), never waiting on a FIFO', async () => {
+    const hmi = await newHmi();
+    const repo = repos.at(-1)!;
+    const linked = join(dir, `linked-${++hmis}`);
+    await symlink(repo, linked);
+    await expectRefused(hmi, linked, 'UPDATE_REPOSITORY_UNREADABLE');
+    const metadataLink = await copyOf(repo, 'metadata-link');
+    await rm(join(metadataLink, 'metadata'), { recursive: true });
+    await symlink(join(repo, 'metadata'), join(metadataLink, 'metadata'));
+    await expectRefused(hmi, metadataLink, 'UPDATE_REPOSITORY_UNREADABLE');
+    const fifo = await copyOf(repo, 'fifo');
+    await rm(join(fifo, 'metadata', 'timestamp.json'));
+    execFileSync('mkfifo', [join(fifo, 'metadata', 'timestamp.json')]);
+    await expectRefused(hmi, fifo, 'UPDATE_REPOSITORY_UNREADABLE');
+    const hard = await copyOf(repo, 'hard');
+    await link(join(hard, 'metadata', 'timestamp.json'), join(dir, `second-name-${++hmis}`));
+    await expectRefused(hmi, hard, 'UPDATE_REPOSITORY_UNREADABLE');
+    const fifoFolder = join(dir, `fifo-folder-${++hmis}`);
+    execFileSync('mkfifo', [fifoFolder]);
+    await expectRefused(hmi, fifoFolder, 'UPDATE_REPOSITORY_UNREADABLE');
   });
 });

@@ -16,6 +16,7 @@
  * which is each HMI's own. Each change is logged before the store is
  * written; the trusted metadata moves forward only after the store is saved.
  */
+import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { copyFile, lstat, mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, resolve, sep } from 'node:path';
@@ -46,6 +47,27 @@ export type TrustUpdateCode =
 export class TrustUpdateError extends PortcullisError<TrustUpdateCode> {}
 
 const MAX_METADATA_BYTES = 4 * 1024 * 1024; // bytes
+const MAX_TRUST_BYTES = 4 * 1024 * 1024; // bytes: a trust store of a few thousand keys
+
+/** The sequence and digest of the last trust store applied from an update (trust-updates/applied.json). */
+async function readApplied(path: string): Promise<{ sequence: number; sha256: string } | null> {
+  const text = await readFile(path, 'utf8').catch((cause: unknown) => {
+    if ((cause as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw new TrustUpdateError('UPDATE_WRITE_FAILED', `cannot read ${path}: ${(cause as Error).message}`, { cause });
+  });
+  if (text === null) return null;
+  const value = (() => {
+    try {
+      return JSON.parse(text) as { formatVersion?: unknown; sequence?: unknown; sha256?: unknown };
+    } catch {
+      return null;
+    }
+  })();
+  if (value?.formatVersion !== 1 || !Number.isSafeInteger(value.sequence) || typeof value.sha256 !== 'string') {
+    throw new TrustUpdateError('UPDATE_WRITE_FAILED', `${path} is not the record of the applied trust store: restore it, or remove it to accept the next one`);
+  }
+  return { sequence: value.sequence as number, sha256: value.sha256 };
+}
 const TRUSTED = ['root.json', 'timestamp.json', 'snapshot.json', 'targets.json'] as const;
 
 export const updatesFolder = (trustPath: string): string => join(dirname(resolve(trustPath)), 'trust-updates');
@@ -266,10 +288,13 @@ export async function applyTrustUpdate(options: { trustPath: string; repository:
       log.append({ event: 'trust.updated', outcome: 'info', code: 'UPDATE_UNCHANGED', reason: `${source}: already applied (targets version ${versions.targets}, timestamp version ${versions.timestamp}); nothing was changed` });
       return { status: 'unchanged', store: local, added: [], revoked: [], policyChanged: false, versions };
     }
+    if (targetsMd.signed.delegations) throw new TrustUpdateError('UPDATE_TARGET_UNKNOWN', 'the signed target list delegates to other roles: this format has none; update the agent, or the publisher\'s set');
     const info = await updater.getTargetInfo(HMI_TRUST_TARGET).catch((error: unknown) => {
       throw refused(error, fetcher, watch, false);
     });
     if (!info) throw new TrustUpdateError('UPDATE_PART_INVALID', `the repository carries no ${HMI_TRUST_TARGET}: the publisher builds it from parts/hmi/trust.json (docs/updates.md)`);
+    // Read into memory whole: bounded before a byte is read, whatever length the targets key signed.
+    if (info.length > MAX_TRUST_BYTES) throw new TrustUpdateError('UPDATE_PART_INVALID', `${HMI_TRUST_TARGET} is signed as ${info.length} bytes, more than the ${MAX_TRUST_BYTES} a trust store can need: not read`);
     const bundlePath = join(staging, 'trust.json');
     try {
       await updater.downloadTarget(info, bundlePath);
@@ -281,6 +306,16 @@ export async function applyTrustUpdate(options: { trustPath: string; repository:
       bundle = checkTrustStore(JSON.parse(await readFile(bundlePath, 'utf8')), HMI_TRUST_TARGET);
     } catch (cause) {
       throw new TrustUpdateError('UPDATE_PART_INVALID', `${HMI_TRUST_TARGET} is not a trust store this agent takes: ${displayText((cause as Error).message)}`, { cause });
+    }
+    if (bundle.keys.length === 0) {
+      throw new TrustUpdateError('UPDATE_PART_INVALID', `${HMI_TRUST_TARGET} names no kiosk key: applied, it would stop every transfer at this HMI (to stop them on purpose, revoke the keys: a revocation is kept and logged)`);
+    }
+    // The bundle itself may not go back: its sequence grows with every change made to it on the workstation.
+    const appliedPath = join(folder, 'applied.json');
+    const applied = await readApplied(appliedPath);
+    const bundleDigest = createHash('sha256').update(await readFile(bundlePath)).digest('hex');
+    if (applied && (bundle.sequence < applied.sequence || (bundle.sequence === applied.sequence && bundleDigest !== applied.sha256))) {
+      throw new TrustUpdateError('UPDATE_ROLLBACK', `${HMI_TRUST_TARGET} is sequence ${bundle.sequence}${bundle.sequence === applied.sequence ? ' with other contents than' : ', older than'} the trust store applied here (sequence ${applied.sequence}): an older trust store cannot come back inside a newer repository; publish the newest one`);
     }
     const merged = mergeTrustStore(local, bundle, now);
     // Log first: a change that cannot be logged is not made.
@@ -297,6 +332,11 @@ export async function applyTrustUpdate(options: { trustPath: string; repository:
       saveTrustStore(trustPath, merged.store);
     } catch (cause) {
       throw new TrustUpdateError('UPDATE_WRITE_FAILED', `writing the trust store failed: ${(cause as Error).message}`, { cause });
+    }
+    try {
+      writeFileAtomic(appliedPath, `${JSON.stringify({ formatVersion: 1, sequence: bundle.sequence, sha256: bundleDigest })}\n`, 0o644);
+    } catch (cause) {
+      throw new TrustUpdateError('UPDATE_WRITE_FAILED', `writing ${appliedPath} failed: ${(cause as Error).message}`, { cause });
     }
     // The trusted metadata moves forward only now, timestamp last: one file at a time, each by rename.
     for (const name of ['root.json', 'targets.json', 'snapshot.json', 'timestamp.json']) {
