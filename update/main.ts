@@ -31,7 +31,8 @@ commands:
                                root key (and by the new one when ROLE is root); then run build
   keys renew-root --keys DIR --repo OUT [--root-days N]
                                a new root version with the same keys and a later expiry
-  show --repo OUT              the repository's versions, expiry dates and parts
+  show --repo OUT [--keys DIR] the repository's versions, expiry dates and parts (with --keys:
+                               checked against the publisher's record in DIR/published)
   help                         this text
 
 Expiry defaults (days): root ${DEFAULT_EXPIRY.root}, targets ${DEFAULT_EXPIRY.targets}, snapshot ${DEFAULT_EXPIRY.snapshot}, timestamp ${DEFAULT_EXPIRY.timestamp}.
@@ -135,11 +136,18 @@ async function run(argv: string[]): Promise<number> {
       return EXIT.OK;
     }
     case 'show': {
-      const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, strict: true, options: { repo: { type: 'string' } } });
-      if (positionals.length > 0) throw new UsageError('show takes only --repo OUT');
+      const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, strict: true, options: { repo: { type: 'string' }, keys: { type: 'string' } } });
+      if (positionals.length > 0) throw new UsageError('show takes only --repo OUT [--keys DIR]');
       const repo = required(values.repo, 'show --repo OUT');
       const state = await readRepository(repo);
       if (!state) throw new UsageError(`${repo} has no repository: run build first`);
+      if (values.keys) {
+        // Checked as build would check it: against the publisher's record beside the keys.
+        const trusted = await loadTrustedState(repo, values.keys, []);
+        out(`checked against the record in ${values.keys}/published: roots 1 to ${trusted.roots.length}, published up to targets ${trusted.versions.targets}, snapshot ${trusted.versions.snapshot}, timestamp ${trusted.versions.timestamp}`);
+      } else {
+        out('(read from the folder as it is, not checked: add --keys DIR to check it against the publisher\'s record)');
+      }
       out(`root      version ${state.root.signed.version}, expires ${state.root.signed.expires}`);
       for (const role of ['targets', 'snapshot', 'timestamp'] as const) {
         const md = state[role];

@@ -227,9 +227,10 @@ export async function loadTrustedState(repo: string, keysDir: string, held: read
     }
     chain = [{ version: 1, bytes: first, root: one }, ...walkRoots(one, inRepo, where)];
     const newest = chain.at(-1)!.root.signed;
+    if (held.length === 0) throw new PublishError('UPDATE_KEY_MISSING', `${keysDir} has no record of this repository (${PUBLISHED_FOLDER}/) and no role key to check it against: run build with the keys it was made with, once`);
     const strangers = held.filter((k) => !namesExactly(newest, k));
-    if (held.length === 0 || strangers.length > 0) {
-      throw new PublishError('UPDATE_KEY_MISMATCH', `the repository's root (version ${newest.version}) does not name exactly the ${strangers.map((k) => k.role).join(', ') || 'role'} key${strangers.length === 1 ? '' : 's'} in ${keysDir}: use the keys this repository was made with, or keys rotate ROLE`);
+    if (strangers.length > 0) {
+      throw new PublishError('UPDATE_KEY_MISMATCH', `the repository's root (version ${newest.version}) does not name exactly the ${strangers.map((k) => k.role).join(', ')} key${strangers.length === 1 ? '' : 's'} in ${keysDir}: use the keys this repository was made with, or keys rotate ROLE`);
     }
     adopted = true;
   } else {
