@@ -19,6 +19,7 @@
  *     written, switches back: an update that is not on the record did not
  *     happen. Every refusal is recorded as UPDATE_REFUSED with its code.
  */
+import { constants } from 'node:fs';
 import { mkdtemp, open, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -77,11 +78,26 @@ function record(options: UpdateCommandOptions, type: string, data: Record<string
   }
 }
 
+const MAX_ROOT_BYTES = 4 * 1024 * 1024; // bytes, as the import reads metadata
+
+/** The root file, often on the update drive itself: a regular file of at most 4 MiB, never waited on (a FIFO). */
+async function readRootFile(path: string): Promise<Buffer> {
+  const handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    const info = await handle.stat();
+    if (!info.isFile()) throw Object.assign(new Error('not a regular file'), { code: 'ENOTFILE' });
+    if (info.size > MAX_ROOT_BYTES) throw Object.assign(new Error(`${info.size} bytes, more than a root can be`), { code: 'ETOOBIG' });
+    return await handle.readFile();
+  } finally {
+    await handle.close();
+  }
+}
+
 /** `update init --root FILE`: pins the publisher's root; recorded as UPDATE_ROOT_PINNED. */
 export async function updateInit(options: UpdateCommandOptions, rootFile: string): Promise<void> {
   let bytes: Buffer;
   try {
-    bytes = await readFile(rootFile);
+    bytes = await readRootFile(rootFile);
   } catch (cause) {
     throw new UpdateError('UPDATE_ROOT_INVALID', `cannot read ${displayText(rootFile)} (${(cause as NodeJS.ErrnoException).code ?? (cause as Error).message}): give the repository's metadata/root.json`, { cause });
   }

@@ -276,6 +276,18 @@ describe('update import under attack: what the folder is made of', () => {
     await expectRefused(kiosk, hardLink, 'UPDATE_REPOSITORY_UNREADABLE');
   });
 
+  it('update init with a FIFO or a huge file as the root (both on the drive it is read from) refuses at once (UPDATE_ROOT_INVALID)', async () => {
+    const home = join(dir, `init-${++count}`);
+    const kiosk: UpdateCommandOptions = { updatesDir: join(home, 'updates'), dbPath: join(home, 'audit.db'), out: () => undefined };
+    const fifo = join(dir, `root-fifo-${count}`);
+    execFileSync('mkfifo', [fifo]);
+    await expect(updateInit(kiosk, fifo)).rejects.toMatchObject({ code: 'UPDATE_ROOT_INVALID' });
+    const huge = join(dir, `root-huge-${count}.json`);
+    execFileSync('truncate', ['-s', '5G', huge]);
+    await expect(updateInit(kiosk, huge)).rejects.toMatchObject({ code: 'UPDATE_ROOT_INVALID' });
+    await rm(huge);
+  });
+
   it('a FIFO where timestamp.json should be is refused at once, not waited on (UPDATE_REPOSITORY_UNREADABLE)', async () => {
     const kiosk = await newKiosk();
     const fifo = await copyOf(repoV1, 'fifo');
