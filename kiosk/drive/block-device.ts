@@ -47,10 +47,13 @@ export interface FileBlockDevice extends BlockDevice {
 
 /**
  * Opens an image file or block device. Read-only opens use O_RDONLY, so a
- * scan can never change the drive; O_NOFOLLOW refuses a symlink planted at the path.
+ * scan can never change the drive; O_NOFOLLOW refuses a symlink planted at the
+ * path; O_NONBLOCK keeps a FIFO planted there (a watched folder takes whatever
+ * is dropped in it) from blocking the kiosk until someone writes to it, and
+ * anything but a regular file or a block device is refused.
  */
 export function openFileBlockDevice(path: string, mode: 'read-only' | 'read-write'): FileBlockDevice {
-  const flags = (mode === 'read-only' ? constants.O_RDONLY : constants.O_RDWR) | constants.O_NOFOLLOW;
+  const flags = (mode === 'read-only' ? constants.O_RDONLY : constants.O_RDWR) | constants.O_NOFOLLOW | constants.O_NONBLOCK;
   let fd: number;
   try {
     fd = openSync(path, flags);
@@ -58,6 +61,8 @@ export function openFileBlockDevice(path: string, mode: 'read-only' | 'read-writ
     throw new MediaError('MEDIA_IO', `${path}: cannot open (${(cause as Error).message})`, { cause });
   }
   try {
+    const stat = fstatSync(fd);
+    if (!stat.isFile() && !stat.isBlockDevice()) throw new MediaError('MEDIA_IO', `${path}: not an image file or a block device`);
     return fdBlockDevice(fd, path, mode);
   } catch (cause) {
     closeSync(fd);
