@@ -242,6 +242,7 @@ export async function startStation(options: StationOptions & { source: DeviceSou
         usb: request.usb,
         ...(request.writable ? { writable: request.writable } : {}),
         ...(request.device ? { device: request.device } : {}),
+        ...(request.disk ? { disk: request.disk } : {}),
         operatorId: request.operatorId,
         dbPath,
         signal: request.signal,

@@ -31,6 +31,8 @@ import { blockPassing, ENGINE_FAILURES, type Decision, type DriveReason } from '
 import { ScanLedgerError } from '../scan/ledger.ts';
 import { exitCodeFor, scanJsonLines, scanTextLines, type ScanSummaryInput } from '../scan/report.ts';
 import { scanDrive, type ScanProgress, type ScanReport } from '../scan/scan-session.ts';
+import { checkBootSectors, type BootCheck } from '../scan/boot-sectors.ts';
+import { readBootRegions, type BootSectorSource } from '../drive/boot-sectors.ts';
 
 export interface ScanCommandOptions {
   readonly path: string;
@@ -52,8 +54,10 @@ export interface ScanCommandOptions {
   readonly usb?: UsbIdentity | null;
   /** A read-only mount (the station's): made writable only around removing and writing the manifest. */
   readonly writable?: WritableSwitch | null;
-  /** The block device behind a mounted PATH, to read the volume's identity from. */
+  /** The block device behind a mounted PATH, to read the volume's identity and boot sectors from. */
   readonly device?: string | null;
+  /** The whole disk `device` is a partition of (the station's /dev/sdX), to read its MBR and GPT from. */
+  readonly disk?: string | null;
   readonly out?: (text: string) => void;
   readonly err?: (text: string) => void;
   readonly signal?: AbortSignal;
@@ -134,6 +138,11 @@ export async function runScan(options: ScanCommandOptions): Promise<ScanOutcome>
 
     let report: ScanReport;
     let engineInfo: ScanSummaryInput['engines'] = { clamav: null, yara: null };
+    // The boot sectors, where the kiosk holds a device or an image: a folder has none.
+    const bootSource: BootSectorSource | null = options.image
+      ? { disk: null, volume: resolve(options.path) }
+      : options.device ? { disk: options.disk ?? null, volume: options.device } : null;
+    let boot: BootCheck | null = null;
     try {
       const engineOptions = {
         clamavDb,
@@ -150,6 +159,14 @@ export async function runScan(options: ScanCommandOptions): Promise<ScanOutcome>
       if (stale !== null) throw new EngineError('SIGNATURES_OUTDATED', stale);
       if (engines.databaseNote) notes.push(engines.databaseNote.split('\n')[0]!);
       const running = engines;
+      if (bootSource) {
+        const bootStarted = Date.now();
+        boot = await checkBootSectors(() => readBootRegions(bootSource), running.scanner, (e) => running.classifyScannerError(e), options.signal);
+        audit?.recordEvent('BOOT_SECTORS_SCANNED', { disk: bootSource.disk, volume: bootSource.volume, regions: boot.results, reason: boot.reason, ms: Date.now() - bootStarted }, { scanId });
+        notes.push(`boot sectors: ${boot.results.map((r) => `${r.name} ${r.result === 'clean' ? 'clean' : `${r.finding ?? 'found'} ${r.signature ?? ''}`}`).join(', ') || 'none read'}${boot.reason ? ` (${boot.reason.code})` : ''}`);
+      } else {
+        notes.push('boot sectors: not read (a folder has none; the station and --image read them)');
+      }
       let last = 0;
       report = await scanDrive(target.root, {
         policy,
@@ -185,6 +202,8 @@ export async function runScan(options: ScanCommandOptions): Promise<ScanOutcome>
       };
     }
 
+    // Boot code the engines objected to, or could not check, rejects the drive whatever its files are.
+    if (boot?.reason) report = { ...report, decision: rejectWith(report.decision, boot.reason) };
     unreturned = report;
     // Engines that failed during this scan are not reused for the next drive.
     if (options.engineCache && report.decision.driveReasons.some((r) => r.code !== 'SCAN_ABORTED' && ENGINE_FAILURES.has(r.code))) {

@@ -55,7 +55,11 @@ export type DriveReasonCode =
   | 'DEVICE_REFUSED'
   | 'MEDIA_FULL'
   | 'MANIFEST_WRITE_FAILED'
-  | 'WORK_FOLDER_FAILED';
+  | 'WORK_FOLDER_FAILED'
+  /** An engine found something in the drive's MBR, GPT or a volume's boot sectors (core/boot-regions.ts). */
+  | 'BOOT_CODE_INFECTED'
+  /** The boot sectors could not be read, were malformed or past the bounds, or no engine gave them a clean answer. */
+  | 'BOOT_SECTORS_UNCHECKED';
 
 export interface DriveReason {
   readonly code: DriveReasonCode;

@@ -23,6 +23,8 @@ import type { StationStore } from './ui.ts';
 interface Accepted {
   readonly record: DeviceRecord;
   readonly partition: PartitionRecord;
+  /** The whole disk the partition is on (its MBR and GPT are scanned too). */
+  readonly disk: string;
   readonly filesystem: 'vfat' | 'exfat';
 }
 
@@ -55,7 +57,8 @@ export async function admitDevice(record: DeviceRecord, policy: DevicePolicy, re
     return { ok: false, code: 'VOLUME_UNREADABLE', message: `${partition.device} cannot be read: ${(error as Error).message}. Try the drive again or use another one.` };
   }
   if (!volume.ok) return volume;
-  return { ok: true, accepted: { record, partition, filesystem: volume.filesystem } };
+  const disk = record.drives.find((d) => d.partitions.includes(partition))?.device ?? partition.device;
+  return { ok: true, accepted: { record, partition, disk, filesystem: volume.filesystem } };
 }
 
 function enginesFromScan(previous: EngineStatus, outcome: StationScanOutcome): EngineStatus {
@@ -85,6 +88,8 @@ export interface StationScanRequest {
   /** A real drive's mount, switched read-write only around writing the manifest. */
   readonly writable?: WritableSwitch;
   readonly device?: string;
+  /** The whole disk behind `device`, for its MBR and GPT. */
+  readonly disk?: string;
   readonly operatorId: string | null;
   readonly signal: AbortSignal;
   readonly onProgress: (progress: ScanProgress) => void;
@@ -215,7 +220,7 @@ export async function createStation(deps: StationDeps): Promise<Station> {
         image: drive.partition.image === true,
         usb: usbIdentityOf(drive.record),
         // A real drive stays mounted read-only except around writing the manifest.
-        ...(mounted ? { writable: mounted, device: drive.partition.device } : {}),
+        ...(mounted ? { writable: mounted, device: drive.partition.device, disk: drive.disk } : {}),
         operatorId,
         signal,
         onProgress: (progress) => dispatch({ type: 'progress', id, progress, at: Date.now() }),

@@ -20,6 +20,14 @@ export const EICAR: Uint8Array = ascii(['X5O!P%@AP[4\\PZX54(P^)7CC)7}$', 'EICAR-
 
 /** Bytes that the .ndb body signature finds anywhere in any file. */
 export const MALWARE_MARKER = 'PORTCULLIS-TEST-MALWARE';
+/**
+ * Bytes that the boot-code signature finds where boot code runs: starting in
+ * the first 441 bytes of what is scanned (an MBR's code area, bytes 0-439, or a
+ * volume boot sector's). EICAR cannot serve there: it is recognised by the MD5
+ * and size of the whole 68-byte file (.hdb, as ClamAV's own Win.Test.EICAR_HDB-1
+ * is), which no 512-byte sector is; the kiosk scans boot regions as raw sectors.
+ */
+export const BOOT_CODE_MARKER = 'PORTCULLIS-TEST-BOOTCODE';
 /** Bytes that the test YARA rule finds anywhere in any file. */
 export const YARA_MARKER = 'PORTCULLIS-TEST-YARA';
 
@@ -27,6 +35,7 @@ export const YARA_MARKER = 'PORTCULLIS-TEST-YARA';
 export const TEST_SIGNATURES = {
   eicar: 'Portcullis.Test.Eicar.UNOFFICIAL',
   marker: 'Portcullis.Test.Marker.UNOFFICIAL',
+  bootCode: 'Portcullis.Test.BootCode.UNOFFICIAL',
   // ClamAV names YARA matches "YARA.<rule identifier>".
   yara: 'YARA.PortcullisTestRule.UNOFFICIAL',
 } as const;
@@ -54,11 +63,14 @@ const BASE = 'portcullis-test';
 export function renderTestSignatures(base = BASE): Map<string, Uint8Array> {
   const md5 = createHash('md5').update(EICAR).digest('hex');
   const hex = Buffer.from(MALWARE_MARKER, 'ascii').toString('hex');
+  const boot = Buffer.from(BOOT_CODE_MARKER, 'ascii').toString('hex');
   return new Map([
     // .hdb: MD5:FileSize:MalwareName
     [`${base}.hdb`, ascii(`${md5}:${EICAR.byteLength}:${stripSuffix(TEST_SIGNATURES.eicar)}\n`)],
     // .ndb: MalwareName:TargetType:Offset:HexSignature (target 0 = any file, offset * = anywhere)
     [`${base}.ndb`, ascii(`${stripSuffix(TEST_SIGNATURES.marker)}:0:*:${hex}\n`)],
+    // The boot-code pattern in a file of its own (one signature per file); offset "0,440": it starts anywhere from byte 0 to byte 440.
+    [`${base}-boot.ndb`, ascii(`${stripSuffix(TEST_SIGNATURES.bootCode)}:0:0,440:${boot}\n`)],
     // .yar: a YARA rule; clamd reports a match as "YARA.<identifier>"
     [`${base}.yar`, ascii(`rule PortcullisTestRule\n{\n  strings:\n    $marker = "${YARA_MARKER}"\n  condition:\n    $marker\n}\n`)],
   ]);
@@ -68,6 +80,7 @@ export const TEST_DATABASE_DESCRIPTION = [
   'Portcullis test signatures (not for production):',
   `- ${TEST_SIGNATURES.eicar}: the 68-byte EICAR test file, by MD5 and size (.hdb)`,
   `- ${TEST_SIGNATURES.marker}: the bytes "${MALWARE_MARKER}" anywhere in a file (.ndb)`,
+  `- ${TEST_SIGNATURES.bootCode}: the bytes "${BOOT_CODE_MARKER}" starting in the first 441 bytes, where an MBR or boot sector keeps its code (.ndb)`,
   `- ${TEST_SIGNATURES.yara}: the bytes "${YARA_MARKER}" anywhere in a file (YARA rule, .yar)`,
 ].join('\n');
 
