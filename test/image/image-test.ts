@@ -5,7 +5,8 @@
  * signature database and an allowlist; the kiosk writes its key and audit log
  * there), an xHCI controller. Through QMP the test plugs in, one after the
  * other: a FAT32 stick with clean, allowlisted, malicious and disguised files;
- * an exFAT stick; a stick with two partitions; a blank stick; a USB keyboard; a
+ * an exFAT stick; a stick whose MBR and boot sector carry the test database's
+ * boot-code pattern (refused, BOOT_CODE_INFECTED); a stick with two partitions; a blank stick; a USB keyboard; a
  * hub carrying a drive and a keyboard (BadUSB); and a stick it pulls out in the
  * middle of the scan. The guest's observer (image/rootfs/usr/lib/portcullis/
  * observe.js) reports tty1, the station's mounts, udev and USBGuard's verdicts.
@@ -25,7 +26,7 @@ import { buildImage, PROJECT_ROOT, type BuiltImage, type ImageInfo } from '../..
 import { filesScanned, Observer, parseMountinfo, resultVerdict, screenKind, shownCode, type ObservedRecord } from './observer.ts';
 import { Qmp } from './qmp.ts';
 import {
-  buildBlankStick, buildExfatStick, buildFat32Stick, buildTwoPartitionStick, bulkFiles, CLEAN_FILES, extractStick, MIXED_EXPECTED, MIXED_FILES,
+  buildBlankStick, buildExfatStick, buildFat32Stick, buildTwoPartitionStick, bulkFiles, CLEAN_FILES, extractStick, infectBootCode, MIXED_EXPECTED, MIXED_FILES,
   run, testAllowlist, volumeIdentity,
 } from './sticks.ts';
 
@@ -40,9 +41,9 @@ export interface ImageTestOptions {
 /** Time limits, under TCG emulation on a loaded 2-core machine. */
 const LIMITS = {
   boot: 300_000, // ms: QEMU start to the first-boot key on tty1
-  ready: 300_000, // ms: Enter to the station's ready screen (first start of Node, engines checked at the first drive)
+  ready: 300_000, // ms: Enter to the station's ready screen (Node's first start; the self-check starts clamd and proves every YARA rule)
   detect: 90_000, // ms: a plugged stick to the station's first screen about it
-  scan: 420_000, // ms: first scan includes starting clamd and proving every YARA rule under emulation
+  scan: 420_000, // ms: a stick's scan under emulation, with room for a restart of the engines
   unplug: 60_000, // ms
   powerOff: 120_000, // ms
 } as const;
@@ -328,13 +329,17 @@ export async function runImageTest(options: ImageTestOptions = {}): Promise<numb
   const blank = join(sticks, 'blank.img');
   const composite = join(sticks, 'badusb-storage.img');
   const pulled = { image: join(sticks, 'pulled-mid-scan.img'), filesystem: 'fat32' as const, label: 'SHIFTLOGS', serial: 'PCPULLED00001' };
+  const bootInfected = { image: join(sticks, 'boot-code-infected.img'), filesystem: 'fat32' as const, label: 'BOOTVIRUS', serial: 'PCBOOTCODE001' };
   await buildFat32Stick(fat32.image, { label: fat32.label, volumeId: '1A2B3C4D', sizeMiB: 64, files: MIXED_FILES });
   await buildExfatStick(exfat.image, { label: exfat.label, volumeId: '5E6F7A8B', sizeMiB: 32, files: CLEAN_FILES });
   await buildTwoPartitionStick(twoParts);
   await buildBlankStick(blank, 16);
   await buildFat32Stick(composite, { label: 'BADUSB', volumeId: 'BADB0001', sizeMiB: 40, files: [{ path: 'payload.txt', content: new TextEncoder().encode('nothing to see here\r\n') }] });
   await buildFat32Stick(pulled.image, { label: pulled.label, volumeId: '0BAD0F00', sizeMiB: 100, files: bulkFiles(64, 1024 * 1024) });
-  const untouched = { [twoParts]: await sha256(twoParts), [blank]: await sha256(blank), [composite]: await sha256(composite) };
+  await buildFat32Stick(bootInfected.image, { label: bootInfected.label, volumeId: 'B007C0DE', sizeMiB: 40, files: CLEAN_FILES });
+  await infectBootCode(bootInfected.image);
+  // Refused sticks, and the infected one (mounted read-only and scanned, no manifest): never written to.
+  const untouched = { [twoParts]: await sha256(twoParts), [blank]: await sha256(blank), [composite]: await sha256(composite), [bootInfected.image]: await sha256(bootInfected.image) };
 
   const seed = join(dir, 'data-seed');
   await mkdir(join(seed, 'config'), { recursive: true });
@@ -401,7 +406,7 @@ export async function runImageTest(options: ImageTestOptions = {}): Promise<numb
       await checks.check('FAT32 stick: the station scans it, the first file scanned', async () => {
         const r = await obs.waitForScreen((rows) => (filesScanned(rows) ?? 0) >= 1 || screenKind(rows) === 'result', 'the scanning screen with a file done', LIMITS.scan, from);
         timings.fat32FirstFileMs = r.at - plugged;
-        return `${seconds(timings.fat32FirstFileMs)} from insertion to the first file scanned (includes starting clamd for the first drive)`;
+        return `${seconds(timings.fat32FirstFileMs)} from insertion to the first file scanned (detection, checks, mount, identity, boot sectors, walk; the engines already running)`;
       });
       await checks.check('FAT32 stick: mounted read-only, nosuid, nodev, noexec while scanned', () => {
         const seen = mountsSince(vm, from).flatMap((m) => m.lines).map(parseMountinfo).filter((m) => m !== null);
@@ -453,6 +458,27 @@ export async function runImageTest(options: ImageTestOptions = {}): Promise<numb
       });
       await unplug(vm, ['exfat'], ['exfat-disk']);
       await checks.check('exFAT stick: unplugged, ready again', async () => {
+        await obs.waitForScreen(isReady, 'ready after the unplug', LIMITS.unplug, from);
+      });
+    }
+
+    // 5b. A stick whose boot code is infected: its files are clean, its MBR and boot sector are not.
+    {
+      const from = obs.records.length;
+      const plugged = Date.now();
+      await plugStick(vm, 'bootcode', bootInfected.image, bootInfected.serial, '1');
+      await checks.check('boot-code stick: REJECTED with BOOT_CODE_INFECTED (its MBR and boot sector scanned from /dev/sdX)', async () => {
+        const r = await obs.waitForScreen((rows) => ['result', 'refused'].includes(screenKind(rows)), 'the result screen', LIMITS.scan, from);
+        timings.bootCodeResultMs = r.at - plugged;
+        const rows = r.rows ?? [];
+        assert(resultVerdict(rows) === 'rejected', `the screen shows ${screenKind(rows)} / ${resultVerdict(rows)}: ${rows.filter((l) => l.trim()).join(' | ')}`);
+        assert(rows.some((l) => l.includes('BOOT_CODE_INFECTED')), `no BOOT_CODE_INFECTED on the screen: ${rows.filter((l) => l.trim()).join(' | ')}`);
+        const first = mountsSince(vm, from).flatMap((m) => m.lines).map(parseMountinfo).find((m) => m?.mountPoint.startsWith('/run/portcullis/media/'));
+        assert(first && first.options.includes('ro'), `mounted ${JSON.stringify(first)}`);
+        return `${seconds(timings.bootCodeResultMs)} after the plug: ${rows.find((l) => l.includes('BOOT_CODE_INFECTED'))?.trim().slice(0, 90)}`;
+      });
+      await unplug(vm, ['bootcode'], ['bootcode-disk']);
+      await checks.check('boot-code stick: unplugged, ready again', async () => {
         await obs.waitForScreen(isReady, 'ready after the unplug', LIMITS.unplug, from);
       });
     }
@@ -550,6 +576,7 @@ export async function runImageTest(options: ImageTestOptions = {}): Promise<numb
 
   // 8. What the guest wrote, read on the host.
   const { audit, publicKey } = await dumpFromDataDisk(dataDisk, dir);
+  let scanIds: Record<string, string> = {};
   const pem = await readFile(publicKey, 'utf8').catch(() => '');
   await checks.check('data partition: the key shown at first boot is the kiosk\'s key on the persistent partition', () => {
     assert(pem.includes('BEGIN PUBLIC KEY'), 'no keys/kiosk.pub.pem on the data disk');
@@ -577,7 +604,7 @@ export async function runImageTest(options: ImageTestOptions = {}): Promise<numb
     try {
       const events = db.prepare('SELECT type, data FROM events WHERE type IN (\'DEVICE_ACCEPTED\', \'DEVICE_REFUSED\') ORDER BY seq').all() as Array<{ type: string; data: string }>;
       const codes = events.map((e) => (e.type === 'DEVICE_REFUSED' ? (JSON.parse(e.data) as { code: string }).code : 'ACCEPTED'));
-      const want = ['ACCEPTED', 'ACCEPTED', 'VOLUME_UNKNOWN_FS', 'VOLUME_NO_PARTITION', 'DEVICE_NO_STORAGE', 'DEVICE_BADUSB', 'ACCEPTED'];
+      const want = ['ACCEPTED', 'ACCEPTED', 'ACCEPTED', 'VOLUME_UNKNOWN_FS', 'VOLUME_NO_PARTITION', 'DEVICE_NO_STORAGE', 'DEVICE_BADUSB', 'ACCEPTED'];
       assert(JSON.stringify(codes) === JSON.stringify(want), `recorded ${codes.join(', ')}; expected ${want.join(', ')}`);
       return codes.join(', ');
     } finally {
@@ -587,17 +614,43 @@ export async function runImageTest(options: ImageTestOptions = {}): Promise<numb
   await checks.check('audit log: FAT32 partial and exFAT approved with manifests; the pulled scan aborted with no manifest', async () => {
     const r = await runNode([KIOSK_BIN, 'log', 'list', '--db', audit, '--json']);
     assert(r.code === 0, `log list: exit ${r.code}: ${r.stderr}`);
-    const scans = (JSON.parse(r.stdout) as Array<{ status: string; usb: { serial: string | null } | null; manifestDigest?: string | null; driveReasons?: string[] | string | null; manifest?: unknown }>).reverse();
+    const scans = (JSON.parse(r.stdout) as Array<{ scanId: string; status: string; usb: { serial: string | null } | null; manifestDigest?: string | null; driveReasons?: string[] | string | null; manifest?: unknown }>).reverse();
     const bySerial = (s: string): (typeof scans)[number] | undefined => scans.find((x) => x.usb?.serial === s);
     const f = bySerial(fat32.serial);
     const e = bySerial(exfat.serial);
     const p = bySerial(pulled.serial);
-    assert(scans.length === 3, `${scans.length} scans recorded: ${JSON.stringify(scans).slice(0, 400)}`);
+    const b = bySerial(bootInfected.serial);
+    assert(b?.status === 'rejected' && JSON.stringify(b).includes('BOOT_CODE_INFECTED') && !JSON.stringify(b).match(/"manifest(Digest)?":"sha256:/), `boot-code stick: ${JSON.stringify(b)}`);
+    scanIds = Object.fromEntries(scans.map((s) => [s.usb?.serial ?? '', s.scanId]));
+    assert(scans.length === 4, `${scans.length} scans recorded: ${JSON.stringify(scans).slice(0, 400)}`);
     assert(f?.status === 'partial', `FAT32: ${JSON.stringify(f)}`);
     assert(e?.status === 'approved', `exFAT: ${JSON.stringify(e)}`);
     assert(p && (p.status === 'interrupted' || (p.status === 'rejected' && JSON.stringify(p).includes('SCAN_ABORTED'))), `pulled: ${JSON.stringify(p)}`);
     assert(!JSON.stringify(p).match(/"manifest(Digest)?":"sha256:/), `pulled: a manifest was recorded: ${JSON.stringify(p)}`);
-    return `FAT32 ${f.status}, exFAT ${e.status}, pulled ${p.status}${JSON.stringify(p).includes('SCAN_ABORTED') ? ' (SCAN_ABORTED)' : ''}`;
+    return `FAT32 ${f.status}, exFAT ${e.status}, boot-code stick ${b.status} (BOOT_CODE_INFECTED), pulled ${p.status}${JSON.stringify(p).includes('SCAN_ABORTED') ? ' (SCAN_ABORTED)' : ''}`;
+  });
+  await checks.check('audit log: every scanned stick\'s MBR and boot sector scanned: clean on the clean sticks, the test pattern found in both on the infected one', () => {
+    const db = new Database(audit, { readonly: true, fileMustExist: true });
+    try {
+      const regionsOf = (serial: string): string => {
+        const row = db.prepare('SELECT data FROM events WHERE type = \'BOOT_SECTORS_SCANNED\' AND scan_id = ?').get(scanIds[serial] ?? '') as { data: string } | undefined;
+        assert(row, `no BOOT_SECTORS_SCANNED for ${serial}`);
+        const data = JSON.parse(row.data) as { disk: string | null; regions: Array<{ name: string; device: string; result: string; signature?: string }> };
+        return data.regions.map((x) => `${x.name}@${x.device}:${x.result}${x.signature ? `:${x.signature}` : ''}`).join(' ');
+      };
+      const shown: string[] = [];
+      for (const serial of [fat32.serial, exfat.serial, pulled.serial]) {
+        const regions = regionsOf(serial);
+        assert(/^mbr@\/dev\/sd[a-z]+:clean volume-boot@\/dev\/sd[a-z]+1:clean$/.test(regions), `${serial}: ${regions}`);
+        shown.push(`${serial} ${regions}`);
+      }
+      const infected = regionsOf(bootInfected.serial);
+      assert(/^mbr@\/dev\/sd[a-z]+:found:Portcullis\.Test\.BootCode\.UNOFFICIAL volume-boot@\/dev\/sd[a-z]+1:found:Portcullis\.Test\.BootCode\.UNOFFICIAL$/.test(infected), `${bootInfected.serial}: ${infected}`);
+      shown.push(`${bootInfected.serial} ${infected}`);
+      return shown.join('; ');
+    } finally {
+      db.close();
+    }
   });
 
   // 9. The sticks: manifests verified three ways; nothing written to refused or pulled sticks.

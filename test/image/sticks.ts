@@ -11,6 +11,7 @@ import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { BOOT_CODE_MARKER } from '../../kiosk/engines/clamav/test-database.ts';
 
 export const PARTITION_OFFSET = 1024 * 1024; // bytes: the first partition starts at sector 2048
 
@@ -162,6 +163,23 @@ export async function buildExfatStick(path: string, spec: StickSpec): Promise<vo
     await rm(dir, { recursive: true, force: true });
     await rm(mnt, { recursive: true, force: true });
     await rm(volume, { force: true });
+  }
+}
+
+/** Where boot code runs: the MBR's code area (byte 0 of the disk), a FAT32 boot sector's code (after its BPB, 0x5A). */
+export const BOOT_CODE_AT = { mbr: 0, fat32: PARTITION_OFFSET + 0x5a } as const;
+
+/**
+ * Writes the test database's boot-code pattern (Portcullis.Test.BootCode) into
+ * the stick's MBR code area and its FAT32 partition's boot code, as a boot
+ * sector virus would: the partition table, the BPB and the files stay as they are.
+ */
+export async function infectBootCode(path: string): Promise<void> {
+  const handle = await open(path, 'r+');
+  try {
+    for (const at of Object.values(BOOT_CODE_AT)) await handle.write(ascii(BOOT_CODE_MARKER), 0, BOOT_CODE_MARKER.length, at);
+  } finally {
+    await handle.close();
   }
 }
 
