@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { cp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -161,5 +162,30 @@ describe('the publisher trusts its own record, never the repository folder', () 
     const other = join(dir, 'keys-legacy-other');
     await initRoleKeys(other);
     await expect(buildRepository({ from: source, repo, keysDir: other })).rejects.toMatchObject({ code: 'UPDATE_KEY_MISMATCH' });
+  });
+
+  it('stores the bytes it checked and signed, not a second read of the source, and replaces a stored target someone changed', async () => {
+    const keys = join(dir, 'keys-bytes');
+    const repo = join(dir, 'repo-bytes');
+    await initRoleKeys(keys);
+    const parts = await makeSource(join(dir, 'parts-bytes'));
+    // The source changes after it was read and checked (a drive answering differently the second time).
+    const result = await buildRepository({
+      from: parts, repo, keysDir: keys,
+      checkClamav: async (path) => {
+        if (path.endsWith('daily.cud')) await writeFile(path, Buffer.concat([await readFile(path), Buffer.from('changed')]));
+        return null;
+      },
+    });
+    const daily = result.targets.find((t) => t.path === 'clamav/daily.cud')!;
+    const stored = join(repo, 'targets', 'clamav', `${daily.sha256}.daily.cud`);
+    expect(createHash('sha256').update(await readFile(stored)).digest('hex')).toBe(daily.sha256);
+    // Someone changes the stored copy (same length); the next build writes it again.
+    const bytes = await readFile(stored);
+    bytes[bytes.length - 1] ^= 0xff;
+    await writeFile(stored, bytes);
+    await writeFile(join(parts, 'clamav', 'daily.cud'), await readFile(stored).then((b) => { b[b.length - 1] ^= 0xff; return b; }));
+    await buildRepository({ from: parts, repo, keysDir: keys });
+    expect(createHash('sha256').update(await readFile(stored)).digest('hex')).toBe(daily.sha256);
   });
 });

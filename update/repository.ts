@@ -8,8 +8,7 @@
  * (the one file a client starts from), each by rename.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
-import { copyFile, lstat, mkdir, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Metadata, MetaFile, MetadataKind, Root, Snapshot, TargetFile, Targets, Timestamp, type Key } from '@tufjs/models';
 import { classifyTarget, parseClamavHeader, targetSetProblems, UPDATE_METADATA_FOLDER, UPDATE_ROLES, UPDATE_TARGETS_FOLDER, type UpdateRole } from '../manifest/update-repository.ts';
@@ -270,10 +269,13 @@ export async function buildRepository(options: BuildOptions): Promise<BuildResul
     const [folder, file] = source.target.split('/') as [string, string];
     const stored = join(options.repo, UPDATE_TARGETS_FOLDER, folder, `${sha256}.${file}`);
     await mkdir(dirname(stored), { recursive: true });
-    if (!(await lstat(stored).then((i) => i.isFile() && i.size === bytes.length, () => false))) {
+    // A stored file is kept only if it is these bytes (the folder may have come back changed).
+    const same = await lstat(stored).then(async (i) => i.isFile() && i.size === bytes.length && createHash('sha256').update(await readFile(stored)).digest('hex') === sha256, () => false);
+    if (!same) {
       const temp = `${stored}.${randomBytes(6).toString('hex')}.tmp`;
       try {
-        await copyFile(source.path, temp, constants.COPYFILE_EXCL);
+        // The bytes checked and hashed above, never a second read of the source (a drive may answer differently).
+        await writeFile(temp, bytes, { flag: 'wx', mode: 0o644 });
         await rename(temp, stored);
       } catch (cause) {
         await rm(temp, { force: true });
