@@ -182,9 +182,9 @@ describe('the publisher trusts its own record, never the repository folder', () 
     expect(createHash('sha256').update(await readFile(stored)).digest('hex')).toBe(daily.sha256);
     // Someone changes the stored copy (same length); the next build writes it again.
     const bytes = await readFile(stored);
-    bytes[bytes.length - 1] ^= 0xff;
-    await writeFile(stored, bytes);
-    await writeFile(join(parts, 'clamav', 'daily.cud'), await readFile(stored).then((b) => { b[b.length - 1] ^= 0xff; return b; }));
+    const flip = (b: Buffer): Buffer => Buffer.concat([b.subarray(0, b.length - 1), Buffer.from([b.at(-1)! ^ 0xff])]);
+    await writeFile(stored, flip(bytes));
+    await writeFile(join(parts, 'clamav', 'daily.cud'), bytes); // the source is the signed bytes again
     await buildRepository({ from: parts, repo, keysDir: keys });
     expect(createHash('sha256').update(await readFile(stored)).digest('hex')).toBe(daily.sha256);
   });
