@@ -202,18 +202,26 @@ export function planFiles(statement: Statement, entries: readonly DriveEntry[]):
   return { candidates, refused };
 }
 
-/** The whole drive-level check; never throws for anything the drive controls. */
-export async function checkDrive(input: DriveCheckInput): Promise<DriveCheck> {
+/**
+ * The drive's manifest read and verified. The envelope's bytes live only in
+ * this call: a large manifest's buffer is not kept while the drive is walked.
+ */
+function readAndVerify(input: DriveCheckInput): { ok: true; manifest: VerifiedManifest } | { ok: false; refusal: DriveCheck } {
   const read = readDriveManifest(input.drive);
-  if (!read.ok) return { approved: false, code: read.code, reason: read.reason, manifest: null };
-
-  let manifest: VerifiedManifest;
+  if (!read.ok) return { ok: false, refusal: { approved: false, code: read.code, reason: read.reason, manifest: null } };
   try {
-    manifest = verifyManifest(read.bytes, trustAnchorsOf(input.trust), input.now);
+    return { ok: true, manifest: verifyManifest(read.bytes, trustAnchorsOf(input.trust), input.now) };
   } catch (error) {
-    if (error instanceof ManifestError) return { approved: false, code: error.code, reason: error.message, manifest: null };
+    if (error instanceof ManifestError) return { ok: false, refusal: { approved: false, code: error.code, reason: error.message, manifest: null } };
     throw error;
   }
+}
+
+/** The whole drive-level check; never throws for anything the drive controls. */
+export async function checkDrive(input: DriveCheckInput): Promise<DriveCheck> {
+  const verified = readAndVerify(input);
+  if (!verified.ok) return verified.refusal;
+  const manifest = verified.manifest;
 
   // Local policy: an HMI may accept a shorter approval window than the kiosk granted.
   const { predicate } = manifest.statement;

@@ -91,7 +91,8 @@ async function importFiles(input: ImportInput, destination: DestinationRoot, fla
   const refused = check.refused.map((r) => refusedResult(r.path, r.code, r.reason));
   files.push(...(await decideAll(decisions, refused, (result) => decisions.submit(fileEvent(ctx, 'file.refused', result), result))));
   const job: ImportJob = {
-    input, ctx, decisions, root, staging: staging!, flavor, names: new FolderNames(destination), stager, digests: policyDigests(input.trust), stagingPrefix: randomBytes(8).toString('hex'), stagedCount: 0, open: new Set(),
+    input, ctx, decisions, root, staging: staging!, flavor, names: new FolderNames(destination), stager, digests: policyDigests(input.trust),
+    importedReason: `listed in the manifest; ${matchedText(policyDigests(input.trust), 'matched')} while it was copied`, stagingPrefix: randomBytes(8).toString('hex'), stagedCount: 0, open: new Set(),
   };
   try {
     const progress = { filesDone: 0, filesTotal: check.candidates.length, bytesDone: 0, bytesTotal: check.candidates.reduce((sum, c) => sum + c.subject.annotations.size, 0) };
@@ -123,6 +124,8 @@ interface ImportJob {
   readonly stager: Stager;
   /** The digests computed and checked for every file (the trust store's policy.digests). */
   readonly digests: DigestChoice;
+  /** The reason recorded for every imported file (one string for all of them). */
+  readonly importedReason: string;
   /** 16 random hex digits naming this import's staging files. */
   readonly stagingPrefix: string;
   stagedCount: number;
@@ -197,7 +200,7 @@ async function importOne(job: ImportJob, c: Candidate): Promise<Decided> {
         path: display,
         outcome: 'imported',
         code: 'IMPORTED',
-        reason: `listed in the manifest; ${matchedText(job.digests, 'matched')} while it was copied`,
+        reason: job.importedReason,
         destination: escapeForDisplay(placed.relative),
         digests,
       };

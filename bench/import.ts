@@ -2,7 +2,7 @@
  * The agent's verified import against a plain copy of the same files, same run.
  *
  *   node bench/import.ts [--mib 3072] [--work-dir DIR] [--runs 5] [--agent CMD] [--keep-cache]
- *                        [--digests blake3|sha256|both]
+ *                        [--digests blake3|sha256|both] [--files N [--file-bytes B]]
  *
  * The drive is a generated tree (bench/tree.ts) with a manifest signed the way
  * the kiosk signs it. Both sides read the drive from page cache and write to
@@ -25,6 +25,11 @@
  * `--digests` sets the trust store's policy.digests for the import and the
  * same digests for the bare copy (default blake3, the agent's default).
  *
+ * `--files N` replaces the mixed tree with N small files of B bytes (default
+ * 2 048) in folders of 200, an engineering drive of many small files
+ * (issue 23: 100 000 of them, at most 2x the copy and 200 MiB peak RSS). Each
+ * side's peak RSS (GNU time %M) is printed beside its time.
+ *
  * On a VM whose balloon driver reports freed memory to the host (Linux free
  * page reporting), memory freed by dropping the page cache is handed back to
  * the host every few seconds, and a run that fills the page cache from it
@@ -36,7 +41,7 @@
  * ratio towards 1: holding them back is the harder test for the import.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -46,7 +51,7 @@ import { hashFile } from '../kiosk/engines/hash-file.ts';
 import { MANIFEST_PATH, signManifest } from '../manifest/index.ts';
 import { DEFAULT_IDENTITY, DEFAULT_MEDIA, kioskKey, writeTrust } from '../test/support/agent-fixtures.ts';
 import { median } from './median.ts';
-import { buildTree } from './tree.ts';
+import { buildTree, filler } from './tree.ts';
 
 const { values } = parseArgs({
   options: {
@@ -57,6 +62,8 @@ const { values } = parseArgs({
     'keep-cache': { type: 'boolean', default: false },
     'keep-page-reporting': { type: 'boolean', default: false },
     digests: { type: 'string', default: 'blake3' },
+    files: { type: 'string' },
+    'file-bytes': { type: 'string', default: '2048' },
   },
 });
 if (!(DIGEST_CHOICES as readonly string[]).includes(values.digests)) throw new Error(`--digests: expected ${DIGEST_CHOICES.join(', ')}`);
@@ -91,7 +98,17 @@ for (const [signal, code] of [['SIGHUP', 129], ['SIGINT', 130], ['SIGTERM', 143]
 
 const work = mkdtempSync(join(values['work-dir'] ?? tmpdir(), 'bench-import-'));
 const drive = join(work, 'drive');
-const tree = await buildTree(drive, Number(values.mib));
+const tree = values.files === undefined ? await buildTree(drive, Number(values.mib)) : buildSmallFiles(drive, Number(values.files), Number(values['file-bytes']));
+
+/** N files of `size` bytes (distinct, poorly compressible), 200 to a folder. */
+function buildSmallFiles(root: string, files: number, size: number): { files: number; bytes: number } {
+  for (let i = 0; i < files; i++) {
+    const dir = join(root, `p${Math.floor(i / 200)}`);
+    if (i % 200 === 0) mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, `part-${i}.dat`), filler(size, i + 1));
+  }
+  return { files, bytes: files * size };
+}
 
 // Sign the tree as the kiosk would (hashes by the kiosk's own hasher).
 const approved: ApprovedFile[] = [];
@@ -139,22 +156,24 @@ function machineBusySeconds(): number {
  * included), and the CPU time the rest of the machine used meanwhile (kernel writeback threads, and
  * other people's work on a shared machine: what makes wall times on 2 cores drift).
  */
-function measure(command: string, args: readonly string[]): { wall: number; cpu: number; rest: number } {
+function measure(command: string, args: readonly string[]): { wall: number; cpu: number; rest: number; rss: number } {
   const out = join(work, 'time.txt');
   const busy = machineBusySeconds();
   const t = performance.now();
-  const r = spawnSync('/usr/bin/time', ['-f', '%U %S', '-o', out, command, ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const r = spawnSync('/usr/bin/time', ['-f', '%U %S %M', '-o', out, command, ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
   const wall = (performance.now() - t) / 1000;
   if (r.status !== 0) throw new Error(`${command} ${args.join(' ')} exited ${String(r.status)}`);
-  const [user, sys] = readFileSync(out, 'utf8').trim().split('\n').at(-1)!.split(' ').map(Number) as [number, number];
-  return { wall, cpu: user + sys, rest: Math.max(0, machineBusySeconds() - busy - user - sys) };
+  const [user, sys, rssKiB] = readFileSync(out, 'utf8').trim().split('\n').at(-1)!.split(' ').map(Number) as [number, number, number];
+  return { wall, cpu: user + sys, rest: Math.max(0, machineBusySeconds() - busy - user - sys), rss: rssKiB / 1024 };
 }
 const times = { agent: [] as number[], copy: [] as number[], bare: [] as number[] };
 const cpu = { agent: [] as number[], copy: [] as number[], bare: [] as number[] };
+const rss = { agent: [] as number[], copy: [] as number[], bare: [] as number[] };
 const rest: number[] = [];
-const record = (side: keyof typeof times, m: { wall: number; cpu: number; rest: number }): void => {
+const record = (side: keyof typeof times, m: { wall: number; cpu: number; rest: number; rss: number }): void => {
   times[side].push(m.wall);
   cpu[side].push(m.cpu);
+  rss[side].push(m.rss);
   rest.push(m.rest / m.wall);
 };
 for (let run = 0; run < Number(values.runs); run++) {
@@ -177,7 +196,7 @@ rmSync(work, { recursive: true, force: true });
 const mib = tree.bytes / 1048576;
 const line = (name: string, side: keyof typeof times): string => {
   const xs = times[side];
-  return `${name.padEnd(27)} median ${median(xs).toFixed(2).padStart(6)} s  ${(mib / median(xs)).toFixed(0).padStart(5)} MiB/s   best ${Math.min(...xs).toFixed(2)} s   runs ${xs.map((x) => x.toFixed(1)).join(' ')}   CPU ${median(cpu[side]).toFixed(2)} s`;
+  return `${name.padEnd(27)} median ${median(xs).toFixed(2).padStart(6)} s  ${(mib / median(xs)).toFixed(0).padStart(5)} MiB/s   best ${Math.min(...xs).toFixed(2)} s   runs ${xs.map((x) => x.toFixed(1)).join(' ')}   CPU ${median(cpu[side]).toFixed(2)} s   peak RSS ${median(rss[side]).toFixed(0)} MiB`;
 };
 console.log(`tree: ${tree.files} files, ${mib.toFixed(0)} MiB; ${process.version}; agent: ${agentCommand.join(' ')}; digests checked: ${digests}`);
 console.log(dropCaches ? 'page cache written back and dropped before each run, then the drive read in again' : 'page cache kept between runs (not root, or --keep-cache): runs drift as the disk tires');

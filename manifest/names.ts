@@ -223,6 +223,7 @@ export function hasCollision(paths: readonly string[]): boolean {
  * no character that can move a cursor, change colours or reorder text.
  */
 export function escapeForDisplay(text: string): string {
+  if (isDisplaySafe(text) && !text.includes('\\')) return text; // nothing to escape: the same string, not a copy
   let out = '';
   for (let i = 0; i < text.length; i++) {
     const code = text.codePointAt(i) ?? 0;

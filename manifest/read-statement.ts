@@ -141,8 +141,8 @@ class Reader {
     return value;
   }
 
-  /** Exactly `length` lowercase hex digits, then the closing quote (the opening one is part of the layout). */
-  hex(length: number): string {
+  /** Exactly `length` lowercase hex digits, then the closing quote (the opening one is part of the layout); the digits as a string when `keep`. */
+  hex(length: number, keep = true): string {
     const b = this.#b;
     const start = this.#pos;
     const end = start + length;
@@ -153,7 +153,7 @@ class Reader {
     }
     if (b[end] !== QUOTE) throw DECLINE;
     this.#pos = end + 1;
-    return this.#text.toString('latin1', start, end);
+    return keep ? this.#text.toString('latin1', start, end) : '';
   }
 
   /**
@@ -269,9 +269,9 @@ function readSubjects(r: Reader, keep: boolean, collisions: CollisionCheck): Sub
     r.expect(L.subjectHead);
     const size = r.integer();
     r.expect(L.blake3);
-    const blake3 = r.hex(64);
+    const blake3 = r.hex(64, keep);
     r.expect(L.sha256);
-    const sha256 = r.hex(64);
+    const sha256 = r.hex(64, keep);
     r.expect(L.name);
     const name = checked(R.subjectName, r.string());
     if (!r.take(0x7d)) throw DECLINE;

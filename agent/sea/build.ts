@@ -88,6 +88,9 @@ async function bundle(out: string): Promise<string> {
   return file;
 }
 
+/** The Node options the executable starts with (sea-config execArgv). */
+export const SEA_EXEC_ARGV = ['--max-semi-space-size=4', '--optimize-for-size'];
+
 /** Step 2: the SEA preparation blob, made by this (pinned) Node. */
 function makeBlob(out: string, main: string): string {
   if (process.versions.node !== SEA_NODE_VERSION) {
@@ -99,7 +102,11 @@ function makeBlob(out: string, main: string): string {
   // No snapshot or code cache: both are tied to the building platform, and one blob serves Linux and Windows.
   // The blob records `main` as given: a name relative to the output folder (the command runs there), never an
   // absolute path, which made two checkouts of one commit build different executables.
-  writeFileSync(config, JSON.stringify({ main: basename(main), output: basename(blob), disableExperimentalSEAWarning: true, useSnapshot: false, useCodeCache: false }));
+  // V8 flags as the kiosk's (scripts/node-guard.js): a young generation of 4 MiB, not sized by allocation rate,
+  // keeps a 100 000-file import's heap near what it holds alive (docs/agent.md "Measured").
+  writeFileSync(config, JSON.stringify({
+    main: basename(main), output: basename(blob), disableExperimentalSEAWarning: true, useSnapshot: false, useCodeCache: false, execArgv: SEA_EXEC_ARGV,
+  }));
   execFileSync(process.execPath, ['--experimental-sea-config', basename(config)], { cwd: out, stdio: ['ignore', 'ignore', 'inherit'] });
   return blob;
 }
