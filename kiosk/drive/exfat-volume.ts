@@ -9,6 +9,7 @@
 import type { BlockDevice } from './block-device.ts';
 import { MediaError } from './errors.ts';
 import {
+  createClusterClaims,
   walkBounded,
   type FileAttributes,
   type VolumeEntry,
@@ -344,13 +345,16 @@ export function openExfatVolume(device: BlockDevice): ExfatVolume {
     };
   };
 
+  const folderClusters = (handle: ExfatEntry | undefined): number[] => {
+    const folder = handle === undefined ? undefined : refresh(handle);
+    return folder === undefined
+      ? clustersOf(boot.rootCluster, false, 0, 'root folder', MAX_DIRECTORY_BYTES)
+      : clustersOf(folder.firstCluster, folder.noFatChain, folder.dataLength, `folder ${folder.names.join('/')}`, MAX_DIRECTORY_BYTES);
+  };
+
   /** Byte offsets of every 32-byte entry of a folder. */
   const folderSlots = (handle: ExfatEntry | undefined): number[] => {
-    const folder = handle === undefined ? undefined : refresh(handle);
-    const clusters =
-      folder === undefined
-        ? clustersOf(boot.rootCluster, false, 0, 'root folder', MAX_DIRECTORY_BYTES)
-        : clustersOf(folder.firstCluster, folder.noFatChain, folder.dataLength, `folder ${folder.names.join('/')}`, MAX_DIRECTORY_BYTES);
+    const clusters = folderClusters(handle);
     const out: number[] = [];
     for (const cluster of clusters) {
       const start = clusterOffset(cluster);
@@ -549,12 +553,23 @@ export function openExfatVolume(device: BlockDevice): ExfatVolume {
     return out;
   };
 
-  const walk = (limits: Partial<WalkLimits> = {}): ExfatEntry[] => walkBounded(boot.rootCluster, children, limits);
+  /** The clusters that hold a file's DataLength bytes, checked (in the heap, chain as long as the length). */
+  const fileClusters = (entry: ExfatEntry): number[] => clustersOf(entry.firstCluster, entry.noFatChain, entry.dataLength, `file ${entry.names.join('/')}`, entry.dataLength);
+
+  /** Every folder's and file's clusters are checked and claimed as the walk meets them: a cross-link is MEDIA_CORRUPT. */
+  const walk = (limits: Partial<WalkLimits> = {}): ExfatEntry[] => {
+    const claim = createClusterClaims(lastCluster);
+    return walkBounded(boot.rootCluster, (folder) => {
+      claim(folderClusters(folder), folder === undefined ? 'root folder' : `folder ${folder.names.join('/')}`);
+      const entries = children(folder);
+      for (const entry of entries) if (entry.kind === 'file') claim(fileClusters(entry), `file ${entry.names.join('/')}`);
+      return entries;
+    }, limits);
+  };
 
   function* fileChunks(entry: ExfatEntry): Generator<Uint8Array> {
     if (entry.kind !== 'file') throw new MediaError('MEDIA_NOT_FOUND', `${entry.names.join('/')} is a folder`);
-    const what = `file ${entry.names.join('/')}`;
-    const clusters = clustersOf(entry.firstCluster, entry.noFatChain, entry.dataLength, what, entry.dataLength);
+    const clusters = fileClusters(entry);
     const maxRun = Math.max(1, Math.floor((1024 * 1024) / clusterSize)); // clusters per read: 1 MiB
     let position = 0;
     let i = 0;

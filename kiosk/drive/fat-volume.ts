@@ -10,6 +10,7 @@ import type { BlockDevice } from './block-device.ts';
 import { decodeCodepage850 } from '../core/codepage-850.ts';
 import { MediaError } from './errors.ts';
 import {
+  createClusterClaims,
   walkBounded,
   type FileAttributes,
   type VolumeEntry,
@@ -249,6 +250,28 @@ export function openFatVolume(device: BlockDevice): FatVolume {
     }
   };
 
+  /** The clusters of a folder: none for the fixed FAT12/16 root. */
+  const folderClusters = (folder: FatEntry | undefined): number[] => {
+    if (folder === undefined && boot.kind !== 'fat32') return [];
+    const first = folder === undefined ? boot.rootCluster : folder.firstCluster;
+    const what = folder === undefined ? 'root folder' : `folder ${folder.names.join('/')}`;
+    if (first === 0) throw new MediaError('MEDIA_CORRUPT', `${what}: starts at cluster 0`);
+    return chain(first, Math.ceil(MAX_DIRECTORY_BYTES / clusterSize), what);
+  };
+
+  /** The clusters that hold a file's bytes, checked: enough for its size, and no more. */
+  const fileClusters = (entry: FatEntry): number[] => {
+    if (entry.size === 0) return [];
+    const needed = Math.ceil(entry.size / clusterSize);
+    const what = `file ${entry.names.join('/')}`;
+    if (entry.firstCluster === 0) throw new MediaError('MEDIA_CORRUPT', `${what}: ${entry.size} bytes but no clusters`);
+    const clusters = chain(entry.firstCluster, needed, what);
+    if (clusters.length < needed) {
+      throw new MediaError('MEDIA_CORRUPT', `${what}: ${entry.size} bytes need ${needed} clusters, chain has ${clusters.length}`);
+    }
+    return clusters;
+  };
+
   /** Byte offsets of every 32-byte slot of a folder, in order. */
   const folderSlots = (folder: FatEntry | undefined): number[] => {
     const offsets: number[] = [];
@@ -257,10 +280,7 @@ export function openFatVolume(device: BlockDevice): FatVolume {
       for (let i = 0; i < boot.rootEntryCount; i += 1) offsets.push(start + i * ENTRY_SIZE);
       return offsets;
     }
-    const first = folder === undefined ? boot.rootCluster : folder.firstCluster;
-    const what = folder === undefined ? 'root folder' : `folder ${folder.names.join('/')}`;
-    if (first === 0) throw new MediaError('MEDIA_CORRUPT', `${what}: starts at cluster 0`);
-    for (const cluster of chain(first, Math.ceil(MAX_DIRECTORY_BYTES / clusterSize), what)) {
+    for (const cluster of folderClusters(folder)) {
       const start = clusterOffset(cluster);
       for (let at = 0; at < clusterSize; at += ENTRY_SIZE) offsets.push(start + at);
     }
@@ -351,18 +371,21 @@ export function openFatVolume(device: BlockDevice): FatVolume {
     return out;
   };
 
-  const walk = (limits: Partial<WalkLimits> = {}): FatEntry[] => walkBounded(boot.kind === 'fat32' ? boot.rootCluster : 0, children, limits);
+  /** Every folder's and file's chain is checked and claimed as the walk meets it: a cross-link is MEDIA_CORRUPT. */
+  const walk = (limits: Partial<WalkLimits> = {}): FatEntry[] => {
+    const claim = createClusterClaims(lastCluster);
+    return walkBounded(boot.kind === 'fat32' ? boot.rootCluster : 0, (folder) => {
+      claim(folderClusters(folder), folder === undefined ? 'root folder' : `folder ${folder.names.join('/')}`);
+      const entries = children(folder);
+      for (const entry of entries) if (entry.kind === 'file') claim(fileClusters(entry), `file ${entry.names.join('/')}`);
+      return entries;
+    }, limits);
+  };
 
   function* fileChunks(entry: FatEntry): Generator<Uint8Array> {
     if (entry.kind !== 'file') throw new MediaError('MEDIA_NOT_FOUND', `${entry.names.join('/')} is a folder`);
     if (entry.size === 0) return;
-    const needed = Math.ceil(entry.size / clusterSize);
-    const what = `file ${entry.names.join('/')}`;
-    if (entry.firstCluster === 0) throw new MediaError('MEDIA_CORRUPT', `${what}: ${entry.size} bytes but no clusters`);
-    const clusters = chain(entry.firstCluster, needed, what);
-    if (clusters.length < needed) {
-      throw new MediaError('MEDIA_CORRUPT', `${what}: ${entry.size} bytes need ${needed} clusters, chain has ${clusters.length}`);
-    }
+    const clusters = fileClusters(entry);
     let remaining = entry.size;
     const maxRun = Math.max(1, Math.floor((1024 * 1024) / clusterSize)); // clusters per read: 1 MiB
     let i = 0;

@@ -70,6 +70,28 @@ export function readWholeFile<Entry extends VolumeEntry>(volume: VolumeReader<En
 }
 
 /**
+ * Who owns each cluster, for one walk of a volume: every cluster of a file or
+ * folder may belong to it alone (FAT and exFAT specifications: a chain is one
+ * file's). A cluster claimed twice is a cross-link, MEDIA_CORRUPT: two files
+ * sharing one chain would let a small image list many large files (33 MiB
+ * extracted as 440 MB), and a folder running into another's clusters lists
+ * the same entries twice. Holds one bit per cluster (at most 128 Mi clusters
+ * get this far: the FAT that maps them is bounded at 512 MiB).
+ */
+export function createClusterClaims(lastCluster: number): (clusters: Iterable<number>, what: string) => void {
+  const owned = new Uint8Array((lastCluster >>> 3) + 1);
+  return (clusters, what) => {
+    for (const cluster of clusters) {
+      const at = cluster >>> 3;
+      const bit = 1 << (cluster & 7);
+      const byte = owned[at] ?? 0;
+      if ((byte & bit) !== 0) throw new MediaError('MEDIA_CORRUPT', `${what}: cluster ${cluster} belongs to another file or folder too (cross-linked)`);
+      owned[at] = byte | bit;
+    }
+  };
+}
+
+/**
  * Lists a volume's tree depth-first within `limits`, for both readers: a
  * folder deeper than maxDepth or more than maxEntries entries is
  * MEDIA_LIMIT_EXCEEDED, and a folder whose first cluster was already listed
