@@ -412,7 +412,10 @@ export function openExfatVolume(device: BlockDevice): ExfatVolume {
     if (info.upcaseCluster === undefined || info.upcaseLength === undefined || info.upcaseChecksum === undefined) {
       throw new MediaError('MEDIA_CORRUPT', 'exFAT root folder has no up-case table');
     }
-    if (info.bitmapLength < Math.ceil(boot.clusterCount / 8)) throw new MediaError('MEDIA_CORRUPT', 'allocation bitmap too short');
+    // Spec 7.1: one bit per cluster of the heap. Longer is refused too: the writer reads the whole bitmap into memory.
+    const bitmapNeeds = Math.ceil(boot.clusterCount / 8);
+    if (info.bitmapLength < bitmapNeeds) throw new MediaError('MEDIA_CORRUPT', 'allocation bitmap too short');
+    if (info.bitmapLength > bitmapNeeds + clusterSize) throw new MediaError('MEDIA_CORRUPT', `allocation bitmap of ${info.bitmapLength} bytes for ${boot.clusterCount} clusters (${bitmapNeeds} bytes)`);
     if (info.upcaseLength === 0 || info.upcaseLength > 128 * 1024 || info.upcaseLength % 2 !== 0) {
       throw new MediaError('MEDIA_CORRUPT', `up-case table of ${info.upcaseLength} bytes`);
     }

@@ -14,7 +14,7 @@ import { openFileBlockDevice, type BlockDevice } from '../../kiosk/drive/block-d
 import { MediaError } from '../../kiosk/drive/errors.ts';
 import { entrySetChecksum, openExfatVolume, type ExfatEntry } from '../../kiosk/drive/exfat-volume.ts';
 import { openFatVolume, type FatEntry } from '../../kiosk/drive/fat-volume.ts';
-import { openImageReadOnly } from '../../kiosk/drive/image-access.ts';
+import { openImageReadOnly, writeFilesToImage } from '../../kiosk/drive/image-access.ts';
 import { buildDriveImage } from '../support/image-builder.ts';
 
 const work = mkdtempSync(join(tmpdir(), 'portcullis-volume-attacks-'));
@@ -132,5 +132,29 @@ describe('cross-linked clusters: one cluster owned by two files or folders', () 
     withDevice(image, (device) => pointExfatEntry(device, named(openExfatVolume(device).walk(), 'huge.bin'), { dataLength: 2 ** 40, validDataLength: 0 }));
     expect(await codeOf(() => openImageReadOnly(image, join(work, 'open')))).toBe('MEDIA_CORRUPT');
     expect(await codeOf(() => openImageReadOnly(image, join(work, 'open'), { prefer: 'extract' }))).toBe('MEDIA_CORRUPT');
+  });
+});
+
+describe('structures the kiosk itself reads when it writes the manifest', () => {
+  it('refuses an exFAT allocation bitmap longer than the volume\'s clusters need (the kiosk allocated and read all of it: +4 GiB of memory from an 8 GiB sparse image)', async () => {
+    const image = join(work, 'exfat-long-bitmap.img');
+    await buildDriveImage(image, { filesystem: 'exfat', sizeMiB: 8, label: 'BITMAP', files: [{ path: 'a.txt', content: 'a' }] });
+    const claimed = 4 * 1024 * 1024; // bytes; the volume's clusters need 256
+    withDevice(image, (device) => {
+      const volume = openExfatVolume(device);
+      const { bytesPerSector, clusterHeapOffset, rootCluster, fatOffset, clusterCount } = volume.boot;
+      const root = clusterHeapOffset * bytesPerSector + (rootCluster - 2) * volume.clusterSize;
+      let entry = -1;
+      for (let at = 0; at < volume.clusterSize && entry === -1; at += 32) if (device.read(root + at, 1)[0] === 0x81) entry = root + at;
+      const bitmapCluster = new DataView(device.read(entry + 20, 4).buffer).getUint32(0, true);
+      // The bitmap's chain goes on through the volume's last clusters, which are free.
+      const count = claimed / volume.clusterSize;
+      const far = clusterCount + 2 - (count - 1);
+      device.write(fatOffset * bytesPerSector + bitmapCluster * 4, le32(far));
+      for (let k = 0; k < count - 1; k += 1) device.write(fatOffset * bytesPerSector + (far + k) * 4, le32(k === count - 2 ? 0xffffffff : far + k + 1));
+      device.write(entry + 24, le64(claimed));
+    });
+    expect(await codeOf(() => openImageReadOnly(image, join(work, 'open')))).toBe('MEDIA_CORRUPT');
+    expect(await codeOf(() => writeFilesToImage(image, [{ path: '.portcullis/receipt.txt', content: 'x' }], { exfat: 'direct', scratchDir: work }).then(() => null))).toBe('MEDIA_CORRUPT');
   });
 });
