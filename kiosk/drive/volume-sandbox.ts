@@ -50,7 +50,9 @@ export interface VolumeSandboxOptions {
   /** Bound read-only at their own paths, and all the child may read: the code it loads. */
   readonly codePaths?: readonly string[];
   readonly heapMiB?: number; // MiB of V8 old space for the child
-  /** Wall-clock bound; default 60 s plus 1 s per 16 MiB of the image. */
+  /** RLIMIT_DATA: all the child's private writable memory (heap, buffers, stacks); default the heap plus 1.5 GiB. */
+  readonly dataMiB?: number; // MiB
+  /** Wall-clock bound; default 60 s plus 1 s per 16 MiB the reader may read (see volumeSandboxCommand). */
   readonly timeoutMs?: number; // ms
   readonly maxReportBytes?: number; // bytes of standard output read before the child is killed
 }
@@ -65,8 +67,13 @@ export const VOLUME_SANDBOX_DEFAULTS = {
   // package.json ("type": "module").
   codePaths: [join(PROJECT, 'kiosk', 'drive'), join(PROJECT, 'kiosk', 'core'), join(PROJECT, 'manifest'), join(PROJECT, 'package.json')],
   heapMiB: 512, // MiB: 100,000 entries and a 4 GiB file's cluster chain fit with room
+  // MiB of RLIMIT_DATA beside the heap: Node 24 counts about 600 MiB before it runs a line (its reservations are
+  // private and writable), and the readers hold at most a 512 MiB FAT, a 256 MiB exFAT folder and 1 MiB chunks.
+  dataBesideHeapMiB: 1536,
   baseTimeoutMs: 60_000, // ms
   bytesPerSecond: 16 * 1024 * 1024, // the slowest read of the image the default timeout allows for
+  // bytes of structures a reader may read besides file data: a FAT (at most 512 MiB), folders, the up-case table
+  metadataBytes: 2 * 1024 * 1024 * 1024,
   maxReportBytes: 64 * 1024 * 1024, // bytes: 100,000 entries with 200-character names take about 25 MiB
 } as const;
 
@@ -106,11 +113,18 @@ export interface SandboxCommand {
  */
 export function volumeSandboxCommand(request: ChildRequest, outDir: string | null, deviceSize: number, options: VolumeSandboxOptions = {}): SandboxCommand {
   const o = { ...VOLUME_SANDBOX_DEFAULTS, ...options };
-  const timeoutMs = options.timeoutMs ?? o.baseTimeoutMs + Math.ceil((deviceSize / o.bytesPerSecond) * 1000);
+  // The time follows what the reader may read: its structures, and the files' bytes when it extracts (never more
+  // than the image). Not the image's size alone: a sparse 2 TiB image file would have given a hung reader 36 hours.
+  const readable = Math.min(deviceSize, o.metadataBytes + (request.mode === 'extract' ? request.limits.maxTotalBytes : 0));
+  const timeoutMs = options.timeoutMs ?? o.baseTimeoutMs + Math.ceil((readable / o.bytesPerSecond) * 1000);
   const nodePath = options.nodePath ?? process.execPath;
   const extract = request.mode === 'extract';
   if (extract !== (outDir !== null)) throw new Error('volumeSandboxCommand: an extraction folder goes with extract mode, and only with it');
   const node = [
+    // RLIMIT_DATA bounds what V8's heap flag does not (buffers, native allocations); an address-space cap cannot (above).
+    o.prlimitPath,
+    `--data=${(options.dataMiB ?? o.heapMiB + o.dataBesideHeapMiB) * 1024 * 1024}`,
+    '--',
     nodePath,
     `--max-old-space-size=${o.heapMiB}`,
     '--disallow-code-generation-from-strings',
@@ -126,6 +140,9 @@ export function volumeSandboxCommand(request: ChildRequest, outDir: string | nul
     ...(folder === null ? [] : ['--ro-bind', folder, folder]),
     ...o.codePaths.flatMap((path) => ['--ro-bind', path, path]),
     ...(outDir === null ? [] : ['--bind', outDir, '/out']),
+    // bwrap's root and /dev are tmpfs mounts the reader could fill, in the kiosk's memory and past every limit here.
+    '--remount-ro', '/',
+    '--remount-ro', '/dev',
   ];
   const limits = {
     cpuSeconds: Math.ceil(timeoutMs / 1000) * 2, // V8's helper threads add CPU time beside the reader's own
@@ -223,8 +240,8 @@ export async function readVolumeInSandbox(
     // bwrap or prlimit could not set the sandbox up: nothing of the image was read.
     throw new MediaError('MEDIA_SANDBOX_UNAVAILABLE', `the sandbox for reading drive volumes cannot start (${firstLines(stderr)}): ${INSTALL_HINT}`);
   }
-  if (/JavaScript heap out of memory|Reached heap limit/.test(stderr)) {
-    throw new MediaError('MEDIA_LIMIT_EXCEEDED', `${what} ran out of its ${o.heapMiB} MiB heap: the drive is refused`);
+  if (/JavaScript heap out of memory|Reached heap limit|Array buffer allocation failed/.test(stderr)) {
+    throw new MediaError('MEDIA_LIMIT_EXCEEDED', `${what} ran out of its ${o.heapMiB} MiB heap or its memory: the drive is refused`);
   }
   if (died === 'SIGXCPU') throw new MediaError('MEDIA_LIMIT_EXCEEDED', `${what} used more than ${limits.cpuSeconds} s of CPU: the drive is refused`);
   if (died === 'SIGXFSZ') throw new MediaError('MEDIA_LIMIT_EXCEEDED', `${what} wrote a file over ${limits.maxOutputBytes} bytes: the drive is refused`);

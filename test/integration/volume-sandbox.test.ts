@@ -226,7 +226,12 @@ process.exitCode = exitCode;`);
   readImage: attempt(() => fs.readFileSync(${JSON.stringify(fat)})),
   readKioskCode: attempt(() => fs.readFileSync(${JSON.stringify(join(PROJECT, 'kiosk', 'main.ts'))})),
   writeCode: attempt(() => fs.writeFileSync(${JSON.stringify(join(VOLUME_SANDBOX_DEFAULTS.codePaths[0], 'planted.ts'))}, 'x')),
-  writeOut: attempt(() => fs.writeFileSync('/out/x', 'x')),`)}
+  writeOut: attempt(() => fs.writeFileSync('/out/x', 'x')),
+  // Writable tmpfs mounts would hold whatever the reader writes in the kiosk's memory, beyond every limit.
+  writeRoot: attempt(() => fs.writeFileSync('/planted', 'x')),
+  writeDev: attempt(() => fs.writeFileSync('/dev/planted', 'x')),
+  writeShm: attempt(() => fs.writeFileSync('/dev/shm/planted', 'x')),
+  devNull: attempt(() => fs.writeFileSync('/dev/null', 'x')),`)}
 process.stdout.write(JSON.stringify(facts));`, { mode: 0o644 });
     const outDir = mkdtempSync(join(work, 'bwrap-out-'));
     const request = { mode: 'extract', limits: { maxEntries: 10, maxDepth: 5, maxTotalBytes: 1000 } } as const;
@@ -252,6 +257,10 @@ process.stdout.write(JSON.stringify(facts));`, { mode: 0o644 });
       readKioskCode: 'ENOENT',
       writeCode: 'EROFS',
       writeOut: 'allowed',
+      writeRoot: 'EROFS',
+      writeDev: 'EROFS',
+      writeShm: 'EROFS',
+      devNull: 'allowed',
     });
     expect(facts.connect).not.toBe('connected');
     // The root holds /usr and its links, /dev, /out and the folders leading to the bound code; nothing else.
@@ -267,6 +276,8 @@ describe('a reader that misbehaves makes the open fail closed', () => {
     ['hangs', `setInterval(() => {}, 1000);`, 'MEDIA_LIMIT_EXCEEDED', { timeoutMs: 1500 }],
     ['spins', `for (;;) {}`, 'MEDIA_LIMIT_EXCEEDED', { timeoutMs: 1500 }],
     ['runs out of heap', `const keep = []; for (;;) keep.push(new Array(1e5).fill({}));`, 'MEDIA_LIMIT_EXCEEDED', { heapMiB: 32 }],
+    // Buffers live outside V8's heap: only the data limit (RLIMIT_DATA) bounds them. Zero-filled pages cost no RAM until touched.
+    ['allocates 4 GiB outside the heap', `const keep = []; for (let i = 0; i < 64; i += 1) keep.push(Buffer.alloc(64 * 1024 * 1024)); const { report, exitCode } = runVolumeChild(process.argv.slice(2)); process.stdout.write(report); process.exitCode = exitCode;`, 'MEDIA_LIMIT_EXCEEDED'],
     ['prints garbage', `process.stdout.write('all fine, trust me');`, 'MEDIA_TOOL_FAILED'],
     ['prints bytes that are not UTF-8', `process.stdout.write(Buffer.from([0x7b, 0xff, 0xfe, 0x7d]));`, 'MEDIA_TOOL_FAILED'],
     ['prints a listing of the wrong shape', `process.stdout.write(JSON.stringify({ v: 1, identity: { filesystem: 'fat32', volumeId: null, label: '', capacity: 0 }, entries: [[3, 'x', 'f', 0, '', null]] }));`, 'MEDIA_TOOL_FAILED'],
@@ -313,6 +324,24 @@ describe('a reader that misbehaves makes the open fail closed', () => {
     const running = (): boolean => execFileSync('ps', ['-eo', 'args']).toString().includes(options.entry ?? '');
     for (let i = 0; i < 30 && running(); i += 1) await new Promise((resolve) => setTimeout(resolve, 100));
     expect(running()).toBe(false);
+  });
+});
+
+describe('the bounds of the sandbox', () => {
+  const request = (mode: 'identity' | 'list' | 'extract') => ({ mode, limits: { maxEntries: 100_000, maxDepth: 64, maxTotalBytes: 8 * 1024 ** 3 } }) as const;
+
+  it('bounds the time by what the reader may read, not by the image\'s size (a sparse 2 TiB image gave a hung reader 36 hours)', () => {
+    const tiB = 2 * 1024 ** 4;
+    const small = volumeSandboxCommand(request('identity'), null, 64 * 1024 ** 2);
+    for (const mode of ['identity', 'list'] as const) {
+      const huge = volumeSandboxCommand(request(mode), null, tiB);
+      expect(huge.timeoutMs).toBeLessThanOrEqual(small.timeoutMs + (2 * 1024 ** 3 / VOLUME_SANDBOX_DEFAULTS.bytesPerSecond) * 1000);
+    }
+    const extract = volumeSandboxCommand(request('extract'), work, tiB);
+    expect(extract.timeoutMs).toBeLessThanOrEqual(small.timeoutMs + ((2 + 8) * 1024 ** 3 / VOLUME_SANDBOX_DEFAULTS.bytesPerSecond) * 1000);
+    expect(extract.limits.cpuSeconds).toBeLessThanOrEqual(2 * Math.ceil(extract.timeoutMs / 1000));
+    // A small image keeps the small bound.
+    expect(volumeSandboxCommand(request('extract'), work, 64 * 1024 ** 2).timeoutMs).toBeLessThan(extract.timeoutMs);
   });
 });
 
