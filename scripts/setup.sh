@@ -18,7 +18,7 @@ declare -A node_integrity=(
 # and its sandbox (libarchive-tools, bubblewrap), filesystem tools, archivers the tests make
 # hostile archives with, log receiver, browser for review tests, PostgreSQL for the central review.
 debian_packages=(
-  clamav clamav-daemon clamdscan yara
+  clamav clamav-daemon clamdscan yara libyara-dev
   libarchive-tools bubblewrap
   zstd lz4 xz-utils bzip2 7zip gcab poppler-utils nsis e2fsprogs
   dosfstools exfatprogs exfat-fuse fusefat mtools fuse3
@@ -104,7 +104,18 @@ install_npm_dependencies() {
   echo "$want" > "$stamp"
 }
 
+# The kiosk's full YARA engine: a small helper against Debian's libyara (kiosk/engines/yara-full/).
+build_yara_helper() {
+  local src="$root/kiosk/engines/yara-full/portcullis-yara.c" out="$tools/portcullis-yara"
+  if [ -x "$out" ] && [ "$out" -nt "$src" ] && [ "$out" -nt /usr/lib/x86_64-linux-gnu/libyara.so ]; then return 0; fi
+  log "building the YARA engine helper against libyara"
+  mkdir -p "$tools"
+  cc -O2 -Wall -Wextra -o "$out.partial" "$src" -lyara -lpthread >&2
+  mv "$out.partial" "$out"
+}
+
 install_debian_packages
+build_yara_helper
 bindir="$(ensure_node)"
 install_npm_dependencies "$bindir"
 echo "$bindir"

@@ -9,9 +9,17 @@ import type { ContainerFormat } from './container-format.ts';
 import type { DriveReasonCode, EngineName } from './decide.ts';
 import type { DeviceRecord } from './device.ts';
 
+export type StreamFindingReason = 'MALWARE' | 'YARA_MATCH' | 'LIMIT_EXCEEDED' | 'ENCRYPTED' | 'MACRO' | 'NOT_INSPECTED';
+
 export type StreamScanResult =
   | { readonly status: 'clean' }
-  | { readonly status: 'found'; readonly signature: string; readonly reason: 'MALWARE' | 'YARA_MATCH' | 'LIMIT_EXCEEDED' | 'ENCRYPTED' | 'MACRO' | 'NOT_INSPECTED' };
+  | {
+    readonly status: 'found';
+    readonly signature: string;
+    readonly reason: StreamFindingReason;
+    /** Further findings on the same bytes (another engine, every other YARA rule that matched). */
+    readonly more?: ReadonlyArray<{ readonly signature: string; readonly reason: StreamFindingReason }>;
+  };
 
 /** A scanner that takes the file's bytes as they are read (clamd, through a spool file or INSTREAM). */
 export interface StreamScanner {

@@ -10,6 +10,7 @@
  */
 import { constants } from 'node:fs';
 import { copyFile, link, mkdir, readdir, rm, symlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { PortcullisError, type Predicate } from '../../manifest/index.ts';
 import { classifyClamdSignature, type ClamdClient } from './clamav/client.ts';
@@ -26,6 +27,9 @@ import type { Inspection, ScannerFailure, StreamScanner, StreamScanResult } from
 import { canarySample } from './yara/canary.ts';
 import { describeDeadRules, proveRulesLive } from './yara/liveness.ts';
 import { loadRuleSet, stageRuleSet, type RuleSet } from './yara/rule-set.ts';
+import { combineAnswers } from './yara-full/combine.ts';
+import { startFullYara, type FullYaraEngine } from './yara-full/full-engine.ts';
+import { TeeFiles } from './yara-full/tee-files.ts';
 
 
 /**
@@ -50,12 +54,16 @@ export interface EngineOptions {
    */
   readonly clamdTransport?: 'spool' | 'instream';
   readonly onStatus?: (line: string) => void;
+  /** Where compiled YARA rule sets are kept by digest, so a restart does not recompile; default a private folder under the system's temporary folder. */
+  readonly yaraCacheDir?: string;
 }
 
 export interface Engines {
   readonly scanner: StreamScanner;
   readonly info: Predicate['engines'];
   readonly ruleSet: RuleSet;
+  /** The full YARA engine: every rule (the project's and the site's) on every file's and member's bytes. */
+  readonly fullYara: FullYaraEngine;
   readonly databaseNote: string | null; // set when the test database is in use
   readonly clamd: RunningClamd | ConnectedClamd;
   /** How the scan opens archives and compressed files: the sandboxed extractor, proven at start, and its private folder. */
@@ -164,17 +172,29 @@ export async function startEngines(options: EngineOptions): Promise<Engines> {
     client: { idleTimeoutMs: options.policy.clamav.idleTimeoutSeconds * 1000, scanTimeoutMs: (options.policy.clamav.maxScanSeconds + 30) * 1000 },
   });
   let spool: SpoolScanner | null = null;
+  let fullYara: FullYaraEngine | null = null;
+  let tee: TeeFiles | null = null;
   const stop = async (): Promise<void> => {
     spool?.close();
+    fullYara?.stop();
     if ('stop' in clamd) await clamd.stop();
   };
   // clamd reads the kiosk's spool files, or gets the bytes by INSTREAM when asked (clamdTransport).
   const client: ClamdClient = clamd.client;
   const scanBytes = (chunks: AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<ScanResult> =>
     spool ? spool.scan(chunks, signal) : client.scanStream(chunks, signal);
+  // Both engines on the same bytes: the spool file clamd scans, or (INSTREAM) a private copy written as the bytes stream by.
+  const scanBoth = async (chunks: AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<StreamScanResult> => {
+    const full = fullYara!;
+    if (spool) {
+      const both = await spool.scanWith(chunks, signal, (path) => full.scanPath(path));
+      return combineAnswers(both.clamd, both.alongside!, ruleSet);
+    }
+    const both = await tee!.scanWith(chunks, (teed) => client.scanStream(teed, signal), (path) => full.scanPath(path));
+    return combineAnswers(both.first, both.second, ruleSet);
+  };
 
   let inspection: Inspection;
-  let provenRules: number; // the manifest's rule count: the rules whose probes fired through clamd
   try {
     if ('stop' in clamd && options.clamdTransport !== 'instream') spool = await SpoolScanner.create(join(workDir, 'spool'), client);
     status('self-test: the sandboxed archive extractor');
@@ -184,6 +204,16 @@ export async function startEngines(options: EngineOptions): Promise<Engines> {
       throw new EngineError('ENGINE_NOT_READY', error instanceof ExtractorError ? error.message : `the archive extractor failed its start-up check: ${String(error)}`, { cause: error });
     });
     inspection = { extractor, folder };
+    // The full YARA engine reads the spool (or its own copies under INSTREAM) in its sandbox.
+    if (!spool) tee = await TeeFiles.create(join(workDir, 'yara-spool'));
+    fullYara = await startFullYara({
+      rulesDir: options.rulesDir,
+      workDir: join(workDir, 'yara'),
+      ...(options.yaraCacheDir !== undefined ? { cacheDir: options.yaraCacheDir } : { cacheDir: join(tmpdir(), `portcullis-yara-cache-${process.getuid?.() ?? 0}`) }),
+      readable: [spool?.dir ?? tee!.dir],
+      timeoutSeconds: options.policy.clamav.maxScanSeconds,
+      onStatus: status,
+    });
     status('self-test: EICAR and the YARA canary through clamd');
     const eicar = await scanBytes(oneChunk(EICAR));
     if (eicar.status !== 'found' || classifyClamdSignature(eicar.signature) !== 'MALWARE') {
@@ -203,7 +233,6 @@ export async function startEngines(options: EngineOptions): Promise<Engines> {
         `clamd loaded the YARA rules but ${describeDeadRules(live.dead, probes.length)}; they would never match, so no drive is scanned (docs/yara-engine.md)`,
       );
     }
-    provenRules = live.proven.length;
   } catch (error) {
     await stop();
     throw error;
@@ -211,15 +240,12 @@ export async function startEngines(options: EngineOptions): Promise<Engines> {
 
   const scanner: StreamScanner = {
     engines: ['clamav', 'yara'],
-    async scanStream(chunks, signal): Promise<StreamScanResult> {
-      const result = await scanBytes(chunks, signal);
-      if (result.status === 'clean') return result;
-      return { status: 'found', signature: result.signature, reason: classifyClamdSignature(result.signature) };
-    },
+    scanStream: scanBoth,
   };
   return {
     scanner,
     ruleSet,
+    fullYara: fullYara,
     databaseNote,
     clamd,
     inspection,
@@ -229,7 +255,8 @@ export async function startEngines(options: EngineOptions): Promise<Engines> {
         databaseVersion: clamd.version.databaseVersion === null ? null : String(clamd.version.databaseVersion),
         databaseTime: databaseTime(clamd.version.databaseTime),
       },
-      yara: { engine: `ClamAV ${clamd.version.engine} YARA`, ruleSetDigest: ruleSet.digest, ruleCount: provenRules },
+      // Every rule of the set runs in libyara (proven evaluated at start); the project's also in clamd (each proven by its probe).
+      yara: { engine: `${fullYara.engine} + ClamAV ${clamd.version.engine} YARA`, ruleSetDigest: fullYara.digest, ruleCount: fullYara.ruleCount },
     },
     classifyScannerError(error: unknown): ScannerFailure | null {
       if (!(error instanceof ScannerError)) return null;

@@ -702,7 +702,7 @@ async function judgeMember(
       own.add({ code: 'NOT_INSPECTED', detail: `${digest.bytesSeen} bytes came out where the archive lists ${member.size}` });
     }
     if (answer !== null) {
-      if (answer.status === 'found') own.add({ code: answer.reason, detail: answer.signature });
+      if (answer.status === 'found') for (const f of [answer, ...(answer.more ?? [])]) own.add({ code: f.reason, detail: f.signature });
       if (answer.status === 'clean' || answer.reason === 'MACRO') for (const e of ctx.scanner!.engines) cleanBy.add(e);
     } else if (empty && ctx.scanner && digest.bytesSeen === 0) {
       for (const e of ctx.scanner.engines) cleanBy.add(e);

@@ -336,7 +336,7 @@ async function readAndScan(entry: WalkEntry, deps: ScanDeps, buffers: ReadBuffer
     try {
       if (deps.scanner && stat.size > 0) {
         const result = await deps.scanner.scanStream(chunks(), deps.signal);
-        if (result.status === 'found') reasons.push({ code: result.reason, detail: engineDetail(result.signature, policy) });
+        if (result.status === 'found') for (const f of [result, ...(result.more ?? [])]) reasons.push({ code: f.reason, detail: engineDetail(f.signature, policy) });
         // A macro alert comes only when nothing else matched: the engines covered the file, and the policy decides.
         if ((result.status === 'clean' || result.reason === 'MACRO') && !overLimit && digest.bytesSeen === stat.size) for (const e of deps.scanner.engines) cleanBy.add(e);
       } else {

@@ -84,6 +84,14 @@ export class SpoolScanner {
    * The drive is still read asynchronously by the caller, so a slow drive never blocks the event loop.
    */
   async scan(chunks: AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<ScanResult> {
+    return (await this.scanWith(chunks, signal, null)).clamd;
+  }
+
+  /**
+   * The same, with `alongside` given the finished spool file while clamd scans it (the full YARA
+   * engine reads the same bytes: the drive is still read once). The file is removed once both settled.
+   */
+  async scanWith<T>(chunks: AsyncIterable<Uint8Array>, signal: AbortSignal | undefined, alongside: ((path: string) => Promise<T>) | null): Promise<{ clamd: ScanResult; alongside: T | null }> {
     const path = join(this.dir, `${this.#prefix}${(this.#count++).toString(16).padStart(8, '0')}.spool`);
     const fd = spoolCall(path, () => openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600));
     try {
@@ -109,7 +117,10 @@ export class SpoolScanner {
       } finally {
         closeSync(fd);
       }
-      return await this.#sessions.scanFile(path, signal);
+      const [clamd, other] = await Promise.allSettled([this.#sessions.scanFile(path, signal), alongside === null ? Promise.resolve(null) : alongside(path)]);
+      if (clamd.status === 'rejected') throw clamd.reason as Error;
+      if (other.status === 'rejected') throw other.reason as Error;
+      return { clamd: clamd.value, alongside: other.value };
     } finally {
       try {
         unlinkSync(path);
