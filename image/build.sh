@@ -4,7 +4,7 @@
 # root (mmdebstrap, chroot, file ownership). Two cached layers, each keyed by a
 # hash of what goes into it, so a re-run reuses what has not changed:
 #   1. the Debian root filesystem (packages.txt; about 8 minutes), a tarball in $CACHE;
-#   2. the disk image: layer 1 + rootfs/ + the project + Node (about a minute).
+#   2. the disk image: layer 1 + rootfs/ + the project + Node and the YARA helper (about a minute).
 # Downloads nothing but Debian packages (the project's npm dependencies are the
 # checkout's node_modules, installed from the npm registry by scripts/setup.sh).
 #
@@ -23,6 +23,11 @@ die() { log "$*"; exit 1; }
 for t in mmdebstrap mkfs.ext4 mkfs.vfat mmd mcopy sfdisk grub-mkstandalone; do
   command -v "$t" >/dev/null || die "$t is missing: run ./portcullis setup --image (scripts/setup.sh --image)"
 done
+# The kiosk's full YARA engine is a small helper against libyara that scripts/setup.sh
+# builds into .tools/ (kiosk/engines/yara-full/); the image takes that binary, as it
+# takes the checkout's Node (libyara9 itself is in the image, through yara).
+yara_helper="$project/.tools/portcullis-yara"
+[ -x "$yara_helper" ] || die "$yara_helper is missing: run ./portcullis setup (scripts/setup.sh builds the kiosk's YARA helper)"
 mkdir -p "$cache" "$out"
 
 packages() { sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$here/packages.txt" | tr -s ' \n' ' '; }
@@ -59,7 +64,7 @@ node_version="$("$nodebin/node" --version)"
 modules_key="$(cat "$project/node_modules/.portcullis-setup" 2>/dev/null || echo none)"
 root_hash=""
 [ -z "$root_hash_file" ] || root_hash="$(head -n 1 "$root_hash_file")"
-image_key="$( { echo "$base_key"; hash_files "$here" rootfs packages.txt build.sh customize.sh grub.cfg bios-boot.sh; echo "$project_key $node_version $modules_key"; echo "$root_hash"; } | sha256sum | cut -c1-16)"
+image_key="$( { echo "$base_key"; hash_files "$here" rootfs packages.txt build.sh customize.sh grub.cfg bios-boot.sh; echo "$project_key $node_version $modules_key"; sha256sum < "$yara_helper"; echo "$root_hash"; } | sha256sum | cut -c1-16)"
 final="$cache/image-$image_key"
 uuid_from() { printf '%s' "$1" | sha256sum | sed -E 's/^(.{8})(.{4}).(.{3}).(.{3})(.{12}).*/\1-\2-4\3-a\4-\5/'; }
 # A fixed layout, the same in every image, so that an update rewrites the
@@ -100,6 +105,8 @@ if [ ! -f "$final/image.json" ]; then
   (cd "$opt" && PATH="$nodebin:$PATH" npm prune --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error >&2)
   rm -f "$opt/node_modules/.portcullis-setup" "$opt/node_modules/.package-lock.json"
   install -m 0755 "$nodebin/node" "$opt/node/bin/node"
+  # Where kiosk/engines/yara-full/helper.ts looks for it: .tools/ beside the project.
+  install -D -m 0755 "$yara_helper" "$opt/.tools/portcullis-yara"
   chown -R 0:0 "$opt" && chmod -R u=rwX,go=rX "$opt"
   chmod 0755 "$opt/kiosk/bin/portcullis-kiosk.js"
   printf '{ "image": "%s", "project": "%s", "node": "%s", "built": "%s" }\n' "$image_key" "$project_key" "$node_version" "$(date -u +%FT%TZ)" > "$opt/IMAGE.json"
