@@ -14,7 +14,9 @@
  * Target: import <= 1.25x.
  *
  * `--agent` runs another build of the agent instead of `node agent/bin/...`,
- * e.g. the single executable from `node agent/sea/build.ts`.
+ * e.g. the single executable from `node agent/sea/build.ts`. `--agent-before
+ * CMD` imports with a second build in each round too (an older commit's
+ * executable): before and after on the same tree, same run.
  *
  * Each round also runs bench/bare-copy.ts: the per-byte work of any copy that
  * hashes what it copies (read into the process, the same digests the agent
@@ -63,6 +65,7 @@ const { values } = parseArgs({
     'keep-page-reporting': { type: 'boolean', default: false },
     digests: { type: 'string', default: 'blake3' },
     files: { type: 'string' },
+    'agent-before': { type: 'string' },
     'file-bytes': { type: 'string', default: '2048' },
   },
 });
@@ -166,9 +169,9 @@ function measure(command: string, args: readonly string[]): { wall: number; cpu:
   const [user, sys, rssKiB] = readFileSync(out, 'utf8').trim().split('\n').at(-1)!.split(' ').map(Number) as [number, number, number];
   return { wall, cpu: user + sys, rest: Math.max(0, machineBusySeconds() - busy - user - sys), rss: rssKiB / 1024 };
 }
-const times = { agent: [] as number[], copy: [] as number[], bare: [] as number[] };
-const cpu = { agent: [] as number[], copy: [] as number[], bare: [] as number[] };
-const rss = { agent: [] as number[], copy: [] as number[], bare: [] as number[] };
+const times = { agent: [] as number[], copy: [] as number[], bare: [] as number[], before: [] as number[] };
+const cpu = { agent: [] as number[], copy: [] as number[], bare: [] as number[], before: [] as number[] };
+const rss = { agent: [] as number[], copy: [] as number[], bare: [] as number[], before: [] as number[] };
 const rest: number[] = [];
 const record = (side: keyof typeof times, m: { wall: number; cpu: number; rest: number; rss: number }): void => {
   times[side].push(m.wall);
@@ -190,6 +193,12 @@ for (let run = 0; run < Number(values.runs); run++) {
   settle();
   record('agent', measure(agentCommand[0]!, [...agentCommand.slice(1), 'import', drive, '--to', importDest, '--trust', trust, '--identity', identity, '--log', join(work, 'agent.log.jsonl')]));
   rmSync(importDest, { recursive: true, force: true });
+  if (values['agent-before']) {
+    execFileSync('mkdir', [importDest]);
+    settle();
+    record('before', measure(values['agent-before'], ['import', drive, '--to', importDest, '--trust', trust, '--identity', identity, '--log', join(work, 'before.log.jsonl')]));
+    rmSync(importDest, { recursive: true, force: true });
+  }
 }
 rmSync(work, { recursive: true, force: true });
 
@@ -204,9 +213,11 @@ console.log(pageReporting?.note ?? 'free page reporting left as it is (not root,
 console.log(line('plain copy (cp -r + sync)', 'copy'));
 console.log(line('bare hashing copy (floor)', 'bare'));
 console.log(line('agent import (verified)', 'agent'));
+if (values['agent-before']) console.log(`${line('agent import, --agent-before', 'before')}   (${values['agent-before']})`);
 console.log(`the rest of the machine (writeback, other work) was busy ${(median(rest) * 100).toFixed(0)}% of one core during the runs (median; runs ${rest.map((x) => (x * 100).toFixed(0)).join(' ')}%): on 2 cores, more than a few % makes the CPU-bound sides slower`);
 const ratios = (xs: number[], ys: number[]): number[] => xs.map((x, i) => x / ys[i]!);
 const pairs = ratios(times.agent, times.copy);
 console.log(`import / plain copy, run by run: ${pairs.map((r) => r.toFixed(2)).join(' ')}`);
 console.log(`bare hashing copy / plain copy = ${median(ratios(times.bare, times.copy)).toFixed(2)}x; import / bare hashing copy = ${median(ratios(times.agent, times.bare)).toFixed(2)}x (medians of the runs; target <= 1.10x)`);
-console.log(`import / plain copy = ${median(pairs).toFixed(2)}x (median of the runs), ${(Math.min(...times.agent) / Math.min(...times.copy)).toFixed(2)}x best against best (target <= 1.25x)`);
+console.log(`import / plain copy = ${median(pairs).toFixed(2)}x (median of the runs), ${(Math.min(...times.agent) / Math.min(...times.copy)).toFixed(2)}x best against best (target <= 1.25x; 2x for --files 100000)`);
+if (values['agent-before']) console.log(`--agent-before import / plain copy = ${median(ratios(times.before, times.copy)).toFixed(2)}x (median of the runs)`);
