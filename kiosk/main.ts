@@ -42,6 +42,9 @@ commands:
                        the active set: each part's version and age; the previous set
   update rollback [--updates DIR] [--db FILE]
                        make the previous set active again (one step back, never silently)
+  rules check PATH... [--json]
+                       compile each YARA rule file (or every .yar/.yara under a folder) with
+                       the kiosk's engine: accepted or refused, with the engine's errors
   help                 this text
 
 exit codes: 0 ok / approved, 10 partial, 20 rejected, 1 failed, 64 usage error,
@@ -244,6 +247,10 @@ async function run(argv: string[]): Promise<number> {
     }
     case 'update':
       return updateCommand(rest);
+    case 'rules': {
+      const { rulesCommand } = await import('./cli/rules-command.ts');
+      return rulesCommand(rest);
+    }
     case 'log': {
       const { logCommand } = await import('./cli/log-command.ts');
       return logCommand(rest, {}, { db: defaultAuditDb });

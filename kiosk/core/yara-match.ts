@@ -42,8 +42,21 @@ export function formatYaraMatch(f: YaraMatchFacts): string {
   return parts.join(' | ');
 }
 
-/** The facts of a detail `formatYaraMatch` wrote, or null for any other text (a ClamAV signature name). */
-export function parseYaraMatch(detail: string): YaraMatchFacts | null {
+/**
+ * The facts of a detail `formatYaraMatch` wrote, or null for any other text (a ClamAV signature name).
+ * A member's detail starts with its path in the container (`a.zip!/b.exe: `): that is `member`.
+ */
+export function parseYaraMatch(detail: string): (YaraMatchFacts & { readonly member?: string }) | null {
+  const whole = parseOne(detail);
+  if (whole !== null) return whole;
+  for (let at = detail.indexOf(': '); at !== -1; at = detail.indexOf(': ', at + 1)) {
+    const facts = parseOne(detail.slice(at + 2));
+    if (facts !== null) return { ...facts, member: detail.slice(0, at) };
+  }
+  return null;
+}
+
+function parseOne(detail: string): YaraMatchFacts | null {
   const parts = detail.split(' | ');
   const head = /^(\S+) \[([^\]]*)\]$/.exec(parts[0] ?? '');
   if (head === null || parts.length < 2) return null;

@@ -183,6 +183,7 @@ export class YaraServer {
         '--ro-bind', helper, '/portcullis-yara',
         '--ro-bind', compiled, '/rules.yarc',
         ...options.readable.flatMap((d) => ['--ro-bind', d, d]),
+        '--remount-ro', '/', // bwrap's own root is a tmpfs: nothing in the sandbox is writable
         '--clearenv',
         '--chdir', '/',
         '--', '/portcullis-yara', ...args,
