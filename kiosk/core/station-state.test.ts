@@ -140,6 +140,22 @@ describe('resultView', () => {
     expect(v.signed).toBe(false);
   });
 
+  it('keeps a YARA match\'s rule description for the technician (the rule name when there is none)', () => {
+    const detail = 'APT_Loader_1 [site/apt/loader.yara] | Detects the Foo loader | strings: $a at 0x10';
+    const d: Decision = {
+      verdict: 'rejected',
+      driveReasons: [],
+      files: [
+        { path: 'a.exe', display: 'a.exe', size: 1, digest: null, verdict: 'blocked', reasons: [{ code: 'MALWARE', detail: 'Eicar' }, { code: 'YARA_MATCH', detail }], allowlistEntry: null, controlledClass: null },
+        { path: 'b.exe', display: 'b.exe', size: 1, digest: null, verdict: 'blocked', reasons: [{ code: 'YARA_MATCH', detail: 'Bare_Rule [site/x.yar] | no description' }], allowlistEntry: null, controlledClass: null },
+      ],
+    };
+    expect(resultView(d, null).blocked).toEqual([
+      { display: 'a.exe', codes: ['MALWARE', 'YARA_MATCH'], yara: 'Detects the Foo loader' },
+      { display: 'b.exe', codes: ['YARA_MATCH'], yara: 'Bare_Rule' },
+    ]);
+  });
+
   it('calls a drive signed only when an approval with an expiry was written', () => {
     const d: Decision = { verdict: 'approved', driveReasons: [], files: [] };
     expect(resultView(d, '2026-11-24T00:00:00Z').signed).toBe(true);

@@ -11,6 +11,7 @@ import type { Decision, DriveReason, DriveVerdict, ReasonCode } from './decide.t
 import type { ScanProgress } from './ports.ts';
 import { shownText } from './device.ts';
 import { READY, type ServiceStatus } from './self-check.ts';
+import { parseYaraMatch } from './yara-match.ts';
 
 export interface EngineStatus {
   /** e.g. "test database" or "daily 27301". */
@@ -33,6 +34,8 @@ export interface StationDrive {
 export interface BlockedFile {
   readonly display: string;
   readonly codes: readonly ReasonCode[];
+  /** For a YARA match: the first matching rule's description (or its name when it has none), for the technician. */
+  readonly yara?: string;
 }
 
 export interface ResultView {
@@ -216,7 +219,11 @@ export function resultView(decision: Decision, expiresAt: string | null, scan: {
     total++;
     if (f.verdict !== 'blocked') continue;
     blockedCount++;
-    if (blocked.length < BLOCKED_KEPT) blocked.push({ display: shownText(f.display), codes: [...new Set(f.reasons.map((r) => r.code))] });
+    if (blocked.length < BLOCKED_KEPT) {
+      const match = f.reasons.filter((r) => r.code === 'YARA_MATCH').map((r) => parseYaraMatch(r.detail)).find((m) => m !== null);
+      const yara = match ? { yara: shownText(match.description ?? match.rule) } : {};
+      blocked.push({ display: shownText(f.display), codes: [...new Set(f.reasons.map((r) => r.code))], ...yara });
+    }
   }
   return {
     verdict: decision.verdict,

@@ -75,6 +75,7 @@ header h1{font-size:1.2em;margin:0}.logout{margin-left:auto}
 section{margin:1em;padding:.5em 1em;background:#fff;border:1px solid #ddd}
 table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #eee;padding:.25em .5em;text-align:left;vertical-align:top}
 td.name{font-family:ui-monospace,monospace;white-space:pre-wrap;word-break:break-all}
+.yara-match{margin:2px 0}.yara-field{padding-left:1.2em;font-size:90%;word-break:break-all}
 .v-approved{color:#176b2c}.v-partial{color:#9a6700}.v-rejected,.v-blocked,.v-refused,.v-failed{color:#b3261e;font-weight:600}
 .v-interrupted{color:#555}.h-ok{color:#176b2c}.h-warning{color:#9a6700;font-weight:600}.h-error{color:#b3261e;font-weight:700}
 .tops{display:flex;gap:2em}td.chain-unverified{color:#9a6700;font-weight:600}.chain.ok{color:#9fe0a8}.chain.broken{color:#ffb4ab;font-weight:700}
@@ -156,6 +157,39 @@ export const APP_JS = String.raw`'use strict';
     return list;
   }
 
+  // A YARA match explained (kiosk/core/yara-match.ts writes the detail): rule, namespace, description,
+  // reference and the matched strings' offsets, each on its own line; any other reason as code: detail.
+  function yaraFacts(detail) {
+    var member = null;
+    var text = detail;
+    var head = /^(\S+) \[([^\]]*)\] \| /;
+    if (!head.test(text)) {
+      var at = text.indexOf(': ');
+      while (at !== -1 && !head.test(text.slice(at + 2))) at = text.indexOf(': ', at + 1);
+      if (at === -1) return null;
+      member = text.slice(0, at);
+      text = text.slice(at + 2);
+    }
+    var parts = text.split(' | ');
+    var m = head.exec(parts[0] + ' | ');
+    var facts = { rule: m[1], namespace: m[2], member: member, description: parts[1], more: parts.slice(2) };
+    return facts;
+  }
+  function reasonsCell(reasons) {
+    var cell = el('td');
+    reasons.forEach(function (r) {
+      var facts = r.code === 'YARA_MATCH' ? yaraFacts(r.detail) : null;
+      if (facts === null) { cell.appendChild(el('div', r.code + ': ' + r.detail)); return; }
+      var box = el('div', null, 'yara-match');
+      box.appendChild(el('div', 'YARA_MATCH: ' + facts.rule + (facts.member ? ' in ' + facts.member : '')));
+      box.appendChild(el('div', 'namespace: ' + facts.namespace, 'yara-field'));
+      box.appendChild(el('div', 'description: ' + facts.description, 'yara-field'));
+      facts.more.forEach(function (p) { box.appendChild(el('div', p, 'yara-field')); });
+      cell.appendChild(box);
+    });
+    return cell;
+  }
+
   function showScan(id) {
     return getJson('/api/scans/' + encodeURIComponent(id)).then(function (body) {
       var s = body.scan;
@@ -185,7 +219,7 @@ export const APP_JS = String.raw`'use strict';
       files.appendChild(row([el('th', 'Path'), el('th', 'Verdict'), el('th', 'Size'), el('th', 'SHA-256'), el('th', 'Reasons')]));
       s.files.forEach(function (f) {
         files.appendChild(row([td(f.path, 'name'), td(f.verdict, 'v-' + f.verdict), td(f.size), td(f.sha256, 'name'),
-          td(f.reasons.map(function (r) { return r.code + ': ' + r.detail; }).join('; '))]));
+          reasonsCell(f.reasons)]));
       });
       box.appendChild(files);
       box.appendChild(el('h3', 'On the HMIs (agent logs, matched by manifest digest)'));

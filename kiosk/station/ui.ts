@@ -346,7 +346,8 @@ function ResultScreen({ drive, result, reservedRows, timeZone }: { drive: Statio
     const available = Math.max(2, SCREEN_ROWS - fixed); // rows for the files and the "... more" line
     const shown = result.blockedCount <= Math.min(BLOCKED_SHOWN, available) ? result.blockedCount : Math.min(BLOCKED_SHOWN, available - 1);
     for (const f of result.blocked.slice(0, shown)) {
-      rows.push(line(`   x ${fit(shownText(f.display), 30).padEnd(30)} ${f.codes.map((c) => REASON_TEXT[c]).join('; ')}`));
+      // A YARA match shows what the rule says it finds (its description), not only that one matched.
+      rows.push(line(`   x ${fit(shownText(f.display), 30).padEnd(30)} ${f.codes.map((c) => (c === 'YARA_MATCH' && f.yara !== undefined ? `attack pattern: ${f.yara}` : REASON_TEXT[c])).join('; ')}`));
     }
     if (result.blockedCount > shown) rows.push(line(`     ... and ${result.blockedCount - shown} more blocked files (full list in the receipt on the drive)`));
     if (result.expiresAt) rows.push(line(`  Approval valid until ${formatTime(result.expiresAt, timeZone)}.`));
