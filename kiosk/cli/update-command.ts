@@ -201,12 +201,13 @@ async function checkParts(options: UpdateCommandOptions, staging: Staging, verif
   // What the set lets through that the parts in force did not: said plainly, never refused (the site decides its policy).
   const activeHas = (kind: UpdatePartKind): boolean => staging.active?.set.parts.some((p) => p.kind === kind) ?? false;
   const loosened: string[] = [];
-  if (has('policy')) {
+  // A set that leaves a part out hands it back to the kiosk's configured one: compared too (the site's may have been stricter).
+  if (has('policy') || activeHas('policy')) {
     const before = await loadPolicy(activeHas('policy') ? join(staging.active!.folder, 'policy', 'policy.json') : options.policyPath ?? KIOSK_DEFAULTS.policyPath).catch(() => null);
-    if (before) loosened.push(...policyLoosenings(before.policy, policy.policy));
+    if (before) loosened.push(...policyLoosenings(before.policy, policy.policy).map((l) => (has('policy') ? l : `${l} (the set carries no policy: the kiosk's configured one applies)`)));
   }
+  let newFiles: { name: string; bytes: Buffer }[] | null = null;
   if (has('allowlist')) {
-    let newFiles;
     try {
       newFiles = await files(join(staging.setDir, 'allowlist'));
       const allowlist = buildAllowlist(newFiles);
@@ -215,10 +216,13 @@ async function checkParts(options: UpdateCommandOptions, staging: Staging, verif
       if (error instanceof AllowlistError) throw new UpdateError('UPDATE_PART_INVALID', `the set's allowlist: ${displayText(error.message)}; nothing was changed`, { cause: error });
       throw error;
     }
-    const beforeDir = activeHas('allowlist') ? join(staging.active!.folder, 'allowlist') : options.allowlistDir ?? KIOSK_DEFAULTS.allowlistDir;
-    const before = allowlistHashes(await files(beforeDir).catch(() => []));
-    const fresh = [...allowlistHashes(newFiles)].filter((h) => !before.has(h));
-    if (fresh.length > 0) loosened.push(`allowlist: ${fresh.length} hash${fresh.length === 1 ? '' : 'es'} allowed that the allowlist in force did not list`);
+  }
+  if (has('allowlist') || activeHas('allowlist')) {
+    const configured = options.allowlistDir ?? KIOSK_DEFAULTS.allowlistDir;
+    const before = allowlistHashes(await files(activeHas('allowlist') ? join(staging.active!.folder, 'allowlist') : configured).catch(() => []));
+    const after = allowlistHashes(newFiles ?? await files(configured).catch(() => []));
+    const fresh = [...after].filter((h) => !before.has(h));
+    if (fresh.length > 0) loosened.push(`allowlist: ${fresh.length} hash${fresh.length === 1 ? '' : 'es'} allowed that the allowlist in force did not list${has('allowlist') ? '' : ' (the set carries no allowlist: the kiosk\'s configured one applies)'}`);
   }
 
   // The whole set through the engines' start-up self-test, as the station will start them.
@@ -238,7 +242,7 @@ async function checkParts(options: UpdateCommandOptions, staging: Staging, verif
     const yara = { ruleSetDigest: engines.info.yara?.ruleSetDigest ?? '', ruleCount: engines.info.yara?.ruleCount ?? 0 };
     await engines.stop();
     const rulesBefore = staging.active?.set.yara?.ruleCount;
-    if (has('yara') && rulesBefore !== undefined && yara.ruleCount < rulesBefore) loosened.push(`yara: ${yara.ruleCount} rules, the set in force had ${rulesBefore}`);
+    if (rulesBefore !== undefined && yara.ruleCount < rulesBefore) loosened.push(`yara: ${yara.ruleCount} rules, the set in force had ${rulesBefore}${has('yara') ? '' : ' (the set carries no rules: the kiosk\'s configured ones apply)'}`);
     return { parts, yara: has('yara') ? yara : null, loosened };
   } finally {
     await rm(workDir, { recursive: true, force: true });

@@ -462,6 +462,21 @@ describe('update import: signed parts that weaken the gate', () => {
     expect(status).toMatch(/LOOSENED at import: clamav\.required/);
   });
 
+  it('a set that leaves out the site\'s stricter policy hands it back to the kiosk\'s configured one: said as loosening too', async () => {
+    const { defaultPolicy } = await import('../support/update-fixtures.ts');
+    const own = await makePublisher(join(dir, 'dropped'));
+    const stricter = await defaultPolicy() as { limits: { maxDepth: number } };
+    stricter.limits.maxDepth = 2;
+    await own.build(await makeSource(join(dir, 'src-dropped-1'), { dailyVersion: 27_800, policy: stricter }));
+    const output: string[] = [];
+    const kiosk = { ...(await newKiosk(join(own.repo, 'metadata', '1.root.json'))), out: (l: string) => void output.push(l) };
+    await importUpdate(kiosk, own.repo);
+    await own.build(await makeSource(join(dir, 'src-dropped-2'), { dailyVersion: 27_801 }));
+    expect(await importUpdate(kiosk, own.repo)).toMatchObject({ status: 'imported' });
+    const said = output.filter((l) => l.includes('LOOSENED')).join('\n');
+    expect(said).toMatch(/limits\.maxDepth: raised from 2 to [0-9]+ \(the set carries no policy: the kiosk's configured one applies\)/);
+  });
+
   it('refuses an allowlist that is signed but malformed (UPDATE_PART_INVALID)', async () => {
     const own = await makePublisher(join(dir, 'bad-allowlist'));
     const source = await makeSource(join(dir, 'src-bad-allowlist'), { dailyVersion: 27_600, allowlist: true });
