@@ -6,6 +6,9 @@
  *
  *   node bench/scan.ts [--mib 2048] [--keep DIR] [--runs N] [--concurrency N] [--work-dir DIR] [--instream]
  *                                                    speed, ratios (medians of N runs)
+ *   add --yara-rules 20000 for a site rule set of that many rules (test/fixtures/yara-corpus) beside the
+ *   project's: the kiosk's full YARA engine runs them, and the reference `yara -C -r -p 2` runs the same
+ *   files compiled by yarac (one namespace per file); prints compile time, start-up time and memory
  *   node bench/scan.ts --memory                      kiosk peak RSS of a whole scan at 1 000, 10 000 and 100 000 files
  *   add --counts 1000,300000 for other tree sizes, --v8-defaults to run the kiosk without its
  *   V8 flags (KIOSK_NODE_FLAGS), for comparison
@@ -16,7 +19,7 @@
 import { loadPolicy } from '../kiosk/rules-files.ts';
 import { DEFAULT_RULES_DIR } from '../kiosk/config.ts';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -29,6 +32,7 @@ import { scanDrive } from '../kiosk/scan/scan-session.ts';
 import { KIOSK_NODE_FLAGS } from '../scripts/node-guard.js';
 import { median } from './median.ts';
 import { buildTree } from './tree.ts';
+import { writeRuleCorpus } from '../test/fixtures/yara-corpus/generate.ts';
 
 const { values } = parseArgs({
   options: {
@@ -43,6 +47,7 @@ const { values } = parseArgs({
     instream: { type: 'boolean', default: false },
     'v8-defaults': { type: 'boolean', default: false },
     counts: { type: 'string', default: '1000,10000,100000' },
+    'yara-rules': { type: 'string', default: '0' },
   },
 });
 
@@ -80,12 +85,24 @@ async function speed(): Promise<void> {
   p.concurrency = Number(values.concurrency);
   const policy = parsePolicy(new TextEncoder().encode(JSON.stringify(p)), 'bench');
   const transport = values.instream ? 'instream' : 'spool';
+  // The rule set: the project's, plus a generated site set of --yara-rules rules (as published: folders, namespaces).
+  const siteRules = Number(values['yara-rules']);
+  const rulesDir = siteRules > 0 ? mkdtempSync(join(tmpdir(), 'bench-rules-')) : DEFAULT_RULES_DIR;
+  const yaraFiles: { ns: string; path: string }[] = readdirSync(DEFAULT_RULES_DIR).filter((n) => n.endsWith('.yar')).map((n) => ({ ns: `portcullis/${n}`, path: join(rulesDir, n) }));
+  if (siteRules > 0) {
+    for (const f of yaraFiles) copyFileSync(join(DEFAULT_RULES_DIR, f.path.slice(rulesDir.length + 1)), f.path);
+    for (const f of writeRuleCorpus(join(rulesDir, 'site'), { rules: siteRules })) yaraFiles.push({ ns: `site/${f.path}`, path: join(rulesDir, 'site', f.path) });
+  }
+  const startedAt = performance.now();
   const engines = await startEngines({
-    clamavDb: 'test', rulesDir: DEFAULT_RULES_DIR, workDir: work, policy: policy.policy, disableCache: true, clamdTransport: transport,
+    clamavDb: 'test', rulesDir, workDir: work, policy: policy.policy, disableCache: true, clamdTransport: transport, yaraCacheDir: join(work, 'yara-cache'),
   });
+  const startMs = performance.now() - startedAt;
   try {
     const clamd = engines.clamd as { configPath: string };
-    const rules = readdirSync(DEFAULT_RULES_DIR).filter((n) => n.endsWith('.yar')).map((n) => join(DEFAULT_RULES_DIR, n));
+    // The reference: the same files compiled once by yarac, one namespace per file (as the kiosk does), then `yara -C`.
+    const compiledRef = join(work, 'reference.yarc');
+    const yaracSeconds = time(() => tool('yarac', yaraFiles.map((f) => `${f.ns}:${f.path}`).concat(compiledRef), [0]));
     const runs = Number(values.runs);
     const rows: Array<Record<'clamdscan' | 'yara' | 'b3sum' | 'kiosk' | 'kioskCpu', number>> = [];
     let files = 0;
@@ -93,7 +110,7 @@ async function speed(): Promise<void> {
     let verdict = '';
     for (let run = 1; run <= runs; run++) {
       const clamdscan = time(() => tool('clamdscan', [`--config-file=${clamd.configPath}`, '--multiscan', '--fdpass', '--no-summary', '--infected', root], [0, 1]));
-      const yara = time(() => tool('yara', ['-r', '-p', '2', ...rules, root], [0]));
+      const yara = time(() => tool('yara', ['-C', '-r', '-p', '2', compiledRef, root], [0]));
       const b3sum = time(() => execFileSync('sh', ['-c', `find ${root} -type f -print0 | xargs -0 b3sum > /dev/null`]));
       const start = performance.now();
       const cpuBefore = process.cpuUsage();
@@ -113,7 +130,9 @@ async function speed(): Promise<void> {
     }
     const m = (key: keyof (typeof rows)[number]): number => median(rows.map((r) => r[key]));
     const ratios = rows.map((r) => r.kiosk / (r.clamdscan + r.yara + r.b3sum));
-    console.log(`tree: ${files} files, ${mibs.toFixed(0)} MiB${tree ? '' : ' (reused)'}; ${process.version}; ClamAV test database + ${engines.ruleSet.ruleCount} YARA rules; clamd gets files by ${transport}`);
+    console.log(`tree: ${files} files, ${mibs.toFixed(0)} MiB${tree ? '' : ' (reused)'}; ${process.version}; ClamAV test database + ${engines.fullYara.ruleCount} YARA rules in ${engines.fullYara.files.length} files (${engines.ruleSet.ruleCount} of them also in clamd); clamd gets files by ${transport}`);
+    const t = engines.fullYara.timings;
+    console.log(`YARA: ${engines.fullYara.engine}; compile ${(t.compileMs / 1000).toFixed(1)} s (yarac on the same files ${yaracSeconds.toFixed(1)} s), engines' whole start ${(startMs / 1000).toFixed(1)} s, of it the full YARA engine's ${(t.startMs / 1000).toFixed(1)} s; the engine's peak memory ${yaraHelperPeakMiB()} MiB`);
     console.log(runs > 1 ? `medians of ${runs} runs (each run: the three tools, then the kiosk):` : 'one run:');
     for (const name of ['clamdscan', 'yara', 'b3sum', 'kiosk'] as const) {
       console.log(`${name.padEnd(10)} ${m(name).toFixed(2).padStart(7)} s  ${(mibs / m(name)).toFixed(0).padStart(5)} MiB/s`);
@@ -126,9 +145,25 @@ async function speed(): Promise<void> {
     console.log('note: with a full production ClamAV database every ClamAV figure grows in absolute terms.');
   } finally {
     await engines.stop();
+    if (rulesDir !== DEFAULT_RULES_DIR) rmSync(rulesDir, { recursive: true, force: true });
     rmSync(work, { recursive: true, force: true });
     if (!values.keep) rmSync(root, { recursive: true, force: true });
   }
+}
+
+/** Peak resident memory of the running YARA engine helpers (portcullis-yara serve), from /proc. */
+function yaraHelperPeakMiB(): string {
+  const peaks: number[] = [];
+  for (const pid of readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
+    try {
+      if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() !== 'portcullis-yara') continue;
+      const hwm = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+      if (hwm) peaks.push(Number(hwm[1]) / 1024);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return peaks.length === 0 ? '?' : peaks.map((p) => p.toFixed(0)).join(' + ');
 }
 
 /**
