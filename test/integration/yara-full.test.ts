@@ -17,7 +17,7 @@ import { loadPolicy } from '../../kiosk/rules-files.ts';
 import { buildAllowlist } from '../../kiosk/core/allowlist.ts';
 import { parsePolicy, type LoadedPolicy } from '../../kiosk/core/policy.ts';
 import { parseYaraMatch } from '../../kiosk/core/yara-match.ts';
-import { checkRules } from '../../kiosk/cli/rules-command.ts';
+import { checkRules, rulesCommand } from '../../kiosk/cli/rules-command.ts';
 import { startEngines } from '../../kiosk/engines/engines.ts';
 import { preferredBlake3 } from '../../kiosk/engines/hash-file.ts';
 import { ScannerError } from '../../kiosk/engines/clamav/errors.ts';
@@ -208,6 +208,20 @@ describe('attacks on the rule set and the engine', () => {
 });
 
 describe('rules check: public-style rule sets as they come', () => {
+  it('prints {"files":[{"path","accepted","rules","errors"}]} with --json, exit 1 when a file is refused', async () => {
+    const dir = mkdtempSync(join(work, 'check-'));
+    writeFileSync(join(dir, 'Good.YARA'), 'import "pe"\nrule A { condition: pe.is_pe }\nrule B { condition: filesize == 1 }\n');
+    writeFileSync(join(dir, 'bad.yar'), 'rule C {\n  condition:\n    undeclared_thing\n}\n');
+    const lines: string[] = [];
+    const code = await rulesCommand(['check', dir, '--json'], (l) => lines.push(l));
+    expect(code).toBe(1);
+    expect(JSON.parse(lines.join('\n'))).toEqual({ files: [
+      { path: join(dir, 'Good.YARA'), accepted: true, rules: 2, errors: [] },
+      { path: join(dir, 'bad.yar'), accepted: false, rules: 0, errors: [`${join(dir, 'bad.yar')}:3: undefined identifier "undeclared_thing"`] },
+    ].sort((a, b) => (a.path < b.path ? -1 : 1)) });
+  });
+
+
   it('accepts every file libyara compiles (target: at least 95%) and refuses the rest with the engine\'s file:line', async () => {
     const dir = mkdtempSync(join(work, 'corpus-'));
     const written = writeRuleCorpus(dir, { rules: 600, seed: 7, rulesPerFile: 40, externals: true, broken: 4 });
