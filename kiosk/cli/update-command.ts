@@ -35,7 +35,7 @@ import { ScannerError } from '../engines/clamav/errors.ts';
 import { EngineError, startEngines } from '../engines/engines.ts';
 import { YaraRuleError } from '../engines/yara/errors.ts';
 import { verifyRepository, type VerifiedRepository } from '../updates/tuf-folder.ts';
-import { beginStaging, cleanUp, commitStaging, initUpdates, isInitialised, lockUpdates, pinnedRootPath, readSet, readState, rollBack, type Staging } from '../updates/update-store.ts';
+import { beginStaging, cleanUp, commitStaging, initUpdates, isInitialised, lockUpdates, markRecorded, pinnedRootPath, readSet, readState, rollBack, unrecordedImport, type Staging } from '../updates/update-store.ts';
 import { KIOSK_DEFAULTS } from '../config.ts';
 import { makeFolder } from './path-option.ts';
 import { loadPolicy } from '../rules-files.ts';
@@ -91,6 +91,19 @@ async function readRootFile(path: string): Promise<Buffer> {
   } finally {
     await handle.close();
   }
+}
+
+/**
+ * An import whose set became active but whose audit record was never written
+ * (the kiosk stopped in that instant): recorded now, marked late, before
+ * anything else changes the updates folder.
+ */
+async function recordLate(options: UpdateCommandOptions): Promise<void> {
+  const pending = await unrecordedImport(options.updatesDir);
+  if (pending === null) return;
+  const { set } = pending;
+  record(options, 'UPDATE_IMPORTED', { source: set.source, generation: pending.generation, late: true, note: 'recorded late: the kiosk stopped after switching to this set and before recording it', tuf: set.tuf, parts: set.parts, signaturesBuiltAt: signaturesBuiltAt(set), yara: set.yara, loosened: set.loosened ?? [] });
+  await markRecorded(options.updatesDir, pending.generation);
 }
 
 /** `update init --root FILE`: pins the publisher's root; recorded as UPDATE_ROOT_PINNED. */
@@ -260,6 +273,7 @@ export async function importUpdate(options: UpdateCommandOptions, repository: st
     }
     const release = await lockUpdates(dir);
     try {
+      await recordLate(options);
       const staging = await beginStaging(dir);
       try {
         const verified = await verifyRepository({ repository, metadataDir: staging.metadataDir, targetDir: staging.setDir, scratch: staging.scratch, kinds: KIOSK_KINDS, ...(options.onRead ? { onRead: options.onRead } : {}) });
@@ -278,6 +292,7 @@ export async function importUpdate(options: UpdateCommandOptions, repository: st
           await commit.revert();
           throw error;
         }
+        await markRecorded(dir, commit.generation);
         if (loosened.length > 0) {
           const out = options.out ?? console.log;
           out(`the new set lets more through than the one before it (in the audit log with UPDATE_IMPORTED, and in update status):`);
@@ -309,6 +324,7 @@ export async function rollbackUpdate(options: UpdateCommandOptions): Promise<{ f
   }
   const release = await lockUpdates(options.updatesDir);
   try {
+    await recordLate(options);
     const done = await rollBack(options.updatesDir);
     try {
       record(options, 'UPDATE_ROLLED_BACK', { from: done.from, to: done.to });
@@ -352,6 +368,8 @@ export interface UpdateStatus {
   /** The active policy's limit and what it does when passed. */
   readonly maxAgeHours: number;
   readonly whenOutdated: string;
+  /** The active set's import is not yet on the audit record (the kiosk stopped in between). */
+  readonly unrecorded: boolean;
 }
 
 /** `update status`: the active set (each part's version and age), the previous one, and the freshness limit. */
@@ -361,7 +379,8 @@ export async function updateStatus(options: UpdateCommandOptions, signatures: { 
   const current = state.current ? await readSet(options.updatesDir, state.current) : null;
   const previous = state.previous ? await readSet(options.updatesDir, state.previous) : null;
   const builtAt = current ? signaturesBuiltAt(current) : null;
-  return { updatesDir: options.updatesDir, initialised, current, previous, signaturesBuiltAt: builtAt, signaturesAgeHours: ageHours(builtAt, (options.now ?? (() => new Date()))()), ...signatures };
+  const unrecorded = initialised && (await unrecordedImport(options.updatesDir)) !== null;
+  return { updatesDir: options.updatesDir, initialised, current, previous, signaturesBuiltAt: builtAt, signaturesAgeHours: ageHours(builtAt, (options.now ?? (() => new Date()))()), ...signatures, unrecorded };
 }
 
 export function statusLines(status: UpdateStatus, now: Date): string[] {
@@ -374,6 +393,7 @@ export function statusLines(status: UpdateStatus, now: Date): string[] {
     lines.push(`  repository: targets version ${c.tuf.targets.version}, timestamp version ${c.tuf.timestamp.version} (signed until ${c.tuf.timestamp.expires}), root version ${c.tuf.root.version}`);
     lines.push(...partLines(c, now));
     for (const line of c.loosened ?? []) lines.push(`  LOOSENED at import: ${displayText(line)}`);
+    if (status.unrecorded) lines.push('  NOT YET ON THE AUDIT RECORD: the kiosk stopped between switching to this set and recording it; the next update import or rollback records it (marked late)');
     const limit = `${status.maxAgeHours} hours`;
     const outdated = status.signaturesAgeHours !== null && status.signaturesAgeHours > status.maxAgeHours;
     lines.push(`signatures: ${describeAge(status.signaturesAgeHours)}; the policy's limit is ${limit}${outdated ? `: OUTDATED (the station ${status.whenOutdated === 'warn' ? 'warns' : 'is out of service'})` : ''}`);

@@ -274,6 +274,8 @@ export async function commitStaging(dir: string, staging: Staging, describe: (ge
   try {
     await rm(staging.scratch, { recursive: true, force: true });
     await writeFile(join(staging.setDir, 'set.json'), `${JSON.stringify(set, null, 2)}\n`, { flag: 'wx', mode: 0o644 });
+    // Until the import is on the record: a kiosk stopped between the switch and the audit record finds it here (unrecordedImport).
+    await writeFile(join(staging.setDir, UNRECORDED), `${JSON.stringify(set)}\n`, { flag: 'wx', mode: 0o644 });
     await syncTree(staging.setDir);
     await mkdir(join(dir, 'generations'), { recursive: true, mode: 0o755 });
     await rename(staging.setDir, generationPath(dir, generation));
@@ -289,6 +291,28 @@ export async function commitStaging(dir: string, staging: Staging, describe: (ge
     throw error;
   });
   return { generation, before, after, revert: () => writeState(dir, before) };
+}
+
+const UNRECORDED = '.unrecorded';
+
+/**
+ * The active set, when its import switched the state but stopped before its
+ * audit record was written (a crash in that instant): its description, for
+ * the record to be written late. Null when every import is on the record.
+ */
+export async function unrecordedImport(dir: string): Promise<{ generation: string; set: UpdateSet } | null> {
+  const state = await readState(dir);
+  if (state.current === null) return null;
+  const marker = join(generationPath(dir, state.current), UNRECORDED);
+  const text = await readFile(marker, 'utf8').catch(() => null);
+  if (text === null) return null;
+  return { generation: state.current, set: parseUpdateSet(JSON.parse(text), marker) };
+}
+
+/** The import of `generation` is on the record: its marker goes. */
+export async function markRecorded(dir: string, generation: string): Promise<void> {
+  await rm(join(generationPath(dir, generation), UNRECORDED), { force: true });
+  await syncPath(generationPath(dir, generation), true).catch(() => undefined);
 }
 
 /** Removes the staging folder and every generation the state no longer names. */

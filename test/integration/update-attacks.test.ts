@@ -487,7 +487,38 @@ describe('update import: signed parts that weaken the gate', () => {
   });
 });
 
+/** The generations the audit log records as imported. */
+function importedGenerations(kiosk: UpdateCommandOptions): string[] {
+  const db = new Database(kiosk.dbPath!, { readonly: true });
+  try {
+    return (db.prepare("SELECT data FROM events WHERE type = 'UPDATE_IMPORTED' ORDER BY seq").all() as { data: string }[]).map((r) => (JSON.parse(r.data) as { generation: string }).generation);
+  } finally {
+    db.close();
+  }
+}
+
 describe('update rollback and a kiosk killed mid-import', () => {
+  it('a set switched to but not yet on the record (the kiosk stopped in between) is recorded late by the next update command, once', async () => {
+    const { rollbackUpdate } = await import('../../kiosk/cli/update-command.ts');
+    const kiosk = await newKiosk();
+    const first = await importUpdate(kiosk, repoV1);
+    expect(first.status).toBe('imported');
+    // The state a kill leaves between the state file's rename and the audit record: the set's marker still there.
+    const set = await readFile(join(kiosk.updatesDir, 'generations', 'g000001', 'set.json'), 'utf8');
+    await writeFile(join(kiosk.updatesDir, 'generations', 'g000001', '.unrecorded'), set);
+    const { statusLines, updateStatus } = await import('../../kiosk/cli/update-command.ts');
+    const status = async (): Promise<string> => statusLines(await updateStatus(kiosk, { maxAgeHours: 168, whenOutdated: 'out-of-service' }), new Date()).join('\n');
+    expect(await status()).toMatch(/NOT YET ON THE AUDIT RECORD/);
+    expect(await importUpdate(kiosk, repoV1)).toEqual({ status: 'unchanged', generation: 'g000001' });
+    expect(await status()).not.toMatch(/NOT YET ON THE AUDIT RECORD/);
+    const db = new Database(kiosk.dbPath!, { readonly: true });
+    const rows = (db.prepare('SELECT type, data FROM events ORDER BY seq').all() as { type: string; data: string }[]).map((r) => ({ type: r.type, data: JSON.parse(r.data) as Record<string, unknown> }));
+    db.close();
+    expect(rows.slice(-2)).toMatchObject([{ type: 'UPDATE_IMPORTED', data: { generation: 'g000001', late: true } }, { type: 'UPDATE_UNCHANGED' }]);
+    await expect(rollbackUpdate(kiosk)).rejects.toMatchObject({ code: 'UPDATE_NO_PREVIOUS' });
+    expect(importedGenerations(kiosk)).toEqual(['g000001', 'g000001']); // not again
+  });
+
   it('update rollback never goes back past a revocation: a set signed by a targets key the root has since rotated out stays retired (UPDATE_ROLLBACK)', async () => {
     const { rollbackUpdate } = await import('../../kiosk/cli/update-command.ts');
     const { readState } = await import('../../kiosk/updates/update-store.ts');
@@ -552,6 +583,8 @@ describe('update rollback and a kiosk killed mid-import', () => {
       }
       // The lock the dead process held and its staging folder do not block the next import.
       const next = await importUpdate(kiosk, repoV2);
+      // Whatever set was left active is on the record (written late if the kill fell between the switch and the record).
+      expect(importedGenerations(kiosk)).toContain(state.current);
       expect(next.status === 'imported' || (next.status === 'unchanged' && state.current === 'g000002')).toBe(true);
       expect((await readState(kiosk.updatesDir)).current).not.toBe('g000001');
       expect(await stat(join(kiosk.updatesDir, 'staging')).then(() => true, () => false)).toBe(false);
