@@ -127,6 +127,17 @@ describe('writeApproval streams the manifest it used to build in memory', () => 
     expect(cut).toBeGreaterThan(20); // long names were cut and merged back in order
   });
 
+  it('cuts a long blocked name between characters, never inside a surrogate pair (an emoji at the cut made canonical JSON throw)', async () => {
+    const hex = 'ab'.repeat(32);
+    const passing: FileDecision = { path: 'first', display: 'first', size: 1, digest: { sha256: hex, blake3: hex }, verdict: 'clean', reasons: [], allowlistEntry: null, controlledClass: null };
+    const long = 'L'.repeat(4092) + '\u{1F600}' + 'tail';
+    const blockedFile: FileDecision = { path: null, display: long, size: 2, digest: null, verdict: 'blocked', reasons: [{ code: 'MALWARE', detail: 'x' }], allowlistEntry: null, controlledClass: null };
+    const target = memoryTarget();
+    await writeApproval(target, inputOf([passing, blockedFile]));
+    const verified = verifyManifest(target.files.get(MANIFEST_PATH)!, { keys: [{ keyId: key.keyId, publicKey: key.publicKey }] }, new Date('2026-03-01T09:00:00Z'));
+    expect(verified.statement.predicate.blocked.map((b) => b.path)).toEqual([`${'L'.repeat(4092)}...`]);
+  });
+
   it('writes the statement canonically however its lists come: sorted as they stream, unsorted through the in-memory sort', () => {
     const next = random(5);
     const files = decisionOf(next, 50);

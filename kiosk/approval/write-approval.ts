@@ -40,9 +40,18 @@ function* approvedFiles(files: Iterable<FileDecision>): Generator<ApprovedFile> 
 
 const MAX_BLOCKED_PATH = 4096; // characters of a blocked entry's path (manifest text(4096))
 
+/** A display name cut to fit the manifest's text(4096), between characters: never inside a surrogate pair (a lone half is not canonical JSON). */
+function cutName(display: string): string {
+  if (display.length <= MAX_BLOCKED_PATH) return display;
+  let end = MAX_BLOCKED_PATH - 3;
+  const last = display.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end--;
+  return `${display.slice(0, end)}...`;
+}
+
 function blockedEntry(f: FileDecision): BlockedFile {
   const codes = [...new Set(f.reasons.map((r) => r.code))].slice(0, 16);
-  return { path: f.display.length <= MAX_BLOCKED_PATH ? f.display : `${f.display.slice(0, MAX_BLOCKED_PATH - 3)}...`, reasons: codes.length > 0 ? codes : ['SCAN_ERROR'] };
+  return { path: cutName(f.display), reasons: codes.length > 0 ? codes : ['SCAN_ERROR'] };
 }
 
 function isBlockedEntry(f: FileDecision): boolean {
