@@ -308,7 +308,7 @@ export function createEngineCache(workDir: string): EngineCache {
       const want = JSON.stringify([options.clamavDb, options.rulesDir, options.policy, options.disableCache ?? false, options.clamdTransport ?? 'spool']);
       if (current && want === key) {
         const engines = await current.catch(() => null);
-        if (engines && (await engines.clamd.client.ping().then(() => true, () => false))) return engines;
+        if (engines && engines.fullYara.alive() && (await engines.clamd.client.ping().then(() => true, () => false))) return engines;
       }
       await invalidate();
       key = want;

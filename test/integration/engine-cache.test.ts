@@ -27,4 +27,15 @@ describe('the station engine cache', () => {
     expect(restarted).not.toBe(first);
     await expect(restarted.clamd.client.ping()).resolves.toBeUndefined();
   });
+
+  it('starts fresh engines when the full YARA engine died between drives, though clamd still answers', async () => {
+    const { policy } = await loadPolicy();
+    const options = { clamavDb: 'test', rulesDir: DEFAULT_RULES_DIR, policy };
+    const first = await cache.get(options);
+    first.fullYara.stop(); // as a crash would leave it
+    expect(first.fullYara.alive()).toBe(false);
+    const next = await cache.get(options);
+    expect(next).not.toBe(first);
+    expect(next.fullYara.alive()).toBe(true);
+  });
 });

@@ -56,6 +56,8 @@ export interface FullYaraEngine {
   readonly timings: { readonly compileMs: number; readonly startMs: number; readonly cached: boolean };
   /** Scans one file the engine may read; a finding per matching rule. Throws ScannerError when the engine failed. */
   scanPath(path: string): Promise<StreamScanResult>;
+  /** False once the engine died, went silent or was stopped: the engines must be started afresh. */
+  alive(): boolean;
   stop(): void;
 }
 
@@ -163,6 +165,7 @@ export async function startFullYara(options: FullYaraOptions): Promise<FullYaraE
       }
       return resultOf(answer, inventory, options.timeoutSeconds);
     },
+    alive: () => server.failure === null,
     stop: () => server.close(),
   };
 }
