@@ -542,8 +542,10 @@ export async function runImageTest(options: ImageTestOptions = {}): Promise<numb
         return `${seconds(timings.pulledFirstFileMs)} from insertion to the first file scanned; pulled at "${(r.rows ?? []).find((l) => l.includes('Files'))?.trim()}"`;
       });
       await checks.check('pulled stick: the station says it was removed and NOTHING was approved', async () => {
-        const r = await obs.waitForScreen((rows) => screenKind(rows) === 'removed', 'the removed screen', LIMITS.unplug, from);
-        assert((r.rows ?? []).some((l) => l.includes('NOTHING was approved')), (r.rows ?? []).join(' | '));
+        // The whole screen, not one read while the station was still drawing it (a capture had the header's "removed" and no body yet).
+        const removedShown = (rows: readonly string[]): boolean => screenKind(rows) === 'removed' && rows.some((l) => l.includes('NOTHING was approved'));
+        const r = await obs.waitForScreen(removedShown, 'the removed screen saying NOTHING was approved', LIMITS.unplug, from);
+        assert(removedShown(r.rows ?? []), (r.rows ?? []).join(' | '));
         return `${seconds(r.at - pulledAt)} after the pull`;
       });
       // The technician acknowledges with Enter on the kiosk's keyboard.
