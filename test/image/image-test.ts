@@ -39,6 +39,9 @@ export interface ImageTestOptions {
 }
 
 /** Time limits, under TCG emulation on a loaded 2-core machine. */
+/** A result or refused screen read whole: the station draws top to bottom, and an observer read can fall between (its last line says it is safe to remove). */
+const drawn = (rows: readonly string[]): boolean => rows.some((l) => /Safe to remove the (drive|device)\./.test(l));
+
 const LIMITS = {
   boot: 300_000, // ms: QEMU start to the first-boot key on tty1
   ready: 300_000, // ms: Enter to the station's ready screen (Node's first start; the self-check starts clamd and proves every YARA rule)
@@ -418,7 +421,7 @@ export async function runImageTest(options: ImageTestOptions = {}): Promise<numb
       });
       let result: string[] = [];
       await checks.check('FAT32 stick: the result is PARTIAL, the malicious and disguised files blocked', async () => {
-        const r = await obs.waitForScreen((rows) => ['result', 'refused'].includes(screenKind(rows)), 'the result screen', LIMITS.scan, from);
+        const r = await obs.waitForScreen((rows) => ['result', 'refused'].includes(screenKind(rows)) && drawn(rows), 'the result screen', LIMITS.scan, from);
         timings.fat32ResultMs = r.at - plugged;
         result = r.rows ?? [];
         assert(resultVerdict(result) === 'partial', `the screen shows ${screenKind(result)} / ${resultVerdict(result)}: ${result.filter((l) => l.trim()).join(' | ')}`);
@@ -447,7 +450,7 @@ export async function runImageTest(options: ImageTestOptions = {}): Promise<numb
       const plugged = Date.now();
       await plugStick(vm, 'exfat', exfat.image, exfat.serial, '1');
       await checks.check('exFAT stick: scanned and APPROVED, mounted read-only as exfat', async () => {
-        const r = await obs.waitForScreen((rows) => ['result', 'refused'].includes(screenKind(rows)), 'the result screen', LIMITS.scan, from);
+        const r = await obs.waitForScreen((rows) => ['result', 'refused'].includes(screenKind(rows)) && drawn(rows), 'the result screen', LIMITS.scan, from);
         timings.exfatResultMs = r.at - plugged;
         const verdict = resultVerdict(r.rows ?? []);
         assert(verdict === 'approved', `the screen shows ${screenKind(r.rows ?? [])} / ${verdict}: ${(r.rows ?? []).filter((l) => l.trim()).join(' | ')}`);
@@ -468,7 +471,7 @@ export async function runImageTest(options: ImageTestOptions = {}): Promise<numb
       const plugged = Date.now();
       await plugStick(vm, 'bootcode', bootInfected.image, bootInfected.serial, '1');
       await checks.check('boot-code stick: REJECTED with BOOT_CODE_INFECTED (its MBR and boot sector scanned from /dev/sdX)', async () => {
-        const r = await obs.waitForScreen((rows) => ['result', 'refused'].includes(screenKind(rows)), 'the result screen', LIMITS.scan, from);
+        const r = await obs.waitForScreen((rows) => ['result', 'refused'].includes(screenKind(rows)) && drawn(rows), 'the result screen', LIMITS.scan, from);
         timings.bootCodeResultMs = r.at - plugged;
         const rows = r.rows ?? [];
         assert(resultVerdict(rows) === 'rejected', `the screen shows ${screenKind(rows)} / ${resultVerdict(rows)}: ${rows.filter((l) => l.trim()).join(' | ')}`);
@@ -489,7 +492,7 @@ export async function runImageTest(options: ImageTestOptions = {}): Promise<numb
       const plugged = Date.now();
       await plug();
       await checks.check(`${name}: refused (${expectCode}), nothing mounted`, async () => {
-        const r = await obs.waitForScreen((rows) => ['refused', 'result'].includes(screenKind(rows)), 'the refused screen', LIMITS.detect, from);
+        const r = await obs.waitForScreen((rows) => ['refused', 'result'].includes(screenKind(rows)) && drawn(rows), 'the refused screen', LIMITS.detect, from);
         const rows = r.rows ?? [];
         assert(screenKind(rows) === 'refused', `the screen shows ${screenKind(rows)}: ${rows.filter((l) => l.trim()).join(' | ')}`);
         const code = shownCode(rows);
